@@ -1,0 +1,194 @@
+//! Commands that act on one task: attach, send, cancel, retry, done.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use crate::home::{Home, TaskState};
+use crate::ipc::{self, IpcError, Request, Response};
+use crate::report::Report;
+use crate::run::{self, DoneRecord, DoneSource, RunDir};
+use crate::tmux::{self, Tmux};
+use crate::{fsutil, queue, task};
+
+use super::{CliError, exit, load_config, runtime};
+
+/// The session of a running task, or a clear error.
+fn running_session(home: &Home, id: &str) -> anyhow::Result<String> {
+    match queue::locate(home, id) {
+        None => Err(CliError::not_found(id).into()),
+        Some((TaskState::Running, _)) => Ok(tmux::session_name(id)),
+        Some((state, _)) => Err(CliError::new(
+            exit::FAILURE,
+            format!("task `{id}` is {}, not running", state.as_str()),
+        )
+        .into()),
+    }
+}
+
+pub fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    let session = running_session(home, id)?;
+    let tmux = Tmux::new(&config.tmux_socket);
+    // Replace this process: the terminal belongs to tmux until the user detaches.
+    let err = tmux.attach_command(&session).exec();
+    Err(CliError::new(exit::FAILURE, format!("cannot run tmux: {err}")).into())
+}
+
+pub fn send(home: &Home, id: &str, text: &str) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    let session = running_session(home, id)?;
+    let tmux = Tmux::new(&config.tmux_socket);
+    runtime()?
+        .block_on(tmux.send_line(&session, text))
+        .map_err(|e| CliError::new(exit::FAILURE, format!("cannot type into {session}: {e}")))?;
+    println!("sent to {id}");
+    Ok(exit::SUCCESS)
+}
+
+pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
+    match queue::locate(home, id) {
+        None => Err(CliError::not_found(id).into()),
+        Some((TaskState::Queued, path)) => {
+            // Move first (atomic against the daemon's claim), then write the report.
+            let dest = home.task_file(TaskState::Failed, id);
+            if !fsutil::move_noclobber(&path, &dest)? {
+                return Err(CliError::new(
+                    exit::FAILURE,
+                    format!("`{id}` just left the queue; run `nightshift cancel {id}` again"),
+                )
+                .into());
+            }
+            let report = Report {
+                task_id: id.to_string(),
+                outcome: "failed".into(),
+                reason: "cancelled by user before it started".into(),
+                summary: None,
+                attempt: 0,
+                attempts: 0,
+                agent: None,
+                workdir: None,
+                started_at: None,
+                finished_at: Timestamp::now(),
+                duration_secs: None,
+                commits: None,
+                transcript: None,
+            };
+            let text = std::fs::read_to_string(&dest)?;
+            let body = format!(
+                "{}{}",
+                task::strip_report(&text).trim_end(),
+                report.to_markdown(&[])
+            );
+            fsutil::write_atomic(&dest, body.as_bytes(), 0o644)?;
+            println!("cancelled {id} (it had not started)");
+            Ok(exit::SUCCESS)
+        }
+        Some((TaskState::Running, _)) => {
+            let socket = home.checked_socket()?;
+            match runtime()?.block_on(ipc::request(&socket, &Request::Cancel { id: id.to_string() })) {
+                Ok(Response::Ok { message }) => {
+                    println!("{message}");
+                    Ok(exit::SUCCESS)
+                }
+                Ok(Response::Error { message }) => Err(CliError::new(exit::FAILURE, message).into()),
+                Ok(other) => Err(CliError::new(exit::FAILURE, format!("unexpected answer: {other:?}")).into()),
+                Err(IpcError::NotRunning) => Err(CliError::new(
+                    exit::NOT_RUNNING,
+                    format!("`{id}` is running, and only the daemon can stop it, but the daemon is not running (start it with `nightshift daemon`)"),
+                )
+                .into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Some((state, _)) => Err(CliError::new(
+            exit::FAILURE,
+            format!("task `{id}` already finished ({})", state.as_str()),
+        )
+        .into()),
+    }
+}
+
+pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
+    let (state, path) = queue::locate(home, id).ok_or_else(|| CliError::not_found(id))?;
+    if !matches!(state, TaskState::Done | TaskState::Failed) {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "task `{id}` is {}; only done or failed tasks can be retried",
+                state.as_str()
+            ),
+        )
+        .into());
+    }
+    // A fresh attempt budget starts after the attempts made so far.
+    let runs = home.task_runs(id);
+    let (last, _) = run::attempt_counts(&runs);
+    std::fs::create_dir_all(&runs)?;
+    fsutil::write_atomic(
+        &runs.join(run::BUDGET_FROM),
+        format!("{}\n", last + 1).as_bytes(),
+        0o644,
+    )?;
+    let dest = home.task_file(TaskState::Queued, id);
+    if !fsutil::move_noclobber(&path, &dest)? {
+        return Err(CliError::new(exit::FAILURE, format!("{} vanished", path.display())).into());
+    }
+    // An invalid file's error note stays with the failed file's name; drop it.
+    let _ = std::fs::remove_file(path.with_extension("error.txt"));
+    println!("queued {id} again (attempt {} next)", last + 1);
+    Ok(exit::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoneArgs {
+    /// The task failed
+    #[arg(long)]
+    pub fail: bool,
+    /// What was done, for the report
+    #[arg(long, allow_hyphen_values = true)]
+    pub summary: Option<String>,
+}
+
+/// Run by the agent inside its pane: records done in the run folder. The daemon sees the
+/// file appear; if it is down, it finds the record when it starts.
+pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
+    let dir = std::env::var_os("NIGHTSHIFT_RUN_DIR").map(PathBuf::from).ok_or_else(|| {
+        CliError::new(exit::USAGE, "`nightshift done` is for agents inside a nightshift session (NIGHTSHIFT_RUN_DIR is not set)")
+    })?;
+    let dir = RunDir::new(dir);
+    if !dir.path().is_dir() {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!("{} does not exist", dir.path().display()),
+        )
+        .into());
+    }
+    let record = DoneRecord {
+        ok: !args.fail,
+        summary: args.summary,
+        source: DoneSource::Command,
+        at: Timestamp::now(),
+    };
+    let json = serde_json::to_vec_pretty(&record)?;
+    match fsutil::write_new_atomic(&dir.file(run::DONE), &json, 0o600) {
+        Ok(()) => {
+            let task = std::env::var("NIGHTSHIFT_TASK_ID").unwrap_or_default();
+            println!(
+                "nightshift: recorded {} for {task}",
+                if record.ok { "done" } else { "failed" }
+            );
+            Ok(exit::SUCCESS)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            println!("nightshift: done was already recorded for this run");
+            Ok(exit::SUCCESS)
+        }
+        Err(e) => Err(CliError::new(
+            exit::FAILURE,
+            format!("{}: {e}", dir.file(run::DONE).display()),
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,154 @@
+//! `nightshift doctor`: check what nightshift needs.
+
+use crate::daemon::find_program;
+use crate::home::Home;
+
+use super::{exit, runtime};
+
+pub fn run(home: &Home) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    let mut problems = 0;
+    let mut report = |ok: bool, what: &str, detail: String| {
+        println!("{} {what:<22} {detail}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            problems += 1;
+        }
+    };
+    match rt.block_on(crate::tmux::version()) {
+        Ok(v) if !v.is_empty() => {
+            let ok = tmux_at_least(&v, 3, 2);
+            report(
+                ok,
+                "tmux",
+                if ok {
+                    v
+                } else {
+                    format!("{v} (3.2 or newer is needed)")
+                },
+            );
+        }
+        Ok(_) | Err(_) => report(
+            false,
+            "tmux",
+            "not found on PATH (install tmux 3.2+)".into(),
+        ),
+    }
+    match rt.block_on(crate::git::version()) {
+        Some(v) => report(true, "git", v),
+        None => report(false, "git", "not found on PATH".into()),
+    }
+    let config = match crate::config::Config::load(&home.config_file()) {
+        Ok(c) => {
+            report(true, "config", home.config_file().display().to_string());
+            c
+        }
+        Err(e) => {
+            report(false, "config", e.to_string());
+            crate::config::Config::default()
+        }
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for (name, profile) in &config.agents {
+        let program = profile.command.first().cloned().unwrap_or_default();
+        if program == "{nightshift}" {
+            continue;
+        }
+        let found = find_program(&program, &path);
+        let is_default = *name == config.default_agent;
+        let detail = match &found {
+            Some(p) => format!("{} ({})", p.display(), version_of(p)),
+            None => format!(
+                "`{program}` not on PATH{}",
+                if is_default {
+                    " — this is the default agent"
+                } else {
+                    ""
+                }
+            ),
+        };
+        // Only the default agent's absence is a problem; others are optional.
+        report(
+            found.is_some() || !is_default,
+            &format!("agent {name}"),
+            detail,
+        );
+    }
+    if home.root().exists() {
+        let perms = home.permission_problems();
+        if perms.is_empty() {
+            report(true, "home", home.root().display().to_string());
+        }
+        for p in perms {
+            report(false, "home", p);
+        }
+    } else {
+        report(
+            false,
+            "home",
+            format!(
+                "{} does not exist (run `nightshift init`)",
+                home.root().display()
+            ),
+        );
+    }
+    match home.checked_socket() {
+        Ok(_) => {
+            let running = super::ls::daemon_status(home);
+            report(
+                true,
+                "daemon",
+                match running {
+                    Some(s) => format!(
+                        "running (pid {}, {}/{} agents)",
+                        s.pid, s.slots_used, s.max_agents
+                    ),
+                    None => "not running (start it with `nightshift daemon`)".into(),
+                },
+            );
+        }
+        Err(e) => report(false, "socket", e.to_string()),
+    }
+    Ok(if problems == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+fn version_of(program: &std::path::Path) -> String {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "version unknown".into())
+}
+
+/// `tmux 3.3a` → at least 3.2?
+fn tmux_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let digits: String = version
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = digits.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor) || version.contains("next") || version.contains("master")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tmux_versions() {
+        assert!(super::tmux_at_least("tmux 3.3a", 3, 2));
+        assert!(super::tmux_at_least("tmux 3.2", 3, 2));
+        assert!(!super::tmux_at_least("tmux 2.9a", 3, 2));
+        assert!(super::tmux_at_least("tmux next-3.6", 3, 2));
+    }
+}

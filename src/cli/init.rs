@@ -1,0 +1,57 @@
+//! `nightshift init`: create the home.
+
+use crate::config;
+use crate::fsutil;
+use crate::home::Home;
+
+use super::exit;
+
+/// A task file that shows every field. It goes to `examples/`, not `queue/`: an example
+/// should not start an agent by surprise.
+pub const EXAMPLE_TASK: &str = r#"---
+# Every field is optional. Copy this file into queue/ (or use `nightshift add FILE`).
+title: Add a --version flag
+priority: 0            # higher runs first; ties run in file-name order
+agent: claude          # a profile from config.toml (built in: claude, codex, aider, gemini, test)
+workdir: /path/to/your/repo
+timeout: 2h            # wall-clock limit per attempt
+max_attempts: 2        # retry once if the agent exits without signalling done
+depends_on: []         # task ids that must be done first
+env:
+  RUST_LOG: info
+---
+# Add a --version flag
+
+The CLI should print its version with `--version` and exit 0.
+
+## Acceptance criteria
+- `cargo run -- --version` prints the version from Cargo.toml.
+- A test covers it.
+
+When you are finished and have committed your work, run `nightshift done --summary "..."`.
+"#;
+
+pub fn run(home: &Home) -> anyhow::Result<i32> {
+    home.ensure_layout()?;
+    let config_file = home.config_file();
+    if config_file.exists() {
+        println!("kept       {} (already exists)", config_file.display());
+    } else {
+        fsutil::write_new_atomic(&config_file, config::TEMPLATE.as_bytes(), 0o644)?;
+        println!("created    {}", config_file.display());
+    }
+    let examples = home.examples_dir();
+    std::fs::create_dir_all(&examples)?;
+    let example = examples.join("example-task.md");
+    if !example.exists() {
+        fsutil::write_new_atomic(&example, EXAMPLE_TASK.as_bytes(), 0o644)?;
+        println!("created    {}", example.display());
+    }
+    println!("home       {}", home.root().display());
+    println!();
+    println!("Next:");
+    println!("  nightshift daemon                      # start the daemon (foreground)");
+    println!("  nightshift add {}", example.display());
+    println!("  nightshift ls");
+    Ok(exit::SUCCESS)
+}

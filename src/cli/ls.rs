@@ -1,0 +1,246 @@
+//! `nightshift ls` and `nightshift show`: read the files, ask the daemon if it is up.
+
+use crate::home::{Home, TaskState};
+use crate::ipc::{self, DaemonStatus, Request, Response};
+use crate::status::{self, TaskView};
+use crate::task::format_duration;
+use crate::tmux::Tmux;
+
+use super::{CliError, exit, load_config, runtime};
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+    /// Only tasks in this state (queued, running, done, failed)
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    pub id: String,
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The daemon's status, or `None` when it is not running.
+pub fn daemon_status(home: &Home) -> Option<DaemonStatus> {
+    let socket = home.checked_socket().ok()?;
+    let rt = runtime().ok()?;
+    match rt.block_on(ipc::request(&socket, &Request::Status)) {
+        Ok(Response::Status(s)) => Some(s),
+        _ => None,
+    }
+}
+
+pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    let mut tasks = status::collect(home, &config)?;
+    if let Some(state) = &args.state {
+        let wanted = TaskState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == state || s.dir_name() == state)
+            .ok_or_else(|| {
+                CliError::new(
+                    exit::USAGE,
+                    format!("unknown state `{state}` (queued, running, done, failed)"),
+                )
+            })?;
+        tasks.retain(|t| t.state == wanted);
+    }
+    let daemon = daemon_status(home);
+    if args.json {
+        let out = serde_json::json!({ "daemon": daemon, "tasks": tasks });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(exit::SUCCESS);
+    }
+    match &daemon {
+        Some(d) => println!(
+            "daemon: running (pid {}), {}/{} agents, {} queued",
+            d.pid, d.slots_used, d.max_agents, d.queued
+        ),
+        None => println!("daemon: not running (start it with `nightshift daemon`)"),
+    }
+    if tasks.is_empty() {
+        println!(
+            "no tasks; add one with `nightshift add FILE` or drop a .md file into {}",
+            home.state_dir(TaskState::Queued).display()
+        );
+        return Ok(exit::SUCCESS);
+    }
+    let rows: Vec<[String; 6]> = tasks.iter().map(row).collect();
+    let header = ["ID", "STATE", "PRI", "AGENT", "TRY", "TIME"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6], info: &str| {
+        let mut s = String::new();
+        for (cell, w) in cells.iter().zip(widths) {
+            s.push_str(&format!("{cell:<w$}  "));
+        }
+        s.push_str(info);
+        println!("{}", s.trim_end());
+    };
+    line(header, "TITLE");
+    for (task, r) in tasks.iter().zip(&rows) {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &info(task));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn row(t: &TaskView) -> [String; 6] {
+    let state = match t.state {
+        TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
+        TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
+        s => s.as_str().to_string(),
+    };
+    let time = match t.state {
+        TaskState::Running => t
+            .started_at()
+            .map(|s| format_duration(status::age(s)))
+            .unwrap_or_default(),
+        TaskState::Done | TaskState::Failed => t
+            .modified
+            .map(|m| format!("{} ago", short(status::age(m))))
+            .unwrap_or_default(),
+        TaskState::Queued => String::new(),
+    };
+    [
+        t.id.clone(),
+        state,
+        t.priority.to_string(),
+        t.agent.clone().unwrap_or_default(),
+        if t.attempts > 0 {
+            t.attempts.to_string()
+        } else {
+            String::new()
+        },
+        time,
+    ]
+}
+
+fn short(d: std::time::Duration) -> String {
+    format_duration(d)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn info(t: &TaskView) -> String {
+    let mut s = truncate(&t.title, 60);
+    if !t.waiting_for.is_empty() {
+        s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
+    }
+    if t.state == TaskState::Failed
+        && let Some(reason) = t.reason()
+    {
+        s.push_str(&format!(
+            "  — {}",
+            truncate(reason.lines().next().unwrap_or(""), 80)
+        ));
+    }
+    s
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    let Some(t) = status::find(home, &args.id) else {
+        return Err(CliError::not_found(&args.id).into());
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(exit::SUCCESS);
+    }
+    let kv = |k: &str, v: &str| println!("{k:<12} {v}");
+    kv("id", &t.id);
+    kv("title", &t.title);
+    kv("state", t.state.as_str());
+    kv("file", &t.path.display().to_string());
+    kv("priority", &t.priority.to_string());
+    kv("agent", t.agent.as_deref().unwrap_or(&config.default_agent));
+    if let Some(w) = t.workdir.as_ref().or(config.workdir.as_ref()) {
+        kv("workdir", &w.display().to_string());
+    }
+    if !t.depends_on.is_empty() {
+        kv("depends on", &t.depends_on.join(", "));
+    }
+    if !t.waiting_for.is_empty() {
+        kv("waits for", &t.waiting_for.join(", "));
+    }
+    if let Some(e) = &t.error {
+        kv("error", e);
+    }
+    kv("attempts", &t.attempts.to_string());
+    if let Some(last) = &t.last {
+        println!();
+        println!("attempt {}:", last.attempt);
+        if let Some(s) = &last.spawn {
+            kv("  started", &s.claimed_at.to_string());
+            kv("  command", &s.argv.first().cloned().unwrap_or_default());
+            if t.state == TaskState::Running {
+                let tmux = Tmux::new(&config.tmux_socket);
+                kv(
+                    "  attach",
+                    &format!(
+                        "nightshift attach {}   (or {} attach -t {})",
+                        t.id,
+                        tmux.display_prefix(),
+                        s.session
+                    ),
+                );
+            }
+        }
+        if let Some(d) = &last.done {
+            kv(
+                "  done",
+                &format!(
+                    "{} via {:?}{}",
+                    if d.ok { "ok" } else { "fail" },
+                    d.source,
+                    d.summary
+                        .as_ref()
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(e) = &last.exit {
+            kv("  exit", &e.describe());
+        }
+        if let Some(r) = &last.report {
+            kv("  outcome", &format!("{}: {}", r.outcome, r.reason));
+            if let Some(c) = &r.commits {
+                kv("  commits", &c.len().to_string());
+                for commit in c {
+                    println!(
+                        "{:<12}   {} {}",
+                        "",
+                        commit.hash.get(..10).unwrap_or(&commit.hash),
+                        commit.subject
+                    );
+                }
+            }
+        }
+        kv(
+            "  transcript",
+            &last.dir.join(crate::run::TRANSCRIPT).display().to_string(),
+        );
+    }
+    Ok(exit::SUCCESS)
+}

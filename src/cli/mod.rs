@@ -1,0 +1,212 @@
+//! The command line: one file per command or small group of commands.
+
+mod add;
+mod bench;
+mod control;
+mod demo;
+mod doctor;
+mod init;
+mod logs;
+mod ls;
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::home::Home;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    /// Something failed (the message says what).
+    pub const FAILURE: i32 = 1;
+    /// The command line was wrong.
+    pub const USAGE: i32 = 2;
+    /// The command needs the daemon and it is not running.
+    pub const NOT_RUNNING: i32 = 3;
+    /// No task has that id.
+    pub const NOT_FOUND: i32 = 4;
+}
+
+/// An error with a specific exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(id: &str) -> Self {
+        CliError::new(
+            exit::NOT_FOUND,
+            format!("no task `{id}` in queue/, running/, done/ or failed/"),
+        )
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nightshift",
+    version,
+    about = "Run coding agents unattended: a queue of markdown tasks, one tmux session per agent.",
+    after_help = "Drop a task file into the queue, run `nightshift daemon`, and `nightshift ls` to watch.\nDocumentation: README.md"
+)]
+pub struct Cli {
+    /// The nightshift home [default: $NIGHTSHIFT_HOME, else ~/.nightshift]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the home with a commented config.toml and an example task
+    Init,
+    /// Run the daemon in the foreground (logs to stderr and logs/daemon.log)
+    Daemon,
+    /// Add a task file to the queue (atomically)
+    Add(add::AddArgs),
+    /// List tasks: running, then the queue in run order, then finished
+    #[command(visible_alias = "status")]
+    Ls(ls::LsArgs),
+    /// Show one task: its fields, attempts and report
+    Show(ls::ShowArgs),
+    /// Print a task's transcript
+    Logs(logs::LogsArgs),
+    /// Attach to a running task's tmux session (detach with C-b d)
+    Attach { id: String },
+    /// Type a line into a running agent, then Enter
+    Send { id: String, text: String },
+    /// Stop a task: a queued one is filed as failed, a running one is killed and filed
+    Cancel { id: String },
+    /// Put a done or failed task back in the queue, with a fresh attempt budget
+    Retry { id: String },
+    /// Signal that the agent in this pane is finished (run by the agent)
+    Done(control::DoneArgs),
+    /// Check tmux, git, agent binaries and the home's permissions
+    Doctor,
+    /// Run a self-contained demonstration in a temporary home
+    Demo(demo::DemoArgs),
+    /// Measure pickup latency, done-detection latency and drain rate
+    Bench(bench::BenchArgs),
+    /// Print shell completions
+    Completions { shell: clap_complete::Shell },
+    /// The scriptable test agent (used by the tests and the demo)
+    #[command(hide = true)]
+    TestAgent {
+        #[arg(long)]
+        prompt_file: Option<PathBuf>,
+        prompt: Option<String>,
+    },
+    /// The process in each tmux pane: starts the agent and records its exit
+    #[command(hide = true, name = "__wrap")]
+    Wrap { run_dir: PathBuf },
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::TestAgent {
+            prompt_file,
+            prompt,
+        } => Ok(crate::testagent::run(crate::testagent::TestAgentArgs {
+            prompt_file,
+            prompt,
+        })),
+        Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "nightshift",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+        command => {
+            let home = Home::resolve(cli.home)?;
+            run_in_home(home, command)
+        }
+    }
+}
+
+fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Init => init::run(&home),
+        Command::Daemon => {
+            let config = load_config(&home)?;
+            let _guard = crate::cli::init_daemon_logging(&home)?;
+            runtime()?.block_on(crate::daemon::run(home, config))?;
+            Ok(exit::SUCCESS)
+        }
+        Command::Add(args) => add::run(&home, args),
+        Command::Ls(args) => ls::ls(&home, args),
+        Command::Show(args) => ls::show(&home, args),
+        Command::Logs(args) => logs::run(&home, args),
+        Command::Attach { id } => control::attach(&home, &id),
+        Command::Send { id, text } => control::send(&home, &id, &text),
+        Command::Cancel { id } => control::cancel(&home, &id),
+        Command::Retry { id } => control::retry(&home, &id),
+        Command::Done(args) => control::done(args),
+        Command::Doctor => doctor::run(&home),
+        Command::TestAgent { .. }
+        | Command::Wrap { .. }
+        | Command::Completions { .. }
+        | Command::Demo(_)
+        | Command::Bench(_) => Ok(exit::USAGE),
+    }
+}
+
+pub fn load_config(home: &Home) -> anyhow::Result<Config> {
+    Ok(Config::load(&home.config_file())?)
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Logs to stderr and to `logs/daemon.log`. `NIGHTSHIFT_LOG` sets the filter
+/// (default `info`).
+pub fn init_daemon_logging(
+    home: &Home,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::prelude::*;
+    home.ensure_layout()?;
+    let file = tracing_appender::rolling::never(home.logs_dir(), "daemon.log");
+    let (file, guard) = tracing_appender::non_blocking(file);
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file)
+                .with_filter(filter()),
+        )
+        .try_init()
+        .ok();
+    Ok(guard)
+}

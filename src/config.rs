@@ -1,0 +1,451 @@
+//! `config.toml`: limits, defaults and agent profiles.
+//!
+//! Every field has a default, so a missing file is a valid configuration. Unknown keys are
+//! errors, like unknown front-matter fields: a typo must not pass silently.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::task::parse_duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}: agent `{agent}`: {message}", path.display())]
+    Profile {
+        path: PathBuf,
+        agent: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How many agents may run at once.
+    pub max_agents: usize,
+    /// The profile used when a task names none.
+    pub default_agent: String,
+    /// Where tasks without `workdir:` run.
+    pub workdir: Option<PathBuf>,
+    /// Attempts per task when the task does not say.
+    pub max_attempts: u32,
+    /// Wall-clock limit per attempt when the task does not say.
+    #[serde(deserialize_with = "opt_duration", serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// tmux server: a name (`tmux -L`) or, if it contains `/`, a socket path (`tmux -S`).
+    pub tmux_socket: String,
+    /// A line starting with this marker in the agent's output means "done".
+    pub done_marker: String,
+    /// How long an agent may keep running after it signalled done, before its session is
+    /// closed.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub grace_period: Duration,
+    /// A hand-dropped file that is still being written is left alone until it has been
+    /// unchanged this long (or the writer closed it).
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub settle: Duration,
+    /// The safety-net rescan of the queue and of tmux, for missed file events.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub rescan_interval: Duration,
+    /// Width and height of agent panes: agent UIs need more than tmux's 80x24 default.
+    pub pane_width: u16,
+    pub pane_height: u16,
+    pub agents: BTreeMap<String, AgentProfile>,
+}
+
+/// How to start one agent CLI.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProfile {
+    /// argv template. Placeholders: `{prompt}` (the prompt as one argument),
+    /// `{prompt_file}` (a file holding it), `{task_id}`, `{workdir}`, `{nightshift}` (this
+    /// binary). Without `{prompt}` or `{prompt_file}` the prompt is appended as the last
+    /// argument. Never run through a shell.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_agents: 2,
+            default_agent: "claude".into(),
+            workdir: None,
+            max_attempts: 1,
+            timeout: None,
+            tmux_socket: "nightshift".into(),
+            done_marker: "NIGHTSHIFT_DONE".into(),
+            grace_period: Duration::from_secs(10),
+            settle: Duration::from_secs(1),
+            rescan_interval: Duration::from_secs(30),
+            pane_width: 200,
+            pane_height: 50,
+            agents: BTreeMap::new(),
+        }
+    }
+}
+
+/// Profiles that exist without configuration. `config.toml` may override any of them.
+pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
+    let p = |argv: &[&str]| AgentProfile {
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+    };
+    BTreeMap::from([
+        ("claude".into(), p(&["claude", "{prompt}"])),
+        ("codex".into(), p(&["codex", "{prompt}"])),
+        (
+            "aider".into(),
+            p(&["aider", "--message-file", "{prompt_file}"]),
+        ),
+        (
+            "gemini".into(),
+            p(&["gemini", "--prompt-interactive", "{prompt}"]),
+        ),
+        // The scriptable stand-in agent that the tests and the demo use.
+        (
+            "test".into(),
+            p(&[
+                "{nightshift}",
+                "test-agent",
+                "--prompt-file",
+                "{prompt_file}",
+            ]),
+        ),
+    ])
+}
+
+const PLACEHOLDERS: [&str; 5] = ["prompt", "prompt_file", "task_id", "workdir", "nightshift"];
+
+impl Config {
+    /// Reads `path`; a missing file means the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim().to_string(),
+        })?;
+        let mut agents = builtin_profiles();
+        agents.append(&mut config.agents);
+        config.agents = agents;
+        for (name, profile) in &config.agents {
+            validate_profile(profile).map_err(|message| ConfigError::Profile {
+                path: path.into(),
+                agent: name.clone(),
+                message,
+            })?;
+        }
+        if config.max_agents == 0 {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: "max_agents must be at least 1".into(),
+            });
+        }
+        if config.max_attempts == 0 {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: "max_attempts must be at least 1".into(),
+            });
+        }
+        if config.done_marker.trim().is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: "done_marker must not be empty".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&AgentProfile> {
+        self.agents.get(name)
+    }
+
+    pub fn agent_names(&self) -> Vec<&str> {
+        self.agents.keys().map(String::as_str).collect()
+    }
+}
+
+fn validate_profile(profile: &AgentProfile) -> Result<(), String> {
+    if profile.command.first().is_none_or(|c| c.trim().is_empty()) {
+        return Err("command must name a program".into());
+    }
+    for arg in &profile.command {
+        for piece in template_pieces(arg)? {
+            if let Piece::Var(name) = piece
+                && !PLACEHOLDERS.contains(&name)
+            {
+                return Err(format!(
+                    "unknown placeholder `{{{name}}}` in `{arg}` (known: {})",
+                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Piece<'a> {
+    Text(&'a str),
+    Var(&'a str),
+}
+
+/// Splits `a{x}b` into pieces. `{{` and `}}` are literal braces.
+fn template_pieces(arg: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = arg;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("{{") {
+            pieces.push(Piece::Text("{"));
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("}}") {
+            pieces.push(Piece::Text("}"));
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('{') {
+            let end = r
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in `{arg}`"))?;
+            pieces.push(Piece::Var(&r[..end]));
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find(['{', '}']).unwrap_or(rest.len()).max(1);
+            pieces.push(Piece::Text(&rest[..end]));
+            rest = &rest[end..];
+        }
+    }
+    Ok(pieces)
+}
+
+/// Values for an argv template.
+pub struct ArgvVars<'a> {
+    pub prompt: &'a str,
+    pub prompt_file: &'a Path,
+    pub task_id: &'a str,
+    pub workdir: &'a Path,
+    pub nightshift: &'a Path,
+}
+
+/// Expands a profile's argv template in one pass, so text inside the prompt is never
+/// expanded again. The result is an argv: it is executed directly, never by a shell.
+pub fn expand_argv(profile: &AgentProfile, vars: &ArgvVars<'_>) -> Result<Vec<String>, String> {
+    let mut argv = Vec::with_capacity(profile.command.len() + 1);
+    let mut mentions_prompt = false;
+    for arg in &profile.command {
+        let mut out = String::new();
+        for piece in template_pieces(arg)? {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var("prompt") => {
+                    mentions_prompt = true;
+                    out.push_str(vars.prompt);
+                }
+                Piece::Var("prompt_file") => {
+                    mentions_prompt = true;
+                    out.push_str(&vars.prompt_file.to_string_lossy());
+                }
+                Piece::Var("task_id") => out.push_str(vars.task_id),
+                Piece::Var("workdir") => out.push_str(&vars.workdir.to_string_lossy()),
+                Piece::Var("nightshift") => out.push_str(&vars.nightshift.to_string_lossy()),
+                Piece::Var(other) => return Err(format!("unknown placeholder `{{{other}}}`")),
+            }
+        }
+        argv.push(out);
+    }
+    if !mentions_prompt {
+        argv.push(vars.prompt.to_string());
+    }
+    Ok(argv)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let raw = DurationRepr::deserialize(d)?;
+    raw.into_duration().map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let raw = Option::<DurationRepr>::deserialize(d)?;
+    raw.map(|r| r.into_duration().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::task::format_duration(*d))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationRepr {
+    fn into_duration(self) -> Result<Duration, String> {
+        match self {
+            DurationRepr::Seconds(s) => Ok(Duration::from_secs(s)),
+            DurationRepr::Text(t) => parse_duration(&t),
+        }
+    }
+}
+
+/// The `config.toml` that `nightshift init` writes: every setting, commented.
+pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optional; the values shown are the defaults.
+
+# How many agents may run at once.
+# max_agents = 2
+
+# The agent profile used when a task does not name one.
+# default_agent = "claude"
+
+# Where tasks without `workdir:` run. `nightshift add` fills in the current directory.
+# workdir = "/home/me/src/project"
+
+# Attempts per task when the task does not set `max_attempts:`. An attempt fails when the
+# agent exits without signalling done, times out, or its session vanishes.
+# max_attempts = 1
+
+# Wall-clock limit per attempt when the task does not set `timeout:` (e.g. "2h", "45m").
+# timeout = "4h"
+
+# The tmux server agents run on: a name (tmux -L) or a socket path (tmux -S).
+# Attach with `nightshift attach ID` or `tmux -L nightshift attach -t SESSION`.
+# tmux_socket = "nightshift"
+
+# An output line starting with this marker means the agent is done. Agents can also run
+# `nightshift done [--fail] [--summary TEXT]`.
+# done_marker = "NIGHTSHIFT_DONE"
+
+# How long an agent may keep running after it signalled done before its session is closed.
+# grace_period = "10s"
+
+# A hand-dropped task file is picked up once its writer closed it, or once it has been
+# unchanged this long. `mv` into queue/ and `nightshift add` are picked up at once.
+# settle = "1s"
+
+# Safety-net rescan of the queue and of tmux, for missed file events.
+# rescan_interval = "30s"
+
+# Size of agent panes.
+# pane_width = 200
+# pane_height = 50
+
+# Agent profiles. Built in: claude, codex, aider, gemini, test. Override or add your own.
+# `command` is an argv template, never run through a shell. Placeholders:
+#   {prompt}       the prompt as one argument
+#   {prompt_file}  a file holding the prompt
+#   {task_id} {workdir} {nightshift}
+# Without {prompt} or {prompt_file}, the prompt is appended as the last argument.
+#
+# [agents.claude]
+# command = ["claude", "{prompt}"]
+#
+# [agents.mine]
+# command = ["my-agent", "--task-file", "{prompt_file}"]
+# env = { MY_AGENT_MODE = "unattended" }
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(prompt: &'a str) -> ArgvVars<'a> {
+        ArgvVars {
+            prompt,
+            prompt_file: Path::new("/h/runs/t/1/prompt.md"),
+            task_id: "t",
+            workdir: Path::new("/w"),
+            nightshift: Path::new("/bin/nightshift"),
+        }
+    }
+
+    #[test]
+    fn template_parses_as_defaults() -> Result<(), ConfigError> {
+        let c = Config::parse(Path::new("c.toml"), TEMPLATE)?;
+        assert_eq!(c.max_agents, 2);
+        assert!(c.profile("claude").is_some());
+        assert!(c.profile("test").is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = Config::parse(Path::new("c.toml"), "max_agent = 3\n");
+        assert!(
+            matches!(e, Err(ConfigError::Parse { message, .. }) if message.contains("max_agent"))
+        );
+    }
+
+    #[test]
+    fn durations_and_profiles() -> Result<(), ConfigError> {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "grace_period = \"2s\"\ntimeout = 60\n[agents.x]\ncommand = [\"x\", \"--file={prompt_file}\"]\n",
+        )?;
+        assert_eq!(c.grace_period, Duration::from_secs(2));
+        assert_eq!(c.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.profile("x").map(|p| p.command.len()), Some(2));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_placeholder_names_agent() {
+        let e = Config::parse(
+            Path::new("c.toml"),
+            "[agents.x]\ncommand = [\"x\", \"{promt}\"]\n",
+        );
+        assert!(
+            matches!(e, Err(ConfigError::Profile { agent, message, .. }) if agent == "x" && message.contains("promt"))
+        );
+    }
+
+    #[test]
+    fn prompt_is_substituted_once_and_never_re_expanded() -> Result<(), String> {
+        let p = AgentProfile {
+            command: vec!["a".into(), "--m={prompt}".into(), "{{literal}}".into()],
+            env: BTreeMap::new(),
+        };
+        let argv = expand_argv(&p, &vars("{task_id} $(touch x) `y`"))?;
+        assert_eq!(argv, vec!["a", "--m={task_id} $(touch x) `y`", "{literal}"]);
+        Ok(())
+    }
+
+    #[test]
+    fn prompt_is_appended_when_not_mentioned() -> Result<(), String> {
+        let p = AgentProfile {
+            command: vec!["agent".into(), "{task_id}".into()],
+            env: BTreeMap::new(),
+        };
+        assert_eq!(expand_argv(&p, &vars("hi"))?, vec!["agent", "t", "hi"]);
+        Ok(())
+    }
+}

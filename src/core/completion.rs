@@ -1,0 +1,106 @@
+//! Recognising the completion marker in an agent's output.
+//!
+//! Agent UIs echo the prompt, and a prompt often mentions the marker ("print NIGHTSHIFT_DONE
+//! when finished"). So a line counts only when, after the terminal decoration is stripped,
+//! it *starts* with the marker, and it is not a line of the prompt itself.
+
+use std::collections::HashSet;
+
+/// A completion marker found in the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkerHit {
+    /// Text after the marker, if any: the agent's summary.
+    pub summary: Option<String>,
+}
+
+/// Normalises a line for comparison: no ANSI escapes, no surrounding blanks, and no leading
+/// UI decoration such as `⏺ `, `● `, `> ` or `│ `.
+pub fn normalize(line: &str) -> String {
+    let stripped = strip_ansi(line);
+    stripped
+        .trim()
+        .trim_start_matches(|c: char| !c.is_alphanumeric() && c != '_')
+        .trim_end_matches(|c: char| c == '│' || c.is_whitespace())
+        .to_string()
+}
+
+/// Removes terminal escape sequences.
+pub fn strip_ansi(text: &str) -> String {
+    String::from_utf8_lossy(&strip_ansi_escapes::strip(text)).into_owned()
+}
+
+/// The prompt's lines, normalised, for [`marker_in_line`].
+pub fn prompt_lines(prompt: &str) -> HashSet<String> {
+    prompt
+        .lines()
+        .map(normalize)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Whether `line` is a completion marker written by the agent.
+pub fn marker_in_line(line: &str, marker: &str, prompt: &HashSet<String>) -> Option<MarkerHit> {
+    let line = normalize(line);
+    let rest = line.strip_prefix(marker)?;
+    // `NIGHTSHIFT_DONE`, `NIGHTSHIFT_DONE: summary` or `NIGHTSHIFT_DONE summary`, but not
+    // `NIGHTSHIFT_DONE_SOON`.
+    if rest.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    if prompt.contains(&line) {
+        return None;
+    }
+    let summary = rest.trim_start_matches(':').trim();
+    Some(MarkerHit {
+        summary: (!summary.is_empty()).then(|| summary.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = "NIGHTSHIFT_DONE";
+
+    #[test]
+    fn plain_and_decorated_markers_count() {
+        let p = prompt_lines("do the thing");
+        assert_eq!(
+            marker_in_line("NIGHTSHIFT_DONE", M, &p),
+            Some(MarkerHit { summary: None })
+        );
+        assert_eq!(
+            marker_in_line("\x1b[1m⏺ NIGHTSHIFT_DONE: fixed it\x1b[0m\r", M, &p),
+            Some(MarkerHit {
+                summary: Some("fixed it".into())
+            })
+        );
+    }
+
+    #[test]
+    fn mentions_are_not_markers() {
+        let p = prompt_lines("x");
+        assert_eq!(
+            marker_in_line("When finished, print NIGHTSHIFT_DONE.", M, &p),
+            None
+        );
+        assert_eq!(marker_in_line("NIGHTSHIFT_DONE_SOON", M, &p), None);
+    }
+
+    #[test]
+    fn echoed_prompt_lines_are_not_markers() {
+        let prompt =
+            "Fix it.\n\nWhen you are finished, print this line:\nNIGHTSHIFT_DONE: all green\n";
+        let p = prompt_lines(prompt);
+        for line in prompt.lines() {
+            assert_eq!(marker_in_line(line, M, &p), None, "echo of {line:?}");
+            assert_eq!(
+                marker_in_line(&format!("> {line}"), M, &p),
+                None,
+                "quoted echo of {line:?}"
+            );
+        }
+        // The agent's own, different marker line still counts.
+        assert!(marker_in_line("NIGHTSHIFT_DONE: fixed in 3 commits", M, &p).is_some());
+    }
+}

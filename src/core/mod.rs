@@ -1,0 +1,594 @@
+//! The decisions, with no I/O: `State` + `Event` + `now` → `Vec<Action>`.
+//!
+//! The daemon turns the world (file events, tmux, the socket, the clock) into [`Event`]s,
+//! calls [`State::step`], and carries out the [`Action`]s. Time is an argument, so tests
+//! replay hours in microseconds, and crash recovery feeds the same events as normal running.
+
+pub mod completion;
+pub mod dispatch;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::home::TaskState;
+use crate::run::{DoneRecord, DoneSource};
+use crate::task::{Task, format_duration};
+
+/// The knobs the core needs, taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_agents: usize,
+    pub default_max_attempts: u32,
+    pub default_timeout: Option<Duration>,
+    pub grace_period: Duration,
+    /// After the agent exits without a done signal, how long to wait for the last of its
+    /// output (which may still hold the marker) before calling the attempt failed.
+    pub exit_settle: Duration,
+    pub done_marker: String,
+}
+
+/// A valid task in `queue/`, with its attempt history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTask {
+    pub task: Task,
+    /// Where the file is.
+    pub path: PathBuf,
+    /// The highest attempt number so far (0 if never run).
+    pub last_attempt: u32,
+    /// Attempts that count against `max_attempts`.
+    pub counted_attempts: u32,
+}
+
+/// A file in `queue/` that is not a valid task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Claimed; the session is being created.
+    Starting,
+    /// The agent is running.
+    Running,
+}
+
+/// One attempt in progress.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub task: Task,
+    pub attempt: u32,
+    /// Attempts counted against the budget, this one included.
+    pub counted_attempts: u32,
+    pub max_attempts: u32,
+    pub session: String,
+    pub phase: Phase,
+    pub started_at: Timestamp,
+    pub deadline: Option<Timestamp>,
+    /// When the agent exited without having signalled done, and how.
+    pub exited: Option<(Timestamp, String)>,
+    prompt_lines: HashSet<String>,
+}
+
+/// A session kept open for the grace period after its task finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Closing {
+    id: String,
+    attempt: u32,
+    close_at: Timestamp,
+}
+
+/// How a restarted daemon found an attempt of a task in `running/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// Claimed, but the agent was never started: start it now (this is not a second run).
+    NotStarted,
+    /// The agent was started; its session may or may not still be alive. The daemon replays
+    /// the run's done/exit records after this.
+    Started,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The queue folder as it is now, and the ids in `done/` and `failed/`.
+    Scanned {
+        queued: Vec<QueuedTask>,
+        invalid: Vec<Invalid>,
+        finished: BTreeMap<String, TaskState>,
+    },
+    /// A task found in `running/` at start-up.
+    Recovered {
+        task: Task,
+        attempt: u32,
+        counted_attempts: u32,
+        started_at: Timestamp,
+        how: Recovered,
+    },
+    /// The session exists and the agent is starting.
+    Started { id: String, attempt: u32 },
+    /// The agent could not be started.
+    StartFailed {
+        id: String,
+        attempt: u32,
+        reason: String,
+        retry: bool,
+    },
+    /// The task file vanished from `queue/` before it could be claimed.
+    ClaimLost { id: String },
+    /// New lines of the agent's output.
+    Output {
+        id: String,
+        attempt: u32,
+        lines: Vec<String>,
+    },
+    /// The agent ran `nightshift done`.
+    Done {
+        id: String,
+        attempt: u32,
+        record: DoneRecord,
+    },
+    /// The agent process ended.
+    Exited {
+        id: String,
+        attempt: u32,
+        how: String,
+    },
+    /// The session disappeared without the agent's exit being recorded.
+    SessionGone { id: String, attempt: u32 },
+    /// A person cancelled a running task.
+    Cancel { id: String },
+    /// Time passed.
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Claim the task (move it to `running/`, unless `claim` is false because it is there
+    /// already) and start its agent.
+    Start {
+        task: Task,
+        attempt: u32,
+        claim: bool,
+    },
+    /// Move an invalid file aside to `failed/` with its error next to it.
+    Reject { path: PathBuf, error: String },
+    /// A queued task can never run: file it in `failed/` with the reason.
+    FailQueued { id: String, reason: String },
+    /// The attempt failed and another is allowed: record it and put the task back in `queue/`.
+    Requeue {
+        id: String,
+        attempt: u32,
+        reason: String,
+    },
+    /// The task is finished: append the report and move the file to `done/` or `failed/`.
+    Finish {
+        id: String,
+        attempt: u32,
+        outcome: TaskState,
+        reason: String,
+        attempts: u32,
+        summary: Option<String>,
+    },
+    /// Kill a tmux session.
+    CloseSession { session: String },
+}
+
+/// What the daemon knows.
+#[derive(Debug)]
+pub struct State {
+    settings: Settings,
+    queued: BTreeMap<String, QueuedTask>,
+    running: BTreeMap<String, Run>,
+    /// Sessions in their grace period, by session name.
+    closing: BTreeMap<String, Closing>,
+    finished: BTreeMap<String, TaskState>,
+    /// Why each queued task waits, for `ls`.
+    holds: BTreeMap<String, dispatch::Hold>,
+}
+
+impl State {
+    pub fn new(settings: Settings) -> State {
+        State {
+            settings,
+            queued: BTreeMap::new(),
+            running: BTreeMap::new(),
+            closing: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            holds: BTreeMap::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &Run> {
+        self.running.values()
+    }
+
+    pub fn run(&self, id: &str) -> Option<&Run> {
+        self.running.get(id)
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queued.len()
+    }
+
+    pub fn hold(&self, id: &str) -> Option<&dispatch::Hold> {
+        self.holds.get(id)
+    }
+
+    /// Agents alive now: running attempts plus sessions still in their grace period.
+    pub fn slots_used(&self) -> usize {
+        self.running.len() + self.closing.len()
+    }
+
+    /// Whether a session belongs to a task nightshift still cares about.
+    pub fn owns_session(&self, session: &str) -> bool {
+        self.closing.contains_key(session) || self.running.values().any(|r| r.session == session)
+    }
+
+    /// The earliest time at which a [`Event::Tick`] would change something.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        let settle = self.settings.exit_settle;
+        let runs = self.running.values().flat_map(|r| {
+            let exit = r.exited.as_ref().map(|(at, _)| add(*at, settle));
+            [r.deadline, exit]
+        });
+        let closes = self.closing.values().map(|c| Some(c.close_at));
+        runs.chain(closes).flatten().min()
+    }
+
+    /// Applies one event.
+    pub fn step(&mut self, event: Event, now: Timestamp) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Scanned {
+                queued,
+                invalid,
+                finished,
+            } => {
+                self.finished = finished;
+                for bad in invalid {
+                    actions.push(Action::Reject {
+                        path: bad.path,
+                        error: bad.error,
+                    });
+                }
+                self.queued.clear();
+                for q in queued {
+                    let id = q.task.id.clone();
+                    if self.running.contains_key(&id) || self.finished.contains_key(&id) {
+                        let place = if self.running.contains_key(&id) {
+                            "running"
+                        } else {
+                            self.finished.get(&id).map_or("", |s| s.dir_name())
+                        };
+                        actions.push(Action::Reject {
+                            path: q.path,
+                            error: format!(
+                                "a task with id `{id}` already exists in {place}/; task ids must be unique (rename the file, or use `nightshift retry {id}`)"
+                            ),
+                        });
+                        continue;
+                    }
+                    self.queued.insert(id, q);
+                }
+            }
+            Event::Recovered {
+                task,
+                attempt,
+                counted_attempts,
+                started_at,
+                how,
+            } => {
+                let id = task.id.clone();
+                self.queued.remove(&id);
+                let run = self.new_run(task, attempt, counted_attempts, started_at);
+                if how == Recovered::NotStarted {
+                    actions.push(Action::Start {
+                        task: run.task.clone(),
+                        attempt,
+                        claim: false,
+                    });
+                    self.running.insert(id, run);
+                } else {
+                    self.running.insert(
+                        id,
+                        Run {
+                            phase: Phase::Running,
+                            ..run
+                        },
+                    );
+                }
+            }
+            Event::Started { id, attempt } => {
+                if let Some(run) = self.current(&id, attempt) {
+                    run.phase = Phase::Running;
+                }
+            }
+            Event::StartFailed {
+                id,
+                attempt,
+                reason,
+                retry,
+            } => {
+                if self.current(&id, attempt).is_some() {
+                    self.fail_attempt(&id, reason, retry, now, &mut actions);
+                }
+            }
+            Event::ClaimLost { id } => {
+                self.running.remove(&id);
+            }
+            Event::Output { id, attempt, lines } => {
+                let marker = self.settings.done_marker.clone();
+                let Some(run) = self.current(&id, attempt) else {
+                    return actions;
+                };
+                let hit = lines
+                    .iter()
+                    .find_map(|l| completion::marker_in_line(l, &marker, &run.prompt_lines));
+                if let Some(hit) = hit {
+                    let record = DoneRecord {
+                        ok: true,
+                        summary: hit.summary,
+                        source: DoneSource::Marker,
+                        at: now,
+                    };
+                    self.finish_done(&id, record, now, &mut actions);
+                }
+            }
+            Event::Done {
+                id,
+                attempt,
+                record,
+            } => {
+                if self.current(&id, attempt).is_some() {
+                    self.finish_done(&id, record, now, &mut actions);
+                }
+            }
+            Event::Exited { id, attempt, how } => {
+                if let Some(run) = self.current(&id, attempt) {
+                    if run.exited.is_none() {
+                        run.exited = Some((now, how));
+                    }
+                } else if let Some(session) = self
+                    .closing
+                    .iter()
+                    .find(|(_, c)| c.id == id && c.attempt == attempt)
+                    .map(|(s, _)| s.clone())
+                {
+                    // Finished, and now the agent has left too: no need to wait any longer.
+                    self.closing.remove(&session);
+                    actions.push(Action::CloseSession { session });
+                }
+            }
+            Event::SessionGone { id, attempt } => {
+                if self.current(&id, attempt).is_some() {
+                    self.fail_attempt(
+                        &id,
+                        "the tmux session vanished (tmux was killed, the machine rebooted, or someone closed it)".into(),
+                        true,
+                        now,
+                        &mut actions,
+                    );
+                }
+                self.closing
+                    .retain(|_, c| !(c.id == id && c.attempt == attempt));
+            }
+            Event::Cancel { id } => {
+                if self.running.contains_key(&id) {
+                    self.fail_attempt(&id, "cancelled by user".into(), false, now, &mut actions);
+                }
+            }
+            Event::Tick => {}
+        }
+        self.expire(now, &mut actions);
+        self.dispatch(now, &mut actions);
+        actions
+    }
+
+    fn current(&mut self, id: &str, attempt: u32) -> Option<&mut Run> {
+        self.running.get_mut(id).filter(|r| r.attempt == attempt)
+    }
+
+    fn new_run(&self, task: Task, attempt: u32, counted: u32, started_at: Timestamp) -> Run {
+        let timeout = task.timeout.or(self.settings.default_timeout);
+        Run {
+            max_attempts: task
+                .max_attempts
+                .unwrap_or(self.settings.default_max_attempts),
+            session: crate::tmux::session_name(&task.id),
+            phase: Phase::Starting,
+            started_at,
+            deadline: timeout.map(|t| add(started_at, t)),
+            exited: None,
+            prompt_lines: completion::prompt_lines(&task.prompt),
+            counted_attempts: counted,
+            attempt,
+            task,
+        }
+    }
+
+    /// The agent said it is done (or failed): file the task at once; the session gets the
+    /// grace period unless the agent already left.
+    fn finish_done(
+        &mut self,
+        id: &str,
+        record: DoneRecord,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(run) = self.running.remove(id) else {
+            return;
+        };
+        let how = match record.source {
+            DoneSource::Command => "the agent ran `nightshift done`",
+            DoneSource::Marker => "the agent printed the completion marker",
+        };
+        let (outcome, reason) = if record.ok {
+            (TaskState::Done, how.to_string())
+        } else {
+            (TaskState::Failed, format!("{how} --fail"))
+        };
+        actions.push(Action::Finish {
+            id: id.to_string(),
+            attempt: run.attempt,
+            outcome,
+            reason,
+            attempts: run.counted_attempts,
+            summary: record.summary,
+        });
+        self.finished.insert(id.to_string(), outcome);
+        if run.exited.is_some() {
+            actions.push(Action::CloseSession {
+                session: run.session,
+            });
+        } else {
+            self.closing.insert(
+                run.session,
+                Closing {
+                    id: id.to_string(),
+                    attempt: run.attempt,
+                    close_at: add(now, self.settings.grace_period),
+                },
+            );
+        }
+    }
+
+    /// The attempt is over without success: retry if allowed, else fail the task.
+    fn fail_attempt(
+        &mut self,
+        id: &str,
+        reason: String,
+        retry: bool,
+        _now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(run) = self.running.remove(id) else {
+            return;
+        };
+        actions.push(Action::CloseSession {
+            session: run.session.clone(),
+        });
+        if retry && run.counted_attempts < run.max_attempts {
+            actions.push(Action::Requeue {
+                id: id.to_string(),
+                attempt: run.attempt,
+                reason,
+            });
+        } else {
+            let reason = if run.counted_attempts > 1 {
+                format!(
+                    "{reason} (attempt {} of {})",
+                    run.counted_attempts, run.max_attempts
+                )
+            } else {
+                reason
+            };
+            actions.push(Action::Finish {
+                id: id.to_string(),
+                attempt: run.attempt,
+                outcome: TaskState::Failed,
+                reason,
+                attempts: run.counted_attempts,
+                summary: None,
+            });
+            self.finished.insert(id.to_string(), TaskState::Failed);
+        }
+    }
+
+    /// Timeouts, exits without done, and ended grace periods.
+    fn expire(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        let settle = self.settings.exit_settle;
+        let mut failures = Vec::new();
+        for run in self.running.values() {
+            if let Some((at, how)) = &run.exited
+                && add(*at, settle) <= now
+            {
+                failures.push((
+                    run.task.id.clone(),
+                    format!("{how} without signalling done"),
+                    true,
+                ));
+            } else if let Some(deadline) = run.deadline
+                && deadline <= now
+            {
+                let limit = run
+                    .task
+                    .timeout
+                    .or(self.settings.default_timeout)
+                    .unwrap_or_default();
+                failures.push((
+                    run.task.id.clone(),
+                    format!("timed out after {}", format_duration(limit)),
+                    true,
+                ));
+            }
+        }
+        for (id, reason, retry) in failures {
+            self.fail_attempt(&id, reason, retry, now, actions);
+        }
+        let expired: Vec<String> = self
+            .closing
+            .iter()
+            .filter(|(_, c)| c.close_at <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for session in expired {
+            self.closing.remove(&session);
+            actions.push(Action::CloseSession { session });
+        }
+    }
+
+    /// Fills free slots from the queue and fails tasks that can never run.
+    fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        let free = self.settings.max_agents.saturating_sub(self.slots_used());
+        let active: BTreeSet<String> = self.running.keys().cloned().collect();
+        let plan = dispatch::plan(
+            self.queued.values().map(|q| &q.task),
+            &self.finished,
+            &active,
+            free,
+        );
+        for (id, reason) in plan.fail {
+            self.queued.remove(&id);
+            self.finished.insert(id.clone(), TaskState::Failed);
+            actions.push(Action::FailQueued { id, reason });
+        }
+        for id in plan.start {
+            let Some(q) = self.queued.remove(&id) else {
+                continue;
+            };
+            let attempt = q.last_attempt + 1;
+            let run = self.new_run(q.task, attempt, q.counted_attempts + 1, now);
+            // A new session replaces one still in its grace period under the same name.
+            if self.closing.remove(&run.session).is_some() {
+                actions.push(Action::CloseSession {
+                    session: run.session.clone(),
+                });
+            }
+            actions.push(Action::Start {
+                task: run.task.clone(),
+                attempt,
+                claim: true,
+            });
+            self.running.insert(id, run);
+        }
+        self.holds = plan.hold.into_iter().collect();
+    }
+}
+
+fn add(at: Timestamp, d: Duration) -> Timestamp {
+    let d = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+    at.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests;

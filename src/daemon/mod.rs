@@ -1,0 +1,493 @@
+//! The daemon: one event loop that turns file events, socket requests, agent records and
+//! the clock into core events, and carries out the core's actions.
+//!
+//! Folder moves (claim, requeue, finish) happen in the loop itself, so a queue scan always
+//! agrees with the core's state. Slow work (tmux, git) runs in tasks that report back.
+
+mod effects;
+pub use effects::find_program;
+mod recover;
+mod tail;
+mod watch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::core::{self, Action, Event, State};
+use crate::home::{Home, TaskState};
+use crate::ipc::{self, DaemonStatus, Request, Response, RunStatus};
+use crate::queue::{FolderStore, Store};
+use crate::report::Report;
+use crate::run::{self, DoneRecord, ExitRecord, RunDir};
+use crate::tmux::Tmux;
+
+use tail::Tail;
+use watch::{Change, Watch};
+
+/// Results of background work, reported back to the loop.
+#[derive(Debug)]
+enum Internal {
+    Core(Box<Event>),
+    /// A finished task's report is ready: file it.
+    Finished {
+        id: String,
+        from: TaskState,
+        to: TaskState,
+        report: Box<Report>,
+    },
+    /// A failed attempt's report is ready: put the task back in the queue.
+    Requeued {
+        id: String,
+        report: Box<Report>,
+    },
+}
+
+type IpcCall = (Request, oneshot::Sender<Response>);
+
+pub struct Daemon {
+    home: Home,
+    config: Config,
+    tmux: Tmux,
+    store: FolderStore,
+    state: State,
+    watch: Watch,
+    /// Watched run folders, and whose attempt they are.
+    runs: HashMap<PathBuf, (String, u32)>,
+    tails: HashMap<(String, u32), Tail>,
+    internal: mpsc::UnboundedSender<Internal>,
+    queue_dirty: bool,
+    recheck_at: Option<SystemTime>,
+    started_at: Timestamp,
+    exe: PathBuf,
+}
+
+/// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
+/// when it stops, and the next start re-adopts them.
+pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
+    home.ensure_layout()?;
+    let _lock = home.lock()?;
+    let socket = home.checked_socket()?;
+    // We hold the lock, so a socket file left behind is stale.
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale {}", socket.display())),
+    }
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("securing {}", socket.display()))?;
+    }
+
+    let (mut watch, mut changes) = Watch::new().context("starting the file watcher")?;
+    let queue_dir = home.state_dir(TaskState::Queued);
+    watch
+        .add(&queue_dir)
+        .with_context(|| format!("watching {}", queue_dir.display()))?;
+
+    let (ipc_tx, mut ipc_rx) = mpsc::channel::<IpcCall>(64);
+    tokio::spawn(accept(listener, ipc_tx));
+    let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
+
+    let settings = core::Settings {
+        max_agents: config.max_agents,
+        default_max_attempts: config.max_attempts,
+        default_timeout: config.timeout,
+        grace_period: config.grace_period,
+        exit_settle: Duration::from_millis(300),
+        done_marker: config.done_marker.clone(),
+    };
+    let exe = std::env::current_exe().context("finding the nightshift binary")?;
+    let mut d = Daemon {
+        tmux: Tmux::new(&config.tmux_socket),
+        store: FolderStore::new(home.clone()),
+        state: State::new(settings),
+        watch,
+        runs: HashMap::new(),
+        tails: HashMap::new(),
+        internal: internal_tx,
+        queue_dirty: true,
+        recheck_at: None,
+        started_at: Timestamp::now(),
+        exe,
+        home,
+        config,
+    };
+    tracing::info!(
+        home = %d.home.root().display(),
+        max_agents = d.config.max_agents,
+        tmux = %d.tmux.display_prefix(),
+        "nightshift daemon {} started",
+        env!("CARGO_PKG_VERSION")
+    );
+    d.recover().await;
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let rescan_every = d.config.rescan_interval;
+    let mut next_rescan = Instant::now() + rescan_every;
+
+    loop {
+        if d.queue_dirty {
+            d.queue_dirty = false;
+            d.scan();
+        }
+        let sleep_for = d.sleep_for(next_rescan);
+        tokio::select! {
+            Some(change) = changes.recv() => {
+                d.on_change(change);
+                // Take everything already waiting before scanning once.
+                while let Ok(change) = changes.try_recv() {
+                    d.on_change(change);
+                }
+            }
+            Some(msg) = internal_rx.recv() => d.on_internal(msg),
+            Some((req, reply)) = ipc_rx.recv() => {
+                let response = d.on_request(req);
+                let _ = reply.send(response);
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                if Instant::now() >= next_rescan {
+                    next_rescan = Instant::now() + rescan_every;
+                    d.reconcile().await;
+                    d.queue_dirty = true;
+                }
+                if d.recheck_at.is_some_and(|at| at <= SystemTime::now()) {
+                    d.queue_dirty = true;
+                }
+                d.step(Event::Tick);
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    tracing::info!("stopping; agents keep running in tmux and are re-adopted on the next start");
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn accept(listener: UnixListener, calls: mpsc::Sender<IpcCall>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !ipc::peer_is_same_user(&stream) {
+            tracing::warn!("refused a control connection from another user");
+            continue;
+        }
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            let mut conn = ipc::frame(stream);
+            loop {
+                let req = match ipc::receive::<Request>(&mut conn).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = ipc::send(
+                            &mut conn,
+                            &Response::Error {
+                                message: e.to_string(),
+                            },
+                        )
+                        .await;
+                        break;
+                    }
+                };
+                let (tx, rx) = oneshot::channel();
+                if calls.send((req, tx)).await.is_err() {
+                    break;
+                }
+                let Ok(response) = rx.await else { break };
+                if ipc::send(&mut conn, &response).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+impl Daemon {
+    /// How long the loop may sleep: until the next deadline, a file settles, or the safety
+    /// rescan. Deadlines are wall-clock; the sleep is capped so a suspended machine is
+    /// noticed soon after it wakes (monotonic timers stop during sleep).
+    fn sleep_for(&self, next_rescan: Instant) -> Duration {
+        let cap = next_rescan.saturating_duration_since(Instant::now());
+        let now = Timestamp::now();
+        let mut wake = cap;
+        if let Some(at) = self.state.next_wake() {
+            let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+            wake = wake.min(d);
+        }
+        if let Some(at) = self.recheck_at {
+            let d = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            wake = wake.min(d + Duration::from_millis(5));
+        }
+        wake
+    }
+
+    /// Feeds one event to the core and carries out what it decides, including the events
+    /// those actions cause.
+    fn step(&mut self, event: Event) {
+        let mut pending = vec![event];
+        while let Some(event) = pending.pop() {
+            let actions = self.state.step(event, Timestamp::now());
+            for action in actions {
+                if let Some(follow_up) = self.apply(action) {
+                    pending.push(follow_up);
+                }
+            }
+        }
+    }
+
+    fn scan(&mut self) {
+        match self.store.scan(&self.config, SystemTime::now()) {
+            Ok(scan) => {
+                self.recheck_at = scan.recheck_at;
+                self.step(Event::Scanned {
+                    queued: scan.queued,
+                    invalid: scan.invalid,
+                    finished: scan.finished,
+                });
+            }
+            Err(e) => tracing::error!("cannot scan the queue: {e}"),
+        }
+    }
+
+    fn on_change(&mut self, change: Change) {
+        let Some(dir) = change.path.parent() else {
+            return;
+        };
+        if dir == self.home.state_dir(TaskState::Queued) {
+            self.store.note_change(&change.path, change.complete);
+            self.queue_dirty = true;
+            return;
+        }
+        let Some((id, attempt)) = self.runs.get(dir).cloned() else {
+            return;
+        };
+        match change.path.file_name().and_then(|n| n.to_str()) {
+            Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
+            Some(run::DONE) => self.read_done(dir, &id, attempt),
+            Some(run::EXIT) => self.read_exit(dir, &id, attempt),
+            _ => {}
+        }
+    }
+
+    fn read_output(&mut self, id: &str, attempt: u32, flush: bool) {
+        let Some(tail) = self.tails.get_mut(&(id.to_string(), attempt)) else {
+            return;
+        };
+        match tail.read_lines(flush) {
+            Ok(lines) if lines.is_empty() => {}
+            Ok(lines) => self.step(Event::Output {
+                id: id.to_string(),
+                attempt,
+                lines,
+            }),
+            Err(e) => tracing::warn!(task = id, "cannot read the transcript: {e}"),
+        }
+    }
+
+    fn read_done(&mut self, dir: &Path, id: &str, attempt: u32) {
+        match RunDir::new(dir).read::<DoneRecord>(run::DONE) {
+            Ok(Some(record)) => self.step(Event::Done {
+                id: id.to_string(),
+                attempt,
+                record,
+            }),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(task = id, "{e}"),
+        }
+    }
+
+    fn read_exit(&mut self, dir: &Path, id: &str, attempt: u32) {
+        // The last output may hold the marker: read it before the exit counts.
+        self.read_output(id, attempt, true);
+        match RunDir::new(dir).read::<ExitRecord>(run::EXIT) {
+            Ok(Some(record)) => {
+                if let Some(error) = &record.error {
+                    // The agent never ran: retrying will not find the binary either.
+                    self.step(Event::StartFailed {
+                        id: id.to_string(),
+                        attempt,
+                        reason: format!("the agent could not be started: {error}"),
+                        retry: false,
+                    });
+                } else {
+                    self.step(Event::Exited {
+                        id: id.to_string(),
+                        attempt,
+                        how: record.describe(),
+                    });
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(task = id, "{e}"),
+        }
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Core(event) => self.step(*event),
+            Internal::Finished {
+                id,
+                from,
+                to,
+                report,
+            } => self.file_finished(&id, from, to, &report),
+            Internal::Requeued { id, report } => self.file_requeued(&id, &report),
+        }
+    }
+
+    fn on_request(&mut self, req: Request) -> Response {
+        match req {
+            Request::Status => Response::Status(self.status()),
+            Request::Rescan => {
+                self.queue_dirty = true;
+                Response::Ok {
+                    message: "rescanning the queue".into(),
+                }
+            }
+            Request::Cancel { id } => {
+                let Some(run) = self.state.run(&id) else {
+                    return Response::Error {
+                        message: format!("task `{id}` is not running"),
+                    };
+                };
+                let dir = RunDir::new(self.home.run_dir(&id, run.attempt));
+                if let Err(e) = dir.write(
+                    run::CANCEL,
+                    &run::CancelRecord {
+                        at: Timestamp::now(),
+                    },
+                ) {
+                    tracing::warn!(task = id, "cannot record the cancel: {e}");
+                }
+                self.step(Event::Cancel { id: id.clone() });
+                Response::Ok {
+                    message: format!("cancelled {id}"),
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            protocol: ipc::PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started_at: self.started_at,
+            max_agents: self.config.max_agents,
+            slots_used: self.state.slots_used(),
+            queued: self.state.queued_len(),
+            running: self
+                .state
+                .running()
+                .map(|r| RunStatus {
+                    id: r.task.id.clone(),
+                    attempt: r.attempt,
+                    phase: r.phase,
+                    session: r.session.clone(),
+                    started_at: r.started_at,
+                    deadline: r.deadline,
+                })
+                .collect(),
+        }
+    }
+
+    /// Carries out one action. Returns an event when the action's outcome is known at once.
+    fn apply(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Start {
+                task,
+                attempt,
+                claim,
+            } => self.start(task, attempt, claim),
+            Action::Reject { path, error } => {
+                match self.store.reject(&path, &error) {
+                    Ok(dst) => tracing::warn!("{error} (moved to {})", dst.display()),
+                    Err(e) => tracing::error!("cannot move invalid {} aside: {e}", path.display()),
+                }
+                None
+            }
+            Action::FailQueued { id, reason } => {
+                let report = self.queued_report(&id, &reason);
+                let md = report.to_markdown(&[]);
+                match self
+                    .store
+                    .finish(&id, TaskState::Queued, TaskState::Failed, &md)
+                {
+                    Ok(dst) => tracing::warn!(task = id, "failed: {reason} ({})", dst.display()),
+                    Err(e) => tracing::error!(task = id, "cannot file as failed: {e}"),
+                }
+                self.queue_dirty = true;
+                None
+            }
+            Action::Finish {
+                id,
+                attempt,
+                outcome,
+                reason,
+                attempts,
+                summary,
+            } => {
+                self.spawn_report(id, attempt, outcome, reason, attempts, summary);
+                None
+            }
+            Action::Requeue {
+                id,
+                attempt,
+                reason,
+            } => {
+                tracing::info!(task = id, attempt, "attempt failed, will retry: {reason}");
+                self.spawn_requeue(id, attempt, reason);
+                None
+            }
+            Action::CloseSession { session } => {
+                let tmux = self.tmux.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tmux.kill_session(&session).await {
+                        tracing::warn!(session, "cannot close the session: {e}");
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    fn watch_run(&mut self, id: &str, attempt: u32) -> RunDir {
+        let dir = RunDir::new(self.home.run_dir(id, attempt));
+        if let Err(e) = self.watch.add(dir.path()) {
+            tracing::warn!(task = id, "cannot watch {}: {e}", dir.path().display());
+        }
+        self.runs
+            .insert(dir.path().to_path_buf(), (id.to_string(), attempt));
+        self.tails
+            .insert((id.to_string(), attempt), Tail::new(&dir.transcript()));
+        dir
+    }
+
+    fn unwatch_run(&mut self, id: &str, attempt: u32) {
+        let dir = self.home.run_dir(id, attempt);
+        self.watch.remove(&dir);
+        self.runs.remove(&dir);
+        self.tails.remove(&(id.to_string(), attempt));
+    }
+}

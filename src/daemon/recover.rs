@@ -1,0 +1,270 @@
+//! Start-up recovery and the periodic reconciliation with tmux.
+//!
+//! Recovery is not a special mode: it reads the same records the running daemon reacts to
+//! and feeds the same events, so the path that survives a `kill -9` is exercised on every
+//! start.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use super::Daemon;
+use crate::core::{Event, Recovered};
+use crate::home::TaskState;
+use crate::queue::Store;
+use crate::run::{self, RunDir, SpawnRecord};
+use crate::task;
+use crate::tmux::SessionInfo;
+
+/// What the records and tmux say about a task's latest attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Claimed, but no attempt was started: start attempt `n`.
+    NotStarted { attempt: u32, new_attempt: bool },
+    /// Attempt `n` was started.
+    Started { attempt: u32 },
+}
+
+/// Decides how to pick up a task found in `running/`.
+pub fn classify(
+    last_attempt: u32,
+    has_report: bool,
+    has_trace: bool,
+    session_exists: bool,
+) -> Found {
+    if last_attempt == 0 || has_report {
+        // No attempt yet, or the last one was already filed (crash after a requeue claim).
+        Found::NotStarted {
+            attempt: last_attempt + 1,
+            new_attempt: true,
+        }
+    } else if has_trace || session_exists {
+        Found::Started {
+            attempt: last_attempt,
+        }
+    } else {
+        // The folder was prepared but the agent never started: the same attempt, not a new one.
+        Found::NotStarted {
+            attempt: last_attempt,
+            new_attempt: false,
+        }
+    }
+}
+
+impl Daemon {
+    async fn sessions(&self) -> Vec<SessionInfo> {
+        match self.tmux.list_sessions().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot list tmux sessions: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Re-adopts every task in `running/`, then closes sessions nobody owns.
+    pub(super) async fn recover(&mut self) {
+        let sessions = self.sessions().await;
+        let running = match self.store.list(TaskState::Running) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot list running tasks: {e}");
+                Vec::new()
+            }
+        };
+        for (id, path) in running {
+            let task = match std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .and_then(|text| task::parse(&id, &path, &text).map_err(|e| e.to_string()))
+            {
+                Ok(t) => t,
+                Err(error) => {
+                    self.step_reject(path, error);
+                    continue;
+                }
+            };
+            let runs_dir = self.home.task_runs(&id);
+            let (last, counted) = run::attempt_counts(&runs_dir);
+            let dir = RunDir::new(self.home.run_dir(&id, last));
+            let session = sessions.iter().find(|s| s.task_id == id);
+            let found = classify(
+                last,
+                last > 0 && dir.exists(run::REPORT),
+                [run::STARTED, run::EXIT, run::DONE]
+                    .iter()
+                    .any(|f| dir.exists(f)),
+                session.is_some(),
+            );
+            match found {
+                Found::NotStarted {
+                    attempt,
+                    new_attempt,
+                } => {
+                    tracing::info!(
+                        task = id,
+                        attempt,
+                        "recovering a claimed task that never started"
+                    );
+                    self.step(Event::Recovered {
+                        task,
+                        attempt,
+                        counted_attempts: counted + u32::from(new_attempt),
+                        started_at: Timestamp::now(),
+                        how: Recovered::NotStarted,
+                    });
+                }
+                Found::Started { attempt } => {
+                    let started_at = dir
+                        .read::<SpawnRecord>(run::SPAWN)
+                        .ok()
+                        .flatten()
+                        .map_or_else(Timestamp::now, |s| s.claimed_at);
+                    tracing::info!(task = id, attempt, alive = session.is_some(), "re-adopting");
+                    self.step(Event::Recovered {
+                        task,
+                        attempt,
+                        counted_attempts: counted,
+                        started_at,
+                        how: Recovered::Started,
+                    });
+                    self.watch_run(&id, attempt);
+                    self.catch_up(
+                        &id,
+                        attempt,
+                        session.is_some_and(|s| !s.pane_dead),
+                        session.is_some(),
+                    );
+                }
+            }
+        }
+        self.close_orphans(&sessions).await;
+    }
+
+    fn step_reject(&mut self, path: std::path::PathBuf, error: String) {
+        match self.store.reject(&path, &error) {
+            Ok(dst) => tracing::warn!("{error} (moved to {})", dst.display()),
+            Err(e) => tracing::error!("cannot move {} aside: {e}", path.display()),
+        }
+    }
+
+    /// Feeds what happened to an adopted run while nobody watched: output (the marker may
+    /// be in it), done, exit, or a vanished session.
+    fn catch_up(&mut self, id: &str, attempt: u32, pane_alive: bool, session_exists: bool) {
+        let dir = RunDir::new(self.home.run_dir(id, attempt));
+        self.read_output(id, attempt, !pane_alive);
+        if self.state.run(id).is_none_or(|r| r.attempt != attempt) {
+            return;
+        }
+        if dir.exists(run::DONE) {
+            self.read_done(dir.path(), id, attempt);
+        } else if dir.exists(run::EXIT) {
+            self.read_exit(dir.path(), id, attempt);
+        } else if !session_exists {
+            self.step(Event::SessionGone {
+                id: id.to_string(),
+                attempt,
+            });
+        } else if !pane_alive {
+            // The wrapper itself died without recording the exit.
+            self.step(Event::Exited {
+                id: id.to_string(),
+                attempt,
+                how: "the agent's pane died".into(),
+            });
+        }
+    }
+
+    /// The safety net: records or sessions whose file events were missed.
+    pub(super) async fn reconcile(&mut self) {
+        let sessions = self.sessions().await;
+        let runs: Vec<(String, u32, bool)> = self
+            .state
+            .running()
+            .map(|r| {
+                (
+                    r.task.id.clone(),
+                    r.attempt,
+                    r.phase == crate::core::Phase::Starting,
+                )
+            })
+            .collect();
+        for (id, attempt, starting) in runs {
+            if starting {
+                continue;
+            }
+            let session = sessions.iter().find(|s| s.task_id == id);
+            self.catch_up(
+                &id,
+                attempt,
+                session.is_some_and(|s| !s.pane_dead),
+                session.is_some(),
+            );
+        }
+        self.close_orphans(&sessions).await;
+    }
+
+    /// Kills nightshift sessions whose task is no longer running (finished while the daemon
+    /// was down, or past its grace period).
+    async fn close_orphans(&mut self, sessions: &[SessionInfo]) {
+        let running: BTreeSet<&str> = self.state.running().map(|r| r.task.id.as_str()).collect();
+        for s in sessions {
+            if s.task_id.is_empty()
+                || running.contains(s.task_id.as_str())
+                || self.state.owns_session(&s.name)
+            {
+                continue;
+            }
+            tracing::info!(
+                session = s.name,
+                task = s.task_id,
+                "closing a session whose task is no longer running"
+            );
+            if let Err(e) = self.tmux.kill_session(&s.name).await {
+                tracing::warn!(session = s.name, "cannot close: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_covers_each_crash_point() {
+        // Killed between claim and creating the run folder.
+        assert_eq!(
+            classify(0, false, false, false),
+            Found::NotStarted {
+                attempt: 1,
+                new_attempt: true
+            }
+        );
+        // Killed after preparing the folder, before tmux started the agent.
+        assert_eq!(
+            classify(1, false, false, false),
+            Found::NotStarted {
+                attempt: 1,
+                new_attempt: false
+            }
+        );
+        // The session exists but the wrapper has not written anything yet.
+        assert_eq!(
+            classify(1, false, false, true),
+            Found::Started { attempt: 1 }
+        );
+        // The agent ran; its session may be gone.
+        assert_eq!(
+            classify(2, false, true, false),
+            Found::Started { attempt: 2 }
+        );
+        // Attempt 1 was filed for a retry and the retry was claimed but not started.
+        assert_eq!(
+            classify(1, true, true, false),
+            Found::NotStarted {
+                attempt: 2,
+                new_attempt: true
+            }
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! File-system notifications, turned into what the daemon cares about.
+
+use std::path::{Path, PathBuf};
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// Something changed in a watched folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: PathBuf,
+    /// The writer is known to be finished with the file (closed it or renamed it in).
+    pub complete: bool,
+}
+
+pub struct Watch {
+    watcher: RecommendedWatcher,
+}
+
+impl Watch {
+    /// Starts watching; changes arrive on the returned channel.
+    pub fn new() -> notify::Result<(Watch, mpsc::UnboundedReceiver<Change>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+            Ok(event) => {
+                for change in changes(&event) {
+                    // The receiver is gone only when the daemon is shutting down.
+                    let _ = tx.send(change);
+                }
+            }
+            Err(e) => tracing::warn!("file watcher: {e}"),
+        })?;
+        Ok((Watch { watcher }, rx))
+    }
+
+    pub fn add(&mut self, dir: &Path) -> notify::Result<()> {
+        self.watcher.watch(dir, RecursiveMode::NonRecursive)
+    }
+
+    pub fn remove(&mut self, dir: &Path) {
+        // Already gone (the folder was removed) is fine.
+        let _ = self.watcher.unwatch(dir);
+    }
+}
+
+fn changes(event: &Event) -> Vec<Change> {
+    let complete = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => true,
+        EventKind::Create(CreateKind::File | CreateKind::Any)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Any
+        | EventKind::Other => false,
+        _ => return Vec::new(),
+    };
+    let paths: Vec<&PathBuf> = match event.kind {
+        // From and to: only the destination is new.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+            event.paths.iter().skip(1).collect()
+        }
+        _ => event.paths.iter().collect(),
+    };
+    paths
+        .into_iter()
+        .map(|p| Change {
+            path: p.clone(),
+            complete,
+        })
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! Small durable-file helpers: the folder store's correctness rests on these.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Writes `bytes` to `path` so that readers see either the old file or the whole new one:
+/// write a temporary file in the same directory, fsync it, rename it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Like [`write_atomic`] but fails with `AlreadyExists` instead of replacing `path`.
+pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Makes a rename or create in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Renames `from` to `to` unless `to` exists. Returns `Ok(false)` when `from` is gone
+/// (someone else moved it first), which is how claims stay exclusive.
+pub fn move_noclobber(from: &Path, to: &Path) -> io::Result<bool> {
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        // Filesystems without RENAME_NOREPLACE: check, then rename. The window is tiny and
+        // only the daemon moves files out of running/.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if to.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} already exists", to.display()),
+                ));
+            }
+            match fs::rename(from, to) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends one line to a file, creating it with `mode` if needed.
+pub fn append_line(path: &Path, line: &str, mode: u32) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(format!("{line}\n").as_bytes())
+}
+
+/// Creates `dir` (and parents) and sets it to exactly `mode`.
+pub fn create_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_noclobber_refuses_to_replace_and_reports_vanished_source() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, "a")?;
+        fs::write(&b, "b")?;
+        assert!(move_noclobber(&a, &b).is_err());
+        assert_eq!(fs::read_to_string(&b)?, "b");
+        fs::remove_file(&b)?;
+        assert!(move_noclobber(&a, &b)?);
+        assert!(!move_noclobber(&a, &b)?, "source is gone now");
+        Ok(())
+    }
+
+    #[test]
+    fn write_new_atomic_does_not_overwrite() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("x");
+        write_new_atomic(&p, b"one", 0o600)?;
+        assert!(write_new_atomic(&p, b"two", 0o600).is_err());
+        assert_eq!(fs::read(&p)?, b"one");
+        write_atomic(&p, b"three", 0o600)?;
+        assert_eq!(fs::read(&p)?, b"three");
+        assert_eq!(fs::metadata(&p)?.permissions().mode() & 0o777, 0o600);
+        Ok(())
+    }
+}

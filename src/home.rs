@@ -1,0 +1,243 @@
+//! The nightshift home: where everything lives, and the single-instance lock.
+//!
+//! A task file's directory is its state (`queue/`, `running/`, `done/`, `failed/`), so `ls`
+//! shows the queue. Each attempt gets `runs/<task>/<attempt>/`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil;
+
+/// Where a task file is, which is what state it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 4] = [
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Done,
+        TaskState::Failed,
+    ];
+
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queue",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error("cannot find a home directory: pass --home, set NIGHTSHIFT_HOME, or set HOME")]
+    NoHome,
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the control socket path {} is {len} bytes, over the {max}-byte limit of Unix sockets; use a shorter --home",
+        path.display()
+    )]
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
+    #[error("another nightshift daemon is already running for {} (pid {pid}); stop it first", home.display())]
+    Locked { home: PathBuf, pid: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HomeError + '_ {
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Unix socket paths are limited to about 108 bytes (104 on macOS).
+const MAX_SOCKET_PATH: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `--home`, else `NIGHTSHIFT_HOME`, else `~/.nightshift`.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Home, HomeError> {
+        let root = match flag {
+            Some(p) => p,
+            None => match std::env::var_os("NIGHTSHIFT_HOME").filter(|v| !v.is_empty()) {
+                Some(p) => PathBuf::from(p),
+                None => {
+                    let home = std::env::var_os("HOME")
+                        .filter(|v| !v.is_empty())
+                        .ok_or(HomeError::NoHome)?;
+                    PathBuf::from(home).join(".nightshift")
+                }
+            },
+        };
+        // Absolute, so paths handed to tmux panes and agents mean the same thing everywhere.
+        let root = std::path::absolute(&root).map_err(io_err(&root))?;
+        Ok(Home { root })
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn state_dir(&self, state: TaskState) -> PathBuf {
+        self.root.join(state.dir_name())
+    }
+    pub fn task_file(&self, state: TaskState, id: &str) -> PathBuf {
+        self.state_dir(state).join(format!("{id}.md"))
+    }
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+    pub fn task_runs(&self, id: &str) -> PathBuf {
+        self.runs_dir().join(id)
+    }
+    pub fn run_dir(&self, id: &str, attempt: u32) -> PathBuf {
+        self.task_runs(id).join(attempt.to_string())
+    }
+    /// Private (0700): the control socket and the lock.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir().join("daemon.sock")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.runtime_dir().join("daemon.lock")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Scratch space on the same filesystem as the queue, so a finished write can be
+    /// renamed into `queue/` atomically.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn examples_dir(&self) -> PathBuf {
+        self.root.join("examples")
+    }
+
+    /// Creates every directory the daemon and CLI need. Idempotent.
+    pub fn ensure_layout(&self) -> Result<(), HomeError> {
+        for dir in [
+            self.root.clone(),
+            self.state_dir(TaskState::Queued),
+            self.state_dir(TaskState::Running),
+            self.state_dir(TaskState::Done),
+            self.state_dir(TaskState::Failed),
+            self.runs_dir(),
+            self.logs_dir(),
+            self.tmp_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let rt = self.runtime_dir();
+        fsutil::create_private_dir(&rt, 0o700).map_err(io_err(&rt))?;
+        Ok(())
+    }
+
+    /// Checks that the socket path fits; call before binding or connecting.
+    pub fn checked_socket(&self) -> Result<PathBuf, HomeError> {
+        let path = self.socket();
+        let len = path.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(HomeError::SocketPathTooLong {
+                path,
+                len,
+                max: MAX_SOCKET_PATH,
+            });
+        }
+        Ok(path)
+    }
+
+    /// Takes the single-instance lock. The lock is released when the returned file is
+    /// dropped or the process dies, even by SIGKILL, so a stale lock can't block a restart.
+    pub fn lock(&self) -> Result<File, HomeError> {
+        let path = self.lock_file();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path).unwrap_or_default();
+                return Err(HomeError::Locked {
+                    home: self.root.clone(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        use std::io::{Seek, Write};
+        file.set_len(0).map_err(io_err(&path))?;
+        file.rewind().map_err(io_err(&path))?;
+        write!(file, "{}", std::process::id()).map_err(io_err(&path))?;
+        Ok(file)
+    }
+
+    /// Problems with ownership and modes, for `doctor`.
+    pub fn permission_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let uid = rustix::process::getuid().as_raw();
+        for (path, private) in [(self.root.clone(), false), (self.runtime_dir(), true)] {
+            match fs::metadata(&path) {
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+                Ok(meta) => {
+                    if meta.uid() != uid {
+                        problems.push(format!(
+                            "{} is owned by uid {}, not by you (uid {uid})",
+                            path.display(),
+                            meta.uid()
+                        ));
+                    }
+                    let mode = meta.permissions().mode() & 0o777;
+                    if private && mode != 0o700 {
+                        problems.push(format!(
+                            "{} has mode {mode:o}; it must be 700 so only you can reach the socket",
+                            path.display()
+                        ));
+                    }
+                    if !private && mode & 0o002 != 0 {
+                        problems.push(format!("{} is world-writable", path.display()));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}

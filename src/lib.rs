@@ -1,0 +1,22 @@
+//! nightshift: run coding agents in tmux sessions from a queue of markdown task files.
+//!
+//! The library holds everything; `main.rs` only parses the command line.
+//! Decisions live in [`core`] as plain functions over state and events; tmux, git,
+//! files and sockets stay at the edges ([`tmux`], [`git`], [`queue`], [`ipc`]).
+
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod fsutil;
+pub mod git;
+pub mod home;
+pub mod ipc;
+pub mod queue;
+pub mod report;
+pub mod run;
+pub mod status;
+pub mod task;
+pub mod testagent;
+pub mod tmux;
+pub mod wrap;

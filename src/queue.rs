@@ -1,0 +1,347 @@
+//! The folder store: the queue is a directory of markdown files, and a task's directory is
+//! its state. Claims are atomic renames, so a task never runs twice and is never lost.
+//!
+//! The daemon reaches the store through the [`Store`] trait, so a shared (PostgreSQL) queue
+//! can replace it later without touching the daemon loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::config::Config;
+use crate::core::{Invalid, QueuedTask};
+use crate::fsutil;
+use crate::home::{Home, TaskState};
+use crate::run;
+use crate::task::{self, Task, TaskError};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The queue as it is now.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub queued: Vec<QueuedTask>,
+    pub invalid: Vec<Invalid>,
+    pub finished: BTreeMap<String, TaskState>,
+    /// Files still being written; look again at this time.
+    pub recheck_at: Option<SystemTime>,
+}
+
+/// The queue operations the daemon needs.
+pub trait Store {
+    /// Lists `queue/` (valid tasks, invalid files) and the ids that finished.
+    fn scan(&mut self, config: &Config, now: SystemTime) -> Result<Scan, StoreError>;
+    /// Takes a queued task for running. `Ok(false)` when it is no longer in the queue.
+    fn claim(&mut self, id: &str) -> Result<bool, StoreError>;
+    /// Puts a running task back into the queue for another attempt.
+    fn requeue(&mut self, id: &str) -> Result<(), StoreError>;
+    /// Appends the report to a running or queued task and files it in `done/` or `failed/`.
+    fn finish(
+        &mut self,
+        id: &str,
+        from: TaskState,
+        to: TaskState,
+        report: &str,
+    ) -> Result<PathBuf, StoreError>;
+    /// Moves an invalid file aside to `failed/`, keeping it byte for byte, with the error in
+    /// a file next to it.
+    fn reject(&mut self, path: &Path, error: &str) -> Result<PathBuf, StoreError>;
+    /// Ids and files of the tasks in a state, in id order.
+    fn list(&self, state: TaskState) -> Result<Vec<(String, PathBuf)>, StoreError>;
+    /// A filesystem event was seen for `path`: `complete` when the writer is known to be done
+    /// (closed the file, or renamed it in).
+    fn note_change(&mut self, path: &Path, complete: bool);
+}
+
+/// What a scan remembers about a file, so unchanged files are not parsed again.
+struct Cached {
+    modified: SystemTime,
+    len: u64,
+    parsed: Result<QueuedTask, String>,
+}
+
+pub struct FolderStore {
+    home: Home,
+    cache: HashMap<PathBuf, Cached>,
+    /// Files seen being written: `true` once the writer finished.
+    fresh: HashMap<PathBuf, bool>,
+    /// `done/` and `failed/` listings, reused while the directory is unchanged.
+    finished_cache: HashMap<TaskState, (SystemTime, Vec<String>)>,
+}
+
+impl FolderStore {
+    pub fn new(home: Home) -> FolderStore {
+        FolderStore {
+            home,
+            cache: HashMap::new(),
+            fresh: HashMap::new(),
+            finished_cache: HashMap::new(),
+        }
+    }
+
+    fn finished_ids(&mut self, state: TaskState) -> Result<Vec<String>, StoreError> {
+        let dir = self.home.state_dir(state);
+        let modified = fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .map_err(at(&dir))?;
+        if let Some((m, ids)) = self.finished_cache.get(&state)
+            && *m == modified
+        {
+            return Ok(ids.clone());
+        }
+        let ids: Vec<String> = self.list(state)?.into_iter().map(|(id, _)| id).collect();
+        self.finished_cache.insert(state, (modified, ids.clone()));
+        Ok(ids)
+    }
+
+    fn parse_file(&self, id: &str, path: &Path, config: &Config) -> Result<QueuedTask, String> {
+        let text = fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let text = String::from_utf8(text).map_err(|e| {
+            let (line, column) = line_col(e.as_bytes(), e.utf8_error().valid_up_to());
+            TaskError::new(path, line, column, "the file is not valid UTF-8").to_string()
+        })?;
+        let task = task::parse(id, path, &text).map_err(|e| e.to_string())?;
+        validate_against_config(&task, path, config).map_err(|e| e.to_string())?;
+        let (last_attempt, counted_attempts) = run::attempt_counts(&self.home.task_runs(id));
+        Ok(QueuedTask {
+            task,
+            path: path.to_path_buf(),
+            last_attempt,
+            counted_attempts,
+        })
+    }
+
+    fn move_task(&mut self, id: &str, from: TaskState, to: TaskState) -> Result<bool, StoreError> {
+        let src = self.home.task_file(from, id);
+        let dst = self.home.task_file(to, id);
+        self.cache.remove(&src);
+        self.fresh.remove(&src);
+        fsutil::move_noclobber(&src, &dst).map_err(at(&dst))
+    }
+}
+
+/// Checks a task against the configuration: its agent must exist and it needs a workdir.
+pub fn validate_against_config(task: &Task, path: &Path, config: &Config) -> Result<(), TaskError> {
+    let agent = task.agent.as_deref().unwrap_or(&config.default_agent);
+    if config.profile(agent).is_none() {
+        let line = task.field_line("agent");
+        let origin = if task.agent.is_some() {
+            ""
+        } else {
+            " (the default_agent in config.toml)"
+        };
+        return Err(TaskError::new(
+            path,
+            line,
+            1,
+            format!(
+                "agent `{agent}`{origin} is not a profile; known agents: {}",
+                config.agent_names().join(", ")
+            ),
+        ));
+    }
+    if task.workdir.is_none() && config.workdir.is_none() {
+        return Err(TaskError::new(
+            path,
+            1,
+            1,
+            "no workdir: set `workdir:` in the front matter or `workdir` in config.toml",
+        ));
+    }
+    Ok(())
+}
+
+fn line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() as u32 + 1;
+    (line, column)
+}
+
+/// The task id of a file in a state folder, if it is a task file at all. Dotfiles and other
+/// extensions are left alone: editors and `add` use them for files in progress.
+pub fn task_id_of(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with('.') {
+        return None;
+    }
+    name.strip_suffix(".md").filter(|s| !s.is_empty())
+}
+
+impl Store for FolderStore {
+    fn scan(&mut self, config: &Config, now: SystemTime) -> Result<Scan, StoreError> {
+        let queue_dir = self.home.state_dir(TaskState::Queued);
+        let mut scan = Scan::default();
+        let mut present = Vec::new();
+        for entry in fs::read_dir(&queue_dir).map_err(at(&queue_dir))? {
+            let entry = entry.map_err(at(&queue_dir))?;
+            let path = entry.path();
+            let Some(id) = task_id_of(&path).map(str::to_string) else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            present.push(path.clone());
+            let modified = meta.modified().unwrap_or(now);
+            let settled_at = modified + config.settle;
+            let complete = self.fresh.get(&path).copied().unwrap_or(false);
+            if !complete && settled_at > now {
+                // Possibly still being written: look again once it has been quiet long enough.
+                scan.recheck_at = Some(scan.recheck_at.map_or(settled_at, |t| t.min(settled_at)));
+                continue;
+            }
+            let reuse = self
+                .cache
+                .get(&path)
+                .is_some_and(|c| c.modified == modified && c.len == meta.len());
+            if !reuse {
+                let parsed = self.parse_file(&id, &path, config);
+                self.cache.insert(
+                    path.clone(),
+                    Cached {
+                        modified,
+                        len: meta.len(),
+                        parsed,
+                    },
+                );
+            }
+            match self.cache.get(&path).map(|c| &c.parsed) {
+                Some(Ok(q)) => scan.queued.push(q.clone()),
+                Some(Err(error)) => scan.invalid.push(Invalid {
+                    path: path.clone(),
+                    error: error.clone(),
+                }),
+                None => {}
+            }
+        }
+        self.cache.retain(|p, _| present.contains(p));
+        self.fresh.retain(|p, _| present.contains(p));
+        for state in [TaskState::Done, TaskState::Failed] {
+            for id in self.finished_ids(state)? {
+                scan.finished.insert(id, state);
+            }
+        }
+        Ok(scan)
+    }
+
+    fn claim(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.move_task(id, TaskState::Queued, TaskState::Running)
+    }
+
+    fn requeue(&mut self, id: &str) -> Result<(), StoreError> {
+        self.move_task(id, TaskState::Running, TaskState::Queued)?;
+        // Requeued by us, so complete: no need to wait for it to settle.
+        self.fresh
+            .insert(self.home.task_file(TaskState::Queued, id), true);
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        id: &str,
+        from: TaskState,
+        to: TaskState,
+        report: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let src = self.home.task_file(from, id);
+        let text = fs::read(&src).map_err(at(&src))?;
+        // Replace an earlier report (from before a retry) rather than stacking them.
+        let text = String::from_utf8_lossy(&text);
+        let kept = task::strip_report(&text);
+        let mut new = kept.trim_end_matches(['\n', '\r']).to_string();
+        new.push_str(report);
+        // Rewrite in place first (atomic), then move: each step leaves a whole file.
+        fsutil::write_atomic(&src, new.as_bytes(), 0o644).map_err(at(&src))?;
+        let dst = free_name(&self.home.state_dir(to), id);
+        self.cache.remove(&src);
+        self.fresh.remove(&src);
+        fsutil::move_noclobber(&src, &dst).map_err(at(&dst))?;
+        let dir = self.home.state_dir(to);
+        fsutil::sync_dir(&dir).map_err(at(&dir))?;
+        Ok(dst)
+    }
+
+    fn reject(&mut self, path: &Path, error: &str) -> Result<PathBuf, StoreError> {
+        let id = task_id_of(path).unwrap_or("invalid");
+        let dst = free_name(&self.home.state_dir(TaskState::Failed), id);
+        let err_file = dst.with_extension("error.txt");
+        fsutil::write_atomic(&err_file, format!("{error}\n").as_bytes(), 0o644)
+            .map_err(at(&err_file))?;
+        self.cache.remove(path);
+        self.fresh.remove(path);
+        fsutil::move_noclobber(path, &dst).map_err(at(&dst))?;
+        Ok(dst)
+    }
+
+    fn list(&self, state: TaskState) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        list_state(&self.home, state)
+    }
+
+    fn note_change(&mut self, path: &Path, complete: bool) {
+        if complete {
+            self.fresh.insert(path.to_path_buf(), true);
+        } else {
+            self.fresh.entry(path.to_path_buf()).or_insert(false);
+        }
+    }
+}
+
+/// Ids and files of the tasks in a state folder, sorted by id.
+pub fn list_state(home: &Home, state: TaskState) -> Result<Vec<(String, PathBuf)>, StoreError> {
+    let dir = home.state_dir(state);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(at(&dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(at(&dir))?.path();
+        if let Some(id) = task_id_of(&path) {
+            out.push((id.to_string(), path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where a task with `id` is now, if anywhere.
+pub fn locate(home: &Home, id: &str) -> Option<(TaskState, PathBuf)> {
+    TaskState::ALL
+        .into_iter()
+        .map(|s| (s, home.task_file(s, id)))
+        .find(|(_, p)| p.is_file())
+}
+
+/// `dir/<id>.md`, or `dir/<id>.<n>.md` when that is taken: a file is never overwritten.
+fn free_name(dir: &Path, id: &str) -> PathBuf {
+    let first = dir.join(format!("{id}.md"));
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|n| dir.join(format!("{id}.{n}.md")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// How long a hand-dropped file must be quiet before it is picked up, as shown to users.
+pub fn describe_settle(settle: Duration) -> String {
+    task::format_duration(settle)
+}

@@ -1,0 +1,198 @@
+//! The records of one attempt, in `runs/<task>/<attempt>/`.
+//!
+//! Each record is written by exactly one party, atomically, and never rewritten:
+//!
+//! | file | writer | meaning |
+//! |---|---|---|
+//! | `prompt.md` | daemon | the prompt the agent got |
+//! | `spawn.json` | daemon | argv, workdir, session, git HEAD at start |
+//! | `started.json` | pane wrapper | the agent process was started |
+//! | `transcript.log` | tmux `pipe-pane` | everything the pane showed |
+//! | `done.json` | `nightshift done` or the daemon (marker) | the agent signalled done |
+//! | `exit.json` | pane wrapper | the agent process ended |
+//! | `cancel.json` | daemon | a person cancelled the run |
+//! | `report.json` | daemon | the attempt's outcome |
+//! | `events.jsonl` | daemon | a log of what happened, one JSON object a line |
+//!
+//! Because these files are the state, a restarted daemon rebuilds a run from them and the
+//! live tmux sessions: crash recovery is the ordinary start-up path.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+pub const PROMPT: &str = "prompt.md";
+pub const SPAWN: &str = "spawn.json";
+pub const STARTED: &str = "started.json";
+pub const TRANSCRIPT: &str = "transcript.log";
+pub const DONE: &str = "done.json";
+pub const EXIT: &str = "exit.json";
+pub const CANCEL: &str = "cancel.json";
+pub const REPORT: &str = "report.json";
+pub const EVENTS: &str = "events.jsonl";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SpawnRecord {
+    pub task_id: String,
+    pub attempt: u32,
+    pub agent: String,
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    /// Extra environment for the agent (the task's and the profile's).
+    pub env: Vec<(String, String)>,
+    pub session: String,
+    /// When the task was claimed for this attempt.
+    pub claimed_at: Timestamp,
+    /// `git rev-parse HEAD` in the workdir when the attempt started, if it is a repo.
+    pub git_head: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StartedRecord {
+    pub pid: u32,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DoneSource {
+    /// `nightshift done`
+    Command,
+    /// the completion marker in the output
+    Marker,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DoneRecord {
+    pub ok: bool,
+    pub summary: Option<String>,
+    pub source: DoneSource,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitRecord {
+    /// The agent's exit code, if it exited normally.
+    pub code: Option<i32>,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// Why the agent could not be started at all (missing binary, bad workdir).
+    pub error: Option<String>,
+    pub at: Timestamp,
+}
+
+impl ExitRecord {
+    pub fn describe(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("the agent could not be started: {e}");
+        }
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("the agent exited with code {c}"),
+            (None, Some(s)) => format!("the agent was killed by signal {s}"),
+            (None, None) => "the agent exited".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CancelRecord {
+    pub at: Timestamp,
+}
+
+/// One attempt's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn transcript(&self) -> PathBuf {
+        self.file(TRANSCRIPT)
+    }
+
+    pub fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.path)
+    }
+
+    /// Writes a record atomically. Records are private to the user (0600).
+    pub fn write<T: Serialize>(&self, name: &str, value: &T) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        fsutil::write_atomic(&self.file(name), &json, 0o600)
+    }
+
+    /// Reads a record; `Ok(None)` when it does not exist. A record that does not parse is an
+    /// error naming the file, never silently ignored.
+    pub fn read<T: DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
+        let path = self.file(name);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.file(name).exists()
+    }
+
+    /// Appends to `events.jsonl`. Best effort: the event log is for people, not for recovery.
+    pub fn log_event(&self, at: Timestamp, event: &str, detail: &str) {
+        let line = serde_json::json!({ "at": at, "event": event, "detail": detail });
+        if let Err(e) = fsutil::append_line(&self.file(EVENTS), &line.to_string(), 0o600) {
+            tracing::warn!("cannot append to {}: {e}", self.file(EVENTS).display());
+        }
+    }
+}
+
+/// The attempt numbers that exist for a task, ascending.
+pub fn attempts(task_runs: &Path) -> Vec<u32> {
+    let mut found: Vec<u32> = fs::read_dir(task_runs)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort_unstable();
+    found
+}
+
+/// The file in a task's runs folder that records where its attempt budget starts: `retry`
+/// gives a task a fresh budget without renumbering old attempts.
+pub const BUDGET_FROM: &str = "budget-from";
+
+/// `(attempts so far, attempts counted against max_attempts)` for a task.
+pub fn attempt_counts(task_runs: &Path) -> (u32, u32) {
+    let all = attempts(task_runs);
+    let last = all.last().copied().unwrap_or(0);
+    let from: u32 = fs::read_to_string(task_runs.join(BUDGET_FROM))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1);
+    let counted = all.iter().filter(|&&a| a >= from).count() as u32;
+    (last, counted)
+}

@@ -1,0 +1,205 @@
+//! What the files say about each task, for `ls`, `show` and scripts. Reads only files, so
+//! it works while the daemon is down.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::core::dispatch::{self, Hold};
+use crate::home::{Home, TaskState};
+use crate::queue::{self, StoreError};
+use crate::report::Report;
+use crate::run::{self, DoneRecord, ExitRecord, RunDir, SpawnRecord, StartedRecord};
+use crate::task::{self, Task};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub state: TaskState,
+    pub path: PathBuf,
+    pub title: String,
+    pub priority: i64,
+    pub agent: Option<String>,
+    pub workdir: Option<PathBuf>,
+    pub depends_on: Vec<String>,
+    /// For queued tasks that cannot start yet: why.
+    pub waiting_for: Vec<String>,
+    /// Why the file is not a valid task, if it is not.
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub last: Option<AttemptView>,
+    /// When the file last changed: for finished tasks, when they finished.
+    pub modified: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub dir: PathBuf,
+    pub session: Option<String>,
+    pub spawn: Option<SpawnRecord>,
+    pub started: Option<StartedRecord>,
+    pub done: Option<DoneRecord>,
+    pub exit: Option<ExitRecord>,
+    pub report: Option<Report>,
+}
+
+impl TaskView {
+    /// When the current attempt began, if one did.
+    pub fn started_at(&self) -> Option<Timestamp> {
+        let last = self.last.as_ref()?;
+        last.spawn
+            .as_ref()
+            .map(|s| s.claimed_at)
+            .or(last.started.as_ref().map(|s| s.at))
+    }
+
+    /// The outcome's reason for finished tasks.
+    pub fn reason(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.clone());
+        }
+        if matches!(self.state, TaskState::Done | TaskState::Failed) {
+            return self
+                .last
+                .as_ref()?
+                .report
+                .as_ref()
+                .map(|r| r.reason.clone());
+        }
+        None
+    }
+}
+
+pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
+    let dir = RunDir::new(home.run_dir(id, attempt));
+    let spawn: Option<SpawnRecord> = dir.read(run::SPAWN).ok().flatten();
+    AttemptView {
+        attempt,
+        session: spawn.as_ref().map(|s| s.session.clone()),
+        started: dir.read(run::STARTED).ok().flatten(),
+        done: dir.read(run::DONE).ok().flatten(),
+        exit: dir.read(run::EXIT).ok().flatten(),
+        report: dir.read(run::REPORT).ok().flatten(),
+        spawn,
+        dir: dir.path().to_path_buf(),
+    }
+}
+
+fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Option<Task>) {
+    let parsed = std::fs::read(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
+        })
+        .and_then(|text| task::parse(id, path, &text).map_err(|e| e.to_string()));
+    let error_file = path.with_extension("error.txt");
+    let mut error = std::fs::read_to_string(&error_file)
+        .ok()
+        .map(|s| s.trim().to_string());
+    let (last, _) = run::attempt_counts(&home.task_runs(id));
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| Timestamp::try_from(t).ok());
+    let mut v = TaskView {
+        id: id.to_string(),
+        state,
+        path: path.to_path_buf(),
+        title: id.to_string(),
+        priority: 0,
+        agent: None,
+        workdir: None,
+        depends_on: Vec::new(),
+        waiting_for: Vec::new(),
+        error: None,
+        attempts: last,
+        last: (last > 0).then(|| attempt_view(home, id, last)),
+        modified,
+    };
+    let task = match parsed {
+        Ok(t) => {
+            v.title = t.title.clone();
+            v.priority = t.priority;
+            v.agent = t.agent.clone();
+            v.workdir = t.workdir.clone();
+            v.depends_on = t.depends_on.clone();
+            Some(t)
+        }
+        Err(e) => {
+            error.get_or_insert(e);
+            None
+        }
+    };
+    v.error = error;
+    (v, task)
+}
+
+/// Every task in the home: running first, then the queue in the order it will run, then
+/// finished tasks, most recent first.
+pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError> {
+    let mut running = Vec::new();
+    let mut queued = Vec::new();
+    let mut queued_tasks = Vec::new();
+    let mut finished = Vec::new();
+    let mut finished_ids = BTreeMap::new();
+    for state in TaskState::ALL {
+        for (id, path) in queue::list_state(home, state)? {
+            let (mut v, task) = view(home, state, &id, &path);
+            if v.agent.is_none() && task.is_some() {
+                v.agent = Some(config.default_agent.clone());
+            }
+            match state {
+                TaskState::Running => running.push(v),
+                TaskState::Queued => {
+                    if let Some(t) = task {
+                        queued_tasks.push(t);
+                    }
+                    queued.push(v);
+                }
+                TaskState::Done | TaskState::Failed => {
+                    finished_ids.insert(id.clone(), state);
+                    finished.push(v);
+                }
+            }
+        }
+    }
+    // The daemon's own dispatch order and dependency rule, so `ls` shows what will happen.
+    let active: BTreeSet<String> = running.iter().map(|v| v.id.clone()).collect();
+    let plan = dispatch::plan(&queued_tasks, &finished_ids, &active, usize::MAX);
+    let rank: BTreeMap<&str, usize> = plan
+        .start
+        .iter()
+        .chain(plan.hold.iter().map(|(id, _)| id))
+        .chain(plan.fail.iter().map(|(id, _)| id))
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for v in &mut queued {
+        if let Some((_, Hold::Waiting(w))) = plan.hold.iter().find(|(id, _)| *id == v.id) {
+            v.waiting_for = w.clone();
+        }
+    }
+    queued.sort_by_key(|v| rank.get(v.id.as_str()).copied().unwrap_or(usize::MAX));
+    finished.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.id.cmp(&b.id)));
+    let mut all = running;
+    all.extend(queued);
+    all.extend(finished);
+    Ok(all)
+}
+
+/// One task by id, wherever it is.
+pub fn find(home: &Home, id: &str) -> Option<TaskView> {
+    let (state, path) = queue::locate(home, id)?;
+    Some(view(home, state, id, &path).0)
+}
+
+/// Seconds since `t`, for display.
+pub fn age(t: Timestamp) -> std::time::Duration {
+    let now = Timestamp::try_from(SystemTime::now()).unwrap_or(t);
+    std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default()
+}

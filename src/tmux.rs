@@ -1,0 +1,394 @@
+//! A typed wrapper over the tmux CLI on nightshift's own server.
+//!
+//! Everything is passed as argv: tmux never sees a shell string built from a prompt. The one
+//! shell command tmux runs is `pipe-pane`'s `cat >> <transcript>`, whose only variable part is
+//! a path nightshift chose, single-quoted.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+/// The user option on each session that names its task; re-adoption after a restart relies
+/// on it rather than on the session name.
+pub const TASK_OPTION: &str = "@nightshift_task";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TmuxError {
+    #[error("cannot run tmux: {0} (is tmux installed and on PATH?)")]
+    Spawn(std::io::Error),
+    #[error("tmux {command} failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("tmux {command} printed unexpected output: {output:?}")]
+    Parse { command: String, output: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Socket {
+    Name(String),
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmux {
+    socket: Socket,
+}
+
+/// What to start in a new session.
+#[derive(Debug, Clone)]
+pub struct SessionSpec<'a> {
+    pub name: &'a str,
+    pub task_id: &'a str,
+    pub workdir: &'a Path,
+    pub env: &'a [(String, String)],
+    pub argv: &'a [OsString],
+    pub transcript: &'a Path,
+    pub width: u16,
+    pub height: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spawned {
+    pub pane_id: String,
+    pub pane_pid: u32,
+}
+
+/// One nightshift session as tmux sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub name: String,
+    /// The `@nightshift_task` option; empty for sessions nightshift did not make.
+    pub task_id: String,
+    pub pane_dead: bool,
+    pub pane_pid: u32,
+}
+
+impl Tmux {
+    /// A name selects `tmux -L name`; anything with a `/` is a socket path for `tmux -S`.
+    pub fn new(socket: &str) -> Tmux {
+        let socket = if socket.contains('/') {
+            Socket::Path(PathBuf::from(socket))
+        } else {
+            Socket::Name(socket.to_string())
+        };
+        Tmux { socket }
+    }
+
+    pub fn socket_args(&self) -> Vec<OsString> {
+        match &self.socket {
+            Socket::Name(n) => vec!["-L".into(), n.into()],
+            Socket::Path(p) => vec!["-S".into(), p.into()],
+        }
+    }
+
+    /// How a person reaches this server by hand, e.g. `tmux -L nightshift`.
+    pub fn display_prefix(&self) -> String {
+        match &self.socket {
+            Socket::Name(n) => format!("tmux -L {}", shell_quote(n)),
+            Socket::Path(p) => format!("tmux -S {}", shell_quote(&p.to_string_lossy())),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.args(self.socket_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, what: &str, args: &[OsString]) -> Result<String, TmuxError> {
+        let output = self
+            .command()
+            .args(args)
+            .output()
+            .await
+            .map_err(TmuxError::Spawn)?;
+        if !output.status.success() {
+            return Err(TmuxError::Failed {
+                command: what.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Creates the session, keeps its pane after the process exits, streams the pane to the
+    /// transcript and tags the session with its task, all in one tmux command queue, so the
+    /// pipe is in place before tmux reads the first byte of output.
+    pub async fn spawn_session(&self, spec: &SessionSpec<'_>) -> Result<Spawned, TmuxError> {
+        let target = exact_pane(spec.name);
+        let mut args: Vec<OsString> = vec![
+            "new-session".into(),
+            "-d".into(),
+            "-P".into(),
+            "-F".into(),
+            "#{pane_id} #{pane_pid}".into(),
+            "-s".into(),
+            spec.name.into(),
+            "-x".into(),
+            spec.width.to_string().into(),
+            "-y".into(),
+            spec.height.to_string().into(),
+            "-c".into(),
+            spec.workdir.into(),
+        ];
+        for (k, v) in spec.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}").into());
+        }
+        args.push("--".into());
+        args.extend(spec.argv.iter().cloned());
+        let cat = format!("cat >> {}", shell_quote(&spec.transcript.to_string_lossy()));
+        for cmd in [
+            vec!["set-option", "-w", "-t", &target, "remain-on-exit", "on"],
+            vec!["pipe-pane", "-t", &target, "-o", &cat],
+            vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
+        ] {
+            args.push(";".into());
+            args.extend(cmd.into_iter().map(OsString::from));
+        }
+        let out = self.run("new-session", &args).await?;
+        let parse_err = || TmuxError::Parse {
+            command: "new-session".into(),
+            output: out.clone(),
+        };
+        let line = out.lines().next().ok_or_else(parse_err)?;
+        let (pane_id, pid) = line.split_once(' ').ok_or_else(parse_err)?;
+        Ok(Spawned {
+            pane_id: pane_id.to_string(),
+            pane_pid: pid.trim().parse().map_err(|_| parse_err())?,
+        })
+    }
+
+    /// Every session on the server. No server means no sessions.
+    pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, TmuxError> {
+        const SEP: &str = "\u{1f}";
+        let format = format!(
+            "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}"
+        );
+        let output = self
+            .command()
+            .args(["list-panes", "-a", "-F", &format])
+            .output()
+            .await
+            .map_err(TmuxError::Spawn)?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if is_no_server(&stderr) {
+                return Ok(Vec::new());
+            }
+            return Err(TmuxError::Failed {
+                command: "list-panes".into(),
+                stderr: stderr.trim().to_string(),
+            });
+        }
+        let mut sessions: Vec<SessionInfo> = Vec::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let fields: Vec<&str> = line.split(SEP).collect();
+            let [name, task, dead, pid] = fields[..] else {
+                continue;
+            };
+            // One pane per session; if a person split it, the first pane is the agent.
+            if sessions.iter().any(|s| s.name == name) {
+                continue;
+            }
+            sessions.push(SessionInfo {
+                name: name.to_string(),
+                task_id: task.to_string(),
+                pane_dead: dead == "1",
+                pane_pid: pid.parse().unwrap_or(0),
+            });
+        }
+        Ok(sessions)
+    }
+
+    pub async fn has_session(&self, name: &str) -> Result<bool, TmuxError> {
+        match self
+            .run(
+                "has-session",
+                &[
+                    "has-session".into(),
+                    "-t".into(),
+                    exact_session(name).into(),
+                ],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(TmuxError::Failed { stderr, .. })
+                if is_no_server(&stderr) || stderr.contains("can't find session") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Kills a session; one that is already gone is not an error.
+    pub async fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
+        match self
+            .run(
+                "kill-session",
+                &[
+                    "kill-session".into(),
+                    "-t".into(),
+                    exact_session(name).into(),
+                ],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(TmuxError::Failed { stderr, .. })
+                if is_no_server(&stderr) || stderr.contains("can't find session") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Types `text` literally into the session's pane, then presses Enter. The pause lets
+    /// agent UIs that debounce input take the text before the Enter.
+    pub async fn send_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
+        let target = exact_pane(name);
+        if !text.is_empty() {
+            self.run(
+                "send-keys",
+                &[
+                    "send-keys".into(),
+                    "-t".into(),
+                    target.clone().into(),
+                    "-l".into(),
+                    "--".into(),
+                    text.into(),
+                ],
+            )
+            .await?;
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        }
+        self.run(
+            "send-keys",
+            &[
+                "send-keys".into(),
+                "-t".into(),
+                target.into(),
+                "Enter".into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The visible screen of the session's pane (the seam the attention signals read).
+    pub async fn capture(&self, name: &str) -> Result<String, TmuxError> {
+        self.run(
+            "capture-pane",
+            &[
+                "capture-pane".into(),
+                "-p".into(),
+                "-J".into(),
+                "-t".into(),
+                exact_pane(name).into(),
+            ],
+        )
+        .await
+    }
+
+    /// `tmux … attach -t SESSION`, as a blocking command for the CLI to hand the terminal to.
+    pub fn attach_command(&self, name: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("tmux");
+        cmd.args(self.socket_args())
+            .args(["attach-session", "-t", &exact_session(name)])
+            // Attaching from inside another tmux is fine: it is a different server.
+            .env_remove("TMUX");
+        cmd
+    }
+
+    pub async fn kill_server(&self) -> Result<(), TmuxError> {
+        match self.run("kill-server", &["kill-server".into()]).await {
+            Ok(_) => Ok(()),
+            Err(TmuxError::Failed { stderr, .. }) if is_no_server(&stderr) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `tmux -V`, e.g. `tmux 3.3a`.
+pub async fn version() -> Result<String, TmuxError> {
+    let out = Command::new("tmux")
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(TmuxError::Spawn)?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn is_no_server(stderr: &str) -> bool {
+    stderr.contains("no server running")
+        || stderr.contains("error connecting to")
+        || stderr.contains("No such file or directory")
+}
+
+/// `=name` matches the session name exactly instead of by prefix.
+fn exact_session(name: &str) -> String {
+    format!("={name}")
+}
+
+/// The active pane of the session named exactly `name`.
+fn exact_pane(name: &str) -> String {
+    format!("={name}:")
+}
+
+/// The session name for a task: readable, and safe for tmux targets (no `.` or `:`). When
+/// the id had to be changed, a hash of it keeps names unique.
+pub fn session_name(task_id: &str) -> String {
+    let clean: String = task_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == task_id {
+        format!("ns-{clean}")
+    } else {
+        // FNV-1a: tiny and stable across releases, unlike std's hasher.
+        let hash = task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("ns-{clean}-{:08x}", hash as u32)
+    }
+}
+
+/// Quotes a string for a POSIX shell: `'…'` with embedded quotes closed and escaped.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_are_tmux_safe_and_distinct() {
+        assert_eq!(session_name("fix-bug_2"), "ns-fix-bug_2");
+        let a = session_name("a.b");
+        let b = session_name("a_b");
+        assert_ne!(a, b);
+        assert!(!a.contains('.') && !a.contains(':'));
+        assert!(session_name("nightly@2026-11-24T02:00Z").starts_with("ns-nightly_2026"));
+    }
+
+    #[test]
+    fn shell_quote_survives_quotes() {
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+}

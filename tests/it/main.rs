@@ -1,0 +1,1 @@
+//! Integration tests: real tmux, real git, the real binary.

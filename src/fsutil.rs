@@ -48,7 +48,9 @@ pub fn move_noclobber(from: &Path, to: &Path) -> io::Result<bool> {
         rustix::fs::RenameFlags::NOREPLACE,
     ) {
         Ok(()) => Ok(true),
-        Err(rustix::io::Errno::NOENT) => Ok(false),
+        // Only a missing source means "someone else moved it"; a missing destination folder
+        // is an error.
+        Err(rustix::io::Errno::NOENT) if !from.exists() => Ok(false),
         // Filesystems without RENAME_NOREPLACE: check, then rename. The window is tiny and
         // only the daemon moves files out of running/.
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
@@ -60,7 +62,7 @@ pub fn move_noclobber(from: &Path, to: &Path) -> io::Result<bool> {
             }
             match fs::rename(from, to) {
                 Ok(()) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => Ok(false),
                 Err(e) => Err(e),
             }
         }

@@ -216,6 +216,8 @@ impl Home {
         let uid = rustix::process::getuid().as_raw();
         for (path, private) in [(self.root.clone(), false), (self.runtime_dir(), true)] {
             match fs::metadata(&path) {
+                // The daemon creates the runtime folder (0700) when it first starts.
+                Err(e) if private && e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(format!("{}: {e}", path.display())),
                 Ok(meta) => {
                     if meta.uid() != uid {

@@ -5,9 +5,12 @@
 //! in `exit.json`. The daemon learns both from file events, and a restarted daemon finds them
 //! on disk, so an exit is never lost even while the daemon is down.
 
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
+use std::time::Duration;
+
+use rustix::process::Signal;
 
 use jiff::Timestamp;
 
@@ -30,9 +33,6 @@ pub fn run(run_dir: &Path) -> i32 {
         return fail(&dir, "the agent command is empty".into());
     };
 
-    // Keep the wrapper alive through Ctrl-C and hangups so it can record the agent's exit:
-    // the terminal delivers those signals to the agent as well, which decides for itself.
-    // Handlers (unlike SIG_IGN) are reset in the child by exec.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,37 +40,67 @@ pub fn run(run_dir: &Path) -> i32 {
         Ok(rt) => rt,
         Err(e) => return fail(&dir, format!("cannot start: {e}")),
     };
-    let _signals = runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        [
-            SignalKind::interrupt(),
-            SignalKind::hangup(),
-            SignalKind::quit(),
-            SignalKind::terminate(),
-        ]
-        .into_iter()
-        .filter_map(|k| signal(k).ok())
-        .collect::<Vec<_>>()
-    });
+    runtime.block_on(supervise(&dir, &spawn, program, args))
+}
 
-    let mut child = match Command::new(program)
+/// How long an agent may take to exit after its session was closed, before it is killed.
+const HANGUP_GRACE: Duration = Duration::from_secs(5);
+
+async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[String]) -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers (unlike SIG_IGN) are reset in the child by exec, so the agent still gets the
+    // terminal's Ctrl-C and Ctrl-\ itself; the wrapper only has to outlive it.
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let _interrupt = signal(SignalKind::interrupt()).ok();
+    let _quit = signal(SignalKind::quit()).ok();
+
+    let mut child = match tokio::process::Command::new(program)
         .args(args)
         .current_dir(&spawn.workdir)
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return fail(&dir, format!("cannot run `{program}`: {e}")),
+        Err(e) => return fail(dir, format!("cannot run `{program}`: {e}")),
     };
     let started = StartedRecord {
-        pid: child.id(),
+        pid: child.id().unwrap_or(0),
         at: Timestamp::now(),
     };
     if let Err(e) = dir.write(run::STARTED, &started) {
-        eprintln!("nightshift: cannot record the start: {e}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "nightshift: cannot record the start: {e}"
+        );
     }
-    let status = match child.wait() {
+
+    // When tmux closes the session, the kernel sends SIGHUP to the pane's process (this
+    // wrapper) only. Pass it on to the agent's whole process group, and kill what is left
+    // if it does not go.
+    let mut forwarded: Option<tokio::time::Instant> = None;
+    let status = loop {
+        let kill_at = forwarded.map(|at| at + HANGUP_GRACE);
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(()) = recv(&mut hangup), if forwarded.is_none() => {
+                forward(Signal::HUP);
+                forwarded = Some(tokio::time::Instant::now());
+            }
+            Some(()) = recv(&mut terminate), if forwarded.is_none() => {
+                forward(Signal::TERM);
+                forwarded = Some(tokio::time::Instant::now());
+            }
+            () = sleep_until(kill_at) => {
+                // Only the agent itself: SIGKILL to the group would take the wrapper too, and
+                // then nobody records the exit.
+                let _ = child.start_kill();
+                forwarded = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+            }
+        }
+    };
+    let status = match status {
         Ok(s) => s,
-        Err(e) => return fail(&dir, format!("lost the agent process: {e}")),
+        Err(e) => return fail(dir, format!("lost the agent process: {e}")),
     };
     let record = ExitRecord {
         code: status.code(),
@@ -78,16 +108,37 @@ pub fn run(run_dir: &Path) -> i32 {
         error: None,
         at: Timestamp::now(),
     };
-    println!("\n[nightshift] {}", record.describe());
+    // Record first: the terminal may be gone, and printing must not stop that.
     if let Err(e) = dir.write(run::EXIT, &record) {
-        eprintln!("nightshift: cannot record the exit: {e}");
+        let _ = writeln!(std::io::stderr(), "nightshift: cannot record the exit: {e}");
     }
+    let _ = writeln!(std::io::stdout(), "\n[nightshift] {}", record.describe());
     status.code().unwrap_or(128 + status.signal().unwrap_or(0))
+}
+
+async fn recv(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match sig {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Signals every process in the pane's process group (the agent and its children). The
+/// wrapper is in the group too; its handlers keep it alive, and it forwards only once.
+fn forward(sig: Signal) {
+    let _ = rustix::process::kill_current_process_group(sig);
 }
 
 /// The agent could not be started: say so in the pane and on disk.
 fn fail(dir: &RunDir, error: String) -> i32 {
-    eprintln!("[nightshift] {error}");
+    let _ = writeln!(std::io::stderr(), "[nightshift] {error}");
     let record = ExitRecord {
         code: None,
         signal: None,
@@ -95,7 +146,10 @@ fn fail(dir: &RunDir, error: String) -> i32 {
         at: Timestamp::now(),
     };
     if let Err(e) = dir.write(run::EXIT, &record) {
-        eprintln!("nightshift: cannot record the failure: {e}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "nightshift: cannot record the failure: {e}"
+        );
     }
     127
 }

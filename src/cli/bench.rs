@@ -1,10 +1,487 @@
-//! `nightshift bench`: latency and throughput figures.
+//! `nightshift bench`: latency and throughput figures, measured through a real daemon, tmux
+//! server and test agent in a temporary home. Figures, not a test: nothing is asserted about
+//! timing; the targets are printed next to the figures for a person to judge.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use jiff::Timestamp;
 
 use super::exit;
+use super::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
+use crate::home::TaskState;
+use crate::report::Report;
+use crate::run::{self, DoneRecord, RunDir, StartedRecord};
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Tasks for the drain-rate run [default: 500, or 40 with --quick]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tasks: Option<u32>,
+    /// Sequential tasks for the pickup and done-detection latencies [default: 200, or 20
+    /// with --quick]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub samples: Option<u32>,
+    /// Small numbers, for a smoke run
+    #[arg(long)]
+    pub quick: bool,
+    /// Keep the temporary home afterwards (runs/ holds every attempt's records)
+    #[arg(long)]
+    pub keep: bool,
+}
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<i32> {
+const MAX_AGENTS: usize = 4;
+/// Tasks run before measuring: the first one also starts the tmux server.
+const WARM_UP: u32 = 3;
+/// Per sequential task; far above any plausible latency, only there to stop a hang.
+const TASK_DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let samples = args.samples.unwrap_or(if args.quick { 20 } else { 200 });
+    let tasks = args.tasks.unwrap_or(if args.quick { 40 } else { 500 });
+    sandbox::require_tools("bench")?;
+    sandbox::catch_interrupts()?;
+
+    let mut sb = Sandbox::create(
+        "bench",
+        args.keep,
+        &format!("max_agents = {MAX_AGENTS}\ngrace_period = \"0s\"\nsettle = \"1s\"\n"),
+    )?;
+    print_machine();
+    println!(
+        "setup: a temporary home, a private tmux server, the scripted test agent, a git repo as \
+         workdir; max_agents {MAX_AGENTS}, grace_period 0s, settle 1s"
+    );
+    if args.keep {
+        println!("home:  {} (kept)", sb.home.root().display());
+    }
+    println!();
+
+    sb.start_daemon()?;
+    let done_dir = sb.home.state_dir(TaskState::Done);
+    let failed_dir = sb.home.state_dir(TaskState::Failed);
+    let watch = FolderWatch::new(&[(done_dir.clone(), false), (failed_dir.clone(), false)])?;
+    let stamps = sb.root().join("stamps");
+    std::fs::create_dir_all(&stamps)?;
+
+    let result = measure(&mut sb, &watch, &stamps, samples, tasks);
+    if let Err(e) = &result
+        && sandbox::check_interrupted().is_ok()
+    {
+        eprintln!(
+            "nightshift: {e:#}\nThe end of the daemon's log ({}):\n{}",
+            sb.daemon_log().display(),
+            sb.log_tail(15)
+        );
+        sb.keep = true;
+        eprintln!("Kept {} for inspection.", sb.root().display());
+    }
+    result?;
+    if sb.keep {
+        println!(
+            "\nKept {} (remove it with `rm -rf {}`).",
+            sb.root().display(),
+            sandbox::quote(&sb.root().to_string_lossy())
+        );
+    }
     Ok(exit::SUCCESS)
+}
+
+fn measure(
+    sb: &mut Sandbox,
+    watch: &FolderWatch,
+    stamps: &Path,
+    samples: u32,
+    tasks: u32,
+) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    for i in 0..WARM_UP {
+        sequential_task(sb, watch, stamps, &format!("warm-{i}"))?;
+    }
+    let mut seq = Vec::new();
+    for i in 0..samples {
+        progress.show(&format!("sequential tasks: {i}/{samples}"));
+        seq.push(sequential_task(sb, watch, stamps, &format!("seq-{i:04}"))?);
+    }
+    progress.clear();
+    report_sequential(sb, &seq);
+
+    progress.show(&format!("drain: {tasks} tasks..."));
+    let drain = drain(sb, watch, tasks)?;
+    progress.clear();
+    report_drain(&drain, tasks);
+    Ok(())
+}
+
+/// One task through the daemon on its own, with a free slot.
+struct Sample {
+    id: String,
+    /// Just before the rename into queue/.
+    queued: i128,
+    /// The agent's `@stamp`, its first step.
+    stamped: i128,
+    /// When the file showed up in done/.
+    filed: i128,
+    /// The done/ event was missed and the time is from a later look.
+    late: bool,
+}
+
+fn sequential_task(
+    sb: &mut Sandbox,
+    watch: &FolderWatch,
+    stamps: &Path,
+    id: &str,
+) -> anyhow::Result<Sample> {
+    let stamp = stamps.join(format!("{id}.ns"));
+    sb.stage(
+        id,
+        &format!(
+            "---\ntitle: bench {id}\n---\n@stamp {}\n@done\n",
+            stamp.display()
+        ),
+    )?;
+    let target = sb.home.task_file(TaskState::Done, id);
+    let failed = sb.home.task_file(TaskState::Failed, id);
+    // Events from earlier tasks are of no interest.
+    while !watch.next(Duration::ZERO).is_empty() {}
+    let queued = unix_nanos(SystemTime::now());
+    sb.enqueue(id)?;
+    let what = format!("task {id} to reach done/");
+    let (filed, late) =
+        sandbox::wait_for(watch, Instant::now() + TASK_DEADLINE, &what, |events| {
+            sb.check_daemon()?;
+            if let Some((t, _)) = events.iter().find(|(_, e)| {
+                !e.kind.is_remove() && !e.kind.is_access() && e.paths.contains(&target)
+            }) {
+                return Ok(Some((unix_nanos(*t), false)));
+            }
+            if failed.exists() {
+                let reason = crate::status::find(&sb.home, id)
+                    .and_then(|v| v.reason())
+                    .unwrap_or_default();
+                anyhow::bail!("bench task {id} failed: {reason}");
+            }
+            // Woken by the timer with the file already there: its event was lost.
+            if events.is_empty() && target.exists() {
+                return Ok(Some((unix_nanos(SystemTime::now()), true)));
+            }
+            Ok(None)
+        })?;
+    let text = std::fs::read_to_string(&stamp)
+        .with_context(|| format!("reading the agent's stamp {}", stamp.display()))?;
+    let stamped: i128 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{}: not a time stamp: {text:?}", stamp.display()))?;
+    Ok(Sample {
+        id: id.to_string(),
+        queued,
+        stamped,
+        filed,
+        late,
+    })
+}
+
+/// Milliseconds between two nanosecond times.
+fn ms(from: i128, to: i128) -> f64 {
+    (to - from) as f64 / 1e6
+}
+
+fn ts_nanos(t: Timestamp) -> i128 {
+    t.as_nanosecond()
+}
+
+/// The records an attempt left, as nanosecond times, for the breakdown.
+#[derive(Default)]
+struct Records {
+    claimed: Option<i128>,
+    spawned: Option<i128>,
+    started: Option<i128>,
+    done: Option<i128>,
+    reported: Option<i128>,
+}
+
+fn records(sb: &Sandbox, id: &str) -> Records {
+    let dir = RunDir::new(sb.home.run_dir(id, 1));
+    let mut r = Records {
+        started: dir
+            .read::<StartedRecord>(run::STARTED)
+            .ok()
+            .flatten()
+            .map(|s| ts_nanos(s.at)),
+        done: dir
+            .read::<DoneRecord>(run::DONE)
+            .ok()
+            .flatten()
+            .map(|d| ts_nanos(d.at)),
+        reported: dir
+            .read::<Report>(run::REPORT)
+            .ok()
+            .flatten()
+            .map(|r| ts_nanos(r.finished_at)),
+        ..Records::default()
+    };
+    let events = std::fs::read_to_string(dir.file(run::EVENTS)).unwrap_or_default();
+    for line in events.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let at = v
+            .get("at")
+            .and_then(|a| a.as_str())
+            .and_then(|a| a.parse::<Timestamp>().ok())
+            .map(ts_nanos);
+        match v.get("event").and_then(|e| e.as_str()) {
+            Some("claimed") => r.claimed = r.claimed.or(at),
+            Some("spawned") => r.spawned = r.spawned.or(at),
+            _ => {}
+        }
+    }
+    r
+}
+
+fn report_sequential(sb: &Sandbox, seq: &[Sample]) {
+    let recs: Vec<Records> = seq.iter().map(|s| records(sb, &s.id)).collect();
+    let pickup: Vec<f64> = seq.iter().map(|s| ms(s.queued, s.stamped)).collect();
+    let done: Vec<f64> = seq.iter().map(|s| ms(s.stamped, s.filed)).collect();
+    let split = |f: &dyn Fn(&Sample, &Records) -> Option<f64>| {
+        let v: Vec<f64> = seq.iter().zip(&recs).filter_map(|(s, r)| f(s, r)).collect();
+        Stats::of(&v).map_or("?".to_string(), |s| format!("{:.1}", s.median))
+    };
+
+    println!(
+        "pickup latency: task renamed into queue/ -> agent process running (its first step), \
+         {} sequential tasks after {WARM_UP} warm-up",
+        seq.len()
+    );
+    if let Some(s) = Stats::of(&pickup) {
+        println!("  {}", s.line());
+        println!(
+            "  target: median <= 15 ms {}, p99 <= 50 ms {}",
+            verdict(s.median <= 15.0),
+            verdict(s.p99 <= 50.0)
+        );
+    }
+    println!(
+        "  split (medians, ms): daemon notices and claims {} | claim -> tmux new-session returns {} \
+         | claim -> wrapper has started the agent {} | agent start-up to first step {}",
+        split(&|s, r| Some(ms(s.queued, r.claimed?))),
+        split(&|_, r| Some(ms(r.claimed?, r.spawned?))),
+        split(&|_, r| Some(ms(r.claimed?, r.started?))),
+        split(&|s, r| Some(ms(r.started?, s.stamped))),
+    );
+
+    println!();
+    println!(
+        "done-detection latency: agent signals done (`@stamp` then `@done`) -> task file in done/, \
+         same {} tasks",
+        seq.len()
+    );
+    if let Some(s) = Stats::of(&done) {
+        println!("  {}", s.line());
+        println!("  target: median <= 50 ms {}", verdict(s.median <= 50.0));
+    }
+    println!(
+        "  split (medians, ms): `nightshift done` runs {} | daemon notices {} \
+         | report (git) written, task file rewritten, synced and moved {}",
+        split(&|s, r| Some(ms(s.stamped, r.done?))),
+        split(&|_, r| Some(ms(r.done?, r.reported?))),
+        split(&|s, r| Some(ms(r.reported?, s.filed))),
+    );
+    let late = seq.iter().filter(|s| s.late).count();
+    if late > 0 {
+        println!("  ({late} done/ events were missed; those times are from a later look)");
+    }
+    println!();
+}
+
+struct Drain {
+    done: usize,
+    failed: usize,
+    /// How long the renames into queue/ took.
+    enqueue: Duration,
+    /// First rename to the last file in done/ or failed/.
+    elapsed: Duration,
+}
+
+fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32) -> anyhow::Result<Drain> {
+    let ids: Vec<String> = (0..tasks).map(|i| format!("drain-{i:04}")).collect();
+    for id in &ids {
+        sb.stage(id, &format!("---\ntitle: bench {id}\n---\n@marker\n"))?;
+    }
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let done_dir = sb.home.state_dir(TaskState::Done);
+    let failed_dir = sb.home.state_dir(TaskState::Failed);
+    while !watch.next(Duration::ZERO).is_empty() {}
+
+    let t0 = SystemTime::now();
+    let start = Instant::now();
+    for id in &ids {
+        sb.enqueue(id)?;
+    }
+    let enqueue = start.elapsed();
+
+    let mut done: HashSet<String> = HashSet::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    let mut last = t0;
+    // Generous: a slow machine must still finish, a hung daemon must not hang the bench.
+    let deadline = start + Duration::from_secs(60) + Duration::from_secs(tasks.into());
+    let what = format!("{tasks} tasks to finish");
+    sandbox::wait_for(watch, deadline, &what, |events| {
+        sb.check_daemon()?;
+        let id_in = |p: &Path, dir: &Path| -> Option<String> {
+            (p.parent() == Some(dir))
+                .then(|| crate::queue::task_id_of(p))
+                .flatten()
+                .filter(|id| wanted.contains(id))
+                .map(str::to_string)
+        };
+        for (t, e) in events {
+            if e.kind.is_remove() || e.kind.is_access() {
+                continue;
+            }
+            for p in &e.paths {
+                let new = if let Some(id) = id_in(p, &done_dir) {
+                    done.insert(id)
+                } else if let Some(id) = id_in(p, &failed_dir) {
+                    failed.insert(id)
+                } else {
+                    false
+                };
+                if new {
+                    last = last.max(*t);
+                }
+            }
+        }
+        if events.is_empty() {
+            // A quiet 100 ms: count from the folders in case an event was lost.
+            for (state, set) in [
+                (TaskState::Done, &mut done),
+                (TaskState::Failed, &mut failed),
+            ] {
+                for (id, _) in crate::queue::list_state(&sb.home, state)? {
+                    if wanted.contains(id.as_str()) && set.insert(id) {
+                        last = SystemTime::now();
+                    }
+                }
+            }
+        }
+        Ok((done.len() + failed.len() >= ids.len()).then_some(()))
+    })?;
+    Ok(Drain {
+        done: done.len(),
+        failed: failed.len(),
+        enqueue,
+        elapsed: last.duration_since(t0).unwrap_or_default(),
+    })
+}
+
+fn report_drain(d: &Drain, tasks: u32) {
+    let secs = d.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        d.done as f64 / secs
+    } else {
+        0.0
+    };
+    println!(
+        "drain rate: {tasks} trivial tasks (`@marker`) renamed into queue/ at once, max_agents {MAX_AGENTS}"
+    );
+    println!(
+        "  {} done in {secs:.2} s = {rate:.0} tasks/s   (the renames took {:.0} ms)",
+        d.done,
+        d.enqueue.as_secs_f64() * 1e3
+    );
+    if d.failed > 0 {
+        println!(
+            "  {} tasks FAILED (see `nightshift --home ... ls --state failed`, with --keep)",
+            d.failed
+        );
+    }
+    println!("  target: >= 100 tasks/s {}", verdict(rate >= 100.0));
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "[ok]" } else { "[MISSED]" }
+}
+
+struct Stats {
+    n: usize,
+    median: f64,
+    p99: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(values: &[f64]) -> Option<Stats> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        // Nearest rank: the smallest value with at least 99% of the samples at or below it.
+        let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
+        Some(Stats {
+            n,
+            median,
+            p99: v[rank - 1],
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "median {:.1} ms   p99 {:.1} ms   min {:.1} ms   max {:.1} ms   n {}",
+            self.median, self.p99, self.min, self.max, self.n
+        )
+    }
+}
+
+fn print_machine() {
+    let build = if cfg!(debug_assertions) {
+        "debug build: expect slower figures than users get; use `cargo run --release -- bench`"
+    } else {
+        "release build"
+    };
+    println!("nightshift bench ({build})");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let os = sandbox::tool_version("uname", "-srm").unwrap_or_else(|| "unknown OS".into());
+    let tmux = sandbox::tool_version("tmux", "-V").unwrap_or_default();
+    let git = sandbox::tool_version("git", "--version").unwrap_or_default();
+    println!("machine: {cpus} CPUs, {os}, {tmux}, {git}");
+}
+
+/// A one-line progress counter on stderr, for terminals only.
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, text: &str) {
+        if self.on {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\r\x1b[2K{text}");
+            let _ = err.flush();
+        }
+    }
+
+    fn clear(&self) {
+        self.show("");
+    }
 }

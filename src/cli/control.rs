@@ -48,6 +48,7 @@ pub fn send(home: &Home, id: &str, text: &str) -> anyhow::Result<i32> {
 }
 
 pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
+    home.ensure_layout()?;
     match queue::locate(home, id) {
         None => Err(CliError::not_found(id).into()),
         Some((TaskState::Queued, path)) => {
@@ -111,6 +112,7 @@ pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
 }
 
 pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
+    home.ensure_layout()?;
     let (state, path) = queue::locate(home, id).ok_or_else(|| CliError::not_found(id))?;
     if !matches!(state, TaskState::Done | TaskState::Failed) {
         return Err(CliError::new(

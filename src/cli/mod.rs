@@ -8,6 +8,7 @@ mod doctor;
 mod init;
 mod logs;
 mod ls;
+mod sandbox;
 
 use std::path::PathBuf;
 

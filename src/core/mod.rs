@@ -324,7 +324,14 @@ impl State {
                 }
             }
             Event::ClaimLost { id } => {
-                self.running.remove(&id);
+                // Only a run still being started can lose its claim.
+                if self
+                    .running
+                    .get(&id)
+                    .is_some_and(|r| r.phase == Phase::Starting)
+                {
+                    self.running.remove(&id);
+                }
             }
             Event::Output { id, attempt, lines } => {
                 let marker = self.settings.done_marker.clone();
@@ -445,7 +452,8 @@ impl State {
             attempts: run.counted_attempts,
             summary: record.summary,
         });
-        self.finished.insert(id.to_string(), outcome);
+        // Not yet in `finished`: dependents start once the file is in done/ (the daemon
+        // rescans after filing), so they never overlap with it or with its report.
         if run.exited.is_some() {
             actions.push(Action::CloseSession {
                 session: run.session,
@@ -500,7 +508,6 @@ impl State {
                 attempts: run.counted_attempts,
                 summary: None,
             });
-            self.finished.insert(id.to_string(), TaskState::Failed);
         }
     }
 
@@ -562,6 +569,7 @@ impl State {
             self.finished.insert(id.clone(), TaskState::Failed);
             actions.push(Action::FailQueued { id, reason });
         }
+        let mut replaced = false;
         for id in plan.start {
             let Some(q) = self.queued.remove(&id) else {
                 continue;
@@ -570,6 +578,7 @@ impl State {
             let run = self.new_run(q.task, attempt, q.counted_attempts + 1, now);
             // A new session replaces one still in its grace period under the same name.
             if self.closing.remove(&run.session).is_some() {
+                replaced = true;
                 actions.push(Action::CloseSession {
                     session: run.session.clone(),
                 });
@@ -582,6 +591,11 @@ impl State {
             self.running.insert(id, run);
         }
         self.holds = plan.hold.into_iter().collect();
+        // Replacing a session in its grace period freed a slot the plan did not count. Each
+        // pass removes one such session, so this ends.
+        if replaced {
+            self.dispatch(now, actions);
+        }
     }
 }
 

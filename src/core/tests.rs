@@ -1,1 +1,1406 @@
+//! Specifications of the core state machine, replayed on a fake clock.
+//!
+//! Each test drives a [`Harness`] (a `State` plus a clock it advances by hand) the way the
+//! daemon would, and asserts the exact actions the core decides on.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::dispatch::Hold;
+use super::{Action, Event, Invalid, Phase, QueuedTask, Recovered, Settings, State};
+use crate::home::TaskState;
+use crate::run::{DoneRecord, DoneSource};
+use crate::task::Task;
+use crate::tmux::session_name;
+
+const MARKER: &str = "NIGHTSHIFT_DONE";
+const GRACE: Duration = Duration::from_secs(10);
+const SETTLE: Duration = Duration::from_secs(1);
+const MICRO: Duration = Duration::from_micros(1);
+const BY_COMMAND: &str = "the agent ran `nightshift done`";
+const BY_MARKER: &str = "the agent printed the completion marker";
+
+// ---------------------------------------------------------------------------------------
+// Builders
+
+fn settings(max_agents: usize) -> Settings {
+    Settings {
+        max_agents,
+        default_max_attempts: 1,
+        default_timeout: None,
+        grace_period: GRACE,
+        exit_settle: SETTLE,
+        done_marker: MARKER.into(),
+    }
+}
+
+fn task(id: &str, front_matter: &str) -> Task {
+    task_with_body(id, front_matter, "do the thing\n")
+}
+
+fn task_with_body(id: &str, front_matter: &str, body: &str) -> Task {
+    let text = format!("---\n{front_matter}\n---\n{body}");
+    crate::task::parse(id, &path_of(id), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn path_of(id: &str) -> PathBuf {
+    PathBuf::from(format!("queue/{id}.md"))
+}
+
+/// A task in `queue/` that never ran.
+fn queued(id: &str, front_matter: &str) -> QueuedTask {
+    QueuedTask {
+        task: task(id, front_matter),
+        path: path_of(id),
+        last_attempt: 0,
+        counted_attempts: 0,
+    }
+}
+
+/// A task back in `queue/` after earlier attempts.
+fn requeued(id: &str, front_matter: &str, last_attempt: u32, counted: u32) -> QueuedTask {
+    QueuedTask {
+        last_attempt,
+        counted_attempts: counted,
+        ..queued(id, front_matter)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Expected actions
+
+fn start(q: &QueuedTask, attempt: u32) -> Action {
+    Action::Start {
+        task: q.task.clone(),
+        attempt,
+        claim: true,
+    }
+}
+
+fn close(id: &str) -> Action {
+    Action::CloseSession {
+        session: session_name(id),
+    }
+}
+
+fn requeue(id: &str, attempt: u32, reason: &str) -> Action {
+    Action::Requeue {
+        id: id.into(),
+        attempt,
+        reason: reason.into(),
+    }
+}
+
+fn failed(id: &str, attempt: u32, attempts: u32, reason: &str) -> Action {
+    Action::Finish {
+        id: id.into(),
+        attempt,
+        outcome: TaskState::Failed,
+        reason: reason.into(),
+        attempts,
+        summary: None,
+    }
+}
+
+fn succeeded(id: &str, attempt: u32, attempts: u32, reason: &str, summary: Option<&str>) -> Action {
+    Action::Finish {
+        id: id.into(),
+        attempt,
+        outcome: TaskState::Done,
+        reason: reason.into(),
+        attempts,
+        summary: summary.map(String::from),
+    }
+}
+
+fn fail_queued(id: &str, reason: &str) -> Action {
+    Action::FailQueued {
+        id: id.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Ids of the tasks the actions start, in order.
+fn starts(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { task, .. } => Some(task.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+/// The core plus a fake clock, and the daemon's filing of finished tasks.
+struct Harness {
+    state: State,
+    now: Timestamp,
+    /// What `done/` and `failed/` hold: filled from `Finish` and `FailQueued`, as the
+    /// daemon would, and passed along with every scan.
+    finished: BTreeMap<String, TaskState>,
+}
+
+impl Harness {
+    fn new(max_agents: usize) -> Harness {
+        Harness::with(settings(max_agents))
+    }
+
+    fn with(settings: Settings) -> Harness {
+        Harness {
+            state: State::new(settings),
+            now: Timestamp::from_second(1_800_000_000).unwrap(),
+            finished: BTreeMap::new(),
+        }
+    }
+
+    fn step(&mut self, event: Event) -> Vec<Action> {
+        let actions = self.state.step(event, self.now);
+        for action in &actions {
+            match action {
+                Action::Finish { id, outcome, .. } => {
+                    self.finished.insert(id.clone(), *outcome);
+                }
+                Action::FailQueued { id, .. } => {
+                    self.finished.insert(id.clone(), TaskState::Failed);
+                }
+                _ => {}
+            }
+        }
+        actions
+    }
+
+    fn scan(&mut self, queue: &[QueuedTask]) -> Vec<Action> {
+        self.step(Event::Scanned {
+            queued: queue.to_vec(),
+            invalid: Vec::new(),
+            finished: self.finished.clone(),
+        })
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    fn tick(&mut self) -> Vec<Action> {
+        self.step(Event::Tick)
+    }
+
+    fn tick_after(&mut self, by: Duration) -> Vec<Action> {
+        self.advance(by);
+        self.tick()
+    }
+
+    fn tick_at(&mut self, at: Timestamp) -> Vec<Action> {
+        assert!(at >= self.now, "the clock only moves forward");
+        self.now = at;
+        self.tick()
+    }
+
+    /// The current attempt of a running task.
+    fn attempt(&self, id: &str) -> u32 {
+        match self.state.run(id) {
+            Some(run) => run.attempt,
+            None => panic!("`{id}` is not running"),
+        }
+    }
+
+    fn started(&mut self, id: &str) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        self.step(Event::Started {
+            id: id.into(),
+            attempt,
+        })
+    }
+
+    fn output(&mut self, id: &str, lines: &[&str]) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        self.step(Event::Output {
+            id: id.into(),
+            attempt,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        })
+    }
+
+    fn done(&mut self, id: &str) -> Vec<Action> {
+        self.done_with(id, true, None)
+    }
+
+    fn done_with(&mut self, id: &str, ok: bool, summary: Option<&str>) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        let record = DoneRecord {
+            ok,
+            summary: summary.map(String::from),
+            source: DoneSource::Command,
+            at: self.now,
+        };
+        self.step(Event::Done {
+            id: id.into(),
+            attempt,
+            record,
+        })
+    }
+
+    /// The agent of `id`'s latest attempt exited (it may already be finished and lingering).
+    fn exit_attempt(&mut self, id: &str, attempt: u32, how: &str) -> Vec<Action> {
+        self.step(Event::Exited {
+            id: id.into(),
+            attempt,
+            how: how.into(),
+        })
+    }
+
+    fn exit(&mut self, id: &str, how: &str) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        self.exit_attempt(id, attempt, how)
+    }
+
+    fn start_failed(&mut self, id: &str, reason: &str, retry: bool) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        self.step(Event::StartFailed {
+            id: id.into(),
+            attempt,
+            reason: reason.into(),
+            retry,
+        })
+    }
+
+    fn cancel(&mut self, id: &str) -> Vec<Action> {
+        self.step(Event::Cancel { id: id.into() })
+    }
+
+    fn recovered(&mut self, task: Task, attempt: u32, counted: u32, how: Recovered) -> Vec<Action> {
+        let started_at = self.now;
+        self.step(Event::Recovered {
+            task,
+            attempt,
+            counted_attempts: counted,
+            started_at,
+            how,
+        })
+    }
+
+    /// Everything the state holds, to show that an event changed nothing.
+    fn snapshot(&self) -> String {
+        format!("{:?}", self.state)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dispatch
+
+#[test]
+fn free_slots_fill_in_priority_then_id_order() {
+    let mut h = Harness::new(2);
+    let (c, b, a) = (queued("c", ""), queued("b", ""), queued("a", ""));
+    let (urgent, low) = (
+        queued("zz-urgent", "priority: 5"),
+        queued("low", "priority: -1"),
+    );
+
+    let actions = h.scan(&[c.clone(), b.clone(), a.clone(), urgent.clone(), low.clone()]);
+    assert_eq!(actions, vec![start(&urgent, 1), start(&a, 1)]);
+    assert_eq!(h.state.slots_used(), 2);
+    assert_eq!(h.state.hold("b"), Some(&Hold::NoSlot));
+    assert_eq!(h.state.hold("zz-urgent"), None);
+
+    // The next free slot goes to the next in order, and only one.
+    assert_eq!(h.started("a"), vec![]);
+    assert_eq!(h.exit("a", "exited with code 0"), vec![]);
+    let actions = h.tick_after(SETTLE);
+    assert_eq!(
+        actions,
+        vec![
+            close("a"),
+            failed("a", 1, 1, "exited with code 0 without signalling done"),
+            start(&b, 1),
+        ]
+    );
+    assert_eq!(h.state.slots_used(), 2);
+
+    // A scan that still lists the waiting tasks does not start more than fits.
+    assert_eq!(h.scan(&[c.clone(), low.clone()]), vec![]);
+    assert_eq!(h.state.hold("c"), Some(&Hold::NoSlot));
+    assert_eq!(h.state.hold("low"), Some(&Hold::NoSlot));
+    assert_eq!(
+        h.done("zz-urgent"),
+        vec![succeeded("zz-urgent", 1, 1, BY_COMMAND, None)]
+    );
+    assert_eq!(
+        h.exit_attempt("zz-urgent", 1, "exited with code 0"),
+        vec![close("zz-urgent"), start(&c, 1)]
+    );
+}
+
+#[test]
+fn a_scan_does_not_start_what_is_already_started() {
+    let mut h = Harness::new(3);
+    let a = queued("a", "");
+    assert_eq!(h.scan(std::slice::from_ref(&a)), vec![start(&a, 1)]);
+    // The daemon claimed it, so the next scans no longer list it.
+    assert_eq!(h.scan(&[]), vec![]);
+    assert_eq!(h.tick_after(Duration::from_secs(3600)), vec![]);
+    assert_eq!(h.state.slots_used(), 1);
+    assert_eq!(h.attempt("a"), 1);
+}
+
+/// A deterministic pseudo-random sequence (Knuth's MMIX LCG): no crates, same run every time.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len())])
+    }
+}
+
+/// Random-ish event sequences, with a model of the daemon's folders: the slot limit holds
+/// after every step, no task starts while it runs, and the core agrees with the model
+/// about what runs.
+#[test]
+fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
+    let mut idle = Vec::new();
+    for seed in 1..=8u64 {
+        let max_agents = 1 + (seed as usize % 3);
+        let mut s = settings(max_agents);
+        s.default_max_attempts = 2;
+        let mut h = Harness::with(s);
+        let mut rng = Lcg(seed);
+        // queue/ as the daemon would scan it.
+        let mut disk: BTreeMap<String, QueuedTask> = BTreeMap::new();
+        // What the model says runs: id → (attempt, counted attempts).
+        let mut live: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        // Every task ever created, and the latest attempt of each that ever started.
+        let mut tasks: BTreeMap<String, Task> = BTreeMap::new();
+        let mut latest: BTreeMap<String, u32> = BTreeMap::new();
+        let mut created = 0usize;
+        let mut starts_seen = 0usize;
+
+        for n in 0..2500 {
+            h.advance(Duration::from_millis(rng.below(3000) as u64));
+            let live_ids: Vec<String> = live.keys().cloned().collect();
+            let target = rng.pick(&live_ids).cloned();
+            let event = match (rng.below(14), target) {
+                (0..=2, _) => {
+                    for _ in 0..rng.below(3) {
+                        let id = format!("t{created:03}");
+                        let mut front = format!("priority: {}", rng.below(3));
+                        if created > 0 && rng.chance(25) {
+                            front += &format!("\ndepends_on: t{:03}", rng.below(created));
+                        }
+                        if rng.chance(30) {
+                            front += "\ntimeout: 30s";
+                        }
+                        if rng.chance(20) {
+                            front += "\nmax_attempts: 3";
+                        }
+                        created += 1;
+                        let q = queued(&id, &front);
+                        tasks.insert(id.clone(), q.task.clone());
+                        disk.insert(id, q);
+                    }
+                    // Someone drops a file whose id is taken by a running task.
+                    if rng.chance(10)
+                        && let Some(id) = rng.pick(&live_ids)
+                    {
+                        disk.insert(id.clone(), queued(id, ""));
+                    }
+                    Event::Scanned {
+                        queued: disk.values().cloned().collect(),
+                        invalid: Vec::new(),
+                        finished: h.finished.clone(),
+                    }
+                }
+                (3, _) => {
+                    // `nightshift retry`: a finished task goes back to the queue.
+                    let done: Vec<String> = h.finished.keys().cloned().collect();
+                    if let Some(id) = rng.pick(&done).cloned() {
+                        h.finished.remove(&id);
+                        let last = latest.get(&id).copied().unwrap_or(0);
+                        disk.insert(
+                            id.clone(),
+                            QueuedTask {
+                                task: tasks[&id].clone(),
+                                path: path_of(&id),
+                                last_attempt: last,
+                                counted_attempts: 0,
+                            },
+                        );
+                    }
+                    Event::Scanned {
+                        queued: disk.values().cloned().collect(),
+                        invalid: Vec::new(),
+                        finished: h.finished.clone(),
+                    }
+                }
+                (4, Some(id)) => Event::Started {
+                    attempt: live[&id].0,
+                    id,
+                },
+                (5, Some(id)) => Event::Output {
+                    attempt: live[&id].0,
+                    lines: vec!["working".into(), format!("{MARKER}: ok")],
+                    id,
+                },
+                (6, Some(id)) => Event::Done {
+                    attempt: live[&id].0,
+                    record: DoneRecord {
+                        ok: rng.chance(70),
+                        summary: None,
+                        source: DoneSource::Command,
+                        at: h.now,
+                    },
+                    id,
+                },
+                (7, _) => {
+                    // Any agent exits: a running one, one lingering after done, or a stale one.
+                    let known: Vec<(String, u32)> =
+                        latest.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    match rng.pick(&known).cloned() {
+                        Some((id, attempt)) => Event::Exited {
+                            id,
+                            attempt,
+                            how: "exited with code 1".into(),
+                        },
+                        None => Event::Tick,
+                    }
+                }
+                (8, Some(id)) => Event::StartFailed {
+                    attempt: live[&id].0,
+                    reason: "no such agent".into(),
+                    retry: rng.chance(50),
+                    id,
+                },
+                (9, Some(id)) if h.state.run(&id).map(|r| r.phase) == Some(Phase::Starting) => {
+                    // The claim is lost only before the agent starts.
+                    live.remove(&id);
+                    Event::ClaimLost { id }
+                }
+                (10, Some(id)) => Event::SessionGone {
+                    attempt: live[&id].0,
+                    id,
+                },
+                (11, Some(id)) => Event::Cancel { id },
+                (12, _) => match h.state.next_wake() {
+                    Some(at) => {
+                        h.now = h.now.max(at);
+                        Event::Tick
+                    }
+                    None => Event::Tick,
+                },
+                (_, target) => Event::Exited {
+                    id: target.unwrap_or_else(|| "nobody".into()),
+                    attempt: 99,
+                    how: "stale".into(),
+                },
+            };
+            let context = format!("seed {seed}, event {n}: {event:?}");
+            let actions = h.step(event);
+            let started = starts(&actions);
+            assert!(
+                started.iter().collect::<BTreeSet<_>>().len() == started.len(),
+                "{context}: {started:?}"
+            );
+            starts_seen += started.len();
+            for action in &actions {
+                match action {
+                    Action::Start {
+                        task,
+                        attempt,
+                        claim,
+                    } => {
+                        assert!(claim, "{context}: {action:?}");
+                        assert!(
+                            !live.contains_key(&task.id),
+                            "{context}: `{}` started while running",
+                            task.id
+                        );
+                        let Some(q) = disk.remove(&task.id) else {
+                            panic!("{context}: started `{}`, which is not queued", task.id);
+                        };
+                        assert_eq!(*attempt, q.last_attempt + 1, "{context}");
+                        live.insert(task.id.clone(), (*attempt, q.counted_attempts + 1));
+                        latest.insert(task.id.clone(), *attempt);
+                    }
+                    Action::Requeue { id, attempt, .. } => {
+                        let Some((at, counted)) = live.remove(id) else {
+                            panic!("{context}: requeued `{id}`, which is not running");
+                        };
+                        assert_eq!(*attempt, at, "{context}");
+                        disk.insert(
+                            id.clone(),
+                            QueuedTask {
+                                task: tasks[id].clone(),
+                                path: path_of(id),
+                                last_attempt: at,
+                                counted_attempts: counted,
+                            },
+                        );
+                    }
+                    Action::Finish { id, attempt, .. } => {
+                        let Some((at, _)) = live.remove(id) else {
+                            panic!("{context}: finished `{id}`, which is not running");
+                        };
+                        assert_eq!(*attempt, at, "{context}");
+                    }
+                    Action::FailQueued { id, .. } => {
+                        assert!(disk.remove(id).is_some(), "{context}: {action:?}");
+                    }
+                    Action::Reject { path, .. } => {
+                        let before = disk.len();
+                        disk.retain(|_, q| &q.path != path);
+                        assert_eq!(disk.len() + 1, before, "{context}: {action:?}");
+                    }
+                    Action::CloseSession { .. } => {}
+                }
+            }
+            assert!(
+                h.state.slots_used() <= max_agents,
+                "{context}: {} slots used of {max_agents}",
+                h.state.slots_used()
+            );
+            let running: BTreeSet<&String> = h.state.running().map(|r| &r.task.id).collect();
+            assert_eq!(running, live.keys().collect(), "{context}");
+            for (id, (attempt, counted)) in &live {
+                let run = h.state.run(id).unwrap();
+                assert_eq!(
+                    (run.attempt, run.counted_attempts),
+                    (*attempt, *counted),
+                    "{context}"
+                );
+            }
+            // No slot idles while a queued task could use it. Collected rather than
+            // asserted at once, so the hard invariants above are checked on every event.
+            if h.state.slots_used() < max_agents {
+                for id in disk.keys() {
+                    if h.state.hold(id) == Some(&Hold::NoSlot) {
+                        idle.push(format!(
+                            "{context}: `{id}` waits for a slot while one is free"
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(starts_seen > 100, "seed {seed}: only {starts_seen} starts");
+    }
+    assert!(
+        idle.is_empty(),
+        "{} idle slots, first: {}",
+        idle.len(),
+        idle[0]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Slots and the grace period
+
+#[test]
+fn a_session_in_its_grace_period_holds_its_slot_until_the_grace_ends() {
+    let mut h = Harness::new(1);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    assert_eq!(h.scan(&[a.clone(), b.clone()]), vec![start(&a, 1)]);
+    h.started("a");
+    assert_eq!(
+        h.done_with("a", true, Some("all green")),
+        vec![succeeded("a", 1, 1, BY_COMMAND, Some("all green"))]
+    );
+    assert!(h.state.run("a").is_none());
+    assert_eq!(h.state.slots_used(), 1);
+    assert_eq!(h.state.hold("b"), Some(&Hold::NoSlot));
+    let grace_ends = h.now + GRACE;
+    assert_eq!(h.state.next_wake(), Some(grace_ends));
+
+    assert_eq!(h.tick_at(grace_ends - MICRO), vec![]);
+    assert_eq!(h.state.slots_used(), 1);
+    assert_eq!(h.tick_at(grace_ends), vec![close("a"), start(&b, 1)]);
+    assert_eq!(h.state.slots_used(), 1);
+    assert_eq!(h.state.next_wake(), None);
+}
+
+#[test]
+fn a_done_agent_that_exits_frees_its_slot_at_once() {
+    let mut h = Harness::new(1);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    h.scan(&[a.clone(), b.clone()]);
+    h.started("a");
+    h.done("a");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(
+        h.exit_attempt("a", 1, "exited with code 0"),
+        vec![close("a"), start(&b, 1)]
+    );
+    assert_eq!(h.state.next_wake(), None);
+    // The grace period is over for good: no second close later.
+    assert_eq!(h.tick_after(GRACE), vec![]);
+    assert_eq!(h.state.slots_used(), 1);
+}
+
+#[test]
+fn done_after_the_agent_exited_closes_the_session_with_the_finish() {
+    let mut h = Harness::new(1);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    h.scan(&[a.clone(), b.clone()]);
+    h.started("a");
+    assert_eq!(h.exit("a", "exited with code 0"), vec![]);
+    h.advance(SETTLE / 2);
+    assert_eq!(
+        h.done("a"),
+        vec![
+            succeeded("a", 1, 1, BY_COMMAND, None),
+            close("a"),
+            start(&b, 1)
+        ]
+    );
+}
+
+#[test]
+fn a_vanished_session_in_its_grace_period_frees_the_slot_without_a_close() {
+    let mut h = Harness::new(1);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    h.scan(&[a.clone(), b.clone()]);
+    h.done("a");
+    let actions = h.step(Event::SessionGone {
+        id: "a".into(),
+        attempt: 1,
+    });
+    assert_eq!(actions, vec![start(&b, 1)]);
+}
+
+#[test]
+fn a_vanished_session_is_a_failed_attempt() {
+    let mut h = Harness::new(1);
+    let a = queued("a", "max_attempts: 2");
+    h.scan(std::slice::from_ref(&a));
+    h.started("a");
+    let actions = h.step(Event::SessionGone {
+        id: "a".into(),
+        attempt: 1,
+    });
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions[0], close("a"));
+    assert!(
+        matches!(&actions[1], Action::Requeue { id, attempt: 1, reason }
+            if id == "a" && reason.starts_with("the tmux session vanished")),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_retried_task_waits_for_its_own_session_in_grace_when_it_holds_the_only_slot() {
+    let mut h = Harness::new(1);
+    let a = queued("a", "");
+    h.scan(std::slice::from_ref(&a));
+    h.done("a");
+    // `nightshift retry a` moved it back from done/ before the grace period ended.
+    h.finished.clear();
+    let again = requeued("a", "", 1, 0);
+    assert_eq!(h.scan(std::slice::from_ref(&again)), vec![]);
+    assert_eq!(h.state.hold("a"), Some(&Hold::NoSlot));
+    assert_eq!(h.tick_after(GRACE), vec![close("a"), start(&again, 2)]);
+}
+
+#[test]
+fn a_retried_task_replacing_its_session_in_grace_frees_that_slot_for_others() {
+    let mut h = Harness::new(2);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    h.scan(std::slice::from_ref(&a));
+    h.done("a");
+    h.finished.clear();
+    let again = requeued("a", "", 1, 0);
+    // The new attempt takes over the lingering session's slot (its session is closed), so
+    // the other slot is free for `b` at once.
+    assert_eq!(
+        h.scan(&[again.clone(), b.clone()]),
+        vec![close("a"), start(&again, 2), start(&b, 1)]
+    );
+    assert_eq!(h.state.slots_used(), 2);
+    assert_eq!(h.state.hold("b"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Exit without done
+
+#[test]
+fn an_exit_without_done_waits_for_the_settle_time_then_requeues() {
+    let mut h = Harness::new(1);
+    let a = queued("a", "max_attempts: 2");
+    h.scan(std::slice::from_ref(&a));
+    h.started("a");
+    let exited_at = h.now;
+    assert_eq!(h.exit("a", "exited with code 1"), vec![]);
+    assert_eq!(
+        h.state.run("a").unwrap().exited,
+        Some((exited_at, "exited with code 1".into()))
+    );
+    assert_eq!(h.state.next_wake(), Some(exited_at + SETTLE));
+    // A second exit report (the reconcile pass) changes nothing.
+    assert_eq!(h.exit("a", "the agent's pane died"), vec![]);
+
+    assert_eq!(h.tick_at(exited_at + SETTLE - MICRO), vec![]);
+    assert_eq!(
+        h.tick_at(exited_at + SETTLE),
+        vec![
+            close("a"),
+            requeue("a", 1, "exited with code 1 without signalling done")
+        ]
+    );
+    assert_eq!(h.state.slots_used(), 0);
+
+    // The daemon put it back with one counted attempt: the second is the last.
+    let again = requeued("a", "max_attempts: 2", 1, 1);
+    assert_eq!(h.scan(std::slice::from_ref(&again)), vec![start(&again, 2)]);
+    assert_eq!(h.state.run("a").unwrap().counted_attempts, 2);
+    h.exit("a", "exited with code 1");
+    assert_eq!(
+        h.tick_after(SETTLE),
+        vec![
+            close("a"),
+            failed(
+                "a",
+                2,
+                2,
+                "exited with code 1 without signalling done (attempt 2 of 2)"
+            ),
+        ]
+    );
+    assert_eq!(h.finished.get("a"), Some(&TaskState::Failed));
+}
+
+#[test]
+fn an_exit_without_done_and_no_attempts_left_fails_with_the_reason() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "")]);
+    h.exit("a", "killed by signal 9");
+    assert_eq!(
+        h.tick_after(SETTLE),
+        vec![
+            close("a"),
+            failed("a", 1, 1, "killed by signal 9 without signalling done")
+        ]
+    );
+}
+
+#[test]
+fn a_marker_within_the_settle_time_wins_over_the_exit() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "max_attempts: 3")]);
+    h.started("a");
+    h.exit("a", "exited with code 0");
+    h.advance(SETTLE - MICRO);
+    assert_eq!(
+        h.output("a", &["bye", "NIGHTSHIFT_DONE: all good"]),
+        vec![
+            succeeded("a", 1, 1, BY_MARKER, Some("all good")),
+            close("a")
+        ]
+    );
+    assert_eq!(h.tick_after(Duration::from_secs(60)), vec![]);
+    assert_eq!(h.state.slots_used(), 0);
+}
+
+#[test]
+fn done_within_the_settle_time_wins_over_the_exit() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "max_attempts: 3")]);
+    h.exit("a", "exited with code 0");
+    h.advance(SETTLE - MICRO);
+    assert_eq!(
+        h.done("a"),
+        vec![succeeded("a", 1, 1, BY_COMMAND, None), close("a")]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The completion marker
+
+#[test]
+fn the_echoed_prompt_marker_does_not_finish_the_task() {
+    let body =
+        "Fix the build.\n\nWhen you are finished, print this line:\nNIGHTSHIFT_DONE: all green\n";
+    let a = QueuedTask {
+        task: task_with_body("a", "title: a", body),
+        ..queued("a", "")
+    };
+    let mut h = Harness::new(1);
+    h.scan(std::slice::from_ref(&a));
+    h.started("a");
+    // The agent UI echoes the prompt, decorated or not.
+    let echo: Vec<&str> = body.lines().collect();
+    assert_eq!(h.output("a", &echo), vec![]);
+    assert_eq!(
+        h.output(
+            "a",
+            &[
+                "> NIGHTSHIFT_DONE: all green",
+                "│ NIGHTSHIFT_DONE: all green │"
+            ]
+        ),
+        vec![]
+    );
+    // Mentions and look-alikes are not markers either.
+    assert_eq!(
+        h.output(
+            "a",
+            &["I will print NIGHTSHIFT_DONE later", "NIGHTSHIFT_DONE_SOON"]
+        ),
+        vec![]
+    );
+    assert_eq!(h.state.run("a").map(|r| r.attempt), Some(1));
+
+    assert_eq!(
+        h.output(
+            "a",
+            &[
+                "thinking",
+                "\x1b[1m⏺ NIGHTSHIFT_DONE: fixed in 2 commits\x1b[0m"
+            ]
+        ),
+        vec![succeeded("a", 1, 1, BY_MARKER, Some("fixed in 2 commits"))]
+    );
+    assert_eq!(h.state.next_wake(), Some(h.now + GRACE));
+}
+
+#[test]
+fn a_bare_marker_finishes_without_a_summary() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "")]);
+    assert_eq!(
+        h.output("a", &["NIGHTSHIFT_DONE"]),
+        vec![succeeded("a", 1, 1, BY_MARKER, None)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Timeouts
+
+#[test]
+fn the_task_timeout_sets_the_deadline_and_fails_the_attempt() {
+    let mut h = Harness::new(1);
+    let a = queued("a", "timeout: 30s\nmax_attempts: 2");
+    h.scan(std::slice::from_ref(&a));
+    let deadline = h.now + Duration::from_secs(30);
+    h.advance(Duration::from_secs(1));
+    h.started("a");
+    assert_eq!(h.state.run("a").unwrap().deadline, Some(deadline));
+    assert_eq!(h.state.next_wake(), Some(deadline));
+
+    assert_eq!(h.tick_at(deadline - MICRO), vec![]);
+    assert_eq!(
+        h.tick_at(deadline),
+        vec![close("a"), requeue("a", 1, "timed out after 30s")]
+    );
+    assert_eq!(h.state.next_wake(), None);
+
+    // The retry gets a fresh deadline from its own start.
+    h.advance(Duration::from_secs(5));
+    let again = requeued("a", "timeout: 30s\nmax_attempts: 2", 1, 1);
+    h.scan(std::slice::from_ref(&again));
+    let deadline = h.now + Duration::from_secs(30);
+    assert_eq!(h.state.next_wake(), Some(deadline));
+    assert_eq!(
+        h.tick_at(deadline + Duration::from_secs(7)),
+        vec![
+            close("a"),
+            failed("a", 2, 2, "timed out after 30s (attempt 2 of 2)")
+        ]
+    );
+}
+
+#[test]
+fn the_default_timeout_applies_when_the_task_has_none() {
+    let mut s = settings(3);
+    s.default_timeout = Some(Duration::from_secs(3600));
+    let mut h = Harness::with(s);
+    let t0 = h.now;
+    h.scan(&[queued("a", ""), queued("b", "timeout: 90")]);
+    assert_eq!(
+        h.state.run("a").unwrap().deadline,
+        Some(t0 + Duration::from_secs(3600))
+    );
+    assert_eq!(
+        h.state.run("b").unwrap().deadline,
+        Some(t0 + Duration::from_secs(90))
+    );
+    assert_eq!(h.state.next_wake(), Some(t0 + Duration::from_secs(90)));
+    assert_eq!(
+        h.tick_at(t0 + Duration::from_secs(90)),
+        vec![close("b"), failed("b", 1, 1, "timed out after 1m 30s")]
+    );
+    assert_eq!(
+        h.tick_at(t0 + Duration::from_secs(3600)),
+        vec![close("a"), failed("a", 1, 1, "timed out after 1h")]
+    );
+}
+
+#[test]
+fn without_any_timeout_there_is_no_deadline() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "")]);
+    assert_eq!(h.state.run("a").unwrap().deadline, None);
+    assert_eq!(h.state.next_wake(), None);
+    assert_eq!(h.tick_after(Duration::from_secs(86_400 * 365)), vec![]);
+    assert_eq!(h.attempt("a"), 1);
+}
+
+#[test]
+fn next_wake_is_the_earliest_deadline_settle_or_grace_end() {
+    let mut h = Harness::new(3);
+    let t0 = h.now;
+    h.scan(&[
+        queued("a", "timeout: 1h"),
+        queued("b", "timeout: 2h"),
+        queued("c", ""),
+    ]);
+    assert_eq!(h.state.next_wake(), Some(t0 + Duration::from_secs(3600)));
+    h.advance(Duration::from_secs(60));
+    h.done("c");
+    assert_eq!(h.state.next_wake(), Some(h.now + GRACE));
+    h.tick_after(GRACE);
+    h.exit("b", "exited with code 2");
+    assert_eq!(h.state.next_wake(), Some(h.now + SETTLE));
+}
+
+// ---------------------------------------------------------------------------------------
+// Start failures, `done --fail`, cancel
+
+#[test]
+fn a_start_failure_without_retry_fails_at_once_even_with_attempts_left() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "max_attempts: 3")]);
+    assert_eq!(
+        h.start_failed("a", "no agent profile `nope`", false),
+        vec![close("a"), failed("a", 1, 1, "no agent profile `nope`")]
+    );
+    assert_eq!(h.state.slots_used(), 0);
+    assert_eq!(h.finished.get("a"), Some(&TaskState::Failed));
+}
+
+#[test]
+fn a_start_failure_with_retry_requeues_while_attempts_remain() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "max_attempts: 2")]);
+    assert_eq!(
+        h.start_failed("a", "tmux failed", true),
+        vec![close("a"), requeue("a", 1, "tmux failed")]
+    );
+    h.scan(&[requeued("a", "max_attempts: 2", 1, 1)]);
+    assert_eq!(
+        h.start_failed("a", "tmux failed", true),
+        vec![
+            close("a"),
+            failed("a", 2, 2, "tmux failed (attempt 2 of 2)")
+        ]
+    );
+}
+
+#[test]
+fn done_fail_fails_the_task_without_retry() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "max_attempts: 3")]);
+    h.started("a");
+    assert_eq!(
+        h.done_with("a", false, Some("tests stay red")),
+        vec![Action::Finish {
+            id: "a".into(),
+            attempt: 1,
+            outcome: TaskState::Failed,
+            reason: format!("{BY_COMMAND} --fail"),
+            attempts: 1,
+            summary: Some("tests stay red".into()),
+        }]
+    );
+    // The session lingers for the grace period like any finished one.
+    assert_eq!(h.state.slots_used(), 1);
+    assert_eq!(
+        h.exit_attempt("a", 1, "exited with code 0"),
+        vec![close("a")]
+    );
+}
+
+#[test]
+fn cancel_closes_the_session_and_fails_without_retry() {
+    let mut h = Harness::new(1);
+    let b = queued("b", "");
+    h.scan(&[queued("a", "max_attempts: 3"), b.clone()]);
+    h.started("a");
+    assert_eq!(
+        h.cancel("a"),
+        vec![
+            close("a"),
+            failed("a", 1, 1, "cancelled by user"),
+            start(&b, 1)
+        ]
+    );
+    // Cancelling what does not run does nothing.
+    let before = h.snapshot();
+    assert_eq!(h.cancel("a"), vec![]);
+    assert_eq!(h.cancel("ghost"), vec![]);
+    assert_eq!(h.snapshot(), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Lost claims and stale events
+
+#[test]
+fn a_lost_claim_frees_the_slot() {
+    let mut h = Harness::new(1);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    assert_eq!(h.scan(&[a.clone(), b.clone()]), vec![start(&a, 1)]);
+    assert_eq!(
+        h.step(Event::ClaimLost { id: "a".into() }),
+        vec![start(&b, 1)]
+    );
+    assert!(h.state.run("a").is_none());
+    assert_eq!(h.state.slots_used(), 1);
+}
+
+#[test]
+fn stale_events_change_nothing() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "timeout: 1h"), queued("b", "")]);
+    let before = h.snapshot();
+    let wake = h.state.next_wake();
+    let record = DoneRecord {
+        ok: true,
+        summary: None,
+        source: DoneSource::Command,
+        at: h.now,
+    };
+    let mut stale = Vec::new();
+    for (id, attempt) in [("a", 2), ("a", 0), ("ghost", 1)] {
+        let id = id.to_string();
+        stale.extend([
+            Event::Started {
+                id: id.clone(),
+                attempt,
+            },
+            Event::Output {
+                id: id.clone(),
+                attempt,
+                lines: vec![MARKER.into()],
+            },
+            Event::Done {
+                id: id.clone(),
+                attempt,
+                record: record.clone(),
+            },
+            Event::Exited {
+                id: id.clone(),
+                attempt,
+                how: "exited with code 1".into(),
+            },
+            Event::StartFailed {
+                id: id.clone(),
+                attempt,
+                reason: "x".into(),
+                retry: false,
+            },
+            Event::SessionGone { id, attempt },
+        ]);
+    }
+    stale.push(Event::ClaimLost { id: "ghost".into() });
+    stale.push(Event::Cancel { id: "ghost".into() });
+    for event in stale {
+        let shown = format!("{event:?}");
+        assert_eq!(h.step(event), vec![], "{shown}");
+        assert_eq!(h.snapshot(), before, "{shown}");
+    }
+    assert_eq!(h.state.run("a").unwrap().phase, Phase::Starting);
+    assert_eq!(h.state.next_wake(), wake);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dependencies
+
+#[test]
+fn a_dependent_waits_while_its_dependency_is_queued_or_running() {
+    let mut h = Harness::new(1);
+    let (x, a, b) = (
+        queued("x", "priority: 9"),
+        queued("a", ""),
+        queued("b", "depends_on: a"),
+    );
+    assert_eq!(
+        h.scan(&[x.clone(), a.clone(), b.clone()]),
+        vec![start(&x, 1)]
+    );
+    assert_eq!(h.state.hold("a"), Some(&Hold::NoSlot));
+    assert_eq!(h.state.hold("b"), Some(&Hold::Waiting(vec!["a".into()])));
+
+    h.done("x");
+    assert_eq!(
+        h.exit_attempt("x", 1, "exited with code 0"),
+        vec![close("x"), start(&a, 1)]
+    );
+    assert_eq!(h.state.hold("b"), Some(&Hold::Waiting(vec!["a".into()])));
+    assert_eq!(h.tick_after(Duration::from_secs(3600)), vec![]);
+}
+
+#[test]
+fn a_dependent_starts_once_its_dependency_is_done() {
+    let mut h = Harness::new(2);
+    let b = queued("b", "depends_on: a");
+    assert_eq!(h.scan(std::slice::from_ref(&b)), vec![]);
+    assert_eq!(
+        h.state.hold("b"),
+        Some(&Hold::Waiting(vec!["a (no such task yet)".into()]))
+    );
+    // The scan sees `a` in done/.
+    h.finished.insert("a".into(), TaskState::Done);
+    assert_eq!(h.scan(std::slice::from_ref(&b)), vec![start(&b, 1)]);
+    assert_eq!(h.state.hold("b"), None);
+
+    // When the dependency finishes here, the dependent waits until the file is filed in
+    // done/ (the daemon rescans after filing), so the two never overlap.
+    let (c, d) = (queued("c", ""), queued("d", "depends_on: [c, a]"));
+    let mut h = Harness::new(2);
+    h.finished.insert("a".into(), TaskState::Done);
+    assert_eq!(h.scan(&[c.clone(), d.clone()]), vec![start(&c, 1)]);
+    assert_eq!(h.done("c"), vec![succeeded("c", 1, 1, BY_COMMAND, None)]);
+    assert_eq!(h.scan(std::slice::from_ref(&d)), vec![start(&d, 1)]);
+}
+
+#[test]
+fn a_failed_dependency_fails_the_dependent() {
+    let mut h = Harness::new(2);
+    h.finished.insert("a".into(), TaskState::Failed);
+    assert_eq!(
+        h.scan(&[queued("b", "depends_on: [z, a]")]),
+        vec![fail_queued("b", "dependency `a` failed")]
+    );
+
+    // A dependency that fails here takes its dependents with it; the daemon rescans after
+    // filing them, which reaches dependents of dependents.
+    let mut h = Harness::new(1);
+    let (a, b, c) = (
+        queued("a", ""),
+        queued("b", "depends_on: a"),
+        queued("c", "depends_on: b"),
+    );
+    h.scan(&[a.clone(), b.clone(), c.clone()]);
+    h.exit("a", "exited with code 1");
+    assert_eq!(
+        h.tick_after(SETTLE),
+        vec![
+            close("a"),
+            failed("a", 1, 1, "exited with code 1 without signalling done"),
+        ]
+    );
+    assert_eq!(
+        h.scan(&[b.clone(), c.clone()]),
+        vec![fail_queued("b", "dependency `a` failed")]
+    );
+    assert_eq!(
+        h.scan(std::slice::from_ref(&c)),
+        vec![fail_queued("c", "dependency `b` failed")]
+    );
+    assert_eq!(h.state.queued_len(), 0);
+}
+
+#[test]
+fn dependency_cycles_fail_and_bystanders_run() {
+    let mut h = Harness::new(2);
+    let c = queued("c", "");
+    let actions = h.scan(&[
+        queued("a", "depends_on: b"),
+        queued("b", "depends_on: a"),
+        c.clone(),
+    ]);
+    assert_eq!(
+        actions,
+        vec![
+            fail_queued("a", "dependency cycle: a → b → a"),
+            fail_queued("b", "dependency cycle: b → a → b"),
+            start(&c, 1),
+        ]
+    );
+    assert_eq!(h.state.queued_len(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Duplicate ids and invalid files
+
+#[test]
+fn a_queued_task_whose_id_runs_or_finished_is_rejected() {
+    let mut h = Harness::new(3);
+    let a = queued("a", "");
+    h.scan(std::slice::from_ref(&a));
+    h.finished.insert("d".into(), TaskState::Done);
+    h.finished.insert("f".into(), TaskState::Failed);
+    // New files that reuse those ids.
+    let actions = h.scan(&[queued("a", "priority: 7"), queued("d", ""), queued("f", "")]);
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    for (action, (id, place)) in
+        actions
+            .iter()
+            .zip([("a", "running"), ("d", "done"), ("f", "failed")])
+    {
+        match action {
+            Action::Reject { path, error } => {
+                assert_eq!(path, &path_of(id));
+                assert!(
+                    error.contains(&format!("`{id}` already exists in {place}/")),
+                    "{error}"
+                );
+            }
+            other => panic!("expected a Reject for `{id}`, got {other:?}"),
+        }
+    }
+    // The running task is untouched, and nothing waits in the queue.
+    assert_eq!(h.state.run("a").unwrap().task, a.task);
+    assert_eq!(h.state.queued_len(), 0);
+    assert_eq!(h.state.slots_used(), 1);
+}
+
+#[test]
+fn invalid_files_become_reject_actions() {
+    let mut h = Harness::new(1);
+    let a = queued("a", "");
+    let bad = Invalid {
+        path: PathBuf::from("queue/bad.md"),
+        error: "queue/bad.md:2:1: unknown field `priorty`".into(),
+    };
+    let actions = h.step(Event::Scanned {
+        queued: vec![a.clone()],
+        invalid: vec![bad.clone()],
+        finished: BTreeMap::new(),
+    });
+    assert_eq!(
+        actions,
+        vec![
+            Action::Reject {
+                path: bad.path,
+                error: bad.error,
+            },
+            start(&a, 1),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Recovery after a restart
+
+#[test]
+fn a_recovered_task_that_never_started_is_started_without_a_claim() {
+    let mut h = Harness::new(1);
+    let a = task("a", "max_attempts: 2");
+    assert_eq!(
+        h.recovered(a.clone(), 1, 1, Recovered::NotStarted),
+        vec![Action::Start {
+            task: a,
+            attempt: 1,
+            claim: false,
+        }]
+    );
+    assert_eq!(h.state.run("a").unwrap().phase, Phase::Starting);
+    assert_eq!(h.state.slots_used(), 1);
+    // It takes its slot like any other run, then behaves normally.
+    let b = queued("b", "");
+    assert_eq!(h.scan(std::slice::from_ref(&b)), vec![]);
+    assert_eq!(h.state.hold("b"), Some(&Hold::NoSlot));
+    h.started("a");
+    h.exit("a", "exited with code 1");
+    assert_eq!(
+        h.tick_after(SETTLE),
+        vec![
+            close("a"),
+            requeue("a", 1, "exited with code 1 without signalling done"),
+            start(&b, 1),
+        ]
+    );
+}
+
+#[test]
+fn a_recovered_started_task_starts_nothing_and_finishes_normally() {
+    let mut h = Harness::new(2);
+    let a = task("a", "max_attempts: 3");
+    assert_eq!(h.recovered(a, 2, 2, Recovered::Started), vec![]);
+    let run = h.state.run("a").unwrap();
+    assert_eq!(
+        (
+            run.phase,
+            run.attempt,
+            run.counted_attempts,
+            run.max_attempts
+        ),
+        (Phase::Running, 2, 2, 3)
+    );
+    assert_eq!(h.done("a"), vec![succeeded("a", 2, 2, BY_COMMAND, None)]);
+    assert_eq!(
+        h.exit_attempt("a", 2, "exited with code 0"),
+        vec![close("a")]
+    );
+    assert_eq!(h.state.slots_used(), 0);
+}
+
+#[test]
+fn recovered_attempts_count_against_max_attempts() {
+    // The recovered attempt was the last allowed one.
+    let mut h = Harness::new(2);
+    h.recovered(task("a", "max_attempts: 2"), 2, 2, Recovered::Started);
+    h.exit("a", "exited with code 1");
+    assert_eq!(
+        h.tick_after(SETTLE),
+        vec![
+            close("a"),
+            failed(
+                "a",
+                2,
+                2,
+                "exited with code 1 without signalling done (attempt 2 of 2)"
+            ),
+        ]
+    );
+
+    // An uncounted attempt (say, an earlier one that never started) leaves room for a retry.
+    let mut h = Harness::new(2);
+    h.recovered(task("a", "max_attempts: 2"), 3, 1, Recovered::Started);
+    h.exit("a", "exited with code 1");
+    assert_eq!(
+        h.tick_after(SETTLE),
+        vec![
+            close("a"),
+            requeue("a", 3, "exited with code 1 without signalling done")
+        ]
+    );
+}
+
+#[test]
+fn a_recovered_task_keeps_its_deadline_from_its_start() {
+    let mut h = Harness::new(1);
+    let started_at = h.now;
+    h.advance(Duration::from_secs(20 * 60));
+    h.step(Event::Recovered {
+        task: task("a", "timeout: 30m"),
+        attempt: 1,
+        counted_attempts: 1,
+        started_at,
+        how: Recovered::Started,
+    });
+    let deadline = started_at + Duration::from_secs(30 * 60);
+    assert_eq!(h.state.next_wake(), Some(deadline));
+    assert_eq!(
+        h.tick_at(deadline),
+        vec![close("a"), failed("a", 1, 1, "timed out after 30m")]
+    );
+}

@@ -1,1 +1,19 @@
 //! Integration tests: real tmux, real git, the real binary.
+//!
+//! Each test builds its own world with [`harness::Env`] (temp HOME, home, git repo, tmux
+//! server), so the tests run in parallel and never touch the user's files or tmux.
+
+// A failed unwrap in a test is a failed test, with the reason in the panic message; the
+// crate-wide lint is for the binary's outside inputs. (clippy.toml's allow-unwrap-in-tests
+// does not cover the harness's helper functions.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod claude;
+mod cli;
+mod completion;
+mod fake_api;
+mod injection;
+mod queue;
+mod recovery;

@@ -1,0 +1,162 @@
+//! The command line, mostly with the daemon down: everything that reads files must work
+//! without it, and what needs it must say so with exit code 3.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+use crate::harness::{Env, Task};
+
+#[test]
+fn ls_and_show_work_without_the_daemon() {
+    let env = Env::new();
+    env.queue("q1", &Task::script(["@done"]).front("title: first task"));
+    let out = env.run(&["ls"]);
+    out.success();
+    assert!(out.stdout.contains("not running"), "{}", out.stdout);
+    assert!(out.stdout.contains("q1"), "{}", out.stdout);
+    assert!(out.stdout.contains("first task"), "{}", out.stdout);
+
+    let json = env.run(&["ls", "--json"]).success().json();
+    assert!(json["daemon"].is_null(), "{json}");
+    let tasks = json["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{json}");
+    assert_eq!(tasks[0]["id"], "q1");
+    assert_eq!(tasks[0]["state"], "queued");
+
+    let show = env.run(&["show", "q1", "--json"]).success().json();
+    assert_eq!(show["id"], "q1");
+    assert_eq!(show["title"], "first task");
+    assert_eq!(show["state"], "queued");
+
+    let missing = env.run(&["show", "nosuch"]);
+    missing.expect_code(4);
+    assert!(missing.stderr.contains("nosuch"), "{}", missing.stderr);
+}
+
+#[test]
+fn cancel_of_a_running_task_needs_the_daemon() {
+    let env = Env::new();
+    // A task left in running/ by a daemon that is gone.
+    env.put("running", "orphan", &Task::script(["@hang"]));
+    let out = env.run(&["cancel", "orphan"]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("daemon"), "{}", out.stderr);
+    assert_eq!(env.state_of("orphan"), Some("running"), "nothing moved");
+    env.run(&["cancel", "nosuch"]).expect_code(4);
+}
+
+#[test]
+fn cancel_of_a_queued_task_works_without_the_daemon() {
+    let env = Env::new();
+    env.queue("later", &Task::script(["@done"]));
+    env.run(&["cancel", "later"]).success();
+    assert_eq!(env.state_of("later"), Some("failed"));
+    assert!(env.task_text("later").contains("cancelled"));
+}
+
+#[test]
+fn add_refuses_a_duplicate_id() {
+    let env = Env::new();
+    let file = env.path("dup.md");
+    std::fs::write(&file, Task::script(["@done"]).text()).unwrap();
+    let path = file.to_str().unwrap();
+    env.cmd(&["add", path])
+        .current_dir(&env.repo)
+        .run()
+        .success();
+    assert_eq!(env.state_of("dup"), Some("queue"));
+    let first = env.task_text("dup");
+    let workdir = format!("workdir: \"{}\"", env.repo.display());
+    assert!(first.contains(&workdir), "add fills in the cwd: {first}");
+
+    std::fs::write(&file, "a different task\n").unwrap();
+    let again = env.run(&["add", path]);
+    again.expect_code(1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(env.task_text("dup"), first, "the queued task is untouched");
+
+    // Also when the first one has finished.
+    std::fs::rename(env.task_path("queue", "dup"), env.task_path("done", "dup")).unwrap();
+    env.run(&["add", path]).expect_code(1);
+    assert!(env.ids_in("queue").is_empty());
+
+    // From stdin, the id is required and duplicates are refused the same way.
+    let piped = "from a pipe\n@done\n";
+    env.cmd(&["add", "-"]).stdin(piped).run().expect_code(2);
+    env.cmd(&["add", "-", "--id", "piped"])
+        .stdin(piped)
+        .run()
+        .success();
+    assert!(env.task_text("piped").ends_with(piped));
+    env.cmd(&["add", "-", "--id", "piped"])
+        .stdin(piped)
+        .run()
+        .expect_code(1);
+}
+
+#[test]
+fn retry_runs_a_failed_task_again_with_the_next_attempt_number() {
+    let mut env = Env::new();
+    let log = env.path("starts.log");
+    env.queue(
+        "again",
+        &Task::script([
+            &format!("@append {} {{attempt}}", log.display()),
+            "@exit-on-attempt 1 7",
+            "@done worked the second time",
+        ]),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("again"), "failed");
+    assert_eq!(env.term_daemon().code(), Some(0));
+
+    env.run(&["retry", "again"]).success();
+    assert_eq!(env.state_of("again"), Some("queue"));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("again"), "done");
+    assert_eq!(env.attempts("again"), vec![1, 2]);
+    assert_eq!(env.lines_of("starts.log"), vec!["1", "2"]);
+    let text = env.task_text("again");
+    assert!(text.contains("worked the second time"), "{text}");
+    assert_eq!(
+        text.matches("<!-- nightshift:report -->").count(),
+        1,
+        "{text}"
+    );
+
+    env.run(&["retry", "nosuch"]).expect_code(4);
+}
+
+#[test]
+fn the_control_socket_is_private() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let run = env.home.join("run");
+    let mode = std::fs::metadata(&run).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "run/ is {mode:o}");
+    let sock = run.join("daemon.sock");
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    let mode = meta.permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "daemon.sock is {mode:o}");
+}
+
+#[test]
+fn doctor_is_happy_in_a_fresh_home() {
+    let env = Env::new();
+    let out = env.run(&["doctor"]);
+    out.success();
+    assert!(out.stdout.contains("tmux"), "{}", out.stdout);
+    assert!(out.stdout.contains("git"), "{}", out.stdout);
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+}
+
+#[test]
+fn doctor_sees_the_running_daemon() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let out = env.run(&["doctor"]);
+    out.success();
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+    let pid = format!("running (pid {}", env.daemon_pid());
+    assert!(out.stdout.contains(&pid), "{}", out.stdout);
+}

@@ -367,7 +367,7 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # Without {prompt} or {prompt_file}, the prompt is appended as the last argument.
 #
 # [agents.claude]
-# command = ["claude", "{prompt}"]
+# command = ["claude", "--", "{prompt}"]
 #
 # [agents.mine]
 # command = ["my-agent", "--task-file", "{prompt_file}"]

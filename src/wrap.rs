@@ -55,8 +55,11 @@ async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[Str
     let _interrupt = signal(SignalKind::interrupt()).ok();
     let _quit = signal(SignalKind::quit()).ok();
 
+    // The environment goes on the agent itself: tmux replaces some variables given with
+    // `new-session -e` (PATH among them) with the tmux client's own.
     let mut child = match tokio::process::Command::new(program)
         .args(args)
+        .envs(spawn.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spawn.workdir)
         .spawn()
     {

@@ -2,7 +2,8 @@
 //! scripted [`FakeApi`], which makes Claude run `nightshift done` through its Bash tool.
 //!
 //! Skipped when `claude` is not installed, except on CI (`CI=true`), where `.ci/run` must
-//! install it (`npm install -g @anthropic-ai/claude-code@2.1.331`).
+//! install it (`npm install -g --allow-scripts=@anthropic-ai/claude-code
+//! @anthropic-ai/claude-code@2.1.331`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -155,7 +156,8 @@ fn claude_code_finishes_a_task_through_nightshift_done() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!(
                 "`claude` is not on PATH, and CI=true: .ci/run must install Claude Code \
-                 (npm install -g @anthropic-ai/claude-code@2.1.331)"
+                 (npm install -g --allow-scripts=@anthropic-ai/claude-code \
+                 @anthropic-ai/claude-code@2.1.331)"
             );
         }
         eprintln!("skipped: claude not found (install @anthropic-ai/claude-code to run this test)");

@@ -2,7 +2,7 @@
 //! server and test agent in a temporary home. Figures, not a test: nothing is asserted about
 //! timing; the targets are printed next to the figures for a person to judge.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use jiff::Timestamp;
 
-use super::exit;
 use super::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
+use super::{CliError, exit};
 use crate::home::TaskState;
 use crate::report::Report;
 use crate::run::{self, DoneRecord, RunDir, StartedRecord};
@@ -68,16 +68,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&stamps)?;
 
     let result = measure(&mut sb, &watch, &stamps, samples, tasks);
-    if let Err(e) = &result
-        && sandbox::check_interrupted().is_ok()
-    {
-        eprintln!(
-            "nightshift: {e:#}\nThe end of the daemon's log ({}):\n{}",
-            sb.daemon_log().display(),
-            sb.log_tail(15)
-        );
+    if result.is_err() && sandbox::check_interrupted().is_ok() {
+        // Something went wrong (not the user's Ctrl-C): keep the evidence. The error itself
+        // is printed last, by main.
         sb.keep = true;
-        eprintln!("Kept {} for inspection.", sb.root().display());
+        eprintln!(
+            "\nThe end of the daemon's log ({}):\n{}Kept {} for inspection (runs/ holds each attempt's records).",
+            sb.daemon_log().display(),
+            sb.log_tail(10),
+            sb.root().display()
+        );
     }
     result?;
     if sb.keep {
@@ -113,6 +113,18 @@ fn measure(
     let drain = drain(sb, watch, tasks)?;
     progress.clear();
     report_drain(&drain, tasks);
+    if !drain.failed.is_empty() {
+        // Not a timing check: a trivial task must never fail, so this is a bug to look at.
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "{} of the drain's trivial tasks failed (e.g. {}); that is a bug, not slowness",
+                drain.failed.len(),
+                drain.failed[0]
+            ),
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -300,7 +312,9 @@ fn report_sequential(sb: &Sandbox, seq: &[Sample]) {
 
 struct Drain {
     done: usize,
-    failed: usize,
+    failed: Vec<String>,
+    /// Why tasks failed, with how many failed so.
+    reasons: BTreeMap<String, usize>,
     /// How long the renames into queue/ took.
     enqueue: Duration,
     /// First rename to the last file in done/ or failed/.
@@ -371,9 +385,19 @@ fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32) -> anyhow::Result<Dr
         }
         Ok((done.len() + failed.len() >= ids.len()).then_some(()))
     })?;
+    let mut reasons = BTreeMap::new();
+    for id in &failed {
+        let reason = crate::status::find(&sb.home, id)
+            .and_then(|v| v.reason())
+            .unwrap_or_else(|| "no reason recorded".into());
+        *reasons.entry(reason).or_insert(0) += 1;
+    }
+    let mut failed: Vec<String> = failed.into_iter().collect();
+    failed.sort();
     Ok(Drain {
         done: done.len(),
-        failed: failed.len(),
+        failed,
+        reasons,
         enqueue,
         elapsed: last.duration_since(t0).unwrap_or_default(),
     })
@@ -394,13 +418,13 @@ fn report_drain(d: &Drain, tasks: u32) {
         d.done,
         d.enqueue.as_secs_f64() * 1e3
     );
-    if d.failed > 0 {
-        println!(
-            "  {} tasks FAILED (see `nightshift --home ... ls --state failed`, with --keep)",
-            d.failed
-        );
-    }
     println!("  target: >= 100 tasks/s {}", verdict(rate >= 100.0));
+    if !d.failed.is_empty() {
+        println!("  {} tasks FAILED:", d.failed.len());
+        for (reason, count) in &d.reasons {
+            println!("    {count} x {reason}");
+        }
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {

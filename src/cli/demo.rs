@@ -341,7 +341,9 @@ impl Progress {
                 (0, v.state.as_str().to_string(), detail)
             }
             TaskState::Queued if v.attempts > 0 => {
-                let reason = report.map(|r| r.reason.as_str()).unwrap_or("it failed");
+                // Without the attempt's report this is a task just being claimed, seen
+                // half-way (the listing was read before its run folder appeared).
+                let reason = &report?.reason;
                 let detail = format!("attempt {} failed: {reason}; trying again", v.attempts);
                 (1, format!("retry{}", v.attempts), detail)
             }

@@ -4,11 +4,11 @@
 //! The daemon reaches the store through the [`Store`] trait, so a shared (PostgreSQL) queue
 //! can replace it later without touching the daemon loop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::config::Config;
 use crate::core::{Invalid, QueuedTask};
@@ -186,7 +186,7 @@ impl Store for FolderStore {
     fn scan(&mut self, config: &Config, now: SystemTime) -> Result<Scan, StoreError> {
         let queue_dir = self.home.state_dir(TaskState::Queued);
         let mut scan = Scan::default();
-        let mut present = Vec::new();
+        let mut present = HashSet::new();
         for entry in fs::read_dir(&queue_dir).map_err(at(&queue_dir))? {
             let entry = entry.map_err(at(&queue_dir))?;
             let path = entry.path();
@@ -197,7 +197,7 @@ impl Store for FolderStore {
             if !meta.is_file() {
                 continue;
             }
-            present.push(path.clone());
+            present.insert(path.clone());
             let modified = meta.modified().unwrap_or(now);
             let settled_at = modified + config.settle;
             let complete = self.fresh.get(&path).copied().unwrap_or(false);
@@ -268,12 +268,27 @@ impl Store for FolderStore {
         new.push_str(report);
         // Rewrite in place first (atomic), then move: each step leaves a whole file.
         fsutil::write_atomic(&src, new.as_bytes(), 0o644).map_err(at(&src))?;
-        let dst = free_name(&self.home.state_dir(to), id);
+        let dir = self.home.state_dir(to);
+        let dst = free_name(&dir, id);
         self.cache.remove(&src);
         self.fresh.remove(&src);
+        let before = fs::metadata(&dir).and_then(|m| m.modified()).ok();
         fsutil::move_noclobber(&src, &dst).map_err(at(&dst))?;
-        let dir = self.home.state_dir(to);
         fsutil::sync_dir(&dir).map_err(at(&dir))?;
+        // Keep the listing current without reading the folder again, unless someone else
+        // changed it since it was read.
+        let after = fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        match (self.finished_cache.get_mut(&to), before, after) {
+            (Some((cached, ids)), Some(before), Some(after)) if *cached == before => {
+                if let Some(new_id) = task_id_of(&dst) {
+                    ids.push(new_id.to_string());
+                }
+                *cached = after;
+            }
+            _ => {
+                self.finished_cache.remove(&to);
+            }
+        }
         Ok(dst)
     }
 
@@ -339,9 +354,4 @@ fn free_name(dir: &Path, id: &str) -> PathBuf {
         .map(|n| dir.join(format!("{id}.{n}.md")))
         .find(|p| !p.exists())
         .unwrap_or(first)
-}
-
-/// How long a hand-dropped file must be quiet before it is picked up, as shown to users.
-pub fn describe_settle(settle: Duration) -> String {
-    task::format_duration(settle)
 }

@@ -10,6 +10,7 @@
 //! | `transcript.log` | tmux `pipe-pane` | everything the pane showed |
 //! | `done.json` | `nightshift done` or the daemon (marker) | the agent signalled done |
 //! | `exit.json` | pane wrapper | the agent process ended |
+//! | `screen.txt` | tmux (`pane-died` hook) | the pane's last screen and scrollback |
 //! | `cancel.json` | daemon | a person cancelled the run |
 //! | `report.json` | daemon | the attempt's outcome |
 //! | `events.jsonl` | daemon | a log of what happened, one JSON object a line |
@@ -36,6 +37,8 @@ pub const EXIT: &str = "exit.json";
 pub const CANCEL: &str = "cancel.json";
 pub const REPORT: &str = "report.json";
 pub const EVENTS: &str = "events.jsonl";
+/// The pane's final screen and scrollback, saved by tmux itself when the pane dies.
+pub const SCREEN: &str = "screen.txt";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpawnRecord {

@@ -44,6 +44,8 @@ pub struct SessionSpec<'a> {
     pub env: &'a [(String, String)],
     pub argv: &'a [OsString],
     pub transcript: &'a Path,
+    /// Where tmux saves the pane's final screen when the pane dies.
+    pub screen: &'a Path,
     pub width: u16,
     pub height: u16,
 }
@@ -142,11 +144,29 @@ impl Tmux {
         }
         args.push("--".into());
         args.extend(spec.argv.iter().cloned());
-        let cat = format!("cat >> {}", shell_quote(&spec.transcript.to_string_lossy()));
+        // `exec`: one process per pane for the transcript, not a shell plus cat.
+        let cat = format!(
+            "exec cat >> {}",
+            shell_quote(&spec.transcript.to_string_lossy())
+        );
+        // When the pane dies, tmux has read every byte the agent wrote: save what it shows
+        // then. Unlike the transcript pipe, this cannot lag behind, so the daemon waits for it
+        // before it decides about an exit. Only tmux commands: no shell, no extra process.
+        let buffer = format!("nightshift-{}", spec.name);
+        let died = format!(
+            "capture-pane -J -S - -E - -b {buffer} ; save-buffer -b {buffer} {} ; delete-buffer -b {buffer}",
+            tmux_quote(&spec.screen.to_string_lossy())
+        );
         for cmd in [
+            // Keep the pane after the wrapper exits until nightshift closes it: without this,
+            // tmux may destroy the pane before reading its last output.
             vec!["set-option", "-w", "-t", &target, "remain-on-exit", "on"],
             vec!["pipe-pane", "-t", &target, "-o", &cat],
+            vec!["set-hook", "-t", &target, "pane-died", &died],
             vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
+            // Keep the server up between tasks: restarting it costs every pickup, and a new
+            // session could race a server that is shutting down.
+            vec!["set-option", "-g", "exit-empty", "off"],
         ] {
             args.push(";".into());
             args.extend(cmd.into_iter().map(OsString::from));
@@ -366,6 +386,24 @@ pub fn session_name(task_id: &str) -> String {
         });
         format!("ns-{clean}-{:08x}", hash as u32)
     }
+}
+
+/// Quotes a path for tmux's own command parser, which also expands `#{…}` formats in file
+/// names: double quotes with `\`, `"` and `$` escaped, and `#` doubled.
+fn tmux_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' | '"' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' => out.push_str("##"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Quotes a string for a POSIX shell: `'…'` with embedded quotes closed and escaped.

@@ -43,6 +43,9 @@ pub fn run(run_dir: &Path) -> i32 {
     runtime.block_on(supervise(&dir, &spawn, program, args))
 }
 
+/// How long the pane's terminal stays open after the agent exited.
+const LINGER: Duration = Duration::from_millis(200);
+
 /// How long an agent may take to exit after its session was closed, before it is killed.
 const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
@@ -116,6 +119,9 @@ async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[Str
         let _ = writeln!(std::io::stderr(), "nightshift: cannot record the exit: {e}");
     }
     let _ = writeln!(std::io::stdout(), "\n[nightshift] {}", record.describe());
+    // Keep the terminal open a moment: tmux drops output it had not read yet when the last
+    // process on a pane's terminal exits (seen with agents that print and exit at once).
+    tokio::time::sleep(LINGER).await;
     status.code().unwrap_or(128 + status.signal().unwrap_or(0))
 }
 

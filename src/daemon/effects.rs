@@ -42,8 +42,17 @@ impl Daemon {
             }
         }
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
+        // No fsync: the prompt can always be rebuilt from the task file.
         let prepared = dir.create().and_then(|()| {
-            crate::fsutil::write_atomic(&dir.file(run::PROMPT), task.prompt.as_bytes(), 0o600)
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.file(run::PROMPT))?
+                .write_all(task.prompt.as_bytes())
         });
         // Watch before the agent can write anything.
         self.watch_run(&id, attempt);
@@ -154,7 +163,10 @@ impl Daemon {
             }
             Err(e) => tracing::error!(task = id, "cannot file as {}: {e}", to.as_str()),
         }
-        self.unwatch_run(id, report.attempt);
+        // A session in its grace period is still followed: its exit frees the slot.
+        if !self.state.owns_session(&tmux::session_name(id)) {
+            self.unwatch_run(id, report.attempt);
+        }
         // Tasks waiting on this one may be able to start now.
         self.queue_dirty = true;
     }
@@ -282,7 +294,9 @@ impl StartJob {
             self.dir.path().into(),
         ];
         let transcript = self.dir.transcript();
+        let screen = self.dir.file(run::SCREEN);
         let spec = SessionSpec {
+            screen: &screen,
             name: &session,
             task_id: &task.id,
             workdir: &workdir,
@@ -296,6 +310,10 @@ impl StartJob {
             Err(TmuxError::Failed { stderr, .. }) if stderr.contains("duplicate session") => {
                 // A leftover from an earlier attempt: it is ours to replace.
                 let _ = self.tmux.kill_session(&session).await;
+                self.tmux.spawn_session(&spec).await
+            }
+            Err(TmuxError::Failed { stderr, .. }) if stderr.contains("server exited") => {
+                // The server was shutting down (someone killed it); the next one starts fresh.
                 self.tmux.spawn_session(&spec).await
             }
             other => other,
@@ -356,7 +374,7 @@ async fn attempt_report(
     let finished_at = Timestamp::now();
     let (commits, workdir, agent, started_at) = match &spawn {
         Some(s) => {
-            let commits = if git::is_repo(&s.workdir).await {
+            let commits = if s.git_head.is_some() || git::is_repo(&s.workdir).await {
                 Some(git::commits_since(&s.workdir, s.git_head.as_deref()).await)
             } else {
                 None

@@ -51,6 +51,9 @@ enum Internal {
 
 type IpcCall = (Request, oneshot::Sender<Response>);
 
+/// How long an exit waits for tmux's copy of the final screen before it counts anyway.
+const SCREEN_WAIT: Duration = Duration::from_secs(3);
+
 pub struct Daemon {
     home: Home,
     config: Config,
@@ -61,6 +64,8 @@ pub struct Daemon {
     /// Watched run folders, and whose attempt they are.
     runs: HashMap<PathBuf, (String, u32)>,
     tails: HashMap<(String, u32), Tail>,
+    /// Exits waiting for tmux to save the final screen, with how long to wait.
+    pending_exits: HashMap<(String, u32), Instant>,
     internal: mpsc::UnboundedSender<Internal>,
     queue_dirty: bool,
     recheck_at: Option<SystemTime>,
@@ -114,6 +119,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         watch,
         runs: HashMap::new(),
         tails: HashMap::new(),
+        pending_exits: HashMap::new(),
         internal: internal_tx,
         queue_dirty: true,
         recheck_at: None,
@@ -151,7 +157,12 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                     d.on_change(change);
                 }
             }
-            Some(msg) = internal_rx.recv() => d.on_internal(msg),
+            Some(msg) = internal_rx.recv() => {
+                d.on_internal(msg);
+                while let Ok(msg) = internal_rx.try_recv() {
+                    d.on_internal(msg);
+                }
+            }
             Some((req, reply)) = ipc_rx.recv() => {
                 let response = d.on_request(req);
                 let _ = reply.send(response);
@@ -162,6 +173,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                     d.reconcile().await;
                     d.queue_dirty = true;
                 }
+                d.expire_pending_exits();
                 if d.recheck_at.is_some_and(|at| at <= SystemTime::now()) {
                     d.queue_dirty = true;
                 }
@@ -233,6 +245,9 @@ impl Daemon {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
             wake = wake.min(d);
         }
+        if let Some(at) = self.pending_exits.values().min() {
+            wake = wake.min(at.saturating_duration_since(Instant::now()));
+        }
         if let Some(at) = self.recheck_at {
             let d = at
                 .duration_since(SystemTime::now())
@@ -285,7 +300,21 @@ impl Daemon {
         match change.path.file_name().and_then(|n| n.to_str()) {
             Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
             Some(run::DONE) => self.read_done(dir, &id, attempt),
-            Some(run::EXIT) => self.read_exit(dir, &id, attempt),
+            Some(run::EXIT) => {
+                if dir.join(run::SCREEN).exists() {
+                    self.read_exit(dir, &id, attempt);
+                } else {
+                    // Wait for tmux to save the final screen (the pane-died hook), so output
+                    // tmux had not passed on yet still counts; don't wait forever for it.
+                    let deadline = Instant::now() + SCREEN_WAIT;
+                    self.pending_exits.insert((id, attempt), deadline);
+                }
+            }
+            Some(run::SCREEN) if change.complete => {
+                if self.pending_exits.remove(&(id.clone(), attempt)).is_some() {
+                    self.read_exit(dir, &id, attempt);
+                }
+            }
             _ => {}
         }
     }
@@ -305,6 +334,40 @@ impl Daemon {
         }
     }
 
+    /// The pane's final screen, as tmux saved it.
+    fn read_screen(&mut self, dir: &Path, id: &str, attempt: u32) {
+        let Ok(bytes) = std::fs::read(dir.join(run::SCREEN)) else {
+            return;
+        };
+        let lines: Vec<String> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() {
+            self.step(Event::Output {
+                id: id.to_string(),
+                attempt,
+                lines,
+            });
+        }
+    }
+
+    /// Exits whose final screen never came (tmux too busy, or no close events here).
+    fn expire_pending_exits(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, u32)> = self
+            .pending_exits
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (id, attempt) in due {
+            self.pending_exits.remove(&(id.clone(), attempt));
+            let dir = self.home.run_dir(&id, attempt);
+            self.read_exit(&dir, &id, attempt);
+        }
+    }
+
     fn read_done(&mut self, dir: &Path, id: &str, attempt: u32) {
         match RunDir::new(dir).read::<DoneRecord>(run::DONE) {
             Ok(Some(record)) => self.step(Event::Done {
@@ -320,6 +383,7 @@ impl Daemon {
     fn read_exit(&mut self, dir: &Path, id: &str, attempt: u32) {
         // The last output may hold the marker: read it before the exit counts.
         self.read_output(id, attempt, true);
+        self.read_screen(dir, id, attempt);
         match RunDir::new(dir).read::<ExitRecord>(run::EXIT) {
             Ok(Some(record)) => {
                 if let Some(error) = &record.error {
@@ -461,6 +525,7 @@ impl Daemon {
                 None
             }
             Action::CloseSession { session } => {
+                self.unwatch_closed(&session);
                 let tmux = self.tmux.clone();
                 tokio::spawn(async move {
                     if let Err(e) = tmux.kill_session(&session).await {
@@ -482,6 +547,23 @@ impl Daemon {
         self.tails
             .insert((id.to_string(), attempt), Tail::new(&dir.transcript()));
         dir
+    }
+
+    /// Stops following the attempts that lived in a closed session (not a new attempt that
+    /// is replacing it under the same name).
+    fn unwatch_closed(&mut self, session: &str) {
+        let done: Vec<(String, u32)> = self
+            .runs
+            .values()
+            .filter(|(id, attempt)| {
+                crate::tmux::session_name(id) == session
+                    && self.state.run(id).is_none_or(|r| r.attempt != *attempt)
+            })
+            .cloned()
+            .collect();
+        for (id, attempt) in done {
+            self.unwatch_run(&id, attempt);
+        }
     }
 
     fn unwatch_run(&mut self, id: &str, attempt: u32) {

@@ -310,10 +310,11 @@ impl Daemon {
                     self.pending_exits.insert((id, attempt), deadline);
                 }
             }
-            Some(run::SCREEN) if change.complete => {
-                if self.pending_exits.remove(&(id.clone(), attempt)).is_some() {
-                    self.read_exit(dir, &id, attempt);
-                }
+            Some(run::SCREEN)
+                if change.complete
+                    && self.pending_exits.remove(&(id.clone(), attempt)).is_some() =>
+            {
+                self.read_exit(dir, &id, attempt);
             }
             _ => {}
         }

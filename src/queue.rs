@@ -63,8 +63,9 @@ pub trait Store {
     /// Ids and files of the tasks in a state, in id order.
     fn list(&self, state: TaskState) -> Result<Vec<(String, PathBuf)>, StoreError>;
     /// A filesystem event was seen for `path`: `complete` when the writer is known to be done
-    /// (closed the file, or renamed it in).
-    fn note_change(&mut self, path: &Path, complete: bool);
+    /// (closed the file, or renamed it in). Returns whether the queue needs a new scan (not
+    /// for the store's own moves out of the queue).
+    fn note_change(&mut self, path: &Path, complete: bool) -> bool;
 }
 
 /// What a scan remembers about a file, so unchanged files are not parsed again.
@@ -81,6 +82,8 @@ pub struct FolderStore {
     fresh: HashMap<PathBuf, bool>,
     /// `done/` and `failed/` listings, reused while the directory is unchanged.
     finished_cache: HashMap<TaskState, (SystemTime, Vec<String>)>,
+    /// Files this store moved out of `queue/`, whose events need no rescan.
+    moved_out: HashSet<PathBuf>,
 }
 
 impl FolderStore {
@@ -90,6 +93,7 @@ impl FolderStore {
             cache: HashMap::new(),
             fresh: HashMap::new(),
             finished_cache: HashMap::new(),
+            moved_out: HashSet::new(),
         }
     }
 
@@ -128,9 +132,17 @@ impl FolderStore {
     fn move_task(&mut self, id: &str, from: TaskState, to: TaskState) -> Result<bool, StoreError> {
         let src = self.home.task_file(from, id);
         let dst = self.home.task_file(to, id);
-        self.cache.remove(&src);
-        self.fresh.remove(&src);
+        self.forget(&src, from);
         fsutil::move_noclobber(&src, &dst).map_err(at(&dst))
+    }
+
+    /// Drops what the store knows about a file it is moving away.
+    fn forget(&mut self, path: &Path, from: TaskState) {
+        self.cache.remove(path);
+        self.fresh.remove(path);
+        if from == TaskState::Queued {
+            self.moved_out.insert(path.to_path_buf());
+        }
     }
 }
 
@@ -261,17 +273,29 @@ impl Store for FolderStore {
     ) -> Result<PathBuf, StoreError> {
         let src = self.home.task_file(from, id);
         let text = fs::read(&src).map_err(at(&src))?;
-        // Replace an earlier report (from before a retry) rather than stacking them.
         let text = String::from_utf8_lossy(&text);
         let kept = task::strip_report(&text);
-        let mut new = kept.trim_end_matches(['\n', '\r']).to_string();
-        new.push_str(report);
-        // Rewrite in place first (atomic), then move: each step leaves a whole file.
-        fsutil::write_atomic(&src, new.as_bytes(), 0o644).map_err(at(&src))?;
+        if kept.len() == text.len() {
+            // The usual case: append. A crash mid-append leaves a partial report after the
+            // marker, which the parser ignores and the next finish replaces.
+            let mut file = fs::OpenOptions::new()
+                .append(true)
+                .open(&src)
+                .map_err(at(&src))?;
+            use std::io::Write;
+            file.write_all(report.as_bytes())
+                .and_then(|()| file.sync_data())
+                .map_err(at(&src))?;
+        } else {
+            // Replace an earlier report (from before a retry) rather than stacking them:
+            // rewrite atomically, then move, so each step leaves a whole file.
+            let mut new = kept.trim_end_matches(['\n', '\r']).to_string();
+            new.push_str(report);
+            fsutil::write_atomic(&src, new.as_bytes(), 0o644).map_err(at(&src))?;
+        }
         let dir = self.home.state_dir(to);
         let dst = free_name(&dir, id);
-        self.cache.remove(&src);
-        self.fresh.remove(&src);
+        self.forget(&src, from);
         let before = fs::metadata(&dir).and_then(|m| m.modified()).ok();
         fsutil::move_noclobber(&src, &dst).map_err(at(&dst))?;
         fsutil::sync_dir(&dir).map_err(at(&dir))?;
@@ -298,8 +322,12 @@ impl Store for FolderStore {
         let err_file = dst.with_extension("error.txt");
         fsutil::write_atomic(&err_file, format!("{error}\n").as_bytes(), 0o644)
             .map_err(at(&err_file))?;
-        self.cache.remove(path);
-        self.fresh.remove(path);
+        let from = if path.parent() == Some(self.home.state_dir(TaskState::Queued).as_path()) {
+            TaskState::Queued
+        } else {
+            TaskState::Running
+        };
+        self.forget(path, from);
         fsutil::move_noclobber(path, &dst).map_err(at(&dst))?;
         Ok(dst)
     }
@@ -308,12 +336,16 @@ impl Store for FolderStore {
         list_state(&self.home, state)
     }
 
-    fn note_change(&mut self, path: &Path, complete: bool) {
+    fn note_change(&mut self, path: &Path, complete: bool) -> bool {
+        if self.moved_out.remove(path) && !path.exists() {
+            return false;
+        }
         if complete {
             self.fresh.insert(path.to_path_buf(), true);
         } else {
             self.fresh.entry(path.to_path_buf()).or_insert(false);
         }
+        true
     }
 }
 

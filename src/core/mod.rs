@@ -102,6 +102,8 @@ pub enum Event {
         invalid: Vec<Invalid>,
         finished: BTreeMap<String, TaskState>,
     },
+    /// A task's file reached `done/` or `failed/`.
+    Filed { id: String, state: TaskState },
     /// A task found in `running/` at start-up.
     Recovered {
         task: Task,
@@ -280,6 +282,9 @@ impl State {
                     }
                     self.queued.insert(id, q);
                 }
+            }
+            Event::Filed { id, state } => {
+                self.finished.insert(id, state);
             }
             Event::Recovered {
                 task,

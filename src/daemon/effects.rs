@@ -150,25 +150,31 @@ impl Daemon {
         }
         let earlier = earlier_reports(&self.home, id, report.attempt);
         let md = report.to_markdown(&earlier);
-        match self.store.finish(id, from, to, &md) {
+        let filed = match self.store.finish(id, from, to, &md) {
             Ok(dst) => {
                 dir.log_event(Timestamp::now(), to.as_str(), &report.reason);
-                tracing::info!(
-                    task = id,
-                    "{}: {} ({})",
-                    to.as_str(),
-                    report.reason,
-                    dst.display()
-                );
+                let state = to.as_str();
+                tracing::info!(task = id, "{state}: {} ({})", report.reason, dst.display());
+                true
             }
-            Err(e) => tracing::error!(task = id, "cannot file as {}: {e}", to.as_str()),
-        }
+            Err(e) => {
+                tracing::error!(task = id, "cannot file as {}: {e}", to.as_str());
+                false
+            }
+        };
         // A session in its grace period is still followed: its exit frees the slot.
         if !self.state.owns_session(&tmux::session_name(id)) {
             self.unwatch_run(id, report.attempt);
         }
-        // Tasks waiting on this one may be able to start now.
-        self.queue_dirty = true;
+        if filed {
+            // Tasks waiting on this one may start (or fail) now.
+            self.step(Event::Filed {
+                id: id.to_string(),
+                state: to,
+            });
+        } else {
+            self.queue_dirty = true;
+        }
     }
 
     pub(super) fn file_requeued(&mut self, id: &str, report: &Report) {

@@ -290,8 +290,9 @@ impl Daemon {
             return;
         };
         if dir == self.home.state_dir(TaskState::Queued) {
-            self.store.note_change(&change.path, change.complete);
-            self.queue_dirty = true;
+            if self.store.note_change(&change.path, change.complete) {
+                self.queue_dirty = true;
+            }
             return;
         }
         let Some((id, attempt)) = self.runs.get(dir).cloned() else {
@@ -499,11 +500,20 @@ impl Daemon {
                     .store
                     .finish(&id, TaskState::Queued, TaskState::Failed, &md)
                 {
-                    Ok(dst) => tracing::warn!(task = id, "failed: {reason} ({})", dst.display()),
-                    Err(e) => tracing::error!(task = id, "cannot file as failed: {e}"),
+                    Ok(dst) => {
+                        tracing::warn!(task = id, "failed: {reason} ({})", dst.display());
+                        // Tasks that depend on this one fail in turn.
+                        Some(Event::Filed {
+                            id,
+                            state: TaskState::Failed,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(task = id, "cannot file as failed: {e}");
+                        self.queue_dirty = true;
+                        None
+                    }
                 }
-                self.queue_dirty = true;
-                None
             }
             Action::Finish {
                 id,

@@ -44,8 +44,8 @@ pub struct SessionSpec<'a> {
     pub env: &'a [(String, String)],
     pub argv: &'a [OsString],
     pub transcript: &'a Path,
-    /// Where tmux saves the pane's final screen when the pane dies.
-    pub screen: &'a Path,
+    /// The `wait-for` channel tmux signals when the pane dies.
+    pub died_channel: &'a str,
     pub width: u16,
     pub height: u16,
 }
@@ -145,23 +145,18 @@ impl Tmux {
         args.push("--".into());
         args.extend(spec.argv.iter().cloned());
         // `exec`: one process per pane for the transcript, not a shell plus cat.
+        let died = format!("wait-for -S {}", spec.died_channel);
         let cat = format!(
             "exec cat >> {}",
             shell_quote(&spec.transcript.to_string_lossy())
-        );
-        // When the pane dies, tmux has read every byte the agent wrote: save what it shows
-        // then. Unlike the transcript pipe, this cannot lag behind, so the daemon waits for it
-        // before it decides about an exit. Only tmux commands: no shell, no extra process.
-        let buffer = format!("nightshift-{}", spec.name);
-        let died = format!(
-            "capture-pane -J -S - -E - -b {buffer} ; save-buffer -b {buffer} {} ; delete-buffer -b {buffer}",
-            tmux_quote(&spec.screen.to_string_lossy())
         );
         for cmd in [
             // Keep the pane after the wrapper exits until nightshift closes it: without this,
             // tmux may destroy the pane before reading its last output.
             vec!["set-option", "-w", "-t", &target, "remain-on-exit", "on"],
             vec!["pipe-pane", "-t", &target, "-o", &cat],
+            // When the pane dies, tmux has read every byte the agent wrote. Say so on a
+            // channel the daemon can wait on (`wait-for` remembers a signal nobody waited for).
             vec!["set-hook", "-t", &target, "pane-died", &died],
             vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
             // Keep the server up between tasks: restarting it costs every pickup, and a new
@@ -303,6 +298,33 @@ impl Tmux {
         Ok(())
     }
 
+    /// Waits until the pane's process has died and tmux has read all its output, or until
+    /// `limit` passes. Returns whether it died in time.
+    pub async fn wait_pane_died(&self, channel: &str, limit: std::time::Duration) -> bool {
+        let args: [OsString; 2] = ["wait-for".into(), channel.into()];
+        let wait = self.run("wait-for", &args);
+        matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
+    }
+
+    /// Everything the pane shows and has scrolled past.
+    pub async fn capture_all(&self, name: &str) -> Result<String, TmuxError> {
+        self.run(
+            "capture-pane",
+            &[
+                "capture-pane".into(),
+                "-p".into(),
+                "-J".into(),
+                "-S".into(),
+                "-".into(),
+                "-E".into(),
+                "-".into(),
+                "-t".into(),
+                exact_pane(name).into(),
+            ],
+        )
+        .await
+    }
+
     /// The visible screen of the session's pane (the seam the attention signals read).
     pub async fn capture(&self, name: &str) -> Result<String, TmuxError> {
         self.run(
@@ -354,6 +376,12 @@ fn is_no_server(stderr: &str) -> bool {
         || stderr.contains("No such file or directory")
 }
 
+/// The `wait-for` channel of one attempt's pane death. Per attempt, because tmux remembers
+/// a signal that nobody waited for.
+pub fn died_channel(session: &str, attempt: u32) -> String {
+    format!("nightshift-died-{session}-{attempt}")
+}
+
 /// `=name` matches the session name exactly instead of by prefix.
 fn exact_session(name: &str) -> String {
     format!("={name}")
@@ -386,24 +414,6 @@ pub fn session_name(task_id: &str) -> String {
         });
         format!("ns-{clean}-{:08x}", hash as u32)
     }
-}
-
-/// Quotes a path for tmux's own command parser, which also expands `#{…}` formats in file
-/// names: double quotes with `\`, `"` and `$` escaped, and `#` doubled.
-fn tmux_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' | '"' | '$' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '#' => out.push_str("##"),
-            _ => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Quotes a string for a POSIX shell: `'…'` with embedded quotes closed and escaped.

@@ -300,9 +300,9 @@ impl StartJob {
             self.dir.path().into(),
         ];
         let transcript = self.dir.transcript();
-        let screen = self.dir.file(run::SCREEN);
+        let died_channel = tmux::died_channel(&session, self.attempt);
         let spec = SessionSpec {
-            screen: &screen,
+            died_channel: &died_channel,
             name: &session,
             task_id: &task.id,
             workdir: &workdir,

@@ -10,7 +10,7 @@ mod recover;
 mod tail;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +42,11 @@ enum Internal {
         to: TaskState,
         report: Box<Report>,
     },
+    /// tmux has read the exited agent's last output (or did not answer in time).
+    ExitSettled {
+        id: String,
+        attempt: u32,
+    },
     /// A failed attempt's report is ready: put the task back in the queue.
     Requeued {
         id: String,
@@ -51,7 +56,7 @@ enum Internal {
 
 type IpcCall = (Request, oneshot::Sender<Response>);
 
-/// How long an exit waits for tmux's copy of the final screen before it counts anyway.
+/// How long an exit waits for tmux to report the pane dead before it counts anyway.
 const SCREEN_WAIT: Duration = Duration::from_secs(3);
 
 pub struct Daemon {
@@ -64,8 +69,8 @@ pub struct Daemon {
     /// Watched run folders, and whose attempt they are.
     runs: HashMap<PathBuf, (String, u32)>,
     tails: HashMap<(String, u32), Tail>,
-    /// Exits waiting for tmux to save the final screen, with how long to wait.
-    pending_exits: HashMap<(String, u32), Instant>,
+    /// Exits waiting for tmux to have read the agent's last output.
+    settling: HashSet<(String, u32)>,
     internal: mpsc::UnboundedSender<Internal>,
     queue_dirty: bool,
     recheck_at: Option<SystemTime>,
@@ -119,7 +124,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         watch,
         runs: HashMap::new(),
         tails: HashMap::new(),
-        pending_exits: HashMap::new(),
+        settling: HashSet::new(),
         internal: internal_tx,
         queue_dirty: true,
         recheck_at: None,
@@ -173,7 +178,6 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                     d.reconcile().await;
                     d.queue_dirty = true;
                 }
-                d.expire_pending_exits();
                 if d.recheck_at.is_some_and(|at| at <= SystemTime::now()) {
                     d.queue_dirty = true;
                 }
@@ -245,9 +249,6 @@ impl Daemon {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
             wake = wake.min(d);
         }
-        if let Some(at) = self.pending_exits.values().min() {
-            wake = wake.min(at.saturating_duration_since(Instant::now()));
-        }
         if let Some(at) = self.recheck_at {
             let d = at
                 .duration_since(SystemTime::now())
@@ -298,24 +299,18 @@ impl Daemon {
         let Some((id, attempt)) = self.runs.get(dir).cloned() else {
             return;
         };
+        tracing::debug!(path = %change.path.display(), complete = change.complete, "run file changed");
         match change.path.file_name().and_then(|n| n.to_str()) {
             Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
             Some(run::DONE) => self.read_done(dir, &id, attempt),
             Some(run::EXIT) => {
-                if dir.join(run::SCREEN).exists() {
-                    self.read_exit(dir, &id, attempt);
+                let current = self.state.run(&id).is_some_and(|r| r.attempt == attempt);
+                if current {
+                    self.settle_exit(id, attempt);
                 } else {
-                    // Wait for tmux to save the final screen (the pane-died hook), so output
-                    // tmux had not passed on yet still counts; don't wait forever for it.
-                    let deadline = Instant::now() + SCREEN_WAIT;
-                    self.pending_exits.insert((id, attempt), deadline);
+                    // Already finished: the exit only frees the slot.
+                    self.read_exit(dir, &id, attempt);
                 }
-            }
-            Some(run::SCREEN)
-                if change.complete
-                    && self.pending_exits.remove(&(id.clone(), attempt)).is_some() =>
-            {
-                self.read_exit(dir, &id, attempt);
             }
             _ => {}
         }
@@ -354,20 +349,28 @@ impl Daemon {
         }
     }
 
-    /// Exits whose final screen never came (tmux too busy, or no close events here).
-    fn expire_pending_exits(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(String, u32)> = self
-            .pending_exits
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for (id, attempt) in due {
-            self.pending_exits.remove(&(id.clone(), attempt));
-            let dir = self.home.run_dir(&id, attempt);
-            self.read_exit(&dir, &id, attempt);
+    /// Before an exit without done counts, waits for tmux to have read all of the agent's
+    /// output (the pane died) and saves the final screen: output the transcript pipe has not
+    /// delivered yet may hold the marker.
+    fn settle_exit(&mut self, id: String, attempt: u32) {
+        if !self.settling.insert((id.clone(), attempt)) {
+            return;
         }
+        let tmux = self.tmux.clone();
+        let dir = RunDir::new(self.home.run_dir(&id, attempt));
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let session = crate::tmux::session_name(&id);
+            let channel = crate::tmux::died_channel(&session, attempt);
+            if tmux.wait_pane_died(&channel, SCREEN_WAIT).await
+                && let Ok(screen) = tmux.capture_all(&session).await
+                && let Err(e) =
+                    crate::fsutil::write_atomic(&dir.file(run::SCREEN), screen.as_bytes(), 0o600)
+            {
+                tracing::warn!(task = id, "cannot save the final screen: {e}");
+            }
+            let _ = tx.send(Internal::ExitSettled { id, attempt });
+        });
     }
 
     fn read_done(&mut self, dir: &Path, id: &str, attempt: u32) {
@@ -419,6 +422,11 @@ impl Daemon {
                 report,
             } => self.file_finished(&id, from, to, &report),
             Internal::Requeued { id, report } => self.file_requeued(&id, &report),
+            Internal::ExitSettled { id, attempt } => {
+                self.settling.remove(&(id.clone(), attempt));
+                let dir = self.home.run_dir(&id, attempt);
+                self.read_exit(&dir, &id, attempt);
+            }
         }
     }
 

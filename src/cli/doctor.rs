@@ -14,6 +14,8 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
             problems += 1;
         }
     };
+    // Optional things that are absent: worth knowing, not a failure.
+    let note = |what: &str, detail: String| println!("--   {what:<22} {detail}");
     match rt.block_on(crate::tmux::version()) {
         Ok(v) if !v.is_empty() => {
             let ok = tmux_at_least(&v, 3, 2);
@@ -53,25 +55,17 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
         if program == "{nightshift}" {
             continue;
         }
-        let found = find_program(&program, &path);
-        let is_default = *name == config.default_agent;
-        let detail = match &found {
-            Some(p) => format!("{} ({})", p.display(), version_of(p)),
-            None => format!(
-                "`{program}` not on PATH{}",
-                if is_default {
-                    " — this is the default agent"
-                } else {
-                    ""
-                }
+        let what = format!("agent {name}");
+        match find_program(&program, &path) {
+            Some(p) => report(true, &what, format!("{} ({})", p.display(), version_of(&p))),
+            // Only the default agent's absence is a problem; the others are optional.
+            None if *name == config.default_agent => report(
+                false,
+                &what,
+                format!("`{program}` not on PATH, and it is the default agent"),
             ),
-        };
-        // Only the default agent's absence is a problem; others are optional.
-        report(
-            found.is_some() || !is_default,
-            &format!("agent {name}"),
-            detail,
-        );
+            None => note(&what, format!("`{program}` not on PATH (optional)")),
+        }
     }
     if home.root().exists() {
         let perms = home.permission_problems();

@@ -207,18 +207,13 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
             }
         }
         if let Some(d) = &last.done {
-            kv(
-                "  done",
-                &format!(
-                    "{} via {:?}{}",
-                    if d.ok { "ok" } else { "fail" },
-                    d.source,
-                    d.summary
-                        .as_ref()
-                        .map(|s| format!(": {s}"))
-                        .unwrap_or_default()
-                ),
-            );
+            let how = match d.source {
+                crate::run::DoneSource::Command => "nightshift done",
+                crate::run::DoneSource::Marker => "marker",
+            };
+            let verdict = if d.ok { "ok" } else { "failed" };
+            let summary = d.summary.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
+            kv("  done", &format!("{verdict} ({how}){summary}"));
         }
         if let Some(e) = &last.exit {
             kv("  exit", &e.describe());

@@ -8,19 +8,22 @@ use std::path::Path;
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new one:
 /// write a temporary file in the same directory, fsync it, rename it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    staged(path, bytes, mode)?
+        .persist(path)
+        .map_err(|e| e.error)?;
     Ok(())
 }
 
 /// Like [`write_atomic`] but fails with `AlreadyExists` instead of replacing `path`.
 pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    staged(path, bytes, mode)?
+        .persist_noclobber(path)
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// `bytes` in a synced temporary file next to `path`, ready to be renamed into place.
+fn staged(path: &Path, bytes: &[u8], mode: u32) -> io::Result<tempfile::NamedTempFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -28,8 +31,7 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(tmp)
 }
 
 /// Makes a rename or create in `dir` durable.

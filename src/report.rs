@@ -30,6 +30,26 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a task that failed before any attempt (cancelled in the queue, or a
+    /// dependency failed).
+    pub fn before_start(task_id: &str, reason: &str) -> Report {
+        Report {
+            task_id: task_id.to_string(),
+            outcome: "failed".into(),
+            reason: reason.to_string(),
+            summary: None,
+            attempt: 0,
+            attempts: 0,
+            agent: None,
+            workdir: None,
+            started_at: None,
+            finished_at: Timestamp::now(),
+            duration_secs: None,
+            commits: None,
+            transcript: None,
+        }
+    }
+
     /// The section appended to the task file. It starts with [`REPORT_MARKER`], which the
     /// task parser cuts off, so a retried task's prompt stays as written.
     pub fn to_markdown(&self, earlier: &[Report]) -> String {

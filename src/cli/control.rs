@@ -61,21 +61,7 @@ pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
                 )
                 .into());
             }
-            let report = Report {
-                task_id: id.to_string(),
-                outcome: "failed".into(),
-                reason: "cancelled by user before it started".into(),
-                summary: None,
-                attempt: 0,
-                attempts: 0,
-                agent: None,
-                workdir: None,
-                started_at: None,
-                finished_at: Timestamp::now(),
-                duration_secs: None,
-                commits: None,
-                transcript: None,
-            };
+            let report = Report::before_start(id, "cancelled by user before it started");
             let text = std::fs::read_to_string(&dest)?;
             let body = format!(
                 "{}{}",

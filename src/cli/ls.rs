@@ -212,7 +212,11 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                 crate::run::DoneSource::Marker => "marker",
             };
             let verdict = if d.ok { "ok" } else { "failed" };
-            let summary = d.summary.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
+            let summary = d
+                .summary
+                .as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
             kv("  done", &format!("{verdict} ({how}){summary}"));
         }
         if let Some(e) = &last.exit {

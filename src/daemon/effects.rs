@@ -189,25 +189,6 @@ impl Daemon {
         self.unwatch_run(id, report.attempt);
         self.queue_dirty = true;
     }
-
-    /// The report for a task that failed before it ever ran.
-    pub(super) fn queued_report(&self, id: &str, reason: &str) -> Report {
-        Report {
-            task_id: id.to_string(),
-            outcome: "failed".into(),
-            reason: reason.to_string(),
-            summary: None,
-            attempt: 0,
-            attempts: 0,
-            agent: None,
-            workdir: None,
-            started_at: None,
-            finished_at: Timestamp::now(),
-            duration_secs: None,
-            commits: None,
-            transcript: None,
-        }
-    }
 }
 
 impl StartJob {

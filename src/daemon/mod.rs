@@ -502,7 +502,7 @@ impl Daemon {
                 None
             }
             Action::FailQueued { id, reason } => {
-                let report = self.queued_report(&id, &reason);
+                let report = Report::before_start(&id, &reason);
                 let md = report.to_markdown(&[]);
                 match self
                     .store

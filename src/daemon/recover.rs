@@ -128,12 +128,7 @@ impl Daemon {
                         how: Recovered::Started,
                     });
                     self.watch_run(&id, attempt);
-                    self.catch_up(
-                        &id,
-                        attempt,
-                        session.is_some_and(|s| !s.pane_dead),
-                        session.is_some(),
-                    );
+                    self.catch_up(&id, attempt, session);
                 }
             }
         }
@@ -149,7 +144,9 @@ impl Daemon {
 
     /// Feeds what happened to an adopted run while nobody watched: output (the marker may
     /// be in it), done, exit, or a vanished session.
-    fn catch_up(&mut self, id: &str, attempt: u32, pane_alive: bool, session_exists: bool) {
+    fn catch_up(&mut self, id: &str, attempt: u32, session: Option<&SessionInfo>) {
+        let pane_alive = session.is_some_and(|s| !s.pane_dead);
+        let session_exists = session.is_some();
         let dir = RunDir::new(self.home.run_dir(id, attempt));
         self.read_output(id, attempt, !pane_alive);
         if self.state.run(id).is_none_or(|r| r.attempt != attempt) {
@@ -193,12 +190,7 @@ impl Daemon {
                 continue;
             }
             let session = sessions.iter().find(|s| s.task_id == id);
-            self.catch_up(
-                &id,
-                attempt,
-                session.is_some_and(|s| !s.pane_dead),
-                session.is_some(),
-            );
+            self.catch_up(&id, attempt, session);
         }
         self.close_orphans(&sessions).await;
     }

@@ -14,12 +14,20 @@ use tokio::process::Command;
 /// on it rather than on the session name.
 pub const TASK_OPTION: &str = "@nightshift_task";
 
+/// The longest any tmux command may take.
+const TMUX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TmuxError {
     #[error("cannot run tmux: {0} (is tmux installed and on PATH?)")]
     Spawn(std::io::Error),
     #[error("tmux {command} failed: {stderr}")]
     Failed { command: String, stderr: String },
+    #[error("tmux {command} did not answer within {after:?}")]
+    Timeout {
+        command: String,
+        after: std::time::Duration,
+    },
     #[error("tmux {command} printed unexpected output: {output:?}")]
     Parse { command: String, output: String },
 }
@@ -103,12 +111,7 @@ impl Tmux {
     }
 
     async fn run(&self, what: &str, args: &[OsString]) -> Result<String, TmuxError> {
-        let output = self
-            .command()
-            .args(args)
-            .output()
-            .await
-            .map_err(TmuxError::Spawn)?;
+        let output = self.output(what, args).await?;
         if !output.status.success() {
             return Err(TmuxError::Failed {
                 command: what.to_string(),
@@ -116,6 +119,22 @@ impl Tmux {
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs tmux with a time limit: a hung tmux server must not hang the daemon.
+    async fn output(
+        &self,
+        what: &str,
+        args: &[OsString],
+    ) -> Result<std::process::Output, TmuxError> {
+        let run = self.command().args(args).output();
+        match tokio::time::timeout(TMUX_TIMEOUT, run).await {
+            Ok(result) => result.map_err(TmuxError::Spawn),
+            Err(_) => Err(TmuxError::Timeout {
+                command: what.to_string(),
+                after: TMUX_TIMEOUT,
+            }),
+        }
     }
 
     /// Creates the session, keeps its pane after the process exits, streams the pane to the
@@ -136,7 +155,8 @@ impl Tmux {
             "-y".into(),
             spec.height.to_string().into(),
             "-c".into(),
-            spec.workdir.into(),
+            // tmux expands formats in the start directory: `#(…)` would run a command.
+            escape_formats(spec.workdir.as_os_str()),
         ];
         for (k, v) in spec.env {
             args.push("-e".into());
@@ -146,9 +166,11 @@ impl Tmux {
         args.extend(spec.argv.iter().cloned());
         // `exec`: one process per pane for the transcript, not a shell plus cat.
         let died = format!("wait-for -S {}", spec.died_channel);
+        // The path is ours, single-quoted for the shell, with `#` doubled so tmux's format
+        // expansion (which would run `#(…)`) leaves it alone.
         let cat = format!(
             "exec cat >> {}",
-            shell_quote(&spec.transcript.to_string_lossy())
+            shell_quote(&spec.transcript.to_string_lossy()).replace('#', "##")
         );
         for cmd in [
             // Keep the pane after the wrapper exits until nightshift closes it: without this,
@@ -185,12 +207,10 @@ impl Tmux {
         let format = format!(
             "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}"
         );
-        let output = self
-            .command()
-            .args(["list-panes", "-a", "-F", &format])
-            .output()
-            .await
-            .map_err(TmuxError::Spawn)?;
+        let args: Vec<OsString> = ["list-panes", "-a", "-F", &format]
+            .map(OsString::from)
+            .into();
+        let output = self.output("list-panes", &args).await?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             if is_no_server(&stderr) {
@@ -370,10 +390,26 @@ pub async fn version() -> Result<String, TmuxError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Only a missing server means "no sessions"; other errors (permissions, a protocol
+/// mismatch after a tmux upgrade) must not look like every agent vanished.
 fn is_no_server(stderr: &str) -> bool {
     stderr.contains("no server running")
-        || stderr.contains("error connecting to")
-        || stderr.contains("No such file or directory")
+        || (stderr.contains("error connecting to")
+            && (stderr.contains("No such file or directory")
+                || stderr.contains("Connection refused")))
+}
+
+/// Doubles `#`, which tmux format expansion turns back into one.
+fn escape_formats(s: &std::ffi::OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        out.push(b);
+        if b == b'#' {
+            out.push(b'#');
+        }
+    }
+    OsString::from_vec(out)
 }
 
 /// The `wait-for` channel of one attempt's pane death. Per attempt, because tmux remembers

@@ -73,3 +73,34 @@ fn prompt_as_an_argument_is_never_executed() {
         "the prompt is one argument: {spawn}"
     );
 }
+
+/// Task ids (file names) and workdirs reach tmux too: as the session's start directory and
+/// inside the transcript path. tmux expands formats there, and `#(…)` would run a command.
+#[test]
+fn hostile_task_ids_and_workdirs_are_never_executed() {
+    let mut env = Env::new();
+    let workdir = env.path("w#(touch pwned-workdir)#{pane_id}");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let id = "y#(touch pwned-id)#{session_name}";
+    let task = Task::body("@say hello from a hostile name\n@marker\n").front(&format!(
+        "workdir: {}",
+        crate::harness::toml_str(&workdir.to_string_lossy())
+    ));
+    env.queue(id, &task);
+    env.start_daemon();
+    assert_eq!(env.wait_finished(id), "done");
+    assert!(
+        env.transcript_has_line(id, 1, "hello from a hostile name"),
+        "the transcript went to the right file"
+    );
+    let cwd = std::env::current_dir().unwrap();
+    for dir in [env.root.as_path(), env.repo.as_path(), cwd.as_path()] {
+        let found = find_named(dir, "pwned");
+        assert!(found.is_empty(), "something ran: {found:?}");
+    }
+    let spawn: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.run_dir(id, 1).join("spawn.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spawn["workdir"].as_str(), Some(workdir.to_str().unwrap()));
+}

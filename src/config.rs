@@ -171,6 +171,18 @@ impl Config {
                 message: "max_attempts must be at least 1".into(),
             });
         }
+        if config.rescan_interval < Duration::from_secs(1) {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: "rescan_interval must be at least 1s".into(),
+            });
+        }
+        if config.pane_width < 20 || config.pane_height < 5 {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: "pane_width must be at least 20 and pane_height at least 5".into(),
+            });
+        }
         if config.done_marker.trim().is_empty() {
             return Err(ConfigError::Parse {
                 path: path.into(),

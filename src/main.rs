@@ -3,6 +3,7 @@ use clap::Parser;
 use nightshift::cli::{self, Cli, CliError};
 
 fn main() {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let code = match cli::run(cli) {
         Ok(code) => code,
@@ -15,4 +16,22 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `nightshift ls | head` closes stdout early; `println!` then panics. Treat that as the
+/// reader being done, like other Unix tools do, instead of printing a backtrace.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -318,8 +318,22 @@ impl Store for FolderStore {
 
     fn reject(&mut self, path: &Path, error: &str) -> Result<PathBuf, StoreError> {
         let id = task_id_of(path).unwrap_or("invalid");
-        let dst = free_name(&self.home.state_dir(TaskState::Failed), id);
-        let err_file = dst.with_extension("error.txt");
+        let failed = self.home.state_dir(TaskState::Failed);
+        // A duplicate of a task that exists must not take that task's id in failed/ (its
+        // dependents would see it as failed): it is kept under a name that is no task id.
+        let duplicate = TaskState::ALL
+            .into_iter()
+            .map(|s| self.home.task_file(s, id))
+            .any(|p| p != path && p.exists());
+        let dst = if duplicate {
+            (1..)
+                .map(|n| failed.join(format!("{id}.md.duplicate-{n}")))
+                .find(|p| !p.exists())
+                .unwrap_or_else(|| failed.join(format!("{id}.md.duplicate")))
+        } else {
+            free_name(&failed, id)
+        };
+        let err_file = error_file(&dst);
         fsutil::write_atomic(&err_file, format!("{error}\n").as_bytes(), 0o644)
             .map_err(at(&err_file))?;
         let from = if path.parent() == Some(self.home.state_dir(TaskState::Queued).as_path()) {
@@ -340,11 +354,9 @@ impl Store for FolderStore {
         if self.moved_out.remove(path) && !path.exists() {
             return false;
         }
-        if complete {
-            self.fresh.insert(path.to_path_buf(), true);
-        } else {
-            self.fresh.entry(path.to_path_buf()).or_insert(false);
-        }
+        // Any write makes the file unfinished again until its writer closes it (or it
+        // settles), even if it was complete before: an edit in place is a new write.
+        self.fresh.insert(path.to_path_buf(), complete);
         true
     }
 }
@@ -374,6 +386,18 @@ pub fn locate(home: &Home, id: &str) -> Option<(TaskState, PathBuf)> {
         .into_iter()
         .map(|s| (s, home.task_file(s, id)))
         .find(|(_, p)| p.is_file())
+}
+
+/// Where the error of a rejected file is written: next to it.
+pub fn error_file(rejected: &Path) -> PathBuf {
+    match rejected.extension().and_then(|e| e.to_str()) {
+        Some("md") => rejected.with_extension("error.txt"),
+        _ => {
+            let mut name = rejected.as_os_str().to_owned();
+            name.push(".error.txt");
+            PathBuf::from(name)
+        }
+    }
 }
 
 /// `dir/<id>.md`, or `dir/<id>.<n>.md` when that is taken: a file is never overwritten.

@@ -97,7 +97,7 @@ fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Opti
             String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
         })
         .and_then(|text| task::parse(id, path, &text).map_err(|e| e.to_string()));
-    let error_file = path.with_extension("error.txt");
+    let error_file = queue::error_file(path);
     let mut error = std::fs::read_to_string(&error_file)
         .ok()
         .map(|s| s.trim().to_string());

@@ -124,7 +124,7 @@ pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
         return Err(CliError::new(exit::FAILURE, format!("{} vanished", path.display())).into());
     }
     // An invalid file's error note stays with the failed file's name; drop it.
-    let _ = std::fs::remove_file(path.with_extension("error.txt"));
+    let _ = std::fs::remove_file(queue::error_file(&path));
     println!("queued {id} again (attempt {} next)", last + 1);
     Ok(exit::SUCCESS)
 }

@@ -86,20 +86,21 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
         );
     }
     match home.checked_socket() {
-        Ok(_) => {
-            let running = super::ls::daemon_status(home);
-            report(
+        Ok(_) => match super::ls::daemon_status(home) {
+            Ok(Some(s)) => report(
                 true,
                 "daemon",
-                match running {
-                    Some(s) => format!(
-                        "running (pid {}, {}/{} agents)",
-                        s.pid, s.slots_used, s.max_agents
-                    ),
-                    None => "not running (start it with `nightshift daemon`)".into(),
-                },
-            );
-        }
+                format!(
+                    "running (pid {}, {}/{} agents)",
+                    s.pid, s.slots_used, s.max_agents
+                ),
+            ),
+            Ok(None) => note(
+                "daemon",
+                "not running (start it with `nightshift daemon`)".into(),
+            ),
+            Err(e) => report(false, "daemon", format!("not answering: {e}")),
+        },
         Err(e) => report(false, "socket", e.to_string()),
     }
     Ok(if problems == 0 {

@@ -26,13 +26,16 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// The daemon's status, or `None` when it is not running.
-pub fn daemon_status(home: &Home) -> Option<DaemonStatus> {
-    let socket = home.checked_socket().ok()?;
-    let rt = runtime().ok()?;
+/// The daemon's status: `Ok(None)` when it is not running, `Err` when it is there but
+/// does not answer properly (so that is never mistaken for "not running").
+pub fn daemon_status(home: &Home) -> Result<Option<DaemonStatus>, String> {
+    let socket = home.checked_socket().map_err(|e| e.to_string())?;
+    let rt = runtime().map_err(|e| e.to_string())?;
     match rt.block_on(ipc::request(&socket, &Request::Status)) {
-        Ok(Response::Status(s)) => Some(s),
-        _ => None,
+        Ok(Response::Status(s)) => Ok(Some(s)),
+        Ok(other) => Err(format!("unexpected answer: {other:?}")),
+        Err(ipc::IpcError::NotRunning) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -53,16 +56,21 @@ pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
     }
     let daemon = daemon_status(home);
     if args.json {
-        let out = serde_json::json!({ "daemon": daemon, "tasks": tasks });
+        let (status, error) = match &daemon {
+            Ok(s) => (s.clone(), None),
+            Err(e) => (None, Some(e.clone())),
+        };
+        let out = serde_json::json!({ "daemon": status, "daemon_error": error, "tasks": tasks });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(exit::SUCCESS);
     }
     match &daemon {
-        Some(d) => println!(
+        Ok(Some(d)) => println!(
             "daemon: running (pid {}), {}/{} agents, {} queued",
             d.pid, d.slots_used, d.max_agents, d.queued
         ),
-        None => println!("daemon: not running (start it with `nightshift daemon`)"),
+        Ok(None) => println!("daemon: not running (start it with `nightshift daemon`)"),
+        Err(e) => println!("daemon: not answering ({e})"),
     }
     if tasks.is_empty() {
         println!(

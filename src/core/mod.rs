@@ -316,6 +316,13 @@ impl State {
             Event::Started { id, attempt } => {
                 if let Some(run) = self.current(&id, attempt) {
                     run.phase = Phase::Running;
+                } else {
+                    // Cancelled (or timed out) while its session was being created: the
+                    // session exists now and nobody wants it.
+                    let session = crate::tmux::session_name(&id);
+                    if !self.owns_session(&session) {
+                        actions.push(Action::CloseSession { session });
+                    }
                 }
             }
             Event::StartFailed {

@@ -1089,11 +1089,14 @@ fn stale_events_change_nothing() {
     let mut stale = Vec::new();
     for (id, attempt) in [("a", 2), ("a", 0), ("ghost", 1)] {
         let id = id.to_string();
-        stale.extend([
-            Event::Started {
+        if id != "ghost" {
+            // (A session that starts for a task nobody runs is closed: see below.)
+            stale.push(Event::Started {
                 id: id.clone(),
                 attempt,
-            },
+            });
+        }
+        stale.extend([
             Event::Output {
                 id: id.clone(),
                 attempt,
@@ -1127,6 +1130,15 @@ fn stale_events_change_nothing() {
     }
     assert_eq!(h.state.run("a").unwrap().phase, Phase::Starting);
     assert_eq!(h.state.next_wake(), wake);
+
+    // A session that came up after its task was cancelled is closed, and nothing else
+    // changes.
+    let started = Event::Started {
+        id: "ghost".into(),
+        attempt: 1,
+    };
+    assert_eq!(h.step(started), vec![close("ghost")]);
+    assert_eq!(h.snapshot(), before);
 }
 
 // ---------------------------------------------------------------------------------------

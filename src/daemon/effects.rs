@@ -18,6 +18,8 @@ use crate::tmux::{self, SessionSpec, Tmux, TmuxError};
 
 /// Everything a background start needs, cloned out of the daemon.
 struct StartJob {
+    /// An older session of this task is still open under the same name: close it first.
+    replace: bool,
     home: Home,
     config: Config,
     tmux: Tmux,
@@ -31,6 +33,7 @@ impl Daemon {
     /// Claims the task, prepares its run folder, and starts the agent in the background.
     pub(super) fn start(&mut self, task: Task, attempt: u32, claim: bool) -> Option<Event> {
         let id = task.id.clone();
+        let mut task = task;
         if claim {
             match self.store.claim(&id) {
                 Ok(true) => fault_point("after-claim"),
@@ -38,6 +41,19 @@ impl Daemon {
                 Err(e) => {
                     tracing::error!(task = id, "cannot claim: {e}");
                     return Some(Event::ClaimLost { id });
+                }
+            }
+            // Run what was claimed, not what the last scan saw: the file may have been
+            // edited in between.
+            match self.reread(&id) {
+                Ok(fresh) => task = fresh,
+                Err(reason) => {
+                    return Some(Event::StartFailed {
+                        id,
+                        attempt,
+                        reason,
+                        retry: false,
+                    });
                 }
             }
         }
@@ -65,7 +81,9 @@ impl Daemon {
             });
         }
         dir.log_event(Timestamp::now(), "claimed", &format!("attempt {attempt}"));
+        let replace = self.replacing.remove(&tmux::session_name(&id));
         let job = StartJob {
+            replace,
             home: self.home.clone(),
             config: self.config.clone(),
             tmux: self.tmux.clone(),
@@ -91,6 +109,18 @@ impl Daemon {
             let _ = tx.send(Internal::Core(Box::new(event)));
         });
         None
+    }
+
+    /// The task as its file in `running/` says now.
+    fn reread(&self, id: &str) -> Result<Task, String> {
+        let path = self.home.task_file(TaskState::Running, id);
+        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| format!("{}: the file is not valid UTF-8", path.display()))?;
+        let task = crate::task::parse(id, &path, &text).map_err(|e| e.to_string())?;
+        crate::queue::validate_against_config(&task, &path, &self.config)
+            .map_err(|e| e.to_string())?;
+        Ok(task)
     }
 
     /// Builds the report in the background (git is slow), then files the task.
@@ -158,7 +188,17 @@ impl Daemon {
                 true
             }
             Err(e) => {
-                tracing::error!(task = id, "cannot file as {}: {e}", to.as_str());
+                tracing::error!(
+                    task = id,
+                    "cannot file as {} (will try again): {e}",
+                    to.as_str()
+                );
+                self.unfiled.push(Internal::Finished {
+                    id: id.to_string(),
+                    from,
+                    to,
+                    report: Box::new(report.clone()),
+                });
                 false
             }
         };
@@ -172,8 +212,6 @@ impl Daemon {
                 id: id.to_string(),
                 state: to,
             });
-        } else {
-            self.queue_dirty = true;
         }
     }
 
@@ -184,7 +222,14 @@ impl Daemon {
         }
         dir.log_event(Timestamp::now(), "retry", &report.reason);
         if let Err(e) = self.store.requeue(id) {
-            tracing::error!(task = id, "cannot put back in the queue: {e}");
+            tracing::error!(
+                task = id,
+                "cannot put back in the queue (will try again): {e}"
+            );
+            self.unfiled.push(Internal::Requeued {
+                id: id.to_string(),
+                report: Box::new(report.clone()),
+            });
         }
         self.unwatch_run(id, report.attempt);
         self.queue_dirty = true;
@@ -293,6 +338,9 @@ impl StartJob {
             width: self.config.pane_width,
             height: self.config.pane_height,
         };
+        if self.replace {
+            let _ = self.tmux.kill_session(&session).await;
+        }
         let spawned = match self.tmux.spawn_session(&spec).await {
             Err(TmuxError::Failed { stderr, .. }) if stderr.contains("duplicate session") => {
                 // A leftover from an earlier attempt: it is ours to replace.

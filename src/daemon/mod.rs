@@ -69,6 +69,10 @@ pub struct Daemon {
     /// Watched run folders, and whose attempt they are.
     runs: HashMap<PathBuf, (String, u32)>,
     tails: HashMap<(String, u32), Tail>,
+    /// Filings that failed, to try again at the next reconciliation.
+    unfiled: Vec<Internal>,
+    /// Sessions a new attempt replaces: its start closes the old one first.
+    replacing: HashSet<String>,
     /// Exits waiting for tmux to have read the agent's last output.
     settling: HashSet<(String, u32)>,
     internal: mpsc::UnboundedSender<Internal>,
@@ -125,6 +129,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         runs: HashMap::new(),
         tails: HashMap::new(),
         settling: HashSet::new(),
+        unfiled: Vec::new(),
+        replacing: HashSet::new(),
         internal: internal_tx,
         queue_dirty: true,
         recheck_at: None,
@@ -317,17 +323,22 @@ impl Daemon {
     }
 
     fn read_output(&mut self, id: &str, attempt: u32, flush: bool) {
-        let Some(tail) = self.tails.get_mut(&(id.to_string(), attempt)) else {
-            return;
-        };
-        match tail.read_lines(flush) {
-            Ok(lines) if lines.is_empty() => {}
-            Ok(lines) => self.step(Event::Output {
-                id: id.to_string(),
-                attempt,
-                lines,
-            }),
-            Err(e) => tracing::warn!(task = id, "cannot read the transcript: {e}"),
+        loop {
+            let Some(tail) = self.tails.get_mut(&(id.to_string(), attempt)) else {
+                return;
+            };
+            match tail.read_lines(flush) {
+                Ok(lines) if lines.is_empty() => return,
+                Ok(lines) => self.step(Event::Output {
+                    id: id.to_string(),
+                    attempt,
+                    lines,
+                }),
+                Err(e) => {
+                    tracing::warn!(task = id, "cannot read the transcript: {e}");
+                    return;
+                }
+            }
         }
     }
 
@@ -545,6 +556,16 @@ impl Daemon {
             }
             Action::CloseSession { session } => {
                 self.unwatch_closed(&session);
+                let replaced = self
+                    .state
+                    .running()
+                    .any(|r| r.session == session && r.phase == crate::core::Phase::Starting);
+                if replaced {
+                    // The new attempt's start closes it first, so this kill cannot land on the
+                    // new session.
+                    self.replacing.insert(session);
+                    return None;
+                }
                 let tmux = self.tmux.clone();
                 tokio::spawn(async move {
                     if let Err(e) = tmux.kill_session(&session).await {

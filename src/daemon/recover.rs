@@ -12,6 +12,7 @@ use super::Daemon;
 use crate::core::{Event, Recovered};
 use crate::home::TaskState;
 use crate::queue::Store;
+use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::task;
 use crate::tmux::SessionInfo;
@@ -52,12 +53,14 @@ pub fn classify(
 }
 
 impl Daemon {
-    async fn sessions(&self) -> Vec<SessionInfo> {
+    /// The sessions on nightshift's tmux server, or `None` when tmux could not say: then no
+    /// decision may assume a session is gone.
+    async fn sessions(&self) -> Option<Vec<SessionInfo>> {
         match self.tmux.list_sessions().await {
-            Ok(s) => s,
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!("cannot list tmux sessions: {e}");
-                Vec::new()
+                tracing::warn!("cannot list tmux sessions, so no session counts as gone: {e}");
+                None
             }
         }
     }
@@ -86,14 +89,33 @@ impl Daemon {
             let runs_dir = self.home.task_runs(&id);
             let (last, counted) = run::attempt_counts(&runs_dir);
             let dir = RunDir::new(self.home.run_dir(&id, last));
-            let session = sessions.iter().find(|s| s.task_id == id);
+            // The attempt was decided but the file not moved (killed in between, or the move
+            // failed): file it now, as decided. A retry goes on below as a new attempt.
+            if last > 0
+                && let Ok(Some(report)) = dir.read::<Report>(run::REPORT)
+            {
+                let state = match report.outcome.as_str() {
+                    "done" => Some(TaskState::Done),
+                    "failed" => Some(TaskState::Failed),
+                    _ => None,
+                };
+                if let Some(state) = state {
+                    tracing::info!(task = id, "filing a task that finished before the restart");
+                    self.file_finished(&id, TaskState::Running, state, &report);
+                    continue;
+                }
+            }
+            let session = sessions
+                .as_deref()
+                .and_then(|all| all.iter().find(|s| s.task_id == id));
             let found = classify(
                 last,
                 last > 0 && dir.exists(run::REPORT),
                 [run::STARTED, run::EXIT, run::DONE]
                     .iter()
                     .any(|f| dir.exists(f)),
-                session.is_some(),
+                // Unknown counts as existing: better to adopt than to start a second agent.
+                session.is_some() || sessions.is_none(),
             );
             match found {
                 Found::NotStarted {
@@ -128,11 +150,18 @@ impl Daemon {
                         how: Recovered::Started,
                     });
                     self.watch_run(&id, attempt);
-                    self.catch_up(&id, attempt, session);
+                    if dir.exists(run::CANCEL) {
+                        // Cancelled just before the restart: that decision stands.
+                        self.step(Event::Cancel { id: id.clone() });
+                        continue;
+                    }
+                    self.catch_up(&id, attempt, sessions.as_deref());
                 }
             }
         }
-        self.close_orphans(&sessions).await;
+        if let Some(sessions) = &sessions {
+            self.close_orphans(sessions).await;
+        }
     }
 
     fn step_reject(&mut self, path: std::path::PathBuf, error: String) {
@@ -144,9 +173,13 @@ impl Daemon {
 
     /// Feeds what happened to an adopted run while nobody watched: output (the marker may
     /// be in it), done, exit, or a vanished session.
-    fn catch_up(&mut self, id: &str, attempt: u32, session: Option<&SessionInfo>) {
-        let pane_alive = session.is_some_and(|s| !s.pane_dead);
-        let session_exists = session.is_some();
+    ///
+    /// `sessions` is `None` when tmux could not list them: then nothing counts as gone.
+    fn catch_up(&mut self, id: &str, attempt: u32, sessions: Option<&[SessionInfo]>) {
+        let session = sessions.and_then(|all| all.iter().find(|s| s.task_id == id));
+        let known = sessions.is_some();
+        let pane_alive = session.is_some_and(|s| !s.pane_dead) || !known;
+        let session_exists = session.is_some() || !known;
         let dir = RunDir::new(self.home.run_dir(id, attempt));
         self.read_output(id, attempt, !pane_alive);
         if self.state.run(id).is_none_or(|r| r.attempt != attempt) {
@@ -189,10 +222,15 @@ impl Daemon {
             if starting {
                 continue;
             }
-            let session = sessions.iter().find(|s| s.task_id == id);
-            self.catch_up(&id, attempt, session);
+            self.catch_up(&id, attempt, sessions.as_deref());
         }
-        self.close_orphans(&sessions).await;
+        if let Some(sessions) = &sessions {
+            self.close_orphans(sessions).await;
+        }
+        // Filings that failed (a full disk, say) are tried again.
+        for msg in std::mem::take(&mut self.unfiled) {
+            self.on_internal(msg);
+        }
     }
 
     /// Kills nightshift sessions whose task is no longer running (finished while the daemon

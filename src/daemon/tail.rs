@@ -16,6 +16,9 @@ pub struct Tail {
 /// grow memory without bound.
 const MAX_LINE: usize = 64 * 1024;
 
+/// How much of the transcript one call reads.
+const CHUNK: u64 = 1024 * 1024;
+
 impl Tail {
     pub fn new(path: &Path) -> Tail {
         Tail {
@@ -25,8 +28,9 @@ impl Tail {
         }
     }
 
-    /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`). With
-    /// `flush`, an unterminated last line is returned too (the writer is gone).
+    /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`), from at
+    /// most one chunk of the file; call again until it returns nothing. With `flush`, an
+    /// unterminated last line is returned too (the writer is gone).
     pub fn read_lines(&mut self, flush: bool) -> io::Result<Vec<String>> {
         let mut file = match File::open(&self.path) {
             Ok(f) => f,
@@ -40,9 +44,13 @@ impl Tail {
             self.partial.clear();
         }
         file.seek(SeekFrom::Start(self.offset))?;
+        // At most a chunk per call: after a restart the transcript may be huge.
         let mut buf = Vec::new();
-        file.take(len - self.offset).read_to_end(&mut buf)?;
+        file.take((len - self.offset).min(CHUNK))
+            .read_to_end(&mut buf)?;
         self.offset += buf.len() as u64;
+        let more = self.offset < len;
+        let flush = flush && !more;
         let mut lines = Vec::new();
         for &b in &buf {
             if b == b'\n' || b == b'\r' {

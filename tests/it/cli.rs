@@ -160,3 +160,55 @@ fn doctor_sees_the_running_daemon() {
     let pid = format!("running (pid {}", env.daemon_pid());
     assert!(out.stdout.contains(&pid), "{}", out.stdout);
 }
+
+#[test]
+fn ls_into_a_pipe_closed_early_exits_quietly() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    let env = Env::new();
+    // Enough rows that `ls` prints far more than a pipe holds (64 KiB) and must still be
+    // writing when the reader goes away, as in `nightshift ls | head -1`.
+    let title = format!("title: {}", "a long title ".repeat(16));
+    for i in 0..2500 {
+        env.put(
+            "done",
+            &format!("t{i:04}"),
+            &Task::script(["@done"]).front(&title),
+        );
+    }
+    let full = env.run(&["ls"]);
+    full.success();
+    assert!(full.stdout.len() > 3 * 65536, "{} bytes", full.stdout.len());
+
+    let stderr = env.path("ls.stderr");
+    let mut child = env
+        .cmd(&["ls"])
+        .into_std()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.starts_with("daemon:"), "{first}");
+    drop(reader);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > crate::harness::DEADLINE {
+            let _ = child.kill();
+            panic!("ls did not exit after its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    // Before the fix, `println!` panicked on the broken pipe: exit code 101 and a panic
+    // message on stderr.
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

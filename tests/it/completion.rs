@@ -121,26 +121,36 @@ fn a_failed_attempt_is_retried_up_to_max_attempts() {
 
 #[test]
 fn done_fail_is_final_even_with_attempts_left() {
-    let mut env = Env::new();
+    // One slot: `after` can only be claimed once `gaveup` has let go of it.
+    let mut env = Env::builder().config("max_agents", "1").build();
     let log = env.path("starts.log");
+    let append = format!("@append {} {{task}} {{attempt}}", log.display());
+    env.start_daemon();
     env.queue(
         "gaveup",
-        &Task::script([
-            &format!("@append {} {{task}} {{attempt}}", log.display()),
-            "@done --fail cannot be done",
-        ])
-        .front("max_attempts: 3"),
+        &Task::script([&append, "@done --fail cannot be done"]).front("max_attempts: 3"),
     );
-    env.start_daemon();
+    env.wait_started("gaveup", 1);
+    env.queue("after", &Task::script([&append, "@done"]));
     assert_eq!(env.wait_finished("gaveup"), "failed");
     let text = env.task_text("gaveup");
     assert!(text.contains("--fail"), "{text}");
     assert!(text.contains("| summary | cannot be done |"), "{text}");
-    // Let a (wrong) retry have a chance to show up before counting.
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    assert_eq!(env.lines_of("starts.log"), vec!["gaveup 1"]);
+    // Everything about gaveup's attempt (done, exit, session closed) happened before
+    // `after` got the slot, and a retry would have been put back in the queue then: so
+    // once `after` has run, a retry can no longer be pending.
+    assert_eq!(env.wait_finished("after"), "done");
+    assert_eq!(env.lines_of("starts.log"), vec!["gaveup 1", "after 1"]);
     assert_eq!(env.attempts("gaveup"), vec![1]);
+    assert!(!env.run_dir("gaveup", 2).exists());
     assert_eq!(env.state_of("gaveup"), Some("failed"));
+    let ls = env.run(&["ls", "--json"]).json();
+    assert_eq!(ls["daemon"]["queued"], 0, "{ls:#}");
+    assert_eq!(
+        ls["daemon"]["running"].as_array().unwrap().len(),
+        0,
+        "{ls:#}"
+    );
 }
 
 #[test]

@@ -692,6 +692,11 @@ impl Cmd {
         self
     }
 
+    /// The command itself, for tests that drive its pipes.
+    pub fn into_std(self) -> Command {
+        self.command
+    }
+
     pub fn timeout(self, limit: Duration) -> TimedCmd {
         TimedCmd { cmd: self, limit }
     }

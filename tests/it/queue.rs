@@ -28,9 +28,21 @@ fn max_agents_is_respected_and_cancel_fails_tasks() {
         assert_eq!(env.ids_in("queue").len(), 3);
         std::thread::sleep(Duration::from_millis(150));
     }
-    // Queued ones first, so no freed slot starts another.
-    for id in env.ids_in("queue") {
-        env.run(&["cancel", &id]).success();
+    // A queued task cancelled while the daemon runs never starts.
+    let never = env.ids_in("queue").pop().unwrap();
+    env.run(&["cancel", &never]).success();
+    assert_eq!(env.state_of(&never), Some("failed"));
+    // Each cancel of a running task hands its slot to the next queued one, so every other
+    // task gets a turn and the slots change hands under load.
+    while !env.ids_in("queue").is_empty() {
+        let waiting = env.ids_in("queue").len();
+        let victim = env.ids_in("running")[0].clone();
+        env.run(&["cancel", &victim]).success();
+        env.wait_until(&format!("{victim} is failed and its slot taken"), |env| {
+            env.state_of(&victim) == Some("failed")
+                && env.ids_in("queue").len() == waiting - 1
+                && env.ids_in("running").len() == 2
+        });
     }
     for id in env.ids_in("running") {
         env.run(&["cancel", &id]).success();
@@ -41,6 +53,61 @@ fn max_agents_is_respected_and_cancel_fails_tasks() {
         assert!(text.contains("cancelled"), "{id}: {text}");
     }
     env.wait_until("every session is closed", |env| env.sessions().is_empty());
+    assert!(env.attempts(&never).is_empty(), "{never} never ran");
+
+    // The samples above can miss a short overlap; the daemon's own records cannot: each
+    // attempt holds a slot from its claim until it is decided. The report's `finished_at`
+    // is taken by a background job after the decision (it may come a moment after the
+    // claim of the task that took the slot), so a cancelled attempt ends at its
+    // `cancel.json`, which the daemon writes just before deciding.
+    let mut intervals = Vec::new();
+    for id in ids.into_iter().filter(|id| *id != never) {
+        assert_eq!(env.attempts(id), vec![1], "{id}");
+        let claimed = event_time(&env, id, "claimed");
+        let finished = report_time(&report_of(&env, id, 1), "finished_at");
+        let decided = match std::fs::read_to_string(env.run_dir(id, 1).join("cancel.json")) {
+            Ok(text) => finished.min(report_time(&serde_json::from_str(&text).unwrap(), "at")),
+            Err(_) => finished,
+        };
+        assert!(claimed <= decided, "{id}: {claimed} .. {decided}");
+        intervals.push((id, claimed, decided));
+    }
+    let most = max_overlap(&intervals);
+    assert!(
+        most <= 2,
+        "{most} attempts overlapped with max_agents = 2: {intervals:#?}"
+    );
+}
+
+/// `runs/<id>/<attempt>/report.json`.
+fn report_of(env: &Env, id: &str, attempt: u32) -> serde_json::Value {
+    let path = env.run_dir(id, attempt).join("report.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn report_time(report: &serde_json::Value, field: &str) -> jiff::Timestamp {
+    report[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {report}"))
+}
+
+/// The most intervals that hold at one instant. An interval that ends when another starts
+/// does not overlap it.
+fn max_overlap(intervals: &[(&str, jiff::Timestamp, jiff::Timestamp)]) -> usize {
+    // (time, +1 for a start / -1 for an end); ends sort first at equal times.
+    let mut edges: Vec<(jiff::Timestamp, i32)> = intervals
+        .iter()
+        .flat_map(|&(_, from, to)| [(from, 1), (to, -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, delta) in edges {
+        now += delta;
+        most = most.max(now);
+    }
+    most as usize
 }
 
 #[test]
@@ -195,4 +262,124 @@ fn a_file_still_being_written_is_left_alone_until_closed() {
     let text = env.task_text("slow-writer");
     assert!(text.contains("title: half written"), "{text}");
     assert!(env.transcript_has_line("slow-writer", 1, "finished writing"));
+}
+
+/// How many valid queued tasks the daemon itself knows of (not what the files say).
+fn daemon_queued(env: &Env) -> u64 {
+    env.run(&["ls", "--json"]).json()["daemon"]["queued"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn editing_a_waiting_task_in_place_is_not_read_half_written() {
+    // settle is long, so only the close (not the quiet period) can release the edit.
+    let mut env = Env::builder().config("settle", "\"10s\"").build();
+    env.start_daemon();
+    env.queue("a", &Task::script(["@ask go?", "@done"]));
+    env.wait_until("a asks its question", |env| {
+        env.transcript_has_line("a", 1, "go?")
+    });
+    env.queue(
+        "b",
+        &Task::script([&appends(&env, "edit.log", "old"), "@done"]).front("depends_on: a"),
+    );
+    // The daemon has read b as a valid task that waits for a.
+    env.wait_until("the daemon holds b in the queue", |env| {
+        daemon_queued(env) == 1
+    });
+
+    let new = Task::script([&appends(&env, "edit.log", "new"), "@done"])
+        .front("title: edited in place")
+        .front("depends_on: a")
+        .text();
+    // Cut inside the front matter: read at this point, the file is invalid.
+    let (first, rest) = new.split_at(new.find("title: edited").unwrap() + 8);
+    let mut file = std::fs::File::options()
+        .write(true)
+        .truncate(true)
+        .open(env.task_path("queue", "b"))
+        .unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    file.flush().unwrap();
+    // Before the fix, a file the daemon had once seen complete stayed "complete" through
+    // the edit, so the half was parsed and b was rejected to failed/.
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(env.state_of("b"), Some("queue"), "b was taken half-written");
+    }
+    assert!(!env.home.join("failed").join("b.error.txt").exists());
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+
+    env.run(&["send", "a", "go"]).success();
+    assert_eq!(env.wait_finished("a"), "done");
+    assert_eq!(env.wait_finished("b"), "done");
+    assert_eq!(
+        env.lines_of("edit.log"),
+        vec!["new"],
+        "b ran its new content"
+    );
+    let text = env.task_text("b");
+    assert!(text.contains("title: edited in place"), "{text}");
+}
+
+#[test]
+fn a_duplicate_id_does_not_fail_the_originals_dependents() {
+    let mut env = Env::new();
+    env.start_daemon();
+    env.queue(
+        "hang",
+        &Task::script([&appends(&env, "dup.log", "hang"), "@ask continue?", "@done"]),
+    );
+    env.wait_until("hang asks its question", |env| {
+        env.transcript_has_line("hang", 1, "continue?")
+    });
+    env.queue(
+        "dep",
+        &Task::script([&appends(&env, "dup.log", "dep"), "@done"]).front("depends_on: hang"),
+    );
+    env.wait_until("the daemon holds dep in the queue", |env| {
+        daemon_queued(env) == 1
+    });
+
+    let duplicate = Task::script([&appends(&env, "dup.log", "duplicate"), "@done"]);
+    env.queue("hang", &duplicate);
+    let failed = env.home.join("failed");
+    let kept = failed.join("hang.md.duplicate-1");
+    let note = failed.join("hang.md.duplicate-1.error.txt");
+    env.wait_until("the duplicate leaves queue/", |env| {
+        !env.task_path("queue", "hang").exists()
+    });
+    assert!(
+        kept.is_file() && note.is_file(),
+        "failed/ holds {:?}",
+        std::fs::read_dir(&failed)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), duplicate.text());
+    let error = std::fs::read_to_string(&note).unwrap();
+    assert!(error.contains("already exists"), "{error}");
+    // Before the fix the duplicate was filed as failed/hang.md, and `dep` failed with it.
+    assert!(!env.task_path("failed", "hang").exists());
+    // A task queued after the rejection is picked up by a later scan (one that sees
+    // failed/ as it is now): once it has run, that scan has judged `dep` too.
+    env.queue("probe", &Task::script(["@done"]));
+    assert_eq!(env.wait_finished("probe"), "done");
+    assert_eq!(env.state_of("dep"), Some("queue"), "dep must still wait");
+
+    env.run(&["send", "hang", "yes"]).success();
+    assert_eq!(env.wait_finished("hang"), "done");
+    assert_eq!(env.wait_finished("dep"), "done");
+    assert_eq!(env.lines_of("dup.log"), vec!["hang", "dep"]);
+    let ls = env.run(&["ls", "--json"]).json();
+    let hangs = ls["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"] == "hang")
+        .count();
+    assert_eq!(hangs, 1, "{ls:#}");
 }

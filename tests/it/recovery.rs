@@ -138,3 +138,170 @@ fn a_second_daemon_on_the_same_home_refuses() {
     let status = env.run(&["ls", "--json"]).json();
     assert_eq!(status["daemon"]["pid"].as_u64(), Some(u64::from(first)));
 }
+
+// ----- decisions recorded before a restart -----
+
+use nightshift::report::Report;
+use nightshift::run::{
+    CancelRecord, DoneRecord, DoneSource, ExitRecord, RunDir, SpawnRecord, StartedRecord,
+};
+
+/// The pid of a process that has already exited, for records whose agent is long gone.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// `runs/<id>/1/` as a daemon leaves it once the agent has been started: `spawn.json`, the
+/// prompt, an empty transcript, the `claimed` event and the wrapper's `started.json`.
+/// Written with the crate's own record types and writer, so the files have the real shape.
+fn started_attempt(env: &Env, id: &str, task: &Task) -> RunDir {
+    let dir = RunDir::new(env.run_dir(id, 1));
+    dir.create().unwrap();
+    let head = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&env.repo)
+        .args(["rev-parse", "HEAD"])
+        .env("HOME", &env.root)
+        .output()
+        .unwrap();
+    assert!(head.status.success(), "{head:?}");
+    let claimed_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
+    dir.write(
+        "spawn.json",
+        &SpawnRecord {
+            task_id: id.into(),
+            attempt: 1,
+            agent: "test".into(),
+            argv: vec![
+                crate::harness::BIN.into(),
+                "test-agent".into(),
+                "--prompt-file".into(),
+                dir.file("prompt.md").display().to_string(),
+            ],
+            workdir: env.repo.clone(),
+            env: Vec::new(),
+            session: format!("ns-{id}"),
+            claimed_at,
+            git_head: Some(String::from_utf8(head.stdout).unwrap().trim().into()),
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.file("prompt.md"), task.text()).unwrap();
+    std::fs::write(dir.file("transcript.log"), "").unwrap();
+    dir.log_event(claimed_at, "claimed", "attempt 1");
+    dir.write(
+        "started.json",
+        &StartedRecord {
+            pid: dead_pid(),
+            at: claimed_at,
+        },
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_task_decided_before_a_restart_is_filed_not_run_again() {
+    let mut env = Env::new();
+    let id = "decided";
+    let task = counted(&env, "100ms").front("max_attempts: 3");
+    env.put("running", id, &task);
+    // The attempt ran to the end and was decided; the daemon died before moving the file.
+    let dir = started_attempt(&env, id, &task);
+    let now = jiff::Timestamp::now();
+    dir.write(
+        "done.json",
+        &DoneRecord {
+            ok: true,
+            summary: Some("finished before the restart".into()),
+            source: DoneSource::Command,
+            at: now,
+        },
+    )
+    .unwrap();
+    dir.write(
+        "exit.json",
+        &ExitRecord {
+            code: Some(0),
+            signal: None,
+            error: None,
+            at: now,
+        },
+    )
+    .unwrap();
+    dir.write(
+        "report.json",
+        &Report {
+            task_id: id.into(),
+            outcome: "done".into(),
+            reason: "the agent ran `nightshift done`".into(),
+            summary: Some("finished before the restart".into()),
+            attempt: 1,
+            attempts: 1,
+            agent: Some("test".into()),
+            workdir: Some(env.repo.clone()),
+            started_at: Some(now),
+            finished_at: now,
+            duration_secs: Some(0.0),
+            commits: Some(Vec::new()),
+            transcript: Some(dir.transcript()),
+        },
+    )
+    .unwrap();
+
+    env.start_daemon();
+    // Before the fix, recovery started attempt 2, which appended to starts.log before its
+    // `@done` could file the task: so the file reaching done/ with no start is the proof.
+    assert_eq!(env.wait_finished(id), "done");
+    assert_eq!(
+        starts_of(&env, id),
+        Vec::<String>::new(),
+        "the agent ran again"
+    );
+    assert_eq!(env.attempts(id), vec![1]);
+    let text = env.task_text(id);
+    assert!(text.contains("| outcome | done |"), "{text}");
+    assert!(text.contains("finished before the restart"), "{text}");
+    assert!(env.sessions().is_empty(), "{:?}", env.sessions());
+}
+
+#[test]
+fn a_cancel_recorded_before_a_restart_stands() {
+    let mut env = Env::new();
+    let id = "stopped";
+    // Attempts left, and an agent that would finish fine if it were started again.
+    let task = counted(&env, "100ms").front("max_attempts: 3");
+    env.put("running", id, &task);
+    // Looks live: started, no exit, no done; its session is gone with the old tmux server.
+    let dir = started_attempt(&env, id, &task);
+    dir.write(
+        "cancel.json",
+        &CancelRecord {
+            at: jiff::Timestamp::now(),
+        },
+    )
+    .unwrap();
+
+    env.start_daemon();
+    // Before the fix, the vanished session counted as a failed attempt and attempt 2 ran
+    // (and its `@done` filed the task in done/).
+    assert_eq!(env.wait_finished(id), "failed");
+    let text = env.task_text(id);
+    assert!(text.contains("cancelled"), "{text}");
+    assert_eq!(
+        starts_of(&env, id),
+        Vec::<String>::new(),
+        "the agent ran again"
+    );
+    assert_eq!(env.attempts(id), vec![1]);
+    let report: Report = RunDir::new(env.run_dir(id, 1))
+        .read("report.json")
+        .unwrap()
+        .expect("report.json of attempt 1");
+    assert_eq!(report.outcome, "failed");
+    assert!(report.reason.contains("cancelled"), "{report:?}");
+    assert!(env.sessions().is_empty(), "{:?}", env.sessions());
+}

@@ -1,6 +1,7 @@
 //! The little git the core needs: where HEAD is, and which commits a run made.
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,12 @@ async fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// The commit HEAD points at, or `None` when `dir` is not in a git repository (or the
 /// repository has no commits yet).
 pub async fn head(dir: &Path) -> Option<String> {
+    // Every start and every report needs HEAD; reading it from the repository's files
+    // saves a process each time. Anything unusual is left to git itself.
+    let gitdir = find_gitdir(dir)?;
+    if let Some(head) = head_from_files(&gitdir) {
+        return Some(head);
+    }
     git(dir, &["rev-parse", "--verify", "-q", "HEAD"])
         .await
         .map(|s| s.trim().to_string())
@@ -38,9 +45,60 @@ pub async fn head(dir: &Path) -> Option<String> {
 
 /// Whether `dir` is inside a git work tree.
 pub async fn is_repo(dir: &Path) -> bool {
-    git(dir, &["rev-parse", "--is-inside-work-tree"])
-        .await
-        .is_some()
+    find_gitdir(dir).is_some()
+        && git(dir, &["rev-parse", "--is-inside-work-tree"])
+            .await
+            .is_some()
+}
+
+/// The repository folder for a work tree at or above `dir`: `.git` itself, or where a
+/// worktree's `.git` file points.
+fn find_gitdir(dir: &Path) -> Option<PathBuf> {
+    for d in dir.ancestors() {
+        let dotgit = d.join(".git");
+        if dotgit.is_dir() {
+            return Some(dotgit);
+        }
+        if dotgit.is_file() {
+            let text = fs::read_to_string(&dotgit).ok()?;
+            let target = text.trim().strip_prefix("gitdir: ")?;
+            return Some(d.join(target));
+        }
+    }
+    None
+}
+
+/// HEAD's commit from the files, for the common layouts: a detached HEAD, or a branch in a
+/// loose or packed ref (in the worktree's own folder or the shared one). `None` otherwise.
+fn head_from_files(gitdir: &Path) -> Option<String> {
+    let head = fs::read_to_string(gitdir.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return is_hash(head).then(|| head.to_string());
+    };
+    if !reference.starts_with("refs/") || reference.contains("..") {
+        return None;
+    }
+    let common = match fs::read_to_string(gitdir.join("commondir")) {
+        Ok(c) => gitdir.join(c.trim()),
+        Err(_) => gitdir.to_path_buf(),
+    };
+    for base in [gitdir, common.as_path()] {
+        if let Ok(hash) = fs::read_to_string(base.join(reference)) {
+            let hash = hash.trim();
+            return is_hash(hash).then(|| hash.to_string());
+        }
+    }
+    let packed = fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|line| {
+        let (hash, name) = line.split_once(' ')?;
+        (name == reference && is_hash(hash)).then(|| hash.to_string())
+    })
+}
+
+/// A full SHA-1 or SHA-256 object name.
+fn is_hash(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Commits reachable from HEAD but not from `since` (all of HEAD's history when `since` is
@@ -73,4 +131,65 @@ pub async fn version() -> Option<String> {
         .await
         .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git_in(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Reading HEAD from the files agrees with git, for a branch, after `pack-refs`, for a
+    /// detached HEAD and in a linked worktree.
+    #[test]
+    fn head_from_files_agrees_with_git() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        git_in(&repo, &["init", "-q", "-b", "main"]);
+        let gitdir = find_gitdir(&repo.join("sub/dir")).expect("found from below");
+        assert_eq!(head_from_files(&gitdir), None, "no commit yet");
+        git_in(&repo, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        let one = git_in(&repo, &["rev-parse", "HEAD"]);
+        assert_eq!(head_from_files(&gitdir), Some(one.clone()));
+        git_in(&repo, &["pack-refs", "--all"]);
+        assert_eq!(head_from_files(&gitdir), Some(one.clone()), "packed");
+        git_in(&repo, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        let two = git_in(&repo, &["rev-parse", "HEAD"]);
+        assert_eq!(head_from_files(&gitdir), Some(two.clone()));
+        git_in(&repo, &["checkout", "-q", "--detach", &one]);
+        assert_eq!(head_from_files(&gitdir), Some(one.clone()), "detached");
+        let wt = tmp.path().join("wt");
+        git_in(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "side",
+                wt.to_str().expect("utf-8"),
+                &two,
+            ],
+        );
+        let wt_gitdir = find_gitdir(&wt).expect("worktree");
+        assert_eq!(head_from_files(&wt_gitdir), Some(two));
+    }
 }

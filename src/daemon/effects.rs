@@ -409,10 +409,16 @@ async fn attempt_report(
     let finished_at = Timestamp::now();
     let (commits, workdir, agent, started_at) = match &spawn {
         Some(s) => {
-            let commits = if s.git_head.is_some() || git::is_repo(&s.workdir).await {
-                Some(git::commits_since(&s.workdir, s.git_head.as_deref()).await)
-            } else {
-                None
+            let commits = match &s.git_head {
+                // HEAD did not move: no commits, without asking git for a log.
+                Some(start) if git::head(&s.workdir).await.as_ref() == Some(start) => {
+                    Some(Vec::new())
+                }
+                Some(start) => Some(git::commits_since(&s.workdir, Some(start)).await),
+                None if git::is_repo(&s.workdir).await => {
+                    Some(git::commits_since(&s.workdir, None).await)
+                }
+                None => None,
             };
             (
                 commits,

@@ -241,28 +241,6 @@ impl Tmux {
         Ok(sessions)
     }
 
-    pub async fn has_session(&self, name: &str) -> Result<bool, TmuxError> {
-        match self
-            .run(
-                "has-session",
-                &[
-                    "has-session".into(),
-                    "-t".into(),
-                    exact_session(name).into(),
-                ],
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(TmuxError::Failed { stderr, .. })
-                if is_no_server(&stderr) || stderr.contains("can't find session") =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Kills a session; one that is already gone is not an error.
     pub async fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
         match self
@@ -345,21 +323,6 @@ impl Tmux {
         .await
     }
 
-    /// The visible screen of the session's pane (the seam the attention signals read).
-    pub async fn capture(&self, name: &str) -> Result<String, TmuxError> {
-        self.run(
-            "capture-pane",
-            &[
-                "capture-pane".into(),
-                "-p".into(),
-                "-J".into(),
-                "-t".into(),
-                exact_pane(name).into(),
-            ],
-        )
-        .await
-    }
-
     /// `tmux … attach -t SESSION`, as a blocking command for the CLI to hand the terminal to.
     pub fn attach_command(&self, name: &str) -> std::process::Command {
         let mut cmd = std::process::Command::new("tmux");
@@ -368,14 +331,6 @@ impl Tmux {
             // Attaching from inside another tmux is fine: it is a different server.
             .env_remove("TMUX");
         cmd
-    }
-
-    pub async fn kill_server(&self) -> Result<(), TmuxError> {
-        match self.run("kill-server", &["kill-server".into()]).await {
-            Ok(_) => Ok(()),
-            Err(TmuxError::Failed { stderr, .. }) if is_no_server(&stderr) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
 

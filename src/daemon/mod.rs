@@ -162,9 +162,13 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         let sleep_for = d.sleep_for(next_rescan);
         tokio::select! {
             Some(change) = changes.recv() => {
-                d.on_change(change);
-                // Take everything already waiting before scanning once.
+                // Take everything already waiting, once per path (a rename or a write is
+                // often reported several times), before scanning once.
+                let mut batch = vec![change];
                 while let Ok(change) = changes.try_recv() {
+                    batch.push(change);
+                }
+                for change in watch::coalesce(batch) {
                     d.on_change(change);
                 }
             }

@@ -44,6 +44,19 @@ impl Watch {
     }
 }
 
+/// One change per path, in the order the paths first appeared; complete if any report of
+/// it was.
+pub fn coalesce(batch: Vec<Change>) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::with_capacity(batch.len());
+    for change in batch {
+        match out.iter_mut().find(|c| c.path == change.path) {
+            Some(seen) => seen.complete |= change.complete,
+            None => out.push(change),
+        }
+    }
+    out
+}
+
 fn changes(event: &Event) -> Vec<Change> {
     let complete = match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
@@ -69,4 +82,31 @@ fn changes(event: &Event) -> Vec<Change> {
             complete,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(path: &str, complete: bool) -> Change {
+        Change {
+            path: PathBuf::from(path),
+            complete,
+        }
+    }
+
+    #[test]
+    fn coalesce_keeps_first_order_and_any_completion() {
+        let batch = vec![
+            change("a", false),
+            change("b", true),
+            change("a", true),
+            change("b", false),
+            change("c", false),
+        ];
+        assert_eq!(
+            coalesce(batch),
+            vec![change("a", true), change("b", true), change("c", false)]
+        );
+    }
 }

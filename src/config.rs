@@ -60,7 +60,73 @@ pub struct Config {
     /// Width and height of agent panes: agent UIs need more than tmux's 80x24 default.
     pub pane_width: u16,
     pub pane_height: u16,
+    /// When a running agent needs a person.
+    pub attention: AttentionConfig,
     pub agents: BTreeMap<String, AgentProfile>,
+}
+
+/// `[attention]`: the signals that flag a running agent. A duration of `"off"` switches a
+/// signal off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttentionConfig {
+    /// No new commit for this long.
+    #[serde(
+        deserialize_with = "off_or_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub no_commits: Option<Duration>,
+    /// The same error line this many times within `repeated_error_window` (0 = off).
+    pub repeated_errors: u32,
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub repeated_error_window: Duration,
+    /// No output at all for this long.
+    #[serde(
+        deserialize_with = "off_or_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub silence: Option<Duration>,
+    /// A question or a choice on the screen, with nothing printed since.
+    pub waiting: bool,
+    /// How long output must be quiet before the screen is read for a question.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub input_debounce: Duration,
+    /// Regular expressions for error lines; empty means the built-in ones.
+    pub error_patterns: Vec<String>,
+    /// Regular expressions for screen lines that ask the user; empty means the built-in ones.
+    pub waiting_patterns: Vec<String>,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        AttentionConfig {
+            no_commits: Some(Duration::from_secs(15 * 60)),
+            repeated_errors: 5,
+            repeated_error_window: Duration::from_secs(10 * 60),
+            silence: Some(Duration::from_secs(10 * 60)),
+            waiting: true,
+            input_debounce: Duration::from_secs(2),
+            error_patterns: Vec::new(),
+            waiting_patterns: Vec::new(),
+        }
+    }
+}
+
+impl AttentionConfig {
+    /// The detectors' thresholds, with the patterns compiled.
+    pub fn thresholds(&self) -> Result<crate::core::attention::Thresholds, String> {
+        let mut t = crate::core::attention::Thresholds::with_patterns(
+            &self.error_patterns,
+            &self.waiting_patterns,
+        )?;
+        t.no_commits = self.no_commits;
+        t.repeated_error = (self.repeated_errors > 0)
+            .then_some((self.repeated_errors, self.repeated_error_window));
+        t.silence = self.silence;
+        t.waiting = self.waiting;
+        t.input_debounce = self.input_debounce;
+        Ok(t)
+    }
 }
 
 /// How to start one agent CLI.
@@ -91,6 +157,7 @@ impl Default for Config {
             rescan_interval: Duration::from_secs(30),
             pane_width: 200,
             pane_height: 50,
+            attention: AttentionConfig::default(),
             agents: BTreeMap::new(),
         }
     }
@@ -183,6 +250,13 @@ impl Config {
                 message: "pane_width must be at least 20 and pane_height at least 5".into(),
             });
         }
+        config
+            .attention
+            .thresholds()
+            .map_err(|message| ConfigError::Parse {
+                path: path.into(),
+                message: format!("[attention]: {message}"),
+            })?;
         if config.done_marker.trim().is_empty() {
             return Err(ConfigError::Parse {
                 path: path.into(),
@@ -303,6 +377,26 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
         .transpose()
 }
 
+/// A duration, or `"off"`/`false` for none.
+fn off_or_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Off(bool),
+        Seconds(u64),
+        Text(String),
+    }
+    match Repr::deserialize(d)? {
+        Repr::Off(false) => Ok(None),
+        Repr::Off(true) => Err(serde::de::Error::custom("expected a duration or \"off\"")),
+        Repr::Text(t) if t.trim() == "off" => Ok(None),
+        Repr::Text(t) => parse_duration(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Repr::Seconds(s) => Ok(Some(Duration::from_secs(s))),
+    }
+}
+
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::task::format_duration(*d))
 }
@@ -370,6 +464,19 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # Size of agent panes.
 # pane_width = 200
 # pane_height = 50
+
+# When a running agent needs a person. Each signal raises a flag (shown first by
+# `nightshift ls` and listed by `nightshift attention`); it clears when the agent makes
+# progress again, or by hand with `nightshift ack ID`. Durations take "off".
+# [attention]
+# no_commits = "15m"            # no new commit in the workdir (off when it is not a git repo)
+# repeated_errors = 5           # the same error line this many times (0 = off) ...
+# repeated_error_window = "10m" # ... within this window
+# silence = "10m"               # no output at all while the agent runs
+# waiting = true                # a question or a choice on the screen, nothing printed since
+# input_debounce = "2s"         # how long output must be quiet before the screen is read
+# error_patterns = []           # regexes for error lines (empty: built-in)
+# waiting_patterns = []         # regexes for question lines (empty: built-in)
 
 # Agent profiles. Built in: claude, codex, aider, gemini, test. Override or add your own.
 # `command` is an argv template, never run through a shell. Placeholders:

@@ -51,6 +51,12 @@ pub async fn is_repo(dir: &Path) -> bool {
             .is_some()
 }
 
+/// The HEAD reflog of the work tree at or above `dir`: git appends to it on every commit,
+/// so watching it notices commits as they happen.
+pub fn head_reflog(dir: &Path) -> Option<PathBuf> {
+    Some(find_gitdir(dir)?.join("logs").join("HEAD"))
+}
+
 /// The repository folder for a work tree at or above `dir`: `.git` itself, or where a
 /// worktree's `.git` file points.
 fn find_gitdir(dir: &Path) -> Option<PathBuf> {

@@ -10,7 +10,9 @@
 //! | `transcript.log` | tmux `pipe-pane` | everything the pane showed |
 //! | `done.json` | `nightshift done` or the daemon (marker) | the agent signalled done |
 //! | `exit.json` | pane wrapper | the agent process ended |
-//! | `screen.txt` | tmux (`pane-died` hook) | the pane's last screen and scrollback |
+//! | `screen.txt` | daemon | the pane's last screen and scrollback, once the agent exited |
+//! | `attention.json` | daemon | the attention flags now (rewritten when they change) |
+//! | `ack.json` | `nightshift ack` | a person acknowledged the flags |
 //! | `cancel.json` | daemon | a person cancelled the run |
 //! | `report.json` | daemon | the attempt's outcome |
 //! | `events.jsonl` | daemon | a log of what happened, one JSON object a line |
@@ -39,6 +41,10 @@ pub const REPORT: &str = "report.json";
 pub const EVENTS: &str = "events.jsonl";
 /// The pane's final screen and scrollback, saved by tmux itself when the pane dies.
 pub const SCREEN: &str = "screen.txt";
+/// The attempt's attention flags, as the daemon last decided them.
+pub const ATTENTION: &str = "attention.json";
+/// A person acknowledged the flags (`nightshift ack`).
+pub const ACK: &str = "ack.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpawnRecord {
@@ -198,4 +204,15 @@ pub fn attempt_counts(task_runs: &Path) -> (u32, u32) {
         .unwrap_or(1);
     let counted = all.iter().filter(|&&a| a >= from).count() as u32;
     (last, counted)
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AttentionRecord {
+    pub flags: Vec<crate::core::attention::Flag>,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AckRecord {
+    pub at: Timestamp,
 }

@@ -9,11 +9,14 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::core::attention::Flag;
 use crate::core::dispatch::{self, Hold};
 use crate::home::{Home, TaskState};
 use crate::queue::{self, StoreError};
 use crate::report::Report;
-use crate::run::{self, DoneRecord, ExitRecord, RunDir, SpawnRecord, StartedRecord};
+use crate::run::{
+    self, AttentionRecord, DoneRecord, ExitRecord, RunDir, SpawnRecord, StartedRecord,
+};
 use crate::task::{self, Task};
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +37,8 @@ pub struct TaskView {
     pub last: Option<AttemptView>,
     /// When the file last changed: for finished tasks, when they finished.
     pub modified: Option<Timestamp>,
+    /// Why a running task needs a person (empty when it does not).
+    pub attention: Vec<Flag>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,7 +125,15 @@ fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Opti
         attempts: last,
         last: (last > 0).then(|| attempt_view(home, id, last)),
         modified,
+        attention: Vec::new(),
     };
+    if state == TaskState::Running && last > 0 {
+        let record: Option<AttentionRecord> = RunDir::new(home.run_dir(id, last))
+            .read(run::ATTENTION)
+            .ok()
+            .flatten();
+        v.attention = record.map(|r| r.flags).unwrap_or_default();
+    }
     let task = match parsed {
         Ok(t) => {
             v.title = t.title.clone();
@@ -186,6 +199,8 @@ pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError
     }
     queued.sort_by_key(|v| rank.get(v.id.as_str()).copied().unwrap_or(usize::MAX));
     finished.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.id.cmp(&b.id)));
+    // Tasks that need a person come first.
+    running.sort_by_key(|v| v.attention.is_empty());
     let mut all = running;
     all.extend(queued);
     all.extend(finished);

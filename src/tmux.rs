@@ -304,6 +304,18 @@ impl Tmux {
         matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
     }
 
+    /// The visible screen of the session's pane, for the waiting-for-input signal.
+    pub async fn capture(&self, name: &str) -> Result<String, TmuxError> {
+        let args: Vec<OsString> = vec![
+            "capture-pane".into(),
+            "-p".into(),
+            "-J".into(),
+            "-t".into(),
+            exact_pane(name).into(),
+        ];
+        self.run("capture-pane", &args).await
+    }
+
     /// Everything the pane shows and has scrolled past.
     pub async fn capture_all(&self, name: &str) -> Result<String, TmuxError> {
         self.run(

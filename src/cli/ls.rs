@@ -104,6 +104,7 @@ pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
 
 fn row(t: &TaskView) -> [String; 6] {
     let state = match t.state {
+        TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
         TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
         TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
         s => s.as_str().to_string(),
@@ -143,6 +144,13 @@ fn short(d: std::time::Duration) -> String {
 
 fn info(t: &TaskView) -> String {
     let mut s = truncate(&t.title, 60);
+    if let Some(flag) = t.attention.first() {
+        s.push_str(&format!(
+            "  ⚑ {}: {}",
+            signal_name(flag.signal),
+            truncate(flag.evidence.lines().next().unwrap_or(""), 80)
+        ));
+    }
     if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
@@ -195,6 +203,15 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         kv("error", e);
     }
     kv("attempts", &t.attempts.to_string());
+    for flag in &t.attention {
+        kv(
+            "attention",
+            &format!("{} since {}", signal_name(flag.signal), flag.since),
+        );
+        for line in flag.evidence.lines() {
+            println!("{:<12}   {line}", "");
+        }
+    }
     if let Some(last) = &t.last {
         println!();
         println!("attempt {}:", last.attempt);
@@ -250,4 +267,12 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::SUCCESS)
+}
+
+/// The name of a signal as config and output spell it.
+pub fn signal_name(signal: crate::core::attention::Signal) -> String {
+    serde_json::to_value(signal)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per command or small group of commands.
 
 mod add;
+mod attention;
 mod bench;
 mod control;
 mod demo;
@@ -81,6 +82,10 @@ pub enum Command {
     /// List tasks: running, then the queue in run order, then finished
     #[command(visible_alias = "status")]
     Ls(ls::LsArgs),
+    /// List the running tasks that need a person, with how to attach
+    Attention(attention::AttentionArgs),
+    /// Clear a task's attention flags: you looked, it is fine
+    Ack { id: String },
     /// Show one task: its fields, attempts and report
     Show(ls::ShowArgs),
     /// Print a task's transcript
@@ -156,6 +161,8 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Add(args) => add::run(&home, args),
         Command::Ls(args) => ls::ls(&home, args),
         Command::Show(args) => ls::show(&home, args),
+        Command::Attention(args) => attention::list(&home, args),
+        Command::Ack { id } => attention::ack(&home, &id),
         Command::Logs(args) => logs::run(&home, args),
         Command::Attach { id } => control::attach(&home, &id),
         Command::Send { id, text } => control::send(&home, &id, &text),

@@ -4,6 +4,7 @@
 //! calls [`State::step`], and carries out the [`Action`]s. Time is an argument, so tests
 //! replay hours in microseconds, and crash recovery feeds the same events as normal running.
 
+pub mod attention;
 pub mod completion;
 pub mod dispatch;
 
@@ -29,7 +30,12 @@ pub struct Settings {
     /// output (which may still hold the marker) before calling the attempt failed.
     pub exit_settle: Duration,
     pub done_marker: String,
+    /// When a running agent needs a person.
+    pub attention: attention::Thresholds,
 }
+
+/// How often a running task's HEAD is looked at, for the no-commits signal.
+const HEAD_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// A valid task in `queue/`, with its attempt history.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +79,11 @@ pub struct Run {
     pub deadline: Option<Timestamp>,
     /// When the agent exited without having signalled done, and how.
     pub exited: Option<(Timestamp, String)>,
+    /// Whether the agent needs a person.
+    pub watch: attention::Watch,
+    next_head_check: Timestamp,
+    /// The workdir turned out not to be a git repository.
+    not_a_repo: bool,
     prompt_lines: HashSet<String>,
 }
 
@@ -145,8 +156,27 @@ pub enum Event {
     SessionGone { id: String, attempt: u32 },
     /// A person cancelled a running task.
     Cancel { id: String },
+    /// Something seen about a running attempt, for the attention signals.
+    Observed {
+        id: String,
+        attempt: u32,
+        what: Observation,
+    },
+    /// A person acknowledged the task's attention flags.
+    Ack { id: String },
     /// Time passed.
     Tick,
+}
+
+/// What the edges report about a running attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The workdir has a new commit.
+    Commit,
+    /// The workdir is not a git repository: no-commits does not apply.
+    NotARepo,
+    /// The pane's visible screen, read after the output went quiet.
+    Screen(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +209,17 @@ pub enum Action {
     },
     /// Kill a tmux session.
     CloseSession { session: String },
+    /// The attempt's attention flags changed: record them (`flags` is the whole set now).
+    Attention {
+        id: String,
+        attempt: u32,
+        flags: Vec<attention::Flag>,
+        change: attention::Change,
+    },
+    /// Read the pane's screen and report it as [`Observation::Screen`].
+    CaptureScreen { id: String, attempt: u32 },
+    /// Look at the workdir's HEAD and report a new commit as [`Observation::Commit`].
+    CheckHead { id: String, attempt: u32 },
 }
 
 /// What the daemon knows.
@@ -239,9 +280,13 @@ impl State {
     /// The earliest time at which a [`Event::Tick`] would change something.
     pub fn next_wake(&self) -> Option<Timestamp> {
         let settle = self.settings.exit_settle;
+        let t = &self.settings.attention;
+        let heads = t.no_commits.is_some();
         let runs = self.running.values().flat_map(|r| {
             let exit = r.exited.as_ref().map(|(at, _)| add(*at, settle));
-            [r.deadline, exit]
+            let head =
+                (heads && r.phase == Phase::Running && !r.not_a_repo).then_some(r.next_head_check);
+            [r.deadline, exit, r.watch.next_wake(t), head]
         });
         let closes = self.closing.values().map(|c| Some(c.close_at));
         runs.chain(closes).flatten().min()
@@ -346,13 +391,13 @@ impl State {
                 }
             }
             Event::Output { id, attempt, lines } => {
-                let marker = self.settings.done_marker.clone();
-                let Some(run) = self.current(&id, attempt) else {
+                let marker = &self.settings.done_marker;
+                let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) else {
                     return actions;
                 };
                 let hit = lines
                     .iter()
-                    .find_map(|l| completion::marker_in_line(l, &marker, &run.prompt_lines));
+                    .find_map(|l| completion::marker_in_line(l, marker, &run.prompt_lines));
                 if let Some(hit) = hit {
                     let record = DoneRecord {
                         ok: true,
@@ -361,6 +406,31 @@ impl State {
                         at: now,
                     };
                     self.finish_done(&id, record, now, &mut actions);
+                } else {
+                    let change = run.watch.on_output(&lines, now, &self.settings.attention);
+                    attention_action(run, change, &mut actions);
+                }
+            }
+            Event::Observed { id, attempt, what } => {
+                let t = &self.settings.attention;
+                if let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) {
+                    let change = match what {
+                        Observation::Commit => run.watch.on_commit(now),
+                        Observation::NotARepo if !run.not_a_repo => {
+                            run.not_a_repo = true;
+                            run.watch = attention::Watch::new(run.started_at, false);
+                            attention::Change::default()
+                        }
+                        Observation::NotARepo => attention::Change::default(),
+                        Observation::Screen(screen) => run.watch.on_screen(&screen, now, t),
+                    };
+                    attention_action(run, change, &mut actions);
+                }
+            }
+            Event::Ack { id } => {
+                if let Some(run) = self.running.get_mut(&id) {
+                    let change = run.watch.ack(now);
+                    attention_action(run, change, &mut actions);
                 }
             }
             Event::Done {
@@ -428,6 +498,9 @@ impl State {
             started_at,
             deadline: timeout.map(|t| add(started_at, t)),
             exited: None,
+            watch: attention::Watch::new(started_at, true),
+            next_head_check: add(started_at, HEAD_CHECK_EVERY),
+            not_a_repo: false,
             prompt_lines: completion::prompt_lines(&task.prompt),
             counted_attempts: counted,
             attempt,
@@ -554,6 +627,27 @@ impl State {
         for (id, reason, retry) in failures {
             self.fail_attempt(&id, reason, retry, now, actions);
         }
+        let t = &self.settings.attention;
+        for run in self.running.values_mut() {
+            if run.phase != Phase::Running || run.exited.is_some() {
+                continue;
+            }
+            if t.no_commits.is_some() && !run.not_a_repo && run.next_head_check <= now {
+                run.next_head_check = add(now, HEAD_CHECK_EVERY);
+                actions.push(Action::CheckHead {
+                    id: run.task.id.clone(),
+                    attempt: run.attempt,
+                });
+            }
+            if run.watch.screen_due(now, t) {
+                actions.push(Action::CaptureScreen {
+                    id: run.task.id.clone(),
+                    attempt: run.attempt,
+                });
+            }
+            let change = run.watch.on_tick(now, t);
+            attention_action(run, change, actions);
+        }
         let expired: Vec<String> = self
             .closing
             .iter()
@@ -608,6 +702,18 @@ impl State {
         if replaced {
             self.dispatch(now, actions);
         }
+    }
+}
+
+/// Records a change of a run's flags.
+fn attention_action(run: &Run, change: attention::Change, actions: &mut Vec<Action>) {
+    if !change.is_empty() {
+        actions.push(Action::Attention {
+            id: run.task.id.clone(),
+            attempt: run.attempt,
+            flags: run.watch.flags(),
+            change,
+        });
     }
 }
 

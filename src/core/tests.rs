@@ -34,6 +34,14 @@ fn settings(max_agents: usize) -> Settings {
         grace_period: GRACE,
         exit_settle: SETTLE,
         done_marker: MARKER.into(),
+        // These tests are about the life of a run; attention has its own tests.
+        attention: crate::core::attention::Thresholds {
+            no_commits: None,
+            repeated_error: None,
+            silence: None,
+            waiting: false,
+            ..Default::default()
+        },
     }
 }
 
@@ -571,7 +579,10 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                         disk.retain(|_, q| &q.path != path);
                         assert_eq!(disk.len() + 1, before, "{context}: {action:?}");
                     }
-                    Action::CloseSession { .. } => {}
+                    Action::CloseSession { .. }
+                    | Action::Attention { .. }
+                    | Action::CaptureScreen { .. }
+                    | Action::CheckHead { .. } => {}
                 }
             }
             assert!(

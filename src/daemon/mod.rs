@@ -47,6 +47,13 @@ enum Internal {
         id: String,
         attempt: u32,
     },
+    /// The workdir's HEAD as read now (`None`: not a repository or no commit yet).
+    HeadChecked {
+        id: String,
+        attempt: u32,
+        head: Option<String>,
+        repo: bool,
+    },
     /// A failed attempt's report is ready: put the task back in the queue.
     Requeued {
         id: String,
@@ -69,6 +76,10 @@ pub struct Daemon {
     /// Watched run folders, and whose attempt they are.
     runs: HashMap<PathBuf, (String, u32)>,
     tails: HashMap<(String, u32), Tail>,
+    /// Watched HEAD reflogs, and the running attempts whose workdir they belong to.
+    reflogs: HashMap<PathBuf, Vec<(String, u32)>>,
+    /// The last HEAD seen in each running attempt's workdir.
+    heads: HashMap<(String, u32), String>,
     /// Filings that failed, to try again at the next reconciliation.
     unfiled: Vec<Internal>,
     /// Sessions a new attempt replaces: its start closes the old one first.
@@ -119,6 +130,10 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         grace_period: config.grace_period,
         exit_settle: Duration::from_millis(300),
         done_marker: config.done_marker.clone(),
+        attention: config
+            .attention
+            .thresholds()
+            .map_err(|e| anyhow::anyhow!("config.toml [attention]: {e}"))?,
     };
     let exe = std::env::current_exe().context("finding the nightshift binary")?;
     let mut d = Daemon {
@@ -130,6 +145,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         tails: HashMap::new(),
         settling: HashSet::new(),
         unfiled: Vec::new(),
+        heads: HashMap::new(),
+        reflogs: HashMap::new(),
         replacing: HashSet::new(),
         internal: internal_tx,
         queue_dirty: true,
@@ -306,6 +323,13 @@ impl Daemon {
             }
             return;
         }
+        if let Some(runs) = self.reflogs.get(&change.path) {
+            // A commit (or any HEAD move) in a running task's repository.
+            for (id, attempt) in runs.clone() {
+                self.check_head(id, attempt);
+            }
+            return;
+        }
         let Some((id, attempt)) = self.runs.get(dir).cloned() else {
             return;
         };
@@ -313,6 +337,7 @@ impl Daemon {
         match change.path.file_name().and_then(|n| n.to_str()) {
             Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
             Some(run::DONE) => self.read_done(dir, &id, attempt),
+            Some(run::ACK) if change.complete => self.step(Event::Ack { id }),
             Some(run::EXIT) => {
                 let current = self.state.run(&id).is_some_and(|r| r.attempt == attempt);
                 if current {
@@ -429,7 +454,12 @@ impl Daemon {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Core(event) => self.step(*event),
+            Internal::Core(event) => {
+                if let Event::Started { id, attempt } = event.as_ref() {
+                    self.watch_reflog(id, *attempt);
+                }
+                self.step(*event);
+            }
             Internal::Finished {
                 id,
                 from,
@@ -437,6 +467,32 @@ impl Daemon {
                 report,
             } => self.file_finished(&id, from, to, &report),
             Internal::Requeued { id, report } => self.file_requeued(&id, &report),
+            Internal::HeadChecked {
+                id,
+                attempt,
+                head,
+                repo,
+            } => {
+                let key = (id.clone(), attempt);
+                let what = if !repo {
+                    Some(core::Observation::NotARepo)
+                } else {
+                    let last = self.heads.get(&key).cloned().or_else(|| {
+                        RunDir::new(self.home.run_dir(&id, attempt))
+                            .read::<run::SpawnRecord>(run::SPAWN)
+                            .ok()
+                            .flatten()
+                            .and_then(|s| s.git_head)
+                    });
+                    (head.is_some() && head != last).then_some(core::Observation::Commit)
+                };
+                if let Some(h) = head {
+                    self.heads.insert(key, h);
+                }
+                if let Some(what) = what {
+                    self.step(Event::Observed { id, attempt, what });
+                }
+            }
             Internal::ExitSettled { id, attempt } => {
                 self.settling.remove(&(id.clone(), attempt));
                 let dir = self.home.run_dir(&id, attempt);
@@ -558,6 +614,34 @@ impl Daemon {
                 self.spawn_requeue(id, attempt, reason);
                 None
             }
+            Action::Attention {
+                id,
+                attempt,
+                flags,
+                change,
+            } => {
+                self.record_attention(&id, attempt, flags, &change);
+                None
+            }
+            Action::CaptureScreen { id, attempt } => {
+                let tmux = self.tmux.clone();
+                let tx = self.internal.clone();
+                tokio::spawn(async move {
+                    match tmux.capture(&crate::tmux::session_name(&id)).await {
+                        Ok(screen) => {
+                            let what = core::Observation::Screen(screen);
+                            let event = Event::Observed { id, attempt, what };
+                            let _ = tx.send(Internal::Core(Box::new(event)));
+                        }
+                        Err(e) => tracing::debug!(task = id, "cannot read the screen: {e}"),
+                    }
+                });
+                None
+            }
+            Action::CheckHead { id, attempt } => {
+                self.check_head(id, attempt);
+                None
+            }
             Action::CloseSession { session } => {
                 self.unwatch_closed(&session);
                 let replaced = self
@@ -610,10 +694,98 @@ impl Daemon {
         }
     }
 
+    /// Saves the flags where `ls` and `attention` read them, and says what changed.
+    fn record_attention(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        flags: Vec<core::attention::Flag>,
+        change: &core::attention::Change,
+    ) {
+        let dir = RunDir::new(self.home.run_dir(id, attempt));
+        let now = Timestamp::now();
+        for flag in &change.raised {
+            let signal = serde_json::to_value(flag.signal).unwrap_or_default();
+            let signal = signal.as_str().unwrap_or("attention");
+            tracing::warn!(
+                task = id,
+                "needs attention ({signal}): {} — attach with `nightshift attach {id}`",
+                flag.evidence
+            );
+            dir.log_event(now, "attention", &format!("{signal}: {}", flag.evidence));
+        }
+        for signal in &change.cleared {
+            let signal = serde_json::to_value(signal).unwrap_or_default();
+            let signal = signal.as_str().unwrap_or("attention").to_string();
+            tracing::info!(task = id, "attention cleared ({signal})");
+            dir.log_event(now, "attention-cleared", &signal);
+        }
+        let record = run::AttentionRecord {
+            flags,
+            updated_at: Some(now),
+        };
+        if let Err(e) = dir.write(run::ATTENTION, &record) {
+            tracing::warn!(task = id, "cannot save attention.json: {e}");
+        }
+    }
+
+    /// Follows the HEAD reflog of a running attempt's repository, so its commits are seen
+    /// as they happen (the no-commits signal), not on the next periodic look.
+    pub(super) fn watch_reflog(&mut self, id: &str, attempt: u32) {
+        let dir = RunDir::new(self.home.run_dir(id, attempt));
+        let Ok(Some(spawn)) = dir.read::<run::SpawnRecord>(run::SPAWN) else {
+            return;
+        };
+        let Some(reflog) = crate::git::head_reflog(&spawn.workdir) else {
+            return;
+        };
+        let entry = self.reflogs.entry(reflog.clone()).or_default();
+        if entry.is_empty()
+            && let Some(logs) = reflog.parent()
+            && let Err(e) = self.watch.add(logs)
+        {
+            tracing::debug!(task = id, "cannot watch {}: {e}", logs.display());
+        }
+        entry.push((id.to_string(), attempt));
+    }
+
+    /// Reads the workdir's HEAD in the background (from the repository's files: cheap).
+    fn check_head(&mut self, id: String, attempt: u32) {
+        let dir = RunDir::new(self.home.run_dir(&id, attempt));
+        let Ok(Some(spawn)) = dir.read::<run::SpawnRecord>(run::SPAWN) else {
+            return;
+        };
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let head = crate::git::head(&spawn.workdir).await;
+            let repo = head.is_some() || crate::git::is_repo(&spawn.workdir).await;
+            let _ = tx.send(Internal::HeadChecked {
+                id,
+                attempt,
+                head,
+                repo,
+            });
+        });
+    }
+
     fn unwatch_run(&mut self, id: &str, attempt: u32) {
         let dir = self.home.run_dir(id, attempt);
         self.watch.remove(&dir);
         self.runs.remove(&dir);
+        self.heads.remove(&(id.to_string(), attempt));
+        let mut unwatched = Vec::new();
+        for (reflog, runs) in self.reflogs.iter_mut() {
+            runs.retain(|(i, a)| !(i == id && *a == attempt));
+            if runs.is_empty() {
+                unwatched.push(reflog.clone());
+            }
+        }
+        for reflog in unwatched {
+            self.reflogs.remove(&reflog);
+            if let Some(logs) = reflog.parent() {
+                self.watch.remove(logs);
+            }
+        }
         self.tails.remove(&(id.to_string(), attempt));
     }
 }

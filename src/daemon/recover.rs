@@ -150,6 +150,13 @@ impl Daemon {
                         how: Recovered::Started,
                     });
                     self.watch_run(&id, attempt);
+                    self.watch_reflog(&id, attempt);
+                    // Attention starts afresh with the new daemon: old flags would be stale.
+                    if dir.exists(run::ATTENTION)
+                        && let Err(e) = dir.write(run::ATTENTION, &run::AttentionRecord::default())
+                    {
+                        tracing::warn!(task = id, "cannot reset attention.json: {e}");
+                    }
                     if dir.exists(run::CANCEL) {
                         // Cancelled just before the restart: that decision stands.
                         self.step(Event::Cancel { id: id.clone() });

@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod attention;
 mod claude;
 mod cli;
 mod completion;

@@ -1,0 +1,200 @@
+//! Knowing when an agent needs a person: each signal raises a flag that `ls`, `attention`
+//! and `show` report, it clears when the agent makes progress or by `ack`, and agents that
+//! only look suspicious are left alone.
+
+use crate::harness::{Env, Task};
+
+/// Only the signals a test is about; the others off so they cannot interfere.
+fn attention(lines: &str) -> String {
+    let mut config = String::from(
+        "[attention]\nno_commits = \"off\"\nsilence = \"off\"\nrepeated_errors = 0\nwaiting = false\ninput_debounce = \"200ms\"\n",
+    );
+    for line in lines.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        config = config
+            .lines()
+            .filter(|l| l.split('=').next().unwrap_or("").trim() != key)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        config.push_str(line);
+        config.push('\n');
+    }
+    config
+}
+
+/// The flags the daemon recorded for an attempt, as (signal, evidence).
+fn flags(env: &Env, id: &str) -> Vec<(String, String)> {
+    let path = env.run_dir(id, 1).join("attention.json");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["signal"].as_str().unwrap().to_string(),
+                f["evidence"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has_flag(env: &Env, id: &str, signal: &str) -> bool {
+    flags(env, id).iter().any(|(s, _)| s == signal)
+}
+
+/// Whether the run's event log ever recorded an attention flag.
+fn ever_flagged(env: &Env, id: &str) -> bool {
+    std::fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
+        .unwrap_or_default()
+        .contains("\"event\":\"attention\"")
+}
+
+fn stdout(env: &Env, args: &[&str]) -> String {
+    let out = env.run(args);
+    assert!(out.status.success(), "{args:?}: {}", out.stderr);
+    out.stdout
+}
+
+#[test]
+fn a_repeated_error_is_flagged_shown_first_and_cleared_by_ack() {
+    let mut env = Env::builder()
+        .config_tail(&attention(
+            "repeated_errors = 3\nrepeated_error_window = \"1m\"",
+        ))
+        .build();
+    env.queue(
+        "calm",
+        &Task::script(["@say all fine", "@hang"]).front("priority: 9"),
+    );
+    env.queue(
+        "stuck",
+        &Task::script(["@error build failed: E0308 mismatched types x3", "@hang"]),
+    );
+    env.start_daemon();
+    env.wait_until("stuck is flagged", |e| {
+        has_flag(e, "stuck", "repeated-error")
+    });
+    let (_, evidence) = flags(&env, "stuck").remove(0);
+    assert!(
+        evidence.contains("E0308") && evidence.contains('3'),
+        "{evidence}"
+    );
+    assert!(!ever_flagged(&env, "calm"));
+
+    let ls = stdout(&env, &["ls"]);
+    let first = ls.lines().nth(2).unwrap_or("");
+    assert!(
+        first.starts_with("stuck") && first.contains("ATTENTION"),
+        "{ls}"
+    );
+    let list = stdout(&env, &["attention"]);
+    assert!(
+        list.contains("stuck") && list.contains("repeated-error"),
+        "{list}"
+    );
+    assert!(list.contains("nightshift attach stuck"), "{list}");
+    assert!(!list.contains("calm"), "{list}");
+    assert!(stdout(&env, &["show", "stuck"]).contains("attention"));
+
+    stdout(&env, &["ack", "stuck"]);
+    env.wait_until("the flag is cleared", |e| flags(e, "stuck").is_empty());
+    assert!(stdout(&env, &["attention"]).contains("no task needs attention"));
+}
+
+#[test]
+fn a_question_is_flagged_and_answering_clears_it() {
+    let mut env = Env::builder()
+        .config_tail(&attention("waiting = true"))
+        .build();
+    env.queue(
+        "ask",
+        &Task::script([
+            "@ask Shall I delete the old migrations? (y/n)",
+            "@sleep 500ms",
+            "@done answered",
+        ]),
+    );
+    env.start_daemon();
+    env.wait_until("the question is flagged", |e| has_flag(e, "ask", "waiting"));
+    let (_, evidence) = flags(&env, "ask").remove(0);
+    assert!(evidence.contains("(y/n)"), "{evidence}");
+    stdout(&env, &["send", "ask", "y"]);
+    env.wait_until("the flag clears", |e| !has_flag(e, "ask", "waiting"));
+    assert_eq!(env.wait_finished("ask"), "done");
+}
+
+#[test]
+fn a_silent_agent_is_flagged_but_a_chatty_one_is_not() {
+    let mut env = Env::builder()
+        .config("max_agents", "2")
+        .config_tail(&attention("silence = \"1s\""))
+        .build();
+    env.queue(
+        "quiet",
+        &Task::script(["@say working", "@sleep 3s", "@done"]),
+    );
+    let mut chatty = vec!["@say compiling"];
+    for _ in 0..12 {
+        chatty.extend(["@sleep 250ms", "@say still compiling"]);
+    }
+    chatty.push("@done");
+    env.queue("chatty", &Task::script(chatty));
+    env.start_daemon();
+    env.wait_until("quiet is flagged", |e| has_flag(e, "quiet", "silence"));
+    assert_eq!(env.wait_finished("chatty"), "done");
+    assert_eq!(env.wait_finished("quiet"), "done");
+    assert!(
+        !ever_flagged(&env, "chatty"),
+        "a chatty agent is not silent"
+    );
+}
+
+#[test]
+fn no_commits_flags_an_idle_agent_but_not_one_that_commits() {
+    let mut env = Env::builder()
+        .config("max_agents", "1")
+        .config_tail(&attention("no_commits = \"2s\""))
+        .build();
+    let mut busy = Vec::new();
+    for i in 0..8 {
+        busy.push(format!("@commit step {i}"));
+        busy.push("@sleep 500ms".to_string());
+    }
+    busy.push("@done".to_string());
+    env.queue(
+        "busy",
+        &Task::script(busy.iter().map(String::as_str)).front("priority: 5"),
+    );
+    env.queue("idle", &Task::script(["@hang"]));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("busy"), "done");
+    assert!(
+        !ever_flagged(&env, "busy"),
+        "an agent that commits is not flagged"
+    );
+    env.wait_until("idle is flagged", |e| has_flag(e, "idle", "no-commits"));
+}
+
+#[test]
+fn error_lookalikes_are_not_flagged() {
+    let mut env = Env::builder()
+        .config_tail(&attention("repeated_errors = 2"))
+        .build();
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        lines.extend([
+            "@say {\"is_error\": false, \"error\": null}",
+            "@say test result: ok. 3 passed; 0 failed",
+            "@say compiled with 0 errors",
+        ]);
+    }
+    lines.extend(["@sleep 500ms", "@done"]);
+    env.queue("fine", &Task::script(lines));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("fine"), "done");
+    assert!(!ever_flagged(&env, "fine"));
+}

@@ -62,6 +62,8 @@ pub struct Config {
     pub pane_height: u16,
     /// When a running agent needs a person.
     pub attention: AttentionConfig,
+    /// Where notifications go (`[[notify]]` entries).
+    pub notify: Vec<crate::notify::ChannelConfig>,
     pub agents: BTreeMap<String, AgentProfile>,
 }
 
@@ -158,6 +160,7 @@ impl Default for Config {
             pane_width: 200,
             pane_height: 50,
             attention: AttentionConfig::default(),
+            notify: Vec::new(),
             agents: BTreeMap::new(),
         }
     }
@@ -257,6 +260,10 @@ impl Config {
                 path: path.into(),
                 message: format!("[attention]: {message}"),
             })?;
+        crate::notify::validate(&config.notify).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message: format!("[[notify]]: {message}"),
+        })?;
         if config.done_marker.trim().is_empty() {
             return Err(ConfigError::Parse {
                 path: path.into(),
@@ -477,6 +484,23 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # input_debounce = "2s"         # how long output must be quiet before the screen is read
 # error_patterns = []           # regexes for error lines (empty: built-in)
 # waiting_patterns = []         # regexes for question lines (empty: built-in)
+
+# Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
+# failed, drained (default: attention, done, failed). Each message says what happened, to
+# which task, why, and the command to attach.
+# [[notify]]
+# kind = "desktop"                        # notify-send on Linux, osascript on macOS
+#
+# [[notify]]
+# kind = "webhook"
+# url = "https://ntfy.sh/my-nightshift"   # any http(s) URL
+# preset = "ntfy"                         # "json" (default), "ntfy" or "slack"
+# events = ["attention", "failed", "drained"]
+#
+# [[notify]]
+# kind = "command"                        # run directly, never through a shell
+# command = ["/home/me/bin/page-me"]      # gets NIGHTSHIFT_NOTIFY_EVENT, _TASK, _TITLE, _BODY, _ATTACH, _JSON
+# min_interval = "5s"                     # at most one message per interval per channel
 
 # Agent profiles. Built in: claude, codex, aider, gemini, test. Override or add your own.
 # `command` is an argv template, never run through a shell. Placeholders:

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod git;
 pub mod home;
 pub mod ipc;
+pub mod notify;
 pub mod queue;
 pub mod report;
 pub mod run;

@@ -104,6 +104,8 @@ fn compile(patterns: &[&str]) -> Vec<Regex> {
 static BENIGN_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(BENIGN));
 static CHROME_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(CHROME));
 static MENU_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(&[ANSWERS, MENU_ITEM_2]));
+/// Any numbered choice, highlighted or not: `❯ 1. Yes`, `  2. No`.
+static OPTION_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(&[r"^[❯›▸▶➤>]?\s*\d+[.)]\s+\S"]));
 static NORM_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     compile(&[
         r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?",
@@ -411,9 +413,21 @@ fn question(screen: &str, patterns: &[Regex]) -> Option<String> {
         .filter(|l| !l.is_empty())
         .collect();
     let tail = &lines[lines.len().saturating_sub(SCREEN_TAIL)..];
+    // A prompt still waits only if nothing but chrome follows it, or it heads a menu (a
+    // dialog stays on screen until answered). A line prompt that was answered has the
+    // answer and more output below it.
+    let open = |i: usize| {
+        let after = &tail[i + 1..];
+        after.iter().all(|l| is_chrome(l))
+            || after
+                .iter()
+                .any(|l| OPTION_RE.iter().any(|re| re.is_match(l)))
+    };
     let hit = tail
         .iter()
-        .find(|l| patterns.iter().any(|re| re.is_match(l)))
+        .enumerate()
+        .find(|(i, l)| patterns.iter().any(|re| re.is_match(l)) && open(*i))
+        .map(|(_, l)| l)
         .or_else(|| {
             let (one, two) = (MENU_RE.first()?, MENU_RE.get(1)?);
             tail.windows(2)
@@ -810,6 +824,16 @@ mod tests {
         assert_eq!(w.on_tick(at(1604), &t).raised[0].signal, Signal::Silence);
         assert!(w.on_tick(at(1000 + 899), &t).raised.is_empty());
         assert_eq!(w.on_tick(at(1900), &t).raised[0].signal, Signal::NoCommits);
+    }
+
+    #[test]
+    fn an_answered_line_prompt_no_longer_asks() {
+        assert!(asks("Working...\nContinue? (y/n)\n"));
+        assert!(!asks("Continue? (y/n)\ny\nanswer: y\ncopying files\n"));
+        // A dialog with its menu below still asks.
+        assert!(asks(
+            "Do you want to proceed?\n❯ 1. Yes\n  2. No, and tell Claude what to do differently\n"
+        ));
     }
 
     #[test]

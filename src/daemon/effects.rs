@@ -33,6 +33,7 @@ impl Daemon {
     /// Claims the task, prepares its run folder, and starts the agent in the background.
     pub(super) fn start(&mut self, task: Task, attempt: u32, claim: bool) -> Option<Event> {
         let id = task.id.clone();
+        self.drained = false;
         let mut task = task;
         if claim {
             match self.store.claim(&id) {
@@ -183,6 +184,15 @@ impl Daemon {
         let filed = match self.store.finish(id, from, to, &md) {
             Ok(dst) => {
                 dir.log_event(Timestamp::now(), to.as_str(), &report.reason);
+                let (event, verdict) = match to {
+                    TaskState::Done => (crate::notify::EventKind::Done, "is done"),
+                    _ => (crate::notify::EventKind::Failed, "failed"),
+                };
+                let why = match &report.summary {
+                    Some(s) => format!("{}: {s}", report.reason),
+                    None => report.reason.clone(),
+                };
+                self.notify(event, id, format!("nightshift: {id} {verdict}"), why);
                 let state = to.as_str();
                 tracing::info!(task = id, "{state}: {} ({})", report.reason, dst.display());
                 true
@@ -212,6 +222,7 @@ impl Daemon {
                 id: id.to_string(),
                 state: to,
             });
+            self.notify_if_drained();
         }
     }
 

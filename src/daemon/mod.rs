@@ -76,6 +76,10 @@ pub struct Daemon {
     /// Watched run folders, and whose attempt they are.
     runs: HashMap<PathBuf, (String, u32)>,
     tails: HashMap<(String, u32), Tail>,
+    /// Sends notifications; `None` when no channel is configured.
+    notifier: Option<crate::notify::Notifier>,
+    /// Whether the queue has been reported drained since work last ran.
+    drained: bool,
     /// Watched HEAD reflogs, and the running attempts whose workdir they belong to.
     reflogs: HashMap<PathBuf, Vec<(String, u32)>>,
     /// The last HEAD seen in each running attempt's workdir.
@@ -136,6 +140,14 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("config.toml [attention]: {e}"))?,
     };
     let exe = std::env::current_exe().context("finding the nightshift binary")?;
+    let notifier = if config.notify.is_empty() {
+        None
+    } else {
+        Some(
+            crate::notify::Notifier::start(&config.notify)
+                .map_err(|e| anyhow::anyhow!("config.toml [[notify]]: {e}"))?,
+        )
+    };
     let mut d = Daemon {
         tmux: Tmux::new(&config.tmux_socket),
         store: FolderStore::new(home.clone()),
@@ -147,6 +159,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         unfiled: Vec::new(),
         heads: HashMap::new(),
         reflogs: HashMap::new(),
+        notifier,
+        drained: true,
         replacing: HashSet::new(),
         internal: internal_tx,
         queue_dirty: true,
@@ -713,12 +727,24 @@ impl Daemon {
                 flag.evidence
             );
             dir.log_event(now, "attention", &format!("{signal}: {}", flag.evidence));
+            self.notify(
+                crate::notify::EventKind::Attention,
+                id,
+                format!("nightshift: {id} needs attention ({signal})"),
+                flag.evidence.clone(),
+            );
         }
         for signal in &change.cleared {
             let signal = serde_json::to_value(signal).unwrap_or_default();
             let signal = signal.as_str().unwrap_or("attention").to_string();
             tracing::info!(task = id, "attention cleared ({signal})");
             dir.log_event(now, "attention-cleared", &signal);
+            self.notify(
+                crate::notify::EventKind::Cleared,
+                id,
+                format!("nightshift: {id} is back on track ({signal} cleared)"),
+                String::new(),
+            );
         }
         let record = run::AttentionRecord {
             flags,
@@ -747,6 +773,58 @@ impl Daemon {
             tracing::debug!(task = id, "cannot watch {}: {e}", logs.display());
         }
         entry.push((id.to_string(), attempt));
+    }
+
+    /// Tells the configured channels; every message names the task and how to attach.
+    pub(super) fn notify(
+        &self,
+        event: crate::notify::EventKind,
+        id: &str,
+        title: String,
+        why: String,
+    ) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let attach = format!("nightshift attach {id}");
+        let running = self.state.run(id).is_some();
+        let body = match (why.is_empty(), running) {
+            (true, true) => format!("Attach: {attach}"),
+            (false, true) => format!("{why}\nAttach: {attach}"),
+            (true, false) => format!("Details: nightshift show {id}"),
+            (false, false) => format!("{why}\nDetails: nightshift show {id}"),
+        };
+        notifier.send(crate::notify::Notification {
+            event,
+            task_id: Some(id.to_string()),
+            title,
+            body,
+            attach: running.then_some(attach),
+            at: Timestamp::now(),
+        });
+    }
+
+    /// Says once when the last task finished and nothing is queued.
+    pub(super) fn notify_if_drained(&mut self) {
+        let idle = self.state.slots_used() == 0 && self.state.queued_len() == 0;
+        if !idle {
+            self.drained = false;
+            return;
+        }
+        if self.drained {
+            return;
+        }
+        self.drained = true;
+        if let Some(notifier) = &self.notifier {
+            notifier.send(crate::notify::Notification {
+                event: crate::notify::EventKind::Drained,
+                task_id: None,
+                title: "nightshift: the queue is empty".into(),
+                body: "Every task has finished. See `nightshift ls`.".into(),
+                attach: None,
+                at: Timestamp::now(),
+            });
+        }
     }
 
     /// Reads the workdir's HEAD in the background (from the repository's files: cheap).

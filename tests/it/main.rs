@@ -16,5 +16,6 @@ mod cli;
 mod completion;
 mod fake_api;
 mod injection;
+mod notify;
 mod queue;
 mod recovery;

@@ -97,6 +97,8 @@ pub struct AttentionConfig {
     pub error_patterns: Vec<String>,
     /// Regular expressions for screen lines that ask the user; empty means the built-in ones.
     pub waiting_patterns: Vec<String>,
+    /// What each signal does besides notifying: `notify` (the default), `stop` or `restart`.
+    pub policy: BTreeMap<crate::core::attention::Signal, crate::core::Policy>,
 }
 
 impl Default for AttentionConfig {
@@ -110,6 +112,7 @@ impl Default for AttentionConfig {
             input_debounce: Duration::from_secs(2),
             error_patterns: Vec::new(),
             waiting_patterns: Vec::new(),
+            policy: BTreeMap::new(),
         }
     }
 }
@@ -484,6 +487,12 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # input_debounce = "2s"         # how long output must be quiet before the screen is read
 # error_patterns = []           # regexes for error lines (empty: built-in)
 # waiting_patterns = []         # regexes for question lines (empty: built-in)
+#
+# What a flag does besides notifying: "notify" (default: a heuristic never kills an agent),
+# "stop" (stop the agent, fail the task, keep the transcript) or "restart" (another attempt).
+# [attention.policy]
+# silence = "restart"
+# repeated-error = "stop"
 
 # Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
 # failed, drained (default: attention, done, failed). Each message says what happened, to

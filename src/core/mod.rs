@@ -32,6 +32,21 @@ pub struct Settings {
     pub done_marker: String,
     /// When a running agent needs a person.
     pub attention: attention::Thresholds,
+    /// What a raised flag does besides notifying; signals not listed only notify.
+    pub policies: BTreeMap<attention::Signal, Policy>,
+}
+
+/// What happens when a signal flags a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Tell a person and leave the agent alone (a heuristic never kills by default).
+    #[default]
+    Notify,
+    /// Stop the agent and fail the task, keeping the transcript.
+    Stop,
+    /// Stop the agent and try again, while attempts remain.
+    Restart,
 }
 
 /// How often a running task's HEAD is looked at, for the no-commits signal.
@@ -479,8 +494,45 @@ impl State {
             Event::Tick => {}
         }
         self.expire(now, &mut actions);
+        self.apply_policies(now, &mut actions);
         self.dispatch(now, &mut actions);
         actions
+    }
+
+    /// Flags raised in this step whose signal's policy is to stop or restart the agent.
+    fn apply_policies(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        let mut stops = Vec::new();
+        for action in actions.iter() {
+            let Action::Attention {
+                id,
+                attempt,
+                change,
+                ..
+            } = action
+            else {
+                continue;
+            };
+            for flag in &change.raised {
+                let policy = self.settings.policies.get(&flag.signal).copied();
+                if let Some(policy @ (Policy::Stop | Policy::Restart)) = policy {
+                    stops.push((id.clone(), *attempt, flag.clone(), policy));
+                }
+            }
+        }
+        for (id, attempt, flag, policy) in stops {
+            if self.current(&id, attempt).is_none() {
+                continue;
+            }
+            let signal = serde_json::to_value(flag.signal).unwrap_or_default();
+            let signal = signal.as_str().unwrap_or("attention").to_string();
+            let verb = if policy == Policy::Stop {
+                "stopped"
+            } else {
+                "restarted"
+            };
+            let reason = format!("{verb} by the {signal} policy: {}", flag.evidence);
+            self.fail_attempt(&id, reason, policy == Policy::Restart, now, actions);
+        }
     }
 
     fn current(&mut self, id: &str, attempt: u32) -> Option<&mut Run> {

@@ -42,6 +42,7 @@ fn settings(max_agents: usize) -> Settings {
             waiting: false,
             ..Default::default()
         },
+        policies: Default::default(),
     }
 }
 

@@ -138,6 +138,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             .attention
             .thresholds()
             .map_err(|e| anyhow::anyhow!("config.toml [attention]: {e}"))?,
+        policies: config.attention.policy.clone(),
     };
     let exe = std::env::current_exe().context("finding the nightshift binary")?;
     let notifier = if config.notify.is_empty() {

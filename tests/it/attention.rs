@@ -198,3 +198,47 @@ fn error_lookalikes_are_not_flagged() {
     assert_eq!(env.wait_finished("fine"), "done");
     assert!(!ever_flagged(&env, "fine"));
 }
+
+#[test]
+fn policies_stop_or_restart_a_flagged_agent() {
+    let mut env = Env::builder()
+        .config("max_agents", "2")
+        .config_tail(&format!(
+            "{}[attention.policy]\nsilence = \"restart\"\n",
+            attention("silence = \"1s\"")
+        ))
+        .build();
+    env.queue(
+        "restarted",
+        &Task::script(["@say start", "@hang"]).front("max_attempts: 2"),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("restarted"), "failed");
+    let text = env.task_text("restarted");
+    assert!(text.contains("restarted by the silence policy"), "{text}");
+    assert_eq!(
+        env.attempts("restarted"),
+        vec![1, 2],
+        "restart means another attempt"
+    );
+
+    let mut env = Env::builder()
+        .config_tail(&format!(
+            "{}[attention.policy]\nsilence = \"stop\"\n",
+            attention("silence = \"1s\"")
+        ))
+        .build();
+    env.queue(
+        "stopped",
+        &Task::script(["@say start", "@hang"]).front("max_attempts: 3"),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("stopped"), "failed");
+    let text = env.task_text("stopped");
+    assert!(text.contains("stopped by the silence policy"), "{text}");
+    assert_eq!(env.attempts("stopped"), vec![1], "stop means no retry");
+    assert!(
+        env.transcript("stopped", 1).contains("start"),
+        "the transcript is kept"
+    );
+}

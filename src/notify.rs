@@ -355,9 +355,10 @@ impl Channel {
             if let Some(last) = last {
                 tokio::time::sleep_until(last + self.min_interval).await;
             }
-            // Whatever queued up while we waited goes out as one message.
+            // Whatever queued up while we waited goes out as one message. Without a rate
+            // limit each message goes out on its own.
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while !self.min_interval.is_zero() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(n) => batch.push(n),
                     Err(_) => break,

@@ -135,6 +135,7 @@ impl Daemon {
         summary: Option<String>,
     ) {
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
+        self.filing += 1;
         let tx = self.internal.clone();
         tokio::spawn(async move {
             let report = attempt_report(
@@ -158,6 +159,7 @@ impl Daemon {
 
     pub(super) fn spawn_requeue(&mut self, id: String, attempt: u32, reason: String) {
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
+        self.filing += 1;
         let tx = self.internal.clone();
         tokio::spawn(async move {
             let report = attempt_report(&dir, &id, attempt, "retry", reason, 0, None).await;
@@ -222,7 +224,6 @@ impl Daemon {
                 id: id.to_string(),
                 state: to,
             });
-            self.notify_if_drained();
         }
     }
 
@@ -243,7 +244,8 @@ impl Daemon {
             });
         }
         self.unwatch_run(id, report.attempt);
-        self.queue_dirty = true;
+        // Scan now, so the task counts as queued before anything else looks.
+        self.scan();
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Daemon {
     notifier: Option<crate::notify::Notifier>,
     /// Whether the queue has been reported drained since work last ran.
     drained: bool,
+    /// Reports being built in the background, not yet filed.
+    filing: usize,
     /// Watched HEAD reflogs, and the running attempts whose workdir they belong to.
     reflogs: HashMap<PathBuf, Vec<(String, u32)>>,
     /// The last HEAD seen in each running attempt's workdir.
@@ -162,6 +164,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         reflogs: HashMap::new(),
         notifier,
         drained: true,
+        filing: 0,
         replacing: HashSet::new(),
         internal: internal_tx,
         queue_dirty: true,
@@ -312,9 +315,10 @@ impl Daemon {
                 }
             }
         }
+        self.notify_if_drained();
     }
 
-    fn scan(&mut self) {
+    pub(super) fn scan(&mut self) {
         match self.store.scan(&self.config, SystemTime::now()) {
             Ok(scan) => {
                 self.recheck_at = scan.recheck_at;
@@ -480,8 +484,14 @@ impl Daemon {
                 from,
                 to,
                 report,
-            } => self.file_finished(&id, from, to, &report),
-            Internal::Requeued { id, report } => self.file_requeued(&id, &report),
+            } => {
+                self.filing = self.filing.saturating_sub(1);
+                self.file_finished(&id, from, to, &report);
+            }
+            Internal::Requeued { id, report } => {
+                self.filing = self.filing.saturating_sub(1);
+                self.file_requeued(&id, &report);
+            }
             Internal::HeadChecked {
                 id,
                 attempt,
@@ -807,7 +817,7 @@ impl Daemon {
 
     /// Says once when the last task finished and nothing is queued.
     pub(super) fn notify_if_drained(&mut self) {
-        let idle = self.state.slots_used() == 0 && self.state.queued_len() == 0;
+        let idle = self.state.slots_used() == 0 && self.state.queued_len() == 0 && self.filing == 0;
         if !idle {
             self.drained = false;
             return;

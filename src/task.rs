@@ -30,6 +30,8 @@ pub struct Task {
     pub max_attempts: Option<u32>,
     pub depends_on: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// This task's changes to the `[attention]` settings.
+    pub attention: AttentionOverride,
     /// The body, byte for byte, without the front matter and without an appended report.
     pub prompt: String,
     /// 1-based line of each front-matter key in the file, for error messages.
@@ -76,6 +78,47 @@ struct FrontMatter {
     max_attempts: Option<u32>,
     depends_on: Option<OneOrMany>,
     env: Option<BTreeMap<String, ScalarText>>,
+    attention: Option<AttentionFront>,
+}
+
+/// `attention:` in the front matter: the same keys as `[attention]` in config.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttentionFront {
+    no_commits: Option<DurationOrOff>,
+    silence: Option<DurationOrOff>,
+    repeated_errors: Option<u32>,
+    waiting: Option<bool>,
+    policy: Option<BTreeMap<crate::core::attention::Signal, crate::core::Policy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationOrOff {
+    Off(bool),
+    Seconds(u64),
+    Text(String),
+}
+
+/// A task's changes to the attention settings; `None` keeps the configured value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttentionOverride {
+    /// `Some(None)` switches the signal off for this task.
+    pub no_commits: Option<Option<Duration>>,
+    pub silence: Option<Option<Duration>>,
+    pub repeated_errors: Option<u32>,
+    pub waiting: Option<bool>,
+    pub policy: BTreeMap<crate::core::attention::Signal, crate::core::Policy>,
+}
+
+fn duration_or_off(value: DurationOrOff) -> Result<Option<Duration>, String> {
+    match value {
+        DurationOrOff::Off(false) => Ok(None),
+        DurationOrOff::Off(true) => Err("expected a duration or `off`".into()),
+        DurationOrOff::Seconds(s) => Ok(Some(Duration::from_secs(s))),
+        DurationOrOff::Text(t) if t.trim() == "off" => Ok(None),
+        DurationOrOff::Text(t) => parse_duration(&t).map(Some),
+    }
 }
 
 /// `timeout: 30m`, `timeout: "1h 30m"` or `timeout: 90` (seconds).
@@ -255,6 +298,20 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
                 .map_err(|m| TaskError::new(path, at("workdir"), 1, format!("workdir: {m}")))?,
         ),
     };
+    let attention = match front.attention {
+        None => AttentionOverride::default(),
+        Some(a) => {
+            let err =
+                |m: String| TaskError::new(path, at("attention"), 1, format!("attention: {m}"));
+            AttentionOverride {
+                no_commits: a.no_commits.map(duration_or_off).transpose().map_err(err)?,
+                silence: a.silence.map(duration_or_off).transpose().map_err(err)?,
+                repeated_errors: a.repeated_errors,
+                waiting: a.waiting,
+                policy: a.policy.unwrap_or_default(),
+            }
+        }
+    };
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {
         return Err(TaskError::new(
@@ -275,6 +332,7 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
         max_attempts: front.max_attempts,
         depends_on,
         env,
+        attention,
         prompt: body.to_string(),
         field_lines,
     })
@@ -500,6 +558,27 @@ mod tests {
         assert_eq!(t.env.get("N").map(String::as_str), Some("3"));
         assert_eq!(t.prompt, "body\n");
         assert_eq!(t.field_line("agent"), 4);
+    }
+
+    #[test]
+    fn attention_overrides() {
+        let t = parse_ok(
+            "---\nattention:\n  no_commits: off\n  silence: 45m\n  policy:\n    silence: restart\n---\nx",
+        );
+        assert_eq!(t.attention.no_commits, Some(None));
+        assert_eq!(
+            t.attention.silence,
+            Some(Some(Duration::from_secs(45 * 60)))
+        );
+        assert_eq!(t.attention.repeated_errors, None);
+        assert_eq!(
+            t.attention
+                .policy
+                .get(&crate::core::attention::Signal::Silence),
+            Some(&crate::core::Policy::Restart)
+        );
+        let e = parse_err("---\nattention:\n  silense: 5m\n---\n");
+        assert!(e.message.contains("silense"), "{e}");
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct Run {
     pub exited: Option<(Timestamp, String)>,
     /// Whether the agent needs a person.
     pub watch: attention::Watch,
+    /// The attention settings for this run: the configuration with the task's changes.
+    thresholds: attention::Thresholds,
+    policies: BTreeMap<attention::Signal, Policy>,
     next_head_check: Timestamp,
     /// The workdir turned out not to be a git repository.
     not_a_repo: bool,
@@ -120,6 +123,9 @@ pub enum Recovered {
     Started,
 }
 
+// Events and actions are moved a handful of times each; boxing the task would only add
+// allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The queue folder as it is now, and the ids in `done/` and `failed/`.
@@ -194,6 +200,7 @@ pub enum Observation {
     Screen(String),
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Claim the task (move it to `running/`, unless `claim` is false because it is there
@@ -295,12 +302,11 @@ impl State {
     /// The earliest time at which a [`Event::Tick`] would change something.
     pub fn next_wake(&self) -> Option<Timestamp> {
         let settle = self.settings.exit_settle;
-        let t = &self.settings.attention;
-        let heads = t.no_commits.is_some();
         let runs = self.running.values().flat_map(|r| {
+            let t = &r.thresholds;
             let exit = r.exited.as_ref().map(|(at, _)| add(*at, settle));
-            let head =
-                (heads && r.phase == Phase::Running && !r.not_a_repo).then_some(r.next_head_check);
+            let head = (t.no_commits.is_some() && r.phase == Phase::Running && !r.not_a_repo)
+                .then_some(r.next_head_check);
             [r.deadline, exit, r.watch.next_wake(t), head]
         });
         let closes = self.closing.values().map(|c| Some(c.close_at));
@@ -422,13 +428,13 @@ impl State {
                     };
                     self.finish_done(&id, record, now, &mut actions);
                 } else {
-                    let change = run.watch.on_output(&lines, now, &self.settings.attention);
+                    let change = run.watch.on_output(&lines, now, &run.thresholds);
                     attention_action(run, change, &mut actions);
                 }
             }
             Event::Observed { id, attempt, what } => {
-                let t = &self.settings.attention;
                 if let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) {
+                    let t = &run.thresholds;
                     let change = match what {
                         Observation::Commit => run.watch.on_commit(now),
                         Observation::NotARepo if !run.not_a_repo => {
@@ -513,7 +519,10 @@ impl State {
                 continue;
             };
             for flag in &change.raised {
-                let policy = self.settings.policies.get(&flag.signal).copied();
+                let policy = self
+                    .running
+                    .get(id)
+                    .and_then(|r| r.policies.get(&flag.signal).copied());
                 if let Some(policy @ (Policy::Stop | Policy::Restart)) = policy {
                     stops.push((id.clone(), *attempt, flag.clone(), policy));
                 }
@@ -551,6 +560,12 @@ impl State {
             deadline: timeout.map(|t| add(started_at, t)),
             exited: None,
             watch: attention::Watch::new(started_at, true),
+            thresholds: self.run_thresholds(&task),
+            policies: {
+                let mut p = self.settings.policies.clone();
+                p.extend(task.attention.policy.clone());
+                p
+            },
             next_head_check: add(started_at, HEAD_CHECK_EVERY),
             not_a_repo: false,
             prompt_lines: completion::prompt_lines(&task.prompt),
@@ -558,6 +573,28 @@ impl State {
             attempt,
             task,
         }
+    }
+
+    /// The configured attention thresholds with the task's own changes.
+    fn run_thresholds(&self, task: &Task) -> attention::Thresholds {
+        let mut t = self.settings.attention.clone();
+        let o = &task.attention;
+        if let Some(v) = o.no_commits {
+            t.no_commits = v;
+        }
+        if let Some(v) = o.silence {
+            t.silence = v;
+        }
+        if let Some(n) = o.repeated_errors {
+            let window = t
+                .repeated_error
+                .map_or(Duration::from_secs(600), |(_, w)| w);
+            t.repeated_error = (n > 0).then_some((n, window));
+        }
+        if let Some(w) = o.waiting {
+            t.waiting = w;
+        }
+        t
     }
 
     /// The agent said it is done (or failed): file the task at once; the session gets the
@@ -679,11 +716,11 @@ impl State {
         for (id, reason, retry) in failures {
             self.fail_attempt(&id, reason, retry, now, actions);
         }
-        let t = &self.settings.attention;
         for run in self.running.values_mut() {
             if run.phase != Phase::Running || run.exited.is_some() {
                 continue;
             }
+            let t = &run.thresholds;
             if t.no_commits.is_some() && !run.not_a_repo && run.next_head_check <= now {
                 run.next_head_check = add(now, HEAD_CHECK_EVERY);
                 actions.push(Action::CheckHead {

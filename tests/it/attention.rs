@@ -242,3 +242,32 @@ fn policies_stop_or_restart_a_flagged_agent() {
         "the transcript is kept"
     );
 }
+
+#[test]
+fn a_task_can_tune_its_own_signals() {
+    let mut env = Env::builder()
+        .config("max_agents", "2")
+        .config_tail(&attention(""))
+        .build();
+    // Silence is off in the config; this task switches it on for itself, and stops on it.
+    env.queue(
+        "strict",
+        &Task::script(["@say start", "@hang"])
+            .front("attention:\n  silence: 1s\n  policy:\n    silence: stop"),
+    );
+    env.queue(
+        "lenient",
+        &Task::script(["@say start", "@sleep 2500ms", "@done"]),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("strict"), "failed");
+    assert!(
+        env.task_text("strict")
+            .contains("stopped by the silence policy")
+    );
+    assert_eq!(env.wait_finished("lenient"), "done");
+    assert!(
+        !ever_flagged(&env, "lenient"),
+        "the config keeps silence off for others"
+    );
+}

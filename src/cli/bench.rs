@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// Keep the temporary home afterwards (runs/ holds every attempt's records)
     #[arg(long)]
     pub keep: bool,
+    /// Measure the attention flags instead: precision, recall and question latency
+    #[arg(long)]
+    pub attention: bool,
 }
 
 const MAX_AGENTS: usize = 4;
@@ -40,6 +43,9 @@ const WARM_UP: u32 = 3;
 const TASK_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    if args.attention {
+        return super::bench_attention::run(args.keep);
+    }
     let samples = args.samples.unwrap_or(if args.quick { 20 } else { 200 });
     let tasks = args.tasks.unwrap_or(if args.quick { 40 } else { 500 });
     sandbox::require_tools("bench")?;

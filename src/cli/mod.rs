@@ -3,6 +3,7 @@
 mod add;
 mod attention;
 mod bench;
+mod bench_attention;
 mod control;
 mod demo;
 mod doctor;

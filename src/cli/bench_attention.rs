@@ -335,7 +335,7 @@ fn measure(sb: &mut Sandbox) -> anyhow::Result<i32> {
     let mut live = Vec::new();
     for s in &list {
         let repo = sb.root().join("repos").join(s.id);
-        init_repo(&repo)?;
+        super::sandbox::init_repo(&repo)?;
         let stamp = sb.root().join("stamps").join(format!("{}.ns", s.id));
         let mut text = format!("---\ntitle: {}\nworkdir: {}\n", s.id, repo.display());
         if !s.off.is_empty() {
@@ -587,37 +587,6 @@ fn ctl(sb: &Sandbox, args: &[&str]) -> anyhow::Result<()> {
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
-    }
-    Ok(())
-}
-
-/// A git repository of its own per scenario: commits in one must not reset another's
-/// no-commits clock, and parallel `git add` would fight over one index.
-fn init_repo(repo: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(repo)?;
-    let steps: [&[&str]; 6] = [
-        &["init", "-q"],
-        &["symbolic-ref", "HEAD", "refs/heads/main"],
-        &["config", "user.name", "nightshift bench"],
-        &["config", "user.email", "bench@nightshift.invalid"],
-        &["config", "commit.gpgsign", "false"],
-        &["commit", "-q", "--allow-empty", "-m", "Initial commit"],
-    ];
-    for args in steps {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "git {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
     }
     Ok(())
 }

@@ -233,45 +233,12 @@ impl Sandbox {
     }
 
     fn init_repo(&self) -> anyhow::Result<()> {
-        fs::create_dir_all(&self.repo)?;
-        // The repo's own identity and no signing: the user's global git config must not make
-        // the agents' commits fail or prompt for a passphrase.
-        let steps: [&[&str]; 7] = [
-            &["init", "-q"],
-            &["symbolic-ref", "HEAD", "refs/heads/main"],
-            &["config", "user.name", "nightshift demo"],
-            &["config", "user.email", "demo@nightshift.invalid"],
-            &["config", "commit.gpgsign", "false"],
-            &["add", "-A"],
-            &["commit", "-q", "-m", "Initial commit"],
-        ];
-        fs::write(
-            self.repo.join("README.md"),
-            "# demo\n\nA scratch repository for nightshift's demo.\n",
-        )?;
-        for args in steps {
-            self.git(args)?;
-        }
-        Ok(())
+        init_repo(&self.repo)
     }
 
     /// Runs git in the repo; returns its stdout.
     pub fn git(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.repo)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "git {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        git_in(&self.repo, args)
     }
 
     pub fn root(&self) -> &Path {
@@ -471,4 +438,46 @@ impl Style {
     pub fn bold(self, t: &str) -> String {
         self.paint("1", t)
     }
+}
+
+/// Runs git in `repo` (argv, no shell); returns its stdout, or an error with git's message.
+pub fn git_in(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A scratch repository with one commit, its own identity and no signing: the user's global
+/// git config must not make the agents' commits fail or prompt for a passphrase.
+pub fn init_repo(repo: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(repo)?;
+    fs::write(
+        repo.join("README.md"),
+        "# scratch\n\nA scratch repository for nightshift's demo and benchmarks.\n",
+    )?;
+    let steps: [&[&str]; 7] = [
+        &["init", "-q"],
+        &["symbolic-ref", "HEAD", "refs/heads/main"],
+        &["config", "user.name", "nightshift demo"],
+        &["config", "user.email", "demo@nightshift.invalid"],
+        &["config", "commit.gpgsign", "false"],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "Initial commit"],
+    ];
+    for args in steps {
+        git_in(repo, args)?;
+    }
+    Ok(())
 }

@@ -241,7 +241,10 @@ impl Watch {
             if seen >= count && !self.flags.contains_key(&Signal::RepeatedError) {
                 let mut quoted = text.to_string();
                 truncate(&mut quoted, 200);
-                let evidence = format!("\"{quoted}\" seen {seen} times in {}", fmt_dur(window));
+                let evidence = format!(
+                    "\"{quoted}\" seen {seen} times in {}",
+                    crate::task::format_duration(window)
+                );
                 self.raise(Signal::RepeatedError, now, evidence, &mut change);
             }
         }
@@ -285,7 +288,10 @@ impl Watch {
             && !self.flags.contains_key(&Signal::Silence)
             && add(self.quiet_from, d) <= now
         {
-            let evidence = format!("no output for {}", fmt_dur(elapsed(self.last_output, now)));
+            let evidence = format!(
+                "no output for {}",
+                crate::task::format_duration(elapsed(self.last_output, now))
+            );
             self.raise(
                 Signal::Silence,
                 add(self.quiet_from, d),
@@ -298,7 +304,10 @@ impl Watch {
             && !self.flags.contains_key(&Signal::NoCommits)
             && add(self.commit_from, d) <= now
         {
-            let evidence = format!("no commit for {}", fmt_dur(elapsed(self.last_commit, now)));
+            let evidence = format!(
+                "no commit for {}",
+                crate::task::format_duration(elapsed(self.last_commit, now))
+            );
             self.raise(
                 Signal::NoCommits,
                 add(self.commit_from, d),
@@ -483,23 +492,6 @@ fn sub(at: Timestamp, d: Duration) -> Timestamp {
 
 fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or_default()
-}
-
-/// `15m`, `1h 30m`, `45s` (whole seconds, as in task files).
-fn fmt_dur(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let mut parts = Vec::new();
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if s > 0 || parts.is_empty() {
-        parts.push(format!("{s}s"));
-    }
-    parts.join(" ")
 }
 
 #[cfg(test)]

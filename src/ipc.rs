@@ -23,8 +23,6 @@ pub enum Request {
     Status,
     /// Stop a running task and file it as failed.
     Cancel { id: String },
-    /// Look at the queue now instead of waiting for a file event.
-    Rescan,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

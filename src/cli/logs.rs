@@ -44,8 +44,7 @@ pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
     if !args.follow {
         return Ok(exit::SUCCESS);
     }
-    // Follow with file notifications, not by polling; the timeout only re-checks whether the
-    // task is still running.
+    // Follow with file notifications, not by polling.
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |_| {
         let _ = tx.send(());
@@ -55,7 +54,9 @@ pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
         notify::RecursiveMode::NonRecursive,
     )?;
     loop {
-        let _ = rx.recv_timeout(Duration::from_secs(1));
+        // The run folder changes when output arrives and when the attempt ends (exit and
+        // report records), so events drive this; the timeout is only a safety net.
+        let _ = rx.recv_timeout(Duration::from_secs(30));
         offset = print_from(&path, offset, args.plain)?;
         let still_running = home.task_file(TaskState::Running, &args.id).exists();
         let latest = run::attempts(&home.task_runs(&args.id)).last().copied() == Some(attempt);

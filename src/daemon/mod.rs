@@ -529,12 +529,6 @@ impl Daemon {
     fn on_request(&mut self, req: Request) -> Response {
         match req {
             Request::Status => Response::Status(self.status()),
-            Request::Rescan => {
-                self.queue_dirty = true;
-                Response::Ok {
-                    message: "rescanning the queue".into(),
-                }
-            }
             Request::Cancel { id } => {
                 let Some(run) = self.state.run(&id) else {
                     return Response::Error {

@@ -99,6 +99,12 @@ pub struct AttentionConfig {
     pub waiting_patterns: Vec<String>,
     /// What each signal does besides notifying: `notify` (the default), `stop` or `restart`.
     pub policy: BTreeMap<crate::core::attention::Signal, crate::core::Policy>,
+    /// Notify again this often while a flag stays up (`off` = once per flag).
+    #[serde(
+        deserialize_with = "off_or_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub renotify: Option<Duration>,
 }
 
 impl Default for AttentionConfig {
@@ -113,6 +119,7 @@ impl Default for AttentionConfig {
             error_patterns: Vec::new(),
             waiting_patterns: Vec::new(),
             policy: BTreeMap::new(),
+            renotify: None,
         }
     }
 }
@@ -130,6 +137,9 @@ impl AttentionConfig {
         t.silence = self.silence;
         t.waiting = self.waiting;
         t.input_debounce = self.input_debounce;
+        for (signal, policy) in &self.policy {
+            signal.check_policy(*policy)?;
+        }
         Ok(t)
     }
 }
@@ -145,6 +155,17 @@ pub struct AgentProfile {
     pub command: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// This agent's changes to `[attention]`; a task's own changes go on top.
+    #[serde(default, deserialize_with = "attention_changes", skip_serializing)]
+    pub attention: crate::task::AttentionOverride,
+}
+
+fn attention_changes<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<crate::task::AttentionOverride, D::Error> {
+    crate::task::AttentionChanges::deserialize(d)?
+        .resolve()
+        .map_err(serde::de::Error::custom)
 }
 
 impl Default for Config {
@@ -174,9 +195,14 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
     let p = |argv: &[&str]| AgentProfile {
         command: argv.iter().map(|s| s.to_string()).collect(),
         env: BTreeMap::new(),
+        attention: Default::default(),
     };
     BTreeMap::from([
-        ("claude".into(), p(&["claude", "{prompt}"])),
+        // The hook settings make Claude Code report when it needs a person (see hook.rs).
+        (
+            "claude".into(),
+            p(&["claude", "--settings", "{hook_settings}", "--", "{prompt}"]),
+        ),
         ("codex".into(), p(&["codex", "{prompt}"])),
         (
             "aider".into(),
@@ -199,7 +225,14 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
     ])
 }
 
-const PLACEHOLDERS: [&str; 5] = ["prompt", "prompt_file", "task_id", "workdir", "nightshift"];
+const PLACEHOLDERS: [&str; 6] = [
+    "prompt",
+    "prompt_file",
+    "task_id",
+    "workdir",
+    "nightshift",
+    "hook_settings",
+];
 
 impl Config {
     /// Reads `path`; a missing file means the defaults.
@@ -342,6 +375,15 @@ pub struct ArgvVars<'a> {
     pub task_id: &'a str,
     pub workdir: &'a Path,
     pub nightshift: &'a Path,
+    /// The run's hook settings file (written when the template uses it).
+    pub hook_settings: &'a Path,
+}
+
+impl AgentProfile {
+    /// Whether the agent gets per-run hook settings (`{hook_settings}` in its command).
+    pub fn uses_hooks(&self) -> bool {
+        self.command.iter().any(|a| a.contains("{hook_settings}"))
+    }
 }
 
 /// Expands a profile's argv template in one pass, so text inside the prompt is never
@@ -365,6 +407,7 @@ pub fn expand_argv(profile: &AgentProfile, vars: &ArgvVars<'_>) -> Result<Vec<St
                 Piece::Var("task_id") => out.push_str(vars.task_id),
                 Piece::Var("workdir") => out.push_str(&vars.workdir.to_string_lossy()),
                 Piece::Var("nightshift") => out.push_str(&vars.nightshift.to_string_lossy()),
+                Piece::Var("hook_settings") => out.push_str(&vars.hook_settings.to_string_lossy()),
                 Piece::Var(other) => return Err(format!("unknown placeholder `{{{other}}}`")),
             }
         }
@@ -537,6 +580,7 @@ mod tests {
             task_id: "t",
             workdir: Path::new("/w"),
             nightshift: Path::new("/bin/nightshift"),
+            hook_settings: Path::new("/h/runs/t/1/hook-settings.json"),
         }
     }
 
@@ -585,6 +629,7 @@ mod tests {
         let p = AgentProfile {
             command: vec!["a".into(), "--m={prompt}".into(), "{{literal}}".into()],
             env: BTreeMap::new(),
+            attention: Default::default(),
         };
         let argv = expand_argv(&p, &vars("{task_id} $(touch x) `y`"))?;
         assert_eq!(argv, vec!["a", "--m={task_id} $(touch x) `y`", "{literal}"]);
@@ -596,6 +641,7 @@ mod tests {
         let p = AgentProfile {
             command: vec!["agent".into(), "{task_id}".into()],
             env: BTreeMap::new(),
+            attention: Default::default(),
         };
         assert_eq!(expand_argv(&p, &vars("hi"))?, vec!["agent", "t", "hi"]);
         Ok(())

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod fsutil;
 pub mod git;
 pub mod home;
+pub mod hook;
 pub mod ipc;
 pub mod notify;
 pub mod queue;

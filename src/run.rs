@@ -13,6 +13,9 @@
 //! | `screen.txt` | daemon | the pane's last screen and scrollback, once the agent exited |
 //! | `attention.json` | daemon | the attention flags now (rewritten when they change) |
 //! | `ack.json` | `nightshift ack` | a person acknowledged the flags |
+//! | `hook-settings.json` | daemon | the agent's hook settings (Claude Code `--settings`) |
+//! | `hooks.jsonl` | `nightshift hook` | the agent's hook events, one a line |
+//! | `session.json` | `nightshift hook` | the agent's own session id (SessionStart) |
 //! | `cancel.json` | daemon | a person cancelled the run |
 //! | `report.json` | daemon | the attempt's outcome |
 //! | `events.jsonl` | daemon | a log of what happened, one JSON object a line |
@@ -45,6 +48,12 @@ pub const SCREEN: &str = "screen.txt";
 pub const ATTENTION: &str = "attention.json";
 /// A person acknowledged the flags (`nightshift ack`).
 pub const ACK: &str = "ack.json";
+/// The hook settings given to the agent (Claude Code's `--settings`).
+pub const HOOK_SETTINGS: &str = "hook-settings.json";
+/// The agent's hook events, appended by `nightshift hook`.
+pub const HOOKS: &str = "hooks.jsonl";
+/// The agent's own session id, from its SessionStart hook.
+pub const SESSION: &str = "session.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpawnRecord {

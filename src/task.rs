@@ -78,18 +78,43 @@ struct FrontMatter {
     max_attempts: Option<u32>,
     depends_on: Option<OneOrMany>,
     env: Option<BTreeMap<String, ScalarText>>,
-    attention: Option<AttentionFront>,
+    attention: Option<AttentionChanges>,
 }
 
-/// `attention:` in the front matter: the same keys as `[attention]` in config.toml.
+/// `attention:` in the front matter, and `[agents.NAME.attention]` in config.toml: changes to
+/// the `[attention]` settings, with the same keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AttentionFront {
+pub struct AttentionChanges {
     no_commits: Option<DurationOrOff>,
     silence: Option<DurationOrOff>,
     repeated_errors: Option<u32>,
     waiting: Option<bool>,
+    /// Added to the built-in and configured ones.
+    waiting_patterns: Option<Vec<String>>,
     policy: Option<BTreeMap<crate::core::attention::Signal, crate::core::Policy>>,
+}
+
+impl AttentionChanges {
+    /// Checks the durations, patterns and policies.
+    pub fn resolve(self) -> Result<AttentionOverride, String> {
+        let waiting_patterns = self.waiting_patterns.unwrap_or_default();
+        for p in &waiting_patterns {
+            regex::Regex::new(p).map_err(|e| format!("invalid waiting pattern `{p}`: {e}"))?;
+        }
+        let policy = self.policy.unwrap_or_default();
+        for (signal, p) in &policy {
+            signal.check_policy(*p)?;
+        }
+        Ok(AttentionOverride {
+            no_commits: self.no_commits.map(duration_or_off).transpose()?,
+            silence: self.silence.map(duration_or_off).transpose()?,
+            repeated_errors: self.repeated_errors,
+            waiting: self.waiting,
+            waiting_patterns,
+            policy,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +133,8 @@ pub struct AttentionOverride {
     pub silence: Option<Option<Duration>>,
     pub repeated_errors: Option<u32>,
     pub waiting: Option<bool>,
+    /// Regular expressions (already checked) for more screen prompts.
+    pub waiting_patterns: Vec<String>,
     pub policy: BTreeMap<crate::core::attention::Signal, crate::core::Policy>,
 }
 
@@ -300,17 +327,9 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
     };
     let attention = match front.attention {
         None => AttentionOverride::default(),
-        Some(a) => {
-            let err =
-                |m: String| TaskError::new(path, at("attention"), 1, format!("attention: {m}"));
-            AttentionOverride {
-                no_commits: a.no_commits.map(duration_or_off).transpose().map_err(err)?,
-                silence: a.silence.map(duration_or_off).transpose().map_err(err)?,
-                repeated_errors: a.repeated_errors,
-                waiting: a.waiting,
-                policy: a.policy.unwrap_or_default(),
-            }
-        }
+        Some(a) => a
+            .resolve()
+            .map_err(|m| TaskError::new(path, at("attention"), 1, format!("attention: {m}")))?,
     };
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {

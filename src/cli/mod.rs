@@ -119,6 +119,13 @@ pub enum Command {
     /// The process in each tmux pane: starts the agent and records its exit
     #[command(hide = true, name = "__wrap")]
     Wrap { run_dir: PathBuf },
+    /// Record an agent hook event read from stdin (run by Claude Code's hooks)
+    #[command(hide = true)]
+    Hook {
+        /// The run folder; defaults to $NIGHTSHIFT_RUN_DIR
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -132,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             prompt,
         })),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
+        Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -173,6 +181,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }
+        | Command::Hook { .. }
         | Command::Completions { .. }
         | Command::Demo(_)
         | Command::Bench(_) => Ok(exit::USAGE),

@@ -21,6 +21,58 @@ pub enum Signal {
     RepeatedError,
     Waiting,
     Silence,
+    /// The task's wall-clock limit was reached.
+    Timeout,
+    /// The agent exited without signalling done, or its session vanished.
+    Died,
+}
+
+impl Signal {
+    /// What a raised flag does when nothing is configured: heuristics only notify; a timeout
+    /// stops the agent; a dead agent is tried again while attempts remain.
+    pub fn default_policy(self) -> crate::core::Policy {
+        match self {
+            Signal::Timeout => crate::core::Policy::Stop,
+            Signal::Died => crate::core::Policy::Restart,
+            _ => crate::core::Policy::Notify,
+        }
+    }
+
+    /// Whether `policy` makes sense for this signal: a dead agent cannot be left running.
+    pub fn check_policy(self, policy: crate::core::Policy) -> Result<(), String> {
+        if self == Signal::Died && policy == crate::core::Policy::Notify {
+            return Err(
+                "died: the agent is gone, so the policy is `restart` (the default) or `stop`"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The kebab-case name used in config, files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::NoCommits => "no-commits",
+            Signal::RepeatedError => "repeated-error",
+            Signal::Waiting => "waiting",
+            Signal::Silence => "silence",
+            Signal::Timeout => "timeout",
+            Signal::Died => "died",
+        }
+    }
+}
+
+/// What an agent's own hooks (Claude Code's) say about it: precise where the screen guesses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    /// It asks a person: a permission prompt, a question dialog, or idling at its prompt.
+    NeedsInput(String),
+    /// It works: a prompt was submitted, or a tool is about to run or has run.
+    Working,
+    /// A turn ended; unless done was signalled, it now waits at its prompt. Its last words.
+    TurnEnded(String),
+    /// An API error ended the turn.
+    TurnFailed(String),
 }
 
 /// A raised signal: since when (the moment its condition was met) and why.
@@ -63,22 +115,71 @@ const ERROR_PATTERNS: &[&str] = &[
     r"(?i): command not found\s*$",
 ];
 
+/// Prompts any CLI may show.
 const WAITING_PATTERNS: &[&str] = &[
     // Still unanswered: nothing typed after it.
     r"(?i)(\(y/n\)|\[y/n\]|\(yes/no\)|\[yes/no\])\s*[:?]?\s*$",
-    r"(?i)\(y\)es/\(n\)o",
-    // The highlighted item of a menu (Claude Code, Codex).
+    // The highlighted item of a menu.
     r"^[❯›▸▶➤]\s*\d+[.)]\s+\S",
     r"(?i)^>\s*1[.)]\s+(yes|no|allow|approve|proceed|continue)\b",
     r"(?i)\bdo you want to\b.*\?$",
-    r"(?i)\bdo you trust the files in this folder\b",
-    r"(?i)\btrust this folder\b",
     r"(?i)\bwhat do you want to do\?",
-    r"(?i)\bstop and wait for (the )?limit to reset\b",
     r"(?i)\bpress (enter|return|any key) to continue\b",
     r"(?i)^(allow|approve)\b.*\?$",
     r"(?i)\bwould you like to (run|make|apply|proceed|allow)\b",
 ];
+
+/// Prompts of particular agent CLIs, by program name (what their screens say; see
+/// shared/research/orchestrators.md §2.6). They add to the generic ones.
+const AGENT_WAITING_PATTERNS: &[(&str, &[&str])] = &[
+    (
+        "claude",
+        &[
+            r"(?i)\bdo you trust the files in this folder\b",
+            r"(?i)\btrust this folder\b",
+            r"(?i)\bis this a project you created or one you trust\b",
+            r"(?i)\bstop and wait for (the )?limit to reset\b",
+            // Esc fires no hook; this line is all there is.
+            r"(?i)\binterrupted\b.*\bwhat should claude do instead\b",
+            r"(?i)\benter to (select|confirm)\b.*\besc to cancel\b",
+        ],
+    ),
+    (
+        "codex",
+        &[
+            r"(?i)\bpress enter to confirm or esc to cancel\b",
+            r"(?i)\ballow command\?",
+            r"(?i)\benter to submit answer\b",
+            r"(?i)\bopen documentation url for more info\b",
+        ],
+    ),
+    (
+        "aider",
+        &[r"(?i)\(y\)es/\(n\)o", r"(?i)\(d\)on't ask again"],
+    ),
+    (
+        "gemini",
+        &[
+            r"(?i)\byes, allow once\b",
+            r"(?i)\bwaiting for user confirmation\b",
+            r"(?i)\ballow execution\b.*\?",
+        ],
+    ),
+];
+
+/// The built-in prompt patterns of an agent CLI, found by its program's file name
+/// (`/usr/local/bin/claude` → Claude Code's); none for programs not known.
+pub fn agent_waiting_patterns(program: &str) -> Vec<Regex> {
+    let name = std::path::Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    AGENT_WAITING_PATTERNS
+        .iter()
+        .find(|(agent, _)| *agent == name)
+        .map(|(_, patterns)| compile(patterns))
+        .unwrap_or_default()
+}
 
 /// Benign mentions of errors, cut from a line before the error patterns are tried.
 const BENIGN: &[&str] = &[
@@ -180,6 +281,11 @@ pub struct Watch {
     screen_checked: bool,
     /// A person acked during this quiet period: the question on screen is known.
     waiting_acked: bool,
+    /// The Waiting flag came from a hook: only the agent working again (or an ack) clears
+    /// it, not the screen or a redraw.
+    waiting_from_hook: bool,
+    /// A hook said the turn ended, and when; becomes Waiting unless done follows.
+    turn_ended: Option<(Timestamp, String)>,
     /// Recent times of each normalised error line (at most the threshold count).
     errors: HashMap<String, VecDeque<Timestamp>>,
     flags: BTreeMap<Signal, Flag>,
@@ -196,6 +302,8 @@ impl Watch {
             commit_from: now,
             screen_checked: false,
             waiting_acked: false,
+            waiting_from_hook: false,
+            turn_ended: None,
             errors: HashMap::new(),
             flags: BTreeMap::new(),
         }
@@ -207,11 +315,11 @@ impl Watch {
         if lines.is_empty() {
             return change;
         }
-        self.last_output = now;
-        self.quiet_from = now;
-        self.screen_checked = false;
-        self.waiting_acked = false;
-        self.clear(Signal::Waiting, &mut change);
+        self.active(now);
+        if !self.waiting_from_hook {
+            self.waiting_acked = false;
+            self.clear(Signal::Waiting, &mut change);
+        }
         self.clear(Signal::Silence, &mut change);
         let Some((count, window)) = t.repeated_error else {
             return change;
@@ -260,14 +368,69 @@ impl Watch {
         }
         self.screen_checked = true;
         match question(screen, &t.waiting_patterns) {
-            Some(evidence) => {
-                if !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting) {
-                    self.raise(Signal::Waiting, now, evidence, &mut change);
-                }
+            Some(evidence)
+                if !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting) =>
+            {
+                self.raise(Signal::Waiting, now, evidence, &mut change);
             }
-            None => self.clear(Signal::Waiting, &mut change),
+            Some(_) => {}
+            None if !self.waiting_from_hook => self.clear(Signal::Waiting, &mut change),
+            None => {}
         }
         change
+    }
+
+    /// An event from the agent's hooks.
+    pub fn on_hook(&mut self, hook: Hook, now: Timestamp, t: &Thresholds) -> Change {
+        let mut change = Change::default();
+        match hook {
+            Hook::Working => {
+                self.active(now);
+                self.turn_ended = None;
+                self.waiting_acked = false;
+                self.clear(Signal::Waiting, &mut change);
+                self.clear(Signal::Silence, &mut change);
+            }
+            Hook::NeedsInput(evidence) | Hook::TurnFailed(evidence) => {
+                self.turn_ended = None;
+                // After an ack, only a new prompt (which comes after work) raises again.
+                if t.waiting && !self.waiting_acked {
+                    self.raise_from_hook(evidence, now, &mut change);
+                }
+            }
+            Hook::TurnEnded(last_words) => {
+                if t.waiting && !self.flags.contains_key(&Signal::Waiting) {
+                    self.turn_ended = Some((now, last_words));
+                }
+            }
+        }
+        change
+    }
+
+    /// A flag the watch cannot see for itself (timeout, died), raised by the caller.
+    pub fn flag(&mut self, signal: Signal, now: Timestamp, evidence: String) -> Change {
+        let mut change = Change::default();
+        if !self.flags.contains_key(&signal) {
+            self.raise(signal, now, evidence, &mut change);
+        }
+        change
+    }
+
+    pub fn has(&self, signal: Signal) -> bool {
+        self.flags.contains_key(&signal)
+    }
+
+    fn active(&mut self, now: Timestamp) {
+        self.last_output = now;
+        self.quiet_from = now;
+        self.screen_checked = false;
+    }
+
+    fn raise_from_hook(&mut self, evidence: String, now: Timestamp, change: &mut Change) {
+        if !self.flags.contains_key(&Signal::Waiting) {
+            self.raise(Signal::Waiting, now, evidence, change);
+        }
+        self.waiting_from_hook = true;
     }
 
     /// A new commit: clears NoCommits and RepeatedError (progress), restarts the commit clock.
@@ -284,6 +447,20 @@ impl Watch {
     /// Time passed: raises Silence and NoCommits when their periods are over.
     pub fn on_tick(&mut self, now: Timestamp, t: &Thresholds) -> Change {
         let mut change = Change::default();
+        // The debounce leaves room for a done signal that raced the end of the turn.
+        if let Some((at, _)) = &self.turn_ended
+            && add(*at, t.input_debounce) <= now
+            && let Some((_, last_words)) = self.turn_ended.take()
+            && !self.waiting_acked
+        {
+            let mut evidence = "the agent ended its turn without signalling done".to_string();
+            if let Some(last) = last_words.lines().rev().find(|l| !l.trim().is_empty()) {
+                let mut last = last.trim().to_string();
+                truncate(&mut last, 200);
+                evidence.push_str(&format!("; its last words: \"{last}\""));
+            }
+            self.raise_from_hook(evidence, now, &mut change);
+        }
         if let Some(d) = t.silence
             && !self.flags.contains_key(&Signal::Silence)
             && add(self.quiet_from, d) <= now
@@ -329,6 +506,8 @@ impl Watch {
         self.quiet_from = now;
         self.commit_from = now;
         self.waiting_acked = true;
+        self.waiting_from_hook = false;
+        self.turn_ended = None;
         change
     }
 
@@ -349,12 +528,26 @@ impl Watch {
             .map(|d| add(self.commit_from, d));
         let screen =
             (t.waiting && !self.screen_checked).then(|| add(self.last_output, t.input_debounce));
-        [silence, commits, screen].into_iter().flatten().min()
+        let turn = self
+            .turn_ended
+            .as_ref()
+            .map(|(at, _)| add(*at, t.input_debounce));
+        [silence, commits, screen, turn].into_iter().flatten().min()
     }
 
     /// Whether a screen capture is due now: quiet for `input_debounce`, not yet read.
     pub fn screen_due(&self, now: Timestamp, t: &Thresholds) -> bool {
         t.waiting && !self.screen_checked && add(self.last_output, t.input_debounce) <= now
+    }
+
+    /// Like `screen_due`, and counts the capture as made, so it is asked for once per quiet
+    /// period (new output makes the next one due).
+    pub fn take_screen_due(&mut self, now: Timestamp, t: &Thresholds) -> bool {
+        let due = self.screen_due(now, t);
+        if due {
+            self.screen_checked = true;
+        }
+        due
     }
 
     fn raise(&mut self, signal: Signal, since: Timestamp, evidence: String, change: &mut Change) {
@@ -368,6 +561,9 @@ impl Watch {
     }
 
     fn clear(&mut self, signal: Signal, change: &mut Change) {
+        if signal == Signal::Waiting {
+            self.waiting_from_hook = false;
+        }
         if self.flags.remove(&signal).is_some() {
             change.cleared.push(signal);
         }
@@ -514,8 +710,13 @@ mod tests {
         is_error_line(&strip_ansi(line), &t.error_patterns)
     }
 
+    /// With the generic patterns and every agent's own.
     fn asks(screen: &str) -> bool {
-        question(screen, &Thresholds::default().waiting_patterns).is_some()
+        let mut patterns = Thresholds::default().waiting_patterns;
+        for (agent, _) in AGENT_WAITING_PATTERNS {
+            patterns.extend(agent_waiting_patterns(agent));
+        }
+        question(screen, &patterns).is_some()
     }
 
     #[test]
@@ -523,6 +724,18 @@ mod tests {
         let t = Thresholds::default();
         assert_eq!(t.error_patterns.len(), ERROR_PATTERNS.len());
         assert_eq!(t.waiting_patterns.len(), WAITING_PATTERNS.len());
+        for (agent, patterns) in AGENT_WAITING_PATTERNS {
+            assert_eq!(
+                agent_waiting_patterns(agent).len(),
+                patterns.len(),
+                "{agent}"
+            );
+        }
+        assert_eq!(
+            agent_waiting_patterns("/opt/bin/codex").len(),
+            agent_waiting_patterns("codex").len()
+        );
+        assert!(agent_waiting_patterns("my-agent").is_empty());
         assert_eq!(BENIGN_RE.len(), BENIGN.len());
         assert_eq!(CHROME_RE.len(), CHROME.len());
         assert_eq!(MENU_RE.len(), 2);
@@ -762,9 +975,18 @@ mod tests {
             "Which option?\n1. Yes\n2. No",
             "> 1. Yes, allow once\n  2. No",
             "⏺ Should I also update the README?\n╭──────╮\n│ >    │\n╰──────╯\n  ? for shortcuts\n",
+            "Quick safety check: Is this a project you created or one you trust?\n  1. Yes, I trust this folder\n ❯ 2. No, exit\n Enter to confirm · Esc to cancel",
+            "⎿  Interrupted · What should Claude do instead?\n╭────╮\n│ >  │\n╰────╯\n  ? for shortcuts",
+            "Allow command?\n  ls -la\n Press enter to confirm or esc to cancel",
+            "Apply this change?\n● Yes, allow once\n  Yes, allow always\n  No\nWaiting for user confirmation...",
         ] {
             assert!(asks(screen), "{screen:?}");
         }
+        // Agent-specific prompts count only for their agent.
+        let interrupted = "⎿  Interrupted · What should Claude do instead?\n  ? for shortcuts";
+        let generic = Thresholds::default().waiting_patterns;
+        assert!(question(interrupted, &generic).is_none());
+        assert!(question(interrupted, &agent_waiting_patterns("claude")).is_some());
         for screen in [
             "fn main() -> Result<(), Box<dyn Error>> { x?; }",
             "let v = parse(input)?",
@@ -835,9 +1057,11 @@ mod tests {
         assert_eq!(w.next_wake(&t), Some(at(2)));
         assert!(!w.screen_due(at(1), &t));
         assert!(w.screen_due(at(2), &t));
+        assert!(w.take_screen_due(at(2), &t));
+        assert!(!w.take_screen_due(at(2), &t), "asked for once");
+        assert_eq!(w.next_wake(&t), Some(at(600)));
         w.on_screen("$ ", at(2), &t);
         assert!(!w.screen_due(at(3), &t));
-        assert_eq!(w.next_wake(&t), Some(at(600)));
         w.on_tick(at(600), &t);
         assert_eq!(w.next_wake(&t), Some(at(900)));
         w.on_tick(at(900), &t);

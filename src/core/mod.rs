@@ -32,8 +32,23 @@ pub struct Settings {
     pub done_marker: String,
     /// When a running agent needs a person.
     pub attention: attention::Thresholds,
-    /// What a raised flag does besides notifying; signals not listed only notify.
+    /// What a raised flag does besides notifying; signals not listed take their default
+    /// ([`attention::Signal::default_policy`]).
     pub policies: BTreeMap<attention::Signal, Policy>,
+    /// Remind a person this often while a run stays flagged.
+    pub renotify: Option<Duration>,
+    /// The profile of tasks that name none.
+    pub default_agent: String,
+    /// Each agent profile's attention changes and its extra screen prompts.
+    pub agents: BTreeMap<String, AgentAttention>,
+}
+
+/// What an agent profile changes in the attention settings.
+#[derive(Debug, Clone, Default)]
+pub struct AgentAttention {
+    pub changes: crate::task::AttentionOverride,
+    /// The agent CLI's built-in prompts plus the profile's own.
+    pub waiting_patterns: Vec<regex::Regex>,
 }
 
 /// What happens when a signal flags a run.
@@ -100,6 +115,10 @@ pub struct Run {
     thresholds: attention::Thresholds,
     policies: BTreeMap<attention::Signal, Policy>,
     next_head_check: Timestamp,
+    /// When a person was last told about this run's flags, for reminders.
+    noticed_at: Option<Timestamp>,
+    /// The timeout was flagged already (a `notify` policy lets the agent run on).
+    timed_out: bool,
     /// The workdir turned out not to be a git repository.
     not_a_repo: bool,
     prompt_lines: HashSet<String>,
@@ -198,6 +217,8 @@ pub enum Observation {
     NotARepo,
     /// The pane's visible screen, read after the output went quiet.
     Screen(String),
+    /// The agent's own hooks reported an event.
+    Hook(attention::Hook),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -242,6 +263,12 @@ pub enum Action {
     CaptureScreen { id: String, attempt: u32 },
     /// Look at the workdir's HEAD and report a new commit as [`Observation::Commit`].
     CheckHead { id: String, attempt: u32 },
+    /// The run is still flagged after the re-notify interval: tell a person again.
+    Remind {
+        id: String,
+        attempt: u32,
+        flags: Vec<attention::Flag>,
+    },
 }
 
 /// What the daemon knows.
@@ -307,7 +334,14 @@ impl State {
             let exit = r.exited.as_ref().map(|(at, _)| add(*at, settle));
             let head = (t.no_commits.is_some() && r.phase == Phase::Running && !r.not_a_repo)
                 .then_some(r.next_head_check);
-            [r.deadline, exit, r.watch.next_wake(t), head]
+            let deadline = r.deadline.filter(|_| !r.timed_out);
+            [
+                deadline,
+                exit,
+                r.watch.next_wake(t),
+                head,
+                self.remind_at(r),
+            ]
         });
         let closes = self.closing.values().map(|c| Some(c.close_at));
         runs.chain(closes).flatten().min()
@@ -429,7 +463,7 @@ impl State {
                     self.finish_done(&id, record, now, &mut actions);
                 } else {
                     let change = run.watch.on_output(&lines, now, &run.thresholds);
-                    attention_action(run, change, &mut actions);
+                    attention_action(run, change, now, &mut actions);
                 }
             }
             Event::Observed { id, attempt, what } => {
@@ -444,14 +478,15 @@ impl State {
                         }
                         Observation::NotARepo => attention::Change::default(),
                         Observation::Screen(screen) => run.watch.on_screen(&screen, now, t),
+                        Observation::Hook(hook) => run.watch.on_hook(hook, now, t),
                     };
-                    attention_action(run, change, &mut actions);
+                    attention_action(run, change, now, &mut actions);
                 }
             }
             Event::Ack { id } => {
                 if let Some(run) = self.running.get_mut(&id) {
                     let change = run.watch.ack(now);
-                    attention_action(run, change, &mut actions);
+                    attention_action(run, change, now, &mut actions);
                 }
             }
             Event::Done {
@@ -481,10 +516,9 @@ impl State {
             }
             Event::SessionGone { id, attempt } => {
                 if self.current(&id, attempt).is_some() {
-                    self.fail_attempt(
+                    self.died(
                         &id,
                         "the tmux session vanished (tmux was killed, the machine rebooted, or someone closed it)".into(),
-                        true,
                         now,
                         &mut actions,
                     );
@@ -519,10 +553,7 @@ impl State {
                 continue;
             };
             for flag in &change.raised {
-                let policy = self
-                    .running
-                    .get(id)
-                    .and_then(|r| r.policies.get(&flag.signal).copied());
+                let policy = self.running.get(id).map(|r| r.policy(flag.signal));
                 if let Some(policy @ (Policy::Stop | Policy::Restart)) = policy {
                     stops.push((id.clone(), *attempt, flag.clone(), policy));
                 }
@@ -532,16 +563,43 @@ impl State {
             if self.current(&id, attempt).is_none() {
                 continue;
             }
-            let signal = serde_json::to_value(flag.signal).unwrap_or_default();
-            let signal = signal.as_str().unwrap_or("attention").to_string();
-            let verb = if policy == Policy::Stop {
-                "stopped"
-            } else {
-                "restarted"
+            let reason = match (flag.signal, policy) {
+                // Their evidence says it all; the policy is what they normally do.
+                (attention::Signal::Timeout, Policy::Stop)
+                | (attention::Signal::Died, Policy::Restart) => flag.evidence.clone(),
+                (signal, Policy::Stop) => {
+                    format!("stopped by the {} policy: {}", signal.name(), flag.evidence)
+                }
+                (signal, _) => {
+                    format!(
+                        "restarted by the {} policy: {}",
+                        signal.name(),
+                        flag.evidence
+                    )
+                }
             };
-            let reason = format!("{verb} by the {signal} policy: {}", flag.evidence);
             self.fail_attempt(&id, reason, policy == Policy::Restart, now, actions);
         }
+    }
+
+    /// The agent is gone without having signalled done: a Died flag, whose policy decides.
+    fn died(&mut self, id: &str, why: String, now: Timestamp, actions: &mut Vec<Action>) {
+        if let Some(run) = self.running.get_mut(id) {
+            let change = run.watch.flag(attention::Signal::Died, now, why.clone());
+            if change.is_empty() {
+                // Already flagged (and notify is not a policy for it): end it here.
+                self.fail_attempt(id, why, true, now, actions);
+            } else {
+                attention_action(run, change, now, actions);
+            }
+        }
+    }
+
+    /// When a flagged run is due a reminder.
+    fn remind_at(&self, run: &Run) -> Option<Timestamp> {
+        let every = self.settings.renotify?;
+        let noticed = run.noticed_at?;
+        (!run.watch.flags().is_empty()).then(|| add(noticed, every))
     }
 
     fn current(&mut self, id: &str, attempt: u32) -> Option<&mut Run> {
@@ -563,10 +621,15 @@ impl State {
             thresholds: self.run_thresholds(&task),
             policies: {
                 let mut p = self.settings.policies.clone();
+                if let Some(agent) = self.agent_attention(&task) {
+                    p.extend(agent.changes.policy.clone());
+                }
                 p.extend(task.attention.policy.clone());
                 p
             },
             next_head_check: add(started_at, HEAD_CHECK_EVERY),
+            noticed_at: None,
+            timed_out: false,
             not_a_repo: false,
             prompt_lines: completion::prompt_lines(&task.prompt),
             counted_attempts: counted,
@@ -575,25 +638,23 @@ impl State {
         }
     }
 
-    /// The configured attention thresholds with the task's own changes.
+    fn agent_attention(&self, task: &Task) -> Option<&AgentAttention> {
+        let agent = task
+            .agent
+            .as_deref()
+            .unwrap_or(&self.settings.default_agent);
+        self.settings.agents.get(agent)
+    }
+
+    /// The configured attention thresholds with the agent's, then the task's, changes.
     fn run_thresholds(&self, task: &Task) -> attention::Thresholds {
         let mut t = self.settings.attention.clone();
-        let o = &task.attention;
-        if let Some(v) = o.no_commits {
-            t.no_commits = v;
+        if let Some(agent) = self.agent_attention(task) {
+            t.waiting_patterns
+                .extend(agent.waiting_patterns.iter().cloned());
+            apply_changes(&mut t, &agent.changes);
         }
-        if let Some(v) = o.silence {
-            t.silence = v;
-        }
-        if let Some(n) = o.repeated_errors {
-            let window = t
-                .repeated_error
-                .map_or(Duration::from_secs(600), |(_, w)| w);
-            t.repeated_error = (n > 0).then_some((n, window));
-        }
-        if let Some(w) = o.waiting {
-            t.waiting = w;
-        }
+        apply_changes(&mut t, &task.attention);
         t
     }
 
@@ -688,33 +749,49 @@ impl State {
     /// Timeouts, exits without done, and ended grace periods.
     fn expire(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         let settle = self.settings.exit_settle;
-        let mut failures = Vec::new();
-        for run in self.running.values() {
+        let mut deaths = Vec::new();
+        for run in self.running.values_mut() {
             if let Some((at, how)) = &run.exited
                 && add(*at, settle) <= now
             {
-                failures.push((
+                deaths.push((
                     run.task.id.clone(),
                     format!("{how} without signalling done"),
-                    true,
                 ));
             } else if let Some(deadline) = run.deadline
                 && deadline <= now
+                && !run.timed_out
             {
+                run.timed_out = true;
                 let limit = run
                     .task
                     .timeout
                     .or(self.settings.default_timeout)
                     .unwrap_or_default();
-                failures.push((
-                    run.task.id.clone(),
-                    format!("timed out after {}", format_duration(limit)),
-                    true,
-                ));
+                let why = format!("timed out after {}", format_duration(limit));
+                let change = run.watch.flag(attention::Signal::Timeout, now, why);
+                attention_action(run, change, now, actions);
             }
         }
-        for (id, reason, retry) in failures {
-            self.fail_attempt(&id, reason, retry, now, actions);
+        for (id, why) in deaths {
+            self.died(&id, why, now, actions);
+        }
+        let renotify = self.settings.renotify;
+        for run in self.running.values_mut() {
+            if let Some(every) = renotify
+                && let Some(noticed) = run.noticed_at
+                && add(noticed, every) <= now
+            {
+                let flags = run.watch.flags();
+                if !flags.is_empty() {
+                    run.noticed_at = Some(now);
+                    actions.push(Action::Remind {
+                        id: run.task.id.clone(),
+                        attempt: run.attempt,
+                        flags,
+                    });
+                }
+            }
         }
         for run in self.running.values_mut() {
             if run.phase != Phase::Running || run.exited.is_some() {
@@ -728,14 +805,14 @@ impl State {
                     attempt: run.attempt,
                 });
             }
-            if run.watch.screen_due(now, t) {
+            if run.watch.take_screen_due(now, t) {
                 actions.push(Action::CaptureScreen {
                     id: run.task.id.clone(),
                     attempt: run.attempt,
                 });
             }
             let change = run.watch.on_tick(now, t);
-            attention_action(run, change, actions);
+            attention_action(run, change, now, actions);
         }
         let expired: Vec<String> = self
             .closing
@@ -794,8 +871,51 @@ impl State {
     }
 }
 
+impl Run {
+    /// What a raised flag of this signal does for this run.
+    pub fn policy(&self, signal: attention::Signal) -> Policy {
+        self.policies
+            .get(&signal)
+            .copied()
+            .unwrap_or(signal.default_policy())
+    }
+}
+
+/// Applies a profile's or a task's attention changes.
+fn apply_changes(t: &mut attention::Thresholds, o: &crate::task::AttentionOverride) {
+    if let Some(v) = o.no_commits {
+        t.no_commits = v;
+    }
+    if let Some(v) = o.silence {
+        t.silence = v;
+    }
+    if let Some(n) = o.repeated_errors {
+        let window = t
+            .repeated_error
+            .map_or(Duration::from_secs(600), |(_, w)| w);
+        t.repeated_error = (n > 0).then_some((n, window));
+    }
+    if let Some(w) = o.waiting {
+        t.waiting = w;
+    }
+    // Checked when the task or the config was read.
+    t.waiting_patterns.extend(
+        o.waiting_patterns
+            .iter()
+            .filter_map(|p| regex::Regex::new(p).ok()),
+    );
+}
+
 /// Records a change of a run's flags.
-fn attention_action(run: &Run, change: attention::Change, actions: &mut Vec<Action>) {
+fn attention_action(
+    run: &mut Run,
+    change: attention::Change,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+) {
+    if !change.raised.is_empty() {
+        run.noticed_at = Some(now);
+    }
     if !change.is_empty() {
         actions.push(Action::Attention {
             id: run.task.id.clone(),

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::attention::{Hook, Signal};
 use super::dispatch::Hold;
-use super::{Action, Event, Invalid, Phase, QueuedTask, Recovered, Settings, State};
+use super::{Action, Event, Invalid, Observation, Phase, QueuedTask, Recovered, Settings, State};
 use crate::home::TaskState;
 use crate::run::{DoneRecord, DoneSource};
 use crate::task::Task;
@@ -34,7 +35,8 @@ fn settings(max_agents: usize) -> Settings {
         grace_period: GRACE,
         exit_settle: SETTLE,
         done_marker: MARKER.into(),
-        // These tests are about the life of a run; attention has its own tests.
+        // These tests are about the life of a run; attention has its own tests (and a
+        // section at the end of this file).
         attention: crate::core::attention::Thresholds {
             no_commits: None,
             repeated_error: None,
@@ -43,6 +45,9 @@ fn settings(max_agents: usize) -> Settings {
             ..Default::default()
         },
         policies: Default::default(),
+        renotify: None,
+        default_agent: "test".into(),
+        agents: Default::default(),
     }
 }
 
@@ -168,7 +173,15 @@ impl Harness {
         }
     }
 
+    /// The actions, without attention records: these tests follow the life of runs (the
+    /// timeout and died flags ride along with it); `step_all` keeps them.
     fn step(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = self.step_all(event);
+        actions.retain(|a| !matches!(a, Action::Attention { .. }));
+        actions
+    }
+
+    fn step_all(&mut self, event: Event) -> Vec<Action> {
         let actions = self.state.step(event, self.now);
         for action in &actions {
             match action {
@@ -583,7 +596,8 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                     Action::CloseSession { .. }
                     | Action::Attention { .. }
                     | Action::CaptureScreen { .. }
-                    | Action::CheckHead { .. } => {}
+                    | Action::CheckHead { .. }
+                    | Action::Remind { .. } => {}
                 }
             }
             assert!(
@@ -906,8 +920,9 @@ fn a_bare_marker_finishes_without_a_summary() {
 // Timeouts
 
 #[test]
-fn the_task_timeout_sets_the_deadline_and_fails_the_attempt() {
+fn the_task_timeout_sets_the_deadline_and_stops_the_task() {
     let mut h = Harness::new(1);
+    // Attempts left do not matter: a timeout's default policy is stop.
     let a = queued("a", "timeout: 30s\nmax_attempts: 2");
     h.scan(std::slice::from_ref(&a));
     let deadline = h.now + Duration::from_secs(30);
@@ -917,25 +932,109 @@ fn the_task_timeout_sets_the_deadline_and_fails_the_attempt() {
     assert_eq!(h.state.next_wake(), Some(deadline));
 
     assert_eq!(h.tick_at(deadline - MICRO), vec![]);
+    h.now = deadline;
+    let actions = h.step_all(Event::Tick);
+    assert!(
+        matches!(&actions[0], Action::Attention { change, .. }
+            if change.raised[0].signal == Signal::Timeout
+                && change.raised[0].evidence == "timed out after 30s"),
+        "{actions:?}"
+    );
     assert_eq!(
-        h.tick_at(deadline),
-        vec![close("a"), requeue("a", 1, "timed out after 30s")]
+        actions[1..],
+        [close("a"), failed("a", 1, 1, "timed out after 30s")]
     );
     assert_eq!(h.state.next_wake(), None);
+}
+
+#[test]
+fn a_timeout_with_the_restart_policy_retries_with_a_fresh_deadline() {
+    let mut h = Harness::new(1);
+    let front = "timeout: 30s\nmax_attempts: 2\nattention:\n  policy:\n    timeout: restart";
+    h.scan(&[queued("a", front)]);
+    let deadline = h.now + Duration::from_secs(30);
+    h.advance(Duration::from_secs(1));
+    h.started("a");
+    assert_eq!(
+        h.tick_at(deadline),
+        vec![
+            close("a"),
+            requeue(
+                "a",
+                1,
+                "restarted by the timeout policy: timed out after 30s"
+            )
+        ]
+    );
 
     // The retry gets a fresh deadline from its own start.
     h.advance(Duration::from_secs(5));
-    let again = requeued("a", "timeout: 30s\nmax_attempts: 2", 1, 1);
-    h.scan(std::slice::from_ref(&again));
+    h.scan(&[requeued("a", front, 1, 1)]);
     let deadline = h.now + Duration::from_secs(30);
     assert_eq!(h.state.next_wake(), Some(deadline));
     assert_eq!(
         h.tick_at(deadline + Duration::from_secs(7)),
         vec![
             close("a"),
-            failed("a", 2, 2, "timed out after 30s (attempt 2 of 2)")
+            failed(
+                "a",
+                2,
+                2,
+                "restarted by the timeout policy: timed out after 30s (attempt 2 of 2)"
+            )
         ]
     );
+}
+
+#[test]
+fn a_timeout_with_the_notify_policy_flags_once_and_lets_the_agent_run() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued(
+        "a",
+        "timeout: 30s\nattention:\n  policy:\n    timeout: notify",
+    )]);
+    let deadline = h.now + Duration::from_secs(30);
+    h.started("a");
+    h.now = deadline;
+    let actions = h.step_all(Event::Tick);
+    assert!(
+        matches!(&actions[..], [Action::Attention { flags, .. }] if flags[0].signal == Signal::Timeout),
+        "{actions:?}"
+    );
+    // Running on, with the flag; the deadline is not raised again, even after an ack.
+    assert!(h.state.run("a").is_some());
+    assert_eq!(h.state.next_wake(), None);
+    h.step_all(Event::Ack { id: "a".into() });
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.step_all(Event::Tick), vec![]);
+    assert!(h.state.run("a").unwrap().watch.flags().is_empty());
+}
+
+#[test]
+fn a_died_agent_with_the_stop_policy_fails_at_once() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued(
+        "a",
+        "max_attempts: 3\nattention:\n  policy:\n    died: stop",
+    )]);
+    h.started("a");
+    h.step(Event::SessionGone {
+        id: "a".into(),
+        attempt: 1,
+    });
+    assert!(h.state.run("a").is_none());
+    assert_eq!(h.finished.get("a"), Some(&TaskState::Failed));
+}
+
+#[test]
+fn notify_is_not_a_policy_for_a_dead_agent() {
+    let err = crate::task::parse(
+        "a",
+        &path_of("a"),
+        "---\nattention:\n  policy:\n    died: notify\n---\nx",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("restart"), "{err}");
 }
 
 #[test]
@@ -1427,4 +1526,228 @@ fn a_recovered_task_keeps_its_deadline_from_its_start() {
         h.tick_at(deadline),
         vec![close("a"), failed("a", 1, 1, "timed out after 30m")]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention in the life of a run: hooks, reminders, per-agent settings
+
+fn attentive(max_agents: usize) -> Settings {
+    let mut s = settings(max_agents);
+    s.attention.waiting = true;
+    s.attention.input_debounce = Duration::from_secs(2);
+    s
+}
+
+impl Harness {
+    fn hook(&mut self, id: &str, hook: Hook) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        self.step_all(Event::Observed {
+            id: id.into(),
+            attempt,
+            what: Observation::Hook(hook),
+        })
+    }
+
+    fn flags(&self, id: &str) -> Vec<Signal> {
+        let run = self.state.run(id).unwrap();
+        run.watch.flags().iter().map(|f| f.signal).collect()
+    }
+}
+
+fn raised(actions: &[Action]) -> Vec<(Signal, String)> {
+    actions
+        .iter()
+        .flat_map(|a| match a {
+            Action::Attention { change, .. } => change
+                .raised
+                .iter()
+                .map(|f| (f.signal, f.evidence.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_permission_hook_flags_at_once_and_only_work_clears_it() {
+    let mut h = Harness::with(attentive(1));
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    // PreToolUse comes before the permission prompt.
+    assert_eq!(raised(&h.hook("a", Hook::Working)), vec![]);
+    let actions = h.hook(
+        "a",
+        Hook::NeedsInput("Claude Code: permission to use Bash".into()),
+    );
+    assert_eq!(
+        raised(&actions),
+        vec![(
+            Signal::Waiting,
+            "Claude Code: permission to use Bash".into()
+        )]
+    );
+    // Redraws and a screen without a recognised question do not clear a hook's flag.
+    h.output("a", &["spinner"]);
+    h.advance(Duration::from_secs(5));
+    h.step_all(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Screen("nothing to see".into()),
+    });
+    assert_eq!(h.flags("a"), vec![Signal::Waiting]);
+    // The person answered: the tool runs.
+    let actions = h.hook("a", Hook::Working);
+    assert!(
+        matches!(&actions[..], [Action::Attention { change, .. }] if change.cleared == vec![Signal::Waiting]),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_turn_that_ends_without_done_flags_after_the_debounce_and_done_wins_the_race() {
+    let mut h = Harness::with(attentive(2));
+    h.scan(&[queued("a", ""), queued("b", "")]);
+    h.started("a");
+    h.started("b");
+    let t0 = h.now;
+    h.hook("a", Hook::TurnEnded("Shall I also update the docs?".into()));
+    h.hook("b", Hook::TurnEnded("All finished.".into()));
+    assert_eq!(h.state.next_wake(), Some(t0 + Duration::from_secs(2)));
+    // b's done arrives just after its Stop hook.
+    h.advance(Duration::from_millis(300));
+    h.done("b");
+    let actions = h.tick_at(t0 + Duration::from_secs(2));
+    let actions: Vec<_> = raised(&actions);
+    assert_eq!(
+        actions.len(),
+        0,
+        "Harness::tick drops attention: {actions:?}"
+    );
+    assert_eq!(h.flags("a"), vec![Signal::Waiting]);
+    let flag = &h.state.run("a").unwrap().watch.flags()[0];
+    assert!(
+        flag.evidence.contains("without signalling done")
+            && flag.evidence.contains("Shall I also update the docs?"),
+        "{flag:?}"
+    );
+    assert!(h.state.run("b").is_none());
+}
+
+#[test]
+fn work_after_a_turn_ended_cancels_the_flag_to_be() {
+    let mut h = Harness::with(attentive(1));
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    h.hook("a", Hook::TurnEnded("ok".into()));
+    h.advance(Duration::from_secs(1));
+    h.hook("a", Hook::Working);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(raised(&h.step_all(Event::Tick)), vec![]);
+    assert!(h.flags("a").is_empty());
+}
+
+#[test]
+fn after_an_ack_an_idle_hook_stays_quiet_but_a_new_prompt_after_work_flags() {
+    let mut h = Harness::with(attentive(1));
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    h.hook(
+        "a",
+        Hook::NeedsInput("Claude Code: waiting (idle_prompt)".into()),
+    );
+    h.step_all(Event::Ack { id: "a".into() });
+    assert_eq!(
+        raised(&h.hook(
+            "a",
+            Hook::NeedsInput("Claude Code: waiting (idle_prompt)".into())
+        )),
+        vec![]
+    );
+    h.hook("a", Hook::Working);
+    assert_eq!(
+        raised(&h.hook(
+            "a",
+            Hook::NeedsInput("Claude Code: permission (permission_prompt)".into())
+        ))
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn a_flag_that_stays_is_reminded_at_the_renotify_interval() {
+    let mut s = attentive(1);
+    s.renotify = Some(Duration::from_secs(30 * 60));
+    let mut h = Harness::with(s);
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    let t0 = h.now;
+    h.hook("a", Hook::NeedsInput("Claude Code: permission".into()));
+    let first = t0 + Duration::from_secs(30 * 60);
+    // (The screen check after the debounce comes first.)
+    let reminders = |actions: Vec<Action>| {
+        actions
+            .into_iter()
+            .filter(|a| matches!(a, Action::Remind { .. }))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(reminders(h.tick_at(first - MICRO)), vec![]);
+    assert_eq!(h.state.next_wake(), Some(first));
+    let actions = h.tick_at(first);
+    assert!(
+        matches!(&actions[..], [Action::Remind { id, flags, .. }] if id == "a" && flags.len() == 1),
+        "{actions:?}"
+    );
+    assert_eq!(
+        h.state.next_wake(),
+        Some(first + Duration::from_secs(30 * 60))
+    );
+    // Cleared: no more reminders.
+    h.hook("a", Hook::Working);
+    assert_eq!(
+        reminders(h.tick_at(first + Duration::from_secs(3600))),
+        vec![]
+    );
+}
+
+#[test]
+fn the_agent_profile_changes_attention_and_the_task_changes_it_again() {
+    let mut s = attentive(2);
+    let changes = crate::task::AttentionOverride {
+        silence: Some(Some(Duration::from_secs(60))),
+        waiting_patterns: vec!["(?i)approve plan\\?".into()],
+        policy: BTreeMap::from([(Signal::Silence, super::Policy::Stop)]),
+        ..Default::default()
+    };
+    s.agents.insert(
+        "test".into(),
+        super::AgentAttention {
+            changes,
+            waiting_patterns: Vec::new(),
+        },
+    );
+    let mut h = Harness::with(s);
+    h.scan(&[
+        queued("a", ""),
+        queued(
+            "b",
+            "attention:\n  silence: 10m\n  policy:\n    silence: notify",
+        ),
+    ]);
+    h.started("a");
+    h.started("b");
+    h.advance(Duration::from_secs(60));
+    let actions = h.step_all(Event::Tick);
+    // a: the profile's 1m silence and stop policy; b: the task's 10m and notify.
+    assert_eq!(raised(&actions).len(), 1, "{actions:?}");
+    assert!(h.state.run("a").is_none());
+    assert!(h.state.run("b").is_some_and(|r| r.watch.flags().is_empty()));
+    // The profile's pattern reaches b's screen checks.
+    h.advance(Duration::from_secs(5));
+    let actions = h.step_all(Event::Observed {
+        id: "b".into(),
+        attempt: 1,
+        what: Observation::Screen("Approve plan?\n".into()),
+    });
+    assert_eq!(raised(&actions).len(), 1, "{actions:?}");
 }

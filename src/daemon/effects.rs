@@ -283,9 +283,18 @@ impl StartJob {
                 task_id: &task.id,
                 workdir: &workdir,
                 nightshift: &self.exe,
+                hook_settings: &self.dir.file(run::HOOK_SETTINGS),
             },
         )
         .map_err(|e| (e, false))?;
+        if profile.uses_hooks() {
+            self.dir
+                .write(
+                    run::HOOK_SETTINGS,
+                    &crate::hook::settings(&self.exe, self.dir.path()),
+                )
+                .map_err(|e| (format!("cannot write the hook settings: {e}"), true))?;
+        }
         let path_var = agent_path(&self.exe);
         let program = argv.first().cloned().unwrap_or_default();
         if find_program(&program, &path_var).is_none() {

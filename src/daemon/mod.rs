@@ -76,6 +76,8 @@ pub struct Daemon {
     /// Watched run folders, and whose attempt they are.
     runs: HashMap<PathBuf, (String, u32)>,
     tails: HashMap<(String, u32), Tail>,
+    /// The agents' hook events (`hooks.jsonl`), followed like the transcripts.
+    hook_tails: HashMap<(String, u32), Tail>,
     /// Sends notifications; `None` when no channel is configured.
     notifier: Option<crate::notify::Notifier>,
     /// Whether the queue has been reported drained since work last ran.
@@ -141,6 +143,25 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             .thresholds()
             .map_err(|e| anyhow::anyhow!("config.toml [attention]: {e}"))?,
         policies: config.attention.policy.clone(),
+        renotify: config.attention.renotify,
+        default_agent: config.default_agent.clone(),
+        agents: config
+            .agents
+            .iter()
+            .map(|(name, profile)| {
+                let program = profile.command.first().map_or("", String::as_str);
+                let mut waiting_patterns = core::attention::agent_waiting_patterns(program);
+                if waiting_patterns.is_empty() {
+                    // A profile named after an agent but running a wrapper script.
+                    waiting_patterns = core::attention::agent_waiting_patterns(name);
+                }
+                let attention = core::AgentAttention {
+                    changes: profile.attention.clone(),
+                    waiting_patterns,
+                };
+                (name.clone(), attention)
+            })
+            .collect(),
     };
     let exe = std::env::current_exe().context("finding the nightshift binary")?;
     let notifier = if config.notify.is_empty() {
@@ -158,6 +179,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         watch,
         runs: HashMap::new(),
         tails: HashMap::new(),
+        hook_tails: HashMap::new(),
         settling: HashSet::new(),
         unfiled: Vec::new(),
         heads: HashMap::new(),
@@ -355,6 +377,7 @@ impl Daemon {
         tracing::debug!(path = %change.path.display(), complete = change.complete, "run file changed");
         match change.path.file_name().and_then(|n| n.to_str()) {
             Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
+            Some(run::HOOKS) => self.read_hooks(&id, attempt),
             Some(run::DONE) => self.read_done(dir, &id, attempt),
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }),
             Some(run::EXIT) => {
@@ -385,6 +408,38 @@ impl Daemon {
                 Err(e) => {
                     tracing::warn!(task = id, "cannot read the transcript: {e}");
                     return;
+                }
+            }
+        }
+    }
+
+    fn read_hooks(&mut self, id: &str, attempt: u32) {
+        loop {
+            let Some(tail) = self.hook_tails.get_mut(&(id.to_string(), attempt)) else {
+                return;
+            };
+            let lines = match tail.read_lines(false) {
+                Ok(lines) if lines.is_empty() => return,
+                Ok(lines) => lines,
+                Err(e) => {
+                    tracing::warn!(task = id, "cannot read the hook events: {e}");
+                    return;
+                }
+            };
+            for line in lines {
+                match serde_json::from_str::<crate::hook::HookRecord>(&line) {
+                    Ok(record) => {
+                        tracing::debug!(task = id, event = record.event, "hook");
+                        if let Some(hook) = record.observation() {
+                            let what = core::Observation::Hook(hook);
+                            self.step(Event::Observed {
+                                id: id.to_string(),
+                                attempt,
+                                what,
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(task = id, "a hook event that cannot be read: {e}"),
                 }
             }
         }
@@ -661,6 +716,26 @@ impl Daemon {
                 self.check_head(id, attempt);
                 None
             }
+            Action::Remind { id, attempt, flags } => {
+                let signals: Vec<&str> = flags.iter().map(|f| f.signal.name()).collect();
+                let evidence: Vec<String> = flags.iter().map(|f| f.evidence.clone()).collect();
+                tracing::warn!(
+                    task = id,
+                    attempt,
+                    "still needs attention ({})",
+                    signals.join(", ")
+                );
+                self.notify(
+                    crate::notify::EventKind::Attention,
+                    &id,
+                    format!(
+                        "nightshift: {id} still needs attention ({})",
+                        signals.join(", ")
+                    ),
+                    evidence.join("\n"),
+                );
+                None
+            }
             Action::CloseSession { session } => {
                 self.unwatch_closed(&session);
                 let replaced = self
@@ -693,6 +768,8 @@ impl Daemon {
             .insert(dir.path().to_path_buf(), (id.to_string(), attempt));
         self.tails
             .insert((id.to_string(), attempt), Tail::new(&dir.transcript()));
+        self.hook_tails
+            .insert((id.to_string(), attempt), Tail::new(&dir.file(run::HOOKS)));
         dir
     }
 
@@ -723,15 +800,20 @@ impl Daemon {
     ) {
         let dir = RunDir::new(self.home.run_dir(id, attempt));
         let now = Timestamp::now();
+        // A policy may have ended the run in the same step: its done/failed/retry message
+        // says why, so a second message about the flag would only be noise.
+        let goes_on = self.state.run(id).is_some_and(|r| r.attempt == attempt);
         for flag in &change.raised {
-            let signal = serde_json::to_value(flag.signal).unwrap_or_default();
-            let signal = signal.as_str().unwrap_or("attention");
+            let signal = flag.signal.name();
+            dir.log_event(now, "attention", &format!("{signal}: {}", flag.evidence));
+            if !goes_on {
+                continue;
+            }
             tracing::warn!(
                 task = id,
                 "needs attention ({signal}): {} — attach with `nightshift attach {id}`",
                 flag.evidence
             );
-            dir.log_event(now, "attention", &format!("{signal}: {}", flag.evidence));
             self.notify(
                 crate::notify::EventKind::Attention,
                 id,
@@ -740,10 +822,9 @@ impl Daemon {
             );
         }
         for signal in &change.cleared {
-            let signal = serde_json::to_value(signal).unwrap_or_default();
-            let signal = signal.as_str().unwrap_or("attention").to_string();
+            let signal = signal.name();
             tracing::info!(task = id, "attention cleared ({signal})");
-            dir.log_event(now, "attention-cleared", &signal);
+            dir.log_event(now, "attention-cleared", signal);
             self.notify(
                 crate::notify::EventKind::Cleared,
                 id,
@@ -870,5 +951,6 @@ impl Daemon {
             }
         }
         self.tails.remove(&(id.to_string(), attempt));
+        self.hook_tails.remove(&(id.to_string(), attempt));
     }
 }

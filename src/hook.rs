@@ -49,6 +49,8 @@ pub struct HookRecord {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
 }
 
 /// The agent's own session, as its SessionStart hook reported it (for resuming).
@@ -79,6 +81,7 @@ impl HookRecord {
             notification_type: field("notification_type"),
             text,
             tool: field("tool_name"),
+            permission_mode: field("permission_mode"),
             event,
         })
     }

@@ -51,6 +51,8 @@ pub struct AttemptView {
     pub done: Option<DoneRecord>,
     pub exit: Option<ExitRecord>,
     pub report: Option<Report>,
+    /// The agent's own session, as its hooks reported it (Claude Code's session id).
+    pub agent_session: Option<crate::hook::SessionRecord>,
 }
 
 impl TaskView {
@@ -90,6 +92,7 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
         done: dir.read(run::DONE).ok().flatten(),
         exit: dir.read(run::EXIT).ok().flatten(),
         report: dir.read(run::REPORT).ok().flatten(),
+        agent_session: dir.read(run::SESSION).ok().flatten(),
         spawn,
         dir: dir.path().to_path_buf(),
     }

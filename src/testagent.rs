@@ -44,6 +44,9 @@ enum Step {
     Stamp(PathBuf),
     /// Variable name and output path.
     Env(String, PathBuf),
+    /// Reports a hook event the way Claude Code does: `nightshift hook` with its JSON on
+    /// stdin. Event name and the rest of the line.
+    Hook(String, String),
 }
 
 /// A script line that cannot run, e.g. "unknown step '@foo'", plus its
@@ -181,6 +184,11 @@ fn parse_step(body: &str, line: usize) -> Result<Step, ScriptError> {
             [name, p] => Step::Env(name.to_string(), path(p)?),
             _ => return Err(bad("expected NAME PATH")),
         },
+        "hook" if rest.is_empty() => return Err(bad("missing EVENT")),
+        "hook" => Step::Hook(
+            split_word(rest).0.to_string(),
+            split_word(rest).1.to_string(),
+        ),
         "hang" => return Err(bad("takes no arguments")),
         _ => {
             let what = format!("unknown step '@{verb}'");
@@ -315,6 +323,7 @@ fn run_step(step: &Step, ctx: &Context) -> Result<(), Failure> {
             let value = std::env::var_os(name).map(OsString::into_encoded_bytes);
             put(path, &value.unwrap_or_default(), false)?
         }
+        Step::Hook(event, rest) => report_hook(event, rest).map_err(|e| (5, e))?,
         Step::Exit(_) | Step::ExitOnAttempt(..) => {} // handled by `execute`
     }
     Ok(())
@@ -398,6 +407,46 @@ fn signal_done(fail: bool, summary: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// `@hook Notification permission_prompt MESSAGE`, `@hook Stop LAST WORDS`,
+/// `@hook StopFailure ERROR`, `@hook PreToolUse`: the JSON Claude Code would send.
+fn hook_input(event: &str, rest: &str) -> serde_json::Value {
+    let mut input = serde_json::json!({
+        "hook_event_name": event,
+        "session_id": "test-agent-session",
+        "cwd": std::env::current_dir().unwrap_or_default(),
+    });
+    let (kind, message) = split_word(rest);
+    match event {
+        "Notification" => {
+            input["notification_type"] = kind.into();
+            input["message"] = message.into();
+        }
+        "Stop" => input["last_assistant_message"] = rest.into(),
+        "StopFailure" => input["error"] = rest.into(),
+        _ => input["tool_name"] = "Bash".into(),
+    }
+    input
+}
+
+fn report_hook(event: &str, rest: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let mut child = Command::new(exe)
+        .arg("hook")
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `hook`: {e}"))?;
+    let input = hook_input(event, rest).to_string();
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("cannot write the hook input: {e}"))?;
+    }
+    match child.wait().map_err(|e| format!("`hook` failed: {e}"))? {
+        s if s.success() => Ok(()),
+        s => Err(format!("`hook` failed: {s}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +500,10 @@ mod tests {
             ("@record prompt.bin", Step::Record(p("prompt.bin"))),
             ("@stamp t.ns", Step::Stamp(p("t.ns"))),
             ("@env HOME env.txt", Step::Env(s("HOME"), p("env.txt"))),
+            (
+                "@hook Notification permission_prompt Needs Bash",
+                Step::Hook(s("Notification"), s("permission_prompt Needs Bash")),
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(one(line), Ok(want), "{line}");

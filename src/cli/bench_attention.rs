@@ -23,6 +23,8 @@ const WINDOW: Duration = Duration::from_secs(8);
 /// Scenarios that should finish get this long before they count as stuck.
 const FINISH_DEADLINE: Duration = Duration::from_secs(30);
 const DEBOUNCE_MS: f64 = 500.0;
+/// Permission prompts in the hook scenario: the samples of the hook latency.
+const HOOK_ROUNDS: usize = 10;
 
 const CONFIG: &str = "max_agents = 16\ngrace_period = \"0s\"\n\n[attention]\n\
 no_commits = \"3s\"\nsilence = \"2s\"\nrepeated_errors = 5\nrepeated_error_window = \"1m\"\n\
@@ -101,7 +103,57 @@ fn scenarios() -> Vec<Scenario> {
     }
     zero_errors.push("@done".into());
 
+    // Claude Code's hooks, as the test agent reports them through `nightshift hook`: ten
+    // permission prompts, each answered (PostToolUse) 300 ms later; each raise is a sample.
+    let mut permissions = Vec::new();
+    for _ in 0..HOOK_ROUNDS {
+        permissions.push(
+            "@hook Notification permission_prompt Claude needs your permission to use Bash"
+                .to_string(),
+        );
+        permissions.push("@sleep 300ms".into());
+        permissions.push("@hook PostToolUse".into());
+    }
+    permissions.push("@done".into());
+
     vec![
+        Scenario {
+            id: "pos-hook-permission",
+            what: "hook: 10 permission prompts, each answered 300 ms later",
+            off: &["no_commits", "silence"],
+            expected: &["waiting"],
+            outcome: Outcome::Done,
+            answer: None,
+            script: permissions,
+        },
+        Scenario {
+            id: "pos-hook-turn-ended",
+            what: "hook: a turn ends without done, and nothing follows",
+            off: &["no_commits", "silence"],
+            expected: &["waiting"],
+            outcome: Outcome::Hangs,
+            answer: None,
+            script: lines(&[
+                "@hook PreToolUse",
+                "@hook Stop I refactored the parser. Shall I also port the tests?",
+                "@hang",
+            ]),
+        },
+        Scenario {
+            id: "neg-hook-stop-done",
+            what: "hook: a turn ends, and done follows 100 ms later",
+            off: &[],
+            expected: &[],
+            outcome: Outcome::Done,
+            answer: None,
+            script: lines(&[
+                "@hook PreToolUse",
+                "@commit work",
+                "@hook Stop All finished.",
+                "@sleep 100ms",
+                "@done",
+            ]),
+        },
         Scenario {
             id: "pos-no-commits",
             what: "chatty for 5 s, never commits",
@@ -507,6 +559,20 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
             verdict(max - DEBOUNCE_MS <= 2000.0)
         );
     }
+    let mut hook_ms = hook_latencies(sb, "pos-hook-permission");
+    if hook_ms.is_empty() {
+        println!("hook latency: no samples");
+    } else {
+        hook_ms.sort_by(f64::total_cmp);
+        let median = hook_ms[hook_ms.len() / 2];
+        let max = hook_ms[hook_ms.len() - 1];
+        println!(
+            "hook latency (`nightshift hook` recorded a permission prompt -> flag in events.jsonl), \
+             n {}: median {median:.1} ms, max {max:.1} ms (target median <= 100 ms {})",
+            hook_ms.len(),
+            verdict(median <= 100.0)
+        );
+    }
     if !unexpected.is_empty() {
         eprintln!("\nscenarios that ended unexpectedly (a bug, not a detector miss):");
         for u in &unexpected {
@@ -549,6 +615,27 @@ fn attention_events(sb: &Sandbox, id: &str) -> Vec<(String, i128)> {
         out.push((signal, at));
     }
     out
+}
+
+/// For each permission prompt a hook recorded, the time until the next `waiting` flag.
+fn hook_latencies(sb: &Sandbox, id: &str) -> Vec<f64> {
+    let dir = RunDir::new(sb.home.run_dir(id, 1));
+    let text = std::fs::read_to_string(dir.file(run::HOOKS)).unwrap_or_default();
+    let prompts: Vec<i128> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<crate::hook::HookRecord>(l).ok())
+        .filter(|r| r.notification_type.as_deref() == Some("permission_prompt"))
+        .map(|r| r.at.as_nanosecond())
+        .collect();
+    let flags: Vec<i128> = attention_events(sb, id)
+        .into_iter()
+        .filter(|(sig, _)| sig == "waiting")
+        .map(|(_, at)| at)
+        .collect();
+    prompts
+        .iter()
+        .filter_map(|p| flags.iter().find(|f| *f >= p).map(|f| ms(*p, *f)))
+        .collect()
 }
 
 fn join(set: &BTreeSet<String>) -> String {

@@ -231,6 +231,9 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                 );
             }
         }
+        if let Some(s) = &last.agent_session {
+            kv("  session", &format!("{} (the agent's own)", s.session_id));
+        }
         if let Some(d) = &last.done {
             let how = match d.source {
                 crate::run::DoneSource::Command => "nightshift done",
@@ -271,8 +274,5 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
 
 /// The name of a signal as config and output spell it.
 pub fn signal_name(signal: crate::core::attention::Signal) -> String {
-    serde_json::to_value(signal)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    signal.name().to_string()
 }

@@ -368,9 +368,7 @@ impl Watch {
         }
         self.screen_checked = true;
         match question(screen, &t.waiting_patterns) {
-            Some(evidence)
-                if !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting) =>
-            {
+            Some(evidence) if !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting) => {
                 self.raise(Signal::Waiting, now, evidence, &mut change);
             }
             Some(_) => {}

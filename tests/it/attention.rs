@@ -271,3 +271,114 @@ fn a_task_can_tune_its_own_signals() {
         "the config keeps silence off for others"
     );
 }
+
+/// The run's logged attention events, as `event: detail`.
+fn attention_log(env: &Env, id: &str) -> Vec<String> {
+    std::fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("attention"))
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["event"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn agent_hooks_flag_a_permission_prompt_clear_on_work_and_flag_a_turn_without_done() {
+    let mut env = Env::builder()
+        .config_tail(&attention("waiting = true"))
+        .build();
+    // What Claude Code's hooks report, through `nightshift hook`, in its order: a session, a
+    // tool about to run, its permission prompt, the tool running once allowed, then the end
+    // of a turn that asks instead of signalling done.
+    env.queue(
+        "hooked",
+        &Task::script([
+            "@hook SessionStart",
+            "@hook PreToolUse",
+            "@hook Notification permission_prompt Claude needs your permission to use Bash",
+            "@sleep 500ms",
+            "@hook PostToolUse",
+            "@hook Stop I refactored the parser. Shall I also port the tests?",
+            "@hang",
+        ]),
+    );
+    env.start_daemon();
+    env.wait_until("the turn's end is flagged", |e| {
+        attention_log(e, "hooked").len() >= 3
+    });
+    let log = attention_log(&env, "hooked");
+    assert_eq!(
+        log[..2],
+        [
+            "attention: waiting: Claude Code: Claude needs your permission to use Bash (permission_prompt)",
+            "attention-cleared: waiting",
+        ],
+        "{log:#?}"
+    );
+    assert!(
+        log[2].starts_with("attention: waiting: the agent ended its turn without signalling done")
+            && log[2].contains("Shall I also port the tests?"),
+        "{log:#?}"
+    );
+    let session = std::fs::read_to_string(env.run_dir("hooked", 1).join("session.json")).unwrap();
+    assert!(session.contains("test-agent-session"), "{session}");
+    let show = stdout(&env, &["show", "hooked"]);
+    assert!(show.contains("test-agent-session"), "{show}");
+    env.run(&["cancel", "hooked"]).success();
+}
+
+#[test]
+fn a_turn_that_ends_just_before_done_is_not_flagged() {
+    let mut env = Env::builder()
+        .config_tail(&attention("waiting = true"))
+        .build();
+    env.queue(
+        "finisher",
+        &Task::script(["@hook PreToolUse", "@hook Stop All finished.", "@done"]),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("finisher"), "done");
+    // Longer than the debounce the Stop hook waits for.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        !ever_flagged(&env, "finisher"),
+        "{:?}",
+        attention_log(&env, "finisher")
+    );
+}
+
+#[test]
+fn a_timeout_with_the_notify_policy_flags_and_lets_the_agent_finish() {
+    let mut env = Env::builder().config_tail(&attention("")).build();
+    env.queue(
+        "slow",
+        &Task::script(["@say working", "@sleep 2500ms", "@done late but fine"])
+            .front("timeout: 1s\nattention:\n  policy:\n    timeout: notify"),
+    );
+    env.queue(
+        "strict",
+        &Task::script(["@say working", "@hang"]).front("timeout: 1s\nmax_attempts: 3"),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("slow"), "done");
+    assert_eq!(
+        attention_log(&env, "slow"),
+        ["attention: timeout: timed out after 1s"]
+    );
+    // The default policy stops it, without retrying, with the transcript kept.
+    assert_eq!(env.wait_finished("strict"), "failed");
+    assert!(env.task_text("strict").contains("timed out after 1s"));
+    assert_eq!(env.attempts("strict"), vec![1]);
+    assert!(env.transcript("strict", 1).contains("working"));
+}

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fake_api::{DONE_COMMAND, FakeApi};
+use crate::fake_api::{DONE_COMMAND, FakeApi, PERMISSION_SCENARIO};
 use crate::harness::{Env, Task};
 
 /// Claude Code starts slowly (a 400 MB binary) and CI machines are slow.
-const CLAUDE_DEADLINE: Duration = Duration::from_secs(60);
+const CLAUDE_DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 /// A dummy key: it never leaves the machine.
@@ -60,9 +60,20 @@ fn write_claude_state(config_dir: &Path, workdir: &Path) {
     .unwrap();
 }
 
-/// The visible screen of the task's pane, for failure messages.
+/// The visible screens of every task pane, for failure messages.
 fn pane_screen(env: &Env) -> String {
-    let target = format!("=ns-{TASK}:");
+    env.sessions()
+        .iter()
+        .map(|s| {
+            let id = s.strip_prefix("ns-").unwrap_or(s);
+            format!("[{s}]\n{}", pane_screen_of(env, id))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn pane_screen_of(env: &Env, id: &str) -> String {
+    let target = format!("=ns-{id}:");
     let out = env.tmux(&["capture-pane", "-p", "-t", &target]);
     if out.status.success() {
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
@@ -79,14 +90,43 @@ fn wait_claude(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> b
         if start.elapsed() > CLAUDE_DEADLINE {
             panic!(
                 "timed out after {CLAUDE_DEADLINE:?} waiting until {what}\n\
-                 --- pane ---\n{}\n--- fake API requests ---\n{}\n--- tool results sent back ---\n{:#?}",
+                 --- pane ---\n{}\n--- hooks ---\n{}\n--- fake API requests ---\n{}\n--- tool results sent back ---\n{:#?}",
                 pane_screen(env),
+                all_hooks(env),
                 api.log(),
                 tool_results(api)
             );
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Every run's hook events, for failure messages.
+fn all_hooks(env: &Env) -> String {
+    let mut out = String::new();
+    for entry in walk(&env.home.join("runs")) {
+        if entry.ends_with("hooks.jsonl") {
+            out.push_str(&format!(
+                "{}:\n{}\n",
+                entry.display(),
+                fs::read_to_string(&entry).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The main-conversation requests (the ones that offer tools), as JSON.
@@ -150,38 +190,48 @@ fn has_tool_result(body: &Value) -> bool {
         .any(|b| b["type"] == "tool_result")
 }
 
-#[test]
-fn claude_code_finishes_a_task_through_nightshift_done() {
-    if find_claude().is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "`claude` is not on PATH, and CI=true: .ci/run must install Claude Code \
-                 (npm install -g --allow-scripts=@anthropic-ai/claude-code \
-                 @anthropic-ai/claude-code@2.1.331)"
-            );
-        }
-        eprintln!("skipped: claude not found (install @anthropic-ai/claude-code to run this test)");
-        return;
-    }
+/// Claude Code's profile in these tests. `--settings {hook_settings}` as in the built-in one.
+/// `--allowedTools` is variadic: `--allowedTools=RULE` (not two arguments) keeps it from
+/// swallowing the prompt, and `--` keeps a prompt starting with `-` from being read as an
+/// option. We run as root, where `--dangerously-skip-permissions` is refused, so exactly the
+/// command the script ends with is allowed; anything else asks for permission. Claude Code's
+/// own default mode is now `auto` (a model judges each tool call); `default` makes it ask.
+const PROFILE: &str = "[agents.claude]\n\
+    command = [\"claude\", \"--settings\", \"{hook_settings}\", \"--permission-mode=default\", \"--allowedTools=Bash(nightshift done:*)\", \"--\", \"{prompt}\"]";
 
-    // Declared first so it is dropped last: Claude must be gone before the API is.
-    let api = FakeApi::start();
-    // Claude Code's `--allowedTools` is variadic: `--allowedTools=RULE` (not two arguments)
-    // keeps it from swallowing the prompt, and `--` keeps a prompt starting with `-` from
-    // being read as an option. We run as root, where `--dangerously-skip-permissions` is
-    // refused, so exactly the one command the script runs is allowed.
-    let mut env = Env::builder()
-        .config_tail(
-            "[agents.claude]\n\
-             command = [\"claude\", \"--allowedTools=Bash(nightshift done:*)\", \"--\", \"{prompt}\"]",
-        )
-        .build();
+/// Whether the real CLI can run here: on CI (`CI=true`) it must.
+fn claude_available() -> bool {
+    if find_claude().is_some() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "`claude` is not on PATH, and CI=true: .ci/run must install Claude Code \
+             (npm install -g --allow-scripts=@anthropic-ai/claude-code \
+             @anthropic-ai/claude-code@2.1.331)"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED: `claude` not found; install @anthropic-ai/claude-code to run the Claude Code tests ***\n"
+    );
+    false
+}
+
+/// A daemon whose panes run the real Claude Code against `api`, offline. With `trusted`
+/// false, the repository has not been through Claude's folder-trust dialog.
+fn claude_env(api: &FakeApi, trusted: bool) -> Env {
+    let mut env = Env::builder().config_tail(PROFILE).build();
     let user_home = env.path("home-user");
     let config_dir = user_home.join(".claude");
+    let trusted_dir = if trusted {
+        env.repo.clone()
+    } else {
+        env.path("elsewhere")
+    };
     // CLAUDE_CONFIG_DIR is set explicitly (an inherited one would point elsewhere); with it,
     // `.claude.json` lives inside it. The copy in HOME covers the default location too.
-    write_claude_state(&config_dir, &env.repo);
-    write_claude_state(&user_home, &env.repo);
+    write_claude_state(&config_dir, &trusted_dir);
+    write_claude_state(&user_home, &trusted_dir);
 
     let base_url = api.base_url();
     let home = user_home.to_string_lossy().into_owned();
@@ -204,6 +254,47 @@ fn claude_code_finishes_a_task_through_nightshift_done() {
         ("DISABLE_ERROR_REPORTING", "1"),
     ]);
     env.wait_daemon_ready();
+    env
+}
+
+/// The run's attention flags now.
+fn flags(env: &Env, id: &str) -> Vec<Value> {
+    fs::read(env.run_dir(id, 1).join("attention.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["flags"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The run's logged events of one kind (`attention`, `attention-cleared`, …).
+fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
+    fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == kind)
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The hook events Claude Code reported for the run.
+fn hook_events(env: &Env, id: &str) -> Vec<String> {
+    fs::read_to_string(env.run_dir(id, 1).join("hooks.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn claude_code_finishes_a_task_through_nightshift_done() {
+    if !claude_available() {
+        return;
+    }
+    // Declared first so it is dropped last: Claude must be gone before the API is.
+    let api = FakeApi::start();
+    let env = claude_env(&api, true);
 
     env.queue(TASK, &Task::body(PROMPT).front("agent: claude"));
 
@@ -291,4 +382,93 @@ fn claude_code_finishes_a_task_through_nightshift_done() {
     wait_claude(&env, &api, "the transcript is not empty", || {
         fs::metadata(&transcript).is_ok_and(|m| m.len() > 0)
     });
+
+    // Claude Code's hooks reported the session, and nothing was flagged on the way.
+    let hooks = hook_events(&env, TASK);
+    for event in ["SessionStart", "UserPromptSubmit", "PreToolUse"] {
+        assert!(
+            hooks.iter().any(|e| e == event),
+            "no {event} hook: {hooks:?}"
+        );
+    }
+    let session: Value =
+        serde_json::from_slice(&fs::read(env.run_dir(TASK, 1).join("session.json")).unwrap())
+            .unwrap();
+    assert!(
+        session["session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{session:#}"
+    );
+    assert_eq!(events(&env, TASK, "attention"), Vec::<String>::new());
+    // Claude's Stop hook comes after the task was filed; it must not raise anything later.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(events(&env, TASK, "attention"), Vec::<String>::new());
+}
+
+#[test]
+fn a_permission_prompt_is_flagged_by_the_hook_and_answering_it_clears_the_flag() {
+    if !claude_available() {
+        return;
+    }
+    let api = FakeApi::start();
+    let env = claude_env(&api, true);
+    let id = "claude-permission";
+    let prompt = format!("Leave a mark, then run `nightshift done`.\n{PERMISSION_SCENARIO}\n");
+    env.queue(id, &Task::body(&prompt).front("agent: claude"));
+
+    // Claude asks before it runs the command that no rule allows; its Notification hook says so.
+    wait_claude(&env, &api, "the permission prompt is flagged", || {
+        !flags(&env, id).is_empty()
+    });
+    let flag = flags(&env, id)[0].clone();
+    assert_eq!(flag["signal"], "waiting", "{flag:#}");
+    let evidence = flag["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with("Claude Code:") && evidence.contains("permission_prompt"),
+        "the flag came from the screen, not the hook: {flag:#}\n--- pane ---\n{}",
+        pane_screen_of(&env, id)
+    );
+    assert!(!env.git_log().iter().any(|l| l.contains("claude-was-here")));
+    // `ls` shows it, with the reason.
+    let ls = env.run(&["ls"]);
+    assert!(ls.stdout.contains("waiting"), "{}", ls.stdout);
+
+    // A person answers: Enter takes the highlighted "Yes".
+    env.run(&["send", id, ""]).success();
+    wait_claude(&env, &api, "the task is done", || {
+        env.task_path("done", id).is_file()
+    });
+    assert!(
+        env.git_log().iter().any(|l| l.contains("claude-was-here")),
+        "{:?}",
+        env.git_log()
+    );
+    assert_eq!(events(&env, id, "attention-cleared"), vec!["waiting"]);
+}
+
+#[test]
+fn the_folder_trust_dialog_is_flagged_not_left_hanging() {
+    if !claude_available() {
+        return;
+    }
+    let api = FakeApi::start();
+    let env = claude_env(&api, false);
+    let id = "claude-trust";
+    env.queue(id, &Task::body(PROMPT).front("agent: claude"));
+
+    wait_claude(&env, &api, "the trust dialog is flagged", || {
+        !flags(&env, id).is_empty()
+    });
+    let flag = flags(&env, id)[0].clone();
+    assert_eq!(flag["signal"], "waiting", "{flag:#}");
+    assert!(
+        flag["evidence"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("trust")),
+        "{flag:#}"
+    );
+    // Nothing was sent to the model before a person said yes.
+    assert!(conversation_requests(&api).is_empty(), "{}", api.log());
+    env.run(&["cancel", id]).success();
 }

@@ -5,6 +5,8 @@
 //! a `tool_use` of the Bash tool running [`DONE_COMMAND`]; once the request carries that
 //! tool's `tool_result`, it gets the text "All done." and `end_turn`. Side requests (titles,
 //! summaries, quota checks: no tools) get a short text, so they never advance the script.
+//! A prompt holding [`PERMISSION_SCENARIO`] first gets a Bash call of [`PERMISSION_COMMAND`],
+//! which no rule allows, so Claude Code asks for permission.
 //!
 //! Plain HTTP/1.1 with keep-alive over std threads. Every response has a `Content-Length`
 //! (an SSE stream is built whole, then sent), which keeps the framing trivial.
@@ -21,6 +23,12 @@ use serde_json::{Value, json};
 pub const DONE_COMMAND: &str = r#"nightshift done --summary "fixed by claude""#;
 /// The id of the scripted tool call, to recognise its result.
 const TOOL_USE_ID: &str = "toolu_nightshift_fake_1";
+/// In a prompt: start with a command that needs a person's permission.
+pub const PERMISSION_SCENARIO: &str = "nightshift-scenario: permission";
+/// The command that needs permission (file commands in the workdir may be allowed
+/// without asking); it makes a commit with this subject.
+pub const PERMISSION_COMMAND: &str = "git commit --allow-empty -m claude-was-here";
+const PERMISSION_TOOL_USE_ID: &str = "toolu_nightshift_fake_perm";
 /// The scripted final answer.
 pub const FINAL_TEXT: &str = "All done.";
 /// Requests bigger than this are refused: nothing Claude Code sends comes close.
@@ -302,10 +310,22 @@ fn script(body: &Value) -> (Vec<Value>, &'static str) {
         // A side request: answer briefly, leave the script where it is.
         return (vec![json!({ "type": "text", "text": "OK." })], "end_turn");
     }
-    if has_tool_result(body) {
+    if has_tool_result(body, TOOL_USE_ID) {
         return (
             vec![json!({ "type": "text", "text": FINAL_TEXT })],
             "end_turn",
+        );
+    }
+    let first_user = body["messages"][0].to_string();
+    if first_user.contains(PERMISSION_SCENARIO) && !has_tool_result(body, PERMISSION_TOOL_USE_ID) {
+        return (
+            vec![json!({
+                "type": "tool_use",
+                "id": PERMISSION_TOOL_USE_ID,
+                "name": "Bash",
+                "input": { "command": PERMISSION_COMMAND, "description": "Leave a mark" },
+            })],
+            "tool_use",
         );
     }
     (
@@ -319,15 +339,15 @@ fn script(body: &Value) -> (Vec<Value>, &'static str) {
     )
 }
 
-/// Whether the conversation already carries the result of the scripted tool call.
-fn has_tool_result(body: &Value) -> bool {
+/// Whether the conversation already carries the result of the scripted tool call `id`.
+fn has_tool_result(body: &Value, id: &str) -> bool {
     body["messages"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|m| m["content"].as_array())
         .flatten()
-        .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == TOOL_USE_ID)
+        .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == id)
 }
 
 /// A whole Messages API event stream for one answer.

@@ -124,3 +124,39 @@ fn a_webhook_receives_the_outcome_as_json() {
         "{body}"
     );
 }
+
+#[test]
+fn a_flag_that_stays_is_notified_again_at_the_renotify_interval() {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("notified.log");
+    let mut env = Env::builder()
+        .config_tail(&format!(
+            "{}[attention]\nwaiting = true\nrenotify = \"1s\"\n",
+            command_channel(&log)
+        ))
+        .build();
+    env.queue(
+        "blocked",
+        &Task::script([
+            "@hook Notification permission_prompt Claude needs your permission to use Bash",
+            "@hang",
+        ]),
+    );
+    env.start_daemon();
+    let read = |log: &std::path::Path| std::fs::read_to_string(log).unwrap_or_default();
+    env.wait_until("a reminder is sent", |_| {
+        read(&log).contains("still needs attention")
+    });
+    let text = read(&log);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("attention|blocked|nightshift: blocked needs attention (waiting)"),
+        "{text}"
+    );
+    assert!(
+        lines[1]
+            .starts_with("attention|blocked|nightshift: blocked still needs attention (waiting)"),
+        "{text}"
+    );
+    env.run(&["cancel", "blocked"]).success();
+}

@@ -203,14 +203,14 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
             "claude".into(),
             p(&["claude", "--settings", "{hook_settings}", "--", "{prompt}"]),
         ),
-        ("codex".into(), p(&["codex", "{prompt}"])),
+        ("codex".into(), p(&["codex", "--", "{prompt}"])),
         (
             "aider".into(),
             p(&["aider", "--message-file", "{prompt_file}"]),
         ),
         (
             "gemini".into(),
-            p(&["gemini", "--prompt-interactive", "{prompt}"]),
+            p(&["gemini", "--prompt-interactive={prompt}"]),
         ),
         // The scriptable stand-in agent that the tests and the demo use.
         (
@@ -530,12 +530,15 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # input_debounce = "2s"         # how long output must be quiet before the screen is read
 # error_patterns = []           # regexes for error lines (empty: built-in)
 # waiting_patterns = []         # regexes for question lines (empty: built-in)
+# renotify = "off"              # e.g. "1h": remind while a flag stays up
 #
-# What a flag does besides notifying: "notify" (default: a heuristic never kills an agent),
+# What a flag does: "notify" (the default for the heuristics: they never kill an agent),
 # "stop" (stop the agent, fail the task, keep the transcript) or "restart" (another attempt).
+# timeout defaults to "stop", died (the agent exited without done) to "restart".
 # [attention.policy]
 # silence = "restart"
 # repeated-error = "stop"
+# timeout = "notify"
 
 # Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
 # failed, drained (default: attention, done, failed). Each message says what happened, to
@@ -559,10 +562,16 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 #   {prompt}       the prompt as one argument
 #   {prompt_file}  a file holding the prompt
 #   {task_id} {workdir} {nightshift}
+#   {hook_settings} a per-run Claude Code settings file with nightshift's hooks
 # Without {prompt} or {prompt_file}, the prompt is appended as the last argument.
 #
 # [agents.claude]
-# command = ["claude", "--", "{prompt}"]
+# command = ["claude", "--settings", "{hook_settings}", "--permission-mode=acceptEdits", "--", "{prompt}"]
+#
+# A profile can change [attention] for its runs (a task's front matter can again):
+# [agents.claude.attention]
+# silence = "20m"
+# waiting_patterns = ['(?i)^continue the migration\?']
 #
 # [agents.mine]
 # command = ["my-agent", "--task-file", "{prompt_file}"]
@@ -591,6 +600,48 @@ mod tests {
         assert!(c.profile("claude").is_some());
         assert!(c.profile("test").is_some());
         Ok(())
+    }
+
+    #[test]
+    fn the_template_examples_parse_when_uncommented() -> Result<(), ConfigError> {
+        // Every `# key = value` line and `# [table]` header, uncommented.
+        let text: String = TEMPLATE
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(Path::new("c.toml"), &text)?;
+        let claude = c.profile("claude").expect("claude");
+        assert!(claude.uses_hooks());
+        assert_eq!(
+            claude.attention.silence,
+            Some(Some(Duration::from_secs(1200)))
+        );
+        assert_eq!(claude.attention.waiting_patterns.len(), 1);
+        assert_eq!(c.attention.renotify, None);
+        Ok(())
+    }
+
+    #[test]
+    fn profile_attention_is_checked() {
+        let bad = [
+            (
+                "[agents.x]\ncommand = [\"x\"]\n[agents.x.attention]\nsilense = \"1m\"\n",
+                "silense",
+            ),
+            (
+                "[agents.x]\ncommand = [\"x\"]\n[agents.x.attention]\nwaiting_patterns = [\"(\"]\n",
+                "waiting pattern",
+            ),
+            ("[attention.policy]\ndied = \"notify\"\n", "restart"),
+        ];
+        for (text, want) in bad {
+            match Config::parse(Path::new("c.toml"), text) {
+                Err(e) => assert!(e.to_string().contains(want), "{text}: {e}"),
+                Ok(_) => panic!("{text} parsed"),
+            }
+        }
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub fn head_reflog(dir: &Path) -> Option<PathBuf> {
     Some(find_gitdir(dir)?.join("logs").join("HEAD"))
 }
 
+/// Whether `dir` is in a git work tree, from the files alone (no `git` process).
+pub fn in_work_tree(dir: &Path) -> bool {
+    find_gitdir(dir).is_some()
+}
+
 /// The repository folder for a work tree at or above `dir`: `.git` itself, or where a
 /// worktree's `.git` file points.
 fn find_gitdir(dir: &Path) -> Option<PathBuf> {

@@ -53,6 +53,8 @@ pub struct AttemptView {
     pub report: Option<Report>,
     /// The agent's own session, as its hooks reported it (Claude Code's session id).
     pub agent_session: Option<crate::hook::SessionRecord>,
+    /// Whether the workdir is a git work tree (no-commits is off when it is not).
+    pub git_repo: Option<bool>,
 }
 
 impl TaskView {
@@ -93,6 +95,7 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
         exit: dir.read(run::EXIT).ok().flatten(),
         report: dir.read(run::REPORT).ok().flatten(),
         agent_session: dir.read(run::SESSION).ok().flatten(),
+        git_repo: spawn.as_ref().map(|s| crate::git::in_work_tree(&s.workdir)),
         spawn,
         dir: dir.path().to_path_buf(),
     }

@@ -231,6 +231,9 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                 );
             }
         }
+        if last.git_repo == Some(false) {
+            kv("  no-commits", "off: the workdir is not a git repository");
+        }
         if let Some(s) = &last.agent_session {
             kv("  session", &format!("{} (the agent's own)", s.session_id));
         }

@@ -842,13 +842,20 @@ impl Daemon {
     }
 
     /// Follows the HEAD reflog of a running attempt's repository, so its commits are seen
-    /// as they happen (the no-commits signal), not on the next periodic look.
+    /// as they happen (the no-commits signal), not on the next periodic look. A workdir
+    /// outside any repository is reported as such.
     pub(super) fn watch_reflog(&mut self, id: &str, attempt: u32) {
         let dir = RunDir::new(self.home.run_dir(id, attempt));
         let Ok(Some(spawn)) = dir.read::<run::SpawnRecord>(run::SPAWN) else {
             return;
         };
         let Some(reflog) = crate::git::head_reflog(&spawn.workdir) else {
+            // Known now, not at the first periodic look: no-commits is off for this run.
+            self.step(Event::Observed {
+                id: id.to_string(),
+                attempt,
+                what: core::Observation::NotARepo,
+            });
             return;
         };
         let entry = self.reflogs.entry(reflog.clone()).or_default();

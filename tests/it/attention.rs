@@ -382,3 +382,30 @@ fn a_timeout_with_the_notify_policy_flags_and_lets_the_agent_finish() {
     assert_eq!(env.attempts("strict"), vec![1]);
     assert!(env.transcript("strict", 1).contains("working"));
 }
+
+#[test]
+fn no_commits_is_off_outside_a_repository_and_show_says_so() {
+    let mut env = Env::builder()
+        .config_tail(&attention("no_commits = \"1s\""))
+        .build();
+    let plain = env.path("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    env.queue(
+        "outside",
+        &Task::script(["@say working", "@sleep 2500ms", "@done"])
+            .front(&format!("workdir: {}", plain.display())),
+    );
+    env.queue("inside", &Task::script(["@say working", "@hang"]));
+    env.start_daemon();
+    env.wait_until("the repo task is flagged", |e| {
+        has_flag(e, "inside", "no-commits")
+    });
+    let show = stdout(&env, &["show", "outside"]);
+    assert!(
+        show.contains("off: the workdir is not a git repository"),
+        "{show}"
+    );
+    assert_eq!(env.wait_finished("outside"), "done");
+    assert!(!ever_flagged(&env, "outside"));
+    env.run(&["cancel", "inside"]).success();
+}

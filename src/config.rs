@@ -65,7 +65,59 @@ pub struct Config {
     /// Where notifications go (`[[notify]]` entries).
     pub notify: Vec<crate::notify::ChannelConfig>,
     pub agents: BTreeMap<String, AgentProfile>,
+    /// `worktree` (a branch and worktree per task) or `none`, for tasks that do not say.
+    pub isolation: crate::task::Isolation,
+    /// Worktrees of finished tasks: kept `always`, on `failure` only (default), or `never`.
+    pub keep_worktrees: KeepWorktrees,
+    /// Work the agent left uncommitted when it signalled done: `commit` it to the task's
+    /// branch as work in progress (default), or `flag` it in the report.
+    pub uncommitted: Uncommitted,
+    /// Limit for each `setup:` command of a task.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub setup_timeout: Duration,
+    /// Limit for each `verify:` command, unless the task says.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub verify_timeout: Duration,
+    /// A failed acceptance check goes back to the agent this many times before the task fails.
+    pub verify_rounds: u32,
+    /// Put before every prompt (for profiles with `preamble = true`): how to work unattended
+    /// and how to signal done.
+    pub preamble: String,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepWorktrees {
+    Always,
+    Failure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Uncommitted {
+    Commit,
+    Flag,
+}
+
+/// How a profile's agent gets its prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptVia {
+    /// In its argv: `{prompt}` or `{prompt_file}` in the command, or appended last.
+    #[default]
+    Argument,
+    /// On its standard input, from the prompt file (the terminal is then not its stdin).
+    Stdin,
+    /// Typed into its terminal once it is up: pasted, a pause, then Enter.
+    Typed,
+}
+
+pub const DEFAULT_PREAMBLE: &str = "You are working unattended: nightshift started you, and nobody is watching this terminal.\n\
+- Work in the current directory. Commit your work to the current git branch as you go, with clear messages.\n\
+- When the task below is finished and its acceptance criteria are met, run: nightshift done --summary \"<what you did, in one line>\"\n\
+- If you cannot finish it, run: nightshift done --fail --summary \"<why>\"\n\
+\n---\n\n";
 
 /// `[attention]`: the signals that flag a running agent. A duration of `"off"` switches a
 /// signal off.
@@ -140,6 +192,10 @@ impl AttentionConfig {
         for (signal, policy) in &self.policy {
             signal.check_policy(*policy)?;
         }
+        // Zero would remind without end.
+        if self.renotify.is_some_and(|r| r < Duration::from_secs(1)) {
+            return Err("renotify must be at least 1s (or \"off\")".into());
+        }
         Ok(t)
     }
 }
@@ -158,6 +214,38 @@ pub struct AgentProfile {
     /// This agent's changes to `[attention]`; a task's own changes go on top.
     #[serde(default, deserialize_with = "attention_changes", skip_serializing)]
     pub attention: crate::task::AttentionOverride,
+    /// How the prompt reaches the agent.
+    #[serde(default)]
+    pub prompt: PromptVia,
+    /// With `prompt = "typed"`: how long after the start to type it.
+    #[serde(
+        default = "default_type_delay",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub type_delay: Duration,
+    /// Typed into the session to end it gracefully once the task is done (`/exit`).
+    #[serde(default)]
+    pub exit_command: Option<String>,
+    /// argv template that resumes the agent's own session: `{session_id}`, and `{prompt}`
+    /// for the message that tells it to go on. Empty: the agent cannot resume.
+    #[serde(default)]
+    pub resume_command: Vec<String>,
+    /// Put the configured preamble before the prompt.
+    #[serde(default = "yes")]
+    pub preamble: bool,
+    /// Mark the worktrees nightshift creates as trusted in Claude Code's own state
+    /// (`~/.claude.json`), so no trust dialog blocks the run. Off unless you ask for it.
+    #[serde(default)]
+    pub trust_worktrees: bool,
+}
+
+fn default_type_delay() -> Duration {
+    Duration::from_secs(3)
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn attention_changes<'de, D: Deserializer<'de>>(
@@ -186,6 +274,13 @@ impl Default for Config {
             attention: AttentionConfig::default(),
             notify: Vec::new(),
             agents: BTreeMap::new(),
+            isolation: crate::task::Isolation::Worktree,
+            keep_worktrees: KeepWorktrees::Failure,
+            uncommitted: Uncommitted::Commit,
+            setup_timeout: Duration::from_secs(10 * 60),
+            verify_timeout: Duration::from_secs(10 * 60),
+            verify_rounds: 2,
+            preamble: DEFAULT_PREAMBLE.into(),
         }
     }
 }
@@ -196,42 +291,72 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
         command: argv.iter().map(|s| s.to_string()).collect(),
         env: BTreeMap::new(),
         attention: Default::default(),
+        prompt: PromptVia::Argument,
+        type_delay: default_type_delay(),
+        exit_command: None,
+        resume_command: Vec::new(),
+        preamble: true,
+        trust_worktrees: false,
     };
+    let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     BTreeMap::from([
         // The hook settings make Claude Code report when it needs a person (see hook.rs).
         (
             "claude".into(),
-            p(&["claude", "--settings", "{hook_settings}", "--", "{prompt}"]),
+            AgentProfile {
+                exit_command: Some("/exit".into()),
+                resume_command: argv(&[
+                    "claude",
+                    "--settings",
+                    "{hook_settings}",
+                    "--resume",
+                    "{session_id}",
+                    "--",
+                    "{prompt}",
+                ]),
+                ..p(&["claude", "--settings", "{hook_settings}", "--", "{prompt}"])
+            },
         ),
         ("codex".into(), p(&["codex", "--", "{prompt}"])),
         (
             "aider".into(),
-            p(&["aider", "--message-file", "{prompt_file}"]),
+            AgentProfile {
+                exit_command: Some("/exit".into()),
+                ..p(&["aider", "--message-file", "{prompt_file}"])
+            },
         ),
         (
             "gemini".into(),
-            p(&["gemini", "--prompt-interactive={prompt}"]),
+            AgentProfile {
+                exit_command: Some("/quit".into()),
+                ..p(&["gemini", "--prompt-interactive={prompt}"])
+            },
         ),
-        // The scriptable stand-in agent that the tests and the demo use.
+        // The scriptable stand-in agent that the tests and the demo use; its prompt is its
+        // script, so no preamble.
         (
             "test".into(),
-            p(&[
-                "{nightshift}",
-                "test-agent",
-                "--prompt-file",
-                "{prompt_file}",
-            ]),
+            AgentProfile {
+                preamble: false,
+                ..p(&[
+                    "{nightshift}",
+                    "test-agent",
+                    "--prompt-file",
+                    "{prompt_file}",
+                ])
+            },
         ),
     ])
 }
 
-const PLACEHOLDERS: [&str; 6] = [
+const PLACEHOLDERS: [&str; 7] = [
     "prompt",
     "prompt_file",
     "task_id",
     "workdir",
     "nightshift",
     "hook_settings",
+    "session_id",
 ];
 
 impl Config {
@@ -322,16 +447,41 @@ fn validate_profile(profile: &AgentProfile) -> Result<(), String> {
     if profile.command.first().is_none_or(|c| c.trim().is_empty()) {
         return Err("command must name a program".into());
     }
-    for arg in &profile.command {
-        for piece in template_pieces(arg)? {
-            if let Piece::Var(name) = piece
-                && !PLACEHOLDERS.contains(&name)
-            {
-                return Err(format!(
-                    "unknown placeholder `{{{name}}}` in `{arg}` (known: {})",
-                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-                ));
+    let names = |template: &[String]| -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for arg in template {
+            for piece in template_pieces(arg)? {
+                if let Piece::Var(name) = piece {
+                    if !PLACEHOLDERS.contains(&name) {
+                        return Err(format!(
+                            "unknown placeholder `{{{name}}}` in `{arg}` (known: {})",
+                            PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                        ));
+                    }
+                    names.push(name.to_string());
+                }
             }
+        }
+        Ok(names)
+    };
+    let command = names(&profile.command)?;
+    if command.iter().any(|n| n == "session_id") {
+        return Err("`{session_id}` belongs in resume_command, not command".into());
+    }
+    if profile.prompt != PromptVia::Argument
+        && command.iter().any(|n| n == "prompt" || n == "prompt_file")
+    {
+        return Err("with prompt = \"stdin\" or \"typed\", the command must not hold {prompt} or {prompt_file}".into());
+    }
+    if !profile.resume_command.is_empty() {
+        if profile.resume_command[0].trim().is_empty() {
+            return Err("resume_command must name a program".into());
+        }
+        if !names(&profile.resume_command)?
+            .iter()
+            .any(|n| n == "session_id")
+        {
+            return Err("resume_command must hold {session_id}".into());
         }
     }
     Ok(())
@@ -377,6 +527,8 @@ pub struct ArgvVars<'a> {
     pub nightshift: &'a Path,
     /// The run's hook settings file (written when the template uses it).
     pub hook_settings: &'a Path,
+    /// The agent session to resume (for `resume_command`).
+    pub session_id: &'a str,
 }
 
 impl AgentProfile {
@@ -388,10 +540,17 @@ impl AgentProfile {
 
 /// Expands a profile's argv template in one pass, so text inside the prompt is never
 /// expanded again. The result is an argv: it is executed directly, never by a shell.
-pub fn expand_argv(profile: &AgentProfile, vars: &ArgvVars<'_>) -> Result<Vec<String>, String> {
-    let mut argv = Vec::with_capacity(profile.command.len() + 1);
+///
+/// Without `{prompt}` or `{prompt_file}` the prompt is appended, unless `append_prompt` is
+/// false (the prompt goes another way).
+pub fn expand_argv(
+    template: &[String],
+    vars: &ArgvVars<'_>,
+    append_prompt: bool,
+) -> Result<Vec<String>, String> {
+    let mut argv = Vec::with_capacity(template.len() + 1);
     let mut mentions_prompt = false;
-    for arg in &profile.command {
+    for arg in template {
         let mut out = String::new();
         for piece in template_pieces(arg)? {
             match piece {
@@ -413,7 +572,7 @@ pub fn expand_argv(profile: &AgentProfile, vars: &ArgvVars<'_>) -> Result<Vec<St
         }
         argv.push(out);
     }
-    if !mentions_prompt {
+    if !mentions_prompt && append_prompt {
         argv.push(vars.prompt.to_string());
     }
     Ok(argv)
@@ -590,6 +749,7 @@ mod tests {
             workdir: Path::new("/w"),
             nightshift: Path::new("/bin/nightshift"),
             hook_settings: Path::new("/h/runs/t/1/hook-settings.json"),
+            session_id: "",
         }
     }
 
@@ -679,10 +839,9 @@ mod tests {
     fn prompt_is_substituted_once_and_never_re_expanded() -> Result<(), String> {
         let p = AgentProfile {
             command: vec!["a".into(), "--m={prompt}".into(), "{{literal}}".into()],
-            env: BTreeMap::new(),
-            attention: Default::default(),
+            ..builtin_profiles()["test"].clone()
         };
-        let argv = expand_argv(&p, &vars("{task_id} $(touch x) `y`"))?;
+        let argv = expand_argv(&p.command, &vars("{task_id} $(touch x) `y`"), true)?;
         assert_eq!(argv, vec!["a", "--m={task_id} $(touch x) `y`", "{literal}"]);
         Ok(())
     }
@@ -691,10 +850,12 @@ mod tests {
     fn prompt_is_appended_when_not_mentioned() -> Result<(), String> {
         let p = AgentProfile {
             command: vec!["agent".into(), "{task_id}".into()],
-            env: BTreeMap::new(),
-            attention: Default::default(),
+            ..builtin_profiles()["test"].clone()
         };
-        assert_eq!(expand_argv(&p, &vars("hi"))?, vec!["agent", "t", "hi"]);
+        assert_eq!(
+            expand_argv(&p.command, &vars("hi"), true)?,
+            vec!["agent", "t", "hi"]
+        );
         Ok(())
     }
 }

@@ -57,6 +57,11 @@ pub fn head_reflog(dir: &Path) -> Option<PathBuf> {
     Some(find_gitdir(dir)?.join("logs").join("HEAD"))
 }
 
+/// What identifies the work tree `dir` is in (its git folder), from the files alone.
+pub fn work_tree_key(dir: &Path) -> Option<PathBuf> {
+    find_gitdir(dir)
+}
+
 /// Whether `dir` is in a git work tree, from the files alone (no `git` process).
 pub fn in_work_tree(dir: &Path) -> bool {
     find_gitdir(dir).is_some()

@@ -141,6 +141,11 @@ impl Home {
     }
     /// Scratch space on the same filesystem as the queue, so a finished write can be
     /// renamed into `queue/` atomically.
+    /// Tasks' git worktrees: `worktrees/<repository>-<hash>/<task id>`.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }

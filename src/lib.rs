@@ -4,6 +4,8 @@
 //! Decisions live in [`core`] as plain functions over state and events; tmux, git,
 //! files and sockets stay at the edges ([`tmux`], [`git`], [`queue`], [`ipc`]).
 
+pub mod checks;
+pub mod claude_state;
 pub mod cli;
 pub mod config;
 pub mod core;
@@ -21,4 +23,6 @@ pub mod status;
 pub mod task;
 pub mod testagent;
 pub mod tmux;
+pub mod usage;
+pub mod worktree;
 pub mod wrap;

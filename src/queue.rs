@@ -120,12 +120,21 @@ impl FolderStore {
         })?;
         let task = task::parse(id, path, &text).map_err(|e| e.to_string())?;
         validate_against_config(&task, path, config).map_err(|e| e.to_string())?;
-        let (last_attempt, counted_attempts) = run::attempt_counts(&self.home.task_runs(id));
+        let runs = self.home.task_runs(id);
+        let (last_attempt, counted_attempts) = run::attempt_counts(&runs);
+        let resumes = run::attempts(&runs)
+            .iter()
+            .filter(|a| runs.join(a.to_string()).join(run::RESUMED).exists())
+            .count() as u32;
+        let lock = checkout_lock(&task, config);
         Ok(QueuedTask {
             task,
             path: path.to_path_buf(),
             last_attempt,
             counted_attempts,
+            resume: runs.join(run::RESUME_NEXT).exists(),
+            resumes,
+            lock,
         })
     }
 
@@ -410,4 +419,13 @@ fn free_name(dir: &Path, id: &str) -> PathBuf {
         .map(|n| dir.join(format!("{id}.{n}.md")))
         .find(|p| !p.exists())
         .unwrap_or(first)
+}
+
+/// The checkout a task locks: it runs in place (`isolation: none`) in a git work tree.
+fn checkout_lock(task: &task::Task, config: &Config) -> Option<String> {
+    if task.isolation.unwrap_or(config.isolation) != task::Isolation::None {
+        return None;
+    }
+    let workdir = task.workdir.as_ref().or(config.workdir.as_ref())?;
+    crate::git::work_tree_key(workdir).map(|k| k.to_string_lossy().into_owned())
 }

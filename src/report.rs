@@ -1,5 +1,6 @@
 //! The run report: saved as `report.json` per attempt and appended to the finished task file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use jiff::Timestamp;
@@ -27,6 +28,50 @@ pub struct Report {
     /// is not a git repository.
     pub commits: Option<Vec<Commit>>,
     pub transcript: Option<PathBuf>,
+    /// The task's branch and what it started from, when it ran in its own worktree.
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub base: Option<String>,
+    /// The branch's whole change against its base.
+    #[serde(default)]
+    pub diffstat: Option<crate::worktree::DiffStat>,
+    #[serde(default)]
+    pub worktree: Option<PathBuf>,
+    /// Time spent per phase, in seconds: `setup`, `agent`, `verify`.
+    #[serde(default)]
+    pub phases: BTreeMap<String, f64>,
+    /// The acceptance checks, per round.
+    #[serde(default)]
+    pub verify: Vec<crate::daemon::VerifyRound>,
+    /// When the agent needed a person during the attempt.
+    #[serde(default)]
+    pub attention: Vec<Episode>,
+    /// The agent's own session id (Claude Code's), for `claude --resume`.
+    #[serde(default)]
+    pub agent_session: Option<String>,
+    /// Tokens and cost, when the agent's transcript says them.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+/// A flag raised during the attempt, and when it cleared (if it did).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Episode {
+    pub signal: String,
+    pub evidence: String,
+    pub raised_at: Timestamp,
+    pub cleared_at: Option<Timestamp>,
+}
+
+/// Token counts (and cost, if recorded) summed over the agent's messages.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cost_usd: Option<f64>,
 }
 
 impl Report {
@@ -47,6 +92,15 @@ impl Report {
             duration_secs: None,
             commits: None,
             transcript: None,
+            branch: None,
+            base: None,
+            diffstat: None,
+            worktree: None,
+            phases: BTreeMap::new(),
+            verify: Vec::new(),
+            attention: Vec::new(),
+            agent_session: None,
+            usage: None,
         }
     }
 
@@ -84,6 +138,57 @@ impl Report {
                 &format_duration(std::time::Duration::from_secs_f64(d.max(0.0))),
             );
         }
+        if let Some(b) = &self.branch {
+            let base = self
+                .base
+                .as_deref()
+                .map(|h| format!(" (from {})", h.get(..10).unwrap_or(h)))
+                .unwrap_or_default();
+            row(&mut md, "branch", &format!("{b}{base}"));
+        }
+        if let Some(d) = &self.diffstat {
+            row(
+                &mut md,
+                "diffstat",
+                &format!(
+                    "{} files changed, +{} -{}",
+                    d.files, d.insertions, d.deletions
+                ),
+            );
+        }
+        if let Some(w) = &self.worktree {
+            row(&mut md, "worktree", &w.display().to_string());
+        }
+        if !self.phases.is_empty() {
+            let phases: Vec<String> = ["setup", "agent", "verify"]
+                .iter()
+                .filter_map(|p| {
+                    let secs = self.phases.get(*p)?;
+                    Some(format!(
+                        "{p} {}",
+                        format_duration(std::time::Duration::from_secs_f64(secs.max(0.0)))
+                    ))
+                })
+                .collect();
+            row(&mut md, "phases", &phases.join(", "));
+        }
+        if let Some(s) = &self.agent_session {
+            row(&mut md, "agent session", s);
+        }
+        if let Some(u) = &self.usage {
+            let cost = u.cost_usd.map(|c| format!(", ${c:.2}")).unwrap_or_default();
+            row(
+                &mut md,
+                "tokens",
+                &format!(
+                    "{} in, {} out, {} cache read, {} cache write{cost}",
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_input_tokens,
+                    u.cache_creation_input_tokens
+                ),
+            );
+        }
         if let Some(t) = &self.transcript {
             row(&mut md, "transcript", &t.display().to_string());
         }
@@ -96,6 +201,35 @@ impl Report {
                     let short = c.hash.get(..10).unwrap_or(&c.hash);
                     md.push_str(&format!("- `{short}` {}\n", c.subject));
                 }
+            }
+        }
+        if !self.verify.is_empty() {
+            md.push_str("\nAcceptance checks:\n\n");
+            for round in &self.verify {
+                let verdict = if round.passed { "passed" } else { "failed" };
+                md.push_str(&format!("- round {}: {verdict}", round.round));
+                for r in &round.results {
+                    md.push_str(&format!("; `{}` {}", r.command, r.describe()));
+                }
+                if let Some(u) = &round.uncommitted {
+                    md.push_str(&format!("; uncommitted work {u}"));
+                }
+                md.push('\n');
+            }
+        }
+        if !self.attention.is_empty() {
+            md.push_str("\nNeeded a person:\n\n");
+            for e in &self.attention {
+                let until = e
+                    .cleared_at
+                    .map(|c| format!(" until {c}"))
+                    .unwrap_or_default();
+                md.push_str(&format!(
+                    "- {} at {}{until}: {}\n",
+                    e.signal,
+                    e.raised_at,
+                    e.evidence.lines().next().unwrap_or("")
+                ));
             }
         }
         if !earlier.is_empty() {
@@ -130,7 +264,7 @@ mod tests {
                 hash: "0123456789abcdef".into(),
                 subject: "fix".into(),
             }]),
-            transcript: None,
+            ..Report::before_start("t", "")
         };
         let earlier = Report {
             attempt: 1,

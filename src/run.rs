@@ -16,6 +16,9 @@
 //! | `hook-settings.json` | daemon | the agent's hook settings (Claude Code `--settings`) |
 //! | `hooks.jsonl` | `nightshift hook` | the agent's hook events, one a line |
 //! | `session.json` | `nightshift hook` | the agent's own session id (SessionStart) |
+//! | `verify-N.json` | daemon | the acceptance checks of round N |
+//! | `done-N.json` | daemon | a done signal whose checks failed in round N (moved aside) |
+//! | `resumed.json` | daemon | this attempt resumed an earlier one's agent session |
 //! | `cancel.json` | daemon | a person cancelled the run |
 //! | `report.json` | daemon | the attempt's outcome |
 //! | `events.jsonl` | daemon | a log of what happened, one JSON object a line |
@@ -54,6 +57,29 @@ pub const HOOK_SETTINGS: &str = "hook-settings.json";
 pub const HOOKS: &str = "hooks.jsonl";
 /// The agent's own session id, from its SessionStart hook.
 pub const SESSION: &str = "session.json";
+/// The acceptance checks of one round (`verify-1.json`, …).
+pub fn verify_file(round: u32) -> String {
+    format!("verify-{round}.json")
+}
+/// A done record that a failed acceptance check sent back (`done-1.json`, …).
+pub fn done_of_round(round: u32) -> String {
+    format!("done-{round}.json")
+}
+/// The setup commands' results, when a new worktree was set up.
+pub const SETUP: &str = "setup.json";
+/// In a task's runs folder: the next attempt resumes the agent's session.
+pub const RESUME_NEXT: &str = "resume-next.json";
+/// In a run folder: this attempt resumed an earlier one's session (it does not count
+/// against `max_attempts`).
+pub const RESUMED: &str = "resumed.json";
+
+/// Why and what the next attempt resumes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResumeRecord {
+    pub session_id: String,
+    pub from_attempt: u32,
+    pub at: Timestamp,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpawnRecord {
@@ -69,6 +95,15 @@ pub struct SpawnRecord {
     pub claimed_at: Timestamp,
     /// `git rev-parse HEAD` in the workdir when the attempt started, if it is a repo.
     pub git_head: Option<String>,
+    /// A file the agent reads as its stdin (profiles with `prompt = "stdin"`).
+    #[serde(default)]
+    pub stdin_file: Option<PathBuf>,
+    /// The agent session this attempt resumed, if it did.
+    #[serde(default)]
+    pub resumed_session: Option<String>,
+    /// The task's own worktree and branch, when it runs isolated.
+    #[serde(default)]
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,6 +138,10 @@ pub struct ExitRecord {
     /// Why the agent could not be started at all (missing binary, bad workdir).
     pub error: Option<String>,
     pub at: Timestamp,
+    /// The session was closed under it (tmux killed, logout, reboot): the wrapper passed a
+    /// hangup on. Such an agent did not give up; it may be resumed.
+    #[serde(default)]
+    pub hangup: bool,
 }
 
 impl ExitRecord {
@@ -211,7 +250,10 @@ pub fn attempt_counts(task_runs: &Path) -> (u32, u32) {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1);
-    let counted = all.iter().filter(|&&a| a >= from).count() as u32;
+    let counted = all
+        .iter()
+        .filter(|&&a| a >= from && !task_runs.join(a.to_string()).join(RESUMED).exists())
+        .count() as u32;
     (last, counted)
 }
 

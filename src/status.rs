@@ -189,7 +189,15 @@ pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError
     }
     // The daemon's own dispatch order and dependency rule, so `ls` shows what will happen.
     let active: BTreeSet<String> = running.iter().map(|v| v.id.clone()).collect();
-    let plan = dispatch::plan(&queued_tasks, &finished_ids, &active, usize::MAX);
+    // Checkout locks are left out: `ls` says what a task waits for, not for which slot.
+    let plan = dispatch::plan(
+        &queued_tasks,
+        &finished_ids,
+        &active,
+        usize::MAX,
+        &Default::default(),
+        &Default::default(),
+    );
     let rank: BTreeMap<&str, usize> = plan
         .start
         .iter()

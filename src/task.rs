@@ -32,6 +32,19 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// This task's changes to the `[attention]` settings.
     pub attention: AttentionOverride,
+    /// `worktree` (own branch and worktree) or `none` (in place); `None`: the config's.
+    pub isolation: Option<Isolation>,
+    /// What the worktree's branch starts from (default: the repository's HEAD).
+    pub base: Option<String>,
+    /// Shell commands run in a new worktree before the agent starts.
+    pub setup: Vec<String>,
+    /// Acceptance checks: shell commands run when the agent signals done.
+    pub verify: Vec<String>,
+    pub verify_timeout: Option<Duration>,
+    /// How many times a failed check goes back to the agent before the task fails.
+    pub verify_rounds: Option<u32>,
+    /// Resume the agent's own session when its tmux session vanished (`None`: the default).
+    pub resume: Option<bool>,
     /// The body, byte for byte, without the front matter and without an appended report.
     pub prompt: String,
     /// 1-based line of each front-matter key in the file, for error messages.
@@ -79,6 +92,24 @@ struct FrontMatter {
     depends_on: Option<OneOrMany>,
     env: Option<BTreeMap<String, ScalarText>>,
     attention: Option<AttentionChanges>,
+    isolation: Option<Isolation>,
+    base: Option<String>,
+    setup: Option<OneOrMany>,
+    verify: Option<OneOrMany>,
+    verify_timeout: Option<DurationField>,
+    verify_rounds: Option<u32>,
+    resume: Option<bool>,
+}
+
+/// Where a task's agent works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Its own git worktree on branch `nightshift/<id>`: tasks on one repository run side by
+    /// side.
+    Worktree,
+    /// In the workdir itself: tasks on one repository run one at a time.
+    None,
 }
 
 /// `attention:` in the front matter, and `[agents.NAME.attention]` in config.toml: changes to
@@ -271,20 +302,51 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
         Some(t) if !t.trim().is_empty() => t.trim().to_string(),
         _ => first_heading(body).unwrap_or_else(|| id.to_string()),
     };
-    let timeout = match front.timeout {
-        None => None,
-        Some(DurationField::Seconds(s)) => Some(Duration::from_secs(s)),
-        Some(DurationField::Text(t)) => Some(
-            parse_duration(&t)
-                .map_err(|m| TaskError::new(path, at("timeout"), 1, format!("timeout: {m}")))?,
-        ),
+    let positive = |field: &str, value: Option<DurationField>| -> Result<_, TaskError> {
+        let d = match value {
+            None => return Ok(None),
+            Some(DurationField::Seconds(s)) => Duration::from_secs(s),
+            Some(DurationField::Text(t)) => parse_duration(&t)
+                .map_err(|m| TaskError::new(path, at(field), 1, format!("{field}: {m}")))?,
+        };
+        if d == Duration::ZERO {
+            return Err(TaskError::new(
+                path,
+                at(field),
+                1,
+                format!("{field}: must be greater than zero"),
+            ));
+        }
+        Ok(Some(d))
     };
-    if timeout == Some(Duration::ZERO) {
+    let timeout = positive("timeout", front.timeout)?;
+    let verify_timeout = positive("verify_timeout", front.verify_timeout)?;
+    let commands = |field: &str, value: Option<OneOrMany>| -> Result<Vec<String>, TaskError> {
+        let list = match value {
+            None => Vec::new(),
+            Some(OneOrMany::One(c)) => vec![c],
+            Some(OneOrMany::Many(cs)) => cs,
+        };
+        if list.iter().any(|c| c.trim().is_empty()) {
+            return Err(TaskError::new(
+                path,
+                at(field),
+                1,
+                format!("{field}: a command must not be empty"),
+            ));
+        }
+        Ok(list)
+    };
+    let setup = commands("setup", front.setup)?;
+    let verify = commands("verify", front.verify)?;
+    if let Some(base) = &front.base
+        && (base.trim().is_empty() || base.starts_with('-'))
+    {
         return Err(TaskError::new(
             path,
-            at("timeout"),
+            at("base"),
             1,
-            "timeout: must be greater than zero",
+            "base: expected a branch, tag or commit",
         ));
     }
     if front.max_attempts == Some(0) {
@@ -349,6 +411,13 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
         workdir,
         timeout,
         max_attempts: front.max_attempts,
+        isolation: front.isolation,
+        base: front.base,
+        setup,
+        verify,
+        verify_timeout,
+        verify_rounds: front.verify_rounds,
+        resume: front.resume,
         depends_on,
         env,
         attention,

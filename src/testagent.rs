@@ -21,6 +21,12 @@ pub const DEFAULT_MARKER: &str = "NIGHTSHIFT_DONE";
 pub struct TestAgentArgs {
     pub prompt_file: Option<PathBuf>,
     pub prompt: Option<String>,
+    /// Read the prompt from stdin: to its end (`stdin`), or as one bracketed paste followed
+    /// by Enter, the way a terminal UI takes typed input (`typed`).
+    pub prompt_from: Option<String>,
+    /// Claude Code-style hook settings: `@hook` runs the command they register, through
+    /// `sh -c`, as Claude Code does.
+    pub hook_settings: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +82,34 @@ type Failure = (i32, String);
 
 /// Runs the script found in the prompt and returns the process exit code.
 pub fn run(args: TestAgentArgs) -> i32 {
-    let prompt = match (args.prompt_file, args.prompt) {
-        (Some(path), None) => match fs::read(&path) {
+    let prompt = match (args.prompt_file, args.prompt, args.prompt_from.as_deref()) {
+        (Some(path), None, None) => match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) => return fail(2, &format!("cannot read {}: {e}", path.display())),
         },
-        (None, Some(prompt)) => prompt.into_bytes(),
-        // Never fall back to stdin: it is the pane's terminal and would block.
-        _ => return fail(2, "exactly one of --prompt-file PATH or PROMPT is required"),
+        (None, Some(prompt), None) => prompt.into_bytes(),
+        (None, None, Some("stdin")) => {
+            let mut bytes = Vec::new();
+            if let Err(e) = io::Read::read_to_end(&mut io::stdin(), &mut bytes) {
+                return fail(2, &format!("cannot read stdin: {e}"));
+            }
+            bytes
+        }
+        (None, None, Some("typed")) => match read_pasted() {
+            Ok(bytes) => bytes,
+            Err(e) => return fail(2, &format!("cannot read the typed prompt: {e}")),
+        },
+        // Never fall back to stdin unasked: it is the pane's terminal and would block.
+        _ => {
+            return fail(
+                2,
+                "exactly one of --prompt-file PATH, PROMPT or --prompt-from stdin|typed is required",
+            );
+        }
     };
+    if let Some(settings) = args.hook_settings {
+        HOOK_SETTINGS.with(|h| *h.borrow_mut() = Some(settings));
+    }
     echo(&prompt);
     say("--- test-agent: running script ---");
     let steps = match parse_script(&String::from_utf8_lossy(&prompt)) {
@@ -97,6 +122,46 @@ pub fn run(args: TestAgentArgs) -> i32 {
         task: var("NIGHTSHIFT_TASK_ID").ok(),
     };
     execute(&steps, &ctx)
+}
+
+thread_local! {
+    static HOOK_SETTINGS: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Waits at a prompt for one bracketed paste and the Enter after it, as a terminal UI does.
+fn read_pasted() -> io::Result<Vec<u8>> {
+    const START: &[u8] = b"\x1b[200~";
+    const END: &[u8] = b"\x1b[201~";
+    let mut out = io::stdout();
+    // Ask the terminal for bracketed paste, then show a prompt.
+    write!(out, "\x1b[?2004h> ")?;
+    out.flush()?;
+    let mut input = Vec::new();
+    let mut byte = [0u8; 1];
+    let stdin = io::stdin();
+    let mut stdin = stdin.lock();
+    loop {
+        if io::Read::read(&mut stdin, &mut byte)? == 0 {
+            break;
+        }
+        input.push(byte[0]);
+        let ended = input.windows(END.len()).any(|w| w == END);
+        if ended && matches!(byte[0], b'\n' | b'\r') {
+            break;
+        }
+    }
+    writeln!(out, "\x1b[?2004l")?;
+    let text = String::from_utf8_lossy(&input).into_owned();
+    let start = String::from_utf8_lossy(START).into_owned();
+    let end = String::from_utf8_lossy(END).into_owned();
+    let body = text
+        .split_once(&start)
+        .map_or(text.as_str(), |(_, b)| b)
+        .split_once(&end)
+        .map_or(text.as_str(), |(b, _)| b)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
+    Ok(body.into_bytes())
 }
 
 /// Prints the prompt line by line, flushing each, like an agent UI would.
@@ -430,11 +495,24 @@ fn hook_input(event: &str, rest: &str) -> serde_json::Value {
 
 fn report_hook(event: &str, rest: &str) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
-    let mut child = Command::new(exe)
-        .arg("hook")
+    let mut command = Command::new(exe);
+    command.arg("hook");
+    if let Some(settings) = HOOK_SETTINGS.with(|h| h.borrow().clone()) {
+        // Exactly what Claude Code runs: the registered command line, through a shell.
+        let text = fs::read(&settings).map_err(|e| format!("{}: {e}", settings.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", settings.display()))?;
+        let line = json["hooks"][event][0]["hooks"][0]["command"]
+            .as_str()
+            .ok_or_else(|| format!("{} registers no hook for {event}", settings.display()))?
+            .to_string();
+        command = Command::new("sh");
+        command.arg("-c").arg(line);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run `hook`: {e}"))?;
+        .map_err(|e| format!("cannot run the hook: {e}"))?;
     let input = hook_input(event, rest).to_string();
     if let Some(mut stdin) = child.stdin.take() {
         stdin

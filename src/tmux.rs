@@ -296,6 +296,50 @@ impl Tmux {
         Ok(())
     }
 
+    /// Pastes `text` into the session's pane as one bracketed paste (so its newlines do not
+    /// submit it line by line), waits, then presses Enter: agent UIs drop an Enter that
+    /// comes too soon after a paste. The text goes through a tmux buffer, never a shell.
+    pub async fn paste_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
+        let target = exact_pane(name);
+        let buffer = format!("nightshift-{name}");
+        self.run(
+            "set-buffer",
+            &[
+                "set-buffer".into(),
+                "-b".into(),
+                buffer.clone().into(),
+                "--".into(),
+                text.into(),
+            ],
+        )
+        .await?;
+        self.run(
+            "paste-buffer",
+            &[
+                "paste-buffer".into(),
+                "-p".into(),
+                "-d".into(),
+                "-b".into(),
+                buffer.into(),
+                "-t".into(),
+                target.clone().into(),
+            ],
+        )
+        .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        self.run(
+            "send-keys",
+            &[
+                "send-keys".into(),
+                "-t".into(),
+                target.into(),
+                "Enter".into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Waits until the pane's process has died and tmux has read all its output, or until
     /// `limit` passes. Returns whether it died in time.
     pub async fn wait_pane_died(&self, channel: &str, limit: std::time::Duration) -> bool {

@@ -60,12 +60,21 @@ async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[Str
 
     // The environment goes on the agent itself: tmux replaces some variables given with
     // `new-session -e` (PATH among them) with the tmux client's own.
-    let mut child = match tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(args)
         .envs(spawn.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spawn.workdir)
-        .spawn()
-    {
+        .current_dir(&spawn.workdir);
+    if let Some(path) = &spawn.stdin_file {
+        // The profile reads its prompt from stdin.
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                command.stdin(f);
+            }
+            Err(e) => return fail(dir, format!("cannot open {}: {e}", path.display())),
+        }
+    }
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => return fail(dir, format!("cannot run `{program}`: {e}")),
     };
@@ -113,6 +122,7 @@ async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[Str
         signal: status.signal(),
         error: None,
         at: Timestamp::now(),
+        hangup: forwarded.is_some(),
     };
     // Record first: the terminal may be gone, and printing must not stop that.
     if let Err(e) = dir.write(run::EXIT, &record) {
@@ -153,6 +163,7 @@ fn fail(dir: &RunDir, error: String) -> i32 {
         signal: None,
         error: Some(error),
         at: Timestamp::now(),
+        hangup: false,
     };
     if let Err(e) = dir.write(run::EXIT, &record) {
         let _ = writeln!(

@@ -4,6 +4,7 @@ mod add;
 mod attention;
 mod bench;
 mod bench_attention;
+mod clean;
 mod control;
 mod demo;
 mod doctor;
@@ -101,6 +102,8 @@ pub enum Command {
     Retry { id: String },
     /// Signal that the agent in this pane is finished (run by the agent)
     Done(control::DoneArgs),
+    /// Remove finished tasks' worktrees (and their branches once merged)
+    Clean(clean::CleanArgs),
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
@@ -114,6 +117,11 @@ pub enum Command {
     TestAgent {
         #[arg(long)]
         prompt_file: Option<PathBuf>,
+        /// `stdin` or `typed`
+        #[arg(long)]
+        prompt_from: Option<String>,
+        #[arg(long)]
+        hook_settings: Option<PathBuf>,
         prompt: Option<String>,
     },
     /// The process in each tmux pane: starts the agent and records its exit
@@ -133,10 +141,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::TestAgent {
             prompt_file,
+            prompt_from,
+            hook_settings,
             prompt,
         } => Ok(crate::testagent::run(crate::testagent::TestAgentArgs {
             prompt_file,
             prompt,
+            prompt_from,
+            hook_settings,
         })),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
         Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
@@ -178,6 +190,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Cancel { id } => control::cancel(&home, &id),
         Command::Retry { id } => control::retry(&home, &id),
         Command::Done(args) => control::done(args),
+        Command::Clean(args) => clean::run(&home, args),
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }

@@ -459,7 +459,11 @@ impl Watch {
             }
             self.raise_from_hook(evidence, now, &mut change);
         }
+        // An agent waiting for a person is quiet and commits nothing: that is one cause, and
+        // it is flagged already.
+        let waiting = self.flags.contains_key(&Signal::Waiting);
         if let Some(d) = t.silence
+            && !waiting
             && !self.flags.contains_key(&Signal::Silence)
             && add(self.quiet_from, d) <= now
         {
@@ -476,6 +480,7 @@ impl Watch {
         }
         if let Some(d) = t.no_commits
             && self.git_repo
+            && !waiting
             && !self.flags.contains_key(&Signal::NoCommits)
             && add(self.commit_from, d) <= now
         {
@@ -516,13 +521,14 @@ impl Watch {
 
     /// When `on_tick` could next raise something, or when a screen check is due.
     pub fn next_wake(&self, t: &Thresholds) -> Option<Timestamp> {
+        let waiting = self.flags.contains_key(&Signal::Waiting);
         let silence = t
             .silence
-            .filter(|_| !self.flags.contains_key(&Signal::Silence))
+            .filter(|_| !waiting && !self.flags.contains_key(&Signal::Silence))
             .map(|d| add(self.quiet_from, d));
         let commits = t
             .no_commits
-            .filter(|_| self.git_repo && !self.flags.contains_key(&Signal::NoCommits))
+            .filter(|_| !waiting && self.git_repo && !self.flags.contains_key(&Signal::NoCommits))
             .map(|d| add(self.commit_from, d));
         let screen =
             (t.waiting && !self.screen_checked).then(|| add(self.last_output, t.input_debounce));
@@ -938,7 +944,9 @@ mod tests {
         assert_eq!(c.raised[0].signal, Signal::Waiting);
         assert!(c.raised[0].evidence.starts_with("Overwrite config? (y/n)"));
         assert!(!w.screen_due(at(20), &t));
-        assert_eq!(w.next_wake(&t), Some(at(10 + 600)));
+        // Waiting for a person: silence would only say the same again.
+        assert_eq!(w.next_wake(&t), None);
+        assert!(w.on_tick(at(10 + 600), &t).is_empty());
         let c = w.on_output(&lines(&["y"]), at(30), &t);
         assert_eq!(c.cleared, vec![Signal::Waiting]);
         assert!(w.screen_due(at(32), &t));
@@ -1011,8 +1019,8 @@ mod tests {
         for _ in 0..5 {
             w.on_output(&e, at(0), &t);
         }
-        w.on_screen("Proceed? (y/n)", at(5), &t);
         w.on_tick(at(900), &t);
+        w.on_screen("Proceed? (y/n)", at(900), &t);
         let all = [
             Signal::NoCommits,
             Signal::RepeatedError,
@@ -1031,11 +1039,11 @@ mod tests {
             w.on_output(&e, at(1004), &t);
         }
         assert!(has(&w, Signal::RepeatedError));
-        assert!(w.on_screen("Proceed? (y/n)", at(1006), &t).raised.len() == 1);
         assert!(w.on_tick(at(1004 + 599), &t).raised.is_empty());
         assert_eq!(w.on_tick(at(1604), &t).raised[0].signal, Signal::Silence);
         assert!(w.on_tick(at(1000 + 899), &t).raised.is_empty());
         assert_eq!(w.on_tick(at(1900), &t).raised[0].signal, Signal::NoCommits);
+        assert!(w.on_screen("Proceed? (y/n)", at(1901), &t).raised.len() == 1);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Hold {
     Waiting(Vec<String>),
     /// No free slot.
     NoSlot,
+    /// Another task runs in place in the same checkout (`isolation: none`).
+    Checkout(String),
 }
 
 /// What to do with the queue right now.
@@ -33,13 +35,17 @@ pub struct Plan {
 }
 
 /// Decides what to start given the queue, what already finished, what is active (running or
-/// still being started) and how many slots are free.
+/// still being started) and how many slots are free. Tasks that run in place lock their
+/// checkout (`locks`: task id → checkout); `held` are the checkouts active tasks hold.
 pub fn plan<'a>(
     queued: impl IntoIterator<Item = &'a Task>,
     finished: &BTreeMap<String, TaskState>,
     active: &BTreeSet<String>,
     free_slots: usize,
+    locks: &BTreeMap<String, String>,
+    held: &BTreeSet<String>,
 ) -> Plan {
+    let mut held = held.clone();
     let mut tasks: Vec<&Task> = queued.into_iter().collect();
     tasks.sort_by(|a, b| queue_order(a, b));
     let queued_ids: BTreeMap<&str, &Task> = tasks.iter().map(|t| (t.id.as_str(), *t)).collect();
@@ -76,8 +82,14 @@ pub fn plan<'a>(
                 .push((task.id.clone(), format!("dependency `{dep}` failed")));
         } else if !waiting.is_empty() {
             plan.hold.push((task.id.clone(), Hold::Waiting(waiting)));
+        } else if let Some(lock) = locks.get(&task.id).filter(|l| held.contains(*l)) {
+            plan.hold
+                .push((task.id.clone(), Hold::Checkout(lock.clone())));
         } else if free > 0 {
             free -= 1;
+            if let Some(lock) = locks.get(&task.id) {
+                held.insert(lock.clone());
+            }
             plan.start.push(task.id.clone());
         } else {
             plan.hold.push((task.id.clone(), Hold::NoSlot));
@@ -134,7 +146,14 @@ mod tests {
             task("zzz", "priority: 5"),
             task("low", "priority: -1"),
         ];
-        let p = plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 10);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            10,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(p.start, vec!["zzz", "001-a", "002-b", "low"]);
     }
 
@@ -145,13 +164,27 @@ mod tests {
             task("b", "priority: 2"),
             task("c", "priority: 3"),
         ];
-        let p = plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 2);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            2,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(p.start, vec!["c", "b"]);
         assert_eq!(p.hold, vec![("a".to_string(), Hold::NoSlot)]);
         assert!(
-            plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 0)
-                .start
-                .is_empty()
+            plan(
+                &tasks,
+                &BTreeMap::new(),
+                &BTreeSet::new(),
+                0,
+                &BTreeMap::new(),
+                &BTreeSet::new()
+            )
+            .start
+            .is_empty()
         );
     }
 
@@ -159,7 +192,14 @@ mod tests {
     fn dependencies_hold_until_done_and_fail_when_failed() {
         let tasks = [task("b", "depends_on: a"), task("c", "depends_on: [a, x]")];
         let active = BTreeSet::from(["a".to_string()]);
-        let p = plan(&tasks, &BTreeMap::new(), &active, 4);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &active,
+            4,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert!(p.start.is_empty());
         assert_eq!(
             p.hold[1],
@@ -170,10 +210,28 @@ mod tests {
         );
 
         let done = BTreeMap::from([("a".to_string(), TaskState::Done)]);
-        assert_eq!(plan(&tasks, &done, &BTreeSet::new(), 4).start, vec!["b"]);
+        assert_eq!(
+            plan(
+                &tasks,
+                &done,
+                &BTreeSet::new(),
+                4,
+                &BTreeMap::new(),
+                &BTreeSet::new()
+            )
+            .start,
+            vec!["b"]
+        );
 
         let failed = BTreeMap::from([("a".to_string(), TaskState::Failed)]);
-        let p = plan(&tasks, &failed, &BTreeSet::new(), 4);
+        let p = plan(
+            &tasks,
+            &failed,
+            &BTreeSet::new(),
+            4,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(p.fail[0], ("b".into(), "dependency `a` failed".into()));
         assert_eq!(p.fail.len(), 2);
     }
@@ -181,7 +239,14 @@ mod tests {
     #[test]
     fn a_held_task_does_not_take_a_slot() {
         let tasks = [task("a", "priority: 9\ndepends_on: z"), task("b", "")];
-        let p = plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 1);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            1,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(p.start, vec!["b"]);
     }
 
@@ -192,10 +257,44 @@ mod tests {
             task("b", "depends_on: a"),
             task("c", "depends_on: a"),
         ];
-        let p = plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 4);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            4,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         let failed: Vec<&str> = p.fail.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(failed, vec!["a", "b"]);
         assert!(p.fail[0].1.contains("a → b → a"), "{:?}", p.fail);
         assert!(p.start.is_empty());
+    }
+
+    #[test]
+    fn tasks_in_place_in_one_checkout_run_one_at_a_time() {
+        let tasks = [
+            task("a", "priority: 0"),
+            task("b", "priority: 0"),
+            task("c", "priority: 0"),
+        ];
+        let locks = BTreeMap::from([
+            ("a".to_string(), "/r/.git".to_string()),
+            ("b".to_string(), "/r/.git".to_string()),
+        ]);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            4,
+            &locks,
+            &BTreeSet::new(),
+        );
+        assert_eq!(p.start, vec!["a", "c"]);
+        assert_eq!(p.hold, vec![("b".into(), Hold::Checkout("/r/.git".into()))]);
+        // Held by a running task: neither starts.
+        let held = BTreeSet::from(["/r/.git".to_string()]);
+        let p = plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 4, &locks, &held);
+        assert_eq!(p.start, vec!["c"]);
     }
 }

@@ -39,17 +39,24 @@ pub struct Settings {
     pub renotify: Option<Duration>,
     /// The profile of tasks that name none.
     pub default_agent: String,
-    /// Each agent profile's attention changes and its extra screen prompts.
-    pub agents: BTreeMap<String, AgentAttention>,
+    /// What the core needs of each agent profile.
+    pub agents: BTreeMap<String, AgentSettings>,
+    /// Failed acceptance checks go back to the agent this many times before the task fails.
+    pub verify_rounds: u32,
 }
 
-/// What an agent profile changes in the attention settings.
+/// What the core needs of an agent profile.
 #[derive(Debug, Clone, Default)]
-pub struct AgentAttention {
+pub struct AgentSettings {
     pub changes: crate::task::AttentionOverride,
     /// The agent CLI's built-in prompts plus the profile's own.
     pub waiting_patterns: Vec<regex::Regex>,
+    /// It can resume its own session (the profile has a `resume_command`).
+    pub can_resume: bool,
 }
+
+/// Resumes of one task, at most: a session that keeps vanishing needs a person.
+const MAX_RESUMES: u32 = 3;
 
 /// What happens when a signal flags a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -77,6 +84,13 @@ pub struct QueuedTask {
     pub last_attempt: u32,
     /// Attempts that count against `max_attempts`.
     pub counted_attempts: u32,
+    /// The next attempt resumes the agent's session (it does not count against the budget).
+    pub resume: bool,
+    /// Attempts so far that were resumes.
+    pub resumes: u32,
+    /// The checkout it runs in place in (`isolation: none` in a git repository): one task at
+    /// a time there.
+    pub lock: Option<String>,
 }
 
 /// A file in `queue/` that is not a valid task.
@@ -93,6 +107,8 @@ pub enum Phase {
     Starting,
     /// The agent is running.
     Running,
+    /// The agent signalled done; its acceptance checks run.
+    Verifying,
 }
 
 /// One attempt in progress.
@@ -107,8 +123,18 @@ pub struct Run {
     pub phase: Phase,
     pub started_at: Timestamp,
     pub deadline: Option<Timestamp>,
-    /// When the agent exited without having signalled done, and how.
-    pub exited: Option<(Timestamp, String)>,
+    /// When the agent exited without having signalled done, how, and whether it was hung
+    /// up on (its session closed under it).
+    pub exited: Option<(Timestamp, String, bool)>,
+    /// The done signal whose acceptance checks run, and the rounds that failed so far.
+    pending_done: Option<DoneRecord>,
+    pub failed_rounds: u32,
+    /// The agent's own session id, once its hooks said it.
+    pub agent_session: Option<String>,
+    /// Resumes of this task before this attempt.
+    resumes: u32,
+    /// The checkout this run holds, if it runs in place.
+    lock: Option<String>,
     /// Whether the agent needs a person.
     pub watch: attention::Watch,
     /// The attention settings for this run: the configuration with the task's changes.
@@ -191,6 +217,18 @@ pub enum Event {
         id: String,
         attempt: u32,
         how: String,
+        /// Its session was closed under it (a hangup was passed on).
+        hangup: bool,
+    },
+    /// The acceptance checks of a done signal ran.
+    Checked {
+        id: String,
+        attempt: u32,
+        passed: bool,
+        /// One line for the report when they failed.
+        summary: String,
+        /// The message for the agent when they failed: what ran and what it printed.
+        feedback: String,
     },
     /// The session disappeared without the agent's exit being recorded.
     SessionGone { id: String, attempt: u32 },
@@ -219,6 +257,8 @@ pub enum Observation {
     Screen(String),
     /// The agent's own hooks reported an event.
     Hook(attention::Hook),
+    /// The agent's own session id (for resuming it).
+    AgentSession(String),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -236,10 +276,25 @@ pub enum Action {
     /// A queued task can never run: file it in `failed/` with the reason.
     FailQueued { id: String, reason: String },
     /// The attempt failed and another is allowed: record it and put the task back in `queue/`.
+    /// With `resume`, the next attempt resumes this one's agent session.
     Requeue {
         id: String,
         attempt: u32,
         reason: String,
+        resume: Option<String>,
+    },
+    /// Run the acceptance checks (and deal with uncommitted work) for a done signal, and
+    /// report [`Event::Checked`]. `round` counts from 1.
+    Check {
+        id: String,
+        attempt: u32,
+        round: u32,
+    },
+    /// Type a message into the agent's session (failed checks go back to it).
+    Tell {
+        id: String,
+        attempt: u32,
+        text: String,
     },
     /// The task is finished: append the report and move the file to `done/` or `failed/`.
     Finish {
@@ -331,17 +386,19 @@ impl State {
         let settle = self.settings.exit_settle;
         let runs = self.running.values().flat_map(|r| {
             let t = &r.thresholds;
-            let exit = r.exited.as_ref().map(|(at, _)| add(*at, settle));
+            let exit = r
+                .exited
+                .as_ref()
+                .filter(|_| r.phase != Phase::Verifying)
+                .map(|(at, _, _)| add(*at, settle));
             let head = (t.no_commits.is_some() && r.phase == Phase::Running && !r.not_a_repo)
                 .then_some(r.next_head_check);
             let deadline = r.deadline.filter(|_| !r.timed_out);
-            [
-                deadline,
-                exit,
-                r.watch.next_wake(t),
-                head,
-                self.remind_at(r),
-            ]
+            // The watch is only ticked for a live, running agent (see `expire`).
+            let watch = (r.phase == Phase::Running && r.exited.is_none())
+                .then(|| r.watch.next_wake(t))
+                .flatten();
+            [deadline, exit, watch, head, self.remind_at(r)]
         });
         let closes = self.closing.values().map(|c| Some(c.close_at));
         runs.chain(closes).flatten().min()
@@ -395,7 +452,7 @@ impl State {
             } => {
                 let id = task.id.clone();
                 self.queued.remove(&id);
-                let run = self.new_run(task, attempt, counted_attempts, started_at);
+                let run = self.new_run(task, attempt, counted_attempts, 0, started_at);
                 if how == Recovered::NotStarted {
                     actions.push(Action::Start {
                         task: run.task.clone(),
@@ -415,7 +472,10 @@ impl State {
             }
             Event::Started { id, attempt } => {
                 if let Some(run) = self.current(&id, attempt) {
-                    run.phase = Phase::Running;
+                    // Its done signal may have come first: its checks may be running.
+                    if run.phase == Phase::Starting {
+                        run.phase = Phase::Running;
+                    }
                 } else {
                     // Cancelled (or timed out) while its session was being created: the
                     // session exists now and nobody wants it.
@@ -454,13 +514,16 @@ impl State {
                     .iter()
                     .find_map(|l| completion::marker_in_line(l, marker, &run.prompt_lines));
                 if let Some(hit) = hit {
+                    if run.phase == Phase::Verifying {
+                        return actions;
+                    }
                     let record = DoneRecord {
                         ok: true,
                         summary: hit.summary,
                         source: DoneSource::Marker,
                         at: now,
                     };
-                    self.finish_done(&id, record, now, &mut actions);
+                    self.signalled_done(&id, record, now, &mut actions);
                 } else {
                     let change = run.watch.on_output(&lines, now, &run.thresholds);
                     attention_action(run, change, now, &mut actions);
@@ -479,6 +542,10 @@ impl State {
                         Observation::NotARepo => attention::Change::default(),
                         Observation::Screen(screen) => run.watch.on_screen(&screen, now, t),
                         Observation::Hook(hook) => run.watch.on_hook(hook, now, t),
+                        Observation::AgentSession(session) => {
+                            run.agent_session = Some(session);
+                            attention::Change::default()
+                        }
                     };
                     attention_action(run, change, now, &mut actions);
                 }
@@ -494,14 +561,31 @@ impl State {
                 attempt,
                 record,
             } => {
-                if self.current(&id, attempt).is_some() {
-                    self.finish_done(&id, record, now, &mut actions);
+                if self
+                    .current(&id, attempt)
+                    .is_some_and(|r| r.phase != Phase::Verifying)
+                {
+                    self.signalled_done(&id, record, now, &mut actions);
                 }
             }
-            Event::Exited { id, attempt, how } => {
+            Event::Checked {
+                id,
+                attempt,
+                passed,
+                summary,
+                feedback,
+            } => {
+                self.checked(&id, attempt, passed, summary, feedback, now, &mut actions);
+            }
+            Event::Exited {
+                id,
+                attempt,
+                how,
+                hangup,
+            } => {
                 if let Some(run) = self.current(&id, attempt) {
                     if run.exited.is_none() {
-                        run.exited = Some((now, how));
+                        run.exited = Some((now, how, hangup));
                     }
                 } else if let Some(session) = self
                     .closing
@@ -515,7 +599,10 @@ impl State {
                 }
             }
             Event::SessionGone { id, attempt } => {
-                if self.current(&id, attempt).is_some() {
+                let why = "the tmux session vanished";
+                if self.resume(&id, attempt, why, &mut actions) {
+                    // Resumed in a new attempt.
+                } else if self.current(&id, attempt).is_some() {
                     self.died(
                         &id,
                         "the tmux session vanished (tmux was killed, the machine rebooted, or someone closed it)".into(),
@@ -606,7 +693,14 @@ impl State {
         self.running.get_mut(id).filter(|r| r.attempt == attempt)
     }
 
-    fn new_run(&self, task: Task, attempt: u32, counted: u32, started_at: Timestamp) -> Run {
+    fn new_run(
+        &self,
+        task: Task,
+        attempt: u32,
+        counted: u32,
+        resumes: u32,
+        started_at: Timestamp,
+    ) -> Run {
         let timeout = task.timeout.or(self.settings.default_timeout);
         Run {
             max_attempts: task
@@ -617,6 +711,11 @@ impl State {
             started_at,
             deadline: timeout.map(|t| add(started_at, t)),
             exited: None,
+            pending_done: None,
+            failed_rounds: 0,
+            agent_session: None,
+            resumes,
+            lock: None,
             watch: attention::Watch::new(started_at, true),
             thresholds: self.run_thresholds(&task),
             policies: {
@@ -638,7 +737,7 @@ impl State {
         }
     }
 
-    fn agent_attention(&self, task: &Task) -> Option<&AgentAttention> {
+    fn agent_attention(&self, task: &Task) -> Option<&AgentSettings> {
         let agent = task
             .agent
             .as_deref()
@@ -656,6 +755,124 @@ impl State {
         }
         apply_changes(&mut t, &task.attention);
         t
+    }
+
+    /// The agent signalled done: its acceptance checks run first (and uncommitted work is
+    /// dealt with); a `--fail` is final at once.
+    fn signalled_done(
+        &mut self,
+        id: &str,
+        record: DoneRecord,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(run) = self.running.get_mut(id) else {
+            return;
+        };
+        if !record.ok {
+            self.finish_done(id, record, now, actions);
+            return;
+        }
+        run.phase = Phase::Verifying;
+        run.pending_done = Some(record);
+        actions.push(Action::Check {
+            id: id.to_string(),
+            attempt: run.attempt,
+            round: run.failed_rounds + 1,
+        });
+    }
+
+    /// The acceptance checks of a done signal ran: done, back to the agent, or failed.
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        passed: bool,
+        summary: String,
+        feedback: String,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) {
+        let rounds = self.settings.verify_rounds;
+        let Some(run) = self
+            .current(id, attempt)
+            .filter(|r| r.phase == Phase::Verifying)
+        else {
+            return;
+        };
+        let Some(record) = run.pending_done.take() else {
+            return;
+        };
+        if passed {
+            self.finish_done(id, record, now, actions);
+            return;
+        }
+        run.failed_rounds += 1;
+        let allowed = run.task.verify_rounds.unwrap_or(rounds);
+        if run.failed_rounds <= allowed && run.exited.is_none() {
+            run.phase = Phase::Running;
+            // The agent works again from now: nothing it did before counts as silence.
+            let change = run
+                .watch
+                .on_hook(attention::Hook::Working, now, &run.thresholds);
+            attention_action(run, change, now, actions);
+            actions.push(Action::Tell {
+                id: id.to_string(),
+                attempt,
+                text: feedback,
+            });
+            return;
+        }
+        let n = run.failed_rounds;
+        let reason = if run.exited.is_some() && run.failed_rounds <= allowed {
+            format!("the acceptance check failed and the agent has exited: {summary}")
+        } else if n == 1 {
+            format!("the acceptance check failed: {summary}")
+        } else {
+            format!("the acceptance check failed {n} times: {summary}")
+        };
+        self.fail_attempt(id, reason, false, now, actions);
+    }
+
+    /// The agent's session went away under it (not the agent's doing): when it can, resume
+    /// its own session in a new attempt. Returns whether it does.
+    fn resume(&mut self, id: &str, attempt: u32, why: &str, actions: &mut Vec<Action>) -> bool {
+        let can = |r: &Run| {
+            let profile = self.settings.agents.get(self.agent_of(&r.task));
+            r.phase == Phase::Running
+                && r.agent_session.is_some()
+                && r.resumes < MAX_RESUMES
+                && r.task.resume.unwrap_or(true)
+                && profile.is_some_and(|p| p.can_resume)
+        };
+        if !self
+            .running
+            .get(id)
+            .is_some_and(|r| r.attempt == attempt && can(r))
+        {
+            return false;
+        }
+        let Some(run) = self.running.remove(id) else {
+            return false;
+        };
+        let session = run.agent_session.unwrap_or_default();
+        actions.push(Action::CloseSession {
+            session: run.session,
+        });
+        actions.push(Action::Requeue {
+            id: id.to_string(),
+            attempt,
+            reason: format!("{why}; resuming the agent's session {session}"),
+            resume: Some(session),
+        });
+        true
+    }
+
+    fn agent_of<'a>(&'a self, task: &'a Task) -> &'a str {
+        task.agent
+            .as_deref()
+            .unwrap_or(&self.settings.default_agent)
     }
 
     /// The agent said it is done (or failed): file the task at once; the session gets the
@@ -725,6 +942,7 @@ impl State {
                 id: id.to_string(),
                 attempt: run.attempt,
                 reason,
+                resume: None,
             });
         } else {
             let reason = if run.counted_attempts > 1 {
@@ -751,12 +969,15 @@ impl State {
         let settle = self.settings.exit_settle;
         let mut deaths = Vec::new();
         for run in self.running.values_mut() {
-            if let Some((at, how)) = &run.exited
+            if let Some((at, how, hangup)) = &run.exited
                 && add(*at, settle) <= now
+                && run.phase != Phase::Verifying
             {
                 deaths.push((
                     run.task.id.clone(),
+                    run.attempt,
                     format!("{how} without signalling done"),
+                    *hangup,
                 ));
             } else if let Some(deadline) = run.deadline
                 && deadline <= now
@@ -773,7 +994,10 @@ impl State {
                 attention_action(run, change, now, actions);
             }
         }
-        for (id, why) in deaths {
+        for (id, attempt, why, hangup) in deaths {
+            if hangup && self.resume(&id, attempt, "its session was closed under it", actions) {
+                continue;
+            }
             self.died(&id, why, now, actions);
         }
         let renotify = self.settings.renotify;
@@ -794,6 +1018,7 @@ impl State {
             }
         }
         for run in self.running.values_mut() {
+            // Not while its checks run: the agent waits for them.
             if run.phase != Phase::Running || run.exited.is_some() {
                 continue;
             }
@@ -830,11 +1055,23 @@ impl State {
     fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         let free = self.settings.max_agents.saturating_sub(self.slots_used());
         let active: BTreeSet<String> = self.running.keys().cloned().collect();
+        let locks: BTreeMap<String, String> = self
+            .queued
+            .values()
+            .filter_map(|q| Some((q.task.id.clone(), q.lock.clone()?)))
+            .collect();
+        let held: BTreeSet<String> = self
+            .running
+            .values()
+            .filter_map(|r| r.lock.clone())
+            .collect();
         let plan = dispatch::plan(
             self.queued.values().map(|q| &q.task),
             &self.finished,
             &active,
             free,
+            &locks,
+            &held,
         );
         for (id, reason) in plan.fail {
             self.queued.remove(&id);
@@ -847,7 +1084,11 @@ impl State {
                 continue;
             };
             let attempt = q.last_attempt + 1;
-            let run = self.new_run(q.task, attempt, q.counted_attempts + 1, now);
+            // A resume continues the attempt the session vanished from: it does not count.
+            let counted = q.counted_attempts + u32::from(!q.resume);
+            let resumes = q.resumes + u32::from(q.resume);
+            let mut run = self.new_run(q.task, attempt, counted, resumes, now);
+            run.lock = q.lock;
             // A new session replaces one still in its grace period under the same name.
             if self.closing.remove(&run.session).is_some() {
                 replaced = true;

@@ -45,6 +45,7 @@ fn settings(max_agents: usize) -> Settings {
             ..Default::default()
         },
         policies: Default::default(),
+        verify_rounds: 2,
         renotify: None,
         default_agent: "test".into(),
         agents: Default::default(),
@@ -71,6 +72,9 @@ fn queued(id: &str, front_matter: &str) -> QueuedTask {
         path: path_of(id),
         last_attempt: 0,
         counted_attempts: 0,
+        resume: false,
+        resumes: 0,
+        lock: None,
     }
 }
 
@@ -79,6 +83,9 @@ fn requeued(id: &str, front_matter: &str, last_attempt: u32, counted: u32) -> Qu
     QueuedTask {
         last_attempt,
         counted_attempts: counted,
+        resume: false,
+        resumes: 0,
+        lock: None,
         ..queued(id, front_matter)
     }
 }
@@ -105,6 +112,7 @@ fn requeue(id: &str, attempt: u32, reason: &str) -> Action {
         id: id.into(),
         attempt,
         reason: reason.into(),
+        resume: None,
     }
 }
 
@@ -155,6 +163,9 @@ fn starts(actions: &[Action]) -> Vec<String> {
 struct Harness {
     state: State,
     now: Timestamp,
+    /// Answer each `Check` at once with a pass, as the daemon does for a task without checks
+    /// (most tests); off for the tests of the acceptance gate.
+    auto_check: bool,
     /// What `done/` and `failed/` hold: filled from `Finish` and `FailQueued`, as the
     /// daemon would, and passed along with every scan.
     finished: BTreeMap<String, TaskState>,
@@ -168,6 +179,7 @@ impl Harness {
     fn with(settings: Settings) -> Harness {
         Harness {
             state: State::new(settings),
+            auto_check: true,
             now: Timestamp::from_second(1_800_000_000).unwrap(),
             finished: BTreeMap::new(),
         }
@@ -182,7 +194,27 @@ impl Harness {
     }
 
     fn step_all(&mut self, event: Event) -> Vec<Action> {
-        let actions = self.state.step(event, self.now);
+        let mut actions = self.state.step(event, self.now);
+        if self.auto_check {
+            let mut all = Vec::new();
+            for action in actions {
+                if let Action::Check { id, attempt, .. } = action {
+                    all.extend(self.state.step(
+                        Event::Checked {
+                            id,
+                            attempt,
+                            passed: true,
+                            summary: String::new(),
+                            feedback: String::new(),
+                        },
+                        self.now,
+                    ));
+                } else {
+                    all.push(action);
+                }
+            }
+            actions = all;
+        }
         for action in &actions {
             match action {
                 Action::Finish { id, outcome, .. } => {
@@ -274,6 +306,7 @@ impl Harness {
             id: id.into(),
             attempt,
             how: how.into(),
+            hangup: false,
         })
     }
 
@@ -466,6 +499,9 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                                 path: path_of(&id),
                                 last_attempt: last,
                                 counted_attempts: 0,
+                                resume: false,
+                                resumes: 0,
+                                lock: None,
                             },
                         );
                     }
@@ -503,6 +539,7 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                             id,
                             attempt,
                             how: "exited with code 1".into(),
+                            hangup: false,
                         },
                         None => Event::Tick,
                     }
@@ -534,6 +571,7 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                     id: target.unwrap_or_else(|| "nobody".into()),
                     attempt: 99,
                     how: "stale".into(),
+                    hangup: false,
                 },
             };
             let context = format!("seed {seed}, event {n}: {event:?}");
@@ -576,6 +614,9 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                                 path: path_of(id),
                                 last_attempt: at,
                                 counted_attempts: counted,
+                                resume: false,
+                                resumes: 0,
+                                lock: None,
                             },
                         );
                     }
@@ -597,7 +638,9 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                     | Action::Attention { .. }
                     | Action::CaptureScreen { .. }
                     | Action::CheckHead { .. }
-                    | Action::Remind { .. } => {}
+                    | Action::Remind { .. }
+                    | Action::Check { .. }
+                    | Action::Tell { .. } => {}
                 }
             }
             assert!(
@@ -725,7 +768,7 @@ fn a_vanished_session_is_a_failed_attempt() {
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert_eq!(actions[0], close("a"));
     assert!(
-        matches!(&actions[1], Action::Requeue { id, attempt: 1, reason }
+        matches!(&actions[1], Action::Requeue { id, attempt: 1, reason, .. }
             if id == "a" && reason.starts_with("the tmux session vanished")),
         "{actions:?}"
     );
@@ -776,7 +819,7 @@ fn an_exit_without_done_waits_for_the_settle_time_then_requeues() {
     assert_eq!(h.exit("a", "exited with code 1"), vec![]);
     assert_eq!(
         h.state.run("a").unwrap().exited,
-        Some((exited_at, "exited with code 1".into()))
+        Some((exited_at, "exited with code 1".into(), false))
     );
     assert_eq!(h.state.next_wake(), Some(exited_at + SETTLE));
     // A second exit report (the reconcile pass) changes nothing.
@@ -1222,6 +1265,7 @@ fn stale_events_change_nothing() {
                 id: id.clone(),
                 attempt,
                 how: "exited with code 1".into(),
+                hangup: false,
             },
             Event::StartFailed {
                 id: id.clone(),
@@ -1616,13 +1660,9 @@ fn a_turn_that_ends_without_done_flags_after_the_debounce_and_done_wins_the_race
     // b's done arrives just after its Stop hook.
     h.advance(Duration::from_millis(300));
     h.done("b");
-    let actions = h.tick_at(t0 + Duration::from_secs(2));
-    let actions: Vec<_> = raised(&actions);
-    assert_eq!(
-        actions.len(),
-        0,
-        "Harness::tick drops attention: {actions:?}"
-    );
+    h.now = t0 + Duration::from_secs(2);
+    let actions = h.step_all(Event::Tick);
+    assert_eq!(raised(&actions).len(), 1, "{actions:?}");
     assert_eq!(h.flags("a"), vec![Signal::Waiting]);
     let flag = &h.state.run("a").unwrap().watch.flags()[0];
     assert!(
@@ -1715,15 +1755,15 @@ fn the_agent_profile_changes_attention_and_the_task_changes_it_again() {
     let mut s = attentive(2);
     let changes = crate::task::AttentionOverride {
         silence: Some(Some(Duration::from_secs(60))),
-        waiting_patterns: vec!["(?i)approve plan\\?".into()],
+        waiting_patterns: vec!["(?i)big red button".into()],
         policy: BTreeMap::from([(Signal::Silence, super::Policy::Stop)]),
         ..Default::default()
     };
     s.agents.insert(
         "test".into(),
-        super::AgentAttention {
+        super::AgentSettings {
             changes,
-            waiting_patterns: Vec::new(),
+            ..Default::default()
         },
     );
     let mut h = Harness::with(s);
@@ -1747,7 +1787,239 @@ fn the_agent_profile_changes_attention_and_the_task_changes_it_again() {
     let actions = h.step_all(Event::Observed {
         id: "b".into(),
         attempt: 1,
-        what: Observation::Screen("Approve plan?\n".into()),
+        what: Observation::Screen("PRESS THE BIG RED BUTTON\n".into()),
     });
     assert_eq!(raised(&actions).len(), 1, "{actions:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The acceptance gate, resuming, and tasks in place
+
+impl Harness {
+    fn checked(&mut self, id: &str, passed: bool) -> Vec<Action> {
+        let attempt = self.attempt(id);
+        self.step(Event::Checked {
+            id: id.into(),
+            attempt,
+            passed,
+            summary: "`cargo test` exited with 101: test parser ... FAILED".into(),
+            feedback: "nightshift: the acceptance check failed".into(),
+        })
+    }
+}
+
+fn check(id: &str, attempt: u32, round: u32) -> Action {
+    Action::Check {
+        id: id.into(),
+        attempt,
+        round,
+    }
+}
+
+fn tell(id: &str, attempt: u32) -> Action {
+    Action::Tell {
+        id: id.into(),
+        attempt,
+        text: "nightshift: the acceptance check failed".into(),
+    }
+}
+
+#[test]
+fn done_waits_for_the_checks_and_a_pass_finishes() {
+    let mut h = Harness::new(1);
+    h.auto_check = false;
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    assert_eq!(h.done("a"), vec![check("a", 1, 1)]);
+    assert_eq!(h.state.run("a").unwrap().phase, Phase::Verifying);
+    // A second done (or a marker) while the checks run changes nothing.
+    assert_eq!(h.done("a"), vec![]);
+    assert_eq!(h.output("a", &["NIGHTSHIFT_DONE"]), vec![]);
+    assert_eq!(
+        h.checked("a", true),
+        vec![succeeded("a", 1, 1, BY_COMMAND, None)]
+    );
+}
+
+#[test]
+fn a_failed_check_goes_back_to_the_agent_until_the_rounds_are_used_up() {
+    let mut h = Harness::new(1);
+    h.auto_check = false;
+    h.scan(&[queued("a", "verify_rounds: 1\nmax_attempts: 3")]);
+    h.started("a");
+    h.done("a");
+    assert_eq!(h.checked("a", false), vec![tell("a", 1)]);
+    assert_eq!(h.state.run("a").unwrap().phase, Phase::Running);
+    // Round two: done again, checks fail again, and the one allowed round is used up. The
+    // task fails without a retry: the agent's work was judged.
+    assert_eq!(h.done("a"), vec![check("a", 1, 2)]);
+    assert_eq!(
+        h.checked("a", false),
+        vec![
+            close("a"),
+            failed(
+                "a",
+                1,
+                1,
+                "the acceptance check failed 2 times: `cargo test` exited with 101: test parser ... FAILED"
+            )
+        ]
+    );
+}
+
+#[test]
+fn a_failed_check_after_the_agent_left_fails_at_once_and_an_exit_during_checks_waits() {
+    let mut h = Harness::new(1);
+    h.auto_check = false;
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    h.done("a");
+    h.exit("a", "exited with code 0");
+    // The exit does not count while the checks run.
+    assert_eq!(h.tick_after(SETTLE * 10), vec![]);
+    let actions = h.checked("a", false);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Finish { reason, .. } if reason.contains("the agent has exited"))),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_vanished_session_with_a_known_agent_session_is_resumed_without_counting() {
+    let mut s = settings(1);
+    s.agents.insert(
+        "claude".into(),
+        super::AgentSettings {
+            can_resume: true,
+            ..Default::default()
+        },
+    );
+    let mut h = Harness::with(s);
+    h.scan(&[queued("a", "agent: claude")]);
+    h.started("a");
+    h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::AgentSession("sess-1".into()),
+    });
+    let actions = h.step(Event::SessionGone {
+        id: "a".into(),
+        attempt: 1,
+    });
+    assert_eq!(
+        actions,
+        vec![
+            close("a"),
+            Action::Requeue {
+                id: "a".into(),
+                attempt: 1,
+                reason: "the tmux session vanished; resuming the agent's session sess-1".into(),
+                resume: Some("sess-1".into()),
+            }
+        ]
+    );
+    // Back in the queue as a resume: attempt 2, still one counted.
+    let mut again = requeued("a", "agent: claude", 1, 1);
+    again.resume = true;
+    h.scan(&[again]);
+    let run = h.state.run("a").unwrap();
+    assert_eq!((run.attempt, run.counted_attempts), (2, 1));
+}
+
+#[test]
+fn no_resume_without_an_agent_session_a_capable_profile_or_when_the_task_says_no() {
+    let mut s = settings(3);
+    s.agents.insert(
+        "claude".into(),
+        super::AgentSettings {
+            can_resume: true,
+            ..Default::default()
+        },
+    );
+    let mut h = Harness::with(s);
+    h.scan(&[
+        queued("unknown", "agent: claude"),
+        queued("plain", ""),
+        queued("refuses", "agent: claude\nresume: false"),
+    ]);
+    for id in ["unknown", "plain", "refuses"] {
+        h.started(id);
+        if id != "unknown" {
+            h.step(Event::Observed {
+                id: id.into(),
+                attempt: 1,
+                what: Observation::AgentSession("s".into()),
+            });
+        }
+        let actions = h.step(Event::SessionGone {
+            id: id.into(),
+            attempt: 1,
+        });
+        assert!(
+            actions.iter().all(|a| !matches!(
+                a,
+                Action::Requeue {
+                    resume: Some(_),
+                    ..
+                }
+            )),
+            "{id}: {actions:?}"
+        );
+        assert_eq!(h.finished.get(id), Some(&TaskState::Failed), "{id}");
+    }
+}
+
+#[test]
+fn a_hung_up_agent_is_resumed_but_one_that_quit_is_not() {
+    let mut s = settings(2);
+    s.agents.insert(
+        "claude".into(),
+        super::AgentSettings {
+            can_resume: true,
+            ..Default::default()
+        },
+    );
+    let mut h = Harness::with(s);
+    h.scan(&[
+        queued("hup", "agent: claude"),
+        queued("quit", "agent: claude"),
+    ]);
+    for id in ["hup", "quit"] {
+        h.started(id);
+        h.step(Event::Observed {
+            id: id.into(),
+            attempt: 1,
+            what: Observation::AgentSession("s".into()),
+        });
+        h.step(Event::Exited {
+            id: id.into(),
+            attempt: 1,
+            how: "the agent was killed by signal 1".into(),
+            hangup: id == "hup",
+        });
+    }
+    let actions = h.tick_after(SETTLE);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Requeue { id, resume: Some(_), .. } if id == "hup")),
+        "{actions:?}"
+    );
+    assert_eq!(h.finished.get("quit"), Some(&TaskState::Failed));
+}
+
+#[test]
+fn tasks_in_place_in_one_checkout_wait_for_each_other() {
+    let mut h = Harness::new(3);
+    let mut a = queued("a", "");
+    let mut b = queued("b", "");
+    a.lock = Some("/r/.git".into());
+    b.lock = Some("/r/.git".into());
+    h.scan(&[a, b.clone(), queued("c", "")]);
+    assert!(h.state.run("a").is_some() && h.state.run("c").is_some());
+    assert!(h.state.run("b").is_none());
+    h.started("a");
+    h.done("a");
+    h.scan(&[b]);
+    assert!(h.state.run("b").is_some());
 }

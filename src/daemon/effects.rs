@@ -25,9 +25,14 @@ struct StartJob {
     tmux: Tmux,
     exe: PathBuf,
     task: Task,
+    /// The prompt the agent gets: the preamble, if any, and the task's body.
+    prompt: String,
     attempt: u32,
     dir: RunDir,
 }
+
+/// The message a resumed agent gets.
+const RESUME_MESSAGE: &str = "nightshift: your session was interrupted (the terminal closed or the machine restarted). Carry on with the task where you left off; when it is finished, signal done as before.";
 
 impl Daemon {
     /// Claims the task, prepares its run folder, and starts the agent in the background.
@@ -59,6 +64,13 @@ impl Daemon {
             }
         }
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
+        let agent = task.agent.as_deref().unwrap_or(&self.config.default_agent);
+        let prompt = match self.config.profile(agent) {
+            Some(p) if p.preamble && !self.config.preamble.is_empty() => {
+                format!("{}{}", self.config.preamble, task.prompt)
+            }
+            _ => task.prompt.clone(),
+        };
         // No fsync: the prompt can always be rebuilt from the task file.
         let prepared = dir.create().and_then(|()| {
             use std::io::Write;
@@ -69,7 +81,7 @@ impl Daemon {
                 .truncate(true)
                 .mode(0o600)
                 .open(dir.file(run::PROMPT))?
-                .write_all(task.prompt.as_bytes())
+                .write_all(prompt.as_bytes())
         });
         // Watch before the agent can write anything.
         self.watch_run(&id, attempt);
@@ -90,6 +102,7 @@ impl Daemon {
             tmux: self.tmux.clone(),
             exe: self.exe.clone(),
             task,
+            prompt,
             attempt,
             dir,
         };
@@ -195,6 +208,7 @@ impl Daemon {
                     None => report.reason.clone(),
                 };
                 self.notify(event, id, format!("nightshift: {id} {verdict}"), why);
+                self.tidy_worktree(&dir, to);
                 let state = to.as_str();
                 tracing::info!(task = id, "{state}: {} ({})", report.reason, dst.display());
                 true
@@ -225,6 +239,40 @@ impl Daemon {
                 state: to,
             });
         }
+    }
+
+    /// Removes a finished task's worktree unless it is to be kept (its branch always stays).
+    /// After the grace period, when its agent has left; a worktree that is not clean stays.
+    fn tidy_worktree(&self, dir: &RunDir, outcome: TaskState) {
+        let keep = match self.config.keep_worktrees {
+            config::KeepWorktrees::Always => true,
+            config::KeepWorktrees::Failure => outcome != TaskState::Done,
+            config::KeepWorktrees::Never => false,
+        };
+        let Some(wt) = dir
+            .read::<SpawnRecord>(run::SPAWN)
+            .ok()
+            .flatten()
+            .and_then(|s| s.worktree)
+        else {
+            return;
+        };
+        if keep {
+            return;
+        }
+        let wait = self.config.grace_period + std::time::Duration::from_secs(2);
+        let dir = RunDir::new(dir.path());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            match crate::worktree::remove(&wt.path, false).await {
+                Ok(()) => dir.log_event(
+                    Timestamp::now(),
+                    "worktree",
+                    &format!("removed {} (branch {} kept)", wt.path.display(), wt.branch),
+                ),
+                Err(e) => tracing::info!("keeping the worktree {}: {e}", wt.path.display()),
+            }
+        });
     }
 
     pub(super) fn file_requeued(&mut self, id: &str, report: &Report) {
@@ -264,29 +312,44 @@ impl StartJob {
                 false,
             )
         })?;
-        let workdir = task
+        let given = task
             .workdir
             .clone()
             .or_else(|| self.config.workdir.clone())
             .ok_or_else(|| ("no workdir".to_string(), false))?;
-        if !workdir.is_dir() {
-            return Err((
-                format!("workdir {} does not exist", workdir.display()),
-                false,
-            ));
+        if !given.is_dir() {
+            return Err((format!("workdir {} does not exist", given.display()), false));
         }
-        let argv = config::expand_argv(
-            profile,
-            &config::ArgvVars {
-                prompt: &task.prompt,
-                prompt_file: &self.dir.file(run::PROMPT),
-                task_id: &task.id,
-                workdir: &workdir,
-                nightshift: &self.exe,
-                hook_settings: &self.dir.file(run::HOOK_SETTINGS),
+        let worktree = self.worktree(&given).await?;
+        let workdir = worktree
+            .as_ref()
+            .map_or_else(|| given.clone(), |w| w.workdir.clone());
+        if let Some(wt) = &worktree
+            && profile.trust_worktrees
+            && let Err(e) = crate::claude_state::trust(&wt.path, &self.agent_env(profile))
+        {
+            tracing::warn!(task = task.id, "cannot mark the worktree trusted: {e}");
+        }
+        // A resume continues the agent's own session, when the last attempt left one.
+        let resume = self.take_resume(profile)?;
+        let template = match &resume {
+            Some(_) => &profile.resume_command,
+            None => &profile.command,
+        };
+        let vars = config::ArgvVars {
+            prompt: match &resume {
+                Some(_) => RESUME_MESSAGE,
+                None => &self.prompt,
             },
-        )
-        .map_err(|e| (e, false))?;
+            prompt_file: &self.dir.file(run::PROMPT),
+            task_id: &task.id,
+            workdir: &workdir,
+            nightshift: &self.exe,
+            hook_settings: &self.dir.file(run::HOOK_SETTINGS),
+            session_id: resume.as_ref().map_or("", |r| r.session_id.as_str()),
+        };
+        let via_argv = profile.prompt == config::PromptVia::Argument || resume.is_some();
+        let argv = config::expand_argv(template, &vars, via_argv).map_err(|e| (e, false))?;
         if profile.uses_hooks() {
             self.dir
                 .write(
@@ -337,6 +400,10 @@ impl StartJob {
             session: session.clone(),
             claimed_at: Timestamp::now(),
             git_head: git::head(&workdir).await,
+            stdin_file: (profile.prompt == config::PromptVia::Stdin && resume.is_none())
+                .then(|| self.dir.file(run::PROMPT)),
+            resumed_session: resume.as_ref().map(|r| r.session_id.clone()),
+            worktree,
         };
         self.dir
             .write(run::SPAWN, &record)
@@ -385,7 +452,98 @@ impl StartJob {
             ),
         );
         tracing::info!(task = task.id, attempt = self.attempt, session, "started");
+        if profile.prompt == config::PromptVia::Typed && resume.is_none() {
+            // Agent UIs drop what is typed before they are ready: wait, then paste.
+            let (tmux, delay, text) = (self.tmux.clone(), profile.type_delay, self.prompt.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Err(e) = tmux.paste_line(&session, &text).await {
+                    tracing::warn!(session, "cannot type the prompt: {e}");
+                }
+            });
+        }
         Ok(())
+    }
+
+    /// The task's own worktree and branch, when it runs isolated in a git repository
+    /// (created, its included files copied and its setup run, the first time).
+    async fn worktree(
+        &self,
+        workdir: &Path,
+    ) -> Result<Option<crate::worktree::Worktree>, (String, bool)> {
+        let task = &self.task;
+        let isolation = task.isolation.unwrap_or(self.config.isolation);
+        if isolation == crate::task::Isolation::None || !git::in_work_tree(workdir) {
+            return Ok(None);
+        }
+        let root = self.home.worktrees_dir();
+        let wt = crate::worktree::prepare(workdir, &root, &task.id, task.base.as_deref())
+            .await
+            .map_err(|e| (format!("cannot create the task's worktree: {e}"), false))?;
+        if wt.created {
+            self.dir.log_event(
+                Timestamp::now(),
+                "worktree",
+                &format!("{} on {} from {}", wt.path.display(), wt.branch, wt.base),
+            );
+            match crate::worktree::copy_included(&wt).await {
+                Ok(0) => {}
+                Ok(n) => self.dir.log_event(
+                    Timestamp::now(),
+                    "worktree",
+                    &format!("copied {n} files listed in .worktreeinclude"),
+                ),
+                Err(e) => return Err((format!("cannot copy .worktreeinclude files: {e}"), false)),
+            }
+            if !task.setup.is_empty() {
+                let results = crate::checks::run_commands(
+                    &task.setup,
+                    &wt.workdir,
+                    self.config.setup_timeout,
+                    &[],
+                )
+                .await;
+                if let Err(e) = self.dir.write(run::SETUP, &results) {
+                    tracing::warn!(task = task.id, "cannot save setup.json: {e}");
+                }
+                if let Some(bad) = results.iter().find(|r| !r.passed()) {
+                    return Err((format!("setup failed: {}", failure_line(bad)), false));
+                }
+            }
+        }
+        Ok(Some(wt))
+    }
+
+    /// The profile's environment, as the agent gets it (where its own state lives).
+    fn agent_env(&self, profile: &config::AgentProfile) -> Vec<(String, String)> {
+        profile
+            .env
+            .iter()
+            .chain(self.task.env.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Takes the task's resume record, if the last attempt's session is to be resumed.
+    fn take_resume(
+        &self,
+        profile: &config::AgentProfile,
+    ) -> Result<Option<run::ResumeRecord>, (String, bool)> {
+        let next = self.home.task_runs(&self.task.id).join(run::RESUME_NEXT);
+        let record: Option<run::ResumeRecord> = std::fs::read(&next)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        if profile.resume_command.is_empty() {
+            let _ = std::fs::remove_file(&next);
+            return Ok(None);
+        }
+        // Moved into this attempt's folder: it marks the attempt as a resume (not counted).
+        std::fs::rename(&next, self.dir.file(run::RESUMED))
+            .map_err(|e| (format!("cannot record the resume: {e}"), true))?;
+        Ok(Some(record))
     }
 }
 
@@ -457,6 +615,36 @@ async fn attempt_report(
             .flatten()
             .and_then(|d| d.summary)
     });
+    let worktree = spawn.as_ref().and_then(|s| s.worktree.clone());
+    let diffstat = match &worktree {
+        Some(wt) => crate::worktree::diffstat(&wt.path, &wt.base).await,
+        None => None,
+    };
+    let verify = verify_rounds(dir);
+    let setup: Vec<crate::checks::CommandResult> =
+        dir.read(run::SETUP).ok().flatten().unwrap_or_default();
+    let duration_secs = started_at.map(|s| finished_at.duration_since(s).as_secs_f64());
+    let mut phases = std::collections::BTreeMap::new();
+    if let Some(total) = duration_secs {
+        let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;
+        let setup_secs: f64 = setup.iter().map(secs).sum();
+        let verify_secs: f64 = verify.iter().flat_map(|v| &v.results).map(secs).sum();
+        if !setup.is_empty() {
+            phases.insert("setup".to_string(), setup_secs);
+        }
+        if !verify.is_empty() {
+            phases.insert("verify".to_string(), verify_secs);
+        }
+        phases.insert(
+            "agent".to_string(),
+            (total - setup_secs - verify_secs).max(0.0),
+        );
+    }
+    let session: Option<crate::hook::SessionRecord> = dir.read(run::SESSION).ok().flatten();
+    let usage = session
+        .as_ref()
+        .and_then(|s| s.transcript_path.as_deref())
+        .and_then(|p| crate::usage::from_claude_transcript(Path::new(p)));
     Report {
         task_id: id.to_string(),
         outcome: outcome.to_string(),
@@ -468,10 +656,70 @@ async fn attempt_report(
         workdir,
         started_at,
         finished_at,
-        duration_secs: started_at.map(|s| finished_at.duration_since(s).as_secs_f64()),
+        duration_secs,
         commits,
         transcript: Some(dir.transcript()),
+        branch: worktree.as_ref().map(|w| w.branch.clone()),
+        base: worktree.as_ref().map(|w| w.base.clone()),
+        diffstat,
+        worktree: worktree.map(|w| w.path),
+        phases,
+        verify,
+        attention: attention_episodes(dir),
+        agent_session: session.map(|s| s.session_id),
+        usage,
     }
+}
+
+/// The acceptance-check rounds recorded in a run folder, in order.
+fn verify_rounds(dir: &RunDir) -> Vec<VerifyRound> {
+    (1..)
+        .map_while(|round| {
+            dir.read::<VerifyRound>(&run::verify_file(round))
+                .ok()
+                .flatten()
+        })
+        .collect()
+}
+
+/// The attention flags of the attempt, from its event log, paired with their clearing.
+fn attention_episodes(dir: &RunDir) -> Vec<crate::report::Episode> {
+    let text = std::fs::read_to_string(dir.file(run::EVENTS)).unwrap_or_default();
+    let mut episodes: Vec<crate::report::Episode> = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(event), Some(detail), Some(at)) = (
+            v["event"].as_str(),
+            v["detail"].as_str(),
+            v["at"].as_str().and_then(|a| a.parse::<Timestamp>().ok()),
+        ) else {
+            continue;
+        };
+        match event {
+            "attention" => {
+                let (signal, evidence) = detail.split_once(": ").unwrap_or((detail, ""));
+                episodes.push(crate::report::Episode {
+                    signal: signal.to_string(),
+                    evidence: evidence.to_string(),
+                    raised_at: at,
+                    cleared_at: None,
+                });
+            }
+            "attention-cleared" => {
+                if let Some(e) = episodes
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.signal == detail && e.cleared_at.is_none())
+                {
+                    e.cleared_at = Some(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    episodes
 }
 
 /// Reports of the task's earlier attempts, oldest first.
@@ -495,5 +743,129 @@ fn fault_point(name: &str) {
         tracing::warn!("NIGHTSHIFT_FAULT={name}: killing the daemon");
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
+/// A failed command in one line: what ran, how it ended, and its last words.
+fn failure_line(r: &crate::checks::CommandResult) -> String {
+    let last = r
+        .output_tail
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(": {}", l.trim()))
+        .unwrap_or_default();
+    format!("`{}` {}{last}", r.command, r.describe())
+}
+
+/// One round of acceptance checks, as saved in `verify-N.json` and in the report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct VerifyRound {
+    pub round: u32,
+    pub passed: bool,
+    pub results: Vec<crate::checks::CommandResult>,
+    /// What happened to work the agent left uncommitted, if it left any.
+    #[serde(default)]
+    pub uncommitted: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What a check job needs, taken from the daemon's state.
+pub(super) struct CheckJob {
+    pub id: String,
+    pub attempt: u32,
+    pub round: u32,
+    pub rounds: u32,
+    pub dir: RunDir,
+    pub commands: Vec<String>,
+    pub timeout: std::time::Duration,
+    pub uncommitted: config::Uncommitted,
+}
+
+impl CheckJob {
+    /// Deals with uncommitted work, runs the checks, records the round, and says how it went.
+    pub(super) async fn run(self) -> Event {
+        let spawn: Option<SpawnRecord> = self.dir.read(run::SPAWN).ok().flatten();
+        let workdir = spawn.as_ref().map(|s| s.workdir.clone());
+        let mut uncommitted = None;
+        if let Some(workdir) = &workdir
+            && git::in_work_tree(workdir)
+            && crate::worktree::is_dirty(workdir).await.unwrap_or(false)
+        {
+            uncommitted = Some(match self.uncommitted {
+                config::Uncommitted::Commit => {
+                    let message = format!(
+                        "nightshift: work in progress left uncommitted by {} (attempt {})",
+                        self.id, self.attempt
+                    );
+                    match crate::worktree::commit_all(workdir, &message).await {
+                        Ok(Some(hash)) => format!(
+                            "committed as work in progress: {}",
+                            hash.get(..10).unwrap_or(&hash)
+                        ),
+                        Ok(None) => "nothing to commit after all".to_string(),
+                        Err(e) => format!("left uncommitted (cannot commit: {e})"),
+                    }
+                }
+                config::Uncommitted::Flag => {
+                    format!("left uncommitted in {}", workdir.display())
+                }
+            });
+        }
+        let results = match (&workdir, self.commands.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(w), false) => {
+                let env = vec![
+                    ("NIGHTSHIFT_TASK_ID".to_string(), self.id.clone()),
+                    ("NIGHTSHIFT_ATTEMPT".to_string(), self.attempt.to_string()),
+                ];
+                crate::checks::run_commands(&self.commands, w, self.timeout, &env).await
+            }
+            (None, false) => Vec::new(),
+        };
+        let passed = workdir.is_some() || self.commands.is_empty();
+        let passed = passed && results.iter().all(crate::checks::CommandResult::passed);
+        let record = VerifyRound {
+            round: self.round,
+            passed,
+            results: results.clone(),
+            uncommitted: uncommitted.clone(),
+            at: Timestamp::now(),
+        };
+        if !self.commands.is_empty() || uncommitted.is_some() {
+            if let Err(e) = self.dir.write(&run::verify_file(self.round), &record) {
+                tracing::warn!(task = self.id, "cannot save the check results: {e}");
+            }
+            let what = if passed { "passed" } else { "failed" };
+            self.dir.log_event(
+                Timestamp::now(),
+                "verify",
+                &format!("round {}: {what}", self.round),
+            );
+        }
+        let failed = results.iter().find(|r| !r.passed());
+        let summary = match failed {
+            Some(r) => failure_line(r),
+            None if workdir.is_none() => "the run's spawn record is missing".to_string(),
+            None => String::new(),
+        };
+        let feedback = match failed {
+            Some(r) => format!(
+                "nightshift: the acceptance check failed (check {} of at most {}).\n$ {}\n{}\n{}\nFix it, commit, and signal done again (`nightshift done`).",
+                self.round,
+                self.rounds + 1,
+                r.command,
+                r.output_tail.trim_end(),
+                r.describe()
+            ),
+            None => String::new(),
+        };
+        Event::Checked {
+            id: self.id,
+            attempt: self.attempt,
+            passed,
+            summary,
+            feedback,
+        }
     }
 }

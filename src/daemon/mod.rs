@@ -5,7 +5,7 @@
 //! agrees with the core's state. Slow work (tmux, git) runs in tasks that report back.
 
 mod effects;
-pub use effects::find_program;
+pub use effects::{VerifyRound, find_program};
 mod recover;
 mod tail;
 mod watch;
@@ -144,6 +144,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("config.toml [attention]: {e}"))?,
         policies: config.attention.policy.clone(),
         renotify: config.attention.renotify,
+        verify_rounds: config.verify_rounds,
         default_agent: config.default_agent.clone(),
         agents: config
             .agents
@@ -155,9 +156,10 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                     // A profile named after an agent but running a wrapper script.
                     waiting_patterns = core::attention::agent_waiting_patterns(name);
                 }
-                let attention = core::AgentAttention {
+                let attention = core::AgentSettings {
                     changes: profile.attention.clone(),
                     waiting_patterns,
+                    can_resume: !profile.resume_command.is_empty(),
                 };
                 (name.clone(), attention)
             })
@@ -518,6 +520,7 @@ impl Daemon {
                         id: id.to_string(),
                         attempt,
                         how: record.describe(),
+                        hangup: record.hangup,
                     });
                 }
             }
@@ -676,6 +679,9 @@ impl Daemon {
                 attempts,
                 summary,
             } => {
+                if outcome == TaskState::Done {
+                    self.end_gracefully(&id, attempt);
+                }
                 self.spawn_report(id, attempt, outcome, reason, attempts, summary);
                 None
             }
@@ -683,9 +689,67 @@ impl Daemon {
                 id,
                 attempt,
                 reason,
+                resume,
             } => {
-                tracing::info!(task = id, attempt, "attempt failed, will retry: {reason}");
+                if let Some(session_id) = resume {
+                    tracing::info!(task = id, attempt, "{reason}");
+                    let record = run::ResumeRecord {
+                        session_id,
+                        from_attempt: attempt,
+                        at: Timestamp::now(),
+                    };
+                    let runs = RunDir::new(self.home.task_runs(&id));
+                    if let Err(e) = runs.write(run::RESUME_NEXT, &record) {
+                        tracing::warn!(task = id, "cannot record the resume: {e}");
+                    }
+                } else {
+                    tracing::info!(task = id, attempt, "attempt failed, will retry: {reason}");
+                }
                 self.spawn_requeue(id, attempt, reason);
+                None
+            }
+            Action::Check { id, attempt, round } => {
+                let run = self.state.run(&id)?;
+                let job = effects::CheckJob {
+                    dir: RunDir::new(self.home.run_dir(&id, attempt)),
+                    commands: run.task.verify.clone(),
+                    timeout: run
+                        .task
+                        .verify_timeout
+                        .unwrap_or(self.config.verify_timeout),
+                    rounds: run.task.verify_rounds.unwrap_or(self.config.verify_rounds),
+                    uncommitted: self.config.uncommitted,
+                    id,
+                    attempt,
+                    round,
+                };
+                let tx = self.internal.clone();
+                tokio::spawn(async move {
+                    let event = job.run().await;
+                    let _ = tx.send(Internal::Core(Box::new(event)));
+                });
+                None
+            }
+            Action::Tell { id, attempt, text } => {
+                let dir = RunDir::new(self.home.run_dir(&id, attempt));
+                // The agent signals done again: its first signal moves aside.
+                let round = self.state.run(&id).map_or(0, |r| r.failed_rounds);
+                if dir.exists(run::DONE)
+                    && let Err(e) =
+                        std::fs::rename(dir.file(run::DONE), dir.file(&run::done_of_round(round)))
+                {
+                    tracing::warn!(task = id, "cannot move done.json aside: {e}");
+                }
+                dir.log_event(Timestamp::now(), "told", &text);
+                let tmux = self.tmux.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tmux
+                        .paste_line(&crate::tmux::session_name(&id), &text)
+                        .await
+                    {
+                        tracing::warn!(task = id, "cannot type into the session: {e}");
+                    }
+                });
                 None
             }
             Action::Attention {
@@ -757,6 +821,32 @@ impl Daemon {
                 None
             }
         }
+    }
+
+    /// Types the profile's exit command (`/exit`) into a finished agent's session, so it
+    /// ends by itself within the grace period instead of being killed.
+    fn end_gracefully(&self, id: &str, attempt: u32) {
+        let session = crate::tmux::session_name(id);
+        if !self.state.owns_session(&session) {
+            return;
+        }
+        let agent = RunDir::new(self.home.run_dir(id, attempt))
+            .read::<run::SpawnRecord>(run::SPAWN)
+            .ok()
+            .flatten()
+            .map(|s| s.agent);
+        let Some(exit) = agent
+            .and_then(|a| self.config.profile(&a))
+            .and_then(|p| p.exit_command.clone())
+        else {
+            return;
+        };
+        let tmux = self.tmux.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tmux.send_line(&session, &exit).await {
+                tracing::debug!(session, "cannot type the exit command: {e}");
+            }
+        });
     }
 
     fn watch_run(&mut self, id: &str, attempt: u32) -> RunDir {

@@ -189,6 +189,8 @@ impl Daemon {
         let session_exists = session.is_some() || !known;
         let dir = RunDir::new(self.home.run_dir(id, attempt));
         self.read_output(id, attempt, !pane_alive);
+        // The hooks may name the agent's session, which a vanished one can be resumed from.
+        self.read_hooks(id, attempt);
         if self.state.run(id).is_none_or(|r| r.attempt != attempt) {
             return;
         }
@@ -207,6 +209,8 @@ impl Daemon {
                 id: id.to_string(),
                 attempt,
                 how: "the agent's pane died".into(),
+                // Its wrapper was killed too: not the agent's own doing.
+                hangup: true,
             });
         }
     }

@@ -197,7 +197,8 @@ fn has_tool_result(body: &Value) -> bool {
 /// command the script ends with is allowed; anything else asks for permission. Claude Code's
 /// own default mode is now `auto` (a model judges each tool call); `default` makes it ask.
 const PROFILE: &str = "[agents.claude]\n\
-    command = [\"claude\", \"--settings\", \"{hook_settings}\", \"--permission-mode=default\", \"--allowedTools=Bash(nightshift done:*)\", \"--\", \"{prompt}\"]";
+    command = [\"claude\", \"--settings\", \"{hook_settings}\", \"--permission-mode=default\", \"--allowedTools=Bash(nightshift done:*)\", \"--\", \"{prompt}\"]\n\
+    trust_worktrees = true";
 
 /// Whether the real CLI can run here: on CI (`CI=true`) it must.
 fn claude_available() -> bool {
@@ -348,12 +349,18 @@ fn claude_code_finishes_a_task_through_nightshift_done() {
         "the task file's report lacks the summary:\n{text}"
     );
 
-    // The prompt reached the model byte for byte, through argv.
+    // The prompt (the preamble, then the task's body) reached the model byte for byte,
+    // through argv.
+    let sent = fs::read_to_string(env.run_dir(TASK, 1).join("prompt.md")).unwrap();
+    assert!(
+        sent.ends_with(PROMPT) && sent.contains("nightshift done"),
+        "{sent}"
+    );
     let requests = conversation_requests(&api);
     assert!(
         requests
             .iter()
-            .any(|r| user_texts(r).iter().any(|t| t == PROMPT)),
+            .any(|r| user_texts(r).iter().any(|t| *t == sent)),
         "no /v1/messages request carried the prompt exactly; requests:\n{}\nuser texts of the first:\n{:#?}",
         api.log(),
         requests.first().map(user_texts)
@@ -429,7 +436,8 @@ fn a_permission_prompt_is_flagged_by_the_hook_and_answering_it_clears_the_flag()
         "the flag came from the screen, not the hook: {flag:#}\n--- pane ---\n{}",
         pane_screen_of(&env, id)
     );
-    assert!(!env.git_log().iter().any(|l| l.contains("claude-was-here")));
+    let branch_log = |env: &Env| env.git(&["log", "--format=%s", "nightshift/claude-permission"]);
+    assert!(!branch_log(&env).contains("claude-was-here"));
     // `ls` shows it, with the reason.
     let ls = env.run(&["ls"]);
     assert!(ls.stdout.contains("waiting"), "{}", ls.stdout);
@@ -439,11 +447,13 @@ fn a_permission_prompt_is_flagged_by_the_hook_and_answering_it_clears_the_flag()
     wait_claude(&env, &api, "the task is done", || {
         env.task_path("done", id).is_file()
     });
+    // Made on the task's branch, in its worktree; the checkout is untouched.
     assert!(
-        env.git_log().iter().any(|l| l.contains("claude-was-here")),
-        "{:?}",
-        env.git_log()
+        branch_log(&env).contains("claude-was-here"),
+        "{}",
+        branch_log(&env)
     );
+    assert!(!env.git_log().iter().any(|l| l.contains("claude-was-here")));
     assert_eq!(events(&env, id, "attention-cleared"), vec!["waiting"]);
 }
 
@@ -455,7 +465,11 @@ fn the_folder_trust_dialog_is_flagged_not_left_hanging() {
     let api = FakeApi::start();
     let env = claude_env(&api, false);
     let id = "claude-trust";
-    env.queue(id, &Task::body(PROMPT).front("agent: claude"));
+    // In place: the worktrees nightshift creates are marked trusted by this profile.
+    env.queue(
+        id,
+        &Task::body(PROMPT).front("agent: claude\nisolation: none"),
+    );
 
     wait_claude(&env, &api, "the trust dialog is flagged", || {
         !flags(&env, id).is_empty()

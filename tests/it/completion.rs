@@ -33,7 +33,14 @@ fn end_to_end_done_with_commit_and_report() {
         text.contains(&transcript.display().to_string()),
         "transcript path: {text}"
     );
-    assert_eq!(env.git_log()[0], "add the agent's file");
+    // The commit is on the task's own branch, made in its worktree; the checkout is untouched.
+    assert_eq!(
+        env.git(&["log", "-1", "--format=%s", "nightshift/e2e"])
+            .trim(),
+        "add the agent's file"
+    );
+    assert_eq!(env.git_log()[0], "initial commit");
+    assert!(text.contains("| branch | nightshift/e2e"), "{text}");
     // The step's own output, not the echo of the prompt line `@say …`.
     assert!(
         env.transcript_has_line("e2e", 1, "hello from the agent"),

@@ -173,7 +173,7 @@ impl Env {
             .env_remove("NIGHTSHIFT_LOG");
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub fn git(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("git");
         self.isolate(&mut cmd);
         let out = cmd

@@ -56,7 +56,9 @@ fn prompt_in_a_file_is_never_executed() {
 #[test]
 fn prompt_as_an_argument_is_never_executed() {
     let mut env = Env::builder()
-        .config_tail("[agents.argv]\ncommand = [\"{nightshift}\", \"test-agent\", \"{prompt}\"]")
+        .config_tail(
+            "[agents.argv]\ncommand = [\"{nightshift}\", \"test-agent\", \"{prompt}\"]\npreamble = false",
+        )
         .build();
     run_hostile(&mut env, Some("argv"));
     let spawn: serde_json::Value = serde_json::from_str(

@@ -186,6 +186,9 @@ fn started_attempt(env: &Env, id: &str, task: &Task) -> RunDir {
             session: format!("ns-{id}"),
             claimed_at,
             git_head: Some(String::from_utf8(head.stdout).unwrap().trim().into()),
+            stdin_file: None,
+            resumed_session: None,
+            worktree: None,
         },
     )
     .unwrap();
@@ -229,6 +232,7 @@ fn a_task_decided_before_a_restart_is_filed_not_run_again() {
             signal: None,
             error: None,
             at: now,
+            hangup: false,
         },
     )
     .unwrap();
@@ -248,6 +252,7 @@ fn a_task_decided_before_a_restart_is_filed_not_run_again() {
             duration_secs: Some(0.0),
             commits: Some(Vec::new()),
             transcript: Some(dir.transcript()),
+            ..Report::before_start(id, "")
         },
     )
     .unwrap();

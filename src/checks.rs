@@ -1,0 +1,550 @@
+//! Running a task's user-authored shell commands (`setup:` and `verify:`) with a timeout.
+//!
+//! Each command runs as `sh -c <command>` in its own process group, so a timeout can kill
+//! everything it started, not only the shell. Output (stdout and stderr through one pipe,
+//! so they interleave as written) is kept only as a tail for the report.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::pin::pin;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
+
+/// How many lines of output a result keeps.
+pub const TAIL_LINES: usize = 60;
+/// How many bytes of output a result keeps, at most.
+pub const TAIL_BYTES: usize = 8 * 1024;
+
+/// After the shell exits, how long its output may take to reach end-of-file before
+/// whatever still holds the pipe (a background job) is killed with the group.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// What one command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// The command as written in the task.
+    pub command: String,
+    /// The shell's exit code; `None` when it was killed by a signal (a timeout included)
+    /// or could not be started.
+    pub exit_code: Option<i32>,
+    /// Whether it ran past its timeout and was killed.
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// The last [`TAIL_LINES`] lines (at most [`TAIL_BYTES`] bytes) of stdout and stderr
+    /// together, decoded lossily, terminal escapes kept. For a command that could not be
+    /// started, the error.
+    pub output_tail: String,
+}
+
+impl CommandResult {
+    /// Exited with status 0 in time.
+    pub fn passed(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+
+    /// How it ended, for a person, without the command or its output: `passed in 2s`,
+    /// `exited with code 1 after 5s`, `timed out after 10m and was killed`,
+    /// `was killed by signal 9 after 1s`, `could not be started: …`.
+    pub fn describe(&self) -> String {
+        let took = crate::task::format_duration(Duration::from_millis(self.duration_ms));
+        if self.timed_out {
+            return format!("timed out after {took} and was killed");
+        }
+        match self.exit_code {
+            Some(0) => format!("passed in {took}"),
+            Some(code) => format!("exited with code {code} after {took}"),
+            None => match signal_note(&self.output_tail) {
+                Some(signal) => format!("was killed by signal {signal} after {took}"),
+                None => format!("could not be started: {}", self.output_tail.trim()),
+            },
+        }
+    }
+}
+
+/// The note added to the output of a shell killed by a signal.
+fn signal_marker(signal: i32) -> String {
+    format!("\n[killed by signal {signal}]\n")
+}
+
+/// The signal from a [`signal_marker`] ending `tail`.
+fn signal_note(tail: &str) -> Option<i32> {
+    let last = tail.trim_end().lines().last()?;
+    last.strip_prefix("[killed by signal ")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Runs `commands` one after another as `sh -c <command>` in `dir`, each with its own
+/// `timeout`, with `env` added to the inherited environment and stdin empty.
+///
+/// Stops at the first command that does not pass: the result holds every command that
+/// ran, the failing one last. A command that times out is killed with its whole process
+/// group. Background jobs a command leaves behind still holding its output open are
+/// killed when the shell exits (they would otherwise hold the result back); ones that
+/// detach from the output (`nohup … >log &`) are left running.
+pub async fn run_commands(
+    commands: &[String],
+    dir: &Path,
+    timeout: Duration,
+    env: &[(String, String)],
+) -> Vec<CommandResult> {
+    let mut results = Vec::with_capacity(commands.len());
+    for command in commands {
+        let result = run_command(command, dir, timeout, env).await;
+        let passed = result.passed();
+        results.push(result);
+        if !passed {
+            break;
+        }
+    }
+    results
+}
+
+async fn run_command(
+    command: &str,
+    dir: &Path,
+    timeout: Duration,
+    env: &[(String, String)],
+) -> CommandResult {
+    let started = Instant::now();
+    let finish = |exit_code, timed_out, output_tail| CommandResult {
+        command: command.to_string(),
+        exit_code,
+        timed_out,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        output_tail,
+    };
+    let (child, output) = match spawn(command, dir, env) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let message = format!("cannot run `sh -c` in {}: {e}", dir.display());
+            return finish(None, false, message);
+        }
+    };
+    let (status, timed_out, mut tail) = supervise(child, output, timeout).await;
+    let exit_code = match &status {
+        Ok(s) => s.code(),
+        Err(_) => None,
+    };
+    // Without an exit code nothing else would say why it failed.
+    if !timed_out {
+        match &status {
+            Ok(s) => {
+                if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(s) {
+                    tail.push(signal_marker(signal).as_bytes());
+                }
+            }
+            Err(e) => tail.push(format!("\n[cannot wait for the shell: {e}]\n").as_bytes()),
+        }
+    }
+    finish(exit_code, timed_out, tail.into_string())
+}
+
+/// Starts the shell with stdout and stderr on the write end of one pipe, and returns the
+/// child and the read end.
+fn spawn(
+    command: &str,
+    dir: &Path,
+    env: &[(String, String)],
+) -> io::Result<(Child, pipe::Receiver)> {
+    let (reader, writer) = io::pipe()?;
+    // Registered before the spawn, so no failure after it can leave a process behind.
+    let output = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn()?;
+    // The command holds the parent's copies of the write end: while they are open the
+    // reader would never see end-of-file.
+    drop(cmd);
+    Ok((child, output))
+}
+
+/// Waits for the shell (killing its group at the timeout) while collecting its output.
+async fn supervise(
+    mut child: Child,
+    mut output: pipe::Receiver,
+    timeout: Duration,
+) -> (io::Result<ExitStatus>, bool, Tail) {
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    // If this future is dropped (the task was cancelled) the group must not live on.
+    let mut guard = GroupGuard(group);
+    let mut tail = Tail::default();
+    let (status, timed_out) = {
+        let mut reading = pin!(read_into(&mut output, &mut tail));
+        let mut read_all = false;
+        let mut deadline = pin!(tokio::time::sleep(timeout));
+        let (status, timed_out) = loop {
+            tokio::select! {
+                () = &mut reading, if !read_all => read_all = true,
+                status = child.wait() => break (status, false),
+                () = &mut deadline => {
+                    kill_group(group);
+                    break (child.wait().await, true);
+                }
+            }
+        };
+        // Reaped: the group id may be reused from now on, so only a group that still has
+        // members (holding the pipe open) is worth killing, and only once.
+        guard.0 = None;
+        if !read_all
+            && tokio::time::timeout(DRAIN_GRACE, &mut reading)
+                .await
+                .is_err()
+        {
+            kill_group(group);
+            // A process that left the group can still hold the pipe: give up on it.
+            let _ = tokio::time::timeout(DRAIN_GRACE, &mut reading).await;
+        }
+        (status, timed_out)
+    };
+    (status, timed_out, tail)
+}
+
+async fn read_into(output: &mut pipe::Receiver, tail: &mut Tail) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match output.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => tail.push(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn kill_group(group: Option<Pid>) {
+    if let Some(pgid) = group {
+        // ESRCH (already gone) is the outcome wanted anyway.
+        let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+    }
+}
+
+/// Kills the process group when dropped while still armed.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// The last [`TAIL_BYTES`] bytes of a stream.
+#[derive(Debug, Default)]
+struct Tail {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > TAIL_BYTES {
+            let excess = self.bytes.len() - TAIL_BYTES;
+            self.bytes.drain(..excess);
+            self.truncated = true;
+        }
+    }
+
+    fn into_string(self) -> String {
+        let mut bytes = self.bytes.as_slice();
+        if self.truncated {
+            // The cut may have split a character: drop its continuation bytes.
+            let start = bytes
+                .iter()
+                .position(|b| b & 0xC0 != 0x80)
+                .unwrap_or(bytes.len());
+            bytes = &bytes[start..];
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let text = last_lines(&text, TAIL_LINES);
+        // Replacement characters are longer than the bytes they replace.
+        let mut start = text.len().saturating_sub(TAIL_BYTES);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_string()
+    }
+}
+
+/// The last `n` lines of `text`; a final newline does not start another line.
+fn last_lines(text: &str, n: usize) -> &str {
+    if n == 0 {
+        return "";
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    match body.rmatch_indices('\n').nth(n - 1) {
+        Some((i, _)) => &text[i + 1..],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmds(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn run(list: &[&str], dir: &Path, timeout: Duration) -> Vec<CommandResult> {
+        run_commands(&cmds(list), dir, timeout, &[]).await
+    }
+
+    /// A process is gone once /proc has no entry for it or it is a zombie waiting for a
+    /// reaper (the test may run under a pid 1 that reaps slowly).
+    fn process_gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[tokio::test]
+    async fn passing_command_keeps_stdout_and_stderr() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let results = run(
+            &["echo out; echo err >&2; pwd"],
+            tmp.path(),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(results.len(), 1);
+        let r = &results[0];
+        assert!(r.passed(), "{r:?}");
+        assert_eq!(r.exit_code, Some(0));
+        assert!(!r.timed_out);
+        assert!(r.output_tail.contains("out\n"), "{r:?}");
+        assert!(r.output_tail.contains("err\n"), "{r:?}");
+        let dir = std::fs::canonicalize(tmp.path()).expect("canonical");
+        assert!(
+            r.output_tail.contains(dir.to_str().expect("utf-8")),
+            "runs in dir: {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failing_command_keeps_the_tail() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let results = run(
+            &["i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo line $i; done; printf '\\033[31mred\\033[0m\\n'; exit 3"],
+            tmp.path(),
+            Duration::from_secs(10),
+        )
+        .await;
+        let r = &results[0];
+        assert!(!r.passed());
+        assert_eq!(r.exit_code, Some(3));
+        assert_eq!(r.output_tail.lines().count(), TAIL_LINES, "{r:?}");
+        assert!(r.output_tail.starts_with("line 42\n"), "{r:?}");
+        assert!(r.output_tail.contains("line 100\n"));
+        assert!(
+            r.output_tail.ends_with("\u{1b}[31mred\u{1b}[0m\n"),
+            "escapes kept: {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn long_output_is_capped_in_bytes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        // Three lines of 3000 bytes of two-byte characters, then a marker: over the cap.
+        let results = run(
+            &["for n in 1 2 3; do yes é | head -n 1500 | tr -d '\\n'; echo; done; echo end"],
+            tmp.path(),
+            Duration::from_secs(10),
+        )
+        .await;
+        let r = &results[0];
+        assert!(r.passed(), "{r:?}");
+        assert!(r.output_tail.len() <= TAIL_BYTES);
+        assert!(r.output_tail.ends_with("\nend\n"));
+        assert!(!r.output_tail.contains('\u{FFFD}'), "cut at a character");
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let pidfile = tmp.path().join("pid");
+        let started = Instant::now();
+        let results = run(
+            &["sleep 30 & echo $! > pid; echo started; wait"],
+            tmp.path(),
+            Duration::from_millis(500),
+        )
+        .await;
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+        let r = &results[0];
+        assert!(r.timed_out, "{r:?}");
+        assert!(!r.passed());
+        assert_eq!(r.exit_code, None);
+        assert!(r.output_tail.contains("started"), "{r:?}");
+        let pid = std::fs::read_to_string(&pidfile).expect("pid written");
+        let pid = pid.trim();
+        assert!(!pid.is_empty());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !process_gone(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(process_gone(pid), "sleep {pid} survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn background_job_holding_output_does_not_hold_the_result() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let started = Instant::now();
+        let results = run(
+            &["sleep 30 & echo $! > pid; echo done"],
+            tmp.path(),
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let r = &results[0];
+        assert!(r.passed(), "{r:?}");
+        assert_eq!(r.output_tail, "done\n");
+        let pid = std::fs::read_to_string(tmp.path().join("pid")).expect("pid written");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !process_gone(pid.trim()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(process_gone(pid.trim()));
+    }
+
+    #[tokio::test]
+    async fn stops_at_the_first_failure() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let results = run(
+            &["echo one", "echo two; false", "touch ran-third"],
+            tmp.path(),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert!(results[0].passed());
+        assert_eq!(results[1].command, "echo two; false");
+        assert_eq!(results[1].exit_code, Some(1));
+        assert!(!tmp.path().join("ran-third").exists());
+    }
+
+    #[tokio::test]
+    async fn all_pass_runs_all() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let results = run(
+            &["true", "true", "true"],
+            tmp.path(),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(results.len(), 3);
+        assert!(results.iter().all(CommandResult::passed));
+    }
+
+    #[tokio::test]
+    async fn env_is_passed() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let env = vec![("NS_CHECK_VALUE".to_string(), "it's $here".to_string())];
+        let results = run_commands(
+            &cmds(&["printf '%s\\n' \"$NS_CHECK_VALUE\""]),
+            tmp.path(),
+            Duration::from_secs(10),
+            &env,
+        )
+        .await;
+        assert_eq!(results[0].output_tail, "it's $here\n");
+    }
+
+    #[tokio::test]
+    async fn stdin_is_empty() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let results = run(&["cat; echo eof"], tmp.path(), Duration::from_secs(10)).await;
+        assert!(results[0].passed());
+        assert_eq!(results[0].output_tail, "eof\n");
+    }
+
+    #[tokio::test]
+    async fn unstartable_command_reports_the_error() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let missing = tmp.path().join("missing");
+        let results = run(&["true", "true"], &missing, Duration::from_secs(10)).await;
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].exit_code, None);
+        assert!(!results[0].timed_out);
+        assert!(
+            results[0].output_tail.contains("missing"),
+            "{:?}",
+            results[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn signal_death_is_noted() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let results = run(&["kill -9 $$"], tmp.path(), Duration::from_secs(10)).await;
+        assert_eq!(results[0].exit_code, None);
+        assert!(!results[0].timed_out);
+        assert!(
+            results[0].output_tail.contains("signal 9"),
+            "{:?}",
+            results[0]
+        );
+    }
+
+    #[test]
+    fn describe_says_how_it_ended() {
+        let result = |exit_code, timed_out, output_tail: &str| CommandResult {
+            command: "make check".into(),
+            exit_code,
+            timed_out,
+            duration_ms: 2500,
+            output_tail: output_tail.into(),
+        };
+        assert_eq!(result(Some(0), false, "").describe(), "passed in 2s");
+        assert_eq!(
+            result(Some(2), false, "boom\n").describe(),
+            "exited with code 2 after 2s"
+        );
+        assert_eq!(
+            result(None, true, "").describe(),
+            "timed out after 2s and was killed"
+        );
+        let killed = format!("partial{}", signal_marker(15));
+        assert_eq!(
+            result(None, false, &killed).describe(),
+            "was killed by signal 15 after 2s"
+        );
+        assert_eq!(
+            result(None, false, "cannot run `sh -c` in /x: No such file").describe(),
+            "could not be started: cannot run `sh -c` in /x: No such file"
+        );
+    }
+
+    #[test]
+    fn last_lines_counts_from_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines("", 3), "");
+        assert_eq!(last_lines("a\n", 0), "");
+    }
+}

@@ -1,0 +1,133 @@
+//! Claude Code's own state file (`~/.claude.json`, or `$CLAUDE_CONFIG_DIR/.claude.json`):
+//! marking a worktree nightshift created as trusted, so the folder-trust dialog does not
+//! block a run nobody watches. Only done when the profile asks (`trust_worktrees = true`).
+//!
+//! Claude Code rewrites this file itself, so the change is a read-modify-write of one key,
+//! renamed into place: everything else in the file is kept as it was read.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a JSON object: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("neither CLAUDE_CONFIG_DIR nor HOME is set")]
+    NoHome,
+}
+
+/// Where Claude Code keeps its state for an agent started with `env` on top of ours.
+pub fn state_file(env: &[(String, String)]) -> Option<PathBuf> {
+    let var = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into())
+            .or_else(|| std::env::var_os(name))
+            .filter(|v: &std::ffi::OsString| !v.is_empty())
+    };
+    if let Some(dir) = var("CLAUDE_CONFIG_DIR") {
+        return Some(PathBuf::from(dir).join(".claude.json"));
+    }
+    var("HOME").map(|h| PathBuf::from(h).join(".claude.json"))
+}
+
+/// Marks `dir` as trusted (and its project onboarding as done) in Claude Code's state.
+pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
+    let path = state_file(env).ok_or(TrustError::NoHome)?;
+    let io = |source| TrustError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut state: Map<String, Value> = match std::fs::read(&path) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TrustError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let projects = state
+        .entry("projects")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(projects) = projects else {
+        return Err(TrustError::Parse {
+            path,
+            message: "`projects` is not an object".into(),
+        });
+    };
+    let key = dir.to_string_lossy().into_owned();
+    let project = projects
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(project) = project {
+        project.insert("hasTrustDialogAccepted".into(), Value::Bool(true));
+        project.insert("hasCompletedProjectOnboarding".into(), Value::Bool(true));
+    }
+    let bytes = serde_json::to_vec_pretty(&state).map_err(|e| TrustError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    crate::fsutil::write_atomic(&path, &bytes, 0o600).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_adds_the_project_and_keeps_everything_else() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join(".claude.json");
+        std::fs::write(
+            &file,
+            r#"{"hasCompletedOnboarding":true,"projects":{"/other":{"x":1}},"numStartups":7}"#,
+        )
+        .unwrap();
+        let env = vec![(
+            "HOME".to_string(),
+            home.path().to_string_lossy().into_owned(),
+        )];
+        trust(Path::new("/wt/a"), &env).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(v["projects"]["/wt/a"]["hasTrustDialogAccepted"], true);
+        assert_eq!(v["projects"]["/other"]["x"], 1);
+        assert_eq!(v["numStartups"], 7);
+        assert_eq!(v["hasCompletedOnboarding"], true);
+    }
+
+    #[test]
+    fn config_dir_wins_and_a_broken_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("HOME".to_string(), "/nonexistent".to_string()),
+            (
+                "CLAUDE_CONFIG_DIR".to_string(),
+                dir.path().to_string_lossy().into_owned(),
+            ),
+        ];
+        assert_eq!(state_file(&env), Some(dir.path().join(".claude.json")));
+        trust(Path::new("/wt/b"), &env).unwrap();
+        assert!(dir.path().join(".claude.json").exists());
+
+        std::fs::write(dir.path().join(".claude.json"), "{ not json").unwrap();
+        assert!(matches!(
+            trust(Path::new("/wt/c"), &env),
+            Err(TrustError::Parse { .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(".claude.json")).unwrap(),
+            "{ not json"
+        );
+    }
+}

@@ -360,7 +360,7 @@ fn claude_code_finishes_a_task_through_nightshift_done() {
     assert!(
         requests
             .iter()
-            .any(|r| user_texts(r).iter().any(|t| *t == sent)),
+            .any(|r| user_texts(r).contains(&sent)),
         "no /v1/messages request carried the prompt exactly; requests:\n{}\nuser texts of the first:\n{:#?}",
         api.log(),
         requests.first().map(user_texts)

@@ -567,6 +567,7 @@ pub fn expand_argv(
                 Piece::Var("workdir") => out.push_str(&vars.workdir.to_string_lossy()),
                 Piece::Var("nightshift") => out.push_str(&vars.nightshift.to_string_lossy()),
                 Piece::Var("hook_settings") => out.push_str(&vars.hook_settings.to_string_lossy()),
+                Piece::Var("session_id") => out.push_str(vars.session_id),
                 Piece::Var(other) => return Err(format!("unknown placeholder `{{{other}}}`")),
             }
         }

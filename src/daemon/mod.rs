@@ -432,6 +432,16 @@ impl Daemon {
                 match serde_json::from_str::<crate::hook::HookRecord>(&line) {
                     Ok(record) => {
                         tracing::debug!(task = id, event = record.event, "hook");
+                        if record.event == "SessionStart"
+                            && let Some(session) = record.session_id.clone()
+                        {
+                            let what = core::Observation::AgentSession(session);
+                            self.step(Event::Observed {
+                                id: id.to_string(),
+                                attempt,
+                                what,
+                            });
+                        }
                         if let Some(hook) = record.observation() {
                             let what = core::Observation::Hook(hook);
                             self.step(Event::Observed {

@@ -295,8 +295,15 @@ fn attention_log(env: &Env, id: &str) -> Vec<String> {
 
 #[test]
 fn agent_hooks_flag_a_permission_prompt_clear_on_work_and_flag_a_turn_without_done() {
+    // The test agent runs the command lines the per-run hook settings register, through
+    // `sh -c`, exactly as Claude Code does.
     let mut env = Env::builder()
-        .config_tail(&attention("waiting = true"))
+        .config_tail(&format!(
+            "{}[agents.hooked]\n\
+             command = [\"{{nightshift}}\", \"test-agent\", \"--hook-settings\", \"{{hook_settings}}\", \"--prompt-file\", \"{{prompt_file}}\"]\n\
+             preamble = false\n",
+            attention("waiting = true")
+        ))
         .build();
     // What Claude Code's hooks report, through `nightshift hook`, in its order: a session, a
     // tool about to run, its permission prompt, the tool running once allowed, then the end
@@ -311,7 +318,8 @@ fn agent_hooks_flag_a_permission_prompt_clear_on_work_and_flag_a_turn_without_do
             "@hook PostToolUse",
             "@hook Stop I refactored the parser. Shall I also port the tests?",
             "@hang",
-        ]),
+        ])
+        .front("agent: hooked"),
     );
     env.start_daemon();
     env.wait_until("the turn's end is flagged", |e| {
@@ -333,6 +341,9 @@ fn agent_hooks_flag_a_permission_prompt_clear_on_work_and_flag_a_turn_without_do
     );
     let session = std::fs::read_to_string(env.run_dir("hooked", 1).join("session.json")).unwrap();
     assert!(session.contains("test-agent-session"), "{session}");
+    let settings =
+        std::fs::read_to_string(env.run_dir("hooked", 1).join("hook-settings.json")).unwrap();
+    assert!(settings.contains("hook --run-dir"), "{settings}");
     let show = stdout(&env, &["show", "hooked"]);
     assert!(show.contains("test-agent-session"), "{show}");
     env.run(&["cancel", "hooked"]).success();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fake_api::{DONE_COMMAND, FakeApi, PERMISSION_SCENARIO};
+use crate::fake_api::{DONE_COMMAND, FakeApi, PERMISSION_SCENARIO, VERIFY_SCENARIO};
 use crate::harness::{Env, Task};
 
 /// Claude Code starts slowly (a 400 MB binary) and CI machines are slow.
@@ -200,6 +200,12 @@ const PROFILE: &str = "[agents.claude]\n\
     command = [\"claude\", \"--settings\", \"{hook_settings}\", \"--permission-mode=default\", \"--allowedTools=Bash(nightshift done:*)\", \"--\", \"{prompt}\"]\n\
     trust_worktrees = true";
 
+/// A profile whose Bash runs anything: for scripts that edit and commit.
+const PROFILE_ALL_BASH: &str = "\n[agents.claude-all]\n\
+    command = [\"claude\", \"--settings\", \"{hook_settings}\", \"--permission-mode=default\", \"--allowedTools=Bash\", \"--\", \"{prompt}\"]\n\
+    trust_worktrees = true\n\
+    exit_command = \"/exit\"";
+
 /// Whether the real CLI can run here: on CI (`CI=true`) it must.
 fn claude_available() -> bool {
     if find_claude().is_some() {
@@ -221,7 +227,10 @@ fn claude_available() -> bool {
 /// A daemon whose panes run the real Claude Code against `api`, offline. With `trusted`
 /// false, the repository has not been through Claude's folder-trust dialog.
 fn claude_env(api: &FakeApi, trusted: bool) -> Env {
-    let mut env = Env::builder().config_tail(PROFILE).build();
+    let mut env = Env::builder()
+        .config("keep_worktrees", "\"always\"")
+        .config_tail(&format!("{PROFILE}{PROFILE_ALL_BASH}"))
+        .build();
     let user_home = env.path("home-user");
     let config_dir = user_home.join(".claude");
     let trusted_dir = if trusted {
@@ -358,9 +367,7 @@ fn claude_code_finishes_a_task_through_nightshift_done() {
     );
     let requests = conversation_requests(&api);
     assert!(
-        requests
-            .iter()
-            .any(|r| user_texts(r).contains(&sent)),
+        requests.iter().any(|r| user_texts(r).contains(&sent)),
         "no /v1/messages request carried the prompt exactly; requests:\n{}\nuser texts of the first:\n{:#?}",
         api.log(),
         requests.first().map(user_texts)
@@ -485,4 +492,69 @@ fn the_folder_trust_dialog_is_flagged_not_left_hanging() {
     // Nothing was sent to the model before a person said yes.
     assert!(conversation_requests(&api).is_empty(), "{}", api.log());
     env.run(&["cancel", id]).success();
+}
+
+#[test]
+fn claude_code_is_told_its_work_failed_the_check_fixes_it_and_passes() {
+    if !claude_available() {
+        return;
+    }
+    let api = FakeApi::start();
+    let env = claude_env(&api, true);
+    let id = "claude-verify";
+    let prompt = format!("Put the right answer in answer.txt and commit it.\n{VERIFY_SCENARIO}\n");
+    env.queue(
+        id,
+        &Task::body(&prompt).front("agent: claude-all\nverify: grep -qx right answer.txt"),
+    );
+    wait_claude(&env, &api, "the task is done", || {
+        ["done", "failed"]
+            .iter()
+            .any(|s| env.task_path(s, id).is_file())
+    });
+    assert!(
+        env.task_path("done", id).is_file(),
+        "{}\n--- pane ---\n{}",
+        env.task_text(id),
+        pane_screen(&env)
+    );
+    let dir = env.run_dir(id, 1);
+    let round = |n: u32| -> Value {
+        serde_json::from_slice(&fs::read(dir.join(format!("verify-{n}.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(round(1)["passed"], false);
+    assert_eq!(round(2)["passed"], true);
+    // Claude got the failure as its next message, and its two commits are on the branch.
+    assert!(
+        conversation_requests(&api).iter().any(|r| r["messages"]
+            .to_string()
+            .contains("grep -qx right answer.txt")),
+        "{}",
+        api.log()
+    );
+    let log = env.git(&["log", "--format=%s", "nightshift/claude-verify"]);
+    assert!(
+        log.contains("claude: first try") && log.contains("claude: fix the answer"),
+        "{log}"
+    );
+    let report: Value =
+        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["summary"], "fixed the answer", "{report:#}");
+    assert_eq!(report["branch"], "nightshift/claude-verify", "{report:#}");
+    assert!(
+        report["agent_session"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{report:#}"
+    );
+    assert!(
+        report["usage"]["output_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{report:#}"
+    );
+    // The worktree was marked trusted in Claude Code's own state.
+    let wt = report["worktree"].as_str().unwrap().to_string();
+    let state = fs::read_to_string(env.path("home-user/.claude/.claude.json")).unwrap();
+    assert!(state.contains(&wt), "{state}");
 }

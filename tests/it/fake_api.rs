@@ -29,6 +29,14 @@ pub const PERMISSION_SCENARIO: &str = "nightshift-scenario: permission";
 /// without asking); it makes a commit with this subject.
 pub const PERMISSION_COMMAND: &str = "git commit --allow-empty -m claude-was-here";
 const PERMISSION_TOOL_USE_ID: &str = "toolu_nightshift_fake_perm";
+/// In a prompt: edit a file, commit and signal done, wrongly at first; fix it once told that
+/// the acceptance check failed.
+pub const VERIFY_SCENARIO: &str = "nightshift-scenario: verify";
+/// The first try (which fails the task's check) and the fix.
+pub const VERIFY_FIRST: &str = "echo wrong > answer.txt && git add answer.txt && git commit -qm 'claude: first try' && nightshift done --summary 'first try'";
+pub const VERIFY_FIX: &str = "echo right > answer.txt && git commit -qam 'claude: fix the answer' && nightshift done --summary 'fixed the answer'";
+const VERIFY_FIRST_ID: &str = "toolu_nightshift_fake_verify_1";
+const VERIFY_FIX_ID: &str = "toolu_nightshift_fake_verify_2";
 /// The scripted final answer.
 pub const FINAL_TEXT: &str = "All done.";
 /// Requests bigger than this are refused: nothing Claude Code sends comes close.
@@ -317,6 +325,9 @@ fn script(body: &Value) -> (Vec<Value>, &'static str) {
         );
     }
     let first_user = body["messages"][0].to_string();
+    if first_user.contains(VERIFY_SCENARIO) {
+        return verify_script(body);
+    }
     if first_user.contains(PERMISSION_SCENARIO) && !has_tool_result(body, PERMISSION_TOOL_USE_ID) {
         return (
             vec![json!({
@@ -337,6 +348,41 @@ fn script(body: &Value) -> (Vec<Value>, &'static str) {
         })],
         "tool_use",
     )
+}
+
+/// The verify scenario: a wrong answer, then, once nightshift says the check failed, the fix.
+fn verify_script(body: &Value) -> (Vec<Value>, &'static str) {
+    let bash = |id: &str, command: &str| {
+        (
+            vec![json!({
+                "type": "tool_use",
+                "id": id,
+                "name": "Bash",
+                "input": { "command": command, "description": "Work on the task" },
+            })],
+            "tool_use",
+        )
+    };
+    let text = |t: &str| (vec![json!({ "type": "text", "text": t })], "end_turn");
+    let told = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "user")
+        .any(|m| {
+            m["content"]
+                .to_string()
+                .contains("the acceptance check failed")
+        });
+    if has_tool_result(body, VERIFY_FIX_ID) {
+        text(FINAL_TEXT)
+    } else if told {
+        bash(VERIFY_FIX_ID, VERIFY_FIX)
+    } else if has_tool_result(body, VERIFY_FIRST_ID) {
+        text("I think that is it.")
+    } else {
+        bash(VERIFY_FIRST_ID, VERIFY_FIRST)
+    }
 }
 
 /// Whether the conversation already carries the result of the scripted tool call `id`.

@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod agents;
 mod attention;
 mod claude;
 mod cli;

@@ -130,6 +130,11 @@ fn base_note(wt_path: &Path) -> Option<PathBuf> {
     Some(wt_path.with_file_name(note))
 }
 
+/// git's worktree commands are not safe against each other: `worktree list` fails while
+/// another `worktree add` is half done. The daemon adds and removes many at once, so they
+/// take turns.
+static WORKTREE_OPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Gets the task's worktree ready: reuses `root/<repo-key>/<task_id>` if it is already a
 /// worktree of the repository on `nightshift/<task_id>`, checks that branch out if it
 /// exists, and otherwise creates it from `base` (a commit-ish; default HEAD).
@@ -144,6 +149,7 @@ pub async fn prepare(
     task_id: &str,
     base: Option<&str>,
 ) -> Result<Worktree, WorktreeError> {
+    let _one_at_a_time = WORKTREE_OPS.lock().await;
     crate::task::validate_id(task_id).map_err(|reason| WorktreeError::InvalidTaskId {
         id: task_id.to_string(),
         reason,
@@ -535,6 +541,7 @@ pub async fn main_repo(wt_path: &Path) -> Result<PathBuf, WorktreeError> {
 /// `force` discards uncommitted changes), prunes stale worktree records, and drops its
 /// base note. The branch is kept.
 pub async fn remove(wt_path: &Path, force: bool) -> Result<(), WorktreeError> {
+    let _one_at_a_time = WORKTREE_OPS.lock().await;
     // Only the top of a linked worktree: never a directory that merely sits inside some
     // other checkout.
     let not_a_worktree = || WorktreeError::NotARepository {

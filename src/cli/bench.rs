@@ -41,6 +41,8 @@ const MAX_AGENTS: usize = 4;
 const WARM_UP: u32 = 3;
 /// Per sequential task; far above any plausible latency, only there to stop a hang.
 const TASK_DEADLINE: Duration = Duration::from_secs(30);
+/// Sequential tasks measured with a worktree each.
+const WORKTREE_SAMPLES: u32 = 50;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.attention {
@@ -58,8 +60,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     )?;
     print_machine();
     println!(
-        "setup: a temporary home, a private tmux server, the scripted test agent, a git repo as \
-         workdir; max_agents {MAX_AGENTS}, grace_period 0s, settle 1s"
+        "setup: a temporary home, a private tmux server, the scripted test agent, a plain folder \
+         as workdir (the daemon's own latency; the cost of a worktree per task is measured \
+         last); max_agents {MAX_AGENTS}, grace_period 0s, settle 1s"
     );
     if args.keep {
         println!("home:  {} (kept)", sb.home.root().display());
@@ -104,21 +107,55 @@ fn measure(
     tasks: u32,
 ) -> anyhow::Result<()> {
     let progress = Progress::new();
+    let plain = sb.root().join("plain");
+    std::fs::create_dir_all(&plain)?;
+    let in_plain = format!("workdir: {}\n", plain.display());
     for i in 0..WARM_UP {
-        sequential_task(sb, watch, stamps, &format!("warm-{i}"))?;
+        sequential_task(sb, watch, stamps, &format!("warm-{i}"), &in_plain)?;
     }
     let mut seq = Vec::new();
     for i in 0..samples {
         progress.show(&format!("sequential tasks: {i}/{samples}"));
-        seq.push(sequential_task(sb, watch, stamps, &format!("seq-{i:04}"))?);
+        seq.push(sequential_task(
+            sb,
+            watch,
+            stamps,
+            &format!("seq-{i:04}"),
+            &in_plain,
+        )?);
     }
     progress.clear();
     report_sequential(sb, &seq);
 
     progress.show(&format!("drain: {tasks} tasks..."));
-    let drain = drain(sb, watch, tasks)?;
+    let drain = drain(sb, watch, tasks, &in_plain)?;
     progress.clear();
     report_drain(&drain, tasks);
+
+    // The same sequential tasks in the git repository: each gets its worktree and branch.
+    let n = samples.min(WORKTREE_SAMPLES);
+    let mut wt = Vec::new();
+    for i in 0..n {
+        progress.show(&format!("tasks with a worktree: {i}/{n}"));
+        wt.push(sequential_task(
+            sb,
+            watch,
+            stamps,
+            &format!("wt-{i:04}"),
+            "",
+        )?);
+    }
+    progress.clear();
+    let pickup: Vec<f64> = wt.iter().map(|s| ms(s.queued, s.stamped)).collect();
+    let done: Vec<f64> = wt.iter().map(|s| ms(s.stamped, s.filed)).collect();
+    if let (Some(p), Some(d)) = (Stats::of(&pickup), Stats::of(&done)) {
+        println!(
+            "with a worktree per task (the workdir is a git repository), {n} sequential tasks:\n  \
+             pickup median {:.1} ms, p99 {:.1} ms (`git worktree add` included); done-detection \
+             median {:.1} ms (the uncommitted-work check included)",
+            p.median, p.p99, d.median
+        );
+    }
     if !drain.failed.is_empty() {
         // Not a timing check: a trivial task must never fail, so this is a bug to look at.
         return Err(CliError::new(
@@ -152,12 +189,13 @@ fn sequential_task(
     watch: &FolderWatch,
     stamps: &Path,
     id: &str,
+    front: &str,
 ) -> anyhow::Result<Sample> {
     let stamp = stamps.join(format!("{id}.ns"));
     sb.stage(
         id,
         &format!(
-            "---\ntitle: bench {id}\n---\n@stamp {}\n@done\n",
+            "---\ntitle: bench {id}\n{front}---\n@stamp {}\n@done\n",
             stamp.display()
         ),
     )?;
@@ -327,10 +365,13 @@ struct Drain {
     elapsed: Duration,
 }
 
-fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32) -> anyhow::Result<Drain> {
+fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32, front: &str) -> anyhow::Result<Drain> {
     let ids: Vec<String> = (0..tasks).map(|i| format!("drain-{i:04}")).collect();
     for id in &ids {
-        sb.stage(id, &format!("---\ntitle: bench {id}\n---\n@marker\n"))?;
+        sb.stage(
+            id,
+            &format!("---\ntitle: bench {id}\n{front}---\n@marker\n"),
+        )?;
     }
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let done_dir = sb.home.state_dir(TaskState::Done);

@@ -180,17 +180,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     print_table(style, &by_id);
 
     println!();
-    let branch = sb.git(&["rev-parse", "--abbrev-ref", "HEAD"])?;
     println!(
         "{}",
         style.bold(&format!(
-            "Commits on branch {} of {}:",
-            branch.trim(),
+            "Each task worked on its own branch of {} (your checkout stays as it was):",
             sb.repo.display()
         ))
     );
-    for line in sb.git(&["log", "--oneline", "--no-decorate"])?.lines() {
-        println!("  {line}");
+    let branches = sb.git(&[
+        "branch",
+        "--list",
+        "nightshift/*",
+        "--format=%(refname:short)",
+    ])?;
+    for branch in branches.lines() {
+        println!("  {branch}");
+        let log = sb.git(&["log", "--oneline", "--no-decorate", "-3", branch])?;
+        for line in log.lines() {
+            println!("    {line}");
+        }
     }
 
     if let Some(v) = by_id.get("broken")

@@ -16,6 +16,9 @@ pub struct LsArgs {
     /// Only tasks in this state (queued, running, done, failed)
     #[arg(long)]
     pub state: Option<String>,
+    /// Show each task's branch and its diffstat against its base
+    #[arg(long, short = 'b')]
+    pub branches: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,10 +99,35 @@ pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
         println!("{}", s.trim_end());
     };
     line(header, "TITLE");
+    let rt = runtime()?;
     for (task, r) in tasks.iter().zip(&rows) {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &info(task));
+        let mut text = info(task);
+        if args.branches
+            && let Some(branch) = rt.block_on(branch_of(task))
+        {
+            text.push_str(&format!("  [{branch}]"));
+        }
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &text);
     }
     Ok(exit::SUCCESS)
+}
+
+/// `nightshift/x +12 -3 in 2 files`: the task's branch and its change against its base.
+async fn branch_of(t: &TaskView) -> Option<String> {
+    let last = t.last.as_ref()?;
+    let wt = last.spawn.as_ref()?.worktree.as_ref()?;
+    let stat = match last.report.as_ref().and_then(|r| r.diffstat) {
+        Some(d) => Some(d),
+        None if wt.path.is_dir() => crate::worktree::diffstat(&wt.path, &wt.base).await,
+        None => None,
+    };
+    Some(match stat {
+        Some(d) => format!(
+            "{} +{} -{} in {} files",
+            wt.branch, d.insertions, d.deletions, d.files
+        ),
+        None => wt.branch.clone(),
+    })
 }
 
 fn row(t: &TaskView) -> [String; 6] {
@@ -233,6 +261,18 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         }
         if last.git_repo == Some(false) {
             kv("  no-commits", "off: the workdir is not a git repository");
+        }
+        if let Some(wt) = last.spawn.as_ref().and_then(|s| s.worktree.as_ref()) {
+            kv(
+                "  branch",
+                &format!(
+                    "{} (from {})",
+                    wt.branch,
+                    wt.base.get(..10).unwrap_or(&wt.base)
+                ),
+            );
+            let kept = if wt.path.is_dir() { "" } else { " (removed)" };
+            kv("  worktree", &format!("{}{kept}", wt.path.display()));
         }
         if let Some(s) = &last.agent_session {
             kv("  session", &format!("{} (the agent's own)", s.session_id));

@@ -477,7 +477,11 @@ impl StartJob {
             return Ok(None);
         }
         let root = self.home.worktrees_dir();
-        let wt = crate::worktree::prepare(workdir, &root, &task.id, task.base.as_deref())
+        let base = match &task.base {
+            Some(b) => Some(b.clone()),
+            None => self.dependency_branch(workdir).await,
+        };
+        let wt = crate::worktree::prepare(workdir, &root, &task.id, base.as_deref())
             .await
             .map_err(|e| (format!("cannot create the task's worktree: {e}"), false))?;
         if wt.created {
@@ -512,6 +516,27 @@ impl StartJob {
             }
         }
         Ok(Some(wt))
+    }
+
+    /// A task that builds on another's work starts from that task's branch: the first of its
+    /// dependencies that ran on a branch of the same repository.
+    async fn dependency_branch(&self, workdir: &Path) -> Option<String> {
+        for dep in &self.task.depends_on {
+            let runs = self.home.task_runs(dep);
+            let Some(last) = run::attempts(&runs).last().copied() else {
+                continue;
+            };
+            let spawn: Option<SpawnRecord> = RunDir::new(self.home.run_dir(dep, last))
+                .read(run::SPAWN)
+                .ok()
+                .flatten();
+            if let Some(wt) = spawn.and_then(|s| s.worktree)
+                && crate::worktree::branch_exists(workdir, &wt.branch).await
+            {
+                return Some(wt.branch);
+            }
+        }
+        None
     }
 
     /// The profile's environment, as the agent gets it (where its own state lives).

@@ -304,6 +304,18 @@ fn clean_removes_finished_worktrees_and_merged_branches() {
     assert_eq!(env.wait_finished("kept"), "done");
     let wt = worktree_of(&env, "kept", 1);
     assert!(wt.exists());
+    let ls = env.run(&["ls", "--branches"]);
+    assert!(
+        ls.stdout.contains("[nightshift/kept +2 -0 in 2 files]"),
+        "{}",
+        ls.stdout
+    );
+    let show = env.run(&["show", "kept"]);
+    assert!(
+        show.stdout.contains("nightshift/kept (from "),
+        "{}",
+        show.stdout
+    );
     let dry = env.run(&["clean", "--dry-run"]);
     assert!(dry.status.success(), "{}", dry.stderr);
     assert!(wt.exists(), "a dry run removes nothing");
@@ -315,4 +327,33 @@ fn clean_removes_finished_worktrees_and_merged_branches() {
         env.git(&["branch", "--list", "nightshift/kept"])
             .contains("nightshift/kept")
     );
+}
+
+#[test]
+fn a_task_whose_session_died_with_the_daemon_down_is_resumed_at_start_up() {
+    let mut env = Env::builder()
+        .config_tail(
+            "[agents.resumable]\n\
+             command = [\"{nightshift}\", \"test-agent\", \"--prompt-file\", \"{prompt_file}\"]\n\
+             preamble = false\n\
+             resume_command = [\"sh\", \"-c\", \"nightshift done --summary resumed-after-reboot\", \"{session_id}\"]\n",
+        )
+        .build();
+    env.queue(
+        "reboot",
+        &Task::script(["@hook SessionStart", "@hang"]).front("agent: resumable"),
+    );
+    env.start_daemon();
+    env.wait_until("the agent's session is known", |e| {
+        e.run_dir("reboot", 1).join("session.json").exists()
+    });
+    // The machine goes down: the daemon dies, and so does tmux with every agent.
+    env.kill9_daemon();
+    let out = env.tmux(&["kill-server"]);
+    assert!(out.status.success(), "{out:?}");
+    env.start_daemon();
+    assert_eq!(env.wait_finished("reboot"), "done");
+    assert_eq!(env.attempts("reboot"), vec![1, 2]);
+    assert!(env.run_dir("reboot", 2).join("resumed.json").exists());
+    assert!(env.task_text("reboot").contains("resumed-after-reboot"));
 }

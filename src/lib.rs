@@ -19,6 +19,7 @@ pub mod notify;
 pub mod queue;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod status;
 pub mod task;
 pub mod testagent;

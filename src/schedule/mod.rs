@@ -1,0 +1,4 @@
+//! Schedules: task templates that enqueue a task per slot of their time rule.
+
+pub mod plan;
+pub mod when;

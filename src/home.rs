@@ -141,6 +141,11 @@ impl Home {
     }
     /// Scratch space on the same filesystem as the queue, so a finished write can be
     /// renamed into `queue/` atomically.
+    /// Schedule files (`schedules/<name>.md`) and their state (`schedules/.state/`).
+    pub fn schedules_dir(&self) -> PathBuf {
+        self.root.join("schedules")
+    }
+
     /// Tasks' git worktrees: `worktrees/<repository>-<hash>/<task id>`.
     pub fn worktrees_dir(&self) -> PathBuf {
         self.root.join("worktrees")
@@ -164,6 +169,7 @@ impl Home {
             self.runs_dir(),
             self.logs_dir(),
             self.tmp_dir(),
+            self.schedules_dir(),
         ] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }

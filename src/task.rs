@@ -254,6 +254,36 @@ fn split_front_matter<'a>(path: &Path, text: &'a str) -> Result<Split<'a>, TaskE
     ))
 }
 
+/// Splits the top-level front-matter entries named in `keys` off a task file: returns their
+/// YAML, and the file without them. Schedules use this for their own fields; the rest stays
+/// a task template.
+pub fn take_front_keys(
+    path: &Path,
+    text: &str,
+    keys: &[&str],
+) -> Result<(String, String), TaskError> {
+    let split = split_front_matter(path, text)?;
+    let Some(yaml) = split.yaml else {
+        return Ok((String::new(), text.to_string()));
+    };
+    let (mut taken, mut kept) = (String::new(), String::new());
+    let mut taking = false;
+    for line in yaml.split_inclusive('\n') {
+        // A new top-level entry starts at column 0 (not a list item or a comment).
+        let top = !line.starts_with([' ', '\t', '-', '#']) && !line.trim().is_empty();
+        if top {
+            let key = line.split(':').next().unwrap_or("").trim();
+            taking = keys.contains(&key);
+        }
+        if taking {
+            taken.push_str(line);
+        } else {
+            kept.push_str(line);
+        }
+    }
+    Ok((taken, format!("---\n{kept}---\n{}", split.body)))
+}
+
 /// If `text` starts with a line that is exactly `fence`, returns what follows that line.
 fn strip_fence_line<'a>(text: &'a str, fence: &str) -> Option<&'a str> {
     let rest = text.strip_prefix(fence)?;

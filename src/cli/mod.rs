@@ -12,6 +12,7 @@ mod init;
 mod logs;
 mod ls;
 mod sandbox;
+mod schedule;
 
 use std::path::PathBuf;
 
@@ -104,6 +105,9 @@ pub enum Command {
     Done(control::DoneArgs),
     /// Remove finished tasks' worktrees (and their branches once merged)
     Clean(clean::CleanArgs),
+    /// Schedules in the home's `schedules/` folder
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
@@ -191,6 +195,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Retry { id } => control::retry(&home, &id),
         Command::Done(args) => control::done(args),
         Command::Clean(args) => clean::run(&home, args),
+        Command::Schedule(cmd) => schedule::run(&home, cmd),
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }

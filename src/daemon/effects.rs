@@ -233,6 +233,7 @@ impl Daemon {
             self.unwatch_run(id, report.attempt);
         }
         if filed {
+            self.schedule_run_finished(id, to);
             // Tasks waiting on this one may start (or fail) now.
             self.step(Event::Filed {
                 id: id.to_string(),

@@ -6,7 +6,9 @@
 
 mod effects;
 pub use effects::{VerifyRound, find_program};
+pub use schedules::read_all as read_schedules;
 mod recover;
+mod schedules;
 mod tail;
 mod watch;
 
@@ -99,6 +101,7 @@ pub struct Daemon {
     recheck_at: Option<SystemTime>,
     started_at: Timestamp,
     exe: PathBuf,
+    schedules: schedules::Schedules,
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
@@ -126,6 +129,10 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     watch
         .add(&queue_dir)
         .with_context(|| format!("watching {}", queue_dir.display()))?;
+    let schedules_dir = home.schedules_dir();
+    watch
+        .add(&schedules_dir)
+        .with_context(|| format!("watching {}", schedules_dir.display()))?;
 
     let (ipc_tx, mut ipc_rx) = mpsc::channel::<IpcCall>(64);
     tokio::spawn(accept(listener, ipc_tx));
@@ -195,6 +202,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         recheck_at: None,
         started_at: Timestamp::now(),
         exe,
+        schedules: Default::default(),
         home,
         config,
     };
@@ -206,12 +214,16 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     d.recover().await;
+    d.run_schedules();
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let rescan_every = d.config.rescan_interval;
     let mut next_rescan = Instant::now() + rescan_every;
+    // Wall clock and monotonic clock at the last wake-up: they part when the machine slept
+    // or the clock was set.
+    let mut clocks = (Instant::now(), SystemTime::now());
 
     loop {
         if d.queue_dirty {
@@ -242,6 +254,22 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                 let _ = reply.send(response);
             }
             _ = tokio::time::sleep(sleep_for) => {
+                let (mono, wall) = (Instant::now(), SystemTime::now());
+                let slept = mono.duration_since(clocks.0);
+                let went_back = wall < clocks.1;
+                let passed = wall.duration_since(clocks.1).unwrap_or(Duration::ZERO);
+                clocks = (mono, wall);
+                if passed > slept + Duration::from_secs(5) || went_back {
+                    tracing::info!(
+                        "the wall clock moved {}s while {}s passed: woke up from sleep, or the clock was set",
+                        passed.as_secs(),
+                        slept.as_secs()
+                    );
+                    d.run_schedules();
+                }
+                if d.schedules.next_at.is_some_and(|at| at <= Timestamp::now()) {
+                    d.run_schedules();
+                }
                 if Instant::now() >= next_rescan {
                     next_rescan = Instant::now() + rescan_every;
                     d.reconcile().await;
@@ -324,6 +352,10 @@ impl Daemon {
                 .unwrap_or(Duration::ZERO);
             wake = wake.min(d + Duration::from_millis(5));
         }
+        if let Some(at) = self.schedules.next_at {
+            let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+            wake = wake.min(d);
+        }
         wake
     }
 
@@ -363,6 +395,12 @@ impl Daemon {
         if dir == self.home.state_dir(TaskState::Queued) {
             if self.store.note_change(&change.path, change.complete) {
                 self.queue_dirty = true;
+            }
+            return;
+        }
+        if dir == self.home.schedules_dir() {
+            if change.path.extension().is_some_and(|e| e == "md") {
+                self.run_schedules();
             }
             return;
         }

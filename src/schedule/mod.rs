@@ -1,4 +1,7 @@
-//! Schedules: task templates that enqueue a task per slot of their time rule.
+//! Schedules: task templates in `schedules/` that enqueue a task per slot of their time rule,
+//! once per slot ever, through sleep, power-off and restarts.
 
+pub mod file;
 pub mod plan;
+pub mod state;
 pub mod when;

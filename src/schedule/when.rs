@@ -85,12 +85,8 @@ impl When {
 
 fn next_in<Tz: TimeZone>(cron: &Cron, after: &DateTime<Tz>) -> Option<Timestamp> {
     let next = cron.find_next_occurrence(after, false).ok()?;
-    let utc = next.with_timezone(&Utc);
-    Timestamp::new(
-        utc.timestamp(),
-        i32::try_from(utc.timestamp_subsec_nanos()).ok()?,
-    )
-    .ok()
+    // Slots are whole minutes; croner keeps the start's fraction of a second.
+    Timestamp::new(next.with_timezone(&Utc).timestamp(), 0).ok()
 }
 
 fn to_chrono(at: Timestamp) -> Option<DateTime<Utc>> {
@@ -153,6 +149,11 @@ mod tests {
             );
         }
         let w = When::cron("@daily", Some("UTC")).unwrap();
+        // A start with a fraction of a second still gives whole-minute slots.
+        assert_eq!(
+            next_n(&w, "2026-03-01T12:00:00.123456789Z", 1),
+            ["2026-03-02T00:00:00Z"]
+        );
         assert_eq!(
             next_n(&w, "2026-03-01T12:00:00Z", 1),
             ["2026-03-02T00:00:00Z"]

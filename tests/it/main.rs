@@ -20,3 +20,4 @@ mod injection;
 mod notify;
 mod queue;
 mod recovery;
+mod schedules;

@@ -1,0 +1,170 @@
+//! `nightshift schedule ls | next | run | pause | resume`. They read and write the files in
+//! `schedules/` and the queue directly, so they work whether the daemon runs or not.
+
+use jiff::Timestamp;
+
+use super::{CliError, exit};
+use crate::daemon::read_schedules;
+use crate::home::{Home, TaskState};
+use crate::schedule::file::{self, Schedule};
+use crate::schedule::plan::{self, Overlap};
+use crate::schedule::state;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ScheduleCommand {
+    /// Each schedule: its rule, next run, last run and outcome, paused or not
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The next runs of a schedule
+    Next {
+        name: String,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Enqueue a run now
+    Run {
+        name: String,
+        /// Override the schedule's overlap policy for this run
+        #[arg(long, value_parser = ["skip", "queue-one", "allow"])]
+        overlap: Option<String>,
+    },
+    /// Stop firing (slots while paused are recorded as skipped, never run later)
+    Pause { name: String },
+    /// Fire again from the next slot
+    Resume { name: String },
+}
+
+pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
+    home.ensure_layout()?;
+    let dir = home.schedules_dir();
+    let (all, errors) = read_schedules(&dir);
+    let find = |name: &str| -> anyhow::Result<&Schedule> {
+        if let Some(e) = errors.get(name) {
+            return Err(CliError::new(exit::FAILURE, e.clone()).into());
+        }
+        all.iter().find(|s| s.name == name).ok_or_else(|| {
+            CliError::new(
+                exit::NOT_FOUND,
+                format!("no schedule `{name}` (no {}/{name}.md)", dir.display()),
+            )
+            .into()
+        })
+    };
+    let now = Timestamp::now();
+    match cmd {
+        ScheduleCommand::Ls { json } => {
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .map(|s| {
+                    let st = state::load(&dir, &s.name);
+                    serde_json::json!({
+                        "name": s.name,
+                        "rule": s.describe,
+                        "enabled": s.enabled,
+                        "paused": state::paused(&dir, &s.name),
+                        "next": plan::upcoming(&s.rule, now, 1).first(),
+                        "last_run": st.as_ref().and_then(|st| st.last_run.clone()),
+                        "failures_in_a_row": st.as_ref().map_or(0, |st| st.consecutive_failures),
+                    })
+                })
+                .collect();
+            if json {
+                let out = serde_json::json!({ "schedules": rows, "errors": errors });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(exit::SUCCESS);
+            }
+            if all.is_empty() && errors.is_empty() {
+                println!("no schedules; write one in {}", dir.display());
+            }
+            for (s, row) in all.iter().zip(&rows) {
+                let state = match (s.enabled, row["paused"].as_str()) {
+                    (false, _) => "disabled".to_string(),
+                    (true, Some(why)) => format!("PAUSED ({why})"),
+                    (true, None) => "active".to_string(),
+                };
+                let last = match &row["last_run"] {
+                    serde_json::Value::Null => "never".to_string(),
+                    l => format!(
+                        "{} {}",
+                        l["task_id"].as_str().unwrap_or(""),
+                        l["outcome"].as_str().unwrap_or("running or queued")
+                    ),
+                };
+                println!(
+                    "{:<20} {:<10} next {:<22} last {last}   {}",
+                    s.name,
+                    state,
+                    row["next"].as_str().unwrap_or("-"),
+                    s.describe
+                );
+            }
+            for (name, e) in &errors {
+                println!("{name:<20} INVALID    {e}");
+            }
+            Ok(exit::SUCCESS)
+        }
+        ScheduleCommand::Next { name, count } => {
+            let s = find(&name)?;
+            for at in plan::upcoming(&s.rule, now, count) {
+                let local = at.to_zoned_datetime(jiff::tz::TimeZone::system());
+                println!("{at}   ({})", local.strftime("%a %Y-%m-%d %H:%M %Z"));
+            }
+            Ok(exit::SUCCESS)
+        }
+        ScheduleCommand::Run { name, overlap } => {
+            let s = find(&name)?;
+            let overlap = match overlap.as_deref() {
+                Some("allow") => Overlap::Allow,
+                Some("queue-one") => Overlap::QueueOne,
+                Some(_) => Overlap::Skip,
+                None => s.overlap,
+            };
+            let active = |state: TaskState| {
+                crate::queue::list_state(home, state)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(id, _)| file::schedule_of(id) == Some(name.as_str()))
+                    .count()
+            };
+            let blocked = match overlap {
+                Overlap::Allow => false,
+                Overlap::QueueOne => active(TaskState::Queued) > 0,
+                Overlap::Skip => active(TaskState::Queued) + active(TaskState::Running) > 0,
+            };
+            if blocked {
+                return Err(CliError::new(
+                    exit::FAILURE,
+                    format!(
+                        "a run of `{name}` is already queued or running (overlap: {overlap:?}); use --overlap allow to run another"
+                    ),
+                )
+                .into());
+            }
+            let id = file::slot_id(&name, now);
+            let staged = home.tmp_dir().join(format!("{id}.md"));
+            crate::fsutil::write_atomic(&staged, s.template.as_bytes(), 0o600)?;
+            if !crate::fsutil::move_noclobber(&staged, &home.task_file(TaskState::Queued, &id))? {
+                return Err(CliError::new(exit::FAILURE, format!("`{id}` exists already")).into());
+            }
+            println!("queued {id}");
+            Ok(exit::SUCCESS)
+        }
+        ScheduleCommand::Pause { name } => {
+            find(&name)?;
+            state::pause(&dir, &name, "paused by hand")?;
+            println!("paused {name}");
+            Ok(exit::SUCCESS)
+        }
+        ScheduleCommand::Resume { name } => {
+            find(&name)?;
+            if state::resume(&dir, &name)? {
+                println!("resumed {name}; it fires from its next slot");
+            } else {
+                println!("{name} was not paused");
+            }
+            Ok(exit::SUCCESS)
+        }
+    }
+}

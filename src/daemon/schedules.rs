@@ -1,0 +1,213 @@
+//! The daemon's side of schedules: reads `schedules/`, asks [`crate::schedule::plan::decide`]
+//! what is due, records the decision (synced) and enqueues the slots' tasks. It runs at start,
+//! when a schedule file changes, when the next slot is due, and after a wake-up or a clock
+//! jump. Timers are wall-clock targets re-checked at least every rescan interval, because
+//! monotonic timers stop while the machine sleeps.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use super::Daemon;
+use crate::home::TaskState;
+use crate::schedule::file::{self, Schedule};
+use crate::schedule::plan::{self, Overlap};
+use crate::schedule::state::{self, State};
+
+/// The schedules as last read, and when one is next due.
+#[derive(Debug, Default)]
+pub(super) struct Schedules {
+    pub next_at: Option<Timestamp>,
+    /// Files that do not parse, with their error (logged once per change).
+    errors: BTreeMap<String, String>,
+}
+
+/// Reads every schedule file; bad ones are reported, not fatal.
+pub fn read_all(dir: &Path) -> (Vec<Schedule>, BTreeMap<String, String>) {
+    let mut found = Vec::new();
+    let mut errors = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (found, errors);
+    };
+    let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".md"))
+            .filter(|n| !n.starts_with('.'))
+        else {
+            continue;
+        };
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|text| file::parse(name, &path, &text));
+        match parsed {
+            Ok(s) => found.push(s),
+            Err(e) => {
+                errors.insert(name.to_string(), e);
+            }
+        }
+    }
+    (found, errors)
+}
+
+impl Daemon {
+    /// Fires what is due now.
+    pub(super) fn run_schedules(&mut self) {
+        let dir = self.home.schedules_dir();
+        let (all, errors) = read_all(&dir);
+        for (name, e) in &errors {
+            if self.schedules.errors.get(name) != Some(e) {
+                tracing::error!(schedule = name, "{e} (the schedule is skipped until fixed)");
+            }
+        }
+        self.schedules.errors = errors;
+        let now = Timestamp::now();
+        let mut next_at: Option<Timestamp> = None;
+        for s in &all {
+            let mut st = match state::load(&dir, &s.name) {
+                Some(st) if st.rule_key == s.rule_key => st,
+                // New, or its rule was edited: it starts from now and never backfills.
+                Some(_) | None => State::new(&s.rule_key, now),
+            };
+            let decision = plan::decide(&s.rule, st.cursor, now);
+            next_at = [next_at, decision.next_at].into_iter().flatten().min();
+            if decision.cursor == st.cursor && decision.fire.is_empty() {
+                if state::load(&dir, &s.name).is_none_or(|old| old.rule_key != s.rule_key) {
+                    self.save_schedule(&dir, &s.name, &st);
+                }
+                continue;
+            }
+            for (slot, why) in &decision.skipped {
+                let why = serde_json::to_value(why).unwrap_or_default();
+                st.note(
+                    *slot,
+                    format!("skipped: {}", why.as_str().unwrap_or("")),
+                    now,
+                );
+            }
+            st.cursor = decision.cursor;
+            let paused = state::paused(&dir, &s.name);
+            let mut enqueue = Vec::new();
+            for slot in decision.fire {
+                if !s.enabled || paused.is_some() {
+                    st.note(slot, "skipped: paused", now);
+                } else if self.overlaps(&s.name, s.overlap) {
+                    st.note(slot, "skipped: overlap", now);
+                } else {
+                    enqueue.push(slot);
+                }
+            }
+            // Recorded (and synced) before the tasks exist: a crash in between loses a run
+            // rather than doubling one, and the slot ids make a second try harmless anyway.
+            for slot in &enqueue {
+                st.last_run = Some(state::LastRun {
+                    slot: *slot,
+                    task_id: file::slot_id(&s.name, *slot),
+                    outcome: None,
+                });
+                st.note(*slot, "enqueued", now);
+            }
+            self.save_schedule(&dir, &s.name, &st);
+            for slot in enqueue {
+                self.enqueue_slot(s, slot);
+            }
+        }
+        self.schedules.next_at = next_at;
+    }
+
+    fn save_schedule(&self, dir: &Path, name: &str, st: &State) {
+        if let Err(e) = state::save(dir, name, st) {
+            tracing::error!(schedule = name, "cannot save its state: {e}");
+        }
+    }
+
+    /// Whether a run of the schedule is in the way of a new one.
+    fn overlaps(&self, name: &str, overlap: Overlap) -> bool {
+        let ours = |state: TaskState| {
+            crate::queue::list_state(&self.home, state)
+                .unwrap_or_default()
+                .iter()
+                .filter(|(id, _)| file::schedule_of(id) == Some(name))
+                .count()
+        };
+        match overlap {
+            Overlap::Allow => false,
+            Overlap::QueueOne => ours(TaskState::Queued) > 0,
+            Overlap::Skip => ours(TaskState::Queued) + ours(TaskState::Running) > 0,
+        }
+    }
+
+    /// Puts the slot's task in the queue, unless a task of that slot exists anywhere.
+    fn enqueue_slot(&mut self, s: &Schedule, slot: Timestamp) {
+        let id = file::slot_id(&s.name, slot);
+        if crate::queue::locate(&self.home, &id).is_some() {
+            tracing::info!(
+                schedule = s.name,
+                task = id,
+                "already enqueued once; not again"
+            );
+            return;
+        }
+        let staged = self.home.tmp_dir().join(format!("{id}.md"));
+        let dest = self.home.task_file(TaskState::Queued, &id);
+        let result = crate::fsutil::write_atomic(&staged, s.template.as_bytes(), 0o600)
+            .and_then(|()| crate::fsutil::move_noclobber(&staged, &dest));
+        match result {
+            Ok(true) => tracing::info!(schedule = s.name, task = id, "enqueued"),
+            Ok(false) => tracing::warn!(schedule = s.name, task = id, "vanished while enqueued"),
+            Err(e) => tracing::error!(schedule = s.name, task = id, "cannot enqueue: {e}"),
+        }
+        self.queue_dirty = true;
+    }
+
+    /// A schedule's task finished: count failures in a row, and pause after too many.
+    pub(super) fn schedule_run_finished(&mut self, id: &str, outcome: TaskState) {
+        let Some(name) = file::schedule_of(id) else {
+            return;
+        };
+        let dir = self.home.schedules_dir();
+        let Some(mut st) = state::load(&dir, name) else {
+            return;
+        };
+        let now = Timestamp::now();
+        if let Some(last) = st.last_run.as_mut().filter(|l| l.task_id == id) {
+            last.outcome = Some(outcome.as_str().to_string());
+        }
+        let slot = st.last_run.as_ref().map_or(now, |l| l.slot);
+        st.note(slot, outcome.as_str(), now);
+        if outcome == TaskState::Failed {
+            st.consecutive_failures += 1;
+        } else {
+            st.consecutive_failures = 0;
+        }
+        let max = read_all(&dir)
+            .0
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(3, |s| s.max_failures);
+        if max > 0 && st.consecutive_failures >= max && state::paused(&dir, name).is_none() {
+            let why = format!(
+                "paused after {} failed runs in a row",
+                st.consecutive_failures
+            );
+            if let Err(e) = state::pause(&dir, name, &why) {
+                tracing::error!(schedule = name, "cannot pause: {e}");
+            }
+            tracing::warn!(
+                schedule = name,
+                "{why}; `nightshift schedule resume {name}` to go on"
+            );
+            self.notify(
+                crate::notify::EventKind::Failed,
+                id,
+                format!("nightshift: schedule {name} paused"),
+                format!("{why} (the last: {id}). Resume with `nightshift schedule resume {name}`."),
+            );
+        }
+        self.save_schedule(&dir, name, &st);
+    }
+}

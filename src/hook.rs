@@ -134,7 +134,7 @@ pub fn settings(exe: &Path, run_dir: &Path) -> Value {
 
 /// Single-quotes a word for `sh`: the settings file holds a command line, and paths may hold
 /// anything. (Only nightshift's own paths go here, never a prompt.)
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 

@@ -24,6 +24,7 @@ pub mod status;
 pub mod task;
 pub mod testagent;
 pub mod tmux;
+pub mod trigger;
 pub mod usage;
 pub mod worktree;
 pub mod wrap;

@@ -13,6 +13,7 @@ mod logs;
 mod ls;
 mod sandbox;
 mod schedule;
+mod trigger;
 
 use std::path::PathBuf;
 
@@ -108,6 +109,9 @@ pub enum Command {
     /// Schedules in the home's `schedules/` folder
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Event triggers: git hooks, file changes, by hand
+    #[command(subcommand)]
+    Trigger(trigger::TriggerCommand),
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
@@ -196,6 +200,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Done(args) => control::done(args),
         Command::Clean(args) => clean::run(&home, args),
         Command::Schedule(cmd) => schedule::run(&home, cmd),
+        Command::Trigger(cmd) => trigger::run(&home, cmd),
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }

@@ -10,6 +10,7 @@ pub use schedules::read_all as read_schedules;
 mod recover;
 mod schedules;
 mod tail;
+mod triggers;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -102,6 +103,7 @@ pub struct Daemon {
     started_at: Timestamp,
     exe: PathBuf,
     schedules: schedules::Schedules,
+    triggers: triggers::Triggers,
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
@@ -203,6 +205,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         started_at: Timestamp::now(),
         exe,
         schedules: Default::default(),
+        triggers: Default::default(),
         home,
         config,
     };
@@ -215,6 +218,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     );
     d.recover().await;
     d.run_schedules();
+    d.load_triggers();
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -269,6 +273,9 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                 }
                 if d.schedules.next_at.is_some_and(|at| at <= Timestamp::now()) {
                     d.run_schedules();
+                }
+                if d.triggers.next_at.is_some_and(|at| at <= Timestamp::now()) {
+                    d.fire_triggers();
                 }
                 if Instant::now() >= next_rescan {
                     next_rescan = Instant::now() + rescan_every;
@@ -352,7 +359,10 @@ impl Daemon {
                 .unwrap_or(Duration::ZERO);
             wake = wake.min(d + Duration::from_millis(5));
         }
-        if let Some(at) = self.schedules.next_at {
+        for at in [self.schedules.next_at, self.triggers.next_at]
+            .into_iter()
+            .flatten()
+        {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
             wake = wake.min(d);
         }
@@ -402,6 +412,19 @@ impl Daemon {
             if change.path.extension().is_some_and(|e| e == "md") {
                 self.run_schedules();
             }
+            return;
+        }
+        if dir == crate::trigger::events_dir(&self.home) {
+            self.take_trigger_events();
+            return;
+        }
+        if dir == crate::trigger::triggers_dir(&self.home) {
+            if change.path.extension().is_some_and(|e| e == "md") {
+                self.load_triggers();
+            }
+            return;
+        }
+        if self.trigger_path_changed(&change.path) {
             return;
         }
         if let Some(runs) = self.reflogs.get(&change.path) {

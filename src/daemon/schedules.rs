@@ -125,8 +125,8 @@ impl Daemon {
         }
     }
 
-    /// Whether a run of the schedule is in the way of a new one.
-    fn overlaps(&self, name: &str, overlap: Overlap) -> bool {
+    /// Whether a run of the schedule (or trigger) is in the way of a new one.
+    pub(super) fn overlaps(&self, name: &str, overlap: Overlap) -> bool {
         let ours = |state: TaskState| {
             crate::queue::list_state(&self.home, state)
                 .unwrap_or_default()
@@ -143,23 +143,23 @@ impl Daemon {
 
     /// Puts the slot's task in the queue, unless a task of that slot exists anywhere.
     fn enqueue_slot(&mut self, s: &Schedule, slot: Timestamp) {
-        let id = file::slot_id(&s.name, slot);
-        if crate::queue::locate(&self.home, &id).is_some() {
-            tracing::info!(
-                schedule = s.name,
-                task = id,
-                "already enqueued once; not again"
-            );
+        self.enqueue_text(&file::slot_id(&s.name, slot), &s.template);
+    }
+
+    /// Stages a task file and renames it into the queue, unless the id exists anywhere.
+    pub(super) fn enqueue_text(&mut self, id: &str, text: &str) {
+        if crate::queue::locate(&self.home, id).is_some() {
+            tracing::info!(task = id, "already enqueued once; not again");
             return;
         }
         let staged = self.home.tmp_dir().join(format!("{id}.md"));
-        let dest = self.home.task_file(TaskState::Queued, &id);
-        let result = crate::fsutil::write_atomic(&staged, s.template.as_bytes(), 0o600)
+        let dest = self.home.task_file(TaskState::Queued, id);
+        let result = crate::fsutil::write_atomic(&staged, text.as_bytes(), 0o600)
             .and_then(|()| crate::fsutil::move_noclobber(&staged, &dest));
         match result {
-            Ok(true) => tracing::info!(schedule = s.name, task = id, "enqueued"),
-            Ok(false) => tracing::warn!(schedule = s.name, task = id, "vanished while enqueued"),
-            Err(e) => tracing::error!(schedule = s.name, task = id, "cannot enqueue: {e}"),
+            Ok(true) => tracing::info!(task = id, "enqueued"),
+            Ok(false) => tracing::warn!(task = id, "a task with this id appeared meanwhile"),
+            Err(e) => tracing::error!(task = id, "cannot enqueue: {e}"),
         }
         self.queue_dirty = true;
     }

@@ -21,3 +21,4 @@ mod notify;
 mod queue;
 mod recovery;
 mod schedules;
+mod triggers;

@@ -1,0 +1,181 @@
+//! `nightshift trigger install | uninstall | fire | ls`, and `trigger event` (run by the git
+//! hooks nightshift installs).
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use super::{CliError, exit};
+use crate::home::Home;
+use crate::trigger::{self, EventRecord, githook};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TriggerCommand {
+    /// Install a git hook that fires trigger TEMPLATE (triggers/TEMPLATE.md) in a repository
+    Install {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long = "on", value_parser = githook::EVENTS.to_vec())]
+        event: String,
+        #[arg(long)]
+        template: String,
+        /// Install even where core.hooksPath points (a hook manager's folder)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove it again; the hook it replaced comes back byte for byte
+    Uninstall {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long = "on", value_parser = githook::EVENTS.to_vec())]
+        event: String,
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fire a trigger now (for scripts and CI)
+    Fire { name: String },
+    /// The triggers and what they watch
+    Ls,
+    /// Record a git event for a trigger (run by the installed hook)
+    #[command(hide = true)]
+    Event {
+        name: String,
+        #[arg(long = "on")]
+        event: String,
+    },
+}
+
+pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
+    home.ensure_layout()?;
+    let dir = trigger::triggers_dir(home);
+    let known = |name: &str| -> anyhow::Result<()> {
+        let (all, errors) = trigger::read_all(&dir);
+        if let Some(e) = errors.get(name) {
+            return Err(CliError::new(exit::FAILURE, e.clone()).into());
+        }
+        if !all.iter().any(|t| t.name == name) {
+            return Err(CliError::new(
+                exit::NOT_FOUND,
+                format!(
+                    "no trigger `{name}` (write {}/{name}.md: a task template)",
+                    dir.display()
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    };
+    match cmd {
+        TriggerCommand::Install {
+            repo,
+            event,
+            template,
+            force,
+        } => {
+            known(&template)?;
+            let exe = std::env::current_exe()?;
+            let root = std::fs::canonicalize(home.root())?;
+            match githook::install(&repo, &event, &exe, &root, &template, force)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
+            {
+                githook::Done::Installed { hook, chained } => {
+                    let chain = if chained {
+                        " (the hook that was there runs first, and comes back on uninstall)"
+                    } else {
+                        ""
+                    };
+                    println!("installed {}{chain}", hook.display());
+                }
+                githook::Done::AlreadyInstalled(hook) => {
+                    println!("already installed in {}", hook.display());
+                }
+                _ => {}
+            }
+            Ok(exit::SUCCESS)
+        }
+        TriggerCommand::Uninstall {
+            repo,
+            event,
+            template,
+            force,
+        } => {
+            match githook::uninstall(&repo, &event, &template, force)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
+            {
+                githook::Done::Removed { hook, restored } => {
+                    let how = if restored {
+                        ", and the original is back"
+                    } else {
+                        ""
+                    };
+                    println!("removed `{template}` from {}{how}", hook.display());
+                }
+                githook::Done::NotInstalled(hook) => {
+                    println!("`{template}` is not in {}", hook.display());
+                }
+                _ => {}
+            }
+            Ok(exit::SUCCESS)
+        }
+        TriggerCommand::Fire { name } => {
+            known(&name)?;
+            let event = EventRecord {
+                trigger: name.clone(),
+                kind: "manual".into(),
+                repo: None,
+                commit: None,
+                by_task: None,
+                at: Timestamp::now(),
+            };
+            trigger::record(home, &event)?;
+            println!("fired {name}; the daemon enqueues it after its debounce");
+            Ok(exit::SUCCESS)
+        }
+        TriggerCommand::Ls => {
+            let (all, errors) = trigger::read_all(&dir);
+            for t in &all {
+                let watch: Vec<String> = t.watch.iter().map(|p| p.display().to_string()).collect();
+                println!(
+                    "{:<20} debounce {:<6} overlap {:<10} {}",
+                    t.name,
+                    crate::task::format_duration(t.debounce),
+                    format!("{:?}", t.overlap).to_lowercase(),
+                    if watch.is_empty() {
+                        String::new()
+                    } else {
+                        format!("watches {}", watch.join(", "))
+                    }
+                );
+            }
+            for (name, e) in &errors {
+                println!("{name:<20} INVALID {e}");
+            }
+            Ok(exit::SUCCESS)
+        }
+        TriggerCommand::Event { name, event } => {
+            // Run inside a git hook: quick, and never in the way of the commit.
+            let git = |args: &[&str]| {
+                std::process::Command::new("git")
+                    .args(args)
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            };
+            let record = EventRecord {
+                trigger: name,
+                kind: event,
+                repo: git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from),
+                commit: git(&["rev-parse", "HEAD"]),
+                by_task: std::env::var("NIGHTSHIFT_TASK_ID").ok(),
+                at: Timestamp::now(),
+            };
+            if let Err(e) = trigger::record(home, &record) {
+                eprintln!("nightshift: cannot record the event: {e}");
+            }
+            Ok(exit::SUCCESS)
+        }
+    }
+}

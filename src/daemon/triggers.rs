@@ -1,0 +1,182 @@
+//! The daemon's side of triggers: events from `triggers/.events/` (git hooks, `trigger fire`)
+//! and changes under a trigger's `watch:` paths start a debounce; when it ends, one run is
+//! enqueued for the latest event. An agent's own commit never fires the trigger whose run
+//! it is.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Daemon;
+use crate::schedule::file::schedule_of;
+use crate::trigger::{self, EventRecord, Trigger};
+
+#[derive(Debug, Default)]
+pub(super) struct Triggers {
+    /// The latest event per trigger, and when its debounce ends.
+    pending: BTreeMap<String, (EventRecord, Timestamp)>,
+    /// Watched paths and the triggers that watch them.
+    watched: BTreeMap<PathBuf, Vec<String>>,
+    pub next_at: Option<Timestamp>,
+}
+
+impl Daemon {
+    /// Reads the trigger files (again) and watches their paths.
+    pub(super) fn load_triggers(&mut self) {
+        let events = trigger::events_dir(&self.home);
+        if let Err(e) = std::fs::create_dir_all(&events) {
+            tracing::error!("cannot create {}: {e}", events.display());
+        }
+        for dir in [trigger::triggers_dir(&self.home), events] {
+            if let Err(e) = self.watch.add(&dir) {
+                tracing::warn!("cannot watch {}: {e}", dir.display());
+            }
+        }
+        let (all, errors) = trigger::read_all(&trigger::triggers_dir(&self.home));
+        for (name, e) in errors {
+            tracing::error!(trigger = name, "{e} (the trigger is skipped until fixed)");
+        }
+        let old: Vec<PathBuf> = self.triggers.watched.keys().cloned().collect();
+        for path in old {
+            self.watch.remove(&path);
+        }
+        self.triggers.watched.clear();
+        for t in &all {
+            for path in &t.watch {
+                if let Err(e) = self.watch.add(path) {
+                    tracing::warn!(trigger = t.name, "cannot watch {}: {e}", path.display());
+                    continue;
+                }
+                self.triggers
+                    .watched
+                    .entry(path.clone())
+                    .or_default()
+                    .push(t.name.clone());
+            }
+        }
+        self.take_trigger_events();
+    }
+
+    /// Whether a changed path is one a trigger watches; if so, its debounce starts.
+    pub(super) fn trigger_path_changed(&mut self, path: &std::path::Path) -> bool {
+        let hit: Vec<String> = self
+            .triggers
+            .watched
+            .iter()
+            .filter(|(w, _)| path == w.as_path() || path.parent() == Some(w.as_path()))
+            .flat_map(|(_, names)| names.clone())
+            .collect();
+        for name in &hit {
+            let event = EventRecord {
+                trigger: name.clone(),
+                kind: "files".into(),
+                repo: None,
+                commit: None,
+                by_task: None,
+                at: Timestamp::now(),
+            };
+            self.debounce(event);
+        }
+        !hit.is_empty()
+    }
+
+    /// Takes the recorded events (each file once) into the debounce.
+    pub(super) fn take_trigger_events(&mut self) {
+        let dir = trigger::events_dir(&self.home);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let event = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<EventRecord>(&b).ok());
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+            match event {
+                Some(event) => self.debounce(event),
+                None => tracing::warn!("{}: not a trigger event; ignored", path.display()),
+            }
+        }
+    }
+
+    fn debounce(&mut self, event: EventRecord) {
+        // The agent of this trigger's own run made the commit: no loop.
+        if event
+            .by_task
+            .as_deref()
+            .and_then(schedule_of)
+            .is_some_and(|owner| owner == event.trigger)
+        {
+            tracing::info!(
+                trigger = event.trigger,
+                "ignoring a commit made by its own run"
+            );
+            return;
+        }
+        let debounce = self
+            .trigger(&event.trigger)
+            .map_or(Duration::from_secs(5), |t| t.debounce);
+        let due = add(Timestamp::now(), debounce);
+        self.triggers
+            .pending
+            .insert(event.trigger.clone(), (event, due));
+        self.triggers.next_at = self.triggers.pending.values().map(|(_, at)| *at).min();
+    }
+
+    fn trigger(&self, name: &str) -> Option<Trigger> {
+        trigger::read_all(&trigger::triggers_dir(&self.home))
+            .0
+            .into_iter()
+            .find(|t| t.name == name)
+    }
+
+    /// Enqueues the runs whose debounce has ended.
+    pub(super) fn fire_triggers(&mut self) {
+        let now = Timestamp::now();
+        let due: Vec<String> = self
+            .triggers
+            .pending
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            let Some((event, _)) = self.triggers.pending.remove(&name) else {
+                continue;
+            };
+            let Some(t) = self.trigger(&name) else {
+                tracing::warn!(trigger = name, "an event for a trigger that does not exist");
+                continue;
+            };
+            if self.overlaps(&name, t.overlap) {
+                tracing::info!(
+                    trigger = name,
+                    "a run is already waiting; this event joins it"
+                );
+                continue;
+            }
+            match trigger::task_text(&t, &event) {
+                Ok(text) => {
+                    let id = crate::schedule::file::slot_id(&name, now);
+                    self.enqueue_text(&id, &text);
+                }
+                Err(e) => tracing::error!(trigger = name, "cannot build its task: {e}"),
+            }
+        }
+        self.triggers.next_at = self.triggers.pending.values().map(|(_, at)| *at).min();
+    }
+}
+
+fn add(at: Timestamp, d: Duration) -> Timestamp {
+    let d = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+    at.checked_add(d).unwrap_or(Timestamp::MAX)
+}

@@ -20,6 +20,7 @@ pub mod queue;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod service;
 pub mod status;
 pub mod task;
 pub mod testagent;

@@ -41,7 +41,12 @@ enum Socket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tmux {
     socket: Socket,
+    /// Start the server through `systemd-run --user --scope` (running as a systemd service).
+    scoped: bool,
 }
+
+/// The environment variable the systemd unit sets so the tmux server gets its own scope.
+pub const SCOPE_ENV: &str = "NIGHTSHIFT_TMUX_SCOPE";
 
 /// What to start in a new session.
 #[derive(Debug, Clone)]
@@ -82,7 +87,9 @@ impl Tmux {
         } else {
             Socket::Name(socket.to_string())
         };
-        Tmux { socket }
+        // Set by the systemd unit `service install` writes (see `command`).
+        let scoped = std::env::var_os(SCOPE_ENV).is_some_and(|v| v == "1");
+        Tmux { socket, scoped }
     }
 
     pub fn socket_args(&self) -> Vec<OsString> {
@@ -100,8 +107,17 @@ impl Tmux {
         }
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new("tmux");
+    /// Under systemd, the command that may start the tmux server runs in its own transient
+    /// scope: a server forked inside the service's cgroup would die with every agent on
+    /// `systemctl --user restart`.
+    fn command_for(&self, what: &str) -> Command {
+        let mut cmd = if self.scoped && what == "new-session" {
+            let mut c = Command::new("systemd-run");
+            c.args(["--user", "--scope", "--quiet", "--collect", "--", "tmux"]);
+            c
+        } else {
+            Command::new("tmux")
+        };
         cmd.args(self.socket_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -127,7 +143,7 @@ impl Tmux {
         what: &str,
         args: &[OsString],
     ) -> Result<std::process::Output, TmuxError> {
-        let run = self.command().args(args).output();
+        let run = self.command_for(what).args(args).output();
         match tokio::time::timeout(TMUX_TIMEOUT, run).await {
             Ok(result) => result.map_err(TmuxError::Spawn),
             Err(_) => Err(TmuxError::Timeout {

@@ -13,6 +13,7 @@ mod logs;
 mod ls;
 mod sandbox;
 mod schedule;
+mod service;
 mod trigger;
 
 use std::path::PathBuf;
@@ -112,6 +113,9 @@ pub enum Command {
     /// Event triggers: git hooks, file changes, by hand
     #[command(subcommand)]
     Trigger(trigger::TriggerCommand),
+    /// Run the daemon as a user service (launchd on macOS, systemd elsewhere)
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
@@ -201,6 +205,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Clean(args) => clean::run(&home, args),
         Command::Schedule(cmd) => schedule::run(&home, cmd),
         Command::Trigger(cmd) => trigger::run(&home, cmd),
+        Command::Service(cmd) => service::run(&home, cmd),
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }

@@ -212,3 +212,51 @@ fn ls_into_a_pipe_closed_early_exits_quietly() {
     assert_eq!(status.code(), Some(0), "{status}; stderr:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn service_install_dry_run_prints_a_unit_that_systemd_accepts() {
+    let env = Env::new();
+    let out = env.run(&["service", "install", "--dry-run"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    if cfg!(target_os = "macos") {
+        assert!(
+            out.stdout.contains("<key>AbandonProcessGroup</key>"),
+            "{}",
+            out.stdout
+        );
+        return;
+    }
+    assert!(out.stdout.contains("Restart=on-failure"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("systemctl --user enable --now nightshift.service")
+    );
+    // Nothing was installed.
+    assert!(!env.root.join("home/.config/systemd").exists());
+    let unit: String = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("# "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nightshift.service");
+    std::fs::write(&file, unit).unwrap();
+    // System mode: it checks a unit file offline, without a user session.
+    match std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+    {
+        Ok(o) => {
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            // Complaints about the bus or the environment are not about the unit.
+            let about_unit: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("nightshift.service"))
+                .collect();
+            assert!(about_unit.is_empty(), "{stderr}");
+        }
+        Err(_) => eprintln!("systemd-analyze not found: the unit was only checked by its text"),
+    }
+}

@@ -29,6 +29,22 @@ pub enum ScheduleCommand {
         /// Override the schedule's overlap policy for this run
         #[arg(long, value_parser = ["skip", "queue-one", "allow"])]
         overlap: Option<String>,
+        /// Run the slot that is due now, under its slot id (what OS timers call: a slot the
+        /// daemon enqueued already is not enqueued again)
+        #[arg(long)]
+        due: bool,
+    },
+    /// Write OS timer units that call `schedule run NAME --due`
+    Export {
+        /// Only this schedule
+        name: Option<String>,
+        #[arg(long, conflicts_with = "systemd", required_unless_present = "systemd")]
+        launchd: bool,
+        #[arg(long)]
+        systemd: bool,
+        /// Write the files into this folder (default: print them)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Stop firing (slots while paused are recorded as skipped, never run later)
     Pause { name: String },
@@ -113,8 +129,75 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
             }
             Ok(exit::SUCCESS)
         }
-        ScheduleCommand::Run { name, overlap } => {
+        ScheduleCommand::Export {
+            name,
+            launchd,
+            systemd: _,
+            out,
+        } => {
+            let exe = std::fs::canonicalize(std::env::current_exe()?)?;
+            let root = std::fs::canonicalize(home.root())?;
+            let chosen: Vec<&Schedule> = match &name {
+                Some(n) => vec![find(n)?],
+                None => all.iter().collect(),
+            };
+            let mut files: Vec<(String, String)> = Vec::new();
+            for s in chosen {
+                let (p, e, tz) = (s.pattern.as_deref(), s.every, s.timezone.as_deref());
+                if launchd {
+                    let text = crate::schedule::export::launchd_agent(&s.name, p, e, &exe, &root)
+                        .map_err(|m| {
+                        CliError::new(exit::FAILURE, format!("{}: {m}", s.name))
+                    })?;
+                    files.push((format!("dev.nightshift.schedule.{}.plist", s.name), text));
+                } else {
+                    let (timer, service) =
+                        crate::schedule::export::systemd_units(&s.name, p, e, tz, &exe, &root)
+                            .map_err(|m| {
+                                CliError::new(exit::FAILURE, format!("{}: {m}", s.name))
+                            })?;
+                    files.push((format!("nightshift-schedule-{}.timer", s.name), timer));
+                    files.push((format!("nightshift-schedule-{}.service", s.name), service));
+                }
+            }
+            for (file_name, text) in files {
+                match &out {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir)?;
+                        crate::fsutil::write_atomic(&dir.join(&file_name), text.as_bytes(), 0o644)?;
+                        println!("wrote {}", dir.join(&file_name).display());
+                    }
+                    None => print!("# {file_name}\n{text}\n"),
+                }
+            }
+            Ok(exit::SUCCESS)
+        }
+        ScheduleCommand::Run { name, overlap, due } => {
             let s = find(&name)?;
+            // The slot due now (the most recent within the catch-up window), if any.
+            let slot = if due {
+                let from = now
+                    .checked_sub(jiff::SignedDuration::try_from(s.rule.catchup_window)?)
+                    .unwrap_or(now);
+                let mut latest = s.rule.clone();
+                latest.catchup = plan::Catchup::Latest;
+                match plan::decide(&latest, from, now).fire.last() {
+                    Some(slot) => Some(*slot),
+                    None => {
+                        println!("no slot of `{name}` is due now");
+                        return Ok(exit::SUCCESS);
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(slot) = slot {
+                let id = file::slot_id(&name, slot);
+                if crate::queue::locate(home, &id).is_some() {
+                    println!("{id} was enqueued already");
+                    return Ok(exit::SUCCESS);
+                }
+            }
             let overlap = match overlap.as_deref() {
                 Some("allow") => Overlap::Allow,
                 Some("queue-one") => Overlap::QueueOne,
@@ -142,7 +225,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 )
                 .into());
             }
-            let id = file::slot_id(&name, now);
+            let id = file::slot_id(&name, slot.unwrap_or(now));
             let staged = home.tmp_dir().join(format!("{id}.md"));
             crate::fsutil::write_atomic(&staged, s.template.as_bytes(), 0o600)?;
             if !crate::fsutil::move_noclobber(&staged, &home.task_file(TaskState::Queued, &id))? {

@@ -55,6 +55,10 @@ pub struct Schedule {
     pub template: String,
     /// Changes when the time rule changes: an edited rule starts afresh, never backfills.
     pub rule_key: String,
+    /// The rule as written, for `schedule export`.
+    pub pattern: Option<String>,
+    pub every: Option<Duration>,
+    pub timezone: Option<String>,
 }
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -80,7 +84,8 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
             .map(|t| parse_duration(t).map_err(|m| err(format!("{field}: {m}"))))
             .transpose()
     };
-    let (when, describe) = match (&front.schedule, duration("every", &front.every)?) {
+    let every = duration("every", &front.every)?;
+    let (when, describe) = match (&front.schedule, every) {
         (Some(pattern), None) => (
             When::cron(pattern, front.timezone.as_deref()).map_err(err)?,
             format!(
@@ -126,7 +131,14 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
         enabled: front.enabled.unwrap_or(true),
         max_failures: front.max_failures.unwrap_or(3),
         template,
-        rule_key: format!("{}|{}", front.schedule.unwrap_or_default(), yaml.trim()),
+        rule_key: format!(
+            "{}|{}",
+            front.schedule.clone().unwrap_or_default(),
+            yaml.trim()
+        ),
+        pattern: front.schedule,
+        every,
+        timezone: front.timezone,
     })
 }
 

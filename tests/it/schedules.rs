@@ -180,3 +180,53 @@ fn schedule_commands_list_preview_run_and_report_bad_files() {
     );
     assert_eq!(env.run(&["schedule", "next", "nope"]).code(), Some(4));
 }
+
+#[test]
+fn exported_timers_call_the_due_slot_which_runs_once() {
+    let env = Env::new();
+    write_schedule(
+        &env,
+        "hourly",
+        "---\nschedule: \"0 * * * *\"\ntimezone: UTC\ncatchup_window: 2h\nworkdir: /tmp\n---\n@done\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().display().to_string();
+    let export = env.run(&["schedule", "export", "hourly", "--systemd", "--out", &dir]);
+    assert!(export.status.success(), "{}", export.stderr);
+    let timer = fs::read_to_string(out.path().join("nightshift-schedule-hourly.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*-*-* *:00:00 UTC"), "{timer}");
+    assert!(timer.contains("Persistent=true"));
+    let service =
+        fs::read_to_string(out.path().join("nightshift-schedule-hourly.service")).unwrap();
+    assert!(service.contains("schedule run hourly --due"), "{service}");
+    if let Ok(o) = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(out.path().join("nightshift-schedule-hourly.timer"))
+        .output()
+    {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !stderr
+                .lines()
+                .any(|l| l.contains("nightshift-schedule-hourly")),
+            "{stderr}"
+        );
+    }
+    let launchd = env.run(&["schedule", "export", "hourly", "--launchd"]);
+    assert!(
+        launchd
+            .stdout
+            .contains("<key>Minute</key><integer>0</integer>"),
+        "{}",
+        launchd.stdout
+    );
+    // The timer fires twice for one slot (say, the daemon was down and the OS caught up):
+    // one task.
+    for _ in 0..2 {
+        let run = env.run(&["schedule", "run", "hourly", "--due"]);
+        assert!(run.status.success(), "{}", run.stderr);
+    }
+    let runs = runs_of(&env, "hourly");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].ends_with("0000Z"), "named after the slot: {runs:?}");
+}

@@ -45,7 +45,7 @@ impl Daemon {
         self.triggers.watched.clear();
         for t in &all {
             for path in &t.watch {
-                if let Err(e) = self.watch.add(path) {
+                if let Err(e) = self.watch.add_recursive(path) {
                     tracing::warn!(trigger = t.name, "cannot watch {}: {e}", path.display());
                     continue;
                 }
@@ -59,13 +59,13 @@ impl Daemon {
         self.take_trigger_events();
     }
 
-    /// Whether a changed path is one a trigger watches; if so, its debounce starts.
+    /// Whether a changed path is under one a trigger watches; if so, its debounce starts.
     pub(super) fn trigger_path_changed(&mut self, path: &std::path::Path) -> bool {
         let hit: Vec<String> = self
             .triggers
             .watched
             .iter()
-            .filter(|(w, _)| path == w.as_path() || path.parent() == Some(w.as_path()))
+            .filter(|(w, _)| path.starts_with(w))
             .flat_map(|(_, names)| names.clone())
             .collect();
         for name in &hit {

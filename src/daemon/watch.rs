@@ -34,6 +34,11 @@ impl Watch {
         Ok((Watch { watcher }, rx))
     }
 
+    /// Watches everything under `dir` (a trigger's `watch:` paths).
+    pub fn add_recursive(&mut self, dir: &Path) -> notify::Result<()> {
+        self.watcher.watch(dir, RecursiveMode::Recursive)
+    }
+
     pub fn add(&mut self, dir: &Path) -> notify::Result<()> {
         self.watcher.watch(dir, RecursiveMode::NonRecursive)
     }
@@ -61,7 +66,8 @@ fn changes(event: &Event) -> Vec<Change> {
     let complete = match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => true,
-        EventKind::Create(CreateKind::File | CreateKind::Any)
+        // A new folder counts too: files written into it before it is watched are missed.
+        EventKind::Create(CreateKind::File | CreateKind::Folder | CreateKind::Any)
         | EventKind::Modify(_)
         | EventKind::Remove(_)
         | EventKind::Any

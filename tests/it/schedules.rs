@@ -230,3 +230,37 @@ fn exported_timers_call_the_due_slot_which_runs_once() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert!(runs[0].ends_with("0000Z"), "named after the slot: {runs:?}");
 }
+
+#[test]
+fn queue_one_keeps_one_waiting_and_allow_runs_side_by_side() {
+    let mut env = Env::builder().config("max_agents", "3").build();
+    write_schedule(
+        &env,
+        "waits",
+        "---\nevery: 1s\noverlap: queue-one\nworkdir: /tmp\n---\n@sleep 4s\n@done\n",
+    );
+    write_schedule(
+        &env,
+        "piles",
+        "---\nevery: 1s\noverlap: allow\nworkdir: /tmp\n---\n@sleep 4s\n@done\n",
+    );
+    env.start_daemon();
+    env.wait_until("allow runs two at once", |e| {
+        e.ids_in("running")
+            .iter()
+            .filter(|id| id.starts_with("piles@"))
+            .count()
+            >= 2
+    });
+    // queue-one: never more than one waiting in the queue.
+    for _ in 0..20 {
+        let queued = env
+            .ids_in("queue")
+            .iter()
+            .filter(|id| id.starts_with("waits@"))
+            .count();
+        assert!(queued <= 1, "{:?}", env.ids_in("queue"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(history(&env, "waits").contains("skipped: overlap"));
+}

@@ -134,8 +134,10 @@ fn a_file_change_under_a_watched_path_fires_its_trigger() {
     .unwrap();
     env.start_daemon();
     std::thread::sleep(Duration::from_millis(300));
+    // Under the watched folder, in a subfolder too.
+    fs::create_dir_all(inbox.join("deep")).unwrap();
     for i in 0..5 {
-        fs::write(inbox.join(format!("note-{i}.txt")), "x").unwrap();
+        fs::write(inbox.join(format!("deep/note-{i}.txt")), "x").unwrap();
     }
     env.wait_until("the file trigger ran", |e| {
         runs_of(e, "inbox")

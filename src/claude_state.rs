@@ -38,13 +38,22 @@ pub fn state_file(env: &[(String, String)]) -> Option<PathBuf> {
     var("HOME").map(|h| PathBuf::from(h).join(".claude.json"))
 }
 
+/// Starts run in parallel: one read-modify-write at a time, or they lose each other's entry.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Marks `dir` as trusted (and its project onboarding as done) in Claude Code's state.
 pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = state_file(env).ok_or(TrustError::NoHome)?;
+    // Through a symlink to the file it points at, which stays a symlink.
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
     let io = |source| TrustError::Io {
         path: path.clone(),
         source,
     };
+    let before = std::fs::read(&path).ok();
     let mut state: Map<String, Value> = match std::fs::read(&path) {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TrustError::Parse {
@@ -77,6 +86,14 @@ pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
     })?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    // Claude Code rewrites this file too: if it changed since it was read, do not overwrite
+    // its change (the trust dialog is then flagged, as without this option).
+    if std::fs::read(&path).ok() != before {
+        return Err(TrustError::Parse {
+            path,
+            message: "it changed while being updated; not overwritten".into(),
+        });
     }
     crate::fsutil::write_atomic(&path, &bytes, 0o600).map_err(io)
 }

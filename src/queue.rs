@@ -122,10 +122,7 @@ impl FolderStore {
         validate_against_config(&task, path, config).map_err(|e| e.to_string())?;
         let runs = self.home.task_runs(id);
         let (last_attempt, counted_attempts) = run::attempt_counts(&runs);
-        let resumes = run::attempts(&runs)
-            .iter()
-            .filter(|a| runs.join(a.to_string()).join(run::RESUMED).exists())
-            .count() as u32;
+        let resumes = run::resumes(&runs);
         let lock = checkout_lock(&task, config);
         Ok(QueuedTask {
             task,
@@ -422,7 +419,7 @@ fn free_name(dir: &Path, id: &str) -> PathBuf {
 }
 
 /// The checkout a task locks: it runs in place (`isolation: none`) in a git work tree.
-fn checkout_lock(task: &task::Task, config: &Config) -> Option<String> {
+pub fn checkout_lock(task: &task::Task, config: &Config) -> Option<String> {
     if task.isolation.unwrap_or(config.isolation) != task::Isolation::None {
         return None;
     }

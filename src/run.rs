@@ -242,6 +242,14 @@ pub fn attempts(task_runs: &Path) -> Vec<u32> {
 /// gives a task a fresh budget without renumbering old attempts.
 pub const BUDGET_FROM: &str = "budget-from";
 
+/// How many of a task's attempts were resumes.
+pub fn resumes(task_runs: &Path) -> u32 {
+    attempts(task_runs)
+        .iter()
+        .filter(|a| task_runs.join(a.to_string()).join(RESUMED).exists())
+        .count() as u32
+}
+
 /// `(attempts so far, attempts counted against max_attempts)` for a task.
 pub fn attempt_counts(task_runs: &Path) -> (u32, u32) {
     let all = attempts(task_runs);

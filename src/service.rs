@@ -81,7 +81,7 @@ pub fn launchd_plist(s: &Service) -> String {
 }
 
 /// systemd quotes: double quotes, with `\`, `"` and `%` escaped (specifiers).
-fn sd_quote(s: &str) -> String {
+pub fn sd_quote(s: &str) -> String {
     format!(
         "\"{}\"",
         s.replace('\\', "\\\\")

@@ -347,7 +347,21 @@ pub async fn copy_included(wt: &Worktree) -> Result<usize, WorktreeError> {
     if candidates.is_empty() {
         return Ok(0);
     }
-    let ignored = ignored_by_repo(&wt.repo, &candidates).await?;
+    // Ignored in the checkout and in the worktree too (it may be on another base, without
+    // an uncommitted .gitignore edit): a copied secret must never be committable there.
+    let ignored_here = ignored_by_repo(&wt.repo, &candidates).await?;
+    // git refuses paths that go through a symlink in the worktree: never copy through one.
+    let ignored_there =
+        ignored_by_repo(&wt.path, &candidates)
+            .await
+            .map_err(|e| WorktreeError::UnsafeInclude {
+                worktree: wt.path.clone(),
+                entry: e.to_string(),
+            })?;
+    let ignored: std::collections::HashSet<Vec<u8>> = ignored_here
+        .into_iter()
+        .filter(|e| ignored_there.contains(e))
+        .collect();
     let mut entries = Vec::new();
     for entry in candidates.into_iter().filter(|e| ignored.contains(*e)) {
         let relative = safe_relative(entry).ok_or_else(|| WorktreeError::UnsafeInclude {
@@ -461,6 +475,16 @@ pub async fn is_dirty(dir: &Path) -> Result<bool, WorktreeError> {
 /// Works without a configured identity: a missing `user.name` or `user.email` is filled
 /// in as `nightshift` / `nightshift@localhost` for this commit only.
 pub async fn commit_all(dir: &Path, message: &str) -> Result<Option<String>, WorktreeError> {
+    commit_all_as(dir, message, None).await
+}
+
+/// [`commit_all`], marked as made by a task: its git hooks see `NIGHTSHIFT_TASK_ID`, so a
+/// trigger never fires for its own run's commit.
+pub async fn commit_all_as(
+    dir: &Path,
+    message: &str,
+    task_id: Option<&str>,
+) -> Result<Option<String>, WorktreeError> {
     git(dir, ["add", "-A"]).await?;
     let staged = git_status(dir, ["diff", "--cached", "--quiet"]).await?;
     match staged.status.code() {
@@ -486,7 +510,10 @@ pub async fn commit_all(dir: &Path, message: &str) -> Result<Option<String>, Wor
         }
     }
     args.extend(["commit", "-q", "-m", message].map(String::from));
-    git(dir, &args).await?;
+    match task_id {
+        Some(id) => git_env(dir, &args, &[("NIGHTSHIFT_TASK_ID", id)]).await?,
+        None => git(dir, &args).await?,
+    };
     Ok(Some(git(dir, ["rev-parse", "HEAD"]).await?))
 }
 
@@ -641,12 +668,37 @@ where
     run_git(dir, &os_args(args), None).await
 }
 
+/// Like [`git`], with extra environment for git and its hooks.
+async fn git_env(
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> Result<String, WorktreeError> {
+    let args = os_args(args);
+    let out = run_git_env(dir, &args, None, env).await?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(git_failed(dir, &args, &out))
+    }
+}
+
 async fn run_git(
     dir: &Path,
     args: &[OsString],
     input: Option<&[u8]>,
 ) -> Result<Output, WorktreeError> {
+    run_git_env(dir, args, input, &[]).await
+}
+
+async fn run_git_env(
+    dir: &Path,
+    args: &[OsString],
+    input: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> Result<Output, WorktreeError> {
     let mut cmd = Command::new("git");
+    cmd.envs(env.iter().copied());
     cmd.arg("-C")
         .arg(dir)
         .args(args)

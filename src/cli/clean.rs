@@ -27,6 +27,9 @@ pub struct CleanArgs {
     /// Print one JSON object instead of lines
     #[arg(long)]
     pub json: bool,
+    /// Also remove worktrees with uncommitted changes (they are kept otherwise)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// A task worktree folder under `<home>/worktrees/<repo-key>/<task id>`.
@@ -55,7 +58,7 @@ struct Outcome {
 pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
     let found = find_worktrees(&home.worktrees_dir())?;
     let selected = select(&found, |id| queue::locate(home, id).map(|(state, _)| state));
-    let outcomes = super::runtime()?.block_on(clean_all(&selected, args.dry_run));
+    let outcomes = super::runtime()?.block_on(clean_all(&selected, args.dry_run, args.force));
     let freed: u64 = outcomes
         .iter()
         .filter(|o| o.removed || (args.dry_run && o.error.is_none()))
@@ -156,15 +159,19 @@ fn select(
         .collect()
 }
 
-async fn clean_all(selected: &[(Found, Option<TaskState>)], dry_run: bool) -> Vec<Outcome> {
+async fn clean_all(
+    selected: &[(Found, Option<TaskState>)],
+    dry_run: bool,
+    force: bool,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(selected.len());
     for (found, state) in selected {
-        outcomes.push(clean_one(found, *state, dry_run).await);
+        outcomes.push(clean_one(found, *state, dry_run, force).await);
     }
     outcomes
 }
 
-async fn clean_one(found: &Found, state: Option<TaskState>, dry_run: bool) -> Outcome {
+async fn clean_one(found: &Found, state: Option<TaskState>, dry_run: bool, force: bool) -> Outcome {
     let mut outcome = Outcome {
         path: found.path.clone(),
         task: found.task_id.clone(),
@@ -185,6 +192,11 @@ async fn clean_one(found: &Found, state: Option<TaskState>, dry_run: bool) -> Ou
             return outcome;
         }
     };
+    // Uncommitted work is never thrown away unasked.
+    if !force && worktree::is_dirty(&found.path).await.unwrap_or(true) {
+        outcome.error = Some("it has uncommitted changes; kept (--force removes it)".into());
+        return outcome;
+    }
     if !dry_run {
         if let Err(e) = worktree::remove(&found.path, true).await {
             outcome.error = Some(e.to_string());
@@ -337,6 +349,11 @@ mod tests {
     /// Against real worktrees: a done task's worktree goes and its merged branch with it,
     /// a failed task's unmerged branch stays, a queued task's worktree is untouched, and a
     /// dry run changes nothing.
+    fn selected_of(root: &Path, home: &Home) -> Vec<(Found, Option<TaskState>)> {
+        let found = find_worktrees(root).expect("listed");
+        select(&found, |id| queue::locate(home, id).map(|(s, _)| s))
+    }
+
     #[tokio::test]
     async fn cleans_finished_worktrees_only() {
         let tmp = tempfile::tempdir().expect("temp dir");
@@ -375,20 +392,32 @@ mod tests {
         let gone = worktree::prepare(&repo, &root, "gone", None)
             .await
             .expect("wt");
+        // A finished task's worktree with uncommitted work is kept, unless forced.
+        fs::write(gone.path.join("draft"), "unsaved\n").expect("write");
+        let kept = clean_all(&selected_of(&root, &home), true, false).await;
+        let gone_kept = kept.iter().find(|o| o.task == "gone").expect("gone");
+        assert!(
+            !gone_kept.removed
+                && gone_kept
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("uncommitted"))
+        );
+        assert!(gone.path.join("draft").exists());
 
         let found = find_worktrees(&root).expect("listed");
         assert_eq!(found.len(), 4);
         let selected = select(&found, |id| queue::locate(&home, id).map(|(s, _)| s));
         assert_eq!(selected.len(), 3);
 
-        let dry = clean_all(&selected, true).await;
+        let dry = clean_all(&selected, true, true).await;
         assert!(
             dry.iter().all(|o| !o.removed && o.error.is_none()),
             "{dry:?}"
         );
         assert!(merged.path.is_dir() && gone.path.is_dir());
 
-        let outcomes = clean_all(&selected, false).await;
+        let outcomes = clean_all(&selected, false, true).await;
         let by_task = |id: &str| {
             outcomes
                 .iter()

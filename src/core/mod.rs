@@ -181,13 +181,19 @@ pub enum Event {
     },
     /// A task's file reached `done/` or `failed/`.
     Filed { id: String, state: TaskState },
-    /// A task found in `running/` at start-up.
+    /// A task found in `running/` at start-up, with what its records say of its history.
     Recovered {
         task: Task,
         attempt: u32,
         counted_attempts: u32,
         started_at: Timestamp,
         how: Recovered,
+        /// Resumes of the task so far.
+        resumes: u32,
+        /// Acceptance-check rounds of this attempt that failed.
+        failed_rounds: u32,
+        /// The checkout it holds, if it runs in place.
+        lock: Option<String>,
     },
     /// The session exists and the agent is starting.
     Started { id: String, attempt: u32 },
@@ -449,10 +455,15 @@ impl State {
                 counted_attempts,
                 started_at,
                 how,
+                resumes,
+                failed_rounds,
+                lock,
             } => {
                 let id = task.id.clone();
                 self.queued.remove(&id);
-                let run = self.new_run(task, attempt, counted_attempts, 0, started_at);
+                let mut run = self.new_run(task, attempt, counted_attempts, resumes, started_at);
+                run.failed_rounds = failed_rounds;
+                run.lock = lock;
                 if how == Recovered::NotStarted {
                     actions.push(Action::Start {
                         task: run.task.clone(),
@@ -600,6 +611,16 @@ impl State {
             }
             Event::SessionGone { id, attempt } => {
                 let why = "the tmux session vanished";
+                if let Some(run) = self
+                    .current(&id, attempt)
+                    .filter(|r| r.phase == Phase::Verifying)
+                {
+                    // Its done signal is being checked: the checks decide, as for an exit.
+                    if run.exited.is_none() {
+                        run.exited = Some((now, why.to_string(), true));
+                    }
+                    return actions;
+                }
                 if self.resume(&id, attempt, why, &mut actions) {
                     // Resumed in a new attempt.
                 } else if self.current(&id, attempt).is_some() {
@@ -982,6 +1003,8 @@ impl State {
             } else if let Some(deadline) = run.deadline
                 && deadline <= now
                 && !run.timed_out
+                // Its done signal is being checked: the checks decide.
+                && run.phase != Phase::Verifying
             {
                 run.timed_out = true;
                 let limit = run

@@ -337,6 +337,9 @@ impl Harness {
             counted_attempts: counted,
             started_at,
             how,
+            resumes: 0,
+            failed_rounds: 0,
+            lock: None,
         })
     }
 
@@ -1563,6 +1566,9 @@ fn a_recovered_task_keeps_its_deadline_from_its_start() {
         counted_attempts: 1,
         started_at,
         how: Recovered::Started,
+        resumes: 0,
+        failed_rounds: 0,
+        lock: None,
     });
     let deadline = started_at + Duration::from_secs(30 * 60);
     assert_eq!(h.state.next_wake(), Some(deadline));
@@ -2022,4 +2028,63 @@ fn tasks_in_place_in_one_checkout_wait_for_each_other() {
     h.done("a");
     h.scan(&[b]);
     assert!(h.state.run("b").is_some());
+}
+
+#[test]
+fn a_lost_session_or_a_deadline_during_the_checks_waits_for_their_verdict() {
+    let mut h = Harness::new(1);
+    h.auto_check = false;
+    h.scan(&[queued("a", "timeout: 30s")]);
+    h.started("a");
+    h.done("a");
+    // The deadline passes and the session vanishes while the checks run: nothing yet.
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.tick(), vec![]);
+    assert_eq!(
+        h.step(Event::SessionGone {
+            id: "a".into(),
+            attempt: 1
+        }),
+        vec![]
+    );
+    // The checks pass: done (the session is closed along with it).
+    let actions = h.checked("a", true);
+    assert!(
+        matches!(
+            &actions[0],
+            Action::Finish {
+                outcome: TaskState::Done,
+                ..
+            }
+        ),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_recovered_run_keeps_its_failed_rounds_and_its_checkout() {
+    let mut h = Harness::new(2);
+    h.auto_check = false;
+    h.step(Event::Recovered {
+        task: task("a", "verify_rounds: 1"),
+        attempt: 1,
+        counted_attempts: 1,
+        started_at: h.now,
+        how: Recovered::Started,
+        resumes: 0,
+        failed_rounds: 1,
+        lock: Some("/r/.git".into()),
+    });
+    let mut b = queued("b", "");
+    b.lock = Some("/r/.git".into());
+    h.scan(&[b]);
+    assert!(h.state.run("b").is_none(), "the checkout is held");
+    h.done("a");
+    let actions = h.checked("a", false);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Finish { reason, .. } if reason.contains("2 times"))),
+        "one round was used before the restart: {actions:?}"
+    );
 }

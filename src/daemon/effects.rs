@@ -261,7 +261,8 @@ impl Daemon {
         if keep {
             return;
         }
-        let wait = self.config.grace_period + std::time::Duration::from_secs(2);
+        // After the grace period, plus the 5 s the pane wrapper gives an agent after a hangup.
+        let wait = self.config.grace_period + std::time::Duration::from_secs(8);
         let dir = RunDir::new(dir.path());
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
@@ -512,6 +513,10 @@ impl StartJob {
                     tracing::warn!(task = task.id, "cannot save setup.json: {e}");
                 }
                 if let Some(bad) = results.iter().find(|r| !r.passed()) {
+                    // Half set up: a retry must start from a fresh worktree, not this one.
+                    if let Err(e) = crate::worktree::remove(&wt.path, true).await {
+                        tracing::warn!(task = task.id, "cannot remove the worktree: {e}");
+                    }
                     return Err((format!("setup failed: {}", failure_line(bad)), false));
                 }
             }
@@ -772,6 +777,16 @@ fn fault_point(name: &str) {
     }
 }
 
+/// Text safe to paste into an agent's terminal: no escape sequences or control characters
+/// (an ESC would act as a key press), only newlines and tabs.
+fn typeable(text: &str) -> String {
+    let plain = String::from_utf8_lossy(&strip_ansi_escapes::strip(text)).into_owned();
+    plain
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
 /// A failed command in one line: what ran, how it ended, and its last words.
 fn failure_line(r: &crate::checks::CommandResult) -> String {
     let last = r
@@ -814,17 +829,19 @@ impl CheckJob {
         let spawn: Option<SpawnRecord> = self.dir.read(run::SPAWN).ok().flatten();
         let workdir = spawn.as_ref().map(|s| s.workdir.clone());
         let mut uncommitted = None;
+        let in_worktree = spawn.as_ref().is_some_and(|s| s.worktree.is_some());
         if let Some(workdir) = &workdir
             && git::in_work_tree(workdir)
             && crate::worktree::is_dirty(workdir).await.unwrap_or(false)
         {
             uncommitted = Some(match self.uncommitted {
-                config::Uncommitted::Commit => {
+                // Only on the task's own branch: in place, the checkout is the user's.
+                config::Uncommitted::Commit if in_worktree => {
                     let message = format!(
                         "nightshift: work in progress left uncommitted by {} (attempt {})",
                         self.id, self.attempt
                     );
-                    match crate::worktree::commit_all(workdir, &message).await {
+                    match crate::worktree::commit_all_as(workdir, &message, Some(&self.id)).await {
                         Ok(Some(hash)) => format!(
                             "committed as work in progress: {}",
                             hash.get(..10).unwrap_or(&hash)
@@ -833,9 +850,7 @@ impl CheckJob {
                         Err(e) => format!("left uncommitted (cannot commit: {e})"),
                     }
                 }
-                config::Uncommitted::Flag => {
-                    format!("left uncommitted in {}", workdir.display())
-                }
+                _ => format!("left uncommitted in {}", workdir.display()),
             });
         }
         let results = match (&workdir, self.commands.is_empty()) {
@@ -876,14 +891,14 @@ impl CheckJob {
             None => String::new(),
         };
         let feedback = match failed {
-            Some(r) => format!(
+            Some(r) => typeable(&format!(
                 "nightshift: the acceptance check failed (check {} of at most {}).\n$ {}\n{}\n{}\nFix it, commit, and signal done again (`nightshift done`).",
                 self.round,
                 self.rounds + 1,
                 r.command,
                 r.output_tail.trim_end(),
                 r.describe()
-            ),
+            )),
             None => String::new(),
         };
         Event::Checked {

@@ -127,12 +127,16 @@ impl Daemon {
                         attempt,
                         "recovering a claimed task that never started"
                     );
+                    let (resumes, lock) = (resumes_of(&self.home, &id), self.lock_of(&task));
                     self.step(Event::Recovered {
                         task,
                         attempt,
                         counted_attempts: counted + u32::from(new_attempt),
                         started_at: Timestamp::now(),
                         how: Recovered::NotStarted,
+                        resumes,
+                        failed_rounds: 0,
+                        lock,
                     });
                 }
                 Found::Started { attempt } => {
@@ -142,12 +146,20 @@ impl Daemon {
                         .flatten()
                         .map_or_else(Timestamp::now, |s| s.claimed_at);
                     tracing::info!(task = id, attempt, alive = session.is_some(), "re-adopting");
+                    let (resumes, lock) = (resumes_of(&self.home, &id), self.lock_of(&task));
+                    // Checks that failed before the restart still count.
+                    let failed_rounds = (1..)
+                        .take_while(|n| dir.exists(&run::done_of_round(*n)))
+                        .count() as u32;
                     self.step(Event::Recovered {
                         task,
                         attempt,
                         counted_attempts: counted,
                         started_at,
                         how: Recovered::Started,
+                        resumes,
+                        failed_rounds,
+                        lock,
                     });
                     self.watch_run(&id, attempt);
                     self.watch_reflog(&id, attempt);
@@ -265,6 +277,16 @@ impl Daemon {
             }
         }
     }
+}
+
+impl Daemon {
+    fn lock_of(&self, task: &crate::task::Task) -> Option<String> {
+        crate::queue::checkout_lock(task, &self.config)
+    }
+}
+
+fn resumes_of(home: &crate::home::Home, id: &str) -> u32 {
+    run::resumes(&home.task_runs(id))
 }
 
 #[cfg(test)]

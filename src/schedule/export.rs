@@ -183,9 +183,10 @@ pub fn systemd_units(
         "[Unit]\nDescription=nightshift schedule {name}\n\n[Timer]\n{when}Persistent=true\n\n[Install]\nWantedBy=timers.target\n"
     );
     let service = format!(
-        "[Unit]\nDescription=nightshift schedule {name}: enqueue the due slot\n\n[Service]\nType=oneshot\nExecStart=\"{}\" --home \"{}\" schedule run {name} --due\n",
-        exe.display(),
-        home.display()
+        "[Unit]\nDescription=nightshift schedule {name}: enqueue the due slot\n\n[Service]\nType=oneshot\nExecStart={} --home {} schedule run {} --due\n",
+        crate::service::sd_quote(&exe.to_string_lossy()),
+        crate::service::sd_quote(&home.to_string_lossy()),
+        crate::service::sd_quote(name)
     );
     Ok((timer, service))
 }

@@ -102,6 +102,9 @@ fn a_new_worktree_gets_the_included_files_and_its_setup_and_a_failing_setup_fail
         .build();
     fs::write(env.repo.join(".gitignore"), ".env\n").unwrap();
     fs::write(env.repo.join(".worktreeinclude"), ".env\n").unwrap();
+    // Committed: the worktree must ignore `.env` too, or it is not copied.
+    env.git(&["add", ".gitignore", ".worktreeinclude"]);
+    env.git(&["commit", "-q", "-m", "ignore .env"]);
     fs::write(env.repo.join(".env"), "SECRET=1\n").unwrap();
     env.queue(
         "prepared",

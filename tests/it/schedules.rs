@@ -198,7 +198,10 @@ fn exported_timers_call_the_due_slot_which_runs_once() {
     assert!(timer.contains("Persistent=true"));
     let service =
         fs::read_to_string(out.path().join("nightshift-schedule-hourly.service")).unwrap();
-    assert!(service.contains("schedule run hourly --due"), "{service}");
+    assert!(
+        service.contains("schedule run \"hourly\" --due"),
+        "{service}"
+    );
     if let Ok(o) = std::process::Command::new("systemd-analyze")
         .arg("verify")
         .arg(out.path().join("nightshift-schedule-hourly.timer"))

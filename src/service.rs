@@ -87,6 +87,7 @@ pub fn sd_quote(s: &str) -> String {
         s.replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('%', "%%")
+            .replace('$', "$$")
     )
 }
 
@@ -190,6 +191,6 @@ mod tests {
         assert!(unit.contains(&format!("Environment={}=1", crate::tmux::SCOPE_ENV)));
         assert!(unit.contains("systemd-run --user --scope"));
         assert!(unit.contains("WantedBy=default.target"));
-        assert_eq!(sd_quote("50% \"x\""), "\"50%% \\\"x\\\"\"");
+        assert_eq!(sd_quote("50% \"x\" $HOME"), "\"50%% \\\"x\\\" $$HOME\"");
     }
 }

@@ -284,6 +284,38 @@ pub fn take_front_keys(
     Ok((taken, format!("---\n{kept}---\n{}", split.body)))
 }
 
+/// Adds task ids to a task file's `depends_on` (which may be a single id or a list).
+pub fn add_dependencies(text: &str, ids: &[String]) -> Result<String, String> {
+    let path = Path::new("task.md");
+    let (deps_yaml, rest) =
+        take_front_keys(path, text, &["depends_on"]).map_err(|e| e.to_string())?;
+    let mut deps: Vec<String> = if deps_yaml.trim().is_empty() {
+        Vec::new()
+    } else {
+        #[derive(Deserialize)]
+        struct Deps {
+            depends_on: OneOrMany,
+        }
+        match serde_saphyr::from_str::<Deps>(&deps_yaml)
+            .map_err(|e| e.to_string())?
+            .depends_on
+        {
+            OneOrMany::One(d) => vec![d],
+            OneOrMany::Many(ds) => ds,
+        }
+    };
+    deps.extend(ids.iter().cloned());
+    let mut yaml = String::from("depends_on:\n");
+    for d in deps {
+        let d = serde_json::to_string(&d).map_err(|e| e.to_string())?;
+        yaml.push_str(&format!("  - {d}\n"));
+    }
+    let rest = rest
+        .strip_prefix("---\n")
+        .ok_or("the task has no front matter")?;
+    Ok(format!("---\n{yaml}{rest}"))
+}
+
 /// If `text` starts with a line that is exactly `fence`, returns what follows that line.
 fn strip_fence_line<'a>(text: &'a str, fence: &str) -> Option<&'a str> {
     let rest = text.strip_prefix(fence)?;

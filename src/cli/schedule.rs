@@ -176,11 +176,17 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
             let s = find(&name)?;
             // The slot due now (the most recent within the catch-up window), if any.
             let slot = if due {
+                if !s.enabled || state::paused(&dir, &name).is_some() {
+                    println!("`{name}` is paused or disabled; nothing enqueued");
+                    return Ok(exit::SUCCESS);
+                }
                 let from = now
                     .checked_sub(jiff::SignedDuration::try_from(s.rule.catchup_window)?)
                     .unwrap_or(now);
                 let mut latest = s.rule.clone();
                 latest.catchup = plan::Catchup::Latest;
+                // An OS timer fires at the bare slot time: the jitter is the daemon's.
+                latest.delay = std::time::Duration::ZERO;
                 match plan::decide(&latest, from, now).fire.last() {
                     Some(slot) => Some(*slot),
                     None => {
@@ -195,6 +201,11 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 let id = file::slot_id(&name, slot);
                 if crate::queue::locate(home, &id).is_some() {
                     println!("{id} was enqueued already");
+                    return Ok(exit::SUCCESS);
+                }
+                // The daemon handled (ran or skipped) this slot already.
+                if state::load(&dir, &name).is_some_and(|st| st.cursor >= slot) {
+                    println!("the daemon has handled {id} already");
                     return Ok(exit::SUCCESS);
                 }
             }
@@ -243,6 +254,11 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
         ScheduleCommand::Resume { name } => {
             find(&name)?;
             if state::resume(&dir, &name)? {
+                // A fresh start: the failures that paused it are behind it.
+                if let Some(mut st) = state::load(&dir, &name) {
+                    st.consecutive_failures = 0;
+                    state::save(&dir, &name, &st)?;
+                }
                 println!("resumed {name}; it fires from its next slot");
             } else {
                 println!("{name} was not paused");

@@ -48,7 +48,9 @@ pub enum TriggerCommand {
 }
 
 pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
-    home.ensure_layout()?;
+    if !matches!(cmd, TriggerCommand::Event { .. }) {
+        home.ensure_layout()?;
+    }
     let dir = trigger::triggers_dir(home);
     let known = |name: &str| -> anyhow::Result<()> {
         let (all, errors) = trigger::read_all(&dir);
@@ -164,12 +166,29 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                     .filter(|o| o.status.success())
                     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             };
+            if crate::task::validate_id(&name).is_err() || !home.root().is_dir() {
+                return Ok(exit::SUCCESS);
+            }
+            let repo = git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from);
+            // In one of nightshift's own task worktrees: that task's doing (its agent, or
+            // nightshift committing or creating the worktree for it).
+            let worktrees =
+                std::fs::canonicalize(home.worktrees_dir()).unwrap_or(home.worktrees_dir());
+            let own_task = repo
+                .as_ref()
+                .filter(|r| r.starts_with(&worktrees))
+                .and_then(|r| r.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            if own_task.is_some() && event == "post-checkout" {
+                // Creating a task's worktree is not a checkout anyone asked for.
+                return Ok(exit::SUCCESS);
+            }
             let record = EventRecord {
                 trigger: name,
                 kind: event,
-                repo: git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from),
+                repo,
                 commit: git(&["rev-parse", "HEAD"]),
-                by_task: std::env::var("NIGHTSHIFT_TASK_ID").ok(),
+                by_task: std::env::var("NIGHTSHIFT_TASK_ID").ok().or(own_task),
                 at: Timestamp::now(),
             };
             if let Err(e) = trigger::record(home, &record) {

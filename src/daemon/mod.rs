@@ -424,9 +424,8 @@ impl Daemon {
             }
             return;
         }
-        if self.trigger_path_changed(&change.path) {
-            return;
-        }
+        // Not a return: a watched path may also hold the daemon's own (a reflog, a run).
+        self.trigger_path_changed(&change.path);
         if let Some(runs) = self.reflogs.get(&change.path) {
             // A commit (or any HEAD move) in a running task's repository.
             for (id, attempt) in runs.clone() {

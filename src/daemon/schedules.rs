@@ -93,9 +93,14 @@ impl Daemon {
             let paused = state::paused(&dir, &s.name);
             let mut enqueue = Vec::new();
             for slot in decision.fire {
+                // Slots of this same decision count as runs in the way too.
+                let in_the_way = match s.overlap {
+                    Overlap::Allow => false,
+                    _ => !enqueue.is_empty() || self.overlaps(&s.name, s.overlap),
+                };
                 if !s.enabled || paused.is_some() {
                     st.note(slot, "skipped: paused", now);
-                } else if self.overlaps(&s.name, s.overlap) {
+                } else if in_the_way {
                     st.note(slot, "skipped: overlap", now);
                 } else {
                     enqueue.push(slot);
@@ -111,7 +116,10 @@ impl Daemon {
                 });
                 st.note(*slot, "enqueued", now);
             }
-            self.save_schedule(&dir, &s.name, &st);
+            if !self.save_schedule(&dir, &s.name, &st) {
+                // Not recorded, not run: once per slot matters more than this run.
+                continue;
+            }
             for slot in enqueue {
                 self.enqueue_slot(s, slot);
             }
@@ -119,9 +127,13 @@ impl Daemon {
         self.schedules.next_at = next_at;
     }
 
-    fn save_schedule(&self, dir: &Path, name: &str, st: &State) {
-        if let Err(e) = state::save(dir, name, st) {
-            tracing::error!(schedule = name, "cannot save its state: {e}");
+    fn save_schedule(&self, dir: &Path, name: &str, st: &State) -> bool {
+        match state::save(dir, name, st) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(schedule = name, "cannot save its state (not firing): {e}");
+                false
+            }
         }
     }
 
@@ -143,7 +155,29 @@ impl Daemon {
 
     /// Puts the slot's task in the queue, unless a task of that slot exists anywhere.
     fn enqueue_slot(&mut self, s: &Schedule, slot: Timestamp) {
-        self.enqueue_text(&file::slot_id(&s.name, slot), &s.template);
+        let text = self.after_running(&s.name, s.overlap, &s.template);
+        self.enqueue_text(&file::slot_id(&s.name, slot), &text);
+    }
+
+    /// With `queue-one`, a new run waits for the one still running (a dependency on it),
+    /// instead of starting beside it in a free slot.
+    pub(super) fn after_running(&self, name: &str, overlap: Overlap, template: &str) -> String {
+        if overlap != Overlap::QueueOne {
+            return template.to_string();
+        }
+        let running: Vec<String> = crate::queue::list_state(&self.home, TaskState::Running)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| file::schedule_of(id) == Some(name))
+            .collect();
+        if running.is_empty() {
+            return template.to_string();
+        }
+        crate::task::add_dependencies(template, &running).unwrap_or_else(|e| {
+            tracing::warn!(schedule = name, "cannot make the run wait: {e}");
+            template.to_string()
+        })
     }
 
     /// Stages a task file and renames it into the queue, unless the id exists anywhere.

@@ -17,6 +17,10 @@ use crate::trigger::{self, EventRecord, Trigger};
 pub(super) struct Triggers {
     /// The latest event per trigger, and when its debounce ends.
     pending: BTreeMap<String, (EventRecord, Timestamp)>,
+    /// Event files taken into a debounce: removed once their run is decided, so a restart
+    /// in between finds them again.
+    files: BTreeMap<String, Vec<PathBuf>>,
+    seen: std::collections::HashSet<PathBuf>,
     /// Watched paths and the triggers that watch them.
     watched: BTreeMap<PathBuf, Vec<String>>,
     pub next_at: Option<Timestamp>,
@@ -38,10 +42,8 @@ impl Daemon {
         for (name, e) in errors {
             tracing::error!(trigger = name, "{e} (the trigger is skipped until fixed)");
         }
-        let old: Vec<PathBuf> = self.triggers.watched.keys().cloned().collect();
-        for path in old {
-            self.watch.remove(&path);
-        }
+        // Old watches stay (until a restart): the daemon may watch the same folders for its
+        // own reasons, and notify does not count watchers.
         self.triggers.watched.clear();
         for t in &all {
             for path in &t.watch {
@@ -60,12 +62,16 @@ impl Daemon {
     }
 
     /// Whether a changed path is under one a trigger watches; if so, its debounce starts.
-    pub(super) fn trigger_path_changed(&mut self, path: &std::path::Path) -> bool {
+    pub(super) fn trigger_path_changed(&mut self, path: &std::path::Path) {
         let hit: Vec<String> = self
             .triggers
             .watched
             .iter()
             .filter(|(w, _)| path.starts_with(w))
+            // git's own bookkeeping (a commit, a worktree's index) is not a change to react
+            // to, and nightshift's home holds the runs' own records.
+            .filter(|_| !path.components().any(|c| c.as_os_str() == ".git"))
+            .filter(|_| !path.starts_with(self.home.root()))
             .flat_map(|(_, names)| names.clone())
             .collect();
         for name in &hit {
@@ -79,7 +85,6 @@ impl Daemon {
             };
             self.debounce(event);
         }
-        !hit.is_empty()
     }
 
     /// Takes the recorded events (each file once) into the debounce.
@@ -95,33 +100,38 @@ impl Daemon {
             .collect();
         paths.sort();
         for path in paths {
+            if !self.triggers.seen.insert(path.clone()) {
+                continue;
+            }
             let event = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<EventRecord>(&b).ok());
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!("cannot remove {}: {e}", path.display());
-            }
             match event {
-                Some(event) => self.debounce(event),
-                None => tracing::warn!("{}: not a trigger event; ignored", path.display()),
+                Some(event) if own_run(&event) => {
+                    tracing::info!(
+                        trigger = event.trigger,
+                        "ignoring a commit made by its own run"
+                    );
+                    let _ = std::fs::remove_file(&path);
+                    self.triggers.seen.remove(&path);
+                }
+                Some(event) => {
+                    self.triggers
+                        .files
+                        .entry(event.trigger.clone())
+                        .or_default()
+                        .push(path);
+                    self.debounce(event);
+                }
+                None => {
+                    tracing::warn!("{}: not a trigger event; removed", path.display());
+                    let _ = std::fs::remove_file(&path);
+                }
             }
         }
     }
 
     fn debounce(&mut self, event: EventRecord) {
-        // The agent of this trigger's own run made the commit: no loop.
-        if event
-            .by_task
-            .as_deref()
-            .and_then(schedule_of)
-            .is_some_and(|owner| owner == event.trigger)
-        {
-            tracing::info!(
-                trigger = event.trigger,
-                "ignoring a commit made by its own run"
-            );
-            return;
-        }
         let debounce = self
             .trigger(&event.trigger)
             .map_or(Duration::from_secs(5), |t| t.debounce);
@@ -153,6 +163,13 @@ impl Daemon {
             let Some((event, _)) = self.triggers.pending.remove(&name) else {
                 continue;
             };
+            // Decided now (run, or joined to a waiting one): the event files are done with.
+            for path in self.triggers.files.remove(&name).unwrap_or_default() {
+                self.triggers.seen.remove(&path);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!("cannot remove {}: {e}", path.display());
+                }
+            }
             let Some(t) = self.trigger(&name) else {
                 tracing::warn!(trigger = name, "an event for a trigger that does not exist");
                 continue;
@@ -174,6 +191,15 @@ impl Daemon {
         }
         self.triggers.next_at = self.triggers.pending.values().map(|(_, at)| *at).min();
     }
+}
+
+/// The agent of this trigger's own run made the commit: no loop.
+fn own_run(event: &EventRecord) -> bool {
+    event
+        .by_task
+        .as_deref()
+        .and_then(schedule_of)
+        .is_some_and(|owner| owner == event.trigger)
 }
 
 fn add(at: Timestamp, d: Duration) -> Timestamp {

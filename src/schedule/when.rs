@@ -60,11 +60,21 @@ impl When {
                 Timestamp::from_nanosecond(next).ok()
             }
             When::Cron { cron, zone } => {
-                let utc = to_chrono(after)?;
-                match zone {
-                    Zone::Local => next_in(cron, &utc.with_timezone(&chrono::Local)),
-                    Zone::Named(tz) => next_in(cron, &utc.with_timezone(tz)),
+                // croner searches on the wall clock: started inside a repeated (autumn) hour,
+                // it answers with a time in the first copy, before `after`. Step past it.
+                let mut from = after;
+                for _ in 0..200 {
+                    let utc = to_chrono(from)?;
+                    let next = match zone {
+                        Zone::Local => next_in(cron, &utc.with_timezone(&chrono::Local)),
+                        Zone::Named(tz) => next_in(cron, &utc.with_timezone(tz)),
+                    }?;
+                    if next > after {
+                        return Some(next);
+                    }
+                    from = from.checked_add(jiff::SignedDuration::from_mins(1)).ok()?;
                 }
+                None
             }
         }
     }
@@ -170,6 +180,19 @@ mod tests {
         let fall = next_n(&w, "2026-10-24T12:00:00Z", 2);
         // 02:30 happens twice on the 25th: once only (the first, CEST).
         assert_eq!(fall, ["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]);
+    }
+
+    #[test]
+    fn asked_inside_the_repeated_hour_the_next_slot_is_still_later() {
+        // 01:10Z on 2026-10-25 is 02:10 CET, the second 02:xx of that night in Berlin.
+        let fixed = When::cron("30 2 * * *", Some("Europe/Berlin")).unwrap();
+        assert_eq!(
+            next_n(&fixed, "2026-10-25T01:10:00Z", 1),
+            ["2026-10-26T01:30:00Z"]
+        );
+        let every5 = When::cron("*/5 * * * *", Some("Europe/Berlin")).unwrap();
+        let after = utc("2026-10-25T01:10:00Z");
+        assert!(every5.next_after(after).unwrap() > after);
     }
 
     #[test]

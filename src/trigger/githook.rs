@@ -133,6 +133,16 @@ pub fn install(
         if existing.is_some() {
             // Someone else's hook: kept byte for byte, and run first.
             let orig = dir.join(format!("{event}{ORIG_SUFFIX}"));
+            if orig.exists() {
+                // An older one is kept there already: never overwrite either.
+                return Err(HookError::Io {
+                    path: orig,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "a saved original hook is in the way; sort out the two hooks by hand",
+                    ),
+                });
+            }
             std::fs::rename(&hook, &orig).map_err(io(&orig))?;
             chained = true;
         }

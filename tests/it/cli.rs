@@ -232,7 +232,7 @@ fn service_install_dry_run_prints_a_unit_that_systemd_accepts() {
             .contains("systemctl --user enable --now nightshift.service")
     );
     // Nothing was installed.
-    assert!(!env.root.join("home/.config/systemd").exists());
+    assert!(!env.root.join(".config/systemd").exists());
     let unit: String = out
         .stdout
         .lines()

@@ -64,7 +64,24 @@ impl Daemon {
                 tracing::error!(schedule = name, "{e} (the schedule is skipped until fixed)");
             }
         }
-        self.schedules.errors = errors;
+        // A schedule whose file is gone forgets its state: created again, it starts afresh.
+        if let Ok(entries) = std::fs::read_dir(state::state_dir(&dir)) {
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                let known =
+                    all.iter().any(|s| s.name == name) || self.schedules.errors.contains_key(name);
+                if !known && !dir.join(format!("{name}.md")).exists() {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
         let now = Timestamp::now();
         let mut next_at: Option<Timestamp> = None;
         for s in &all {

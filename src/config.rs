@@ -678,6 +678,15 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # pane_width = 200
 # pane_height = 50
 
+# A task in a git repository runs in its own worktree on branch nightshift/<id>.
+# isolation = "worktree"        # or "none": in the workdir itself, one task at a time there
+# keep_worktrees = "failure"    # keep finished tasks' worktrees: "always", "failure", "never"
+# uncommitted = "commit"        # work left uncommitted at done: "commit" (WIP) or "flag"
+# setup_timeout = "10m"         # for each `setup:` command of a task
+# verify_timeout = "10m"        # for each `verify:` command (acceptance checks)
+# verify_rounds = 2             # failed checks go back to the agent this often, then it fails
+# preamble = "..."              # put before every prompt; "" for none
+
 # When a running agent needs a person. Each signal raises a flag (shown first by
 # `nightshift ls` and listed by `nightshift attention`); it clears when the agent makes
 # progress again, or by hand with `nightshift ack ID`. Durations take "off".

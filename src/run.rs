@@ -67,6 +67,10 @@ pub fn done_of_round(round: u32) -> String {
 }
 /// The setup commands' results, when a new worktree was set up.
 pub const SETUP: &str = "setup.json";
+/// How far the transcript had been read when failed checks went back to the agent: a
+/// restarted daemon reads on from there, not from a done marker the checks already judged.
+pub const TOLD_AT: &str = "told-at";
+
 /// In a task's runs folder: the next attempt resumes the agent's session.
 pub const RESUME_NEXT: &str = "resume-next.json";
 /// In a run folder: this attempt resumed an earlier one's session (it does not count

@@ -811,6 +811,14 @@ impl Daemon {
                     tracing::warn!(task = id, "cannot move done.json aside: {e}");
                 }
                 dir.log_event(Timestamp::now(), "told", &text);
+                if let Some(tail) = self.tails.get(&(id.clone(), attempt)) {
+                    let at = tail.offset().to_string();
+                    if let Err(e) =
+                        crate::fsutil::write_atomic(&dir.file(run::TOLD_AT), at.as_bytes(), 0o600)
+                    {
+                        tracing::warn!(task = id, "cannot record told-at: {e}");
+                    }
+                }
                 let tmux = self.tmux.clone();
                 tokio::spawn(async move {
                     if let Err(e) = tmux
@@ -926,8 +934,14 @@ impl Daemon {
         }
         self.runs
             .insert(dir.path().to_path_buf(), (id.to_string(), attempt));
-        self.tails
-            .insert((id.to_string(), attempt), Tail::new(&dir.transcript()));
+        let told_at: u64 = std::fs::read_to_string(dir.file(run::TOLD_AT))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        self.tails.insert(
+            (id.to_string(), attempt),
+            Tail::from_offset(&dir.transcript(), told_at),
+        );
         self.hook_tails
             .insert((id.to_string(), attempt), Tail::new(&dir.file(run::HOOKS)));
         dir

@@ -149,7 +149,12 @@ impl Daemon {
                     let (resumes, lock) = (resumes_of(&self.home, &id), self.lock_of(&task));
                     // Checks that failed before the restart still count.
                     let failed_rounds = (1..)
-                        .take_while(|n| dir.exists(&run::done_of_round(*n)))
+                        .map_while(|n| {
+                            dir.read::<super::VerifyRound>(&run::verify_file(n))
+                                .ok()
+                                .flatten()
+                        })
+                        .filter(|round| !round.passed)
                         .count() as u32;
                     self.step(Event::Recovered {
                         task,

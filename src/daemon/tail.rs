@@ -28,6 +28,19 @@ impl Tail {
         }
     }
 
+    /// Starts at `offset` (bytes already handled).
+    pub fn from_offset(path: &Path, offset: u64) -> Tail {
+        Tail {
+            offset,
+            ..Tail::new(path)
+        }
+    }
+
+    /// How far it has read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`), from at
     /// most one chunk of the file; call again until it returns nothing. With `flush`, an
     /// unterminated last line is returned too (the writer is gone).

@@ -360,3 +360,38 @@ fn a_task_whose_session_died_with_the_daemon_down_is_resumed_at_start_up() {
     assert!(env.run_dir("reboot", 2).join("resumed.json").exists());
     assert!(env.task_text("reboot").contains("resumed-after-reboot"));
 }
+
+#[test]
+fn a_restart_while_the_agent_fixes_a_failed_check_does_not_judge_the_old_marker_again() {
+    let mut env = Env::builder()
+        .config("keep_worktrees", "\"always\"")
+        .build();
+    env.queue(
+        "marked",
+        &Task::script([
+            "@write answer.txt wrong",
+            "@commit first try",
+            "@marker first try",
+            "@ask",
+            "@sleep 3s",
+            "@write answer.txt right",
+            "@commit fix",
+            "@marker fixed",
+        ])
+        .front("verify: grep -q right answer.txt"),
+    );
+    env.start_daemon();
+    let dir = env.run_dir("marked", 1);
+    env.wait_until("the agent got the failed check", |e| {
+        dir.join("told-at").exists() && e.transcript("marked", 1).contains("Fix it, commit")
+    });
+    env.kill9_daemon();
+    env.start_daemon();
+    assert_eq!(env.wait_finished("marked"), "done");
+    assert_eq!(read_json(dir.join("verify-1.json"))["passed"], false);
+    assert_eq!(read_json(dir.join("verify-2.json"))["passed"], true);
+    assert!(
+        !dir.join("verify-3.json").exists(),
+        "the first marker was judged again after the restart"
+    );
+}

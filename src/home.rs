@@ -141,6 +141,11 @@ impl Home {
     }
     /// Scratch space on the same filesystem as the queue, so a finished write can be
     /// renamed into `queue/` atomically.
+    /// Present while the queue is paused (`nightshift pause`): nothing new starts.
+    pub fn paused_file(&self) -> PathBuf {
+        self.root.join("paused")
+    }
+
     /// Schedule files (`schedules/<name>.md`) and their state (`schedules/.state/`).
     pub fn schedules_dir(&self) -> PathBuf {
         self.root.join("schedules")

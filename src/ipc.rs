@@ -43,6 +43,9 @@ pub struct DaemonStatus {
     pub slots_used: usize,
     pub queued: usize,
     pub running: Vec<RunStatus>,
+    /// The queue is paused: nothing new starts.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

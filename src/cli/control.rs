@@ -180,3 +180,24 @@ pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
         .into()),
     }
 }
+
+/// `pause` / `resume`: the `paused` file in the home is the state, so this works with or
+/// without the daemon, and a pause survives restarts.
+pub fn pause(home: &Home, paused: bool) -> anyhow::Result<i32> {
+    home.ensure_layout()?;
+    let file = home.paused_file();
+    if paused {
+        let at = Timestamp::now().to_string();
+        fsutil::write_atomic(&file, at.as_bytes(), 0o600)?;
+        println!("paused: running agents go on, nothing new starts (`nightshift resume` to go on)");
+    } else {
+        match std::fs::remove_file(&file) {
+            Ok(()) => println!("resumed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("the queue was not paused")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(exit::SUCCESS)
+}

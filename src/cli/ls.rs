@@ -67,12 +67,17 @@ pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(exit::SUCCESS);
     }
+    let paused = if home.paused_file().exists() {
+        " — PAUSED (`nightshift resume`)"
+    } else {
+        ""
+    };
     match &daemon {
         Ok(Some(d)) => println!(
-            "daemon: running (pid {}), {}/{} agents, {} queued",
+            "daemon: running (pid {}), {}/{} agents, {} queued{paused}",
             d.pid, d.slots_used, d.max_agents, d.queued
         ),
-        Ok(None) => println!("daemon: not running (start it with `nightshift daemon`)"),
+        Ok(None) => println!("daemon: not running (start it with `nightshift daemon`){paused}"),
         Err(e) => println!("daemon: not answering ({e})"),
     }
     if tasks.is_empty() {

@@ -113,6 +113,10 @@ pub enum Command {
     /// Event triggers: git hooks, file changes, by hand
     #[command(subcommand)]
     Trigger(trigger::TriggerCommand),
+    /// Pause the queue: running agents go on, nothing new starts
+    Pause,
+    /// Resume the queue
+    Resume,
     /// Run the daemon as a user service (launchd on macOS, systemd elsewhere)
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -206,6 +210,8 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Schedule(cmd) => schedule::run(&home, cmd),
         Command::Trigger(cmd) => trigger::run(&home, cmd),
         Command::Service(cmd) => service::run(&home, cmd),
+        Command::Pause => control::pause(&home, true),
+        Command::Resume => control::pause(&home, false),
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }

@@ -248,6 +248,8 @@ pub enum Event {
     },
     /// A person acknowledged the task's attention flags.
     Ack { id: String },
+    /// The queue was paused (nothing new starts) or resumed.
+    Paused(bool),
     /// Time passed.
     Tick,
 }
@@ -343,6 +345,8 @@ pub struct State {
     finished: BTreeMap<String, TaskState>,
     /// Why each queued task waits, for `ls`.
     holds: BTreeMap<String, dispatch::Hold>,
+    /// Nothing new starts while paused; running agents go on.
+    paused: bool,
 }
 
 impl State {
@@ -354,7 +358,12 @@ impl State {
             closing: BTreeMap::new(),
             finished: BTreeMap::new(),
             holds: BTreeMap::new(),
+            paused: false,
         }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
     }
 
     pub fn settings(&self) -> &Settings {
@@ -639,6 +648,7 @@ impl State {
                     self.fail_attempt(&id, "cancelled by user".into(), false, now, &mut actions);
                 }
             }
+            Event::Paused(paused) => self.paused = paused,
             Event::Tick => {}
         }
         self.expire(now, &mut actions);
@@ -1076,7 +1086,11 @@ impl State {
 
     /// Fills free slots from the queue and fails tasks that can never run.
     fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
-        let free = self.settings.max_agents.saturating_sub(self.slots_used());
+        let free = if self.paused {
+            0
+        } else {
+            self.settings.max_agents.saturating_sub(self.slots_used())
+        };
         let active: BTreeSet<String> = self.running.keys().cloned().collect();
         let locks: BTreeMap<String, String> = self
             .queued

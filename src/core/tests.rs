@@ -2088,3 +2088,15 @@ fn a_recovered_run_keeps_its_failed_rounds_and_its_checkout() {
         "one round was used before the restart: {actions:?}"
     );
 }
+
+#[test]
+fn a_paused_queue_starts_nothing_and_resuming_fills_the_slots() {
+    let mut h = Harness::new(2);
+    h.step(Event::Paused(true));
+    assert_eq!(
+        starts(&h.scan(&[queued("a", ""), queued("b", "")])),
+        Vec::<String>::new()
+    );
+    assert_eq!(h.state.hold("a"), Some(&Hold::NoSlot));
+    assert_eq!(starts(&h.step(Event::Paused(false))), vec!["a", "b"]);
+}

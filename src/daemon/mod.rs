@@ -131,6 +131,10 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     watch
         .add(&queue_dir)
         .with_context(|| format!("watching {}", queue_dir.display()))?;
+    // For the `paused` file (the home's top level only).
+    watch
+        .add(home.root())
+        .with_context(|| format!("watching {}", home.root().display()))?;
     let schedules_dir = home.schedules_dir();
     watch
         .add(&schedules_dir)
@@ -216,6 +220,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         "nightshift daemon {} started",
         env!("CARGO_PKG_VERSION")
     );
+    let paused = d.home.paused_file().exists();
+    d.step(Event::Paused(paused));
     d.recover().await;
     d.run_schedules();
     d.load_triggers();
@@ -406,6 +412,12 @@ impl Daemon {
             if self.store.note_change(&change.path, change.complete) {
                 self.queue_dirty = true;
             }
+            return;
+        }
+        if change.path == self.home.paused_file() {
+            let paused = change.path.exists();
+            tracing::info!("the queue is {}", if paused { "paused" } else { "resumed" });
+            self.step(Event::Paused(paused));
             return;
         }
         if dir == self.home.schedules_dir() {
@@ -689,6 +701,7 @@ impl Daemon {
             max_agents: self.config.max_agents,
             slots_used: self.state.slots_used(),
             queued: self.state.queued_len(),
+            paused: self.state.paused(),
             running: self
                 .state
                 .running()

@@ -383,3 +383,25 @@ fn a_duplicate_id_does_not_fail_the_originals_dependents() {
         .count();
     assert_eq!(hangs, 1, "{ls:#}");
 }
+
+#[test]
+fn a_paused_queue_starts_nothing_until_resumed_and_running_agents_go_on() {
+    let mut env = Env::new();
+    env.queue("early", &Task::script(["@sleep 1500ms", "@done"]));
+    env.start_daemon();
+    env.wait_started("early", 1);
+    env.run(&["pause"]).success();
+    env.queue("late", &Task::script(["@done"]));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(env.state_of("late"), Some("queue"), "nothing new starts");
+    let ls = env.run(&["ls"]);
+    assert!(ls.stdout.contains("PAUSED"), "{}", ls.stdout);
+    assert_eq!(
+        env.wait_finished("early"),
+        "done",
+        "the running agent went on"
+    );
+    assert_eq!(env.state_of("late"), Some("queue"));
+    env.run(&["resume"]).success();
+    assert_eq!(env.wait_finished("late"), "done");
+}

@@ -23,14 +23,25 @@ pub enum Request {
     Status,
     /// Stop a running task and file it as failed.
     Cancel { id: String },
+    /// Keep the connection: the daemon answers `Ok`, then sends `Changed` whenever its state
+    /// may have changed (for live views; they read what they show from the files).
+    Subscribe,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     Status(DaemonStatus),
-    Ok { message: String },
-    Error { message: String },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    /// Something changed (pushed to subscribers); `seq` grows with each change.
+    Changed {
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

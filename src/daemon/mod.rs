@@ -104,6 +104,8 @@ pub struct Daemon {
     exe: PathBuf,
     schedules: schedules::Schedules,
     triggers: triggers::Triggers,
+    /// Bumped after every step, for subscribers (`Request::Subscribe`).
+    updates: tokio::sync::watch::Sender<u64>,
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
@@ -141,7 +143,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("watching {}", schedules_dir.display()))?;
 
     let (ipc_tx, mut ipc_rx) = mpsc::channel::<IpcCall>(64);
-    tokio::spawn(accept(listener, ipc_tx));
+    let (updates, updates_rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(accept(listener, ipc_tx, updates_rx));
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
 
     let settings = core::Settings {
@@ -210,6 +213,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         exe,
         schedules: Default::default(),
         triggers: Default::default(),
+        updates,
         home,
         config,
     };
@@ -302,7 +306,37 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept(listener: UnixListener, calls: mpsc::Sender<IpcCall>) {
+/// Pushes `Changed` to a subscriber until it hangs up. Pushes coalesce: a slow reader gets
+/// the latest `seq`, not a backlog.
+async fn subscribe(mut conn: ipc::Connection, mut updates: tokio::sync::watch::Receiver<u64>) {
+    let ok = Response::Ok {
+        message: "subscribed".into(),
+    };
+    if ipc::send(&mut conn, &ok).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let seq = *updates.borrow_and_update();
+                if ipc::send(&mut conn, &Response::Changed { seq }).await.is_err() {
+                    return;
+                }
+            }
+            // Anything from the subscriber, or its hang-up, ends the subscription.
+            _ = ipc::receive::<Request>(&mut conn) => return,
+        }
+    }
+}
+
+async fn accept(
+    listener: UnixListener,
+    calls: mpsc::Sender<IpcCall>,
+    updates: tokio::sync::watch::Receiver<u64>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -317,6 +351,7 @@ async fn accept(listener: UnixListener, calls: mpsc::Sender<IpcCall>) {
             continue;
         }
         let calls = calls.clone();
+        let updates = updates.clone();
         tokio::spawn(async move {
             let mut conn = ipc::frame(stream);
             loop {
@@ -334,6 +369,10 @@ async fn accept(listener: UnixListener, calls: mpsc::Sender<IpcCall>) {
                         break;
                     }
                 };
+                if req == Request::Subscribe {
+                    subscribe(conn, updates).await;
+                    break;
+                }
                 let (tx, rx) = oneshot::channel();
                 if calls.send((req, tx)).await.is_err() {
                     break;
@@ -388,6 +427,7 @@ impl Daemon {
             }
         }
         self.notify_if_drained();
+        self.updates.send_modify(|seq| *seq += 1);
     }
 
     pub(super) fn scan(&mut self) {
@@ -669,6 +709,10 @@ impl Daemon {
     fn on_request(&mut self, req: Request) -> Response {
         match req {
             Request::Status => Response::Status(self.status()),
+            // Served by the connection itself (see `subscribe`).
+            Request::Subscribe => Response::Error {
+                message: "subscribe is answered by the connection".into(),
+            },
             Request::Cancel { id } => {
                 let Some(run) = self.state.run(&id) else {
                     return Response::Error {

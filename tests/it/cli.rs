@@ -260,3 +260,32 @@ fn service_install_dry_run_prints_a_unit_that_systemd_accepts() {
         Err(_) => eprintln!("systemd-analyze not found: the unit was only checked by its text"),
     }
 }
+
+#[test]
+fn a_subscriber_is_told_when_something_changes() {
+    use nightshift::ipc::{self, Request, Response};
+    let mut env = Env::new();
+    env.start_daemon();
+    let socket = env.home.join("run/daemon.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        let mut conn = ipc::frame(stream);
+        ipc::send(&mut conn, &Request::Subscribe).await.unwrap();
+        let first: Option<Response> = ipc::receive(&mut conn).await.unwrap();
+        assert!(matches!(first, Some(Response::Ok { .. })), "{first:?}");
+        env.queue("watched", &Task::script(["@done"]));
+        let limit = std::time::Duration::from_secs(20);
+        let pushed: Option<Response> = tokio::time::timeout(limit, ipc::receive(&mut conn))
+            .await
+            .expect("a push")
+            .unwrap();
+        assert!(
+            matches!(pushed, Some(Response::Changed { .. })),
+            "{pushed:?}"
+        );
+    });
+}

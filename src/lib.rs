@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod service;
 pub mod status;
 pub mod task;
+pub mod templates;
 pub mod testagent;
 pub mod tmux;
 pub mod trigger;

@@ -19,6 +19,9 @@ pub struct LsArgs {
     /// Show each task's branch and its diffstat against its base
     #[arg(long, short = 'b')]
     pub branches: bool,
+    /// Print the list again whenever the daemon reports a change (until Ctrl-C)
+    #[arg(long, short = 'w', conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +46,55 @@ pub fn daemon_status(home: &Home) -> Result<Option<DaemonStatus>, String> {
 }
 
 pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
+    if args.watch {
+        return watch(home, &args);
+    }
+    print_ls(home, &args)
+}
+
+/// `ls --watch`: the list, again after every change the daemon pushes (no polling).
+fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let socket = home.checked_socket()?;
+    let rt = runtime()?;
+    let mut conn = rt
+        .block_on(async {
+            let stream = tokio::net::UnixStream::connect(&socket).await?;
+            let mut conn = ipc::frame(stream);
+            ipc::send(&mut conn, &Request::Subscribe).await?;
+            match ipc::receive::<Response>(&mut conn).await? {
+                Some(Response::Ok { .. }) => Ok(conn),
+                _ => Err(ipc::IpcError::Io(std::io::Error::other(
+                    "the daemon does not support subscriptions",
+                ))),
+            }
+        })
+        .map_err(|e| {
+            CliError::new(
+                exit::NOT_RUNNING,
+                format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
+            )
+        })?;
+    let clear = std::io::stdout().is_terminal();
+    loop {
+        if clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        print_ls(home, args)?;
+        // One redraw for a burst of changes.
+        let more = rt.block_on(async {
+            let first = ipc::receive::<Response>(&mut conn).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            matches!(first, Ok(Some(_)))
+        });
+        if !more {
+            println!("the daemon stopped");
+            return Ok(exit::NOT_RUNNING);
+        }
+    }
+}
+
+fn print_ls(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     let mut tasks = status::collect(home, &config)?;
     if let Some(state) = &args.state {

@@ -25,33 +25,7 @@ pub(super) struct Schedules {
 
 /// Reads every schedule file; bad ones are reported, not fatal.
 pub fn read_all(dir: &Path) -> (Vec<Schedule>, BTreeMap<String, String>) {
-    let mut found = Vec::new();
-    let mut errors = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (found, errors);
-    };
-    let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".md"))
-            .filter(|n| !n.starts_with('.'))
-        else {
-            continue;
-        };
-        let parsed = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))
-            .and_then(|text| file::parse(name, &path, &text));
-        match parsed {
-            Ok(s) => found.push(s),
-            Err(e) => {
-                errors.insert(name.to_string(), e);
-            }
-        }
-    }
-    (found, errors)
+    crate::templates::read_dir(dir, file::parse)
 }
 
 impl Daemon {

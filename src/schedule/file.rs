@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::plan::{Catchup, Overlap, Rule, stable_delay};
 use super::when::When;
-use crate::task::{parse_duration, take_front_keys};
+use crate::task::parse_duration;
 
 /// The front-matter fields that belong to the schedule, not to the tasks it enqueues.
 const KEYS: &[&str] = &[
@@ -65,19 +65,8 @@ const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses a schedule file. Errors say what and where.
 pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
-    crate::task::validate_id(name).map_err(|e| format!("{}: {e}", path.display()))?;
-    if name.contains('@') {
-        return Err(format!(
-            "{}: a schedule name must not contain `@` (its tasks are named `{name}@<time>`)",
-            path.display()
-        ));
-    }
-    let (yaml, template) = take_front_keys(path, text, KEYS).map_err(|e| e.to_string())?;
-    let front: Front = if yaml.trim().is_empty() {
-        Front::default()
-    } else {
-        serde_saphyr::from_str(&yaml).map_err(|e| format!("{}: {e}", path.display()))?
-    };
+    let (front, template): (Front, String) =
+        crate::templates::split("schedule", name, path, text, KEYS)?;
     let err = |m: String| format!("{}: {m}", path.display());
     let duration = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
         v.as_deref()
@@ -120,8 +109,6 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
             .unwrap_or(DEFAULT_WINDOW),
         allowed_hours,
     };
-    // The template must be a valid task (named as its runs will be).
-    crate::task::parse(&format!("{name}@check"), path, &template).map_err(|e| e.to_string())?;
     Ok(Schedule {
         name: name.to_string(),
         path: path.to_path_buf(),

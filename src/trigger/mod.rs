@@ -63,24 +63,12 @@ pub fn events_dir(home: &crate::home::Home) -> PathBuf {
 
 /// Parses `triggers/<name>.md`.
 pub fn parse(name: &str, path: &Path, text: &str) -> Result<Trigger, String> {
-    crate::task::validate_id(name).map_err(|e| format!("{}: {e}", path.display()))?;
-    if name.contains('@') {
-        return Err(format!(
-            "{}: a trigger name must not contain `@`",
-            path.display()
-        ));
-    }
-    let (yaml, template) = take_front_keys(path, text, KEYS).map_err(|e| e.to_string())?;
-    let front: Front = if yaml.trim().is_empty() {
-        Front::default()
-    } else {
-        serde_saphyr::from_str(&yaml).map_err(|e| format!("{}: {e}", path.display()))?
-    };
+    let (front, template): (Front, String) =
+        crate::templates::split("trigger", name, path, text, KEYS)?;
     let debounce = match front.debounce.as_deref() {
         None => Duration::from_secs(5),
         Some(d) => parse_duration(d).map_err(|e| format!("{}: debounce: {e}", path.display()))?,
     };
-    crate::task::parse(&format!("{name}@check"), path, &template).map_err(|e| e.to_string())?;
     Ok(Trigger {
         name: name.to_string(),
         debounce,
@@ -97,33 +85,7 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Trigger, String> {
 
 /// Reads every trigger file; bad ones come back as errors by name.
 pub fn read_all(dir: &Path) -> (Vec<Trigger>, BTreeMap<String, String>) {
-    let mut found = Vec::new();
-    let mut errors = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (found, errors);
-    };
-    let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".md"))
-            .filter(|n| !n.starts_with('.'))
-        else {
-            continue;
-        };
-        match std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))
-            .and_then(|text| parse(name, &path, &text))
-        {
-            Ok(t) => found.push(t),
-            Err(e) => {
-                errors.insert(name.to_string(), e);
-            }
-        }
-    }
-    (found, errors)
+    crate::templates::read_dir(dir, parse)
 }
 
 /// Records an event for the daemon.

@@ -289,3 +289,44 @@ fn a_subscriber_is_told_when_something_changes() {
         );
     });
 }
+
+#[test]
+fn ls_watch_prints_the_list_again_when_something_changes() {
+    use std::io::BufRead;
+    let mut env = Env::new();
+    env.start_daemon();
+    let mut child = env
+        .cmd(&["ls", "--watch"])
+        .into_std()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(want) => return,
+                Ok(_) => {}
+                Err(_) => panic!("`ls --watch` never printed {want:?}"),
+            }
+        }
+    };
+    wait_for("no tasks");
+    env.queue("seen-live", &Task::script(["@done"]));
+    wait_for("seen-live");
+    let _ = child.kill();
+    let _ = child.wait();
+}

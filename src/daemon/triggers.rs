@@ -21,6 +21,9 @@ pub(super) struct Triggers {
     /// in between finds them again.
     files: BTreeMap<String, Vec<PathBuf>>,
     seen: std::collections::HashSet<PathBuf>,
+    /// The trigger files as last read (again whenever one changes): events look them up
+    /// here, not on disk, as a watched folder can report thousands of changes.
+    defs: BTreeMap<String, Trigger>,
     /// Watched paths and the triggers that watch them.
     watched: BTreeMap<PathBuf, Vec<String>>,
     pub next_at: Option<Timestamp>,
@@ -45,6 +48,7 @@ impl Daemon {
         // Old watches stay (until a restart): the daemon may watch the same folders for its
         // own reasons, and notify does not count watchers.
         self.triggers.watched.clear();
+        self.triggers.defs = all.iter().map(|t| (t.name.clone(), t.clone())).collect();
         for t in &all {
             for path in &t.watch {
                 if let Err(e) = self.watch.add_recursive(path) {
@@ -143,10 +147,7 @@ impl Daemon {
     }
 
     fn trigger(&self, name: &str) -> Option<Trigger> {
-        trigger::read_all(&trigger::triggers_dir(&self.home))
-            .0
-            .into_iter()
-            .find(|t| t.name == name)
+        self.triggers.defs.get(name).cloned()
     }
 
     /// Enqueues the runs whose debounce has ended.

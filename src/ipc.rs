@@ -134,6 +134,31 @@ pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError>
         .map_err(|_| IpcError::Timeout(timeout))?
 }
 
+/// Opens a subscription: after this, the daemon sends `Changed` at each change.
+pub async fn subscribe(socket: &Path) -> Result<Connection, IpcError> {
+    let stream = match UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(IpcError::NotRunning);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut conn = frame(stream);
+    send(&mut conn, &Request::Subscribe).await?;
+    match receive::<Response>(&mut conn).await? {
+        Some(Response::Ok { .. }) => Ok(conn),
+        Some(_) => Err(IpcError::Io(io::Error::other(
+            "the daemon does not support subscriptions",
+        ))),
+        None => Err(IpcError::Closed),
+    }
+}
+
 /// Whether the connecting process belongs to the same user. The socket lives in a 0700
 /// directory already; this also covers systems that ignore socket permissions.
 pub fn peer_is_same_user(stream: &UnixStream) -> bool {

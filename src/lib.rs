@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod dashboard;
 pub mod fsutil;
 pub mod git;
 pub mod home;

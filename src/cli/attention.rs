@@ -64,6 +64,12 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
 /// Records that a person looked: the daemon clears the flags, and raises them again only on
 /// new evidence.
 pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
+    println!("{}", ack_task(home, id)?);
+    Ok(exit::SUCCESS)
+}
+
+/// Acknowledges a task's flags and says so (for the CLI and the dashboard).
+pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
     match queue::locate(home, id) {
         None => return Err(CliError::not_found(id).into()),
         Some((TaskState::Running, _)) => {}
@@ -85,9 +91,8 @@ pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
         at: Timestamp::now(),
     })?;
     fsutil::write_atomic(&dir.file(run::ACK), &json, 0o600)?;
-    match super::ls::daemon_status(home) {
-        Ok(Some(_)) => println!("acknowledged {id}"),
-        _ => println!("acknowledged {id}; the daemon is not running, and starts with fresh flags"),
-    }
-    Ok(exit::SUCCESS)
+    Ok(match super::ls::daemon_status(home) {
+        Ok(Some(_)) => format!("acknowledged {id}"),
+        _ => format!("acknowledged {id}; the daemon is not running, and starts with fresh flags"),
+    })
 }

@@ -37,17 +37,28 @@ pub fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
 }
 
 pub fn send(home: &Home, id: &str, text: &str) -> anyhow::Result<i32> {
+    println!("{}", send_text(home, id, text)?);
+    Ok(exit::SUCCESS)
+}
+
+/// Types a line into a running agent (for the CLI and the dashboard).
+pub fn send_text(home: &Home, id: &str, text: &str) -> anyhow::Result<String> {
     let config = load_config(home)?;
     let session = running_session(home, id)?;
     let tmux = Tmux::new(&config.tmux_socket);
     runtime()?
         .block_on(tmux.send_line(&session, text))
         .map_err(|e| CliError::new(exit::FAILURE, format!("cannot type into {session}: {e}")))?;
-    println!("sent to {id}");
-    Ok(exit::SUCCESS)
+    Ok(format!("sent to {id}"))
 }
 
 pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
+    println!("{}", cancel_task(home, id)?);
+    Ok(exit::SUCCESS)
+}
+
+/// Cancels a task and says what happened (for the CLI and the dashboard).
+pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
     home.ensure_layout()?;
     match queue::locate(home, id) {
         None => Err(CliError::not_found(id).into()),
@@ -69,16 +80,12 @@ pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
                 report.to_markdown(&[])
             );
             fsutil::write_atomic(&dest, body.as_bytes(), 0o644)?;
-            println!("cancelled {id} (it had not started)");
-            Ok(exit::SUCCESS)
+            Ok(format!("cancelled {id} (it had not started)"))
         }
         Some((TaskState::Running, _)) => {
             let socket = home.checked_socket()?;
             match runtime()?.block_on(ipc::request(&socket, &Request::Cancel { id: id.to_string() })) {
-                Ok(Response::Ok { message }) => {
-                    println!("{message}");
-                    Ok(exit::SUCCESS)
-                }
+                Ok(Response::Ok { message }) => Ok(message),
                 Ok(Response::Error { message }) => Err(CliError::new(exit::FAILURE, message).into()),
                 Ok(other) => Err(CliError::new(exit::FAILURE, format!("unexpected answer: {other:?}")).into()),
                 Err(IpcError::NotRunning) => Err(CliError::new(
@@ -98,6 +105,12 @@ pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
 }
 
 pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
+    println!("{}", retry_task(home, id)?);
+    Ok(exit::SUCCESS)
+}
+
+/// Queues a finished task again and says so (for the CLI and the dashboard).
+pub fn retry_task(home: &Home, id: &str) -> anyhow::Result<String> {
     home.ensure_layout()?;
     let (state, path) = queue::locate(home, id).ok_or_else(|| CliError::not_found(id))?;
     if !matches!(state, TaskState::Done | TaskState::Failed) {
@@ -125,8 +138,7 @@ pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
     }
     // An invalid file's error note stays with the failed file's name; drop it.
     let _ = std::fs::remove_file(queue::error_file(&path));
-    println!("queued {id} again (attempt {} next)", last + 1);
-    Ok(exit::SUCCESS)
+    Ok(format!("queued {id} again (attempt {} next)", last + 1))
 }
 
 #[derive(Debug, clap::Args)]
@@ -184,20 +196,28 @@ pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
 /// `pause` / `resume`: the `paused` file in the home is the state, so this works with or
 /// without the daemon, and a pause survives restarts.
 pub fn pause(home: &Home, paused: bool) -> anyhow::Result<i32> {
+    println!("{}", set_paused(home, paused)?);
+    Ok(exit::SUCCESS)
+}
+
+/// Pauses or resumes the queue and says what changed (for the CLI and the dashboard).
+pub fn set_paused(home: &Home, paused: bool) -> anyhow::Result<String> {
     home.ensure_layout()?;
     let file = home.paused_file();
     if paused {
         let at = Timestamp::now().to_string();
         fsutil::write_atomic(&file, at.as_bytes(), 0o600)?;
-        println!("paused: running agents go on, nothing new starts (`nightshift resume` to go on)");
+        Ok(
+            "paused: running agents go on, nothing new starts (`nightshift resume` to go on)"
+                .into(),
+        )
     } else {
         match std::fs::remove_file(&file) {
-            Ok(()) => println!("resumed"),
+            Ok(()) => Ok("resumed".into()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                println!("the queue was not paused")
+                Ok("the queue was not paused".into())
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
     }
-    Ok(exit::SUCCESS)
 }

@@ -57,24 +57,12 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     let socket = home.checked_socket()?;
     let rt = runtime()?;
-    let mut conn = rt
-        .block_on(async {
-            let stream = tokio::net::UnixStream::connect(&socket).await?;
-            let mut conn = ipc::frame(stream);
-            ipc::send(&mut conn, &Request::Subscribe).await?;
-            match ipc::receive::<Response>(&mut conn).await? {
-                Some(Response::Ok { .. }) => Ok(conn),
-                _ => Err(ipc::IpcError::Io(std::io::Error::other(
-                    "the daemon does not support subscriptions",
-                ))),
-            }
-        })
-        .map_err(|e| {
-            CliError::new(
-                exit::NOT_RUNNING,
-                format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
-            )
-        })?;
+    let mut conn = rt.block_on(ipc::subscribe(&socket)).map_err(|e| {
+        CliError::new(
+            exit::NOT_RUNNING,
+            format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
+        )
+    })?;
     let clear = std::io::stdout().is_terminal();
     loop {
         if clear {

@@ -1,11 +1,11 @@
 //! The command line: one file per command or small group of commands.
 
-mod add;
-mod attention;
+pub(crate) mod add;
+pub(crate) mod attention;
 mod bench;
 mod bench_attention;
 mod clean;
-mod control;
+pub(crate) mod control;
 mod demo;
 mod doctor;
 mod init;
@@ -87,6 +87,8 @@ pub enum Command {
     /// List tasks: running, then the queue in run order, then finished
     #[command(visible_alias = "status")]
     Ls(ls::LsArgs),
+    /// A live dashboard: who needs you, what runs, what is queued; act with single keys
+    Top(crate::dashboard::TopArgs),
     /// List the running tasks that need a person, with how to attach
     Attention(attention::AttentionArgs),
     /// Clear a task's attention flags: you looked, it is fine
@@ -198,6 +200,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Add(args) => add::run(&home, args),
         Command::Ls(args) => ls::ls(&home, args),
         Command::Show(args) => ls::show(&home, args),
+        Command::Top(args) => crate::dashboard::run(&home, args),
         Command::Attention(args) => attention::list(&home, args),
         Command::Ack { id } => attention::ack(&home, &id),
         Command::Logs(args) => logs::run(&home, args),

@@ -23,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::core::{self, Action, Event, State};
+use crate::core::{self, Action, Event, Observation, State};
 use crate::home::{Home, TaskState};
 use crate::ipc::{self, DaemonStatus, Request, Response, RunStatus};
 use crate::queue::{FolderStore, Store};
@@ -417,9 +417,21 @@ impl Daemon {
     /// Feeds one event to the core and carries out what it decides, including the events
     /// those actions cause.
     fn step(&mut self, event: Event) {
+        // Output and ticks that decide nothing change nothing a live view shows; pushing for
+        // them would wake every dashboard at the agents' output rate.
+        let mut visible = !matches!(
+            event,
+            Event::Output { .. }
+                | Event::Tick
+                | Event::Observed {
+                    what: Observation::Screen(_) | Observation::Hook(_),
+                    ..
+                }
+        );
         let mut pending = vec![event];
         while let Some(event) = pending.pop() {
             let actions = self.state.step(event, Timestamp::now());
+            visible |= !actions.is_empty();
             for action in actions {
                 if let Some(follow_up) = self.apply(action) {
                     pending.push(follow_up);
@@ -427,7 +439,9 @@ impl Daemon {
             }
         }
         self.notify_if_drained();
-        self.updates.send_modify(|seq| *seq += 1);
+        if visible {
+            self.updates.send_modify(|seq| *seq += 1);
+        }
     }
 
     pub(super) fn scan(&mut self) {

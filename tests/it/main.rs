@@ -15,6 +15,7 @@ mod attention;
 mod claude;
 mod cli;
 mod completion;
+mod dashboard;
 mod fake_api;
 mod injection;
 mod notify;

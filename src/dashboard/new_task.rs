@@ -1,0 +1,147 @@
+//! `n` in the dashboard: a task template in `$VISUAL`/`$EDITOR`, then into the queue.
+//! A draft that cannot be queued is kept, and the next `n` opens it again.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+use crate::cli::add::{self, Overrides};
+use crate::config::Config;
+use crate::home::Home;
+use crate::{queue, task};
+
+pub fn draft_path(home: &Home) -> PathBuf {
+    home.tmp_dir().join("new-task.md")
+}
+
+pub fn template(workdir: &Path, agent: &str) -> String {
+    format!(
+        "---\n\
+         # A new nightshift task. Save and quit to queue it; quit without changes to drop it.\n\
+         # Optional: priority (higher runs first), timeout (2h), verify (a command that must\n\
+         # pass), depends_on ([other-task]), isolation (none: no worktree), setup, env.\n\
+         agent: {}\n\
+         workdir: {}\n\
+         priority: 0\n\
+         ---\n\
+         # Say what to do in one line\n\
+         \n\
+         Describe the task: the context the agent needs, and what to leave alone.\n\
+         \n\
+         ## Acceptance criteria\n\
+         - \n",
+        task::yaml_string(agent),
+        task::yaml_string(&workdir.to_string_lossy()),
+    )
+}
+
+/// The editor command the user chose, run through `sh` as git does (it may carry flags).
+pub fn editor_command(path: &Path) -> std::process::Command {
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .or_else(|| {
+            std::env::var("EDITOR")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+        })
+        .unwrap_or_else(|| "vi".into());
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{editor} \"$@\""))
+        .arg("sh")
+        .arg(path);
+    cmd
+}
+
+/// Writes the draft (or keeps the one left from last time), lets `edit` change it, and
+/// queues the result. Returns what to tell the user.
+pub fn write_and_queue(
+    home: &Home,
+    config: &Config,
+    workdir: &Path,
+    edit: impl FnOnce(&Path) -> std::io::Result<ExitStatus>,
+) -> Result<String, String> {
+    home.ensure_layout().map_err(|e| e.to_string())?;
+    let path = draft_path(home);
+    let fresh = template(workdir, &config.default_agent);
+    let reopened = path.exists();
+    if !reopened {
+        crate::fsutil::write_atomic(&path, fresh.as_bytes(), 0o600)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let kept = |why: String| {
+        format!(
+            "{why}; the draft is kept in {} (n opens it again)",
+            path.display()
+        )
+    };
+    match edit(&path) {
+        Ok(status) if status.success() => {}
+        Ok(status) => return Err(kept(format!("the editor failed ({status})"))),
+        Err(e) => return Err(kept(format!("cannot run the editor: {e} (set $EDITOR)"))),
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| kept(e.to_string()))?;
+    if text == fresh || text.trim().is_empty() {
+        let _ = std::fs::remove_file(&path);
+        return Ok("nothing queued: the template was left as it was".into());
+    }
+    let title = task::parse("draft", &path, &text)
+        .map_err(|e| kept(format!("not queued: {e}")))?
+        .title;
+    let id = free_id(home, &slug(&title));
+    match add::enqueue(home, config, &id, &path, &text, &Overrides::default()) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&path);
+            Ok(format!("queued {id}"))
+        }
+        Err(e) => Err(kept(format!("not queued: {e:#}"))),
+    }
+}
+
+/// A task id from a title: lower case words joined by dashes.
+fn slug(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+        if out.len() >= 48 {
+            break;
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() { "task".into() } else { out }
+}
+
+/// `base`, or `base-2`, `base-3`… whichever no task has yet.
+fn free_id(home: &Home, base: &str) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.to_string()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| queue::locate(home, id).is_none())
+        .unwrap_or_else(|| base.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_ids() {
+        assert_eq!(
+            slug("Fix the login redirect loop!"),
+            "fix-the-login-redirect-loop"
+        );
+        assert_eq!(slug("  Ünïcode -- ok "), "ünïcode-ok");
+        assert_eq!(slug("!!!"), "task");
+        assert!(slug(&"long words ".repeat(20)).len() <= 49);
+        assert!(task::validate_id(&slug("a/b\\c")).is_ok());
+    }
+}

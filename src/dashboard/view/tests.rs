@@ -1,0 +1,173 @@
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+
+use super::super::app::{App, Mode};
+use super::super::model::Model;
+use super::super::testdata;
+use super::{Look, Preview, draw};
+
+const COLOR: Look = Look {
+    color: true,
+    unicode: true,
+};
+
+fn render(model: &Model, app: &mut App, preview: &Preview, look: Look, w: u16, h: u16) -> Buffer {
+    let mut term = match Terminal::new(TestBackend::new(w, h)) {
+        Ok(t) => t,
+        Err(e) => panic!("test backend: {e}"),
+    };
+    app.settle(model);
+    if let Err(e) = term.draw(|f| draw(f, model, app, preview, &look)) {
+        panic!("draw: {e}");
+    }
+    term.backend().buffer().clone()
+}
+
+fn text(buf: &Buffer) -> String {
+    let area = buf.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        let mut line = String::new();
+        for x in 0..area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Compares with `snapshots/NAME.txt`; `NIGHTSHIFT_UPDATE_SNAPSHOTS=1` writes it instead.
+fn snapshot(name: &str, buf: &Buffer) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/dashboard/snapshots")
+        .join(format!("{name}.txt"));
+    let got = text(buf);
+    if std::env::var_os("NIGHTSHIFT_UPDATE_SNAPSHOTS").is_some() {
+        if let Err(e) = std::fs::write(&path, &got) {
+            panic!("{}: {e}", path.display());
+        }
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        got == want,
+        "{name} differs from {} (NIGHTSHIFT_UPDATE_SNAPSHOTS=1 to accept):\n--- got\n{got}--- want\n{want}",
+        path.display()
+    );
+}
+
+fn screen(lines: &[&str]) -> Preview {
+    Preview {
+        heading: vec![
+            "fix-login".into(),
+            "nightshift-fix-login".into(),
+            "Enter attaches".into(),
+        ],
+        lines: lines.iter().map(|s| s.to_string()).collect(),
+        live: true,
+    }
+}
+
+#[test]
+fn empty() {
+    let buf = render(
+        &testdata::empty(),
+        &mut App::new(),
+        &Preview::default(),
+        COLOR,
+        80,
+        24,
+    );
+    snapshot("empty", &buf);
+}
+
+#[test]
+fn busy() {
+    let preview = screen(&[
+        "> Fix the login redirect loop",
+        "",
+        "I found the loop in src/auth/redirect.rs.",
+        "",
+        "Shall I delete the old migrations? (y/n)",
+        "",
+        "",
+    ]);
+    let buf = render(&testdata::busy(), &mut App::new(), &preview, COLOR, 80, 24);
+    snapshot("busy", &buf);
+}
+
+#[test]
+fn attention_paused_daemon_down_plain() {
+    let look = Look {
+        color: false,
+        unicode: false,
+    };
+    let mut app = App::new();
+    app.selected = Some("migrate-db".into());
+    let buf = render(
+        &testdata::attention(),
+        &mut app,
+        &screen(&["cargo build"]),
+        look,
+        80,
+        24,
+    );
+    snapshot("attention", &buf);
+    // Plain symbols only, and no colour at all.
+    for cell in buf.content() {
+        assert!(cell.symbol().is_ascii(), "non-ASCII {:?}", cell.symbol());
+        assert_eq!(cell.fg, Color::Reset, "a colour under NO_COLOR");
+    }
+}
+
+#[test]
+fn narrow() {
+    let mut app = App::new();
+    app.mode = Mode::Send {
+        id: "fix-login".into(),
+        input: "y".into(),
+    };
+    let buf = render(
+        &testdata::busy(),
+        &mut app,
+        &screen(&["(y/n)"]),
+        COLOR,
+        50,
+        12,
+    );
+    snapshot("narrow", &buf);
+}
+
+#[test]
+fn help_and_colours() {
+    let mut app = App::new();
+    app.mode = Mode::Help;
+    let buf = render(
+        &testdata::busy(),
+        &mut app,
+        &Preview::default(),
+        COLOR,
+        80,
+        24,
+    );
+    snapshot("help", &buf);
+    // The attention group is in red; colour is on here.
+    assert!(buf.content().iter().any(|c| c.fg == Color::Red));
+}
+
+#[test]
+fn the_selection_scrolls_into_view() {
+    let model = testdata::busy();
+    let mut app = App::new();
+    app.selected = Some("old-failure".into());
+    let buf = render(&model, &mut app, &Preview::default(), COLOR, 80, 14);
+    let shown = text(&buf);
+    assert!(
+        shown.contains(">✓old-failure") || shown.contains(">✗old-failure"),
+        "{shown}"
+    );
+    assert!(app.scroll > 0);
+}

@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Measure the attention flags instead: precision, recall and question latency
     #[arg(long)]
     pub attention: bool,
+    /// Measure `nightshift top` instead: how soon it shows changes, and its CPU use
+    #[arg(long, conflicts_with = "attention")]
+    pub dashboard: bool,
 }
 
 const MAX_AGENTS: usize = 4;
@@ -47,6 +50,9 @@ const WORKTREE_SAMPLES: u32 = 50;
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.attention {
         return super::bench_attention::run(args.keep);
+    }
+    if args.dashboard {
+        return super::bench_dashboard::run(args.keep);
     }
     let samples = args.samples.unwrap_or(if args.quick { 20 } else { 200 });
     let tasks = args.tasks.unwrap_or(if args.quick { 40 } else { 500 });

@@ -4,6 +4,7 @@ pub(crate) mod add;
 pub(crate) mod attention;
 mod bench;
 mod bench_attention;
+mod bench_dashboard;
 mod clean;
 pub(crate) mod control;
 mod demo;

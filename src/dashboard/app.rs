@@ -54,6 +54,12 @@ pub struct App {
 
 const PAGE: usize = 10;
 
+/// A key that types a character (not Ctrl-x or Alt-x).
+fn is_text(key: KeyEvent) -> bool {
+    !key.modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+}
+
 impl Default for App {
     fn default() -> Self {
         App::new()
@@ -130,15 +136,18 @@ impl App {
                 match key.code {
                     KeyCode::Enter => {}
                     KeyCode::Esc => self.filter.clear(),
-                    KeyCode::Backspace => {
-                        self.filter.pop();
+                    code => {
                         self.mode = Mode::Filter;
+                        match code {
+                            KeyCode::Backspace => {
+                                self.filter.pop();
+                            }
+                            KeyCode::Down => self.step_selection(model, 1),
+                            KeyCode::Up => self.step_selection(model, -1),
+                            KeyCode::Char(c) if is_text(key) => self.filter.push(c),
+                            _ => {}
+                        }
                     }
-                    KeyCode::Char(c) => {
-                        self.filter.push(c);
-                        self.mode = Mode::Filter;
-                    }
-                    _ => self.mode = Mode::Filter,
                 }
                 self.settle(model);
                 None
@@ -157,7 +166,7 @@ impl App {
                         KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                             input.clear()
                         }
-                        KeyCode::Char(c) => input.push(c),
+                        KeyCode::Char(c) if is_text(key) => input.push(c),
                         _ => {}
                     }
                     self.mode = Mode::Send { id, input };
@@ -172,6 +181,23 @@ impl App {
                     None
                 }
             }
+        }
+    }
+
+    /// Pasted text goes only into what is being typed, one line of it; elsewhere it is
+    /// dropped, so a paste can never act as keys.
+    pub fn on_paste(&mut self, text: &str) {
+        let line = text
+            .split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line: String = line.chars().filter(|c| !c.is_control()).collect();
+        match &mut self.mode {
+            Mode::Filter => self.filter.push_str(&line),
+            Mode::Send { input, .. } => input.push_str(&line),
+            _ => self.say("pasted text is only taken while typing (s or /)"),
         }
     }
 
@@ -412,6 +438,34 @@ mod tests {
         assert_eq!(app.filter, "DOCS", "Enter keeps the filter");
         app.on_key(code(KeyCode::Esc), &model);
         assert_eq!(app.filter, "");
+    }
+
+    #[test]
+    fn a_paste_is_text_never_keys() {
+        let model = testdata::busy();
+        let mut app = app_on("fix-login");
+        app.on_paste("c\ny\n");
+        assert_eq!(app.mode, Mode::Normal, "no cancel from a paste");
+        app.on_key(key('s'), &model);
+        app.on_paste("yes,\r\n  go on\n");
+        assert_eq!(
+            app.on_key(code(KeyCode::Enter), &model),
+            Some(Command::Send {
+                id: "fix-login".into(),
+                text: "yes, go on".into()
+            })
+        );
+        let mut app = app_on("fix-login");
+        app.on_key(key('s'), &model);
+        app.on_key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::ALT), &model);
+        assert_eq!(
+            app.mode,
+            Mode::Send {
+                id: "fix-login".into(),
+                input: String::new()
+            },
+            "Alt-x types nothing"
+        );
     }
 
     #[test]

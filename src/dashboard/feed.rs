@@ -100,20 +100,26 @@ impl Feed {
             if let Some(base) = &run.base {
                 commits.insert(id.clone(), newest_commit_since(&run.workdir, base).await);
             }
-            if !self.screens.contains_key(id) {
-                let screen = self.tmux.capture(&run.session).await.unwrap_or_default();
+            // A failed capture (the session is still being made) is tried again next time.
+            if !self.screens.contains_key(id)
+                && let Ok(screen) = self.tmux.capture(&run.session).await
+            {
                 self.screens.insert(id.clone(), screen);
             }
         }
         self.commits = commits;
         let daemon = match self.home.checked_socket() {
             Err(e) => Err(e.to_string()),
-            Ok(socket) => match ipc::request(&socket, &Request::Status).await {
-                Ok(Response::Status(s)) => Ok(Some(s)),
-                Ok(other) => Err(format!("unexpected answer: {other:?}")),
-                Err(ipc::IpcError::NotRunning) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            },
+            Ok(socket) => {
+                let ask = ipc::request(&socket, &Request::Status);
+                match tokio::time::timeout(super::ANSWER, ask).await {
+                    Ok(Ok(Response::Status(s))) => Ok(Some(s)),
+                    Ok(Ok(other)) => Err(format!("unexpected answer: {other:?}")),
+                    Ok(Err(ipc::IpcError::NotRunning)) => Ok(None),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {:?}", super::ANSWER)),
+                }
+            }
         };
         self.model(daemon.as_ref().map(Option::as_ref).map_err(Clone::clone))
     }

@@ -18,17 +18,19 @@ mod testdata;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use notify::Watcher;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::cli::{CliError, exit, load_config, runtime};
 use crate::home::Home;
 use crate::ipc::{self, Response};
+use crate::run;
 
 use app::{App, Command};
 use feed::Feed;
@@ -45,9 +47,14 @@ pub struct TopArgs {
     pub ascii: bool,
 }
 
-/// A burst of daemon changes or output is taken in one go after this.
+/// Reads and captures happen at once, but at most once per this: a burst of changes or
+/// output is taken in one go.
 const SETTLE: Duration = Duration::from_millis(100);
+/// Other running tasks' screens (for their last line) are captured at most this often.
+const LINES: Duration = Duration::from_secs(1);
 const RECONNECT: Duration = Duration::from_secs(1);
+/// How long the daemon may take to answer before it counts as not answering.
+pub const ANSWER: Duration = Duration::from_secs(2);
 
 pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -60,19 +67,23 @@ pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     let rt = runtime()?;
     let look = Look::from_env(args.no_color, args.ascii);
-    let (output_tx, output_rx) = mpsc::unbounded_channel();
-    // Output in a transcript is only a hint to look again: any error just means no hint.
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res
-            && matches!(
-                event.kind,
-                notify::EventKind::Modify(_) | notify::EventKind::Create(_)
-            )
-        {
-            for path in event.paths {
-                let _ = output_tx.send(path);
-            }
+    let hints = Arc::new(OutputHints::default());
+    let mut app = App::new();
+    let watcher = match output_watcher(hints.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            app.complain(format!("live screens are off (cannot watch files: {e})"));
+            None
         }
+    };
+    // In raw mode Ctrl-C is a key; these are for `kill` and a closed SSH connection.
+    let signals = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok::<_, std::io::Error>([
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::interrupt())?,
+        ])
     })?;
     let mut dash = Dashboard {
         feed: Feed::new(home.clone(), config),
@@ -89,17 +100,21 @@ pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
             queue_dir: String::new(),
             now: jiff::Timestamp::now(),
         },
-        app: App::new(),
+        app,
         preview: Preview::default(),
         look,
         subscription: None,
         reload_at: None,
         output_at: None,
+        reloaded_at: Instant::now(),
+        preview_captured_at: Instant::now(),
+        lines_captured_at: Instant::now(),
         reconnect_at: None,
-        output_rx,
+        hints,
         watcher,
         watched: BTreeMap::new(),
         changed_output: BTreeSet::new(),
+        signals,
     };
     let mut term = terminal::take()?;
     let result = dash.run(&rt, &mut term);
@@ -107,12 +122,41 @@ pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
     result
 }
 
+/// Run folders whose transcript changed since the loop last looked. The watcher's thread
+/// adds to it and wakes the loop once; the loop takes the lot. Bounded by the number of
+/// running tasks, however much they print or however long the loop is away.
+#[derive(Default)]
+struct OutputHints {
+    dirs: Mutex<BTreeSet<PathBuf>>,
+    wake: Notify,
+}
+
+fn output_watcher(hints: Arc<OutputHints>) -> notify::Result<notify::RecommendedWatcher> {
+    notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if !matches!(
+            event.kind,
+            notify::EventKind::Modify(_) | notify::EventKind::Create(_)
+        ) {
+            return;
+        }
+        let dirs = event.paths.iter().filter_map(|p| {
+            (p.file_name()? == run::TRANSCRIPT).then(|| p.parent().map(PathBuf::from))?
+        });
+        if let Ok(mut set) = hints.dirs.lock() {
+            set.extend(dirs);
+        }
+        hints.wake.notify_one();
+    })
+}
+
 enum Wake {
     Input(TermEvent),
-    InputGone,
+    InputError(String),
+    Quit,
     Changed,
     DaemonGone,
-    Output(PathBuf),
+    Output,
     ReloadDue,
     OutputDue,
     Reconnect,
@@ -128,12 +172,17 @@ struct Dashboard {
     subscription: Option<ipc::Connection>,
     reload_at: Option<Instant>,
     output_at: Option<Instant>,
+    reloaded_at: Instant,
+    preview_captured_at: Instant,
+    lines_captured_at: Instant,
     reconnect_at: Option<Instant>,
-    output_rx: mpsc::UnboundedReceiver<PathBuf>,
-    watcher: notify::RecommendedWatcher,
-    /// Transcripts being watched, and whose they are.
+    hints: Arc<OutputHints>,
+    /// `None` when files cannot be watched: screens then refresh only with the list.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Run folders being watched, and whose they are.
     watched: BTreeMap<PathBuf, String>,
     changed_output: BTreeSet<String>,
+    signals: [tokio::signal::unix::Signal; 3],
 }
 
 async fn at(when: Option<Instant>) {
@@ -152,16 +201,19 @@ impl Dashboard {
         self.connect(rt);
         self.reload(rt);
         let mut keys = Some(EventStream::new());
+        let mut dirty = true;
         loop {
-            self.model.now = jiff::Timestamp::now();
-            term.draw(|f| view::draw(f, &self.model, &mut self.app, &self.preview, &self.look))?;
-            // Elapsed times tick each second while something runs; otherwise nothing does.
-            let tick = self
-                .model
-                .rows
-                .iter()
-                .any(|r| r.is_running())
-                .then(|| Instant::now() + Duration::from_secs(1));
+            if dirty {
+                self.model.now = jiff::Timestamp::now();
+                term.draw(|f| {
+                    view::draw(f, &self.model, &mut self.app, &self.preview, &self.look)
+                })?;
+                dirty = false;
+            }
+            // Elapsed times tick each second while something runs; otherwise the ages and
+            // the uptime move once a minute.
+            let running = self.model.rows.iter().any(|r| r.is_running());
+            let tick = Instant::now() + Duration::from_secs(if running { 1 } else { 60 });
             let wake = rt.block_on(async {
                 let subscription = async {
                     match self.subscription.as_mut() {
@@ -175,25 +227,30 @@ impl Dashboard {
                         None => std::future::pending().await,
                     }
                 };
+                let [term_sig, hup, int] = &mut self.signals;
                 tokio::select! {
                     ev = input => match ev {
                         Some(Ok(ev)) => Wake::Input(ev),
-                        _ => Wake::InputGone,
+                        Some(Err(e)) => Wake::InputError(e.to_string()),
+                        None => Wake::InputError("the terminal closed".into()),
                     },
                     msg = subscription => match msg {
-                        Ok(Some(Response::Changed { .. })) => Wake::Changed,
                         Ok(Some(_)) => Wake::Changed,
                         _ => Wake::DaemonGone,
                     },
-                    Some(path) = self.output_rx.recv() => Wake::Output(path),
+                    _ = self.hints.wake.notified() => Wake::Output,
+                    _ = term_sig.recv() => Wake::Quit,
+                    _ = hup.recv() => Wake::Quit,
+                    _ = int.recv() => Wake::Quit,
                     _ = at(self.reload_at) => Wake::ReloadDue,
                     _ = at(self.output_at) => Wake::OutputDue,
                     _ = at(self.reconnect_at) => Wake::Reconnect,
-                    _ = at(tick) => Wake::Tick,
+                    _ = at(Some(tick)) => Wake::Tick,
                 }
             });
             match wake {
                 Wake::Input(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => {
+                    dirty = true;
                     let before = self.app.selected.clone();
                     if let Some(cmd) = self.app.on_key(key, &self.model) {
                         if cmd == Command::Quit {
@@ -208,42 +265,98 @@ impl Dashboard {
                         self.preview = self.feed.preview(self.app.selected.as_deref());
                     }
                 }
-                Wake::Input(_) | Wake::Tick => {}
-                Wake::InputGone => return Ok(exit::SUCCESS),
+                Wake::Input(TermEvent::Paste(text)) => {
+                    self.app.on_paste(&text);
+                    dirty = true;
+                }
+                Wake::Input(TermEvent::Resize(..)) | Wake::Tick => dirty = true,
+                Wake::Input(_) => {}
+                Wake::InputError(e) => {
+                    return Err(
+                        CliError::new(exit::FAILURE, format!("reading the terminal: {e}")).into(),
+                    );
+                }
+                Wake::Quit => return Ok(exit::SUCCESS),
                 Wake::Changed => {
-                    self.reload_at.get_or_insert(Instant::now() + SETTLE);
+                    let due = Instant::now().max(self.reloaded_at + SETTLE);
+                    self.reload_at.get_or_insert(due);
                 }
                 Wake::DaemonGone => {
                     self.subscription = None;
                     self.reconnect_at = Some(Instant::now() + RECONNECT);
                     self.reload(rt);
+                    dirty = true;
                 }
                 Wake::Reconnect => {
                     self.reconnect_at = None;
                     self.connect(rt);
                     self.reload(rt);
+                    dirty = true;
                 }
                 Wake::ReloadDue => {
                     self.reload_at = None;
                     self.reload(rt);
+                    dirty = true;
                 }
-                Wake::Output(path) => {
-                    if let Some(id) = self.watched.get(&path) {
-                        self.changed_output.insert(id.clone());
-                        self.output_at.get_or_insert(Instant::now() + SETTLE);
+                Wake::Output => {
+                    let dirs = self
+                        .hints
+                        .dirs
+                        .lock()
+                        .map(|mut d| std::mem::take(&mut *d))
+                        .unwrap_or_default();
+                    for dir in dirs {
+                        if let Some(id) = self.watched.get(&dir) {
+                            self.changed_output.insert(id.clone());
+                        }
                     }
+                    self.plan_recapture();
                 }
                 Wake::OutputDue => {
-                    self.output_at = None;
-                    let ids: Vec<String> = std::mem::take(&mut self.changed_output)
-                        .into_iter()
+                    let now = Instant::now();
+                    let others_due = now >= self.lines_captured_at + LINES;
+                    let selected = self.app.selected.clone();
+                    let ids: Vec<String> = self
+                        .changed_output
+                        .iter()
+                        .filter(|id| others_due || selected.as_ref() == Some(*id))
+                        .cloned()
                         .collect();
+                    for id in &ids {
+                        self.changed_output.remove(id);
+                    }
+                    if selected.as_ref().is_some_and(|s| ids.contains(s)) {
+                        self.preview_captured_at = now;
+                    }
+                    if others_due {
+                        self.lines_captured_at = now;
+                    }
                     rt.block_on(self.feed.recapture(&ids));
                     self.feed.refresh_lines(&mut self.model);
                     self.preview = self.feed.preview(self.app.selected.as_deref());
+                    self.plan_recapture();
+                    dirty = true;
                 }
             }
         }
+    }
+
+    /// When to capture screens again: the selected one's soon (it is in the preview), the
+    /// others' at most once a second (only their last line shows).
+    fn plan_recapture(&mut self) {
+        let selected = self.app.selected.as_ref();
+        self.output_at = self
+            .changed_output
+            .iter()
+            .map(|id| {
+                if Some(id) == selected {
+                    self.preview_captured_at + SETTLE
+                } else {
+                    self.lines_captured_at + LINES
+                }
+            })
+            .min()
+            .map(|due| due.max(Instant::now()));
     }
 
     /// Subscribes to the daemon's changes; on failure, tries again in a second.
@@ -252,13 +365,15 @@ impl Dashboard {
             self.reconnect_at = Some(Instant::now() + RECONNECT);
             return;
         };
-        match rt.block_on(ipc::subscribe(&socket)) {
-            Ok(conn) => self.subscription = Some(conn),
-            Err(_) => self.reconnect_at = Some(Instant::now() + RECONNECT),
+        // A daemon that accepts but does not answer must not freeze the screen.
+        match rt.block_on(async { tokio::time::timeout(ANSWER, ipc::subscribe(&socket)).await }) {
+            Ok(Ok(conn)) => self.subscription = Some(conn),
+            _ => self.reconnect_at = Some(Instant::now() + RECONNECT),
         }
     }
 
     fn reload(&mut self, rt: &tokio::runtime::Runtime) {
+        self.reloaded_at = Instant::now();
         self.model = rt.block_on(self.feed.load());
         if let Some(e) = &self.feed.error {
             self.app.complain(format!("cannot read the home: {e}"));
@@ -268,31 +383,36 @@ impl Dashboard {
         self.watch_transcripts();
     }
 
-    /// Watches exactly the running tasks' transcripts.
+    /// Watches exactly the running tasks' run folders (for their transcripts: the folder
+    /// exists before tmux creates the file).
     fn watch_transcripts(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
         let wanted: BTreeMap<PathBuf, String> = self
             .feed
             .running
             .iter()
-            .map(|(id, run)| (run.transcript.clone(), id.clone()))
+            .filter_map(|(id, run)| Some((run.transcript.parent()?.to_path_buf(), id.clone())))
             .collect();
-        for path in self.watched.keys() {
-            if !wanted.contains_key(path) {
-                let _ = self.watcher.unwatch(path);
+        for dir in self.watched.keys() {
+            if !wanted.contains_key(dir) {
+                let _ = watcher.unwatch(dir);
             }
         }
-        self.watched.retain(|path, _| wanted.contains_key(path));
-        for (path, id) in wanted {
-            if self.watched.contains_key(&path) {
+        self.watched.retain(|dir, _| wanted.contains_key(dir));
+        for (dir, id) in wanted {
+            if self.watched.contains_key(&dir) {
                 continue;
             }
-            // A transcript that does not exist yet is tried again at the next reload.
-            if self
-                .watcher
-                .watch(&path, notify::RecursiveMode::NonRecursive)
-                .is_ok()
-            {
-                self.watched.insert(path, id);
+            match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir, id);
+                }
+                // Tried again at the next reload; meanwhile say why the screen is still.
+                Err(e) => self
+                    .app
+                    .complain(format!("cannot follow {id}'s screen live: {e}")),
             }
         }
     }
@@ -317,16 +437,20 @@ impl Dashboard {
             Command::Cancel(id) => crate::cli::control::cancel_task(&home, &id),
             Command::Retry(id) => crate::cli::control::retry_task(&home, &id),
             Command::SetPaused(p) => crate::cli::control::set_paused(&home, p),
-            Command::NewTask => {
-                let workdir = std::env::current_dir()?;
-                let config = self.feed.config().clone();
-                terminal::lend(term, || {
-                    new_task::write_and_queue(&home, &config, &workdir, |path| {
-                        new_task::editor_command(path).status()
-                    })
-                })?
-                .map_err(anyhow::Error::msg)
-            }
+            Command::NewTask => match std::env::current_dir() {
+                Err(e) => Err(anyhow::anyhow!(
+                    "no workdir for a new task (the current directory: {e})"
+                )),
+                Ok(workdir) => {
+                    let config = self.feed.config().clone();
+                    terminal::lend(term, || {
+                        new_task::write_and_queue(&home, &config, &workdir, |path| {
+                            new_task::editor_command(path).status()
+                        })
+                    })?
+                    .map_err(anyhow::Error::msg)
+                }
+            },
         };
         match outcome {
             Ok(message) => self.app.say(message),

@@ -9,8 +9,9 @@ use crate::config::Config;
 use crate::home::Home;
 use crate::{queue, task};
 
+/// A name no staged task can have (ids never start with a dot).
 pub fn draft_path(home: &Home) -> PathBuf {
-    home.tmp_dir().join("new-task.md")
+    home.tmp_dir().join(".new-task-draft.md")
 }
 
 pub fn template(workdir: &Path, agent: &str) -> String {
@@ -131,7 +132,116 @@ fn free_id(home: &Home, base: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
     use super::*;
+    use crate::home::TaskState;
+
+    fn ok() -> std::io::Result<ExitStatus> {
+        Ok(ExitStatus::from_raw(0))
+    }
+
+    /// An "editor" that writes `text` into the draft.
+    fn writes(text: &str) -> impl FnOnce(&Path) -> std::io::Result<ExitStatus> + '_ {
+        move |path| {
+            std::fs::write(path, text)?;
+            ok()
+        }
+    }
+
+    fn world() -> (tempfile::TempDir, Home, Config) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let home = Home::at(dir.path().join("home"));
+        let config = Config::parse(Path::new("config.toml"), "default_agent = \"test\"\n")
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        (dir, home, config)
+    }
+
+    #[test]
+    fn an_unchanged_template_queues_nothing() {
+        let (dir, home, config) = world();
+        let said = write_and_queue(&home, &config, dir.path(), |_| ok());
+        assert_eq!(
+            said.as_deref(),
+            Ok("nothing queued: the template was left as it was")
+        );
+        assert!(!draft_path(&home).exists());
+        assert!(queue::list_state(&home, TaskState::Queued).is_ok_and(|q| q.is_empty()));
+    }
+
+    #[test]
+    fn a_written_task_is_queued_with_an_id_from_its_title_and_the_workdir() {
+        let (dir, home, config) = world();
+        let fill = |path: &Path| -> std::io::Result<ExitStatus> {
+            let text = std::fs::read_to_string(path)?
+                .replace("# Say what to do in one line", "# Fix the login loop");
+            std::fs::write(path, text)?;
+            ok()
+        };
+        assert_eq!(
+            write_and_queue(&home, &config, dir.path(), fill).as_deref(),
+            Ok("queued fix-the-login-loop")
+        );
+        let queued = home.task_file(TaskState::Queued, "fix-the-login-loop");
+        let text = std::fs::read_to_string(&queued).unwrap_or_default();
+        assert!(
+            text.contains(&dir.path().to_string_lossy().to_string()),
+            "{text}"
+        );
+        // The same title again gets a fresh id.
+        let again = write_and_queue(
+            &home,
+            &config,
+            dir.path(),
+            writes(
+                "# Fix the login loop
+",
+            ),
+        );
+        assert_eq!(again.as_deref(), Ok("queued fix-the-login-loop-2"));
+    }
+
+    #[test]
+    fn a_bad_draft_is_kept_and_opened_again() {
+        let (dir, home, config) = world();
+        let bad = "---
+priorty: 1
+---
+# Typo in a field
+";
+        let said = write_and_queue(&home, &config, dir.path(), writes(bad));
+        let err = said.err().unwrap_or_default();
+        assert!(
+            err.contains("not queued") && err.contains("priorty"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(draft_path(&home)).ok().as_deref(),
+            Some(bad)
+        );
+        // The next `n` opens that draft, not a fresh template.
+        let fix = |path: &Path| -> std::io::Result<ExitStatus> {
+            assert_eq!(std::fs::read_to_string(path)?, bad);
+            std::fs::write(
+                path,
+                "---
+priority: 1
+---
+# Typo in a field
+",
+            )?;
+            ok()
+        };
+        let said = write_and_queue(&home, &config, dir.path(), fix);
+        assert_eq!(said.as_deref(), Ok("queued typo-in-a-field"));
+        assert!(!draft_path(&home).exists());
+        // A failing editor keeps the draft too.
+        let failed = write_and_queue(&home, &config, dir.path(), |_| {
+            Ok(ExitStatus::from_raw(1 << 8))
+        });
+        assert!(failed.is_err_and(|e| e.contains("the editor failed")));
+        assert!(draft_path(&home).exists());
+    }
 
     #[test]
     fn slugs_are_ids() {

@@ -4,6 +4,7 @@
 use std::io::{self, Stdout, stdout};
 
 use crossterm::cursor::{Hide, Show};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::execute;
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -26,11 +27,22 @@ pub fn take() -> io::Result<Term> {
 
 fn enter() -> io::Result<()> {
     enable_raw_mode()?;
-    execute!(stdout(), EnterAlternateScreen, Clear(ClearType::All), Hide)
+    // A paste arrives as one event, so pasted text never runs as keys.
+    let screen = execute!(
+        stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        Clear(ClearType::All),
+        Hide
+    );
+    if screen.is_err() {
+        let _ = give_back();
+    }
+    screen
 }
 
 pub fn give_back() -> io::Result<()> {
-    let screen = execute!(stdout(), LeaveAlternateScreen, Show);
+    let screen = execute!(stdout(), DisableBracketedPaste, LeaveAlternateScreen, Show);
     disable_raw_mode()?;
     screen
 }

@@ -159,10 +159,12 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, look: &Look) {
             right = format!("up {}", short(model.age(*started_at)));
         }
         Link::Down { why } => {
+            left.push(Span::raw(format!("queue {}", h.queued)));
+            left.push(Span::raw(look.dot()));
             let what = if why == "not running" {
-                "daemon not running: start it with `nightshift daemon`; reconnecting".to_string()
+                "daemon down: run `nightshift daemon` (retrying)".to_string()
             } else {
-                format!("daemon not answering ({why}); reconnecting")
+                format!("daemon not answering: {why} (retrying)")
             };
             left.push(Span::styled(
                 what,
@@ -174,10 +176,7 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, look: &Look) {
     let fits = left.width() + right.width() < area.width as usize;
     frame.render_widget(Paragraph::new(left), area);
     if fits && !right.is_empty() {
-        frame.render_widget(
-            Paragraph::new(right).alignment(Alignment::Right),
-            Rect { ..area },
-        );
+        frame.render_widget(Paragraph::new(right).alignment(Alignment::Right), area);
     }
 }
 

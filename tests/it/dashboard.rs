@@ -30,6 +30,9 @@ impl Top {
         let mut args: Vec<String> = vec![
             "new-session".into(),
             "-d".into(),
+            // The repository is where `n` puts new tasks (the dashboard's directory).
+            "-c".into(),
+            env.repo.to_string_lossy().to_string(),
             "-x".into(),
             "100".into(),
             "-y".into(),
@@ -180,6 +183,12 @@ fn keys_run_the_queue_without_typing_ids() {
         s.contains("queued from-the-editor") && row(s, "from-the-editor").contains("running")
     });
     env.wait_for_state("from-the-editor", "running");
+    let text = env.task_text("from-the-editor");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("workdir:") && l.contains(&*env.repo.to_string_lossy())),
+        "the dashboard's directory is the workdir:\n{text}"
+    );
 
     // Enter attaches to the agent's session; detaching comes back to the dashboard.
     top.keys(&["g", "Enter"]);
@@ -235,7 +244,7 @@ fn keys_run_the_queue_without_typing_ids() {
     // The daemon going away is said on screen, and the dashboard reconnects to a new one.
     env.term_daemon();
     top.wait("the daemon to be missing", |s| {
-        s.contains("daemon not running: start it with `nightshift daemon`")
+        s.contains("daemon down: run `nightshift daemon` (retrying)")
     });
     env.start_daemon();
     top.wait("the daemon to be back", |s| {

@@ -107,9 +107,8 @@ pub async fn receive<T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// Sends one request and waits for its answer.
-pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError> {
-    let timeout = Duration::from_secs(30);
+/// Connects to the daemon; a socket nobody listens on means it is not running.
+async fn connect(socket: &Path) -> Result<Connection, IpcError> {
     let stream = match UnixStream::connect(socket).await {
         Ok(s) => s,
         Err(e)
@@ -122,7 +121,13 @@ pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError>
         }
         Err(e) => return Err(e.into()),
     };
-    let mut conn = frame(stream);
+    Ok(frame(stream))
+}
+
+/// Sends one request and waits for its answer.
+pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError> {
+    let timeout = Duration::from_secs(30);
+    let mut conn = connect(socket).await?;
     let exchange = async {
         send(&mut conn, req).await?;
         receive::<Response>(&mut conn)
@@ -136,19 +141,7 @@ pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError>
 
 /// Opens a subscription: after this, the daemon sends `Changed` at each change.
 pub async fn subscribe(socket: &Path) -> Result<Connection, IpcError> {
-    let stream = match UnixStream::connect(socket).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(IpcError::NotRunning);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut conn = frame(stream);
+    let mut conn = connect(socket).await?;
     send(&mut conn, &Request::Subscribe).await?;
     match receive::<Response>(&mut conn).await? {
         Some(Response::Ok { .. }) => Ok(conn),

@@ -1,7 +1,7 @@
 //! What the files say about each task, for `ls`, `show` and scripts. Reads only files, so
 //! it works while the daemon is down.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -158,9 +158,41 @@ fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Opti
     (v, task)
 }
 
+/// Finished tasks' views, kept between reads by a live view. A finished task changes only
+/// when its file (or the error note beside it) does, so a long history costs a `stat` per
+/// task, not a read of its records.
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    finished: HashMap<PathBuf, (Stamp, TaskView)>,
+}
+
+type Stamp = (Option<SystemTime>, u64, Option<SystemTime>);
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok();
+    let note = std::fs::metadata(queue::error_file(path))
+        .and_then(|m| m.modified())
+        .ok();
+    (
+        meta.as_ref().and_then(|m| m.modified().ok()),
+        meta.map_or(0, |m| m.len()),
+        note,
+    )
+}
+
 /// Every task in the home: running first, then the queue in the order it will run, then
 /// finished tasks, most recent first.
 pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError> {
+    collect_with(home, config, &mut ViewCache::default())
+}
+
+/// [`collect`], reusing the views of finished tasks that have not changed since the last call.
+pub fn collect_with(
+    home: &Home,
+    config: &Config,
+    cache: &mut ViewCache,
+) -> Result<Vec<TaskView>, StoreError> {
+    let mut seen = BTreeSet::new();
     let mut running = Vec::new();
     let mut queued = Vec::new();
     let mut queued_tasks = Vec::new();
@@ -168,6 +200,17 @@ pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError
     let mut finished_ids = BTreeMap::new();
     for state in TaskState::ALL {
         for (id, path) in queue::list_state(home, state)? {
+            if matches!(state, TaskState::Done | TaskState::Failed) {
+                let now = stamp(&path);
+                if let Some((then, v)) = cache.finished.get(&path)
+                    && *then == now
+                {
+                    finished_ids.insert(id.clone(), state);
+                    finished.push(v.clone());
+                    seen.insert(path);
+                    continue;
+                }
+            }
             let (mut v, task) = view(home, state, &id, &path);
             if v.agent.is_none() && task.is_some() {
                 v.agent = Some(config.default_agent.clone());
@@ -182,11 +225,16 @@ pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError
                 }
                 TaskState::Done | TaskState::Failed => {
                     finished_ids.insert(id.clone(), state);
+                    cache
+                        .finished
+                        .insert(path.clone(), (stamp(&path), v.clone()));
+                    seen.insert(path);
                     finished.push(v);
                 }
             }
         }
     }
+    cache.finished.retain(|path, _| seen.contains(path));
     // The daemon's own dispatch order and dependency rule, so `ls` shows what will happen.
     let active: BTreeSet<String> = running.iter().map(|v| v.id.clone()).collect();
     // Checkout locks are left out: `ls` says what a task waits for, not for which slot.
@@ -231,4 +279,56 @@ pub fn find(home: &Home, id: &str) -> Option<TaskView> {
 pub fn age(t: Timestamp) -> std::time::Duration {
     let now = Timestamp::try_from(SystemTime::now()).unwrap_or(t);
     std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn titles(views: &[TaskView]) -> Vec<(String, String)> {
+        views
+            .iter()
+            .map(|v| (v.id.clone(), v.title.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_cache_reuses_finished_views_until_their_file_changes() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let home = Home::at(dir.path());
+        home.ensure_layout().map_err(std::io::Error::other)?;
+        let config = Config::default();
+        let file = home.task_file(TaskState::Done, "a");
+        std::fs::write(&file, "# First\n")?;
+        let mut cache = ViewCache::default();
+        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        assert_eq!(titles(&views), [("a".into(), "First".into())]);
+
+        // Same size and time: the cached view is used (the file is not read again).
+        let when = std::fs::metadata(&file)?.modified()?;
+        std::fs::write(&file, "# Other\n")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(when)?;
+        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        assert_eq!(titles(&views), [("a".into(), "First".into())]);
+
+        // A changed file is read again; a vanished one leaves the cache.
+        let later = when + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(later)?;
+        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        assert_eq!(titles(&views), [("a".into(), "Other".into())]);
+        std::fs::remove_file(&file)?;
+        assert!(
+            collect_with(&home, &config, &mut cache)
+                .map_err(std::io::Error::other)?
+                .is_empty()
+        );
+        assert!(cache.finished.is_empty());
+        Ok(())
+    }
 }

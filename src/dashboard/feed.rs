@@ -37,6 +37,7 @@ pub struct Feed {
     commits: BTreeMap<String, Option<Timestamp>>,
     /// Why the last read of the files failed, if it did.
     pub error: Option<String>,
+    cache: status::ViewCache,
 }
 
 impl Feed {
@@ -51,6 +52,7 @@ impl Feed {
             screens: BTreeMap::new(),
             commits: BTreeMap::new(),
             error: None,
+            cache: status::ViewCache::default(),
         }
     }
 
@@ -65,7 +67,7 @@ impl Feed {
     /// Reads everything again: the task files, the daemon's status, and for running tasks
     /// their newest commit (and their screen, the first time).
     pub async fn load(&mut self) -> Model {
-        match status::collect(&self.home, &self.config) {
+        match status::collect_with(&self.home, &self.config, &mut self.cache) {
             Ok(views) => {
                 self.views = views;
                 self.error = None;

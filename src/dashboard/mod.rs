@@ -18,6 +18,7 @@ mod testdata;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::cli::{CliError, exit, load_config, runtime};
-use crate::home::Home;
+use crate::home::{Home, TaskState};
 use crate::ipc::{self, Response};
 use crate::run;
 
@@ -69,7 +70,8 @@ pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
     let look = Look::from_env(args.no_color, args.ascii);
     let hints = Arc::new(OutputHints::default());
     let mut app = App::new();
-    let watcher = match output_watcher(hints.clone()) {
+    home.ensure_layout()?;
+    let watcher = match output_watcher(hints.clone(), home) {
         Ok(w) => Some(w),
         Err(e) => {
             app.complain(format!("live screens are off (cannot watch files: {e})"));
@@ -122,32 +124,52 @@ pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
     result
 }
 
-/// Run folders whose transcript changed since the loop last looked. The watcher's thread
+/// Run folders whose transcript changed since the loop last looked, and whether the task
+/// files did. The watcher's thread
 /// adds to it and wakes the loop once; the loop takes the lot. Bounded by the number of
 /// running tasks, however much they print or however long the loop is away.
 #[derive(Default)]
 struct OutputHints {
     dirs: Mutex<BTreeSet<PathBuf>>,
+    /// A task file or the pause file changed.
+    files: AtomicBool,
     wake: Notify,
 }
 
-fn output_watcher(hints: Arc<OutputHints>) -> notify::Result<notify::RecommendedWatcher> {
-    notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+fn output_watcher(
+    hints: Arc<OutputHints>,
+    home: &Home,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let state_dirs: BTreeSet<PathBuf> = TaskState::ALL.iter().map(|s| home.state_dir(*s)).collect();
+    let paused = home.paused_file();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
-        if !matches!(
-            event.kind,
-            notify::EventKind::Modify(_) | notify::EventKind::Create(_)
-        ) {
+        if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        let dirs = event.paths.iter().filter_map(|p| {
-            (p.file_name()? == run::TRANSCRIPT).then(|| p.parent().map(PathBuf::from))?
-        });
-        if let Ok(mut set) = hints.dirs.lock() {
-            set.extend(dirs);
+        let mut woke = false;
+        for path in &event.paths {
+            if path.file_name().is_some_and(|n| n == run::TRANSCRIPT) {
+                if let (Some(dir), Ok(mut set)) = (path.parent(), hints.dirs.lock()) {
+                    set.insert(dir.to_path_buf());
+                    woke = true;
+                }
+            } else if *path == paused || path.parent().is_some_and(|p| state_dirs.contains(p)) {
+                hints.files.store(true, Ordering::Relaxed);
+                woke = true;
+            }
         }
-        hints.wake.notify_one();
-    })
+        if woke {
+            hints.wake.notify_one();
+        }
+    })?;
+    // The task folders and the home (for the pause file): what `top` shows while the
+    // daemon, which otherwise says when to look, is down.
+    for dir in TaskState::ALL.iter().map(|s| home.state_dir(*s)) {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    }
+    watcher.watch(home.root(), notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
 }
 
 enum Wake {
@@ -210,10 +232,9 @@ impl Dashboard {
                 })?;
                 dirty = false;
             }
-            // Elapsed times tick each second while something runs; otherwise the ages and
-            // the uptime move once a minute.
-            let running = self.model.rows.iter().any(|r| r.is_running());
-            let tick = Instant::now() + Duration::from_secs(if running { 1 } else { 60 });
+            // Times tick each second while something runs or shows seconds; otherwise
+            // they move once a minute.
+            let tick = Instant::now() + self.model.clock_step();
             let wake = rt.block_on(async {
                 let subscription = async {
                     match self.subscription.as_mut() {
@@ -256,10 +277,17 @@ impl Dashboard {
                         if cmd == Command::Quit {
                             return Ok(exit::SUCCESS);
                         }
-                        // Programs that take the terminal must get every key: stop reading.
-                        drop(keys.take());
+                        // Programs that take the terminal must get every key: stop reading
+                        // while they run (only those: a new reader can miss a key typed
+                        // in between).
+                        let lends = matches!(cmd, Command::Attach { .. } | Command::NewTask);
+                        if lends {
+                            drop(keys.take());
+                        }
                         self.carry_out(cmd, term)?;
-                        keys = Some(EventStream::new());
+                        if lends {
+                            keys = Some(EventStream::new());
+                        }
                         self.reload(rt);
                     } else if self.app.selected != before {
                         self.preview = self.feed.preview(self.app.selected.as_deref());
@@ -290,8 +318,11 @@ impl Dashboard {
                 Wake::Reconnect => {
                     self.reconnect_at = None;
                     self.connect(rt);
-                    self.reload(rt);
-                    dirty = true;
+                    // Without the daemon, file notifications say when to read again.
+                    if self.subscription.is_some() {
+                        self.reload(rt);
+                        dirty = true;
+                    }
                 }
                 Wake::ReloadDue => {
                     self.reload_at = None;
@@ -299,6 +330,13 @@ impl Dashboard {
                     dirty = true;
                 }
                 Wake::Output => {
+                    // With the daemon up its pushes say when; they come after its own step.
+                    if self.hints.files.swap(false, Ordering::Relaxed)
+                        && self.subscription.is_none()
+                    {
+                        let due = Instant::now().max(self.reloaded_at + SETTLE);
+                        self.reload_at.get_or_insert(due);
+                    }
                     let dirs = self
                         .hints
                         .dirs

@@ -140,6 +140,22 @@ impl Model {
         self.rows.iter().find(|r| r.id == id)
     }
 
+    /// How often the times on screen change: each second while something runs or any
+    /// time shown is under a minute (it counts seconds), else each minute.
+    pub fn clock_step(&self) -> Duration {
+        let young = |t: &Timestamp| self.age(*t) < Duration::from_secs(60);
+        let uptime = match &self.header.link {
+            Link::Up { started_at, .. } => Some(*started_at),
+            Link::Down { .. } => None,
+        };
+        let fast = self
+            .rows
+            .iter()
+            .any(|r| r.is_running() || r.since.as_ref().is_some_and(young))
+            || uptime.as_ref().is_some_and(young);
+        Duration::from_secs(if fast { 1 } else { 60 })
+    }
+
     pub fn age(&self, t: Timestamp) -> Duration {
         Duration::try_from(self.now.duration_since(t)).unwrap_or_default()
     }
@@ -239,7 +255,11 @@ fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live) -> Row {
         TaskState::Running => {
             let live = live(&v.id);
             r.since = v.started_at().or(v.modified);
-            r.last_commit = live.last_commit;
+            // git's times are whole seconds: never show a commit older than the attempt.
+            r.last_commit = match (live.last_commit, r.since) {
+                (Some(c), Some(s)) => Some(c.max(s)),
+                (c, _) => c,
+            };
             r.last_line = live.last_line;
             r.in_git = spawn.is_some_and(|s| s.git_head.is_some());
             r.session = Some(crate::tmux::session_name(&v.id));

@@ -7,7 +7,7 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::border;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, Mode};
@@ -50,6 +50,24 @@ impl Look {
             (Group::Finished, _) => ("✓", "+"),
         };
         if self.unicode { unicode } else { ascii }
+    }
+
+    /// Text as this terminal can show it, one cell per character at most where it can:
+    /// tabs become spaces, control characters and emoji joiners go, flags become their
+    /// letters, and without Unicode every other character becomes `?`.
+    pub fn clean(&self, s: &str) -> String {
+        s.chars()
+            .filter_map(|c| match c {
+                '\t' => Some(' '),
+                '\u{200d}' | '\u{fe00}'..='\u{fe0f}' => None,
+                '\u{1f1e6}'..='\u{1f1ff}' => {
+                    char::from_u32(u32::from(c) - 0x1f1e6 + u32::from('A'))
+                }
+                c if c.is_control() => None,
+                c if !self.unicode && !c.is_ascii() => Some('?'),
+                c => Some(c),
+            })
+            .collect()
     }
 
     fn dot(&self) -> &'static str {
@@ -109,11 +127,16 @@ pub fn draw(frame: &mut Frame, model: &Model, app: &mut App, preview: &Preview, 
     } else {
         0
     };
+    let footer = footer(app, model, look, area.width);
+    // A long message (a path, an error) wraps onto up to three lines rather than being cut.
+    let footer_height = u16::try_from(footer.width().div_ceil(usize::from(area.width.max(1))))
+        .unwrap_or(1)
+        .clamp(1, 3);
     let [top, list, pane, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
         Constraint::Length(preview_height),
-        Constraint::Length(1),
+        Constraint::Length(footer_height),
     ])
     .areas(area);
     draw_header(frame, top, model, look);
@@ -121,63 +144,80 @@ pub fn draw(frame: &mut Frame, model: &Model, app: &mut App, preview: &Preview, 
     if preview_height > 0 {
         draw_preview(frame, pane, preview, look);
     }
-    frame.render_widget(Paragraph::new(footer(app, model, look, area.width)), bottom);
+    frame.render_widget(Paragraph::new(footer).wrap(Wrap { trim: false }), bottom);
     if app.mode == Mode::Help {
         draw_help(frame, area, look);
     }
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, model: &Model, look: &Look) {
+    let width = area.width as usize;
+    // The most that fits: the next schedule and the long daemon message go first.
+    let left = [(true, true), (false, true), (false, false)]
+        .into_iter()
+        .map(|(next, long)| header_line(model, look, next, long))
+        .find(|l| l.width() <= width)
+        .unwrap_or_else(|| header_line(model, look, false, false));
+    let right = match &model.header.link {
+        Link::Up { started_at, .. } => format!("up {}", short(model.age(*started_at))),
+        Link::Down { .. } => String::new(),
+    };
+    let fits = left.width() + right.width() < width;
+    frame.render_widget(Paragraph::new(left), area);
+    if fits && !right.is_empty() {
+        frame.render_widget(Paragraph::new(right).alignment(Alignment::Right), area);
+    }
+}
+
+fn header_line(model: &Model, look: &Look, next: bool, long: bool) -> Line<'static> {
     let h = &model.header;
-    let bold = Style::new().add_modifier(Modifier::BOLD);
-    let mut left = vec![Span::styled("nightshift", bold), Span::raw(look.dot())];
+    let mut spans = vec![
+        Span::styled("nightshift", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(look.dot()),
+    ];
     if h.paused {
-        left.push(Span::styled(
+        spans.push(Span::styled(
             "PAUSED",
             look.fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ));
-        left.push(Span::raw(look.dot()));
+        spans.push(Span::raw(look.dot()));
     }
-    let mut right = String::new();
     match &h.link {
         Link::Up {
-            started_at,
             max_agents,
             slots_used,
+            ..
         } => {
-            left.push(Span::raw(format!("slots {slots_used}/{max_agents}")));
-            left.push(Span::raw(format!("{}queue {}", look.dot(), h.queued)));
-            if let Some((name, at)) = &h.next_schedule {
-                let wait = at.duration_since(model.now);
-                let wait = std::time::Duration::try_from(wait).unwrap_or_default();
-                left.push(Span::raw(format!(
+            spans.push(Span::raw(format!(
+                "slots {slots_used}/{max_agents}{}queue {}",
+                look.dot(),
+                h.queued
+            )));
+            if let Some((name, at)) = h.next_schedule.as_ref().filter(|_| next) {
+                let wait = std::time::Duration::try_from(at.duration_since(model.now));
+                let name = fit(name, name.width().min(24), look);
+                spans.push(Span::raw(format!(
                     "{}next {name} in {}",
                     look.dot(),
-                    short(wait)
+                    short(wait.unwrap_or_default())
                 )));
             }
-            right = format!("up {}", short(model.age(*started_at)));
         }
         Link::Down { why } => {
-            left.push(Span::raw(format!("queue {}", h.queued)));
-            left.push(Span::raw(look.dot()));
-            let what = if why == "not running" {
-                "daemon down: run `nightshift daemon` (retrying)".to_string()
-            } else {
-                format!("daemon not answering: {why} (retrying)")
+            spans.push(Span::raw(format!("queue {}{}", h.queued, look.dot())));
+            let what = match (long, why.as_str()) {
+                (true, "not running") => "daemon down: run `nightshift daemon` (retrying)".into(),
+                (true, why) => format!("daemon not answering: {} (retrying)", look.clean(why)),
+                (false, "not running") => "daemon down (retrying)".into(),
+                (false, _) => "daemon not answering (retrying)".into(),
             };
-            left.push(Span::styled(
+            spans.push(Span::styled(
                 what,
                 look.fg(Color::Red).add_modifier(Modifier::BOLD),
             ));
         }
     }
-    let left = Line::from(left);
-    let fits = left.width() + right.width() < area.width as usize;
-    frame.render_widget(Paragraph::new(left), area);
-    if fits && !right.is_empty() {
-        frame.render_widget(Paragraph::new(right).alignment(Alignment::Right), area);
-    }
+    Line::from(spans)
 }
 
 struct Columns {
@@ -191,15 +231,17 @@ struct Columns {
 
 impl Columns {
     fn for_width(width: usize, rows: &[&Row]) -> Columns {
+        // Narrow terminals keep room for the title: ids and states are cut first.
         let id = rows
             .iter()
             .map(|r| r.id.width())
             .max()
             .unwrap_or(2)
-            .clamp(2, 18);
+            .clamp(2, 18)
+            .min((width / 4).max(4));
         let (agent, commit) = if width >= 70 { (7, 6) } else { (0, 0) };
         let time = 6;
-        let status = 10;
+        let status = if width >= 60 { 10 } else { 8 };
         let fixed = 3 + id + 1 + status + 1 + time + gap(agent) + gap(commit) + 1;
         Columns {
             id,
@@ -217,7 +259,8 @@ fn gap(w: usize) -> usize {
 }
 
 /// `s` cut (ending in `~`) or padded to exactly `w` columns.
-fn fit(s: &str, w: usize) -> String {
+fn fit(s: &str, w: usize, look: &Look) -> String {
+    let s = &look.clean(s);
     let mut out = String::new();
     let mut used = 0;
     let cut = s.width() > w;
@@ -238,9 +281,9 @@ fn fit(s: &str, w: usize) -> String {
     out
 }
 
-fn fit_right(s: &str, w: usize) -> String {
+fn fit_right(s: &str, w: usize, look: &Look) -> String {
     if s.width() >= w {
-        return fit(s, w);
+        return fit(s, w, look);
     }
     format!("{}{s}", " ".repeat(w - s.width()))
 }
@@ -317,21 +360,21 @@ fn row_lines(
         Span::raw(if selected { ">" } else { " " }),
         Span::styled(look.symbol(row), status_style),
         Span::raw(" "),
-        Span::raw(fit(&row.id, cols.id)),
+        Span::raw(fit(&row.id, cols.id, look)),
         Span::raw(" "),
-        Span::styled(fit(&row.status, cols.status), status_style),
+        Span::styled(fit(&row.status, cols.status, look), status_style),
         Span::raw(" "),
-        Span::raw(fit(&row.title, cols.title)),
+        Span::raw(fit(&row.title, cols.title, look)),
     ];
     if cols.agent > 0 {
         spans.push(Span::raw(" "));
-        spans.push(Span::raw(fit(&row.agent, cols.agent)));
+        spans.push(Span::raw(fit(&row.agent, cols.agent, look)));
     }
     spans.push(Span::raw(" "));
-    spans.push(Span::raw(fit_right(&time, cols.time)));
+    spans.push(Span::raw(fit_right(&time, cols.time, look)));
     if cols.commit > 0 {
         spans.push(Span::raw(" "));
-        spans.push(Span::raw(fit_right(&commit, cols.commit)));
+        spans.push(Span::raw(fit_right(&commit, cols.commit, look)));
     }
     let highlight = |line: Line<'static>| {
         if selected {
@@ -364,7 +407,7 @@ fn row_lines(
             + gap(cols.agent)
             + gap(cols.time)
             + gap(cols.commit);
-        let text = fit(&text, width.saturating_sub(indent + 2));
+        let text = fit(&text, width.saturating_sub(indent + 2), look);
         lines.push(highlight(Line::from(vec![
             Span::raw(" ".repeat(indent)),
             Span::raw(look.branch_mark()),
@@ -395,18 +438,24 @@ fn draw_list(frame: &mut Frame, area: Rect, model: &Model, app: &mut App, look: 
     let (lines, cols) = list_lines(model, app, look, area.width as usize);
     let mut heading = vec![
         Span::raw("   "),
-        Span::raw(fit("ID", cols.id)),
+        Span::raw(fit("ID", cols.id, look)),
         Span::raw(" "),
-        Span::raw(fit("STATE", cols.status)),
+        Span::raw(fit("STATE", cols.status, look)),
         Span::raw(" "),
-        Span::raw(fit("TITLE", cols.title)),
+        Span::raw(fit("TITLE", cols.title, look)),
     ];
     if cols.agent > 0 {
-        heading.push(Span::raw(format!(" {}", fit("AGENT", cols.agent))));
+        heading.push(Span::raw(format!(" {}", fit("AGENT", cols.agent, look))));
     }
-    heading.push(Span::raw(format!(" {}", fit_right("TIME", cols.time))));
+    heading.push(Span::raw(format!(
+        " {}",
+        fit_right("TIME", cols.time, look)
+    )));
     if cols.commit > 0 {
-        heading.push(Span::raw(format!(" {}", fit_right("COMMIT", cols.commit))));
+        heading.push(Span::raw(format!(
+            " {}",
+            fit_right("COMMIT", cols.commit, look)
+        )));
     }
     let head_area = Rect { height: 1, ..area };
     frame.render_widget(
@@ -447,11 +496,15 @@ fn draw_list(frame: &mut Frame, area: Rect, model: &Model, app: &mut App, look: 
         } else {
             first
         };
-        if first < app.scroll {
-            app.scroll = first;
-        }
-        if last + 1 > app.scroll + height {
+        if last < height {
+            // All of it fits from the top (say, after the window grew): show the top.
+            app.scroll = 0;
+        } else if last + 1 > app.scroll + height {
             app.scroll = last + 1 - height;
+        }
+        // The row's own first line wins over its detail line when both cannot show.
+        if first < app.scroll || first >= app.scroll + height {
+            app.scroll = first;
         }
     }
     app.scroll = app.scroll.min(lines.len().saturating_sub(height));
@@ -468,7 +521,7 @@ fn draw_preview(frame: &mut Frame, area: Rect, preview: &Preview, look: &Look) {
     let mut block = Block::new().borders(Borders::TOP).border_set(look.border());
     if !preview.heading.is_empty() {
         block = block.title(Span::styled(
-            format!(" {} ", preview.heading.join(look.dot())),
+            format!(" {} ", look.clean(&preview.heading.join(look.dot()))),
             Style::new().add_modifier(Modifier::BOLD),
         ));
     }
@@ -489,19 +542,45 @@ fn draw_preview(frame: &mut Frame, area: Rect, preview: &Preview, look: &Look) {
     frame.render_widget(Paragraph::new(text), inner);
 }
 
+/// A prompt being typed into: the end of the text and the cursor always show; the hint
+/// only when there is room.
+fn typing(prompt: &str, input: &str, hint: &str, width: u16, look: &Look) -> Line<'static> {
+    let width = width as usize;
+    let input = look.clean(input);
+    let full = format!("{prompt}{input}_{hint}");
+    if full.width() <= width {
+        return Line::raw(full);
+    }
+    let room = width.saturating_sub(prompt.width() + 2);
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in input.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > room {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    let cut = tail.len() < input.chars().count();
+    let tail: String = tail.into_iter().rev().collect();
+    Line::raw(format!("{prompt}{}{tail}_", if cut { "~" } else { "" }))
+}
+
 fn footer(app: &App, model: &Model, look: &Look, width: u16) -> Line<'static> {
-    let cursor = "_";
     match &app.mode {
         Mode::Filter => {
-            return Line::raw(format!(
-                "filter: {}{cursor}   (Enter keeps it, Esc clears it)",
-                app.filter
-            ));
+            return typing(
+                "filter: ",
+                &app.filter,
+                "   (Enter keeps it, Esc clears it)",
+                width,
+                look,
+            );
         }
         Mode::Send { id, input } => {
-            return Line::raw(format!(
-                "send to {id}: {input}{cursor}   (Enter sends, Esc drops)"
-            ));
+            let prompt = format!("send to {}: ", look.clean(id));
+            return typing(&prompt, input, "   (Enter sends, Esc drops)", width, look);
         }
         Mode::Confirm { id } => {
             return Line::styled(
@@ -517,7 +596,7 @@ fn footer(app: &App, model: &Model, look: &Look, width: u16) -> Line<'static> {
         } else {
             Style::new().add_modifier(Modifier::BOLD)
         };
-        return Line::styled(m.text.clone(), style);
+        return Line::styled(look.clean(&m.text), style);
     }
     let pause = if model.header.paused {
         "resume"
@@ -526,7 +605,10 @@ fn footer(app: &App, model: &Model, look: &Look, width: u16) -> Line<'static> {
     };
     let mut text = String::new();
     if !app.filter.is_empty() {
-        text.push_str(&format!("filter `{}` (Esc clears)  ", app.filter));
+        text.push_str(&format!(
+            "filter `{}` (Esc clears)  ",
+            look.clean(&app.filter)
+        ));
     }
     let keys = format!(
         "Enter:attach s:send a:ack c:cancel r:retry n:new p:{pause} /:filter ?:help q:quit"
@@ -560,20 +642,28 @@ const HELP: &[(&str, &str)] = &[
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect, look: &Look) {
-    let width = area.width.min(74);
-    let height = area.height.min(HELP.len() as u16 + 2);
+    let rows = HELP.len() as u16;
+    // A small terminal gets the keys without the frame, so that all of them show.
+    let framed = area.height >= rows + 2 && area.width >= 60;
+    let width = if framed {
+        area.width.min(74)
+    } else {
+        area.width
+    };
+    let height = area.height.min(rows + if framed { 2 } else { 0 });
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
         width,
         height,
     };
+    let key_width = if framed { 12 } else { 8 };
     let lines: Vec<Line> = HELP
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
                 Span::styled(
-                    format!(" {k:<12}"),
+                    format!(" {k:<key_width$}"),
                     Style::new().add_modifier(Modifier::BOLD),
                 ),
                 Span::raw(*what),
@@ -581,14 +671,15 @@ fn draw_help(frame: &mut Frame, area: Rect, look: &Look) {
         })
         .collect();
     frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(
+    let mut help = Paragraph::new(lines);
+    if framed {
+        help = help.block(
             Block::bordered()
                 .border_set(look.border())
                 .title(" keys (any key closes) "),
-        ),
-        popup,
-    );
+        );
+    }
+    frame.render_widget(help, popup);
 }
 
 #[cfg(test)]

@@ -246,6 +246,11 @@ fn keys_run_the_queue_without_typing_ids() {
     top.wait("the daemon to be missing", |s| {
         s.contains("daemon down: run `nightshift daemon` (retrying)")
     });
+    // Without the daemon the files still show, and file notifications keep them current.
+    env.queue("offline", &Task::script(["@done"]));
+    top.wait("a task queued while the daemon is down", |s| {
+        row(s, "offline").contains("queued")
+    });
     env.start_daemon();
     top.wait("the daemon to be back", |s| {
         s.lines().next().unwrap_or("").contains("slots ")

@@ -173,3 +173,49 @@ fn the_selection_scrolls_into_view() {
     );
     assert!(app.scroll > 0);
 }
+
+#[test]
+fn tiny() {
+    // 40x10: no preview, the title still has room, and the selected row itself shows.
+    let mut model = testdata::busy();
+    model.rows[1].id = "a-very-long-task-identifier".into();
+    let mut app = App::new();
+    app.selected = Some("bump-deps".into());
+    let buf = render(&model, &mut app, &Preview::default(), COLOR, 40, 10);
+    snapshot("tiny", &buf);
+    let shown = text(&buf);
+    assert!(shown.contains("TITLE"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with('>') && l.contains("bump-deps")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn text_is_cleaned_for_the_terminal() {
+    let unicode = COLOR;
+    assert_eq!(unicode.clean("go\tnow\u{7}"), "go now");
+    assert_eq!(unicode.clean("Paris 🇫🇷 ❤\u{fe0f}"), "Paris FR ❤");
+    assert_eq!(unicode.clean("修复 ok"), "修复 ok");
+    let ascii = Look {
+        color: true,
+        unicode: false,
+    };
+    assert_eq!(ascii.clean("修复 tïtle"), "?? t?tle");
+}
+
+#[test]
+fn a_long_line_being_typed_shows_its_end() {
+    let model = testdata::busy();
+    let mut app = App::new();
+    app.mode = Mode::Send {
+        id: "fix-login".into(),
+        input: format!("{}THE-END", "x".repeat(200)),
+    };
+    let buf = render(&model, &mut app, &Preview::default(), COLOR, 80, 24);
+    let last = text(&buf).lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("send to fix-login: ~"), "{last}");
+    assert!(last.ends_with("THE-END_"), "{last}");
+}

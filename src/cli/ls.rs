@@ -49,7 +49,7 @@ pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
     if args.watch {
         return watch(home, &args);
     }
-    print_ls(home, &args)
+    print_ls(home, &args, &mut status::ViewCache::default())
 }
 
 /// `ls --watch`: the list, again after every change the daemon pushes (no polling).
@@ -64,11 +64,12 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
         )
     })?;
     let clear = std::io::stdout().is_terminal();
+    let mut cache = status::ViewCache::default();
     loop {
         if clear {
             print!("\x1b[2J\x1b[H");
         }
-        print_ls(home, args)?;
+        print_ls(home, args, &mut cache)?;
         // One redraw for a burst of changes.
         let more = rt.block_on(async {
             let first = ipc::receive::<Response>(&mut conn).await;
@@ -82,9 +83,9 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn print_ls(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
+fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow::Result<i32> {
     let config = load_config(home)?;
-    let mut tasks = status::collect(home, &config)?;
+    let mut tasks = status::collect_with(home, &config, cache)?;
     if let Some(state) = &args.state {
         let wanted = TaskState::ALL
             .into_iter()

@@ -138,6 +138,16 @@ pub async fn commits_since(dir: &Path, since: Option<&str>) -> Vec<Commit> {
         .collect()
 }
 
+/// When the newest commit reachable from HEAD but not from `since` was made, if there is one.
+pub async fn newest_commit_time(dir: &Path, since: &str) -> Option<jiff::Timestamp> {
+    let out = git(
+        dir,
+        &["log", "-1", "--format=%ct", &format!("{since}..HEAD"), "--"],
+    )
+    .await?;
+    jiff::Timestamp::from_second(out.trim().parse().ok()?).ok()
+}
+
 /// `git --version`, for `doctor`.
 pub async fn version() -> Option<String> {
     let out = Command::new("git")
@@ -207,5 +217,35 @@ mod tests {
         );
         let wt_gitdir = find_gitdir(&wt).expect("worktree");
         assert_eq!(head_from_files(&wt_gitdir), Some(two));
+    }
+
+    #[test]
+    fn the_newest_commit_since_a_base_has_its_commit_time() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path();
+        git_in(repo, &["init", "-q", "-b", "main"]);
+        git_in(repo, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base = git_in(repo, &["rev-parse", "HEAD"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        assert_eq!(rt.block_on(newest_commit_time(repo, &base)), None);
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["commit", "-q", "--allow-empty", "-m", "work"])
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
+            .status()
+            .expect("git runs");
+        assert!(out.success());
+        assert_eq!(
+            rt.block_on(newest_commit_time(repo, &base)),
+            jiff::Timestamp::from_second(1_700_000_000).ok()
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! answers into a [`Model`] and a [`Preview`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 
@@ -34,7 +34,9 @@ pub struct Feed {
     pub running: BTreeMap<String, RunningTask>,
     /// The last screen captured of each running task.
     screens: BTreeMap<String, String>,
-    commits: BTreeMap<String, Option<Timestamp>>,
+    /// Each running task's newest commit, with the HEAD it was read at: git runs again
+    /// only when HEAD (read from the repository's files) has moved.
+    commits: BTreeMap<String, (Option<String>, Option<Timestamp>)>,
     /// Why the last read of the files failed, if it did.
     pub error: Option<String>,
     cache: status::ViewCache,
@@ -100,7 +102,13 @@ impl Feed {
         let mut commits = BTreeMap::new();
         for (id, run) in &self.running {
             if let Some(base) = &run.base {
-                commits.insert(id.clone(), newest_commit_since(&run.workdir, base).await);
+                let head = crate::git::head(&run.workdir).await;
+                let known = self.commits.get(id).filter(|(at, _)| *at == head);
+                let newest = match known {
+                    Some((_, newest)) => *newest,
+                    None => crate::git::newest_commit_time(&run.workdir, base).await,
+                };
+                commits.insert(id.clone(), (head, newest));
             }
             // A failed capture (the session is still being made) is tried again next time.
             if !self.screens.contains_key(id)
@@ -149,7 +157,7 @@ impl Feed {
     fn model(&self, daemon: Result<Option<&ipc::DaemonStatus>, String>) -> Model {
         let now = Timestamp::now();
         let live = |id: &str| Live {
-            last_commit: self.commits.get(id).copied().flatten(),
+            last_commit: self.commits.get(id).and_then(|(_, newest)| *newest),
             last_line: self.screens.get(id).and_then(|s| last_line(s)),
         };
         model::build(
@@ -221,21 +229,6 @@ fn last_line(screen: &str) -> Option<String> {
                 .to_string()
         })
         .rfind(|l| !l.is_empty())
-}
-
-/// When the newest commit after `base` was made, if there is one.
-async fn newest_commit_since(workdir: &Path, base: &str) -> Option<Timestamp> {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(workdir)
-        .args(["log", "-1", "--format=%ct", &format!("{base}..HEAD")])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    let secs: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    Timestamp::from_second(secs).ok()
 }
 
 /// The soonest run of any active schedule.

@@ -119,10 +119,12 @@ pub struct Preview {
 
 pub fn draw(frame: &mut Frame, model: &Model, app: &mut App, preview: &Preview, look: &Look) {
     let area = frame.area();
-    // The list gets what it needs; the preview the rest, within bounds.
+    let (lines, cols) = list_lines(model, app, look, area.width as usize);
+    // The list (with its column heading) gets what it needs; the preview the rest, within
+    // bounds.
     let preview_height = if area.height >= 14 {
         let body = area.height - 2;
-        let wanted = list_height(model, app, look, area.width);
+        let wanted = u16::try_from(lines.len() + 1).unwrap_or(u16::MAX);
         body.saturating_sub(wanted).clamp(7, body * 3 / 5)
     } else {
         0
@@ -140,7 +142,7 @@ pub fn draw(frame: &mut Frame, model: &Model, app: &mut App, preview: &Preview, 
     ])
     .areas(area);
     draw_header(frame, top, model, look);
-    draw_list(frame, list, model, app, look);
+    draw_list(frame, list, (lines, cols), model, app, look);
     if preview_height > 0 {
         draw_preview(frame, pane, preview, look);
     }
@@ -288,19 +290,10 @@ fn fit_right(s: &str, w: usize, look: &Look) -> String {
     format!("{}{s}", " ".repeat(w - s.width()))
 }
 
-/// Lines the list would take whole, with its column heading.
-fn list_height(model: &Model, app: &App, look: &Look, width: u16) -> u16 {
-    let (lines, _) = list_lines(model, app, look, width as usize);
-    u16::try_from(lines.len() + 1).unwrap_or(u16::MAX)
-}
+/// List lines, each with the index of the visible row it belongs to, and their columns.
+type ListLines = (Vec<(Line<'static>, Option<usize>)>, Columns);
 
-/// The list as lines, each with the index of the visible row it belongs to.
-fn list_lines(
-    model: &Model,
-    app: &App,
-    look: &Look,
-    width: usize,
-) -> (Vec<(Line<'static>, Option<usize>)>, Columns) {
+fn list_lines(model: &Model, app: &App, look: &Look, width: usize) -> ListLines {
     let (rows, hidden) = model.visible(&app.filter);
     let cols = Columns::for_width(width, &rows);
     let mut lines = Vec::new();
@@ -421,7 +414,15 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn draw_list(frame: &mut Frame, area: Rect, model: &Model, app: &mut App, look: &Look) {
+/// The list's lines drawn in `area` under a column heading, scrolled to keep the selection.
+fn draw_list(
+    frame: &mut Frame,
+    area: Rect,
+    (lines, cols): ListLines,
+    model: &Model,
+    app: &mut App,
+    look: &Look,
+) {
     if area.height == 0 {
         return;
     }
@@ -435,7 +436,6 @@ fn draw_list(frame: &mut Frame, area: Rect, model: &Model, app: &mut App, look: 
         frame.render_widget(Paragraph::new(text), area);
         return;
     }
-    let (lines, cols) = list_lines(model, app, look, area.width as usize);
     let mut heading = vec![
         Span::raw("   "),
         Span::raw(fit("ID", cols.id, look)),

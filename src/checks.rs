@@ -160,7 +160,12 @@ fn spawn(
     let output = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(command)
+        // nightshift itself runs under umask 077; what a check or setup command creates in
+        // the worktree is the user's, with the user's umask.
+        .arg(crate::privacy::with_umask(
+            command,
+            crate::privacy::user_umask(),
+        ))
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

@@ -72,14 +72,46 @@ pub fn move_noclobber(from: &Path, to: &Path) -> io::Result<bool> {
     }
 }
 
-/// Appends one line to a file, creating it with `mode` if needed.
+/// Reads a regular file, refusing a symlink (`ELOOP`) and anything that is not a regular
+/// file (a FIFO would block the reader).
+pub fn read_not_through_link(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Appends one line to a file, creating it with `mode` if needed; never through a symlink.
 pub fn append_line(path: &Path, line: &str, mode: u32) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(mode)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
     f.write_all(format!("{line}\n").as_bytes())
+}
+
+/// Creates `path` as an empty 0600 file if it does not exist, and makes an existing one
+/// 0600; never through a symlink.
+pub fn create_private_file(path: &Path) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
 }
 
 /// Creates `dir` (and parents) and sets it to exactly `mode`.

@@ -252,10 +252,63 @@ impl Home {
                     }
                     if !private && mode & 0o002 != 0 {
                         problems.push(format!("{} is world-writable", path.display()));
+                    } else if !private && crate::privacy::open_to_others(mode) {
+                        problems.push(open_to_others_problem(&path, mode));
                     }
                 }
             }
         }
+        let config = self.config_file();
+        if let Some(mode) = mode_of(&config)
+            && crate::privacy::open_to_others(mode)
+        {
+            problems.push(open_to_others_problem(&config, mode));
+        }
+        let open: Vec<PathBuf> = self
+            .transcripts()
+            .into_iter()
+            .filter(|p| mode_of(p).is_some_and(crate::privacy::open_to_others))
+            .collect();
+        if let Some(first) = open.first() {
+            problems.push(format!(
+                "{} transcript(s) can be read by other users, e.g. {} ({})",
+                open.len(),
+                first.display(),
+                TIGHTEN_HINT
+            ));
+        }
         problems
     }
+
+    /// Every attempt's `transcript.log`.
+    fn transcripts(&self) -> Vec<PathBuf> {
+        let read = |dir: &Path| -> Vec<PathBuf> {
+            fs::read_dir(dir)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        read(&self.runs_dir())
+            .iter()
+            .flat_map(|task| read(task))
+            .map(|attempt| attempt.join(crate::run::TRANSCRIPT))
+            .filter(|p| p.is_file())
+            .collect()
+    }
+}
+
+/// How to fix a home that is open to others.
+pub const TIGHTEN_HINT: &str =
+    "the daemon makes the home private when it starts, or run `chmod -R go= <home>`";
+
+fn mode_of(path: &Path) -> Option<u32> {
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+fn open_to_others_problem(path: &Path, mode: u32) -> String {
+    format!(
+        "{} has mode {mode:o}: other users can read it ({TIGHTEN_HINT})",
+        path.display()
+    )
 }

@@ -17,6 +17,7 @@ pub mod home;
 pub mod hook;
 pub mod ipc;
 pub mod notify;
+pub mod privacy;
 pub mod queue;
 pub mod report;
 pub mod run;

@@ -3,6 +3,8 @@ use clap::Parser;
 use nightshift::cli::{self, Cli, CliError};
 
 fn main() {
+    // Before anything is created: the home is for its user only.
+    nightshift::privacy::restrict_umask();
     quiet_on_closed_pipe();
     let cli = Cli::parse();
     let code = match cli::run(cli) {

@@ -208,13 +208,16 @@ impl Store for FolderStore {
         for entry in fs::read_dir(&queue_dir).map_err(at(&queue_dir))? {
             let entry = entry.map_err(at(&queue_dir))?;
             let path = entry.path();
-            let Some(id) = task_id_of(&path).map(str::to_string) else {
+            let name = entry.file_name();
+            let unreadable_name = name.to_str().is_none() && looks_like_task_file(&name);
+            let Some(id) = task_id_of(&path)
+                .map(str::to_string)
+                .or_else(|| unreadable_name.then(String::new))
+            else {
                 continue;
             };
+            // Not followed: a link is looked at, never through.
             let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
             present.insert(path.clone());
             let modified = meta.modified().unwrap_or(now);
             let settled_at = modified + config.settle;
@@ -222,6 +225,21 @@ impl Store for FolderStore {
             if !complete && settled_at > now {
                 // Possibly still being written: look again once it has been quiet long enough.
                 scan.recheck_at = Some(scan.recheck_at.map_or(settled_at, |t| t.min(settled_at)));
+                continue;
+            }
+            let problem = if unreadable_name {
+                Some(format!(
+                    "the file name {name:?} is not valid UTF-8; task file names are text"
+                ))
+            } else {
+                not_a_plain_file(&meta).map(str::to_string)
+            };
+            if let Some(problem) = problem {
+                self.cache.remove(&path);
+                scan.invalid.push(Invalid {
+                    error: format!("{}: {problem}", path.display()),
+                    path,
+                });
                 continue;
             }
             let reuse = self
@@ -278,27 +296,23 @@ impl Store for FolderStore {
         report: &str,
     ) -> Result<PathBuf, StoreError> {
         let src = self.home.task_file(from, id);
-        let text = fs::read(&src).map_err(at(&src))?;
-        let text = String::from_utf8_lossy(&text);
+        let bytes = fsutil::read_not_through_link(&src).map_err(at(&src))?;
+        let text = String::from_utf8_lossy(&bytes);
         let kept = task::strip_report(&text);
-        if kept.len() == text.len() {
-            // The usual case: append. A crash mid-append leaves a partial report after the
-            // marker, which the parser ignores and the next finish replaces.
-            let mut file = fs::OpenOptions::new()
-                .append(true)
-                .open(&src)
-                .map_err(at(&src))?;
-            use std::io::Write;
-            file.write_all(report.as_bytes())
-                .and_then(|()| file.sync_data())
-                .map_err(at(&src))?;
+        // Never appended in place: the name may be a hard link to a file outside the home.
+        // A new file renamed over the name changes only the home's copy, and each step
+        // leaves a whole file.
+        let new = if kept.len() == text.len() {
+            let mut new = bytes.clone();
+            new.extend_from_slice(report.as_bytes());
+            new
         } else {
-            // Replace an earlier report (from before a retry) rather than stacking them:
-            // rewrite atomically, then move, so each step leaves a whole file.
+            // Replace an earlier report (from before a retry) rather than stacking them.
             let mut new = kept.trim_end_matches(['\n', '\r']).to_string();
             new.push_str(report);
-            fsutil::write_atomic(&src, new.as_bytes(), 0o644).map_err(at(&src))?;
-        }
+            new.into_bytes()
+        };
+        fsutil::write_atomic(&src, &new, 0o600).map_err(at(&src))?;
         let dir = self.home.state_dir(to);
         let dst = free_name(&dir, id);
         self.forget(&src, from);
@@ -323,7 +337,10 @@ impl Store for FolderStore {
     }
 
     fn reject(&mut self, path: &Path, error: &str) -> Result<PathBuf, StoreError> {
-        let id = task_id_of(path).unwrap_or("invalid");
+        let escaped = path.file_name().map(escaped_name).unwrap_or_default();
+        let id = task_id_of(path)
+            .or_else(|| escaped.strip_suffix(".md").filter(|s| !s.is_empty()))
+            .unwrap_or("invalid");
         let failed = self.home.state_dir(TaskState::Failed);
         // A duplicate of a task that exists must not take that task's id in failed/ (its
         // dependents would see it as failed): it is kept under a name that is no task id.
@@ -340,7 +357,7 @@ impl Store for FolderStore {
             free_name(&failed, id)
         };
         let err_file = error_file(&dst);
-        fsutil::write_atomic(&err_file, format!("{error}\n").as_bytes(), 0o644)
+        fsutil::write_atomic(&err_file, format!("{error}\n").as_bytes(), 0o600)
             .map_err(at(&err_file))?;
         let from = if path.parent() == Some(self.home.state_dir(TaskState::Queued).as_path()) {
             TaskState::Queued
@@ -384,6 +401,50 @@ pub fn list_state(home: &Home, state: TaskState) -> Result<Vec<(String, PathBuf)
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether a directory entry is named like a task file (`*.md`, not hidden), whatever the
+/// encoding of its name.
+fn looks_like_task_file(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    !bytes.starts_with(b".") && bytes.len() > 3 && bytes.ends_with(b".md")
+}
+
+/// A name that is not UTF-8 as text: the bytes that are not UTF-8 become `%XX`.
+fn escaped_name(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Why an entry of `queue/` (looked at without following links) cannot be a task file:
+/// nightshift reads and files only plain files with no other name, so it never changes a
+/// file outside its home.
+pub fn not_a_plain_file(meta: &fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::MetadataExt;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        Some(
+            "is a symbolic link; nightshift does not follow links in the queue (copy the file in instead)",
+        )
+    } else if kind.is_dir() {
+        Some("is a directory, not a task file")
+    } else if !kind.is_file() {
+        Some("is not a regular file (a FIFO, socket or device), not a task file")
+    } else if meta.nlink() > 1 {
+        Some(
+            "is a hard link to a file with other names; nightshift does not change files through links (copy the file in instead)",
+        )
+    } else {
+        None
+    }
 }
 
 /// Where a task with `id` is now, if anywhere.

@@ -86,7 +86,15 @@ impl TaskView {
 
 pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
     let dir = RunDir::new(home.run_dir(id, attempt));
-    let spawn: Option<SpawnRecord> = dir.read(run::SPAWN).ok().flatten();
+    // Views go to people and scripts (`--json`, the dashboard): the `env:` values are secrets.
+    let spawn: Option<SpawnRecord> =
+        dir.read::<SpawnRecord>(run::SPAWN)
+            .ok()
+            .flatten()
+            .map(|s| SpawnRecord {
+                env: crate::privacy::mask_env(&s.env),
+                ..s
+            });
     AttemptView {
         attempt,
         session: spawn.as_ref().map(|s| s.session.clone()),
@@ -102,8 +110,17 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
 }
 
 fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Option<Task>) {
-    let parsed = std::fs::read(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    // A link, folder or FIFO in the queue is not a task (the daemon sets it aside): say so,
+    // and do not read through it.
+    let not_plain = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|_| state == TaskState::Queued)
+        .and_then(|m| queue::not_a_plain_file(&m));
+    let parsed = not_plain
+        .map_or(Ok(()), |problem| {
+            Err(format!("{}: {problem}", path.display()))
+        })
+        .and_then(|()| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
         .and_then(|b| {
             String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
         })

@@ -140,7 +140,7 @@ pub fn enqueue(
     // anything: the daemon only ever sees a complete file.
     let dest = home.task_file(TaskState::Queued, id);
     let staged = home.tmp_dir().join(format!("{id}.md"));
-    fsutil::write_atomic(&staged, text.as_bytes(), 0o644)?;
+    fsutil::write_atomic(&staged, text.as_bytes(), 0o600)?;
     if let Err(e) = fsutil::move_noclobber(&staged, &dest) {
         let _ = std::fs::remove_file(&staged);
         return Err(CliError::new(exit::FAILURE, format!("{}: {e}", dest.display())).into());

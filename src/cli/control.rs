@@ -79,7 +79,7 @@ pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
                 task::strip_report(&text).trim_end(),
                 report.to_markdown(&[])
             );
-            fsutil::write_atomic(&dest, body.as_bytes(), 0o644)?;
+            fsutil::write_atomic(&dest, body.as_bytes(), 0o600)?;
             Ok(format!("cancelled {id} (it had not started)"))
         }
         Some((TaskState::Running, _)) => {
@@ -130,7 +130,7 @@ pub fn retry_task(home: &Home, id: &str) -> anyhow::Result<String> {
     fsutil::write_atomic(
         &runs.join(run::BUDGET_FROM),
         format!("{}\n", last + 1).as_bytes(),
-        0o644,
+        0o600,
     )?;
     let dest = home.task_file(TaskState::Queued, id);
     if !fsutil::move_noclobber(&path, &dest)? {

@@ -56,8 +56,13 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
             continue;
         }
         let what = format!("agent {name}");
+        // Only a known agent binary is asked its version: a custom program (a script agent)
+        // would run its whole body.
         match find_program(&program, &path) {
-            Some(p) => report(true, &what, format!("{} ({})", p.display(), version_of(&p))),
+            Some(p) if asks_version(&program) => {
+                report(true, &what, format!("{} ({})", p.display(), version_of(&p)))
+            }
+            Some(p) => report(true, &what, p.display().to_string()),
             // Only the default agent's absence is a problem; the others are optional.
             None if *name == config.default_agent => report(
                 false,
@@ -68,7 +73,10 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
         }
     }
     if home.root().exists() {
-        let perms = home.permission_problems();
+        let mut perms = home.permission_problems();
+        if let Some(p) = exposed_secrets(&home.config_file(), &config) {
+            perms.push(p);
+        }
         if perms.is_empty() {
             report(true, "home", home.root().display().to_string());
         }
@@ -110,6 +118,35 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
     })
 }
 
+/// The binaries of the built-in profiles (claude, codex, ...), which answer `--version`
+/// without doing anything else.
+fn asks_version(program: &str) -> bool {
+    crate::config::builtin_profiles()
+        .values()
+        .filter_map(|p| p.command.first())
+        .any(|known| known == program && !known.starts_with('{'))
+}
+
+/// A config file that others can read while it holds `env` values of agent profiles.
+fn exposed_secrets(file: &std::path::Path, config: &crate::config::Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    let with_env: Vec<&str> = config
+        .agents
+        .iter()
+        .filter(|(_, p)| !p.env.is_empty())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    (crate::privacy::open_to_others(mode) && !with_env.is_empty()).then(|| {
+        format!(
+            "{} holds secrets (the env of agent {}) and other users can read it (mode {mode:o}): run `chmod 600 {}`",
+            file.display(),
+            with_env.join(", "),
+            file.display()
+        )
+    })
+}
+
 fn version_of(program: &std::path::Path) -> String {
     std::process::Command::new(program)
         .arg("--version")
@@ -139,6 +176,22 @@ fn tmux_at_least(version: &str, major: u32, minor: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_known_agent_binaries_are_asked_their_version() {
+        for known in ["claude", "codex", "gemini", "aider"] {
+            assert!(super::asks_version(known), "{known}");
+        }
+        for other in [
+            "./agent.sh",
+            "/usr/bin/claude",
+            "my-agent",
+            "{nightshift}",
+            "sh",
+        ] {
+            assert!(!super::asks_version(other), "{other}");
+        }
+    }
+
     #[test]
     fn tmux_versions() {
         assert!(super::tmux_at_least("tmux 3.3a", 3, 2));

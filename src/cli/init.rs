@@ -37,14 +37,14 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
     if config_file.exists() {
         println!("kept       {} (already exists)", config_file.display());
     } else {
-        fsutil::write_new_atomic(&config_file, config::TEMPLATE.as_bytes(), 0o644)?;
+        fsutil::write_new_atomic(&config_file, config::TEMPLATE.as_bytes(), 0o600)?;
         println!("created    {}", config_file.display());
     }
     let examples = home.examples_dir();
     std::fs::create_dir_all(&examples)?;
     let example = examples.join("example-task.md");
     if !example.exists() {
-        fsutil::write_new_atomic(&example, EXAMPLE_TASK.as_bytes(), 0o644)?;
+        fsutil::write_new_atomic(&example, EXAMPLE_TASK.as_bytes(), 0o600)?;
         println!("created    {}", example.display());
     }
     println!("home       {}", home.root().display());

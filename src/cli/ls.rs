@@ -181,6 +181,8 @@ fn row(t: &TaskView) -> [String; 6] {
         TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
         TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
         TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
+        // Not a task yet: the daemon sets it aside.
+        TaskState::Queued if t.error.is_some() => "invalid".to_string(),
         s => s.as_str().to_string(),
     };
     let time = match t.state {
@@ -228,7 +230,7 @@ fn info(t: &TaskView) -> String {
     if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
-    if t.state == TaskState::Failed
+    if (t.state == TaskState::Failed || t.error.is_some())
         && let Some(reason) = t.reason()
     {
         s.push_str(&format!(

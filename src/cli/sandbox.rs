@@ -263,6 +263,11 @@ impl Sandbox {
             // A plain log file, and no link to a tmux client this command may run inside.
             .env("NO_COLOR", "1")
             .env_remove("TMUX")
+            // This process already runs under umask 077; the agents get the user's.
+            .env(
+                crate::privacy::USER_UMASK_ENV,
+                format!("{:04o}", crate::privacy::user_umask()),
+            )
             // Its own process group: Ctrl-C reaches only us, and we stop it in order.
             .process_group(0)
             .spawn()

@@ -388,7 +388,15 @@ impl StartJob {
             ),
             ("NIGHTSHIFT_ATTEMPT".into(), self.attempt.to_string()),
             ("PATH".into(), path_var.to_string_lossy().into()),
+            // The wrapper gives the agent the user's umask back (nightshift runs under 077).
+            (
+                crate::privacy::USER_UMASK_ENV.into(),
+                format!("{:04o}", crate::privacy::user_umask()),
+            ),
         ];
+        // Only these go on tmux's command line, which every local user can read in `ps`;
+        // the wrapper sets the secrets from `env:` on the agent itself (from spawn.json).
+        let session_env = env.len();
         env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
@@ -417,13 +425,16 @@ impl StartJob {
             self.dir.path().into(),
         ];
         let transcript = self.dir.transcript();
+        // Created private before tmux's `cat >>` opens it, whatever the tmux server's umask.
+        crate::fsutil::create_private_file(&transcript)
+            .map_err(|e| (format!("cannot create {}: {e}", transcript.display()), true))?;
         let died_channel = tmux::died_channel(&session, self.attempt);
         let spec = SessionSpec {
             died_channel: &died_channel,
             name: &session,
             task_id: &task.id,
             workdir: &workdir,
-            env: &env,
+            env: &env[..session_env],
             argv: &wrapper,
             transcript: &transcript,
             width: self.config.pane_width,

@@ -108,11 +108,27 @@ pub struct Daemon {
     updates: tokio::sync::watch::Sender<u64>,
 }
 
+/// A home made under a loose umask (or by an older nightshift) is made private once.
+fn tighten_home(home: &Home) {
+    match crate::privacy::tighten(home.root()) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            home = %home.root().display(),
+            "the home was readable by other users: took group and other permissions off {n} path(s)"
+        ),
+        Err(e) => tracing::warn!(
+            home = %home.root().display(),
+            "cannot make the home private: {e}"
+        ),
+    }
+}
+
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
 /// when it stops, and the next start re-adopts them.
 pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     home.ensure_layout()?;
     let _lock = home.lock()?;
+    tighten_home(&home);
     let socket = home.checked_socket()?;
     // We hold the lock, so a socket file left behind is stale.
     match std::fs::remove_file(&socket) {

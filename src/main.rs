@@ -3,10 +3,13 @@ use clap::Parser;
 use nightshift::cli::{self, Cli, CliError};
 
 fn main() {
-    // Before anything is created: the home is for its user only.
-    nightshift::privacy::restrict_umask();
     quiet_on_closed_pipe();
     let cli = Cli::parse();
+    // Before anything is created: the home is for its user only. The test agent stands in
+    // for the user's own agent, so it keeps the user's umask.
+    if !matches!(cli.command, cli::Command::TestAgent { .. }) {
+        nightshift::privacy::restrict_umask();
+    }
     let code = match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

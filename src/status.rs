@@ -110,11 +110,12 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
 }
 
 fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Option<Task>) {
-    // A link, folder or FIFO in the queue is not a task (the daemon sets it aside): say so,
-    // and do not read through it.
+    // A link, folder or FIFO is not a task (the daemon sets it aside from the queue): say
+    // so, and do not read through it (a FIFO would block). Finished files may have other
+    // names; they are no longer written.
     let not_plain = std::fs::symlink_metadata(path)
         .ok()
-        .filter(|_| state == TaskState::Queued)
+        .filter(|m| state == TaskState::Queued || !m.is_file())
         .and_then(|m| queue::not_a_plain_file(&m));
     let parsed = not_plain
         .map_or(Ok(()), |problem| {

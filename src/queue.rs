@@ -487,3 +487,109 @@ pub fn checkout_lock(task: &task::Task, config: &Config) -> Option<String> {
     let workdir = task.workdir.as_ref().or(config.workdir.as_ref())?;
     crate::git::work_tree_key(workdir).map(|k| k.to_string_lossy().into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn store() -> (tempfile::TempDir, Home, FolderStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = Home::at(dir.path());
+        home.ensure_layout().expect("layout");
+        let store = FolderStore::new(home.clone());
+        (dir, home, store)
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            Path::new("config.toml"),
+            "workdir = \"/tmp\"\nsettle = \"0s\"\n",
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn filing_a_hard_linked_task_leaves_the_other_name_untouched() -> Result<(), StoreError> {
+        let (dir, home, mut store) = store();
+        let outside = dir.path().join("outside.md");
+        let text = "# linked\n\nbody\n";
+        fs::write(&outside, text).map_err(at(&outside))?;
+        let running = home.task_file(TaskState::Running, "linked");
+        fs::hard_link(&outside, &running).map_err(at(&running))?;
+
+        let filed = store.finish(
+            "linked",
+            TaskState::Running,
+            TaskState::Done,
+            "\n<!-- report -->\n",
+        )?;
+        assert_eq!(fs::read_to_string(&outside).map_err(at(&outside))?, text);
+        let got = fs::read_to_string(&filed).map_err(at(&filed))?;
+        assert_eq!(got, format!("{text}\n<!-- report -->\n"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_symlinked_task_is_not_filed_through_its_link() -> Result<(), StoreError> {
+        let (dir, home, mut store) = store();
+        let outside = dir.path().join("outside.md");
+        fs::write(&outside, "# linked\n").map_err(at(&outside))?;
+        let running = home.task_file(TaskState::Running, "linked");
+        std::os::unix::fs::symlink(&outside, &running).map_err(at(&running))?;
+        let result = store.finish("linked", TaskState::Running, TaskState::Done, "report");
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(
+            fs::read_to_string(&outside).map_err(at(&outside))?,
+            "# linked\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_scan_sets_aside_what_is_not_a_plain_task_file() -> Result<(), StoreError> {
+        let (dir, home, mut store) = store();
+        let queue = home.state_dir(TaskState::Queued);
+        let outside = dir.path().join("outside.md");
+        fs::write(&outside, "# t\n").map_err(at(&outside))?;
+        fs::hard_link(&outside, queue.join("hard.md")).map_err(at(&queue))?;
+        std::os::unix::fs::symlink(&outside, queue.join("soft.md")).map_err(at(&queue))?;
+        fs::create_dir(queue.join("folder.md")).map_err(at(&queue))?;
+        let odd = queue.join(std::ffi::OsStr::from_bytes(b"caf\xe9.md"));
+        fs::write(&odd, "# t\n").map_err(at(&odd))?;
+        fs::write(queue.join("good.md"), "# t\n").map_err(at(&queue))?;
+        // Not task files at all: left alone, as before.
+        fs::write(queue.join(".draft.md"), "# t\n").map_err(at(&queue))?;
+        fs::write(
+            queue.join(std::ffi::OsStr::from_bytes(b"notes\xff.txt")),
+            "x",
+        )
+        .map_err(at(&queue))?;
+
+        let scan = store.scan(&config(), SystemTime::now() + config().settle)?;
+        let ids: Vec<&str> = scan.queued.iter().map(|q| q.task.id.as_str()).collect();
+        assert_eq!(ids, ["good"]);
+        let mut invalid: Vec<String> = scan
+            .invalid
+            .iter()
+            .map(|i| i.path.file_name().map(escaped_name).unwrap_or_default())
+            .collect();
+        invalid.sort();
+        assert_eq!(invalid, ["caf%E9.md", "folder.md", "hard.md", "soft.md"]);
+        for bad in &scan.invalid {
+            let moved = store.reject(&bad.path, &bad.error)?;
+            assert!(fs::symlink_metadata(&moved).is_ok(), "{}", moved.display());
+        }
+        let failed = home.state_dir(TaskState::Failed);
+        let note = fs::read_to_string(failed.join("caf%E9.error.txt")).map_err(at(&failed))?;
+        assert!(note.contains(r#""caf\xE9.md""#), "{note}");
+        assert!(
+            fs::symlink_metadata(failed.join("soft.md"))
+                .map_err(at(&failed))?
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&outside).map_err(at(&outside))?, "# t\n");
+        Ok(())
+    }
+}

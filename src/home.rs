@@ -252,17 +252,23 @@ impl Home {
                     }
                     if !private && mode & 0o002 != 0 {
                         problems.push(format!("{} is world-writable", path.display()));
-                    } else if !private && crate::privacy::open_to_others(mode) {
-                        problems.push(open_to_others_problem(&path, mode));
                     }
                 }
             }
         }
-        let config = self.config_file();
-        if let Some(mode) = mode_of(&config)
-            && crate::privacy::open_to_others(mode)
-        {
-            problems.push(open_to_others_problem(&config, mode));
+        problems
+    }
+
+    /// What other users can read (the home, its config, transcripts), for `doctor`'s
+    /// warnings.
+    pub fn readable_by_others(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for path in [self.root.clone(), self.config_file()] {
+            if let Some(mode) = mode_of(&path)
+                && crate::privacy::open_to_others(mode)
+            {
+                problems.push(open_to_others_problem(&path, mode));
+            }
         }
         let open: Vec<PathBuf> = self
             .transcripts()

@@ -74,11 +74,16 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
     }
     if home.root().exists() {
         let mut perms = home.permission_problems();
+        // A secret others can read is a failure; a readable home without one, a warning.
         if let Some(p) = exposed_secrets(&home.config_file(), &config) {
             perms.push(p);
         }
-        if perms.is_empty() {
+        let readable = home.readable_by_others();
+        if perms.is_empty() && readable.is_empty() {
             report(true, "home", home.root().display().to_string());
+        }
+        for p in readable {
+            println!("WARN {:<22} {p}", "home");
         }
         for p in perms {
             report(false, "home", p);

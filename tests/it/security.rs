@@ -329,7 +329,13 @@ fn doctor_runs_no_custom_agent_and_warns_about_a_readable_home() {
     assert!(
         out.stdout
             .lines()
-            .any(|l| l.starts_with("FAIL") && l.contains("home has mode 755")),
+            .any(|l| l.starts_with("WARN") && l.contains("home has mode 755")),
+        "{}",
+        out.stdout
+    );
+    let secret_line = out.stdout.lines().find(|l| l.contains("holds secrets"));
+    assert!(
+        secret_line.is_some_and(|l| l.starts_with("FAIL")),
         "{}",
         out.stdout
     );

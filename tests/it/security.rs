@@ -73,12 +73,15 @@ fn init_and_the_daemon_keep_the_home_private_under_umask_022() {
 
     // An existing home, then a task that runs to the end.
     let agent_file = env.path("agent-made.txt");
+    let (setup_file, check_file) = (env.path("setup-made.txt"), env.path("check-made.txt"));
     env.queue(
         "private",
         &Task::script([
             &format!("@write {} made by the agent", agent_file.display()),
             "@done all good",
-        ]),
+        ])
+        .front(&format!("setup: touch {}", setup_file.display()))
+        .front(&format!("verify: touch {}", check_file.display())),
     );
     env.start_daemon();
     assert_eq!(env.wait_finished("private"), "done");
@@ -110,6 +113,8 @@ fn init_and_the_daemon_keep_the_home_private_under_umask_022() {
     }
     // What the agent makes is the user's: their umask, not nightshift's.
     assert_eq!(mode(&agent_file), 0o644, "the agent kept the user's umask");
+    assert_eq!(mode(&setup_file), 0o644, "setup kept the user's umask");
+    assert_eq!(mode(&check_file), 0o644, "the check kept the user's umask");
     // The tightening of the old home is said once.
     let log = fs::read_to_string(env.home.join("logs/daemon.log")).unwrap();
     assert_eq!(

@@ -29,6 +29,10 @@ fn staged(path: &Path, bytes: &[u8], mode: u32) -> io::Result<tempfile::NamedTem
         .prefix(".tmp-")
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
+    // Exactly `mode`, whatever the umask: the home's files are 0600 even for a caller that
+    // never set one.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     Ok(tmp)
@@ -135,6 +139,20 @@ mod tests {
         fs::remove_file(&b)?;
         assert!(move_noclobber(&a, &b)?);
         assert!(!move_noclobber(&a, &b)?, "source is gone now");
+        Ok(())
+    }
+
+    #[test]
+    fn create_private_file_never_follows_a_symlink() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("target");
+        fs::write(&target, "keep")?;
+        let link = dir.path().join("transcript.log");
+        std::os::unix::fs::symlink(&target, &link)?;
+        assert!(create_private_file(&link).is_err());
+        let plain = dir.path().join("plain.log");
+        create_private_file(&plain)?;
+        assert_eq!(fs::metadata(&plain)?.permissions().mode() & 0o777, 0o600);
         Ok(())
     }
 

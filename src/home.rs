@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
@@ -176,7 +176,12 @@ impl Home {
             self.tmp_dir(),
             self.schedules_dir(),
         ] {
-            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            // 0700 even where no umask was set: the home is for its user only.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir))?;
         }
         let rt = self.runtime_dir();
         fsutil::create_private_dir(&rt, 0o700).map_err(io_err(&rt))?;

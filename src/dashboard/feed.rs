@@ -194,7 +194,9 @@ impl Feed {
         let Some(view) = self.views.iter().find(|v| v.id == id) else {
             return Preview::default();
         };
-        let text = std::fs::read_to_string(&view.path)
+        // Not through a link, and never blocked on a FIFO that was set aside.
+        let text = crate::fsutil::read_not_through_link(&view.path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|e| format!("{}: {e}", view.path.display()));
         let mut lines = Vec::new();
         if let Some(reason) = view.reason() {

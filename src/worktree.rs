@@ -12,7 +12,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Output, Stdio};
 
@@ -458,6 +458,9 @@ fn copy_one(repo: &Path, worktree: &Path, relative: &Path) -> Result<bool, Workt
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(io_err(&target)(e)),
     };
+    // The source's mode exactly, not narrowed by nightshift's own umask.
+    out.set_permissions(fs::Permissions::from_mode(source_meta.mode() & 0o777))
+        .map_err(io_err(&target))?;
     let mut input = fs::File::open(&source).map_err(io_err(&source))?;
     io::copy(&mut input, &mut out).map_err(io_err(&target))?;
     Ok(true)
@@ -697,7 +700,15 @@ async fn run_git_env(
     input: Option<&[u8]>,
     env: &[(&str, &str)],
 ) -> Result<Output, WorktreeError> {
-    let mut cmd = Command::new("git");
+    // Under the user's umask (nightshift's own is 077): what git writes into the user's
+    // repository and checks out into a worktree is the user's. `exec` keeps one process.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(crate::privacy::with_umask(
+            "exec git \"$@\"",
+            crate::privacy::user_umask(),
+        ))
+        .arg("git");
     cmd.envs(env.iter().copied());
     cmd.arg("-C")
         .arg(dir)

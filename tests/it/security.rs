@@ -54,7 +54,9 @@ fn open_to_others(root: &Path) -> Vec<(PathBuf, u32)> {
 fn init_and_the_daemon_keep_the_home_private_under_umask_022() {
     under_umask_022();
     // The harness made the home 0755 and config.toml 0644, as an older nightshift would.
-    let mut env = Env::new();
+    let mut env = Env::builder()
+        .config("keep_worktrees", &toml_str("always"))
+        .build();
     assert_eq!(mode(&env.home), 0o755);
 
     // A new home made by `init`.
@@ -108,9 +110,19 @@ fn init_and_the_daemon_keep_the_home_private_under_umask_022() {
         assert_eq!(mode(&path), want, "{}", path.display());
     }
     let worktrees = env.home.join("worktrees");
-    if worktrees.exists() {
-        assert_eq!(mode(&worktrees), 0o700);
-    }
+    assert_eq!(mode(&worktrees), 0o700);
+    // The worktree itself holds the user's files, checked out under the user's umask.
+    let checkout = fs::read_dir(&worktrees)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("private"))
+        .find(|p| p.is_dir())
+        .expect("the task's worktree");
+    assert_eq!(
+        mode(&checkout.join("README.md")),
+        0o644,
+        "git kept the user's umask"
+    );
     // What the agent makes is the user's: their umask, not nightshift's.
     assert_eq!(mode(&agent_file), 0o644, "the agent kept the user's umask");
     assert_eq!(mode(&setup_file), 0o644, "setup kept the user's umask");

@@ -58,8 +58,6 @@ async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[Str
     let _interrupt = signal(SignalKind::interrupt()).ok();
     let _quit = signal(SignalKind::quit()).ok();
 
-    // The environment goes on the agent itself: tmux replaces some variables given with
-    // `new-session -e` (PATH among them) with the tmux client's own.
     // nightshift runs under umask 077; the agent's files in the worktree are the user's.
     let umask = spawn
         .env
@@ -68,6 +66,8 @@ async fn supervise(dir: &RunDir, spawn: &SpawnRecord, program: &str, args: &[Str
         .and_then(|(_, v)| crate::privacy::parse_umask(v))
         .unwrap_or_else(crate::privacy::user_umask);
     crate::privacy::restore_user_umask(umask);
+    // The environment goes on the agent itself: tmux replaces some variables given with
+    // `new-session -e` (PATH among them) with the tmux client's own.
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)

@@ -12,11 +12,16 @@ impl Cleaned {
     /// For the report, e.g. "the typed prompt had 2 control sequences removed"; `None` when
     /// the text went through unchanged.
     pub fn note(&self, what: &str) -> Option<String> {
-        match self.removed {
-            0 => None,
-            1 => Some(format!("{what} had 1 control sequence removed")),
-            n => Some(format!("{what} had {n} control sequences removed")),
-        }
+        removed_note(what, self.removed)
+    }
+}
+
+/// "`what` had N control sequences removed", or `None` for none.
+pub fn removed_note(what: &str, removed: usize) -> Option<String> {
+    match removed {
+        0 => None,
+        1 => Some(format!("{what} had 1 control sequence removed")),
+        n => Some(format!("{what} had {n} control sequences removed")),
     }
 }
 

@@ -289,3 +289,61 @@ fn typed_delivery_is_cleaned_and_never_escapes_the_paste() {
         _ => Expect::Exact,
     });
 }
+
+/// A prompt that cannot be typed fails its attempt, with the reason and the prompt's size,
+/// instead of leaving the agent waiting with nothing. The fault: the tmux server is stopped
+/// (SIGSTOP) between the start and the typing, so the paste never gets an answer.
+#[test]
+fn a_prompt_that_cannot_be_typed_fails_the_attempt() {
+    let mut env = env_with(
+        "command = [\"{nightshift}\", \"test-agent\", \"--prompt-from\", \"typed\"]\n\
+         prompt = \"typed\"\ntype_delay = \"3s\"",
+    );
+    let body = "@done\n";
+    env.queue(
+        "stuck",
+        &Task::body(body).front("agent: m").front("max_attempts: 1"),
+    );
+    env.start_daemon();
+    env.wait_started("stuck", 1);
+    let out = env.tmux(&["list-sessions", "-F", "#{pid}"]);
+    let server = String::from_utf8_lossy(&out.stdout);
+    let server = server
+        .lines()
+        .next()
+        .expect("the tmux server's pid")
+        .to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &server])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {server}");
+    };
+    signal("-STOP");
+    // The paste waits for tmux's 15 s time limit, then the attempt fails. Polled by hand:
+    // the harness's diagnostics would ask the stopped server.
+    let failed = env.task_path("failed", "stuck");
+    let start = std::time::Instant::now();
+    while !failed.is_file() && start.elapsed() < std::time::Duration::from_secs(40) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    signal("-CONT");
+    assert!(
+        failed.is_file(),
+        "the attempt did not fail: {}",
+        env.diagnostics()
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.run_dir("stuck", 1).join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "cannot type the prompt ({} bytes) into the session: tmux load-buffer did not answer",
+            body.len()
+        )),
+        "{reason}"
+    );
+}

@@ -347,3 +347,28 @@ fn a_prompt_that_cannot_be_typed_fails_the_attempt() {
         "{reason}"
     );
 }
+
+/// `nightshift send` (and the dashboard's `s`) types keys: an ESC would interrupt an agent
+/// UI and a ^C would kill it, so control sequences never reach the pane, and `send` says
+/// how many it removed.
+#[test]
+fn send_types_no_control_sequences() {
+    let mut env = Env::new();
+    env.queue("ask", &Task::script(["@ask Proceed?", "@done"]));
+    env.start_daemon();
+    env.wait_until("the question is in the transcript", |env| {
+        env.transcript_has_line("ask", 1, "Proceed?")
+    });
+    let out = env.run(&["send", "ask", "yes \u{1b}[201~\u{1b}[31mplease\u{3}"]);
+    out.success();
+    assert_eq!(env.wait_finished("ask"), "done");
+    assert!(
+        env.transcript_has_line("ask", 1, "answer: yes please"),
+        "{}",
+        env.transcript("ask", 1)
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        "sent to ask (the text had 3 control sequences removed)"
+    );
+}

@@ -122,6 +122,57 @@ pub fn exec_args_limit(stack_limit: Option<u64>) -> usize {
     quarter.clamp(FLOOR, CEILING) as usize
 }
 
+/// Which kind of string broke a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecString {
+    Argument,
+    Environment,
+}
+
+impl std::fmt::Display for ExecString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecString::Argument => "an argument",
+            ExecString::Environment => "an environment variable",
+        })
+    }
+}
+
+/// Why an argv and environment cannot be executed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecLimit {
+    #[error("{kind} holds a NUL byte (at byte {at} of {len}), which cannot be passed to a program")]
+    Nul {
+        kind: ExecString,
+        at: usize,
+        len: usize,
+    },
+    #[error("{kind} is {len} bytes; the system allows at most {max} per argument")]
+    TooLong {
+        kind: ExecString,
+        len: usize,
+        max: usize,
+    },
+    #[error("the arguments and environment take {total} bytes; the system allows at most {limit}")]
+    TooBig { total: usize, limit: usize },
+}
+
+impl ExecLimit {
+    /// Whether an environment variable, not an argument, broke the limit.
+    pub fn in_environment(&self) -> bool {
+        matches!(
+            self,
+            ExecLimit::Nul {
+                kind: ExecString::Environment,
+                ..
+            } | ExecLimit::TooLong {
+                kind: ExecString::Environment,
+                ..
+            }
+        )
+    }
+}
+
 /// Why an argv cannot be executed, before trying: a NUL byte (which would cut the argument
 /// short), one string over [`MAX_ARG_STRLEN`], or the whole over `limit`. Each string costs
 /// its bytes, its NUL and a pointer.
@@ -129,32 +180,31 @@ pub fn check_exec_size<'a>(
     argv: impl IntoIterator<Item = &'a str>,
     env: impl IntoIterator<Item = &'a str>,
     limit: usize,
-) -> Result<(), String> {
+) -> Result<(), ExecLimit> {
     let mut total = 0usize;
     for (kind, s) in argv
         .into_iter()
-        .map(|s| ("argument", s))
-        .chain(env.into_iter().map(|s| ("environment variable", s)))
+        .map(|s| (ExecString::Argument, s))
+        .chain(env.into_iter().map(|s| (ExecString::Environment, s)))
     {
         if let Some(at) = s.bytes().position(|b| b == 0) {
-            return Err(format!(
-                "an {kind} holds a NUL byte (at byte {at} of {}), which cannot be passed to a program",
-                s.len()
-            ));
+            return Err(ExecLimit::Nul {
+                kind,
+                at,
+                len: s.len(),
+            });
         }
         if s.len() + 1 > MAX_ARG_STRLEN {
-            return Err(format!(
-                "an {kind} is {} bytes; the system allows at most {} per argument",
-                s.len(),
-                MAX_ARG_STRLEN - 1
-            ));
+            return Err(ExecLimit::TooLong {
+                kind,
+                len: s.len(),
+                max: MAX_ARG_STRLEN - 1,
+            });
         }
         total += s.len() + 1 + std::mem::size_of::<usize>();
     }
     if total > limit {
-        return Err(format!(
-            "the arguments and environment take {total} bytes; the system allows at most {limit}"
-        ));
+        return Err(ExecLimit::TooBig { total, limit });
     }
     Ok(())
 }
@@ -262,22 +312,29 @@ mod tests {
     fn exec_size_checks_nul_each_string_and_the_total() {
         assert_eq!(check_exec_size(["a", "b"], ["K=v"], 1000), Ok(()));
         let nul = check_exec_size(["agent", "x\0y"], [], 1 << 20).unwrap_err();
-        assert!(nul.contains("NUL byte (at byte 1 of 3)"), "{nul}");
+        assert_eq!(
+            nul.to_string(),
+            "an argument holds a NUL byte (at byte 1 of 3), which cannot be passed to a program"
+        );
+        assert!(!nul.in_environment());
         let env_nul = check_exec_size(["agent"], ["K=\0"], 1 << 20).unwrap_err();
-        assert!(env_nul.starts_with("an environment variable"), "{env_nul}");
+        assert!(env_nul.in_environment(), "{env_nul}");
         let long = "x".repeat(MAX_ARG_STRLEN);
         let one = check_exec_size(["agent", long.as_str()], [], 1 << 30).unwrap_err();
         assert_eq!(
-            one,
+            one.to_string(),
             "an argument is 131072 bytes; the system allows at most 131071 per argument"
         );
         let fits = "x".repeat(MAX_ARG_STRLEN - 1);
         assert_eq!(check_exec_size([fits.as_str()], [], 1 << 30), Ok(()));
         let many = vec![fits.as_str(); 20];
         let total = check_exec_size(many, [], 2 * 1024 * 1024).unwrap_err();
-        assert!(
-            total.contains("the system allows at most 2097152"),
-            "{total}"
+        assert_eq!(
+            total,
+            ExecLimit::TooBig {
+                total: 20 * (MAX_ARG_STRLEN + 8),
+                limit: 2 * 1024 * 1024
+            }
         );
     }
 }

@@ -431,7 +431,11 @@ impl StartJob {
         ];
         env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        check_exec_size(&argv, &env, via_argv, vars.prompt.len()).map_err(|e| (e, false))?;
+        // Whether the prompt's text is one of the arguments (not only its file's path).
+        let prompt_in_argv = via_argv
+            && (template.iter().any(|a| a.contains("{prompt}"))
+                || !template.iter().any(|a| a.contains("{prompt_file}")));
+        check_exec_size(&argv, &env, prompt_in_argv, vars.prompt.len()).map_err(|e| (e, false))?;
         let typed = profile.prompt == config::PromptVia::Typed && resume.is_none();
         let prompt_note = typed
             .then(|| crate::core::delivery::clean_typed(&self.prompt).note("the typed prompt"))
@@ -671,7 +675,7 @@ fn check_exec_size(
     let own: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let all_env = inherited.iter().chain(&own).map(String::as_str);
     delivery::check_exec_size(argv.iter().map(String::as_str), all_env, limit).map_err(|e| {
-        if prompt_in_argv && !e.starts_with("an environment variable") {
+        if prompt_in_argv && !e.in_environment() {
             format!(
                 "the prompt ({prompt_len} bytes) cannot be passed as an argument: {e}; \
                  a profile that reads it from {{prompt_file}}, stdin or typed input has no such limit"

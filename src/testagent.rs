@@ -21,8 +21,9 @@ pub const DEFAULT_MARKER: &str = "NIGHTSHIFT_DONE";
 pub struct TestAgentArgs {
     pub prompt_file: Option<PathBuf>,
     pub prompt: Option<String>,
-    /// Read the prompt from stdin: to its end (`stdin`), or as one bracketed paste followed
-    /// by Enter, the way a terminal UI takes typed input (`typed`).
+    /// Read the prompt from stdin: to its end (`stdin`), or typed into its terminal in raw
+    /// mode with bracketed paste on, up to an Enter outside the paste, the way a terminal UI
+    /// takes typed input (`typed`; see `read_pasted`).
     pub prompt_from: Option<String>,
     /// Claude Code-style hook settings: `@hook` runs the command they register, through
     /// `sh -c`, as Claude Code does.

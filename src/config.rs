@@ -109,7 +109,8 @@ pub enum PromptVia {
     Argument,
     /// On its standard input, from the prompt file (the terminal is then not its stdin).
     Stdin,
-    /// Typed into its terminal once it is up: pasted, a pause, then Enter.
+    /// Typed into its terminal once it is up: cleaned of control sequences, loaded into a
+    /// tmux buffer through stdin (no size limit), pasted, a pause, then Enter.
     Typed,
 }
 

@@ -53,6 +53,10 @@ pub struct Report {
     /// Tokens and cost, when the agent's transcript says them.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// How the prompt the agent got differs from the task's, e.g. "the typed prompt had 2
+    /// control sequences removed".
+    #[serde(default)]
+    pub prompt_note: Option<String>,
 }
 
 /// A flag raised during the attempt, and when it cleared (if it did).
@@ -101,6 +105,7 @@ impl Report {
             attention: Vec::new(),
             agent_session: None,
             usage: None,
+            prompt_note: None,
         }
     }
 
@@ -189,6 +194,9 @@ impl Report {
                 ),
             );
         }
+        if let Some(n) = &self.prompt_note {
+            row(&mut md, "prompt", n);
+        }
         if let Some(t) = &self.transcript {
             row(&mut md, "transcript", &t.display().to_string());
         }
@@ -264,6 +272,7 @@ mod tests {
                 hash: "0123456789abcdef".into(),
                 subject: "fix".into(),
             }]),
+            prompt_note: Some("the typed prompt had 2 control sequences removed".into()),
             ..Report::before_start("t", "")
         };
         let earlier = Report {
@@ -275,6 +284,10 @@ mod tests {
         assert!(md.contains("| summary | all \\| green |"), "{md}");
         assert!(md.contains("`0123456789` fix"), "{md}");
         assert!(md.contains("attempt 1: exited 1"), "{md}");
+        assert!(
+            md.contains("| prompt | the typed prompt had 2 control sequences removed |"),
+            "{md}"
+        );
         let text = format!("do it\n{md}");
         let task = crate::task::parse("t", std::path::Path::new("t.md"), &text)?;
         assert_eq!(task.prompt, "do it");

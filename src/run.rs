@@ -108,6 +108,10 @@ pub struct SpawnRecord {
     /// The task's own worktree and branch, when it runs isolated.
     #[serde(default)]
     pub worktree: Option<crate::worktree::Worktree>,
+    /// How the prompt the agent gets differs from the task's (typed prompts lose their
+    /// control sequences).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -21,8 +21,9 @@ pub const DEFAULT_MARKER: &str = "NIGHTSHIFT_DONE";
 pub struct TestAgentArgs {
     pub prompt_file: Option<PathBuf>,
     pub prompt: Option<String>,
-    /// Read the prompt from stdin: to its end (`stdin`), or as one bracketed paste followed
-    /// by Enter, the way a terminal UI takes typed input (`typed`).
+    /// Read the prompt from stdin: to its end (`stdin`), or typed into its terminal in raw
+    /// mode with bracketed paste on, up to an Enter outside the paste, the way a terminal UI
+    /// takes typed input (`typed`; see `read_pasted`).
     pub prompt_from: Option<String>,
     /// Claude Code-style hook settings: `@hook` runs the command they register, through
     /// `sh -c`, as Claude Code does.
@@ -128,40 +129,70 @@ thread_local! {
     static HOOK_SETTINGS: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Waits at a prompt for one bracketed paste and the Enter after it, as a terminal UI does.
+/// Waits at a prompt for a message, the way a terminal UI takes typed input: in raw mode,
+/// with bracketed paste on. Pasted text and typed keys fill an input box; Enter outside a
+/// paste submits it. Like Claude Code's bash mode, a box that starts with a *typed* `!`
+/// runs the rest in a shell on Enter instead: that is the harm keys arriving outside the
+/// paste can do.
 fn read_pasted() -> io::Result<Vec<u8>> {
+    crossterm::terminal::enable_raw_mode()?;
+    let read = read_message();
+    let restored = crossterm::terminal::disable_raw_mode();
+    let message = read?;
+    restored?;
+    let mut out = io::stdout();
+    writeln!(out, "\x1b[?2004l")?;
+    out.flush()?;
+    Ok(message)
+}
+
+fn read_message() -> io::Result<Vec<u8>> {
     const START: &[u8] = b"\x1b[200~";
     const END: &[u8] = b"\x1b[201~";
     let mut out = io::stdout();
     // Ask the terminal for bracketed paste, then show a prompt.
     write!(out, "\x1b[?2004h> ")?;
     out.flush()?;
-    let mut input = Vec::new();
-    let mut byte = [0u8; 1];
+    let mut input_box = Vec::new();
+    let mut in_paste = false;
+    let mut shell_mode = false;
     let stdin = io::stdin();
     let mut stdin = stdin.lock();
-    loop {
-        if io::Read::read(&mut stdin, &mut byte)? == 0 {
+    let mut byte = [0u8; 1];
+    while io::Read::read(&mut stdin, &mut byte)? != 0 {
+        let b = byte[0];
+        if !in_paste && matches!(b, b'\r' | b'\n') {
+            if shell_mode {
+                let line = String::from_utf8_lossy(&input_box[1..]).into_owned();
+                let _ = Command::new("sh")
+                    .args(["-c", &line])
+                    .stdin(Stdio::null())
+                    .status();
+                input_box.clear();
+                shell_mode = false;
+                continue;
+            }
+            if input_box.is_empty() {
+                continue;
+            }
             break;
         }
-        input.push(byte[0]);
-        let ended = input.windows(END.len()).any(|w| w == END);
-        if ended && matches!(byte[0], b'\n' | b'\r') {
-            break;
+        if !in_paste && b == b'!' && input_box.is_empty() {
+            shell_mode = true;
+        }
+        input_box.push(b);
+        for (mark, pasting) in [(START, true), (END, false)] {
+            if input_box.ends_with(mark) {
+                input_box.truncate(input_box.len() - mark.len());
+                in_paste = pasting;
+            }
         }
     }
-    writeln!(out, "\x1b[?2004l")?;
-    let text = String::from_utf8_lossy(&input).into_owned();
-    let start = String::from_utf8_lossy(START).into_owned();
-    let end = String::from_utf8_lossy(END).into_owned();
-    let body = text
-        .split_once(&start)
-        .map_or(text.as_str(), |(_, b)| b)
-        .split_once(&end)
-        .map_or(text.as_str(), |(b, _)| b)
-        .replace("\r\n", "\n")
-        .replace('\r', "\n");
-    Ok(body.into_bytes())
+    // A paste sends every line end as CR.
+    Ok(input_box
+        .into_iter()
+        .map(|b| if b == b'\r' { b'\n' } else { b })
+        .collect())
 }
 
 /// Prints the prompt line by line, flushing each, like an agent UI would.

@@ -10,6 +10,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+use crate::core::delivery::clean_typed;
+
 /// The user option on each session that names its task; re-adoption after a restart relies
 /// on it rather than on the session name.
 pub const TASK_OPTION: &str = "@nightshift_task";
@@ -281,10 +283,13 @@ impl Tmux {
     }
 
     /// Types `text` literally into the session's pane, then presses Enter. The pause lets
-    /// agent UIs that debounce input take the text before the Enter.
-    pub async fn send_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
+    /// agent UIs that debounce input take the text before the Enter. Control sequences are
+    /// taken out first ([`clean_typed`]): an ESC typed into an agent UI interrupts it, and a
+    /// sequence could steer the terminal. Returns how many were taken out.
+    pub async fn send_line(&self, name: &str, text: &str) -> Result<usize, TmuxError> {
         let target = exact_pane(name);
-        if !text.is_empty() {
+        let cleaned = clean_typed(text);
+        if !cleaned.text.is_empty() {
             self.run(
                 "send-keys",
                 &[
@@ -293,7 +298,7 @@ impl Tmux {
                     target.clone().into(),
                     "-l".into(),
                     "--".into(),
-                    text.into(),
+                    cleaned.text.into(),
                 ],
             )
             .await?;
@@ -309,26 +314,27 @@ impl Tmux {
             ],
         )
         .await?;
-        Ok(())
+        Ok(cleaned.removed)
     }
 
     /// Pastes `text` into the session's pane as one bracketed paste (so its newlines do not
     /// submit it line by line), waits, then presses Enter: agent UIs drop an Enter that
-    /// comes too soon after a paste. The text goes through a tmux buffer, never a shell.
-    pub async fn paste_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
+    /// comes too soon after a paste. Control sequences are taken out first
+    /// ([`clean_typed`]), so that nothing in the text can end the paste early and be read
+    /// as keystrokes; returns how many were. The text reaches tmux on the stdin of
+    /// `load-buffer -`, never in an argument, so its size has no limit but memory.
+    pub async fn paste_line(&self, name: &str, text: &str) -> Result<usize, TmuxError> {
         let target = exact_pane(name);
         let buffer = format!("nightshift-{name}");
-        self.run(
-            "set-buffer",
-            &[
-                "set-buffer".into(),
-                "-b".into(),
-                buffer.clone().into(),
-                "--".into(),
-                text.into(),
-            ],
-        )
-        .await?;
+        let cleaned = clean_typed(text);
+        let load: Vec<OsString> = vec![
+            "load-buffer".into(),
+            "-b".into(),
+            buffer.clone().into(),
+            "-".into(),
+        ];
+        self.run_with_input("load-buffer", &load, cleaned.text.into_bytes())
+            .await?;
         self.run(
             "paste-buffer",
             &[
@@ -353,7 +359,55 @@ impl Tmux {
             ],
         )
         .await?;
-        Ok(())
+        Ok(cleaned.removed)
+    }
+
+    /// Runs tmux with `input` on its stdin, within the same time limit as [`Tmux::run`].
+    async fn run_with_input(
+        &self,
+        what: &str,
+        args: &[OsString],
+        input: Vec<u8>,
+    ) -> Result<String, TmuxError> {
+        use tokio::io::AsyncWriteExt;
+        let run = async {
+            let mut child = self
+                .command_for(what)
+                .args(args)
+                .stdin(Stdio::piped())
+                .spawn()
+                .map_err(TmuxError::Spawn)?;
+            let mut stdin = child.stdin.take();
+            // Written while the output is read, so neither side waits on a full pipe.
+            let write = async move {
+                if let Some(stdin) = stdin.as_mut() {
+                    stdin.write_all(&input).await?;
+                    stdin.shutdown().await?;
+                }
+                drop(stdin);
+                Ok::<(), std::io::Error>(())
+            };
+            let (written, output) = tokio::join!(write, child.wait_with_output());
+            let output = output.map_err(TmuxError::Spawn)?;
+            if !output.status.success() {
+                return Err(TmuxError::Failed {
+                    command: what.to_string(),
+                    stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                });
+            }
+            written.map_err(|e| TmuxError::Failed {
+                command: what.to_string(),
+                stderr: format!("cannot write to its stdin: {e}"),
+            })?;
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        match tokio::time::timeout(TMUX_TIMEOUT, run).await {
+            Ok(result) => result,
+            Err(_) => Err(TmuxError::Timeout {
+                command: what.to_string(),
+                after: TMUX_TIMEOUT,
+            }),
+        }
     }
 
     /// Waits until the pane's process has died and tmux has read all its output, or until

@@ -46,10 +46,14 @@ pub fn send_text(home: &Home, id: &str, text: &str) -> anyhow::Result<String> {
     let config = load_config(home)?;
     let session = running_session(home, id)?;
     let tmux = Tmux::new(&config.tmux_socket);
-    runtime()?
+    let removed = runtime()?
         .block_on(tmux.send_line(&session, text))
         .map_err(|e| CliError::new(exit::FAILURE, format!("cannot type into {session}: {e}")))?;
-    Ok(format!("sent to {id}"))
+    // Say so when the text was changed: the agent did not get exactly what was typed.
+    let note = crate::core::delivery::removed_note(" (the text", removed)
+        .map(|n| format!("{n})"))
+        .unwrap_or_default();
+    Ok(format!("sent to {id}{note}"))
 }
 
 pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {

@@ -325,6 +325,9 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         if let Some(s) = &last.agent_session {
             kv("  session", &format!("{} (the agent's own)", s.session_id));
         }
+        if let Some(n) = last.spawn.as_ref().and_then(|s| s.prompt_note.as_ref()) {
+            kv("  prompt", n);
+        }
         if let Some(d) = &last.done {
             let how = match d.source {
                 crate::run::DoneSource::Command => "nightshift done",

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod completion;
+pub mod delivery;
 pub mod dispatch;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

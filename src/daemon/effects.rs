@@ -31,6 +31,39 @@ struct StartJob {
     dir: RunDir,
 }
 
+/// A prompt to type into a session once its agent is ready.
+struct TypedPrompt {
+    tmux: Tmux,
+    task_id: String,
+    session: String,
+    delay: std::time::Duration,
+    text: String,
+}
+
+impl TypedPrompt {
+    /// Agent UIs drop what is typed before they are ready: waits, then pastes. A prompt
+    /// that does not arrive fails the attempt, saying why and how big it was.
+    async fn deliver(self, attempt: u32) -> Result<(), Event> {
+        tokio::time::sleep(self.delay).await;
+        match self.tmux.paste_line(&self.session, &self.text).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let reason = format!(
+                    "cannot type the prompt ({} bytes) into the session: {e}",
+                    self.text.len()
+                );
+                tracing::warn!(task = self.task_id, attempt, "{reason}");
+                Err(Event::StartFailed {
+                    id: self.task_id,
+                    attempt,
+                    reason,
+                    retry: true,
+                })
+            }
+        }
+    }
+}
+
 /// The message a resumed agent gets.
 const RESUME_MESSAGE: &str = "nightshift: your session was interrupted (the terminal closed or the machine restarted). Carry on with the task where you left off; when it is finished, signal done as before.";
 
@@ -108,19 +141,25 @@ impl Daemon {
         };
         let tx = self.internal.clone();
         tokio::spawn(async move {
-            let event = match job.run().await {
-                Ok(()) => Event::Started { id, attempt },
+            let (event, typed) = match job.run().await {
+                Ok(typed) => (Event::Started { id, attempt }, typed),
                 Err((reason, retry)) => {
                     tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
-                    Event::StartFailed {
+                    let event = Event::StartFailed {
                         id,
                         attempt,
                         reason,
                         retry,
-                    }
+                    };
+                    (event, None)
                 }
             };
             let _ = tx.send(Internal::Core(Box::new(event)));
+            if let Some(typed) = typed
+                && let Err(event) = typed.deliver(attempt).await
+            {
+                let _ = tx.send(Internal::Core(Box::new(event)));
+            }
         });
         None
     }
@@ -300,9 +339,10 @@ impl Daemon {
 }
 
 impl StartJob {
-    /// Checks what can be checked, records the spawn, and creates the session. Errors say
-    /// whether another attempt could help.
-    async fn run(self) -> Result<(), (String, bool)> {
+    /// Checks what can be checked, records the spawn, and creates the session; returns the
+    /// prompt still to type, if the agent takes it typed. Errors say whether another attempt
+    /// could help.
+    async fn run(self) -> Result<Option<TypedPrompt>, (String, bool)> {
         let task = &self.task;
         let agent = task
             .agent
@@ -399,6 +439,18 @@ impl StartJob {
         let session_env = env.len();
         env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Whether the prompt's text is one of the arguments (not only its file's path).
+        let prompt_in_argv = via_argv
+            && (template.iter().any(|a| a.contains("{prompt}"))
+                || !template.iter().any(|a| a.contains("{prompt_file}")));
+        check_exec_size(&argv, &env, prompt_in_argv, vars.prompt.len()).map_err(|e| (e, false))?;
+        let typed = profile.prompt == config::PromptVia::Typed && resume.is_none();
+        let prompt_note = typed
+            .then(|| crate::core::delivery::clean_typed(&self.prompt).note("the typed prompt"))
+            .flatten();
+        if let Some(note) = &prompt_note {
+            self.dir.log_event(Timestamp::now(), "prompt", note);
+        }
 
         let record = SpawnRecord {
             task_id: task.id.clone(),
@@ -414,6 +466,7 @@ impl StartJob {
                 .then(|| self.dir.file(run::PROMPT)),
             resumed_session: resume.as_ref().map(|r| r.session_id.clone()),
             worktree,
+            prompt_note,
         };
         self.dir
             .write(run::SPAWN, &record)
@@ -465,17 +518,13 @@ impl StartJob {
             ),
         );
         tracing::info!(task = task.id, attempt = self.attempt, session, "started");
-        if profile.prompt == config::PromptVia::Typed && resume.is_none() {
-            // Agent UIs drop what is typed before they are ready: wait, then paste.
-            let (tmux, delay, text) = (self.tmux.clone(), profile.type_delay, self.prompt.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Err(e) = tmux.paste_line(&session, &text).await {
-                    tracing::warn!(session, "cannot type the prompt: {e}");
-                }
-            });
-        }
-        Ok(())
+        Ok(typed.then(|| TypedPrompt {
+            tmux: self.tmux.clone(),
+            task_id: task.id.clone(),
+            session,
+            delay: profile.type_delay,
+            text: self.prompt.clone(),
+        }))
     }
 
     /// The task's own worktree and branch, when it runs isolated in a git repository
@@ -617,6 +666,37 @@ pub fn find_program(program: &str, path_var: &std::ffi::OsStr) -> Option<PathBuf
         .find(|p| executable(p))
 }
 
+/// Fails before the session exists when the agent's argv and environment cannot reach
+/// `execve`: a NUL byte, one string over the kernel's limit, or the whole over it. The
+/// environment counted is this process's plus the agent's own; tmux adds a few variables.
+fn check_exec_size(
+    argv: &[String],
+    env: &[(String, String)],
+    prompt_in_argv: bool,
+    prompt_len: usize,
+) -> Result<(), String> {
+    use crate::core::delivery;
+    // Headroom for what tmux sets in the pane (TMUX, TMUX_PANE, TERM, ...).
+    const TMUX_ENV: usize = 4096;
+    let stack = rustix::process::getrlimit(rustix::process::Resource::Stack).current;
+    let limit = delivery::exec_args_limit(stack).saturating_sub(TMUX_ENV);
+    let inherited: Vec<String> = std::env::vars_os()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    let own: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let all_env = inherited.iter().chain(&own).map(String::as_str);
+    delivery::check_exec_size(argv.iter().map(String::as_str), all_env, limit).map_err(|e| {
+        if prompt_in_argv && !e.in_environment() {
+            format!(
+                "the prompt ({prompt_len} bytes) cannot be passed as an argument: {e}; \
+                 a profile that reads it from {{prompt_file}}, stdin or typed input has no such limit"
+            )
+        } else {
+            format!("the agent cannot be started: {e}")
+        }
+    })
+}
+
 /// Reads what the run left behind and describes the attempt.
 async fn attempt_report(
     dir: &RunDir,
@@ -710,6 +790,7 @@ async fn attempt_report(
         attention: attention_episodes(dir),
         agent_session: session.map(|s| s.session_id),
         usage,
+        prompt_note: spawn.and_then(|s| s.prompt_note),
     }
 }
 

@@ -330,3 +330,50 @@ fn ls_watch_prints_the_list_again_when_something_changes() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Runs `nightshift ARGS` with its stdout a pipe whose reader is already gone, as in
+/// `nightshift ARGS | head -1` once `head` has exited. Returns the status and stderr.
+fn run_into_closed_pipe(env: &Env, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let stderr = env.path("closed-pipe.stderr");
+    let mut child = env
+        .cmd(args)
+        .into_std()
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > crate::harness::DEADLINE {
+            let _ = child.kill();
+            panic!("{args:?} did not exit with its stdout closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&stderr).unwrap())
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_stdout_is_closed() {
+    let env = Env::new();
+    env.queue("q1", &Task::script(["@done"]).front("title: first task"));
+    // Before the fix, `completions` panicked in clap_complete (exit 101).
+    for args in [
+        &["completions", "bash"][..],
+        &["ls"],
+        &["ls", "--json"],
+        &["show", "q1"],
+        &["show", "q1", "--json"],
+    ] {
+        let (status, err) = run_into_closed_pipe(&env, args);
+        assert_eq!(status.code(), Some(0), "{args:?}: {status}; stderr:\n{err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} said something: {err}");
+    }
+}

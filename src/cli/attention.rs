@@ -93,6 +93,9 @@ pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
     fsutil::write_atomic(&dir.file(run::ACK), &json, 0o600)?;
     Ok(match super::ls::daemon_status(home) {
         Ok(Some(_)) => format!("acknowledged {id}"),
-        _ => format!("acknowledged {id}; the daemon is not running, and starts with fresh flags"),
+        Ok(None) => {
+            format!("acknowledged {id}; the daemon is not running, and starts with fresh flags")
+        }
+        Err(e) => format!("acknowledged {id}; {e}"),
     })
 }

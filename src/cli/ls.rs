@@ -119,7 +119,7 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
             d.pid, d.slots_used, d.max_agents, d.queued
         ),
         Ok(None) => println!("daemon: not running (start it with `nightshift daemon`){paused}"),
-        Err(e) => println!("daemon: not answering ({e})"),
+        Err(e) => println!("daemon: {e}"),
     }
     if tasks.is_empty() {
         println!(

@@ -209,7 +209,7 @@ fn header_line(model: &Model, look: &Look, next: bool, long: bool) -> Line<'stat
             spans.push(Span::raw(format!("queue {}{}", h.queued, look.dot())));
             let what = match (long, why.as_str()) {
                 (true, "not running") => "daemon down: run `nightshift daemon` (retrying)".into(),
-                (true, why) => format!("daemon not answering: {} (retrying)", look.clean(why)),
+                (true, why) => format!("{} (retrying)", look.clean(why)),
                 (false, "not running") => "daemon down (retrying)".into(),
                 (false, _) => "daemon not answering (retrying)".into(),
             };

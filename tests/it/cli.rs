@@ -377,3 +377,46 @@ fn every_command_ends_quietly_when_its_stdout_is_closed() {
         assert!(err.is_empty(), "{args:?} said something: {err}");
     }
 }
+
+#[test]
+fn a_stopped_daemon_is_not_answering_within_seconds_everywhere() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let pid = env.daemon_pid().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // A task the stopped daemon runs (it cannot notice the file): cancel must ask it.
+    env.put("running", "busy", &Task::script(["@hang"]));
+    let message = "the daemon is not answering (no answer within 2s";
+    // A generous bound: this checks that nobody waits 30 s, it is not a benchmark.
+    let limit = std::time::Duration::from_secs(10);
+    let mut said = Vec::new();
+    for args in [&["ls"][..], &["ls", "--json"], &["cancel", "busy"]] {
+        let start = std::time::Instant::now();
+        let out = env.cmd(args).timeout(limit).try_run();
+        let took = start.elapsed();
+        let Some(out) = out else {
+            signal("-CONT");
+            panic!("{args:?} still waited after {limit:?}");
+        };
+        assert!(
+            out.stdout.contains(message) || out.stderr.contains(message),
+            "{args:?} after {took:?}:\nstdout:\n{}\nstderr:\n{}",
+            out.stdout,
+            out.stderr
+        );
+        said.push(out);
+    }
+    signal("-CONT");
+    said[2].expect_code(1);
+    assert_eq!(env.state_of("busy"), Some("running"), "nothing moved");
+    let json = env.run(&["ls", "--json"]).success().json();
+    assert!(json["daemon_error"].is_null(), "answers again: {json}");
+}

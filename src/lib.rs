@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod service;
 pub mod status;
 pub mod task;
+pub mod task_id;
 pub mod templates;
 pub mod testagent;
 pub mod tmux;

@@ -420,3 +420,32 @@ fn a_stopped_daemon_is_not_answering_within_seconds_everywhere() {
     let json = env.run(&["ls", "--json"]).success().json();
     assert!(json["daemon_error"].is_null(), "answers again: {json}");
 }
+
+#[test]
+fn add_refuses_a_bad_task_id_and_suggests_one() {
+    let env = Env::new();
+    let text = Task::script(["@done"]).text();
+    for (file, extra, suggestion) in [
+        ("My Task.md", None, "my-task"),
+        ("fix:tmux.md", None, "fix-tmux"),
+        ("a..b.md", None, "a.b"),
+        ("ok.md", Some("bad id:1"), "bad-id-1"),
+    ] {
+        let path = env.path(file);
+        std::fs::write(&path, &text).unwrap();
+        let mut args = vec!["add", path.to_str().unwrap()];
+        if let Some(id) = extra {
+            args.extend(["--id", id]);
+        }
+        let out = env.run(&args);
+        // Before the fix, all four were queued (exit 0) and failed at start.
+        out.expect_code(2);
+        assert!(out.stderr.contains("not a valid task id"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("try `{suggestion}`")),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(env.ids_in("queue").is_empty(), "{:?}", env.ids_in("queue"));
+}

@@ -26,6 +26,7 @@ pub mod status;
 pub mod task;
 pub mod task_id;
 pub mod templates;
+pub mod term_text;
 pub mod testagent;
 pub mod tmux;
 pub mod trigger;

@@ -12,7 +12,9 @@ fn main() {
             let code = err
                 .downcast_ref::<CliError>()
                 .map_or(cli::exit::FAILURE, |e| e.code);
-            eprintln!("nightshift: {err:#}");
+            // Errors quote task files, ids and agents' output: cleaned for the terminal.
+            let message = nightshift::term_text::clean_text(&format!("{err:#}"));
+            eprintln!("nightshift: {message}");
             code
         }
     };

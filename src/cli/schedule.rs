@@ -88,7 +88,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 .collect();
             if json {
                 let out = serde_json::json!({ "schedules": rows, "errors": errors });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                println!("{}", crate::term_text::to_json(&out)?);
                 return Ok(exit::SUCCESS);
             }
             if all.is_empty() && errors.is_empty() {

@@ -449,3 +449,53 @@ fn add_refuses_a_bad_task_id_and_suggests_one() {
     }
     assert!(env.ids_in("queue").is_empty(), "{:?}", env.ids_in("queue"));
 }
+
+/// Characters a terminal acts on: C0 and C1 controls and DEL, but not newline and tab.
+fn terminal_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        .collect()
+}
+
+#[test]
+fn ls_and_show_print_no_escape_sequences_from_tasks() {
+    let mut env = Env::new();
+    env.start_daemon();
+    // A title that would rename the terminal window and paint it red, and escapes in the
+    // agent's commit subject and summary (which become the failure's reason).
+    let title = "\u{1b}]0;pwned\u{7}\u{1b}[31mRed\u{1b}[0m title";
+    let body = format!(
+        "# {title}\n\n@commit \u{1b}[31mred\u{1b}[0m subject\n\
+         @done --fail \u{1b}]0;x\u{7}\u{1b}[2Jsummary\u{9b}1m\u{85}line\n"
+    );
+    env.queue("shiny", &Task::body(&body).front("max_attempts: 1"));
+    assert_eq!(env.wait_finished("shiny"), "failed");
+
+    for args in [
+        &["ls"][..],
+        &["show", "shiny"],
+        &["ls", "--state", "failed"],
+    ] {
+        let out = env.run(args);
+        out.success();
+        // Before the fix, ESC and BEL went to the terminal as they were.
+        assert_eq!(
+            terminal_controls(&out.stdout),
+            Vec::<char>::new(),
+            "{args:?}:\n{}",
+            out.stdout.escape_debug()
+        );
+        assert!(out.stdout.contains("Red title"), "{args:?}: {}", out.stdout);
+        assert!(!out.stdout.contains("pwned"), "{args:?}: {}", out.stdout);
+    }
+    let show = env.run(&["show", "shiny"]);
+    assert!(show.stdout.contains("summary"), "{}", show.stdout);
+    assert!(show.stdout.contains("red subject"), "{}", show.stdout);
+
+    // JSON stays exact: its escaping makes it safe.
+    let json = env.run(&["show", "shiny", "--json"]).success().json();
+    assert_eq!(json["title"], title);
+    let ls = env.run(&["ls", "--json"]);
+    assert_eq!(ls.json()["tasks"][0]["title"], title);
+    assert_eq!(terminal_controls(&ls.stdout), Vec::<char>::new());
+}

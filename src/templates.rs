@@ -28,7 +28,7 @@ pub fn split<F: DeserializeOwned + Default>(
     let front = if yaml.trim().is_empty() {
         F::default()
     } else {
-        serde_saphyr::from_str(&yaml).map_err(|e| format!("{}: {e}", path.display()))?
+        crate::task::from_front_matter(&yaml).map_err(|e| format!("{}: {e}", path.display()))?
     };
     // The template must be a valid task, named as its runs will be (as long, too).
     let run_id = crate::schedule::file::slot_id(name, jiff::Timestamp::UNIX_EPOCH);

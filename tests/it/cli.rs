@@ -499,3 +499,23 @@ fn ls_and_show_print_no_escape_sequences_from_tasks() {
     assert_eq!(ls.json()["tasks"][0]["title"], title);
     assert_eq!(terminal_controls(&ls.stdout), Vec::<char>::new());
 }
+
+#[test]
+fn schedule_ls_prints_no_escape_sequences_from_a_bad_file() {
+    let env = Env::new();
+    let dir = env.home.join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("x\u{1b}]0;pwned\u{7}.md"),
+        "---\nwhen: \"\u{1b}[2J\"\n---\nbody\n",
+    )
+    .unwrap();
+    let out = env.run(&["schedule", "ls"]);
+    assert!(out.stdout.contains("INVALID"), "{}", out.stdout);
+    assert_eq!(
+        terminal_controls(&out.stdout),
+        Vec::<char>::new(),
+        "{}",
+        out.stdout.escape_debug()
+    );
+}

@@ -398,7 +398,12 @@ fn a_stopped_daemon_is_not_answering_within_seconds_everywhere() {
     // A generous bound: this checks that nobody waits 30 s, it is not a benchmark.
     let limit = std::time::Duration::from_secs(10);
     let mut said = Vec::new();
-    for args in [&["ls"][..], &["ls", "--json"], &["cancel", "busy"]] {
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["cancel", "busy"],
+        &["ls", "--watch"],
+    ] {
         let start = std::time::Instant::now();
         let out = env.cmd(args).timeout(limit).try_run();
         let took = start.elapsed();
@@ -416,6 +421,7 @@ fn a_stopped_daemon_is_not_answering_within_seconds_everywhere() {
     }
     signal("-CONT");
     said[2].expect_code(1);
+    said[3].expect_code(3);
     assert_eq!(env.state_of("busy"), Some("running"), "nothing moved");
     let json = env.run(&["ls", "--json"]).success().json();
     assert!(json["daemon_error"].is_null(), "answers again: {json}");

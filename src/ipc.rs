@@ -14,6 +14,10 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use crate::core::Phase;
 
 pub const PROTOCOL_VERSION: u32 = 1;
+/// How long any client (a command, the dashboard) waits for the daemon, connecting
+/// included. Its answers come from memory (status, or a cancel that only records the
+/// request), so a daemon that takes longer is stopped or stuck: say so instead of hanging.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -79,8 +83,8 @@ pub enum IpcError {
     Decode(#[from] serde_json::Error),
     #[error("the daemon closed the connection without answering")]
     Closed,
-    #[error("the daemon did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("the daemon is not answering (no answer within {0:?}; is it stopped?)")]
+    NotAnswering(Duration),
 }
 
 pub type Connection = Framed<UnixStream, LengthDelimitedCodec>;
@@ -124,32 +128,39 @@ async fn connect(socket: &Path) -> Result<Connection, IpcError> {
     Ok(frame(stream))
 }
 
+/// `exchange` within [`ANSWER_TIMEOUT`].
+async fn answered<T>(exchange: impl Future<Output = Result<T, IpcError>>) -> Result<T, IpcError> {
+    tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+        .await
+        .map_err(|_| IpcError::NotAnswering(ANSWER_TIMEOUT))?
+}
+
 /// Sends one request and waits for its answer.
 pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError> {
-    let timeout = Duration::from_secs(30);
-    let mut conn = connect(socket).await?;
-    let exchange = async {
+    answered(async {
+        let mut conn = connect(socket).await?;
         send(&mut conn, req).await?;
         receive::<Response>(&mut conn)
             .await?
             .ok_or(IpcError::Closed)
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| IpcError::Timeout(timeout))?
+    })
+    .await
 }
 
 /// Opens a subscription: after this, the daemon sends `Changed` at each change.
 pub async fn subscribe(socket: &Path) -> Result<Connection, IpcError> {
-    let mut conn = connect(socket).await?;
-    send(&mut conn, &Request::Subscribe).await?;
-    match receive::<Response>(&mut conn).await? {
-        Some(Response::Ok { .. }) => Ok(conn),
-        Some(_) => Err(IpcError::Io(io::Error::other(
-            "the daemon does not support subscriptions",
-        ))),
-        None => Err(IpcError::Closed),
-    }
+    answered(async {
+        let mut conn = connect(socket).await?;
+        send(&mut conn, &Request::Subscribe).await?;
+        match receive::<Response>(&mut conn).await? {
+            Some(Response::Ok { .. }) => Ok(conn),
+            Some(_) => Err(IpcError::Io(io::Error::other(
+                "the daemon does not support subscriptions",
+            ))),
+            None => Err(IpcError::Closed),
+        }
+    })
+    .await
 }
 
 /// Whether the connecting process belongs to the same user. The socket lives in a 0700

@@ -12,19 +12,26 @@ fn main() {
     }
     let code = match cli::run(cli) {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) && stdout_reader_gone() => cli::exit::SUCCESS,
         Err(err) => {
             let code = err
                 .downcast_ref::<CliError>()
                 .map_or(cli::exit::FAILURE, |e| e.code);
-            eprintln!("nightshift: {err:#}");
+            // Errors quote task files, ids and agents' output: cleaned for the terminal.
+            let message = nightshift::term_text::clean_text(&format!("{err:#}"));
+            eprintln!("nightshift: {message}");
             code
         }
     };
     std::process::exit(code);
 }
 
-/// `nightshift ls | head` closes stdout early; `println!` then panics. Treat that as the
-/// reader being done, like other Unix tools do, instead of printing a backtrace.
+/// `nightshift ls | head` closes stdout early: a write then fails with a broken pipe, and
+/// `println!` (or a library that writes with `expect`, like clap_complete) panics. Rust
+/// ignores SIGPIPE, and this crate forbids the `unsafe` it takes to restore it, so both ways
+/// are caught here instead: the reader being done ends the command quietly with exit 0, as
+/// ripgrep does, rather than with a backtrace (or 141, which fails `set -o pipefail` scripts
+/// that only wanted the first lines).
 fn quiet_on_closed_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -34,9 +41,30 @@ fn quiet_on_closed_pipe() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(0);
+        let pipe = message.contains("Broken pipe") || message.contains("BrokenPipe");
+        if pipe && stdout_reader_gone() {
+            std::process::exit(cli::exit::SUCCESS);
         }
         default(info);
     }));
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Whether stdout is a pipe whose reader has gone, so that a broken pipe elsewhere (the
+/// daemon's socket, a child's stdin) is still reported.
+fn stdout_reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
 }

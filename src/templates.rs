@@ -28,10 +28,11 @@ pub fn split<F: DeserializeOwned + Default>(
     let front = if yaml.trim().is_empty() {
         F::default()
     } else {
-        serde_saphyr::from_str(&yaml).map_err(|e| format!("{}: {e}", path.display()))?
+        crate::task::from_front_matter(&yaml).map_err(|e| format!("{}: {e}", path.display()))?
     };
-    // The template must be a valid task, named as its runs will be.
-    crate::task::parse(&format!("{name}@check"), path, &template).map_err(|e| e.to_string())?;
+    // The template must be a valid task, named as its runs will be (as long, too).
+    let run_id = crate::schedule::file::slot_id(name, jiff::Timestamp::UNIX_EPOCH);
+    crate::task::parse(&run_id, path, &template).map_err(|e| e.to_string())?;
     Ok((front, template))
 }
 

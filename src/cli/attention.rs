@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use crate::home::{Home, TaskState};
 use crate::run::{self, AckRecord, RunDir};
 use crate::status;
+use crate::term_text::clean_line;
 use crate::tmux::Tmux;
 use crate::{fsutil, queue};
 
@@ -25,7 +26,7 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
         .filter(|t| t.state == TaskState::Running && !t.attention.is_empty())
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&flagged)?);
+        println!("{}", crate::term_text::to_json(&flagged)?);
         return Ok(exit::SUCCESS);
     }
     if flagged.is_empty() {
@@ -34,12 +35,14 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
     }
     let tmux = Tmux::new(&config.tmux_socket);
     for t in &flagged {
-        println!("{}  {}", t.id, t.title);
+        // Ids, titles and the agent's screen lines: cleaned for the terminal.
+        let id = clean_line(&t.id, true);
+        println!("{id}  {}", clean_line(&t.title, true));
         for flag in &t.attention {
             let age = crate::task::format_duration(status::age(flag.since));
             println!("  ⚑ {} for {age}", signal_name(flag.signal));
             for line in flag.evidence.lines() {
-                println!("      {line}");
+                println!("      {}", clean_line(line, true));
             }
         }
         let session = t
@@ -48,14 +51,11 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
             .and_then(|l| l.session.clone())
             .unwrap_or_else(|| crate::tmux::session_name(&t.id));
         println!(
-            "  attach: nightshift attach {}   (or {} attach -t {session})",
-            t.id,
-            tmux.display_prefix()
+            "  attach: nightshift attach {id}   (or {} attach -t {})",
+            clean_line(&tmux.display_prefix(), true),
+            clean_line(&session, true)
         );
-        println!(
-            "  then:   nightshift ack {}   once it is back on track",
-            t.id
-        );
+        println!("  then:   nightshift ack {id}   once it is back on track");
         println!();
     }
     Ok(exit::SUCCESS)
@@ -93,6 +93,9 @@ pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
     fsutil::write_atomic(&dir.file(run::ACK), &json, 0o600)?;
     Ok(match super::ls::daemon_status(home) {
         Ok(Some(_)) => format!("acknowledged {id}"),
-        _ => format!("acknowledged {id}; the daemon is not running, and starts with fresh flags"),
+        Ok(None) => {
+            format!("acknowledged {id}; the daemon is not running, and starts with fresh flags")
+        }
+        Err(e) => format!("acknowledged {id}; {e}"),
     })
 }

@@ -72,7 +72,7 @@ pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
             "freed_bytes": freed,
             "freed": format_size(freed),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", crate::term_text::to_json(&out)?);
     } else {
         for outcome in &outcomes {
             print_outcome(outcome, args.dry_run);

@@ -112,7 +112,7 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
                 "daemon",
                 "not running (start it with `nightshift daemon`)".into(),
             ),
-            Err(e) => report(false, "daemon", format!("not answering: {e}")),
+            Err(e) => report(false, "daemon", e),
         },
         Err(e) => report(false, "socket", e.to_string()),
     }

@@ -34,7 +34,8 @@ pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
         None => match run::attempts(&home.task_runs(&args.id)).last() {
             Some(a) => *a,
             None => {
-                eprintln!("{} has not run yet", args.id);
+                let id = crate::term_text::clean_line(&args.id, true);
+                eprintln!("{id} has not run yet");
                 return Ok(exit::SUCCESS);
             }
         },

@@ -4,6 +4,7 @@ use crate::home::{Home, TaskState};
 use crate::ipc::{self, DaemonStatus, Request, Response};
 use crate::status::{self, TaskView};
 use crate::task::format_duration;
+use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
 
 use super::{CliError, exit, load_config, runtime};
@@ -105,7 +106,7 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
             Err(e) => (None, Some(e.clone())),
         };
         let out = serde_json::json!({ "daemon": status, "daemon_error": error, "tasks": tasks });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", crate::term_text::to_json(&out)?);
         return Ok(exit::SUCCESS);
     }
     let paused = if home.paused_file().exists() {
@@ -119,7 +120,7 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
             d.pid, d.slots_used, d.max_agents, d.queued
         ),
         Ok(None) => println!("daemon: not running (start it with `nightshift daemon`){paused}"),
-        Err(e) => println!("daemon: not answering ({e})"),
+        Err(e) => println!("daemon: {}", clean_line(e, true)),
     }
     if tasks.is_empty() {
         println!(
@@ -128,7 +129,11 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
         );
         return Ok(exit::SUCCESS);
     }
-    let rows: Vec<[String; 6]> = tasks.iter().map(row).collect();
+    // Ids, agents and titles come from task files: no escape sequence reaches the terminal.
+    let rows: Vec<[String; 6]> = tasks
+        .iter()
+        .map(|t| row(t).map(|cell| clean_line(&cell, true)))
+        .collect();
     let header = ["ID", "STATE", "PRI", "AGENT", "TRY", "TIME"];
     let mut widths = header.map(str::len);
     for r in &rows {
@@ -153,7 +158,10 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
         {
             text.push_str(&format!("  [{branch}]"));
         }
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &text);
+        line(
+            [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
+            &clean_line(&text, true),
+        );
     }
     Ok(exit::SUCCESS)
 }
@@ -256,10 +264,11 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         return Err(CliError::not_found(&args.id).into());
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        println!("{}", crate::term_text::to_json(&t)?);
         return Ok(exit::SUCCESS);
     }
-    let kv = |k: &str, v: &str| println!("{k:<12} {v}");
+    // Every value may come from the task file, the agent or git: cleaned for the terminal.
+    let kv = |k: &str, v: &str| println!("{k:<12} {}", clean_text(v));
     kv("id", &t.id);
     kv("title", &t.title);
     kv("state", t.state.as_str());
@@ -285,7 +294,7 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
             &format!("{} since {}", signal_name(flag.signal), flag.since),
         );
         for line in flag.evidence.lines() {
-            println!("{:<12}   {line}", "");
+            println!("{:<12}   {}", "", clean_line(line, true));
         }
     }
     if let Some(last) = &t.last {
@@ -349,12 +358,12 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
             if let Some(c) = &r.commits {
                 kv("  commits", &c.len().to_string());
                 for commit in c {
-                    println!(
-                        "{:<12}   {} {}",
-                        "",
+                    let line = format!(
+                        "{} {}",
                         commit.hash.get(..10).unwrap_or(&commit.hash),
                         commit.subject
                     );
+                    println!("{:<12}   {}", "", clean_line(&line, true));
                 }
             }
         }

@@ -172,12 +172,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
         Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "nightshift",
-                &mut std::io::stdout(),
-            );
+            // Generated whole first: clap_complete panics on a failed write, and a closed
+            // stdout must come back as an error (see main.rs).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "nightshift", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(exit::SUCCESS)
         }
         Command::Demo(args) => demo::run(args),

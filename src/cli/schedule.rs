@@ -88,7 +88,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 .collect();
             if json {
                 let out = serde_json::json!({ "schedules": rows, "errors": errors });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                println!("{}", crate::term_text::to_json(&out)?);
                 return Ok(exit::SUCCESS);
             }
             if all.is_empty() && errors.is_empty() {
@@ -116,8 +116,10 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                     s.describe
                 );
             }
+            // The file's name and its error quote the file: cleaned for the terminal.
             for (name, e) in &errors {
-                println!("{name:<20} INVALID    {e}");
+                let clean = |s: &str| crate::term_text::clean_line(s, true);
+                println!("{:<20} INVALID    {}", clean(name), clean(&e.to_string()));
             }
             Ok(exit::SUCCESS)
         }

@@ -151,8 +151,10 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                     }
                 );
             }
+            // The file's name and its error quote the file: cleaned for the terminal.
             for (name, e) in &errors {
-                println!("{name:<20} INVALID {e}");
+                let clean = |s: &str| crate::term_text::clean_line(s, true);
+                println!("{:<20} INVALID {}", clean(name), clean(&e.to_string()));
             }
             Ok(exit::SUCCESS)
         }

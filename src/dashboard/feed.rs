@@ -120,16 +120,12 @@ impl Feed {
         self.commits = commits;
         let daemon = match self.home.checked_socket() {
             Err(e) => Err(e.to_string()),
-            Ok(socket) => {
-                let ask = ipc::request(&socket, &Request::Status);
-                match tokio::time::timeout(super::ANSWER, ask).await {
-                    Ok(Ok(Response::Status(s))) => Ok(Some(s)),
-                    Ok(Ok(other)) => Err(format!("unexpected answer: {other:?}")),
-                    Ok(Err(ipc::IpcError::NotRunning)) => Ok(None),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer within {:?}", super::ANSWER)),
-                }
-            }
+            Ok(socket) => match ipc::request(&socket, &Request::Status).await {
+                Ok(Response::Status(s)) => Ok(Some(s)),
+                Ok(other) => Err(format!("unexpected answer: {other:?}")),
+                Err(ipc::IpcError::NotRunning) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
         };
         self.model(daemon.as_ref().map(Option::as_ref).map_err(Clone::clone))
     }

@@ -54,8 +54,6 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// Other running tasks' screens (for their last line) are captured at most this often.
 const LINES: Duration = Duration::from_secs(1);
 const RECONNECT: Duration = Duration::from_secs(1);
-/// How long the daemon may take to answer before it counts as not answering.
-pub const ANSWER: Duration = Duration::from_secs(2);
 
 pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -403,9 +401,10 @@ impl Dashboard {
             self.reconnect_at = Some(Instant::now() + RECONNECT);
             return;
         };
-        // A daemon that accepts but does not answer must not freeze the screen.
-        match rt.block_on(async { tokio::time::timeout(ANSWER, ipc::subscribe(&socket)).await }) {
-            Ok(Ok(conn)) => self.subscription = Some(conn),
+        // A daemon that accepts but does not answer must not freeze the screen: subscribe
+        // gives up after ipc::ANSWER_TIMEOUT.
+        match rt.block_on(ipc::subscribe(&socket)) {
+            Ok(conn) => self.subscription = Some(conn),
             _ => self.reconnect_at = Some(Instant::now() + RECONNECT),
         }
     }

@@ -101,19 +101,7 @@ pub fn write_and_queue(
 
 /// A task id from a title: lower case words joined by dashes.
 fn slug(title: &str) -> String {
-    let mut out = String::new();
-    for c in title.chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-        if out.len() >= 48 {
-            break;
-        }
-    }
-    let out = out.trim_end_matches('-').to_string();
-    if out.is_empty() { "task".into() } else { out }
+    crate::task_id::suggest(title)
 }
 
 /// `base`, or `base-2`, `base-3`… whichever no task has yet.

@@ -52,22 +52,9 @@ impl Look {
         if self.unicode { unicode } else { ascii }
     }
 
-    /// Text as this terminal can show it, one cell per character at most where it can:
-    /// tabs become spaces, control characters and emoji joiners go, flags become their
-    /// letters, and without Unicode every other character becomes `?`.
+    /// Text as this terminal can show it, on one line (see [`crate::term_text`]).
     pub fn clean(&self, s: &str) -> String {
-        s.chars()
-            .filter_map(|c| match c {
-                '\t' => Some(' '),
-                '\u{200d}' | '\u{fe00}'..='\u{fe0f}' => None,
-                '\u{1f1e6}'..='\u{1f1ff}' => {
-                    char::from_u32(u32::from(c) - 0x1f1e6 + u32::from('A'))
-                }
-                c if c.is_control() => None,
-                c if !self.unicode && !c.is_ascii() => Some('?'),
-                c => Some(c),
-            })
-            .collect()
+        crate::term_text::clean_line(s, self.unicode)
     }
 
     fn dot(&self) -> &'static str {
@@ -209,7 +196,7 @@ fn header_line(model: &Model, look: &Look, next: bool, long: bool) -> Line<'stat
             spans.push(Span::raw(format!("queue {}{}", h.queued, look.dot())));
             let what = match (long, why.as_str()) {
                 (true, "not running") => "daemon down: run `nightshift daemon` (retrying)".into(),
-                (true, why) => format!("daemon not answering: {} (retrying)", look.clean(why)),
+                (true, why) => format!("{} (retrying)", look.clean(why)),
                 (false, "not running") => "daemon down (retrying)".into(),
                 (false, _) => "daemon not answering (retrying)".into(),
             };
@@ -537,7 +524,7 @@ fn draw_preview(frame: &mut Frame, area: Rect, preview: &Preview, look: &Look) {
     }
     let text: Vec<Line> = lines
         .into_iter()
-        .map(|l| Line::raw(l.to_string()))
+        .map(|l| Line::raw(look.clean(l)))
         .collect();
     frame.render_widget(Paragraph::new(text), inner);
 }

@@ -330,3 +330,198 @@ fn ls_watch_prints_the_list_again_when_something_changes() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Runs `nightshift ARGS` with its stdout a pipe whose reader is already gone, as in
+/// `nightshift ARGS | head -1` once `head` has exited. Returns the status and stderr.
+fn run_into_closed_pipe(env: &Env, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let stderr = env.path("closed-pipe.stderr");
+    let mut child = env
+        .cmd(args)
+        .into_std()
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > crate::harness::DEADLINE {
+            let _ = child.kill();
+            panic!("{args:?} did not exit with its stdout closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&stderr).unwrap())
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_stdout_is_closed() {
+    let env = Env::new();
+    env.queue("q1", &Task::script(["@done"]).front("title: first task"));
+    // Before the fix, `completions` panicked in clap_complete (exit 101).
+    for args in [
+        &["completions", "bash"][..],
+        &["ls"],
+        &["ls", "--json"],
+        &["show", "q1"],
+        &["show", "q1", "--json"],
+    ] {
+        let (status, err) = run_into_closed_pipe(&env, args);
+        assert_eq!(status.code(), Some(0), "{args:?}: {status}; stderr:\n{err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} said something: {err}");
+    }
+}
+
+#[test]
+fn a_stopped_daemon_is_not_answering_within_seconds_everywhere() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let pid = env.daemon_pid().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // A task the stopped daemon runs (it cannot notice the file): cancel must ask it.
+    env.put("running", "busy", &Task::script(["@hang"]));
+    let message = "the daemon is not answering (no answer within 2s";
+    // A generous bound: this checks that nobody waits 30 s, it is not a benchmark.
+    let limit = std::time::Duration::from_secs(10);
+    let mut said = Vec::new();
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["cancel", "busy"],
+        &["ls", "--watch"],
+    ] {
+        let start = std::time::Instant::now();
+        let out = env.cmd(args).timeout(limit).try_run();
+        let took = start.elapsed();
+        let Some(out) = out else {
+            signal("-CONT");
+            panic!("{args:?} still waited after {limit:?}");
+        };
+        assert!(
+            out.stdout.contains(message) || out.stderr.contains(message),
+            "{args:?} after {took:?}:\nstdout:\n{}\nstderr:\n{}",
+            out.stdout,
+            out.stderr
+        );
+        said.push(out);
+    }
+    signal("-CONT");
+    said[2].expect_code(1);
+    said[3].expect_code(3);
+    assert_eq!(env.state_of("busy"), Some("running"), "nothing moved");
+    let json = env.run(&["ls", "--json"]).success().json();
+    assert!(json["daemon_error"].is_null(), "answers again: {json}");
+}
+
+#[test]
+fn add_refuses_a_bad_task_id_and_suggests_one() {
+    let env = Env::new();
+    let text = Task::script(["@done"]).text();
+    for (file, extra, suggestion) in [
+        ("My Task.md", None, "my-task"),
+        ("fix:tmux.md", None, "fix-tmux"),
+        ("a..b.md", None, "a.b"),
+        ("ok.md", Some("bad id:1"), "bad-id-1"),
+    ] {
+        let path = env.path(file);
+        std::fs::write(&path, &text).unwrap();
+        let mut args = vec!["add", path.to_str().unwrap()];
+        if let Some(id) = extra {
+            args.extend(["--id", id]);
+        }
+        let out = env.run(&args);
+        // Before the fix, all four were queued (exit 0) and failed at start.
+        out.expect_code(2);
+        assert!(out.stderr.contains("not a valid task id"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("try `{suggestion}`")),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(env.ids_in("queue").is_empty(), "{:?}", env.ids_in("queue"));
+}
+
+/// Characters a terminal acts on: C0 and C1 controls and DEL, but not newline and tab.
+fn terminal_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        .collect()
+}
+
+#[test]
+fn ls_and_show_print_no_escape_sequences_from_tasks() {
+    let mut env = Env::new();
+    env.start_daemon();
+    // A title that would rename the terminal window and paint it red, and escapes in the
+    // agent's commit subject and summary (which become the failure's reason).
+    let title = "\u{1b}]0;pwned\u{7}\u{1b}[31mRed\u{1b}[0m title";
+    let body = format!(
+        "# {title}\n\n@commit \u{1b}[31mred\u{1b}[0m subject\n\
+         @done --fail \u{1b}]0;x\u{7}\u{1b}[2Jsummary\u{9b}1m\u{85}line\n"
+    );
+    env.queue("shiny", &Task::body(&body).front("max_attempts: 1"));
+    assert_eq!(env.wait_finished("shiny"), "failed");
+
+    for args in [
+        &["ls"][..],
+        &["show", "shiny"],
+        &["ls", "--state", "failed"],
+    ] {
+        let out = env.run(args);
+        out.success();
+        // Before the fix, ESC and BEL went to the terminal as they were.
+        assert_eq!(
+            terminal_controls(&out.stdout),
+            Vec::<char>::new(),
+            "{args:?}:\n{}",
+            out.stdout.escape_debug()
+        );
+        assert!(out.stdout.contains("Red title"), "{args:?}: {}", out.stdout);
+        assert!(!out.stdout.contains("pwned"), "{args:?}: {}", out.stdout);
+    }
+    let show = env.run(&["show", "shiny"]);
+    assert!(show.stdout.contains("summary"), "{}", show.stdout);
+    assert!(show.stdout.contains("red subject"), "{}", show.stdout);
+
+    // JSON stays exact: its escaping makes it safe.
+    let json = env.run(&["show", "shiny", "--json"]).success().json();
+    assert_eq!(json["title"], title);
+    let ls = env.run(&["ls", "--json"]);
+    assert_eq!(ls.json()["tasks"][0]["title"], title);
+    assert_eq!(terminal_controls(&ls.stdout), Vec::<char>::new());
+}
+
+#[test]
+fn schedule_ls_prints_no_escape_sequences_from_a_bad_file() {
+    let env = Env::new();
+    let dir = env.home.join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("x\u{1b}]0;pwned\u{7}.md"),
+        "---\nwhen: \"\u{1b}[2J\"\n---\nbody\n",
+    )
+    .unwrap();
+    let out = env.run(&["schedule", "ls"]);
+    assert!(out.stdout.contains("INVALID"), "{}", out.stdout);
+    assert_eq!(
+        terminal_controls(&out.stdout),
+        Vec::<char>::new(),
+        "{}",
+        out.stdout.escape_debug()
+    );
+}

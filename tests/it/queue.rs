@@ -405,3 +405,24 @@ fn a_paused_queue_starts_nothing_until_resumed_and_running_agents_go_on() {
     env.run(&["resume"]).success();
     assert_eq!(env.wait_finished("late"), "done");
 }
+
+#[test]
+fn a_dropped_file_with_a_bad_id_is_set_aside_with_a_suggestion() {
+    let mut env = Env::new();
+    env.start_daemon();
+    // Before the fix, these were claimed and failed at start: "not a valid branch name".
+    for (id, suggestion) in [
+        ("My Task", "my-task"),
+        ("fix:tmux", "fix-tmux"),
+        ("a..b", "a.b"),
+    ] {
+        let text = Task::script(["@done"]).text();
+        env.queue(id, text.as_str());
+        let error = rejected(&mut env, id, text.as_bytes());
+        assert!(error.contains(&format!("{id}.md:1:")), "{error}");
+        assert!(error.contains("not a valid task id"), "{error}");
+        assert!(error.contains(&format!("try `{suggestion}`")), "{error}");
+        assert!(env.attempts(id).is_empty(), "{id} never started");
+    }
+    assert!(env.daemon_try_wait().is_none(), "the daemon died");
+}

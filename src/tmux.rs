@@ -217,7 +217,7 @@ impl Tmux {
         })
     }
 
-    /// Every session on the server. No server means no sessions.
+    /// Every session on the server. No server, or a server with no sessions, means none.
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, TmuxError> {
         const SEP: &str = "\u{1f}";
         let format = format!(
@@ -229,7 +229,7 @@ impl Tmux {
         let output = self.output("list-panes", &args).await?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            if is_no_server(&stderr) {
+            if is_no_server(&stderr) || self.has_no_sessions(&stderr).await {
                 return Ok(Vec::new());
             }
             return Err(TmuxError::Failed {
@@ -255,6 +255,21 @@ impl Tmux {
             });
         }
         Ok(sessions)
+    }
+
+    /// Whether `list-panes -a` failed only because the server is up with no session at all
+    /// (it says "no current target"): `list-sessions` confirms it by listing nothing.
+    async fn has_no_sessions(&self, stderr: &str) -> bool {
+        if !stderr.contains("no current target") && !stderr.contains("no sessions") {
+            return false;
+        }
+        let args: Vec<OsString> = ["list-sessions", "-F", "#{session_name}"]
+            .map(OsString::from)
+            .into();
+        match self.output("list-sessions", &args).await {
+            Ok(out) => out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace),
+            Err(_) => false,
+        }
     }
 
     /// Kills a session; one that is already gone is not an error.

@@ -1,0 +1,110 @@
+//! Crashes that used to leave something behind or go unnoticed: a session vanishing from a
+//! tmux server that has no sessions left, and two homes sharing one tmux server.
+
+use crate::harness::{Env, Task};
+
+/// `kill -9` each pid (a pid that is already gone is fine).
+fn kill9(pids: &[u32]) {
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Kills the attempt's wrapper and agent (so nothing records an exit), then its session,
+/// leaving the tmux server up with no session at all.
+fn vanish_leaving_an_empty_server(env: &Env, id: &str) {
+    kill9(&env.run_pids(id, 1));
+    let out = env.tmux(&["kill-session", "-t", &format!("ns-{id}")]);
+    assert!(out.status.success(), "{out:?}");
+    let out = env.tmux(&["list-sessions"]);
+    assert!(
+        out.status.success(),
+        "the server stays up (exit-empty off): {out:?}"
+    );
+    assert!(env.sessions().is_empty(), "{:?}", env.sessions());
+}
+
+fn long_task(env: &Env) -> Task {
+    let log = env.path("starts.log");
+    Task::script([
+        &format!("@append {} {{task}} {{attempt}}", log.display()),
+        "@sleep 60s",
+        "@done",
+    ])
+}
+
+#[test]
+fn a_session_vanishing_from_a_server_with_no_sessions_left_is_noticed() {
+    let mut env = Env::builder().config("rescan_interval", "\"1s\"").build();
+    env.queue("lone", &long_task(&env));
+    env.start_daemon();
+    env.wait_started("lone", 1);
+    vanish_leaving_an_empty_server(&env, "lone");
+    assert_eq!(env.wait_finished("lone"), "failed");
+    let text = env.task_text("lone");
+    assert!(text.contains("session"), "the reason says so: {text}");
+    assert!(
+        !env.daemon_log().contains("cannot list tmux sessions"),
+        "an empty server is not an error:\n{}",
+        env.daemon_log()
+    );
+}
+
+#[test]
+fn a_session_vanishing_from_an_empty_server_while_the_daemon_is_down_is_retried() {
+    let mut env = Env::builder().config("rescan_interval", "\"1s\"").build();
+    env.queue("lone", &long_task(&env).front("max_attempts: 2"));
+    env.start_daemon();
+    env.wait_started("lone", 1);
+    env.kill9_daemon();
+    vanish_leaving_an_empty_server(&env, "lone");
+    env.start_daemon();
+    env.wait_started("lone", 2);
+    assert_eq!(env.attempts("lone"), vec![1, 2]);
+    assert_eq!(env.lines_of("starts.log"), vec!["lone 1", "lone 2"]);
+    assert!(
+        !env.daemon_log().contains("cannot list tmux sessions"),
+        "an empty server is not an error:\n{}",
+        env.daemon_log()
+    );
+}
+
+#[test]
+fn two_homes_on_one_tmux_server_leave_each_other_alone() {
+    let mut first = Env::new();
+    let shared = first.tmux_socket();
+    let mut second = Env::builder()
+        .config(
+            "tmux_socket",
+            &crate::harness::toml_str(&shared.to_string_lossy()),
+        )
+        .config("rescan_interval", "\"1s\"")
+        .build();
+    let quick = |env: &Env, sleep: &str| {
+        let log = env.path("starts.log");
+        Task::script([
+            &format!("@append {} {{task}} {{attempt}}", log.display()),
+            &format!("@sleep {sleep}"),
+            "@done",
+        ])
+    };
+    first.queue("alpha", &quick(&first, "5s"));
+    first.start_daemon();
+    first.wait_started("alpha", 1);
+    second.queue("beta", &quick(&second, "1s"));
+    second.start_daemon();
+    second.wait_started("beta", 1);
+    // The second daemon has recovered and rescanned tmux by now.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        first.has_session("ns-alpha"),
+        "the other home's session survives: {:?}\n{}",
+        first.sessions(),
+        second.daemon_log()
+    );
+    assert_eq!(second.wait_finished("beta"), "done");
+    assert_eq!(first.wait_finished("alpha"), "done");
+    assert_eq!(first.lines_of("starts.log"), vec!["alpha 1"]);
+}

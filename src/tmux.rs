@@ -14,6 +14,10 @@ use tokio::process::Command;
 /// on it rather than on the session name.
 pub const TASK_OPTION: &str = "@nightshift_task";
 
+/// The user option on each session that names the home it belongs to (its canonical path):
+/// a daemon touches only its own home's sessions, even on a tmux server shared with another.
+pub const HOME_OPTION: &str = "@nightshift_home";
+
 /// The longest any tmux command may take.
 const TMUX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -53,6 +57,8 @@ pub const SCOPE_ENV: &str = "NIGHTSHIFT_TMUX_SCOPE";
 pub struct SessionSpec<'a> {
     pub name: &'a str,
     pub task_id: &'a str,
+    /// The home's identity ([`home_id`]), stored in [`HOME_OPTION`].
+    pub home: &'a str,
     pub workdir: &'a Path,
     pub env: &'a [(String, String)],
     pub argv: &'a [OsString],
@@ -75,6 +81,8 @@ pub struct SessionInfo {
     pub name: String,
     /// The `@nightshift_task` option; empty for sessions nightshift did not make.
     pub task_id: String,
+    /// The `@nightshift_home` option; empty for sessions made before homes were recorded.
+    pub home: String,
     pub pane_dead: bool,
     pub pane_pid: u32,
 }
@@ -197,6 +205,7 @@ impl Tmux {
             // channel the daemon can wait on (`wait-for` remembers a signal nobody waited for).
             vec!["set-hook", "-t", &target, "pane-died", &died],
             vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
+            vec!["set-option", "-t", &target, HOME_OPTION, spec.home],
             // Keep the server up between tasks: restarting it costs every pickup, and a new
             // session could race a server that is shutting down.
             vec!["set-option", "-g", "exit-empty", "off"],
@@ -221,7 +230,7 @@ impl Tmux {
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, TmuxError> {
         const SEP: &str = "\u{1f}";
         let format = format!(
-            "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}"
+            "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}{SEP}#{{{HOME_OPTION}}}"
         );
         let args: Vec<OsString> = ["list-panes", "-a", "-F", &format]
             .map(OsString::from)
@@ -240,7 +249,7 @@ impl Tmux {
         let mut sessions: Vec<SessionInfo> = Vec::new();
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             let fields: Vec<&str> = line.split(SEP).collect();
-            let [name, task, dead, pid] = fields[..] else {
+            let [name, task, dead, pid, home] = fields[..] else {
                 continue;
             };
             // One pane per session; if a person split it, the first pane is the agent.
@@ -250,6 +259,7 @@ impl Tmux {
             sessions.push(SessionInfo {
                 name: name.to_string(),
                 task_id: task.to_string(),
+                home: home.to_string(),
                 pane_dead: dead == "1",
                 pane_pid: pid.parse().unwrap_or(0),
             });
@@ -486,12 +496,33 @@ pub fn session_name(task_id: &str) -> String {
     if clean == task_id {
         format!("ns-{clean}")
     } else {
-        // FNV-1a: tiny and stable across releases, unlike std's hasher.
-        let hash = task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        format!("ns-{clean}-{:08x}", hash as u32)
+        format!("ns-{clean}-{:08x}", stable_hash(task_id.as_bytes()) as u32)
     }
+}
+
+/// FNV-1a: tiny and stable across releases, unlike std's hasher.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A home's identity on a tmux server: its canonical path (as given, if it cannot be
+/// resolved, e.g. before `init` creates it).
+pub fn home_id(home: &Path) -> String {
+    home.canonicalize()
+        .unwrap_or_else(|_| home.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The tmux server a home uses when its config names none: one per home, so two homes never
+/// share a server (and each other's sessions) by accident.
+pub fn default_socket(home: &Path) -> String {
+    format!(
+        "nightshift-{:08x}",
+        stable_hash(home_id(home).as_bytes()) as u32
+    )
 }
 
 /// Quotes a string for a POSIX shell: `'…'` with embedded quotes closed and escaped.
@@ -511,6 +542,22 @@ mod tests {
         assert_ne!(a, b);
         assert!(!a.contains('.') && !a.contains(':'));
         assert!(session_name("nightly@2026-11-24T02:00Z").starts_with("ns-nightly_2026"));
+    }
+
+    #[test]
+    fn each_home_gets_its_own_default_socket() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a)?;
+        std::fs::create_dir(&b)?;
+        assert_ne!(default_socket(&a), default_socket(&b));
+        assert!(default_socket(&a).starts_with("nightshift-"));
+        // The same home reached another way is the same server.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&a, &link)?;
+        assert_eq!(default_socket(&link), default_socket(&a));
+        assert_eq!(default_socket(&a.join(".")), default_socket(&a));
+        Ok(())
     }
 
     #[test]

@@ -418,10 +418,12 @@ impl StartJob {
         ];
         let transcript = self.dir.transcript();
         let died_channel = tmux::died_channel(&session, self.attempt);
+        let home_id = tmux::home_id(self.home.root());
         let spec = SessionSpec {
             died_channel: &died_channel,
             name: &session,
             task_id: &task.id,
+            home: &home_id,
             workdir: &workdir,
             env: &env,
             argv: &wrapper,
@@ -434,7 +436,9 @@ impl StartJob {
         }
         let spawned = match self.tmux.spawn_session(&spec).await {
             Err(TmuxError::Failed { stderr, .. }) if stderr.contains("duplicate session") => {
-                // A leftover from an earlier attempt: it is ours to replace.
+                // A leftover from an earlier attempt: it is ours to replace, unless another
+                // home on the same tmux server runs a task of the same name.
+                self.check_not_foreign(&session, &home_id).await?;
                 let _ = self.tmux.kill_session(&session).await;
                 self.tmux.spawn_session(&spec).await
             }
@@ -465,6 +469,22 @@ impl StartJob {
             });
         }
         Ok(())
+    }
+
+    /// Fails the start when the session named `session` belongs to another home.
+    async fn check_not_foreign(&self, session: &str, home_id: &str) -> Result<(), (String, bool)> {
+        let sessions = self.tmux.list_sessions().await.unwrap_or_default();
+        match sessions.iter().find(|s| s.name == session) {
+            Some(s) if !s.home.is_empty() && s.home != home_id => Err((
+                format!(
+                    "the tmux session {session} on `{}` belongs to the home {}; give this task another id or this home another tmux_socket",
+                    self.tmux.display_prefix(),
+                    s.home
+                ),
+                true,
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The task's own worktree and branch, when it runs isolated in a git repository

@@ -73,6 +73,8 @@ pub struct Daemon {
     home: Home,
     config: Config,
     tmux: Tmux,
+    /// This home's identity on the tmux server ([`crate::tmux::home_id`]).
+    home_id: String,
     store: FolderStore,
     state: State,
     watch: Watch,
@@ -192,6 +194,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     };
     let mut d = Daemon {
         tmux: Tmux::new(&config.tmux_socket),
+        home_id: crate::tmux::home_id(home.root()),
         store: FolderStore::new(home.clone()),
         state: State::new(settings),
         watch,

@@ -53,11 +53,16 @@ pub fn classify(
 }
 
 impl Daemon {
-    /// The sessions on nightshift's tmux server, or `None` when tmux could not say: then no
-    /// decision may assume a session is gone.
+    /// This home's sessions on nightshift's tmux server, or `None` when tmux could not say:
+    /// then no decision may assume a session is gone. Another home's sessions on the same
+    /// server are not listed; untagged ones (made before homes were recorded) are, so their
+    /// tasks can be re-adopted, but they are never closed as orphans.
     async fn sessions(&self) -> Option<Vec<SessionInfo>> {
         match self.tmux.list_sessions().await {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                s.retain(|s| s.home.is_empty() || s.home == self.home_id);
+                Some(s)
+            }
             Err(e) => {
                 tracing::warn!("cannot list tmux sessions, so no session counts as gone: {e}");
                 None
@@ -267,6 +272,7 @@ impl Daemon {
         let running: BTreeSet<&str> = self.state.running().map(|r| r.task.id.as_str()).collect();
         for s in sessions {
             if s.task_id.is_empty()
+                || s.home.is_empty()
                 || running.contains(s.task_id.as_str())
                 || self.state.owns_session(&s.name)
             {

@@ -196,6 +196,8 @@ impl Daemon {
         }
         let earlier = earlier_reports(&self.home, id, report.attempt);
         let md = report.to_markdown(&earlier);
+        // Recorded before the filing, so a crash in between cannot forget it.
+        let tidy_at = self.record_tidy(id, &dir, to);
         let filed = match self.store.finish(id, from, to, &md) {
             Ok(dst) => {
                 dir.log_event(Timestamp::now(), to.as_str(), &report.reason);
@@ -208,7 +210,9 @@ impl Daemon {
                     None => report.reason.clone(),
                 };
                 self.notify(event, id, format!("nightshift: {id} {verdict}"), why);
-                self.tidy_worktree(&dir, to);
+                if let Some(at) = tidy_at {
+                    self.tidy.add(at, dir.path().to_path_buf());
+                }
                 let state = to.as_str();
                 tracing::info!(task = id, "{state}: {} ({})", report.reason, dst.display());
                 true
@@ -242,39 +246,41 @@ impl Daemon {
         }
     }
 
-    /// Removes a finished task's worktree unless it is to be kept (its branch always stays).
-    /// After the grace period, when its agent has left; a worktree that is not clean stays.
-    fn tidy_worktree(&self, dir: &RunDir, outcome: TaskState) {
+    /// Records that a finished task's worktree is to be removed, unless it is to be kept (its
+    /// branch always stays), and returns when: after the grace period, when its agent has
+    /// left. A worktree that is not clean stays even then.
+    fn record_tidy(&self, id: &str, dir: &RunDir, outcome: TaskState) -> Option<Timestamp> {
         let keep = match self.config.keep_worktrees {
             config::KeepWorktrees::Always => true,
             config::KeepWorktrees::Failure => outcome != TaskState::Done,
             config::KeepWorktrees::Never => false,
         };
-        let Some(wt) = dir
+        let wt = dir
             .read::<SpawnRecord>(run::SPAWN)
             .ok()
             .flatten()
-            .and_then(|s| s.worktree)
-        else {
-            return;
-        };
+            .and_then(|s| s.worktree)?;
         if keep {
-            return;
+            return None;
         }
         // After the grace period, plus the 5 s the pane wrapper gives an agent after a hangup.
         let wait = self.config.grace_period + std::time::Duration::from_secs(8);
-        let dir = RunDir::new(dir.path());
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            match crate::worktree::remove(&wt.path, false).await {
-                Ok(()) => dir.log_event(
-                    Timestamp::now(),
-                    "worktree",
-                    &format!("removed {} (branch {} kept)", wt.path.display(), wt.branch),
-                ),
-                Err(e) => tracing::info!("keeping the worktree {}: {e}", wt.path.display()),
+        let due_at = Timestamp::now()
+            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+            .unwrap_or_else(|_| Timestamp::now());
+        let record = super::tidy::TidyRecord {
+            task_id: id.to_string(),
+            worktree: wt.path,
+            branch: wt.branch,
+            due_at,
+        };
+        match dir.write(super::tidy::TIDY, &record) {
+            Ok(()) => Some(due_at),
+            Err(e) => {
+                tracing::warn!(task = id, "cannot record the worktree's removal: {e}");
+                None
             }
-        });
+        }
     }
 
     pub(super) fn file_requeued(&mut self, id: &str, report: &Report) {

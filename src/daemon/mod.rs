@@ -10,6 +10,7 @@ pub use schedules::read_all as read_schedules;
 mod recover;
 mod schedules;
 mod tail;
+mod tidy;
 mod triggers;
 mod watch;
 
@@ -106,6 +107,8 @@ pub struct Daemon {
     exe: PathBuf,
     schedules: schedules::Schedules,
     triggers: triggers::Triggers,
+    /// Finished tasks' worktrees waiting for their removal (recorded in their run folders).
+    tidy: tidy::Pending,
     /// Bumped after every step, for subscribers (`Request::Subscribe`).
     updates: tokio::sync::watch::Sender<u64>,
 }
@@ -216,6 +219,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         exe,
         schedules: Default::default(),
         triggers: Default::default(),
+        tidy: Default::default(),
         updates,
         home,
         config,
@@ -230,6 +234,10 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let paused = d.home.paused_file().exists();
     d.step(Event::Paused(paused));
     d.recover().await;
+    // After recovery, which files what finished before the crash (and records its removal).
+    for (at, dir) in tidy::recorded(&d.home) {
+        d.tidy.add(at, dir);
+    }
     d.run_schedules();
     d.load_triggers();
 
@@ -289,6 +297,9 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                 }
                 if d.triggers.next_at.is_some_and(|at| at <= Timestamp::now()) {
                     d.fire_triggers();
+                }
+                for dir in d.tidy.take_due(Timestamp::now()) {
+                    tokio::spawn(tidy::finish(d.home.clone(), dir));
                 }
                 if Instant::now() >= next_rescan {
                     next_rescan = Instant::now() + rescan_every;
@@ -407,9 +418,13 @@ impl Daemon {
                 .unwrap_or(Duration::ZERO);
             wake = wake.min(d + Duration::from_millis(5));
         }
-        for at in [self.schedules.next_at, self.triggers.next_at]
-            .into_iter()
-            .flatten()
+        for at in [
+            self.schedules.next_at,
+            self.triggers.next_at,
+            self.tidy.next_at(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
             wake = wake.min(d);

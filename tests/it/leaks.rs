@@ -108,3 +108,115 @@ fn two_homes_on_one_tmux_server_leave_each_other_alone() {
     assert_eq!(first.wait_finished("alpha"), "done");
     assert_eq!(first.lines_of("starts.log"), vec!["alpha 1"]);
 }
+
+// ----- worktrees and branches of finished tasks -----
+
+/// The worktree an attempt ran in, from its spawn record.
+fn worktree_of(env: &Env, id: &str, attempt: u32) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(env.run_dir(id, attempt).join("spawn.json")).unwrap();
+    let spawn: serde_json::Value = serde_json::from_str(&text).unwrap();
+    spawn["worktree"]["path"].as_str().unwrap().into()
+}
+
+fn has_branch(env: &Env, branch: &str) -> bool {
+    env.git(&["branch", "--list", branch]).contains(branch)
+}
+
+#[test]
+fn a_done_tasks_worktree_is_removed_even_when_the_daemon_is_killed_before_it_was() {
+    let mut env = Env::new();
+    env.queue("tidy", &Task::script(["@write out.txt 1", "@done"]));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("tidy"), "done");
+    let wt = worktree_of(&env, "tidy", 1);
+    assert!(wt.is_dir(), "kept through the grace period");
+    env.kill9_daemon();
+    env.start_daemon();
+    env.wait_until("the worktree is removed after the restart", |_| {
+        !wt.exists()
+    });
+    assert!(has_branch(&env, "nightshift/tidy"), "the branch stays");
+}
+
+#[test]
+fn a_resumed_tasks_worktree_is_removed_after_a_restart_too() {
+    let mut env = Env::builder()
+        .config_tail(
+            "[agents.resumable]\n\
+             command = [\"{nightshift}\", \"test-agent\", \"--prompt-file\", \"{prompt_file}\"]\n\
+             preamble = false\n\
+             resume_command = [\"sh\", \"-c\", \"nightshift done --summary resumed\", \"{session_id}\"]\n",
+        )
+        .build();
+    env.queue(
+        "again",
+        &Task::script(["@hook SessionStart", "@hang"]).front("agent: resumable"),
+    );
+    env.start_daemon();
+    env.wait_until("the agent's session is known", |e| {
+        e.run_dir("again", 1).join("session.json").exists()
+            && e.run_dir("again", 1).join("started.json").exists()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = env.tmux(&["kill-session", "-t", "=ns-again"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(env.wait_finished("again"), "done");
+    assert!(env.run_dir("again", 2).join("resumed.json").exists());
+    let wt = worktree_of(&env, "again", 2);
+    assert!(wt.is_dir());
+    env.kill9_daemon();
+    env.start_daemon();
+    env.wait_until("the resumed task's worktree is removed", |_| !wt.exists());
+}
+
+#[test]
+fn clean_deletes_merged_branches_whose_worktrees_are_gone_and_nothing_else() {
+    let mut env = Env::new();
+    env.queue("merged", &Task::script(["@done"]));
+    env.queue("unmerged", &Task::script(["@commit work", "@done"]));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("merged"), "done");
+    assert_eq!(env.wait_finished("unmerged"), "done");
+    env.queue("live", &Task::script(["@hang"]));
+    env.wait_started("live", 1);
+    for id in ["merged", "unmerged"] {
+        let wt = worktree_of(&env, id, 1);
+        env.git(&["worktree", "remove", "--force", &wt.to_string_lossy()]);
+    }
+    for b in [
+        "nightshift/merged",
+        "nightshift/unmerged",
+        "nightshift/live",
+    ] {
+        assert!(has_branch(&env, b), "{b}");
+    }
+    let dry = env.run(&["clean", "--dry-run"]);
+    dry.success();
+    assert!(
+        dry.stdout
+            .contains("would delete branch nightshift/merged (merged)"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        has_branch(&env, "nightshift/merged"),
+        "a dry run deletes nothing"
+    );
+    let out = env.run(&["clean"]);
+    out.success();
+    assert!(
+        out.stdout
+            .contains("deleted branch nightshift/merged (merged)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!has_branch(&env, "nightshift/merged"));
+    assert!(
+        has_branch(&env, "nightshift/unmerged"),
+        "unmerged work stays"
+    );
+    assert!(
+        has_branch(&env, "nightshift/live"),
+        "a live task's branch stays"
+    );
+}

@@ -96,9 +96,22 @@ pub async fn run_commands(
     timeout: Duration,
     env: &[(String, String)],
 ) -> Vec<CommandResult> {
+    run_commands_recorded(commands, dir, timeout, env, None).await
+}
+
+/// [`run_commands`], with the running command's process group recorded in `record` (a
+/// file, removed when the command ends), so that a daemon started after a crash can kill
+/// whatever the last one left running: see [`kill_recorded`].
+pub async fn run_commands_recorded(
+    commands: &[String],
+    dir: &Path,
+    timeout: Duration,
+    env: &[(String, String)],
+    record: Option<&Path>,
+) -> Vec<CommandResult> {
     let mut results = Vec::with_capacity(commands.len());
     for command in commands {
-        let result = run_command(command, dir, timeout, env).await;
+        let result = run_command(command, dir, timeout, env, record).await;
         let passed = result.passed();
         results.push(result);
         if !passed {
@@ -113,6 +126,7 @@ async fn run_command(
     dir: &Path,
     timeout: Duration,
     env: &[(String, String)],
+    record: Option<&Path>,
 ) -> CommandResult {
     let started = Instant::now();
     let finish = |exit_code, timed_out, output_tail| CommandResult {
@@ -122,14 +136,31 @@ async fn run_command(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         output_tail,
     };
-    let (child, output) = match spawn(command, dir, env) {
+    let mut env = env.to_vec();
+    if let Some(record) = record {
+        // Marks every process of the check, so only they are ever killed by the record.
+        env.push((CHECK_ENV.into(), record.to_string_lossy().into_owned()));
+    }
+    let (child, output) = match spawn(command, dir, &env) {
         Ok(spawned) => spawned,
         Err(e) => {
             let message = format!("cannot run `sh -c` in {}: {e}", dir.display());
             return finish(None, false, message);
         }
     };
+    if let (Some(record), Some(pid)) = (record, child.id()) {
+        // The shell leads its own group, so its pid is the group's id.
+        if let Err(e) = crate::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600) {
+            tracing::warn!(
+                "cannot record the check's process group in {}: {e}",
+                record.display()
+            );
+        }
+    }
     let (status, timed_out, mut tail) = supervise(child, output, timeout).await;
+    if let Some(record) = record {
+        let _ = std::fs::remove_file(record);
+    }
     let exit_code = match &status {
         Ok(s) => s.code(),
         Err(_) => None,
@@ -245,6 +276,79 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         kill_group(self.0);
     }
+}
+
+/// The environment variable naming a recorded check's record file, in each of its processes.
+const CHECK_ENV: &str = "NIGHTSHIFT_CHECK";
+
+/// How long [`kill_recorded`] waits for a killed group to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(3);
+
+/// Kills the process group a check left running when its daemon died (recorded by
+/// [`run_commands_recorded`] in `record`), waits until it is gone, and removes the record.
+/// Only processes that carry the record in their environment count, so a group id reused
+/// since is never killed. Returns how many kills it sent.
+pub async fn kill_recorded(record: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return 0;
+    };
+    let mark = format!("{CHECK_ENV}={}", record.to_string_lossy());
+    let members = || {
+        text.trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(Pid::from_raw)
+            .map(|pgid| group_members(pgid, &mark))
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    let mut killed = 0;
+    loop {
+        let live = members();
+        if live.is_empty() || started.elapsed() > KILL_WAIT {
+            break;
+        }
+        // Again each round: a member may have started another before it died.
+        for pid in &live {
+            // ESRCH: gone already.
+            let _ = rustix::process::kill_process(*pid, Signal::KILL);
+        }
+        killed += live.len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_file(record);
+    killed
+}
+
+/// The live (not zombie) processes in group `pgid` whose environment holds `mark`.
+fn group_members(pgid: Pid, mark: &str) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(Pid::from_raw)
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+            else {
+                return false;
+            };
+            // After the parenthesised command name: state, ppid, pgrp.
+            let mut fields = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .split_whitespace();
+            let state = fields.next().unwrap_or("Z");
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+            state != "Z" && state != "X" && pgrp == Some(pgid.as_raw_nonzero().get())
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{}/environ", pid.as_raw_nonzero()))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .collect()
 }
 
 /// The last [`TAIL_BYTES`] bytes of a stream.
@@ -546,5 +650,51 @@ mod tests {
         assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
         assert_eq!(last_lines("", 3), "");
         assert_eq!(last_lines("a\n", 0), "");
+    }
+
+    /// A recorded group id that now belongs to processes without the record's mark (the id
+    /// was reused) is left alone; the check's own processes are killed, children included.
+    #[tokio::test]
+    async fn kill_recorded_kills_only_the_checks_own_processes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let record = tmp.path().join("check-group");
+        use std::os::unix::process::CommandExt;
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        std::fs::write(&record, format!("{}\n", stranger.id())).expect("record");
+        assert_eq!(kill_recorded(&record).await, 0);
+        assert!(
+            !process_gone(&stranger.id().to_string()),
+            "a stranger survives"
+        );
+        assert!(!record.exists(), "the record is used up");
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+
+        let pids = tmp.path().join("pids");
+        let command = format!(
+            "sleep 30 & echo $! > {}; echo $$ >> {0}; wait",
+            pids.display()
+        );
+        let check = {
+            let (cmds, dir, record) = (cmds(&[&command]), tmp.path().to_path_buf(), record.clone());
+            tokio::spawn(async move {
+                run_commands_recorded(&cmds, &dir, Duration::from_secs(60), &[], Some(&record))
+                    .await
+            })
+        };
+        while std::fs::read_to_string(&pids).map_or(0, |t| t.lines().count()) < 2
+            || !record.exists()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(kill_recorded(&record).await >= 2);
+        let text = std::fs::read_to_string(&pids).expect("pids");
+        assert!(text.lines().all(process_gone), "{text}");
+        let results = check.await.expect("joined");
+        assert!(!results[0].passed());
     }
 }

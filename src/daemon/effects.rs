@@ -528,11 +528,12 @@ impl StartJob {
                 Err(e) => return Err((format!("cannot copy .worktreeinclude files: {e}"), false)),
             }
             if !task.setup.is_empty() {
-                let results = crate::checks::run_commands(
+                let results = crate::checks::run_commands_recorded(
                     &task.setup,
                     &wt.workdir,
                     self.config.setup_timeout,
                     &[],
+                    Some(&self.dir.file(run::CHECK_GROUP)),
                 )
                 .await;
                 if let Err(e) = self.dir.write(run::SETUP, &results) {
@@ -886,7 +887,15 @@ impl CheckJob {
                     ("NIGHTSHIFT_TASK_ID".to_string(), self.id.clone()),
                     ("NIGHTSHIFT_ATTEMPT".to_string(), self.attempt.to_string()),
                 ];
-                crate::checks::run_commands(&self.commands, w, self.timeout, &env).await
+                let record = self.dir.file(run::CHECK_GROUP);
+                crate::checks::run_commands_recorded(
+                    &self.commands,
+                    w,
+                    self.timeout,
+                    &env,
+                    Some(&record),
+                )
+                .await
             }
             (None, false) => Vec::new(),
         };

@@ -94,6 +94,12 @@ impl Daemon {
             let runs_dir = self.home.task_runs(&id);
             let (last, counted) = run::attempt_counts(&runs_dir);
             let dir = RunDir::new(self.home.run_dir(&id, last));
+            // A setup or check the dead daemon ran must be gone before anything runs again
+            // in the same worktree.
+            let killed = crate::checks::kill_recorded(&dir.file(run::CHECK_GROUP)).await;
+            if killed > 0 {
+                tracing::info!(task = id, "killed a check left running by the last daemon");
+            }
             // The attempt was decided but the file not moved (killed in between, or the move
             // failed): file it now, as decided. A retry goes on below as a new attempt.
             if last > 0

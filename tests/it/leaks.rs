@@ -220,3 +220,59 @@ fn clean_deletes_merged_branches_whose_worktrees_are_gone_and_nothing_else() {
         "a live task's branch stays"
     );
 }
+
+// ----- checks that outlive their daemon -----
+
+/// `pid` lines of the ledger with this tag (`start`, `child`, `end`).
+fn ledger_pids(env: &Env, tag: &str) -> Vec<u32> {
+    env.lines_of("ledger.log")
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("{tag} ")))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_check_left_running_by_a_killed_daemon_is_gone_before_the_next_one_starts() {
+    let mut env = Env::new();
+    let ledger = env.path("ledger.log");
+    let l = ledger.display();
+    // The shell, and a child of it (as `cargo` runs `rustc`): both must go.
+    let verify =
+        format!("echo start $$ >> {l}; sleep 3 & echo child $! >> {l}; wait; echo end $$ >> {l}");
+    env.queue(
+        "checked",
+        &Task::script(["@done"]).front(&format!("verify: '{verify}'")),
+    );
+    env.start_daemon();
+    env.wait_until("the check runs", |e| ledger_pids(e, "child").len() == 1);
+    env.kill9_daemon();
+    let old: Vec<u32> = [ledger_pids(&env, "start"), ledger_pids(&env, "child")].concat();
+    assert!(
+        old.iter().all(|&p| crate::harness::pid_alive(p)),
+        "the old check still runs while no daemon is up"
+    );
+    env.start_daemon();
+    env.wait_until("the check runs again", |e| {
+        ledger_pids(e, "start").len() == 2
+    });
+    // The new check has started: nothing of the old one may be alive.
+    for pid in &old {
+        assert!(
+            !crate::harness::pid_alive(*pid),
+            "process {pid} of the old check overlaps the new one\n{:?}",
+            env.lines_of("ledger.log")
+        );
+    }
+    assert_eq!(env.wait_finished("checked"), "done");
+    assert_eq!(
+        ledger_pids(&env, "end"),
+        vec![ledger_pids(&env, "start")[1]],
+        "only the new check ran to its end"
+    );
+    let all: Vec<u32> = [ledger_pids(&env, "start"), ledger_pids(&env, "child")].concat();
+    assert!(
+        all.iter().all(|&p| !crate::harness::pid_alive(p)),
+        "no check process remains"
+    );
+}

@@ -99,19 +99,28 @@ pub async fn run_commands(
     run_commands_recorded(commands, dir, timeout, env, None).await
 }
 
-/// [`run_commands`], with the running command's process group recorded in `record` (a
-/// file, removed when the command ends), so that a daemon started after a crash can kill
-/// whatever the last one left running: see [`kill_recorded`].
+/// How the daemon ties the commands it runs to its own life.
+#[derive(Debug, Clone, Copy)]
+pub struct Tie<'a> {
+    /// The file recording the running command's process group (removed when it ends), so a
+    /// daemon started after a crash can kill whatever the last one left: [`kill_recorded`].
+    pub record: &'a Path,
+    /// The nightshift binary: its `__check-guard` makes the shell die with the daemon
+    /// ([`guard`]).
+    pub guard: Option<&'a Path>,
+}
+
+/// [`run_commands`], tied to the daemon's life by `tie`.
 pub async fn run_commands_recorded(
     commands: &[String],
     dir: &Path,
     timeout: Duration,
     env: &[(String, String)],
-    record: Option<&Path>,
+    tie: Option<Tie<'_>>,
 ) -> Vec<CommandResult> {
     let mut results = Vec::with_capacity(commands.len());
     for command in commands {
-        let result = run_command(command, dir, timeout, env, record).await;
+        let result = run_command(command, dir, timeout, env, tie).await;
         let passed = result.passed();
         results.push(result);
         if !passed {
@@ -126,7 +135,7 @@ async fn run_command(
     dir: &Path,
     timeout: Duration,
     env: &[(String, String)],
-    record: Option<&Path>,
+    tie: Option<Tie<'_>>,
 ) -> CommandResult {
     let started = Instant::now();
     let finish = |exit_code, timed_out, output_tail| CommandResult {
@@ -137,11 +146,12 @@ async fn run_command(
         output_tail,
     };
     let mut env = env.to_vec();
-    if let Some(record) = record {
+    if let Some(tie) = tie {
         // Marks every process of the check, so only they are ever killed by the record.
-        env.push((CHECK_ENV.into(), record.to_string_lossy().into_owned()));
+        env.push((CHECK_ENV.into(), tie.record.to_string_lossy().into_owned()));
     }
-    let (child, output) = match spawn(command, dir, &env) {
+    let record = tie.map(|t| t.record);
+    let (child, output) = match spawn(command, dir, &env, tie.and_then(|t| t.guard)) {
         Ok(spawned) => spawned,
         Err(e) => {
             let message = format!("cannot run `sh -c` in {}: {e}", dir.display());
@@ -185,11 +195,22 @@ fn spawn(
     command: &str,
     dir: &Path,
     env: &[(String, String)],
+    guard: Option<&Path>,
 ) -> io::Result<(Child, pipe::Receiver)> {
     let (reader, writer) = io::pipe()?;
     // Registered before the spawn, so no failure after it can leave a process behind.
     let output = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
-    let mut cmd = Command::new("sh");
+    let mut cmd = match guard {
+        Some(guard) => {
+            let mut c = Command::new(guard);
+            c.arg(GUARD_COMMAND)
+                .arg(rustix::process::getpid().as_raw_nonzero().to_string())
+                .arg("--")
+                .arg("sh");
+            c
+        }
+        None => Command::new("sh"),
+    };
     cmd.arg("-c")
         .arg(command)
         .current_dir(dir)
@@ -276,6 +297,40 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         kill_group(self.0);
     }
+}
+
+/// The hidden subcommand that runs [`guard`].
+pub const GUARD_COMMAND: &str = "__check-guard";
+
+/// `nightshift __check-guard DAEMON_PID -- PROGRAM ARGS…`: arranges to be killed when the
+/// daemon dies, then becomes PROGRAM (the same process, so the same process group). Only
+/// the shell itself is reached this way; what it started is killed by [`kill_recorded`]
+/// when the next daemon starts. Returns an exit code when PROGRAM cannot be run.
+pub fn guard(daemon: u32, argv: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    // The signal comes when the thread that started this process ends: one of the daemon's
+    // runtime workers, which live as long as the daemon does.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
+        eprintln!("nightshift: cannot tie the check to the daemon: {e}");
+        return 126;
+    }
+    // The daemon may have died before the signal was set: then nothing would come.
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    if parent.and_then(|p| u32::try_from(p).ok()) != Some(daemon) {
+        eprintln!("nightshift: the daemon (pid {daemon}) is gone; not running the check");
+        return 126;
+    }
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("nightshift: {GUARD_COMMAND}: no program to run");
+        return 2;
+    };
+    let error = std::process::Command::new(program).args(args).exec();
+    eprintln!(
+        "nightshift: cannot run {}: {error}",
+        program.to_string_lossy()
+    );
+    127
 }
 
 /// The environment variable naming a recorded check's record file, in each of its processes.
@@ -682,8 +737,11 @@ mod tests {
         let check = {
             let (cmds, dir, record) = (cmds(&[&command]), tmp.path().to_path_buf(), record.clone());
             tokio::spawn(async move {
-                run_commands_recorded(&cmds, &dir, Duration::from_secs(60), &[], Some(&record))
-                    .await
+                let tie = Tie {
+                    record: &record,
+                    guard: None,
+                };
+                run_commands_recorded(&cmds, &dir, Duration::from_secs(60), &[], Some(tie)).await
             })
         };
         while std::fs::read_to_string(&pids).map_or(0, |t| t.lines().count()) < 2

@@ -533,7 +533,10 @@ impl StartJob {
                     &wt.workdir,
                     self.config.setup_timeout,
                     &[],
-                    Some(&self.dir.file(run::CHECK_GROUP)),
+                    Some(crate::checks::Tie {
+                        record: &self.dir.file(run::CHECK_GROUP),
+                        guard: Some(&self.exe),
+                    }),
                 )
                 .await;
                 if let Err(e) = self.dir.write(run::SETUP, &results) {
@@ -841,6 +844,8 @@ pub struct VerifyRound {
 /// What a check job needs, taken from the daemon's state.
 pub(super) struct CheckJob {
     pub id: String,
+    /// The nightshift binary, which ties the checks to the daemon's life.
+    pub exe: PathBuf,
     pub attempt: u32,
     pub round: u32,
     pub rounds: u32,
@@ -887,13 +892,16 @@ impl CheckJob {
                     ("NIGHTSHIFT_TASK_ID".to_string(), self.id.clone()),
                     ("NIGHTSHIFT_ATTEMPT".to_string(), self.attempt.to_string()),
                 ];
-                let record = self.dir.file(run::CHECK_GROUP);
+                let tie = crate::checks::Tie {
+                    record: &self.dir.file(run::CHECK_GROUP),
+                    guard: Some(&self.exe),
+                };
                 crate::checks::run_commands_recorded(
                     &self.commands,
                     w,
                     self.timeout,
                     &env,
-                    Some(&record),
+                    Some(tie),
                 )
                 .await
             }

@@ -870,6 +870,7 @@ impl Daemon {
             Action::Check { id, attempt, round } => {
                 let run = self.state.run(&id)?;
                 let job = effects::CheckJob {
+                    exe: self.exe.clone(),
                     dir: RunDir::new(self.home.run_dir(&id, attempt)),
                     commands: run.task.verify.clone(),
                     timeout: run

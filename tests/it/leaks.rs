@@ -239,7 +239,7 @@ fn a_check_left_running_by_a_killed_daemon_is_gone_before_the_next_one_starts() 
     let l = ledger.display();
     // The shell, and a child of it (as `cargo` runs `rustc`): both must go.
     let verify =
-        format!("echo start $$ >> {l}; sleep 3 & echo child $! >> {l}; wait; echo end $$ >> {l}");
+        format!("echo start $$ >> {l}; sleep 5 & echo child $! >> {l}; wait; echo end $$ >> {l}");
     env.queue(
         "checked",
         &Task::script(["@done"]).front(&format!("verify: '{verify}'")),
@@ -248,9 +248,18 @@ fn a_check_left_running_by_a_killed_daemon_is_gone_before_the_next_one_starts() 
     env.wait_until("the check runs", |e| ledger_pids(e, "child").len() == 1);
     env.kill9_daemon();
     let old: Vec<u32> = [ledger_pids(&env, "start"), ledger_pids(&env, "child")].concat();
+    // The shell dies with its daemon; what it started is out of the signal's reach.
+    let shell = old[0];
+    env.wait_until("the check's shell dies with the daemon", |_| {
+        !crate::harness::pid_alive(shell)
+    });
     assert!(
-        old.iter().all(|&p| crate::harness::pid_alive(p)),
-        "the old check still runs while no daemon is up"
+        ledger_pids(&env, "end").is_empty(),
+        "the shell was killed, it did not run to its end"
+    );
+    assert!(
+        crate::harness::pid_alive(old[1]),
+        "the shell's child is still there"
     );
     env.start_daemon();
     env.wait_until("the check runs again", |e| {

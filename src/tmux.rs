@@ -282,6 +282,21 @@ impl Tmux {
         }
     }
 
+    /// A variable of the session's environment (as set with `-e` at its creation).
+    pub async fn session_env(&self, name: &str, var: &str) -> Option<String> {
+        let args: Vec<OsString> = vec![
+            "show-environment".into(),
+            "-t".into(),
+            exact_session(name).into(),
+            var.into(),
+        ];
+        let out = self.run("show-environment", &args).await.ok()?;
+        out.trim_end()
+            .strip_prefix(var)?
+            .strip_prefix('=')
+            .map(String::from)
+    }
+
     /// Kills a session; one that is already gone is not an error.
     pub async fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
         match self
@@ -515,6 +530,9 @@ pub fn home_id(home: &Path) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The server every home shared by default before each had its own.
+pub const LEGACY_SOCKET: &str = "nightshift";
 
 /// The tmux server a home uses when its config names none: one per home, so two homes never
 /// share a server (and each other's sessions) by accident.

@@ -233,6 +233,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     );
     let paused = d.home.paused_file().exists();
     d.step(Event::Paused(paused));
+    d.stay_on_legacy_server().await;
     d.recover().await;
     // After recovery, which files what finished before the crash (and records its removal).
     for (at, dir) in tidy::recorded(&d.home) {

@@ -15,7 +15,7 @@ use crate::queue::Store;
 use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::task;
-use crate::tmux::SessionInfo;
+use crate::tmux::{SessionInfo, Tmux};
 
 /// What the records and tmux say about a task's latest attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,46 @@ impl Daemon {
             Err(e) => {
                 tracing::warn!("cannot list tmux sessions, so no session counts as gone: {e}");
                 None
+            }
+        }
+    }
+
+    /// Agents started before homes had their own tmux server run on the old shared one: while
+    /// any of this home's running tasks has its session there, the daemon stays on that
+    /// server, so they are re-adopted instead of judged gone and run a second time.
+    pub(super) async fn stay_on_legacy_server(&mut self) {
+        if self.config.tmux_socket != crate::tmux::default_socket(self.home.root()) {
+            return;
+        }
+        let legacy = Tmux::new(crate::tmux::LEGACY_SOCKET);
+        let Ok(sessions) = legacy.list_sessions().await else {
+            return;
+        };
+        let root = self.home.root().to_string_lossy().into_owned();
+        for s in sessions
+            .iter()
+            .filter(|s| s.home.is_empty() && !s.task_id.is_empty())
+        {
+            if !self
+                .home
+                .task_file(TaskState::Running, &s.task_id)
+                .is_file()
+            {
+                continue;
+            }
+            if legacy
+                .session_env(&s.name, "NIGHTSHIFT_HOME")
+                .await
+                .as_deref()
+                == Some(&root)
+            {
+                tracing::warn!(
+                    "agents started before the upgrade run on `{}`: staying on it until they are done (restart the daemon afterwards to move to `{}`)",
+                    legacy.display_prefix(),
+                    self.tmux.display_prefix()
+                );
+                self.tmux = legacy;
+                return;
             }
         }
     }

@@ -285,3 +285,66 @@ fn a_check_left_running_by_a_killed_daemon_is_gone_before_the_next_one_starts() 
         "no check process remains"
     );
 }
+
+/// tmux on the old shared default server (`-L nightshift`), kept inside the test's temp dir
+/// by `TMUX_TMPDIR`; killed when dropped.
+struct LegacyServer {
+    tmpdir: std::path::PathBuf,
+}
+
+impl LegacyServer {
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .env("TMUX_TMPDIR", &self.tmpdir)
+            .env_remove("TMUX")
+            .args(["-L", "nightshift"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for LegacyServer {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+#[test]
+fn agents_on_the_old_shared_server_are_re_adopted_after_the_upgrade() {
+    let mut env = Env::builder()
+        .config("tmux_socket", "\"nightshift\"")
+        .build();
+    let legacy = LegacyServer {
+        tmpdir: env.root.clone(),
+    };
+    let tmpdir = env.root.to_string_lossy().into_owned();
+    let vars = [("TMUX_TMPDIR", tmpdir.as_str())];
+    let log = env.path("starts.log");
+    env.queue(
+        "old",
+        &Task::script([
+            &format!("@append {} {{task}} {{attempt}}", log.display()),
+            "@sleep 3s",
+            "@done",
+        ]),
+    );
+    env.spawn_daemon(&vars);
+    env.wait_daemon_ready();
+    env.wait_started("old", 1);
+    env.kill9_daemon();
+    // As an older nightshift left it: no home on the session, and no socket in the config.
+    let out = legacy.tmux(&["set-option", "-u", "-t", "=ns-old:", "@nightshift_home"]);
+    assert!(out.status.success(), "{out:?}");
+    let config = std::fs::read_to_string(env.home.join("config.toml")).unwrap();
+    let config: String = config
+        .lines()
+        .filter(|l| !l.starts_with("tmux_socket"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(env.home.join("config.toml"), config).unwrap();
+    env.spawn_daemon(&vars);
+    env.wait_daemon_ready();
+    assert_eq!(env.wait_finished("old"), "done");
+    assert_eq!(env.lines_of("starts.log"), vec!["old 1"], "not run twice");
+}

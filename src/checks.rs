@@ -106,7 +106,8 @@ pub struct Tie<'a> {
     /// daemon started after a crash can kill whatever the last one left: [`kill_recorded`].
     pub record: &'a Path,
     /// The nightshift binary: its `__check-guard` makes the shell die with the daemon
-    /// ([`guard`]).
+    /// ([`guard`]). The death signal follows the thread that spawned it, so run these only
+    /// on the runtime's worker threads (not `spawn_blocking`, whose threads end when idle).
     pub guard: Option<&'a Path>,
 }
 

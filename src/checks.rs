@@ -96,9 +96,32 @@ pub async fn run_commands(
     timeout: Duration,
     env: &[(String, String)],
 ) -> Vec<CommandResult> {
+    run_commands_recorded(commands, dir, timeout, env, None).await
+}
+
+/// How the daemon ties the commands it runs to its own life.
+#[derive(Debug, Clone, Copy)]
+pub struct Tie<'a> {
+    /// The file recording the running command's process group (removed when it ends), so a
+    /// daemon started after a crash can kill whatever the last one left: [`kill_recorded`].
+    pub record: &'a Path,
+    /// The nightshift binary: its `__check-guard` makes the shell die with the daemon
+    /// ([`guard`]). The death signal follows the thread that spawned it, so run these only
+    /// on the runtime's worker threads (not `spawn_blocking`, whose threads end when idle).
+    pub guard: Option<&'a Path>,
+}
+
+/// [`run_commands`], tied to the daemon's life by `tie`.
+pub async fn run_commands_recorded(
+    commands: &[String],
+    dir: &Path,
+    timeout: Duration,
+    env: &[(String, String)],
+    tie: Option<Tie<'_>>,
+) -> Vec<CommandResult> {
     let mut results = Vec::with_capacity(commands.len());
     for command in commands {
-        let result = run_command(command, dir, timeout, env).await;
+        let result = run_command(command, dir, timeout, env, tie).await;
         let passed = result.passed();
         results.push(result);
         if !passed {
@@ -113,6 +136,7 @@ async fn run_command(
     dir: &Path,
     timeout: Duration,
     env: &[(String, String)],
+    tie: Option<Tie<'_>>,
 ) -> CommandResult {
     let started = Instant::now();
     let finish = |exit_code, timed_out, output_tail| CommandResult {
@@ -122,14 +146,32 @@ async fn run_command(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         output_tail,
     };
-    let (child, output) = match spawn(command, dir, env) {
+    let mut env = env.to_vec();
+    if let Some(tie) = tie {
+        // Marks every process of the check, so only they are ever killed by the record.
+        env.push((CHECK_ENV.into(), tie.record.to_string_lossy().into_owned()));
+    }
+    let record = tie.map(|t| t.record);
+    let (child, output) = match spawn(command, dir, &env, tie.and_then(|t| t.guard)) {
         Ok(spawned) => spawned,
         Err(e) => {
             let message = format!("cannot run `sh -c` in {}: {e}", dir.display());
             return finish(None, false, message);
         }
     };
+    if let (Some(record), Some(pid)) = (record, child.id()) {
+        // The shell leads its own group, so its pid is the group's id.
+        if let Err(e) = crate::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600) {
+            tracing::warn!(
+                "cannot record the check's process group in {}: {e}",
+                record.display()
+            );
+        }
+    }
     let (status, timed_out, mut tail) = supervise(child, output, timeout).await;
+    if let Some(record) = record {
+        let _ = std::fs::remove_file(record);
+    }
     let exit_code = match &status {
         Ok(s) => s.code(),
         Err(_) => None,
@@ -154,11 +196,22 @@ fn spawn(
     command: &str,
     dir: &Path,
     env: &[(String, String)],
+    guard: Option<&Path>,
 ) -> io::Result<(Child, pipe::Receiver)> {
     let (reader, writer) = io::pipe()?;
     // Registered before the spawn, so no failure after it can leave a process behind.
     let output = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
-    let mut cmd = Command::new("sh");
+    let mut cmd = match guard {
+        Some(guard) => {
+            let mut c = Command::new(guard);
+            c.arg(GUARD_COMMAND)
+                .arg(rustix::process::getpid().as_raw_nonzero().to_string())
+                .arg("--")
+                .arg("sh");
+            c
+        }
+        None => Command::new("sh"),
+    };
     cmd.arg("-c")
         // nightshift itself runs under umask 077; what a check or setup command creates in
         // the worktree is the user's, with the user's umask.
@@ -250,6 +303,113 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         kill_group(self.0);
     }
+}
+
+/// The hidden subcommand that runs [`guard`].
+pub const GUARD_COMMAND: &str = "__check-guard";
+
+/// `nightshift __check-guard DAEMON_PID -- PROGRAM ARGS…`: arranges to be killed when the
+/// daemon dies, then becomes PROGRAM (the same process, so the same process group). Only
+/// the shell itself is reached this way; what it started is killed by [`kill_recorded`]
+/// when the next daemon starts. Returns an exit code when PROGRAM cannot be run.
+pub fn guard(daemon: u32, argv: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    // The signal comes when the thread that started this process ends: one of the daemon's
+    // runtime workers, which live as long as the daemon does.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
+        eprintln!("nightshift: cannot tie the check to the daemon: {e}");
+        return 126;
+    }
+    // The daemon may have died before the signal was set: then nothing would come.
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    if parent.and_then(|p| u32::try_from(p).ok()) != Some(daemon) {
+        eprintln!("nightshift: the daemon (pid {daemon}) is gone; not running the check");
+        return 126;
+    }
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("nightshift: {GUARD_COMMAND}: no program to run");
+        return 2;
+    };
+    let error = std::process::Command::new(program).args(args).exec();
+    eprintln!(
+        "nightshift: cannot run {}: {error}",
+        program.to_string_lossy()
+    );
+    127
+}
+
+/// The environment variable naming a recorded check's record file, in each of its processes.
+const CHECK_ENV: &str = "NIGHTSHIFT_CHECK";
+
+/// How long [`kill_recorded`] waits for a killed group to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(3);
+
+/// Kills the process group a check left running when its daemon died (recorded by
+/// [`run_commands_recorded`] in `record`), waits until it is gone, and removes the record.
+/// Only processes that carry the record in their environment count, so a group id reused
+/// since is never killed. Returns how many kills it sent.
+pub async fn kill_recorded(record: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return 0;
+    };
+    let mark = format!("{CHECK_ENV}={}", record.to_string_lossy());
+    let members = || {
+        text.trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(Pid::from_raw)
+            .map(|pgid| group_members(pgid, &mark))
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    let mut killed = 0;
+    loop {
+        let live = members();
+        if live.is_empty() || started.elapsed() > KILL_WAIT {
+            break;
+        }
+        // Again each round: a member may have started another before it died.
+        for pid in &live {
+            // ESRCH: gone already.
+            let _ = rustix::process::kill_process(*pid, Signal::KILL);
+        }
+        killed += live.len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_file(record);
+    killed
+}
+
+/// The live (not zombie) processes in group `pgid` whose environment holds `mark`.
+fn group_members(pgid: Pid, mark: &str) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(Pid::from_raw)
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+            else {
+                return false;
+            };
+            // After the parenthesised command name: state, ppid, pgrp.
+            let mut fields = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .split_whitespace();
+            let state = fields.next().unwrap_or("Z");
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+            state != "Z" && state != "X" && pgrp == Some(pgid.as_raw_nonzero().get())
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{}/environ", pid.as_raw_nonzero()))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .collect()
 }
 
 /// The last [`TAIL_BYTES`] bytes of a stream.
@@ -551,5 +711,54 @@ mod tests {
         assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
         assert_eq!(last_lines("", 3), "");
         assert_eq!(last_lines("a\n", 0), "");
+    }
+
+    /// A recorded group id that now belongs to processes without the record's mark (the id
+    /// was reused) is left alone; the check's own processes are killed, children included.
+    #[tokio::test]
+    async fn kill_recorded_kills_only_the_checks_own_processes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let record = tmp.path().join("check-group");
+        use std::os::unix::process::CommandExt;
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        std::fs::write(&record, format!("{}\n", stranger.id())).expect("record");
+        assert_eq!(kill_recorded(&record).await, 0);
+        assert!(
+            !process_gone(&stranger.id().to_string()),
+            "a stranger survives"
+        );
+        assert!(!record.exists(), "the record is used up");
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+
+        let pids = tmp.path().join("pids");
+        let command = format!(
+            "sleep 30 & echo $! > {}; echo $$ >> {0}; wait",
+            pids.display()
+        );
+        let check = {
+            let (cmds, dir, record) = (cmds(&[&command]), tmp.path().to_path_buf(), record.clone());
+            tokio::spawn(async move {
+                let tie = Tie {
+                    record: &record,
+                    guard: None,
+                };
+                run_commands_recorded(&cmds, &dir, Duration::from_secs(60), &[], Some(tie)).await
+            })
+        };
+        while std::fs::read_to_string(&pids).map_or(0, |t| t.lines().count()) < 2
+            || !record.exists()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(kill_recorded(&record).await >= 2);
+        let text = std::fs::read_to_string(&pids).expect("pids");
+        assert!(text.lines().all(process_gone), "{text}");
+        let results = check.await.expect("joined");
+        assert!(!results[0].passed());
     }
 }

@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(deserialize_with = "opt_duration", serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
     /// tmux server: a name (`tmux -L`) or, if it contains `/`, a socket path (`tmux -S`).
+    /// Unset (empty), [`Config::parse`] gives each home its own: see
+    /// [`crate::tmux::default_socket`].
     pub tmux_socket: String,
     /// A line starting with this marker in the agent's output means "done".
     pub done_marker: String,
@@ -265,7 +267,7 @@ impl Default for Config {
             workdir: None,
             max_attempts: 1,
             timeout: None,
-            tmux_socket: "nightshift".into(),
+            tmux_socket: String::new(),
             done_marker: "NIGHTSHIFT_DONE".into(),
             grace_period: Duration::from_secs(10),
             settle: Duration::from_secs(1),
@@ -381,6 +383,11 @@ impl Config {
             path: path.into(),
             message: e.to_string().trim().to_string(),
         })?;
+        if config.tmux_socket.is_empty() {
+            // The config file lives in the home it configures.
+            let home = path.parent().unwrap_or(Path::new("."));
+            config.tmux_socket = crate::tmux::default_socket(home);
+        }
         let mut agents = builtin_profiles();
         agents.append(&mut config.agents);
         config.agents = agents;
@@ -657,8 +664,10 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # Wall-clock limit per attempt when the task does not set `timeout:` (e.g. "2h", "45m").
 # timeout = "4h"
 
-# The tmux server agents run on: a name (tmux -L) or a socket path (tmux -S).
-# Attach with `nightshift attach ID` or `tmux -L nightshift attach -t SESSION`.
+# The tmux server agents run on: a name (tmux -L) or a socket path (tmux -S). By default
+# each home has its own, named after the home's path (`nightshift doctor` shows it), so two
+# homes never share one by accident. Homes that do share a server leave each other's
+# sessions alone. Attach with `nightshift attach ID`.
 # tmux_socket = "nightshift"
 
 # An output line starting with this marker means the agent is done. Agents can also run

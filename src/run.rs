@@ -67,6 +67,9 @@ pub fn done_of_round(round: u32) -> String {
 }
 /// The setup commands' results, when a new worktree was set up.
 pub const SETUP: &str = "setup.json";
+/// The process group of the setup or check command running now (see
+/// [`crate::checks::kill_recorded`]).
+pub const CHECK_GROUP: &str = "check-group";
 /// How far the transcript had been read when failed checks went back to the agent: a
 /// restarted daemon reads on from there, not from a done marker the checks already judged.
 pub const TOLD_AT: &str = "told-at";

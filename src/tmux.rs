@@ -16,6 +16,10 @@ use crate::core::delivery::clean_typed;
 /// on it rather than on the session name.
 pub const TASK_OPTION: &str = "@nightshift_task";
 
+/// The user option on each session that names the home it belongs to (its canonical path):
+/// a daemon touches only its own home's sessions, even on a tmux server shared with another.
+pub const HOME_OPTION: &str = "@nightshift_home";
+
 /// The longest any tmux command may take.
 const TMUX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -55,6 +59,8 @@ pub const SCOPE_ENV: &str = "NIGHTSHIFT_TMUX_SCOPE";
 pub struct SessionSpec<'a> {
     pub name: &'a str,
     pub task_id: &'a str,
+    /// The home's identity ([`home_id`]), stored in [`HOME_OPTION`].
+    pub home: &'a str,
     pub workdir: &'a Path,
     pub env: &'a [(String, String)],
     pub argv: &'a [OsString],
@@ -77,6 +83,8 @@ pub struct SessionInfo {
     pub name: String,
     /// The `@nightshift_task` option; empty for sessions nightshift did not make.
     pub task_id: String,
+    /// The `@nightshift_home` option; empty for sessions made before homes were recorded.
+    pub home: String,
     pub pane_dead: bool,
     pub pane_pid: u32,
 }
@@ -199,6 +207,7 @@ impl Tmux {
             // channel the daemon can wait on (`wait-for` remembers a signal nobody waited for).
             vec!["set-hook", "-t", &target, "pane-died", &died],
             vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
+            vec!["set-option", "-t", &target, HOME_OPTION, spec.home],
             // Keep the server up between tasks: restarting it costs every pickup, and a new
             // session could race a server that is shutting down.
             vec!["set-option", "-g", "exit-empty", "off"],
@@ -219,11 +228,11 @@ impl Tmux {
         })
     }
 
-    /// Every session on the server. No server means no sessions.
+    /// Every session on the server. No server, or a server with no sessions, means none.
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, TmuxError> {
         const SEP: &str = "\u{1f}";
         let format = format!(
-            "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}"
+            "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}{SEP}#{{{HOME_OPTION}}}"
         );
         let args: Vec<OsString> = ["list-panes", "-a", "-F", &format]
             .map(OsString::from)
@@ -231,7 +240,7 @@ impl Tmux {
         let output = self.output("list-panes", &args).await?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            if is_no_server(&stderr) {
+            if is_no_server(&stderr) || self.has_no_sessions(&stderr).await {
                 return Ok(Vec::new());
             }
             return Err(TmuxError::Failed {
@@ -242,7 +251,7 @@ impl Tmux {
         let mut sessions: Vec<SessionInfo> = Vec::new();
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             let fields: Vec<&str> = line.split(SEP).collect();
-            let [name, task, dead, pid] = fields[..] else {
+            let [name, task, dead, pid, home] = fields[..] else {
                 continue;
             };
             // One pane per session; if a person split it, the first pane is the agent.
@@ -252,11 +261,42 @@ impl Tmux {
             sessions.push(SessionInfo {
                 name: name.to_string(),
                 task_id: task.to_string(),
+                home: home.to_string(),
                 pane_dead: dead == "1",
                 pane_pid: pid.parse().unwrap_or(0),
             });
         }
         Ok(sessions)
+    }
+
+    /// Whether `list-panes -a` failed only because the server is up with no session at all
+    /// (it says "no current target"): `list-sessions` confirms it by listing nothing.
+    async fn has_no_sessions(&self, stderr: &str) -> bool {
+        if !stderr.contains("no current target") && !stderr.contains("no sessions") {
+            return false;
+        }
+        let args: Vec<OsString> = ["list-sessions", "-F", "#{session_name}"]
+            .map(OsString::from)
+            .into();
+        match self.output("list-sessions", &args).await {
+            Ok(out) => out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace),
+            Err(_) => false,
+        }
+    }
+
+    /// A variable of the session's environment (as set with `-e` at its creation).
+    pub async fn session_env(&self, name: &str, var: &str) -> Option<String> {
+        let args: Vec<OsString> = vec![
+            "show-environment".into(),
+            "-t".into(),
+            exact_session(name).into(),
+            var.into(),
+        ];
+        let out = self.run("show-environment", &args).await.ok()?;
+        out.trim_end()
+            .strip_prefix(var)?
+            .strip_prefix('=')
+            .map(String::from)
     }
 
     /// Kills a session; one that is already gone is not an error.
@@ -525,12 +565,36 @@ pub fn session_name(task_id: &str) -> String {
     if clean == task_id {
         format!("ns-{clean}")
     } else {
-        // FNV-1a: tiny and stable across releases, unlike std's hasher.
-        let hash = task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        format!("ns-{clean}-{:08x}", hash as u32)
+        format!("ns-{clean}-{:08x}", stable_hash(task_id.as_bytes()) as u32)
     }
+}
+
+/// FNV-1a: tiny and stable across releases, unlike std's hasher.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A home's identity on a tmux server: its canonical path (as given, if it cannot be
+/// resolved, e.g. before `init` creates it).
+pub fn home_id(home: &Path) -> String {
+    home.canonicalize()
+        .unwrap_or_else(|_| home.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The server every home shared by default before each had its own.
+pub const LEGACY_SOCKET: &str = "nightshift";
+
+/// The tmux server a home uses when its config names none: one per home, so two homes never
+/// share a server (and each other's sessions) by accident.
+pub fn default_socket(home: &Path) -> String {
+    format!(
+        "nightshift-{:08x}",
+        stable_hash(home_id(home).as_bytes()) as u32
+    )
 }
 
 /// Quotes a string for a POSIX shell: `'…'` with embedded quotes closed and escaped.
@@ -550,6 +614,22 @@ mod tests {
         assert_ne!(a, b);
         assert!(!a.contains('.') && !a.contains(':'));
         assert!(session_name("nightly@2026-11-24T02:00Z").starts_with("ns-nightly_2026"));
+    }
+
+    #[test]
+    fn each_home_gets_its_own_default_socket() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a)?;
+        std::fs::create_dir(&b)?;
+        assert_ne!(default_socket(&a), default_socket(&b));
+        assert!(default_socket(&a).starts_with("nightshift-"));
+        // The same home reached another way is the same server.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&a, &link)?;
+        assert_eq!(default_socket(&link), default_socket(&a));
+        assert_eq!(default_socket(&a.join(".")), default_socket(&a));
+        Ok(())
     }
 
     #[test]

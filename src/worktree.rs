@@ -616,6 +616,16 @@ pub async fn branch_exists(repo: &Path, branch: &str) -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
+/// Whether any worktree of `repo` (the main one included) has `branch` checked out.
+/// Unknown (git failed) counts as checked out.
+pub async fn branch_checked_out(repo: &Path, branch: &str) -> bool {
+    let wanted = format!("branch refs/heads/{branch}");
+    match git(repo, ["worktree", "list", "--porcelain"]).await {
+        Ok(out) => out.lines().any(|l| l == wanted),
+        Err(_) => true,
+    }
+}
+
 /// Deletes `branch` with `git branch -d`, which refuses a branch that is not merged.
 pub async fn delete_branch(repo: &Path, branch: &str) -> Result<(), WorktreeError> {
     if branch.starts_with('-') {

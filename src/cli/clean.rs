@@ -6,6 +6,10 @@
 //! into the repository's HEAD; an unmerged branch is the task's work and is kept. Worktrees
 //! of tasks that are queued or running are never touched; those of tasks that no longer
 //! exist are removed like finished ones.
+//!
+//! The branches of finished tasks whose worktrees are already gone (removed by the daemon
+//! after the task, or by hand) are found through the tasks' spawn records and deleted on the
+//! same terms: merged, and checked out nowhere.
 
 use std::fs;
 use std::io;
@@ -55,20 +59,39 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// What happened (or would happen) to the branch of a task whose worktree was gone.
+#[derive(Debug, Serialize)]
+struct BranchOutcome {
+    repo: PathBuf,
+    branch: String,
+    task: String,
+    merged: bool,
+    /// Checked out in some worktree: in use, kept.
+    in_use: bool,
+    deleted: bool,
+    error: Option<String>,
+}
+
 pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
     let found = find_worktrees(&home.worktrees_dir())?;
     let selected = select(&found, |id| queue::locate(home, id).map(|(state, _)| state));
-    let outcomes = super::runtime()?.block_on(clean_all(&selected, args.dry_run, args.force));
+    // Listed before any worktree is removed: those branches are dealt with below.
+    let leftovers = leftover_branches(home, |id| queue::locate(home, id).map(|(s, _)| s));
+    let rt = super::runtime()?;
+    let outcomes = rt.block_on(clean_all(&selected, args.dry_run, args.force));
+    let branches = rt.block_on(clean_branches(&leftovers, args.dry_run));
     let freed: u64 = outcomes
         .iter()
         .filter(|o| o.removed || (args.dry_run && o.error.is_none()))
         .map(|o| o.bytes)
         .sum();
-    let failed = outcomes.iter().any(|o| o.error.is_some());
+    let failed =
+        outcomes.iter().any(|o| o.error.is_some()) || branches.iter().any(|b| b.error.is_some());
     if args.json {
         let out = serde_json::json!({
             "dry_run": args.dry_run,
             "worktrees": outcomes,
+            "branches": branches,
             "freed_bytes": freed,
             "freed": format_size(freed),
         });
@@ -76,6 +99,9 @@ pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
     } else {
         for outcome in &outcomes {
             print_outcome(outcome, args.dry_run);
+        }
+        for b in &branches {
+            print_branch(b, args.dry_run);
         }
         let verb = if args.dry_run { "would free" } else { "freed" };
         println!("{verb} {}", format_size(freed));
@@ -103,6 +129,83 @@ fn print_outcome(o: &Outcome, dry_run: bool) {
         (true, false, false) => {}
         (false, _, _) => println!("kept branch {} (not merged)", o.branch),
     }
+}
+
+fn print_branch(b: &BranchOutcome, dry_run: bool) {
+    if let Some(error) = &b.error {
+        eprintln!("cannot delete branch {}: {error}", b.branch);
+    } else if b.deleted {
+        println!("deleted branch {} (merged)", b.branch);
+    } else if b.merged && !b.in_use && dry_run {
+        println!("would delete branch {} (merged)", b.branch);
+    }
+}
+
+/// The `(repository, branch, task)` of every finished (or gone) task of this home whose
+/// spawn records name a worktree that no longer exists.
+fn leftover_branches(
+    home: &Home,
+    state_of: impl Fn(&str) -> Option<TaskState>,
+) -> Vec<(PathBuf, String, String)> {
+    let mut out: Vec<(PathBuf, String, String)> = Vec::new();
+    let Ok(tasks) = fs::read_dir(home.runs_dir()) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Some(id) = task.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if !expendable(state_of(&id)) {
+            continue;
+        }
+        for attempt in crate::run::attempts(&task.path()) {
+            let spawn: Option<crate::run::SpawnRecord> =
+                crate::run::RunDir::new(task.path().join(attempt.to_string()))
+                    .read(crate::run::SPAWN)
+                    .ok()
+                    .flatten();
+            let Some(wt) = spawn.and_then(|s| s.worktree) else {
+                continue;
+            };
+            let entry = (wt.repo, wt.branch, id.clone());
+            if !wt.path.exists() && !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Deletes each branch that still exists, is merged into its repository's HEAD and is
+/// checked out nowhere. Unmerged branches are the tasks' work: they stay.
+async fn clean_branches(
+    leftovers: &[(PathBuf, String, String)],
+    dry_run: bool,
+) -> Vec<BranchOutcome> {
+    let mut outcomes = Vec::new();
+    for (repo, branch, task) in leftovers {
+        if !worktree::branch_exists(repo, branch).await {
+            continue;
+        }
+        let mut b = BranchOutcome {
+            repo: repo.clone(),
+            branch: branch.clone(),
+            task: task.clone(),
+            merged: worktree::branch_merged(repo, branch).await,
+            in_use: worktree::branch_checked_out(repo, branch).await,
+            deleted: false,
+            error: None,
+        };
+        if b.merged && !b.in_use && !dry_run {
+            match worktree::delete_branch(repo, branch).await {
+                Ok(()) => b.deleted = true,
+                Err(e) => b.error = Some(e.to_string()),
+            }
+        }
+        outcomes.push(b);
+    }
+    outcomes
 }
 
 /// The task worktree folders under `dir`: `<repo-key>/<task id>`, real directories only

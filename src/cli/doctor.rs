@@ -46,9 +46,16 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
         }
         Err(e) => {
             report(false, "config", e.to_string());
-            crate::config::Config::default()
+            crate::config::Config {
+                tmux_socket: crate::tmux::default_socket(home.root()),
+                ..Default::default()
+            }
         }
     };
+    note(
+        "tmux server",
+        crate::tmux::Tmux::new(&config.tmux_socket).display_prefix(),
+    );
     let path = std::env::var_os("PATH").unwrap_or_default();
     for (name, profile) in &config.agents {
         let program = profile.command.first().cloned().unwrap_or_default();

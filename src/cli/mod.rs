@@ -146,6 +146,13 @@ pub enum Command {
     /// The process in each tmux pane: starts the agent and records its exit
     #[command(hide = true, name = "__wrap")]
     Wrap { run_dir: PathBuf },
+    /// Runs a setup or check command so that it dies with the daemon
+    #[command(hide = true, name = "__check-guard")]
+    CheckGuard {
+        daemon_pid: u32,
+        #[arg(last = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
     /// Record an agent hook event read from stdin (run by Claude Code's hooks)
     #[command(hide = true)]
     Hook {
@@ -170,6 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             hook_settings,
         })),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
+        Command::CheckGuard { daemon_pid, argv } => Ok(crate::checks::guard(daemon_pid, &argv)),
         Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
         Command::Completions { shell } => {
             // Generated whole first: clap_complete panics on a failed write, and a closed
@@ -218,6 +226,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }
+        | Command::CheckGuard { .. }
         | Command::Hook { .. }
         | Command::Completions { .. }
         | Command::Demo(_)

@@ -235,6 +235,8 @@ impl Daemon {
         }
         let earlier = earlier_reports(&self.home, id, report.attempt);
         let md = report.to_markdown(&earlier);
+        // Recorded before the filing, so a crash in between cannot forget it.
+        let tidy_at = self.record_tidy(id, &dir, to);
         let filed = match self.store.finish(id, from, to, &md) {
             Ok(dst) => {
                 dir.log_event(Timestamp::now(), to.as_str(), &report.reason);
@@ -247,7 +249,9 @@ impl Daemon {
                     None => report.reason.clone(),
                 };
                 self.notify(event, id, format!("nightshift: {id} {verdict}"), why);
-                self.tidy_worktree(&dir, to);
+                if let Some(at) = tidy_at {
+                    self.tidy.add(at, dir.path().to_path_buf());
+                }
                 let state = to.as_str();
                 tracing::info!(task = id, "{state}: {} ({})", report.reason, dst.display());
                 true
@@ -281,39 +285,41 @@ impl Daemon {
         }
     }
 
-    /// Removes a finished task's worktree unless it is to be kept (its branch always stays).
-    /// After the grace period, when its agent has left; a worktree that is not clean stays.
-    fn tidy_worktree(&self, dir: &RunDir, outcome: TaskState) {
+    /// Records that a finished task's worktree is to be removed, unless it is to be kept (its
+    /// branch always stays), and returns when: after the grace period, when its agent has
+    /// left. A worktree that is not clean stays even then.
+    fn record_tidy(&self, id: &str, dir: &RunDir, outcome: TaskState) -> Option<Timestamp> {
         let keep = match self.config.keep_worktrees {
             config::KeepWorktrees::Always => true,
             config::KeepWorktrees::Failure => outcome != TaskState::Done,
             config::KeepWorktrees::Never => false,
         };
-        let Some(wt) = dir
+        let wt = dir
             .read::<SpawnRecord>(run::SPAWN)
             .ok()
             .flatten()
-            .and_then(|s| s.worktree)
-        else {
-            return;
-        };
+            .and_then(|s| s.worktree)?;
         if keep {
-            return;
+            return None;
         }
         // After the grace period, plus the 5 s the pane wrapper gives an agent after a hangup.
         let wait = self.config.grace_period + std::time::Duration::from_secs(8);
-        let dir = RunDir::new(dir.path());
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            match crate::worktree::remove(&wt.path, false).await {
-                Ok(()) => dir.log_event(
-                    Timestamp::now(),
-                    "worktree",
-                    &format!("removed {} (branch {} kept)", wt.path.display(), wt.branch),
-                ),
-                Err(e) => tracing::info!("keeping the worktree {}: {e}", wt.path.display()),
+        let due_at = Timestamp::now()
+            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+            .unwrap_or_else(|_| Timestamp::now());
+        let record = super::tidy::TidyRecord {
+            task_id: id.to_string(),
+            worktree: wt.path,
+            branch: wt.branch,
+            due_at,
+        };
+        match dir.write(super::tidy::TIDY, &record) {
+            Ok(()) => Some(due_at),
+            Err(e) => {
+                tracing::warn!(task = id, "cannot record the worktree's removal: {e}");
+                None
             }
-        });
+        }
     }
 
     pub(super) fn file_requeued(&mut self, id: &str, report: &Report) {
@@ -482,10 +488,12 @@ impl StartJob {
         crate::fsutil::create_private_file(&transcript)
             .map_err(|e| (format!("cannot create {}: {e}", transcript.display()), true))?;
         let died_channel = tmux::died_channel(&session, self.attempt);
+        let home_id = tmux::home_id(self.home.root());
         let spec = SessionSpec {
             died_channel: &died_channel,
             name: &session,
             task_id: &task.id,
+            home: &home_id,
             workdir: &workdir,
             env: &env[..session_env],
             argv: &wrapper,
@@ -498,7 +506,9 @@ impl StartJob {
         }
         let spawned = match self.tmux.spawn_session(&spec).await {
             Err(TmuxError::Failed { stderr, .. }) if stderr.contains("duplicate session") => {
-                // A leftover from an earlier attempt: it is ours to replace.
+                // A leftover from an earlier attempt: it is ours to replace, unless another
+                // home on the same tmux server runs a task of the same name.
+                self.check_not_foreign(&session, &home_id).await?;
                 let _ = self.tmux.kill_session(&session).await;
                 self.tmux.spawn_session(&spec).await
             }
@@ -525,6 +535,22 @@ impl StartJob {
             delay: profile.type_delay,
             text: self.prompt.clone(),
         }))
+    }
+
+    /// Fails the start when the session named `session` belongs to another home.
+    async fn check_not_foreign(&self, session: &str, home_id: &str) -> Result<(), (String, bool)> {
+        let sessions = self.tmux.list_sessions().await.unwrap_or_default();
+        match sessions.iter().find(|s| s.name == session) {
+            Some(s) if !s.home.is_empty() && s.home != home_id => Err((
+                format!(
+                    "the tmux session {session} on `{}` belongs to the home {}; give this task another id or this home another tmux_socket",
+                    self.tmux.display_prefix(),
+                    s.home
+                ),
+                true,
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The task's own worktree and branch, when it runs isolated in a git repository
@@ -562,11 +588,15 @@ impl StartJob {
                 Err(e) => return Err((format!("cannot copy .worktreeinclude files: {e}"), false)),
             }
             if !task.setup.is_empty() {
-                let results = crate::checks::run_commands(
+                let results = crate::checks::run_commands_recorded(
                     &task.setup,
                     &wt.workdir,
                     self.config.setup_timeout,
                     &[],
+                    Some(crate::checks::Tie {
+                        record: &self.dir.file(run::CHECK_GROUP),
+                        guard: Some(&self.exe),
+                    }),
                 )
                 .await;
                 if let Err(e) = self.dir.write(run::SETUP, &results) {
@@ -906,6 +936,8 @@ pub struct VerifyRound {
 /// What a check job needs, taken from the daemon's state.
 pub(super) struct CheckJob {
     pub id: String,
+    /// The nightshift binary, which ties the checks to the daemon's life.
+    pub exe: PathBuf,
     pub attempt: u32,
     pub round: u32,
     pub rounds: u32,
@@ -952,7 +984,18 @@ impl CheckJob {
                     ("NIGHTSHIFT_TASK_ID".to_string(), self.id.clone()),
                     ("NIGHTSHIFT_ATTEMPT".to_string(), self.attempt.to_string()),
                 ];
-                crate::checks::run_commands(&self.commands, w, self.timeout, &env).await
+                let tie = crate::checks::Tie {
+                    record: &self.dir.file(run::CHECK_GROUP),
+                    guard: Some(&self.exe),
+                };
+                crate::checks::run_commands_recorded(
+                    &self.commands,
+                    w,
+                    self.timeout,
+                    &env,
+                    Some(tie),
+                )
+                .await
             }
             (None, false) => Vec::new(),
         };

@@ -10,6 +10,7 @@ pub use schedules::read_all as read_schedules;
 mod recover;
 mod schedules;
 mod tail;
+mod tidy;
 mod triggers;
 mod watch;
 
@@ -73,6 +74,8 @@ pub struct Daemon {
     home: Home,
     config: Config,
     tmux: Tmux,
+    /// This home's identity on the tmux server ([`crate::tmux::home_id`]).
+    home_id: String,
     store: FolderStore,
     state: State,
     watch: Watch,
@@ -104,6 +107,8 @@ pub struct Daemon {
     exe: PathBuf,
     schedules: schedules::Schedules,
     triggers: triggers::Triggers,
+    /// Finished tasks' worktrees waiting for their removal (recorded in their run folders).
+    tidy: tidy::Pending,
     /// Bumped after every step, for subscribers (`Request::Subscribe`).
     updates: tokio::sync::watch::Sender<u64>,
 }
@@ -208,6 +213,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     };
     let mut d = Daemon {
         tmux: Tmux::new(&config.tmux_socket),
+        home_id: crate::tmux::home_id(home.root()),
         store: FolderStore::new(home.clone()),
         state: State::new(settings),
         watch,
@@ -229,6 +235,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         exe,
         schedules: Default::default(),
         triggers: Default::default(),
+        tidy: Default::default(),
         updates,
         home,
         config,
@@ -242,7 +249,12 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     );
     let paused = d.home.paused_file().exists();
     d.step(Event::Paused(paused));
+    d.stay_on_legacy_server().await;
     d.recover().await;
+    // After recovery, which files what finished before the crash (and records its removal).
+    for (at, dir) in tidy::recorded(&d.home) {
+        d.tidy.add(at, dir);
+    }
     d.run_schedules();
     d.load_triggers();
 
@@ -302,6 +314,9 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                 }
                 if d.triggers.next_at.is_some_and(|at| at <= Timestamp::now()) {
                     d.fire_triggers();
+                }
+                for dir in d.tidy.take_due(Timestamp::now()) {
+                    tokio::spawn(tidy::finish(d.home.clone(), dir));
                 }
                 if Instant::now() >= next_rescan {
                     next_rescan = Instant::now() + rescan_every;
@@ -420,9 +435,13 @@ impl Daemon {
                 .unwrap_or(Duration::ZERO);
             wake = wake.min(d + Duration::from_millis(5));
         }
-        for at in [self.schedules.next_at, self.triggers.next_at]
-            .into_iter()
-            .flatten()
+        for at in [
+            self.schedules.next_at,
+            self.triggers.next_at,
+            self.tidy.next_at(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
             wake = wake.min(d);
@@ -868,6 +887,7 @@ impl Daemon {
             Action::Check { id, attempt, round } => {
                 let run = self.state.run(&id)?;
                 let job = effects::CheckJob {
+                    exe: self.exe.clone(),
                     dir: RunDir::new(self.home.run_dir(&id, attempt)),
                     commands: run.task.verify.clone(),
                     timeout: run

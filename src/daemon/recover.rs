@@ -15,7 +15,7 @@ use crate::queue::Store;
 use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::task;
-use crate::tmux::SessionInfo;
+use crate::tmux::{SessionInfo, Tmux};
 
 /// What the records and tmux say about a task's latest attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,14 +53,59 @@ pub fn classify(
 }
 
 impl Daemon {
-    /// The sessions on nightshift's tmux server, or `None` when tmux could not say: then no
-    /// decision may assume a session is gone.
+    /// This home's sessions on nightshift's tmux server, or `None` when tmux could not say:
+    /// then no decision may assume a session is gone. Another home's sessions on the same
+    /// server are not listed; untagged ones (made before homes were recorded) are, so their
+    /// tasks can be re-adopted, but they are never closed as orphans.
     async fn sessions(&self) -> Option<Vec<SessionInfo>> {
         match self.tmux.list_sessions().await {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                s.retain(|s| s.home.is_empty() || s.home == self.home_id);
+                Some(s)
+            }
             Err(e) => {
                 tracing::warn!("cannot list tmux sessions, so no session counts as gone: {e}");
                 None
+            }
+        }
+    }
+
+    /// Agents started before homes had their own tmux server run on the old shared one: while
+    /// any of this home's running tasks has its session there, the daemon stays on that
+    /// server, so they are re-adopted instead of judged gone and run a second time.
+    pub(super) async fn stay_on_legacy_server(&mut self) {
+        if self.config.tmux_socket != crate::tmux::default_socket(self.home.root()) {
+            return;
+        }
+        let legacy = Tmux::new(crate::tmux::LEGACY_SOCKET);
+        let Ok(sessions) = legacy.list_sessions().await else {
+            return;
+        };
+        let root = self.home.root().to_string_lossy().into_owned();
+        for s in sessions
+            .iter()
+            .filter(|s| s.home.is_empty() && !s.task_id.is_empty())
+        {
+            if !self
+                .home
+                .task_file(TaskState::Running, &s.task_id)
+                .is_file()
+            {
+                continue;
+            }
+            if legacy
+                .session_env(&s.name, "NIGHTSHIFT_HOME")
+                .await
+                .as_deref()
+                == Some(&root)
+            {
+                tracing::warn!(
+                    "agents started before the upgrade run on `{}`: staying on it until they are done (restart the daemon afterwards to move to `{}`)",
+                    legacy.display_prefix(),
+                    self.tmux.display_prefix()
+                );
+                self.tmux = legacy;
+                return;
             }
         }
     }
@@ -89,6 +134,12 @@ impl Daemon {
             let runs_dir = self.home.task_runs(&id);
             let (last, counted) = run::attempt_counts(&runs_dir);
             let dir = RunDir::new(self.home.run_dir(&id, last));
+            // A setup or check the dead daemon ran must be gone before anything runs again
+            // in the same worktree.
+            let killed = crate::checks::kill_recorded(&dir.file(run::CHECK_GROUP)).await;
+            if killed > 0 {
+                tracing::info!(task = id, "killed a check left running by the last daemon");
+            }
             // The attempt was decided but the file not moved (killed in between, or the move
             // failed): file it now, as decided. A retry goes on below as a new attempt.
             if last > 0
@@ -267,6 +318,7 @@ impl Daemon {
         let running: BTreeSet<&str> = self.state.running().map(|r| r.task.id.as_str()).collect();
         for s in sessions {
             if s.task_id.is_empty()
+                || s.home.is_empty()
                 || running.contains(s.task_id.as_str())
                 || self.state.owns_session(&s.name)
             {

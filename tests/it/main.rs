@@ -18,6 +18,7 @@ mod completion;
 mod dashboard;
 mod fake_api;
 mod injection;
+mod leaks;
 mod notify;
 mod queue;
 mod recovery;

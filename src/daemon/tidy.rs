@@ -1,0 +1,127 @@
+//! Removing finished tasks' worktrees, durably.
+//!
+//! The removal waits for the grace period (the agent may still be in its worktree), so it
+//! is recorded in the run folder (`tidy.json`) before the task is filed. The running daemon
+//! removes it when due; a daemon started after a crash finds the records and finishes them.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::home::{Home, TaskState};
+use crate::run::{self, RunDir};
+
+/// The record of a removal still to do, in the attempt's run folder.
+pub const TIDY: &str = "tidy.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TidyRecord {
+    pub task_id: String,
+    pub worktree: PathBuf,
+    pub branch: String,
+    /// Not before: the agent has left by then.
+    pub due_at: Timestamp,
+}
+
+/// Removals waiting for their time, by run folder.
+#[derive(Debug, Default)]
+pub struct Pending {
+    due: Vec<(Timestamp, PathBuf)>,
+}
+
+impl Pending {
+    pub fn add(&mut self, at: Timestamp, dir: PathBuf) {
+        self.due.retain(|(_, d)| *d != dir);
+        self.due.push((at, dir));
+    }
+
+    /// When the next removal is due.
+    pub fn next_at(&self) -> Option<Timestamp> {
+        self.due.iter().map(|(at, _)| *at).min()
+    }
+
+    /// The run folders whose removal is due at `now`, taken out.
+    pub fn take_due(&mut self, now: Timestamp) -> Vec<PathBuf> {
+        let (due, later) = std::mem::take(&mut self.due)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.due = later;
+        due.into_iter().map(|(_, dir)| dir).collect()
+    }
+}
+
+/// Every removal recorded in the home's run folders (`runs/<task>/<attempt>/tidy.json`).
+pub fn recorded(home: &Home) -> Vec<(Timestamp, PathBuf)> {
+    let Ok(tasks) = std::fs::read_dir(home.runs_dir()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for task in tasks.flatten() {
+        for attempt in run::attempts(&task.path()) {
+            let dir = RunDir::new(task.path().join(attempt.to_string()));
+            match dir.read::<TidyRecord>(TIDY) {
+                Ok(Some(r)) => found.push((r.due_at, dir.path().to_path_buf())),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot read {}: {e}", dir.file(TIDY).display()),
+            }
+        }
+    }
+    found
+}
+
+/// Carries out the removal recorded in `dir`, then drops the record. A task that is queued
+/// or running again has its worktree back in use: it stays. One that is still in `running/`
+/// (its filing failed) keeps the record for the next try.
+pub async fn finish(home: Home, dir: PathBuf) {
+    let dir = RunDir::new(dir);
+    let Ok(Some(record)) = dir.read::<TidyRecord>(TIDY) else {
+        return;
+    };
+    let state = crate::queue::locate(&home, &record.task_id).map(|(s, _)| s);
+    match state {
+        Some(TaskState::Running) => return,
+        Some(TaskState::Queued) => {}
+        Some(TaskState::Done) | Some(TaskState::Failed) | None => {
+            remove(&dir, &record.worktree, &record.branch).await;
+        }
+    }
+    if let Err(e) = std::fs::remove_file(dir.file(TIDY)) {
+        tracing::warn!("cannot remove {}: {e}", dir.file(TIDY).display());
+    }
+}
+
+async fn remove(dir: &RunDir, path: &Path, branch: &str) {
+    if !path.exists() {
+        return;
+    }
+    match crate::worktree::remove(path, false).await {
+        Ok(()) => dir.log_event(
+            Timestamp::now(),
+            "worktree",
+            &format!("removed {} (branch {branch} kept)", path.display()),
+        ),
+        Err(e) => tracing::info!("keeping the worktree {}: {e}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_removals_come_out_in_time_and_once() {
+        let t0 = Timestamp::UNIX_EPOCH;
+        let secs = |s| t0 + jiff::SignedDuration::from_secs(s);
+        let mut p = Pending::default();
+        assert_eq!(p.next_at(), None);
+        p.add(secs(10), "a".into());
+        p.add(secs(5), "b".into());
+        p.add(secs(20), "a".into());
+        assert_eq!(p.next_at(), Some(secs(5)));
+        assert_eq!(p.take_due(secs(9)), vec![PathBuf::from("b")]);
+        assert!(p.take_due(secs(19)).is_empty());
+        assert_eq!(p.take_due(secs(20)), vec![PathBuf::from("a")]);
+        assert_eq!(p.next_at(), None);
+    }
+}

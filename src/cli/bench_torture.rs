@@ -76,7 +76,7 @@ pub fn run(args: TortureArgs) -> anyhow::Result<i32> {
         max_agents: args.max_agents as usize,
         added: 0,
         kills: BTreeMap::new(),
-        first_kinds: Vec::new(),
+        next_kinds: Vec::new(),
         restarts: 0,
         ledger_at_spawn: 0,
         violations: Vec::new(),
@@ -213,8 +213,9 @@ struct Torture {
     /// How many of `plans` were added.
     added: usize,
     kills: BTreeMap<KillKind, u32>,
-    /// The kinds of the first kills: each kind once.
-    first_kinds: Vec<KillKind>,
+    /// Kinds of the next kills, last first: each kind once at the start, and a kill during
+    /// verify again after one that found no check running.
+    next_kinds: Vec<KillKind>,
     restarts: u32,
     /// The ledger's length when the current daemon was started: checks begun since then are
     /// the current daemon's.
@@ -257,7 +258,11 @@ impl Torture {
                 KillKind::AfterAdd => (KillKind::Random, "all tasks added already".into()),
                 KillKind::DuringCheck => match self.wait_check()? {
                     Some(task) => (kind, format!("during the check of {task}")),
-                    None => (KillKind::Random, "no check ran within 3 s".into()),
+                    None => {
+                        // The next kill tries again.
+                        self.next_kinds.push(KillKind::DuringCheck);
+                        (KillKind::Random, "no check ran within 3 s".into())
+                    }
                 },
                 KillKind::DuringStartup => {
                     let ms = self.rng.u64(0..=150);
@@ -298,18 +303,17 @@ impl Torture {
     /// The first kills go through every kind (in a random order), so even a short run has
     /// each; then random, two in five at a random moment.
     fn pick_kind(&mut self, i: usize) -> KillKind {
-        const ALL: [KillKind; 4] = [
-            KillKind::Random,
-            KillKind::AfterAdd,
-            KillKind::DuringCheck,
-            KillKind::DuringStartup,
-        ];
         if i == 0 {
-            self.first_kinds = ALL.to_vec();
-            self.rng.shuffle(&mut self.first_kinds);
+            self.next_kinds = vec![
+                KillKind::Random,
+                KillKind::AfterAdd,
+                KillKind::DuringCheck,
+                KillKind::DuringStartup,
+            ];
+            self.rng.shuffle(&mut self.next_kinds);
         }
-        if let Some(kind) = self.first_kinds.get(i) {
-            return *kind;
+        if let Some(kind) = self.next_kinds.pop() {
+            return kind;
         }
         match self.rng.u8(0..20) {
             0..8 => KillKind::Random,

@@ -22,4 +22,5 @@ mod notify;
 mod queue;
 mod recovery;
 mod schedules;
+mod torture;
 mod triggers;

@@ -88,7 +88,8 @@ pub fn run(args: TortureArgs) -> anyhow::Result<i32> {
     let elapsed = t.start.elapsed();
     if let Err(e) = result {
         // The run could not go on (e.g. a daemon that never came up): a violation too.
-        t.violations.push(format!("the run stopped early: {e:#}"));
+        let text = format!("the run stopped early: {e:#}");
+        t.violations.push(Violation::new("run stopped early", text));
         sandbox::check_interrupted()?;
     }
     let findings = t.inspect();
@@ -100,7 +101,7 @@ pub fn run(args: TortureArgs) -> anyhow::Result<i32> {
     t.sb.keep = true;
     println!("torture: FAILED, {} violations:", t.violations.len());
     for v in &t.violations {
-        println!("  - {v}");
+        println!("  - {}", v.text);
     }
     println!(
         "kept {} for inspection (daemon stderr: {})",
@@ -220,7 +221,7 @@ struct Torture {
     /// The ledger's length when the current daemon was started: checks begun since then are
     /// the current daemon's.
     ledger_at_spawn: usize,
-    violations: Vec<String>,
+    violations: Vec<Violation>,
     start: Instant,
 }
 
@@ -333,8 +334,10 @@ impl Torture {
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         if let Err(e) = self.sb.wait_daemon_ready(READY_LIMIT) {
             sandbox::check_interrupted()?;
-            self.violations
-                .push(format!("a daemon did not come up: {e:#}"));
+            self.violate(
+                "daemon exited by itself",
+                format!("a daemon did not come up: {e:#}"),
+            );
             self.sb.kill9_daemon().ok();
             self.spawn()?;
             self.restarts += 1;
@@ -346,8 +349,10 @@ impl Torture {
     /// `kill -9` of the daemon; one that had already exited by itself is a violation.
     fn kill(&mut self, what: &str) {
         if let Err(e) = self.sb.kill9_daemon() {
-            self.violations
-                .push(format!("{what}: the daemon had exited by itself: {e:#}"));
+            self.violate(
+                "daemon exited by itself",
+                format!("{what}: the daemon had exited by itself: {e:#}"),
+            );
         }
     }
 
@@ -404,8 +409,10 @@ impl Torture {
         loop {
             sandbox::check_interrupted()?;
             if self.sb.check_daemon().is_err() {
-                self.violations
-                    .push("the daemon exited by itself while the tasks finished".into());
+                self.violate(
+                    "daemon exited by itself",
+                    "the daemon exited by itself while the tasks finished".into(),
+                );
                 self.spawn()?;
                 self.restarts += 1;
                 self.wait_ready()?;
@@ -462,14 +469,16 @@ impl Torture {
                     let reason = crate::status::find(&self.sb.home, id)
                         .and_then(|v| v.reason())
                         .unwrap_or_else(|| "no reason recorded".into());
-                    self.violations.push(format!("{id} failed: {reason}"));
+                    self.violate("task failed", format!("{id} failed: {reason}"));
                 }
                 Some((state, _)) if self.added_id(id) => {
-                    self.violations
-                        .push(format!("{id} is still {} at the end", state.as_str()));
+                    self.violate(
+                        "task unfinished",
+                        format!("{id} is still {} at the end", state.as_str()),
+                    );
                 }
                 Some(_) => {}
-                None if self.added_id(id) => self.violations.push(format!("{id} was lost")),
+                None if self.added_id(id) => self.violate("task lost", format!("{id} was lost")),
                 None => {}
             }
             let attempts = fs::read_dir(self.sb.home.task_runs(id))
@@ -482,26 +491,34 @@ impl Torture {
         f.ledger = check_ledger(&text, &added, self.max_agents);
         self.violations.extend(f.ledger.violations.iter().cloned());
         for s in self.sessions() {
-            self.violations
-                .push(format!("tmux session {s} is left over (orphan)"));
+            self.violate(
+                "session left over",
+                format!("tmux session {s} is left over (orphan)"),
+            );
         }
         for (task, what) in self.worktrees() {
             let what: Vec<&str> = what.into_iter().collect();
-            self.violations.push(format!(
-                "the worktree of {task} is left over {} s after the tasks finished ({})",
-                (WORKTREE_DELAY + CLEANUP_MARGIN).as_secs(),
-                what.join(", ")
-            ));
+            self.violate(
+                "worktree left over",
+                format!(
+                    "the worktree of {task} is left over {} s after the tasks finished ({})",
+                    (WORKTREE_DELAY + CLEANUP_MARGIN).as_secs(),
+                    what.join(", ")
+                ),
+            );
         }
         for p in self.processes() {
-            self.violations.push(format!("process left over: {p}"));
+            self.violate("process left over", format!("process left over: {p}"));
         }
         self.sb.stop_daemon();
         for p in self.panics() {
-            self.violations
-                .push(format!("panic in the daemon's log: {p}"));
+            self.violate("panic", format!("panic in the daemon's log: {p}"));
         }
         f
+    }
+
+    fn violate(&mut self, kind: &'static str, text: String) {
+        self.violations.push(Violation::new(kind, text));
     }
 
     fn added_id(&self, id: &str) -> bool {
@@ -631,7 +648,7 @@ impl Torture {
             f.failed,
             self.added
         );
-        println!("  kills:      {kills} ({})", kinds.join(", "));
+        println!("  kills:      {kills}{}", in_parens(&kinds));
         println!("  restarts:   {}", self.restarts);
         println!(
             "  agent runs: {} started, {} completed, {} retried attempts, at most {} at once",
@@ -642,7 +659,24 @@ impl Torture {
             l.checks, l.checks_cut
         );
         println!("  time:       {:.1} s", elapsed.as_secs_f64());
-        println!("  violations: {}", self.violations.len());
+        let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in &self.violations {
+            *tally.entry(v.kind).or_default() += 1;
+        }
+        let tally: Vec<String> = tally.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "  violations: {}{}",
+            self.violations.len(),
+            in_parens(&tally)
+        );
+    }
+}
+
+/// " (a, b)", or nothing for an empty list.
+fn in_parens(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        _ => format!(" ({})", items.join(", ")),
     }
 }
 
@@ -664,7 +698,20 @@ struct LedgerFindings {
     checks_cut: usize,
     /// The most agents between their start and end at one time.
     max_running: usize,
-    violations: Vec<String>,
+    violations: Vec<Violation>,
+}
+
+/// A broken rule: its kind, for the tally, and what happened.
+#[derive(Debug, Clone, PartialEq)]
+struct Violation {
+    kind: &'static str,
+    text: String,
+}
+
+impl Violation {
+    fn new(kind: &'static str, text: String) -> Violation {
+        Violation { kind, text }
+    }
 }
 
 /// The task of a check that started and has not ended, in ledger text.
@@ -701,28 +748,35 @@ fn check_ledger(text: &str, tasks: &[String], max_agents: usize) -> LedgerFindin
         .map(|t| (t.as_str(), PerTask::default()))
         .collect();
     let mut running = 0usize;
+    let mut violations = Vec::new();
+    let mut bad = |kind, text| violations.push(Violation::new(kind, text));
     for (n, line) in text.lines().enumerate() {
         let words: Vec<&str> = line.split(' ').collect();
         let [task, attempt, pid, event] = words[..] else {
-            f.violations
-                .push(format!("ledger line {} is malformed: {line:?}", n + 1));
+            bad(
+                "ledger malformed",
+                format!("ledger line {} is malformed: {line:?}", n + 1),
+            );
             continue;
         };
         let Some(t) = per.get_mut(task) else {
-            f.violations.push(format!(
-                "ledger line {} names an unknown task: {line:?}",
-                n + 1
-            ));
+            bad(
+                "ledger malformed",
+                format!("ledger line {} names an unknown task: {line:?}", n + 1),
+            );
             continue;
         };
         let (attempt, pid) = (attempt.to_string(), pid.to_string());
         match event {
             "start" => {
                 if let Some((a, p)) = t.running.first() {
-                    f.violations.push(format!(
-                        "{task}: attempt {attempt} (pid {pid}) started while attempt {a} \
+                    bad(
+                        "work started twice at once",
+                        format!(
+                            "{task}: attempt {attempt} (pid {pid}) started while attempt {a} \
                          (pid {p}) was still running"
-                    ));
+                        ),
+                    );
                 }
                 t.running.push((attempt, pid));
                 f.starts += 1;
@@ -731,8 +785,10 @@ fn check_ledger(text: &str, tasks: &[String], max_agents: usize) -> LedgerFindin
             }
             "end" => {
                 let Some(i) = t.running.iter().position(|r| r.1 == pid) else {
-                    f.violations
-                        .push(format!("{task}: pid {pid} ended work it never started"));
+                    bad(
+                        "work ended without a start",
+                        format!("{task}: pid {pid} ended work it never started"),
+                    );
                     continue;
                 };
                 t.running.remove(i);
@@ -755,48 +811,65 @@ fn check_ledger(text: &str, tasks: &[String], max_agents: usize) -> LedgerFindin
                 // A check that ends after another started: both ran at once. (One whose
                 // daemon was killed, and which was killed with it, never ends.)
                 if let Some(later) = t.overlapped_by.remove(&pid) {
-                    f.violations.push(format!(
-                        "{task}: checks ran at once: pid {pid} was still running when pid {} \
+                    bad(
+                        "checks ran at once",
+                        format!(
+                            "{task}: checks ran at once: pid {pid} was still running when pid {} \
                          started",
-                        later.join(", pid ")
-                    ));
+                            later.join(", pid ")
+                        ),
+                    );
                 }
             }
-            _ => f
-                .violations
-                .push(format!("ledger line {} is malformed: {line:?}", n + 1)),
+            _ => bad(
+                "ledger malformed",
+                format!("ledger line {} is malformed: {line:?}", n + 1),
+            ),
         }
     }
     if f.max_running > max_agents {
-        f.violations.push(format!(
-            "{} agents ran at once, more than max_agents {max_agents}",
-            f.max_running
-        ));
+        bad(
+            "more agents than max_agents",
+            format!(
+                "{} agents ran at once, more than max_agents {max_agents}",
+                f.max_running
+            ),
+        );
     }
     for (task, t) in &per {
         match t.ends {
             1 => {}
-            0 => f
-                .violations
-                .push(format!("{task}: its work never completed")),
-            n => f
-                .violations
-                .push(format!("{task}: its work completed {n} times")),
+            0 => bad(
+                "work never completed",
+                format!("{task}: its work never completed"),
+            ),
+            n => bad(
+                "work completed more than once",
+                format!("{task}: its work completed {n} times"),
+            ),
         }
         for (attempt, pid) in &t.running {
-            f.violations.push(format!(
-                "{task}: attempt {attempt} (pid {pid}) started its work and never finished it \
+            bad(
+                "agent stopped mid-work",
+                format!(
+                    "{task}: attempt {attempt} (pid {pid}) started its work and never finished it \
                  (its agent was stopped)"
-            ));
+                ),
+            );
         }
         f.checks_cut += t.checks.len();
     }
+    f.violations = violations;
     f
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts(f: &LedgerFindings) -> Vec<String> {
+        f.violations.iter().map(|v| v.text.clone()).collect()
+    }
 
     fn ids(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("t{i}")).collect()
@@ -807,7 +880,7 @@ mod tests {
         let text = "t1 1 10 start\nt2 1 20 start\nt1 1 10 end\nt1 1 30 check-start\n\
                     t2 1 20 end\nt1 1 30 check-end\n";
         let f = check_ledger(text, &ids(2), 4);
-        assert_eq!(f.violations, Vec::<String>::new());
+        assert_eq!(texts(&f), Vec::<String>::new());
         assert_eq!((f.starts, f.ends, f.checks, f.max_running), (2, 2, 1, 2));
     }
 
@@ -816,7 +889,7 @@ mod tests {
         let text = "t1 1 10 start\nt1 1 10 end\nt1 2 11 start\nt1 2 11 end\n";
         let f = check_ledger(text, &ids(2), 4);
         assert_eq!(
-            f.violations,
+            texts(&f),
             vec![
                 "t1: its work completed 2 times",
                 "t2: its work never completed"
@@ -829,7 +902,7 @@ mod tests {
         let text = "t1 1 10 start\nt1 2 11 start\nt1 2 11 end\n";
         let f = check_ledger(text, &ids(1), 4);
         assert_eq!(
-            f.violations,
+            texts(&f),
             vec![
                 "t1: attempt 2 (pid 11) started while attempt 1 (pid 10) was still running",
                 "t1: attempt 1 (pid 10) started its work and never finished it (its agent was \
@@ -846,10 +919,11 @@ mod tests {
                     t1 1 32 check-end\nt1 1 33 check-end\n";
         let f = check_ledger(text, &ids(1), 4);
         assert_eq!(
-            f.violations,
+            texts(&f),
             vec!["t1: checks ran at once: pid 32 was still running when pid 33 started"]
         );
         assert_eq!((f.checks, f.checks_cut), (4, 1));
+        assert_eq!(f.violations[0].kind, "checks ran at once");
     }
 
     #[test]
@@ -857,7 +931,7 @@ mod tests {
         let text = "t1 1 1 start\nt2 1 2 start\nt3 1 3 start\nt1 1 1 end\nt2 1 2 end\nt3 1 3 end\n";
         let f = check_ledger(text, &ids(3), 2);
         assert_eq!(
-            f.violations,
+            texts(&f),
             vec!["3 agents ran at once, more than max_agents 2"]
         );
     }
@@ -867,7 +941,7 @@ mod tests {
         let text = "t1 1 1 start\ngarbage\nt9 1 1 start\nt1 1 1 end\n";
         let f = check_ledger(text, &ids(1), 4);
         assert_eq!(
-            f.violations,
+            texts(&f),
             vec![
                 "ledger line 2 is malformed: \"garbage\"",
                 "ledger line 3 names an unknown task: \"t9 1 1 start\""

@@ -449,7 +449,7 @@ impl Torture {
         while Instant::now() < until && sandbox::check_interrupted().is_ok() {
             if self.sessions().is_empty()
                 && self.worktrees().is_empty()
-                && self.processes().is_empty()
+                && self.processes().is_ok_and(|p| p.is_empty())
             {
                 return;
             }
@@ -507,8 +507,13 @@ impl Torture {
                 ),
             );
         }
-        for p in self.processes() {
-            self.violate("process left over", format!("process left over: {p}"));
+        match self.processes() {
+            Ok(left) => {
+                for p in left {
+                    self.violate("process left over", format!("process left over: {p}"));
+                }
+            }
+            Err(e) => self.violate("process left over", format!("cannot look for them: {e}")),
         }
         self.sb.stop_daemon();
         for p in self.panics() {
@@ -580,17 +585,20 @@ impl Torture {
 
     /// Processes that mention the sandbox (checks, agents, wrappers), other than the daemon
     /// and the tmux server: seen twice, half a second apart, so a passing `git` is not one.
-    fn processes(&self) -> Vec<String> {
+    fn processes(&self) -> Result<Vec<String>, String> {
         let root = self.sb.root().to_string_lossy().into_owned();
         let own = [Some(std::process::id()), self.sb.daemon_pid()];
-        let look = || -> BTreeSet<(u32, String)> {
+        let look = || -> Result<BTreeSet<(u32, String)>, String> {
             let out = Command::new("ps")
                 .args(["-eo", "pid=,args="])
                 .stdin(Stdio::null())
                 .stderr(Stdio::null())
-                .output();
-            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-            text.unwrap_or_default()
+                .output()
+                .map_err(|e| format!("cannot run ps: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("ps failed ({})", out.status));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .filter_map(|l| {
                     let (pid, args) = l.trim_start().split_once(' ')?;
@@ -599,18 +607,18 @@ impl Torture {
                 .filter(|(pid, args)| {
                     args.contains(&root) && !args.starts_with("tmux") && !own.contains(&Some(*pid))
                 })
-                .collect()
+                .collect())
         };
-        let first = look();
+        let first = look()?;
         if first.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         std::thread::sleep(Duration::from_millis(500));
-        let second = look();
-        first
+        let second = look()?;
+        Ok(first
             .intersection(&second)
             .map(|(pid, args)| format!("pid {pid}: {args}"))
-            .collect()
+            .collect())
     }
 
     /// Panic lines in the daemons' stderr and in the home's logs.

@@ -326,21 +326,22 @@ fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
-/// Expands `{attempt}` and `{task}` in one pass, so that substituted values
-/// are never expanded again.
-fn expand(text: &str, attempt: &str, task: &str) -> String {
+/// Expands `{attempt}`, `{task}` and `{pid}` (the agent's own process id) in one pass, so
+/// that substituted values are never expanded again.
+fn expand(text: &str, vars: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('{') {
         out.push_str(&rest[..pos]);
         rest = &rest[pos..];
-        let (value, after) = if let Some(after) = rest.strip_prefix("{attempt}") {
-            (attempt, after)
-        } else if let Some(after) = rest.strip_prefix("{task}") {
-            (task, after)
-        } else {
-            ("{", &rest[1..])
-        };
+        let found = vars.iter().find_map(|(name, value)| {
+            let after = rest
+                .strip_prefix('{')?
+                .strip_prefix(name)?
+                .strip_prefix('}')?;
+            Some((*value, after))
+        });
+        let (value, after) = found.unwrap_or(("{", &rest[1..]));
         out.push_str(value);
         rest = after;
     }
@@ -379,8 +380,13 @@ fn run_step(step: &Step, ctx: &Context) -> Result<(), Failure> {
         Step::Sleep(d) => thread::sleep(*d),
         Step::Write(path, text) => put(path, format!("{text}\n").as_bytes(), false)?,
         Step::Append(path, text) => {
-            let attempt = ctx.attempt.as_deref().unwrap_or("");
-            let line = expand(text, attempt, ctx.task.as_deref().unwrap_or(""));
+            let pid = std::process::id().to_string();
+            let vars = [
+                ("attempt", ctx.attempt.as_deref().unwrap_or("")),
+                ("task", ctx.task.as_deref().unwrap_or("")),
+                ("pid", pid.as_str()),
+            ];
+            let line = expand(text, &vars);
             put(path, format!("{line}\n").as_bytes(), true)?
         }
         Step::Commit(message) => {
@@ -682,13 +688,15 @@ mod tests {
     }
 
     #[test]
-    fn expands_attempt_and_task() {
-        assert_eq!(expand("{attempt} of {task}", "2", "t-1"), "2 of t-1");
-        assert_eq!(expand("{task}{task}", "1", "ab"), "abab");
+    fn expands_attempt_task_and_pid() {
+        let vars = |attempt, task| [("attempt", attempt), ("task", task), ("pid", "42")];
+        assert_eq!(expand("{attempt} of {task}", &vars("2", "t-1")), "2 of t-1");
+        assert_eq!(expand("{task}{task}", &vars("1", "ab")), "abab");
+        assert_eq!(expand("{task} {pid}", &vars("1", "ab")), "ab 42");
         let untouched = "{ {attempt {}} {Task} {";
-        assert_eq!(expand(untouched, "1", "t"), untouched);
-        assert_eq!(expand("{attempt}", "{task}", "t"), "{task}");
-        assert_eq!(expand("ünï{{attempt}}", "3", ""), "ünï{3}");
+        assert_eq!(expand(untouched, &vars("1", "t")), untouched);
+        assert_eq!(expand("{attempt}", &vars("{task}", "t")), "{task}");
+        assert_eq!(expand("ünï{{attempt}}", &vars("3", "")), "ünï{3}");
     }
 
     #[test]

@@ -37,6 +37,21 @@ pub struct BenchArgs {
     /// Measure `nightshift top` instead: how soon it shows changes, and its CPU use
     #[arg(long, conflicts_with = "attention")]
     pub dashboard: bool,
+    /// Run the kill -9 torture instead: `--tasks` tasks [default: 30], the daemon killed
+    /// `--kills` times and restarted at once; fails on any task run twice, lost or failed,
+    /// any leftover session, worktree or check, or a panic
+    #[arg(long, conflicts_with_all = ["attention", "dashboard", "quick", "samples"])]
+    pub torture: bool,
+    /// Kills of the daemon in the torture run
+    #[arg(long, value_name = "K", default_value_t = 12, requires = "torture")]
+    pub kills: u32,
+    /// Seed of the torture run's random choices [default: from the clock, printed]
+    #[arg(long, value_name = "S", requires = "torture")]
+    pub seed: Option<u64>,
+    /// max_agents for the torture run
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "torture",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: u32,
 }
 
 const MAX_AGENTS: usize = 4;
@@ -53,6 +68,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if args.dashboard {
         return super::bench_dashboard::run(args.keep);
+    }
+    if args.torture {
+        return super::bench_torture::run(super::bench_torture::TortureArgs {
+            tasks: args.tasks.unwrap_or(30),
+            kills: args.kills,
+            seed: args.seed,
+            max_agents: args.max_agents,
+            keep: args.keep,
+        });
     }
     let samples = args.samples.unwrap_or(if args.quick { 20 } else { 200 });
     let tasks = args.tasks.unwrap_or(if args.quick { 40 } else { 500 });

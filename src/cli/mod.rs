@@ -5,6 +5,7 @@ pub(crate) mod attention;
 mod bench;
 mod bench_attention;
 mod bench_dashboard;
+mod bench_torture;
 mod clean;
 pub(crate) mod control;
 mod demo;

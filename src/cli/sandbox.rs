@@ -249,10 +249,20 @@ impl Sandbox {
         self.root.join("daemon.stderr.log")
     }
 
-    /// Starts `nightshift --home <home> daemon` and waits until its control socket is up.
+    /// Starts `nightshift --home <home> daemon` and waits until it answers on its socket.
     pub fn start_daemon(&mut self) -> anyhow::Result<()> {
+        self.spawn_daemon()?;
+        self.wait_daemon_ready(Duration::from_secs(30))
+    }
+
+    /// Starts the daemon without waiting for it. Its stderr is appended to
+    /// [`Sandbox::daemon_log`], so the log of every daemon of a run is kept.
+    pub fn spawn_daemon(&mut self) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("finding the nightshift binary")?;
-        let log = fs::File::create(self.daemon_log())?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.daemon_log())?;
         let child = Command::new(exe)
             .arg("--home")
             .arg(self.home.root())
@@ -273,13 +283,45 @@ impl Sandbox {
             .spawn()
             .context("starting the daemon")?;
         self.daemon = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the daemon we started answers a status request with its own pid (a
+    /// killed daemon's socket file stays behind, so its presence proves nothing).
+    pub fn wait_daemon_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let pid = self.daemon_pid();
         let socket = self.home.socket();
+        let rt = super::runtime()?;
         let watch = FolderWatch::new(&[(self.home.runtime_dir(), false)])?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        wait_for(&watch, deadline, "the daemon to start", |_| {
-            self.check_daemon()?;
-            Ok(socket.exists().then_some(()))
-        })
+        wait_for(
+            &watch,
+            Instant::now() + limit,
+            "the daemon to start",
+            |_| {
+                self.check_daemon()?;
+                let status =
+                    rt.block_on(crate::ipc::request(&socket, &crate::ipc::Request::Status));
+                Ok(
+                    matches!(status, Ok(crate::ipc::Response::Status(s)) if Some(s.pid) == pid)
+                        .then_some(()),
+                )
+            },
+        )
+    }
+
+    /// The pid of the daemon we started, while it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// `kill -9` of the daemon, at once. An error if it had already exited by itself.
+    pub fn kill9_daemon(&mut self) -> anyhow::Result<()> {
+        self.check_daemon()?;
+        if let Some(mut child) = self.daemon.take() {
+            child.kill().context("killing the daemon")?;
+            child.wait().context("waiting for the killed daemon")?;
+        }
+        Ok(())
     }
 
     /// An error (with the end of its log) if the daemon has exited.

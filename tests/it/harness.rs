@@ -692,6 +692,11 @@ impl Cmd {
         self
     }
 
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
     /// The command itself, for tests that drive its pipes.
     pub fn into_std(self) -> Command {
         self.command

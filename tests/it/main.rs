@@ -24,4 +24,5 @@ mod queue;
 mod recovery;
 mod schedules;
 mod security;
+mod torture;
 mod triggers;

@@ -591,6 +591,12 @@ pub async fn remove(wt_path: &Path, force: bool) -> Result<(), WorktreeError> {
     args.push(wt_path.as_os_str());
     git(&repo, &args).await?;
     git(&repo, ["worktree", "prune"]).await?;
+    forget_base_note(wt_path)
+}
+
+/// Deletes the note `prepare` keeps beside a worktree. Also called for a worktree that is
+/// already gone: a daemon killed between `git worktree remove` and this leaves the note.
+pub fn forget_base_note(wt_path: &Path) -> Result<(), WorktreeError> {
     if let Some(note) = base_note(wt_path) {
         match fs::remove_file(&note) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&note)(e)),

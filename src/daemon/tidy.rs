@@ -93,6 +93,9 @@ pub async fn finish(home: Home, dir: PathBuf) {
 
 async fn remove(dir: &RunDir, path: &Path, branch: &str) {
     if !path.exists() {
+        if let Err(e) = crate::worktree::forget_base_note(path) {
+            tracing::warn!("{e}");
+        }
         return;
     }
     match crate::worktree::remove(path, false).await {
@@ -108,6 +111,31 @@ async fn remove(dir: &RunDir, path: &Path, branch: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A daemon killed between `git worktree remove` and deleting the base note: the next
+    /// one finds the folder gone and must still delete the note.
+    #[tokio::test]
+    async fn an_interrupted_removal_still_deletes_the_base_note() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let home = Home::at(tmp.path().join("home"));
+        home.ensure_layout().expect("layout");
+        let wt = tmp.path().join("worktrees").join("t1");
+        std::fs::create_dir_all(wt.parent().expect("parent")).expect("mkdir");
+        let note = tmp.path().join("worktrees").join(".t1.base");
+        std::fs::write(&note, "abc\n").expect("note");
+        let dir = RunDir::new(home.run_dir("t1", 1));
+        std::fs::create_dir_all(dir.path()).expect("run dir");
+        let record = TidyRecord {
+            task_id: "t1".into(),
+            worktree: wt,
+            branch: "nightshift/t1".into(),
+            due_at: Timestamp::UNIX_EPOCH,
+        };
+        dir.write(TIDY, &record).expect("record");
+        finish(home, dir.path().to_path_buf()).await;
+        assert!(!note.exists(), "the base note was left behind");
+        assert!(!dir.file(TIDY).exists(), "the record is done");
+    }
 
     #[test]
     fn due_removals_come_out_in_time_and_once() {

@@ -70,6 +70,10 @@ fn killed_session_is_retried_when_attempts_remain() {
     env.queue("victim", &counted(&env, "3s").front("max_attempts: 2"));
     env.start_daemon();
     env.wait_started("victim", 1);
+    // started.json comes before the agent's own first line: kill only once it is in.
+    env.wait_until("the agent's first start", |e| {
+        !starts_of(e, "victim").is_empty()
+    });
     let out = env.tmux(&["kill-session", "-t", "ns-victim"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(env.wait_finished("victim"), "done");
@@ -83,6 +87,10 @@ fn killed_session_fails_the_task_when_no_attempts_remain() {
     env.queue("victim", &counted(&env, "3s"));
     env.start_daemon();
     env.wait_started("victim", 1);
+    // started.json comes before the agent's own first line: kill only once it is in.
+    env.wait_until("the agent's first start", |e| {
+        !starts_of(e, "victim").is_empty()
+    });
     let out = env.tmux(&["kill-session", "-t", "ns-victim"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(env.wait_finished("victim"), "failed");

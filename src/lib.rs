@@ -7,6 +7,7 @@
 pub mod checks;
 pub mod claude_state;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod daemon;

@@ -108,6 +108,19 @@ pub struct SpawnRecord {
     /// The task's own worktree and branch, when it runs isolated.
     #[serde(default)]
     pub worktree: Option<crate::worktree::Worktree>,
+    /// The boot clock when the task was claimed: timeouts count from it, not from the wall
+    /// clock, across a daemon restart (in the same boot).
+    #[serde(default)]
+    pub boot: Option<BootStamp>,
+}
+
+/// A reading of the boot clock (`CLOCK_BOOTTIME`), and which boot it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootStamp {
+    /// `/proc/sys/kernel/random/boot_id`
+    pub boot_id: String,
+    /// Milliseconds since boot, counting suspend.
+    pub boottime_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

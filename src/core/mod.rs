@@ -5,6 +5,7 @@
 //! replay hours in microseconds, and crash recovery feeds the same events as normal running.
 
 pub mod attention;
+pub mod clock;
 pub mod completion;
 pub mod dispatch;
 

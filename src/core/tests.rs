@@ -966,6 +966,37 @@ fn a_bare_marker_finishes_without_a_summary() {
 // Timeouts
 
 #[test]
+fn a_wall_clock_jump_does_not_time_out_a_run_on_the_steady_clock() {
+    use super::clock::{Reading, SteadyClock};
+    let mut h = Harness::new(1);
+    let wall0 = h.now;
+    let boot0 = Duration::from_secs(500);
+    let clock = SteadyClock::new(Reading {
+        wall: wall0,
+        boot: boot0,
+    });
+    h.scan(&[queued("a", "timeout: 20m")]);
+    h.started("a");
+    // An NTP step of +2 h while 8 s really pass.
+    let jumped = Reading {
+        wall: wall0 + Duration::from_secs(7200 + 8),
+        boot: boot0 + Duration::from_secs(8),
+    };
+    h.now = clock.steady(jumped);
+    assert_eq!(h.tick(), vec![]);
+    assert!(h.state.run("a").is_some());
+    // 20 minutes of boot time after the start, it times out.
+    h.now = clock.steady(Reading {
+        wall: jumped.wall + Duration::from_secs(1200),
+        boot: boot0 + Duration::from_secs(1200),
+    });
+    assert_eq!(
+        h.tick(),
+        vec![close("a"), failed("a", 1, 1, "timed out after 20m")]
+    );
+}
+
+#[test]
 fn the_task_timeout_sets_the_deadline_and_stops_the_task() {
     let mut h = Harness::new(1);
     // Attempts left do not matter: a timeout's default policy is stop.

@@ -401,6 +401,7 @@ impl StartJob {
             env: env.clone(),
             session: session.clone(),
             claimed_at: Timestamp::now(),
+            boot: crate::clock::boot_stamp(),
             git_head: git::head(&workdir).await,
             stdin_file: (profile.prompt == config::PromptVia::Stdin && resume.is_none())
                 .then(|| self.dir.file(run::PROMPT)),

@@ -101,6 +101,8 @@ pub struct Daemon {
     queue_dirty: bool,
     recheck_at: Option<SystemTime>,
     started_at: Timestamp,
+    /// The core's time line: durations on the boot clock, not the wall clock.
+    clock: core::clock::SteadyClock,
     exe: PathBuf,
     schedules: schedules::Schedules,
     triggers: triggers::Triggers,
@@ -210,6 +212,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         queue_dirty: true,
         recheck_at: None,
         started_at: Timestamp::now(),
+        clock: core::clock::SteadyClock::new(crate::clock::read()),
         exe,
         schedules: Default::default(),
         triggers: Default::default(),
@@ -387,12 +390,22 @@ async fn accept(
 }
 
 impl Daemon {
+    /// The core's `now`: steady time, which a wall-clock step does not move.
+    fn now(&self) -> Timestamp {
+        self.clock.steady(crate::clock::read())
+    }
+
+    /// A time of the core's, as the wall clock shows it now.
+    fn wall_of(&self, t: Timestamp) -> Timestamp {
+        self.clock.to_wall(t, crate::clock::read())
+    }
+
     /// How long the loop may sleep: until the next deadline, a file settles, or the safety
     /// rescan. Deadlines are wall-clock; the sleep is capped so a suspended machine is
     /// noticed soon after it wakes (monotonic timers stop during sleep).
     fn sleep_for(&self, next_rescan: Instant) -> Duration {
         let cap = next_rescan.saturating_duration_since(Instant::now());
-        let now = Timestamp::now();
+        let now = self.now();
         let mut wake = cap;
         if let Some(at) = self.state.next_wake() {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
@@ -430,7 +443,7 @@ impl Daemon {
         );
         let mut pending = vec![event];
         while let Some(event) = pending.pop() {
-            let actions = self.state.step(event, Timestamp::now());
+            let actions = self.state.step(event, self.now());
             visible |= !actions.is_empty();
             for action in actions {
                 if let Some(follow_up) = self.apply(action) {
@@ -768,8 +781,8 @@ impl Daemon {
                     attempt: r.attempt,
                     phase: r.phase,
                     session: r.session.clone(),
-                    started_at: r.started_at,
-                    deadline: r.deadline,
+                    started_at: self.wall_of(r.started_at),
+                    deadline: r.deadline.map(|d| self.wall_of(d)),
                 })
                 .collect(),
         }

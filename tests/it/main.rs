@@ -14,6 +14,7 @@ mod agents;
 mod attention;
 mod claude;
 mod cli;
+mod clock;
 mod completion;
 mod dashboard;
 mod fake_api;

@@ -189,6 +189,7 @@ fn started_attempt(env: &Env, id: &str, task: &Task) -> RunDir {
             stdin_file: None,
             resumed_session: None,
             worktree: None,
+            boot: None,
         },
     )
     .unwrap();

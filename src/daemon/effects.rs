@@ -86,6 +86,10 @@ impl Daemon {
         // Watch before the agent can write anything.
         self.watch_run(&id, attempt);
         if let Err(e) = prepared {
+            if crate::fsutil::is_disk_full(&e) {
+                let what = format!("cannot prepare {}: {e}", dir.path().display());
+                return Some(Event::StartHeld { id, attempt, what });
+            }
             return Some(Event::StartFailed {
                 id,
                 attempt,
@@ -107,9 +111,19 @@ impl Daemon {
             dir,
         };
         let tx = self.internal.clone();
+        let root = self.home.root().to_path_buf();
         tokio::spawn(async move {
             let event = match job.run().await {
                 Ok(()) => Event::Started { id, attempt },
+                // Its records could not be written: not the task's fault.
+                Err((reason, _)) if super::disk::is_full(&root) => {
+                    tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
+                    Event::StartHeld {
+                        id,
+                        attempt,
+                        what: reason,
+                    }
+                }
                 Err((reason, retry)) => {
                     tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
                     Event::StartFailed {
@@ -225,6 +239,7 @@ impl Daemon {
                     to,
                     report: Box::new(report.clone()),
                 });
+                self.hold_if_disk_full(&e);
                 false
             }
         };
@@ -292,6 +307,7 @@ impl Daemon {
                 id: id.to_string(),
                 report: Box::new(report.clone()),
             });
+            self.hold_if_disk_full(&e);
         }
         self.unwatch_run(id, report.attempt);
         // Scan now, so the task counts as queued before anything else looks.

@@ -4,6 +4,7 @@
 //! Folder moves (claim, requeue, finish) happen in the loop itself, so a queue scan always
 //! agrees with the core's state. Slow work (tmux, git) runs in tasks that report back.
 
+mod disk;
 mod effects;
 pub use effects::{VerifyRound, find_program};
 pub use schedules::read_all as read_schedules;
@@ -773,6 +774,7 @@ impl Daemon {
             slots_used: self.state.slots_used(),
             queued: self.state.queued_len(),
             paused: self.state.paused(),
+            disk_full: self.state.disk_full().map(str::to_string),
             running: self
                 .state
                 .running()
@@ -816,6 +818,14 @@ impl Daemon {
                         Some(Event::Filed {
                             id,
                             state: TaskState::Failed,
+                        })
+                    }
+                    Err(e) if crate::fsutil::is_disk_full(&e.source) => {
+                        // It stays queued; the scan after the hold ends decides again.
+                        tracing::warn!(task = id, "cannot file as failed: {e}");
+                        self.queue_dirty = true;
+                        Some(Event::DiskFull {
+                            what: e.to_string(),
                         })
                     }
                     Err(e) => {
@@ -960,6 +970,33 @@ impl Daemon {
                     ),
                     evidence.join("\n"),
                 );
+                None
+            }
+            Action::Unclaim { id, attempt } => {
+                self.unclaim(&id, attempt);
+                None
+            }
+            Action::DiskHold { what } => {
+                tracing::error!(
+                    "the home's disk is full ({what}): nothing new starts until space is freed; running agents go on"
+                );
+                if let Some(notifier) = &self.notifier {
+                    notifier.send(crate::notify::Notification {
+                        event: crate::notify::EventKind::Held,
+                        task_id: None,
+                        title: "nightshift: the disk is full, the queue is held".into(),
+                        body: format!(
+                            "{what}\nNothing new starts until space is freed on the disk of {}; running agents go on. Starts resume by themselves.",
+                            self.home.root().display()
+                        ),
+                        attach: None,
+                        at: Timestamp::now(),
+                    });
+                }
+                None
+            }
+            Action::DiskResume => {
+                tracing::info!("there is space on the home's disk again: starts resume");
                 None
             }
             Action::CloseSession { session } => {

@@ -258,6 +258,7 @@ impl Daemon {
         if let Some(sessions) = &sessions {
             self.close_orphans(sessions).await;
         }
+        self.check_disk_space();
         // Filings that failed (a full disk, say) are tried again.
         for msg in std::mem::take(&mut self.unfiled) {
             self.on_internal(msg);

@@ -17,6 +17,7 @@ mod cli;
 mod clock;
 mod completion;
 mod dashboard;
+mod disk;
 mod fake_api;
 mod injection;
 mod notify;

@@ -710,7 +710,7 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # timeout = "notify"
 
 # Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
-# failed, drained (default: attention, done, failed). Each message says what happened, to
+# failed, drained, held (default: attention, done, failed, held). Each message says what happened, to
 # which task, why, and the command to attach.
 # [[notify]]
 # kind = "desktop"                        # notify-send on Linux, osascript on macOS

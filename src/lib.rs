@@ -28,6 +28,7 @@ pub mod task;
 pub mod templates;
 pub mod testagent;
 pub mod tmux;
+pub mod transcript;
 pub mod trigger;
 pub mod usage;
 pub mod worktree;

@@ -146,6 +146,9 @@ pub enum Command {
     /// The process in each tmux pane: starts the agent and records its exit
     #[command(hide = true, name = "__wrap")]
     Wrap { run_dir: PathBuf },
+    /// Writes a pane's output (stdin, from tmux `pipe-pane`) to its transcript, capped
+    #[command(hide = true, name = "__transcript")]
+    Transcript { limit: u64, path: PathBuf },
     /// Record an agent hook event read from stdin (run by Claude Code's hooks)
     #[command(hide = true)]
     Hook {
@@ -170,6 +173,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             hook_settings,
         })),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
+        Command::Transcript { limit, path } => {
+            crate::transcript::write(&path, limit, std::io::stdin().lock())
+                .map_err(|e| anyhow::anyhow!("writing the transcript {}: {e}", path.display()))?;
+            Ok(exit::SUCCESS)
+        }
         Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -219,6 +227,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Doctor => doctor::run(&home),
         Command::TestAgent { .. }
         | Command::Wrap { .. }
+        | Command::Transcript { .. }
         | Command::Hook { .. }
         | Command::Completions { .. }
         | Command::Demo(_)

@@ -443,6 +443,8 @@ impl StartJob {
             env: &env,
             argv: &wrapper,
             transcript: &transcript,
+            transcript_writer: &self.exe,
+            transcript_limit: self.config.transcript_limit,
             width: self.config.pane_width,
             height: self.config.pane_height,
         };

@@ -518,7 +518,12 @@ impl Daemon {
         };
         tracing::debug!(path = %change.path.display(), complete = change.complete, "run file changed");
         match change.path.file_name().and_then(|n| n.to_str()) {
-            Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
+            // The transcript, or one of its later segments once it is over its cap.
+            Some(name)
+                if crate::transcript::segment_of(Path::new(run::TRANSCRIPT), name).is_some() =>
+            {
+                self.read_output(&id, attempt, false)
+            }
             Some(run::HOOKS) => self.read_hooks(&id, attempt),
             Some(run::DONE) => self.read_done(dir, &id, attempt),
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }),
@@ -906,7 +911,7 @@ impl Daemon {
                 }
                 dir.log_event(Timestamp::now(), "told", &text);
                 if let Some(tail) = self.tails.get(&(id.clone(), attempt)) {
-                    let at = tail.offset().to_string();
+                    let at = tail.position().to_string();
                     if let Err(e) =
                         crate::fsutil::write_atomic(&dir.file(run::TOLD_AT), at.as_bytes(), 0o600)
                     {
@@ -1055,13 +1060,13 @@ impl Daemon {
         }
         self.runs
             .insert(dir.path().to_path_buf(), (id.to_string(), attempt));
-        let told_at: u64 = std::fs::read_to_string(dir.file(run::TOLD_AT))
+        let told_at: crate::transcript::Position = std::fs::read_to_string(dir.file(run::TOLD_AT))
             .ok()
             .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
+            .unwrap_or_default();
         self.tails.insert(
             (id.to_string(), attempt),
-            Tail::from_offset(&dir.transcript(), told_at),
+            Tail::from_position(&dir.transcript(), told_at),
         );
         self.hook_tails
             .insert((id.to_string(), attempt), Tail::new(&dir.file(run::HOOKS)));

@@ -24,4 +24,5 @@ mod notify;
 mod queue;
 mod recovery;
 mod schedules;
+mod transcript;
 mod triggers;

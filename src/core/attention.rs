@@ -601,6 +601,11 @@ pub fn normalize(line: &str) -> String {
 }
 
 fn is_error_line(text: &str, patterns: &[Regex]) -> bool {
+    // Removing benign phrases only takes matches away: a line no pattern matches as it is
+    // (nearly every line) needs no cleaning.
+    if !patterns.iter().any(|re| re.is_match(text)) {
+        return false;
+    }
     let mut cleaned = text.to_string();
     for re in BENIGN_RE.iter() {
         cleaned = re.replace_all(&cleaned, " ").into_owned();
@@ -669,8 +674,8 @@ fn is_prose_question(line: &str) -> bool {
         && !CODE.iter().any(|c| text.contains(c))
 }
 
-fn strip_ansi(text: &str) -> String {
-    String::from_utf8_lossy(&strip_ansi_escapes::strip(text)).into_owned()
+fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
+    super::completion::strip_ansi(text)
 }
 
 fn truncate(s: &mut String, max: usize) {

@@ -347,8 +347,9 @@ pub enum Action {
     /// Undo a claim whose start never got going: remove the attempt's folder and put the
     /// task back in `queue/` untouched.
     Unclaim { id: String, attempt: u32 },
-    /// The home's disk is full: say so once (running agents go on, nothing new starts).
-    DiskHold { what: String },
+    /// The home's disk is full: hold (running agents go on, nothing new starts), and tell
+    /// a person when `notify` (once, until a start succeeds again).
+    DiskHold { what: String, notify: bool },
     /// Space is back: starts resume.
     DiskResume,
 }
@@ -372,6 +373,9 @@ pub struct State {
     /// Held because the home's disk is full: what failed first. Like a pause, but the
     /// daemon ends it by itself when space returns.
     disk_full: Option<String>,
+    /// A person was told of the full disk, and no start has succeeded since: a hold that
+    /// comes back (a quota statvfs cannot see) is not told again.
+    disk_told: bool,
 }
 
 impl State {
@@ -385,6 +389,7 @@ impl State {
             holds: BTreeMap::new(),
             paused: false,
             disk_full: None,
+            disk_told: false,
         }
     }
 
@@ -522,6 +527,8 @@ impl State {
                 }
             }
             Event::Started { id, attempt } => {
+                // There was space to start an agent: a later hold is news again.
+                self.disk_told = false;
                 if let Some(run) = self.current(&id, attempt) {
                     // Its done signal may have come first: its checks may be running.
                     if run.phase == Phase::Starting {
@@ -1045,7 +1052,11 @@ impl State {
     /// writes fail while it lasts.
     fn hold_for_disk(&mut self, what: String, actions: &mut Vec<Action>) {
         if self.disk_full.is_none() {
-            actions.push(Action::DiskHold { what: what.clone() });
+            actions.push(Action::DiskHold {
+                what: what.clone(),
+                notify: !self.disk_told,
+            });
+            self.disk_told = true;
             self.disk_full = Some(what);
         }
     }

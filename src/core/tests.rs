@@ -1008,7 +1008,10 @@ fn a_full_disk_holds_the_queue_without_spending_attempts_and_says_so_once() {
                 id: "a".into(),
                 attempt: 1
             },
-            Action::DiskHold { what: what.clone() }
+            Action::DiskHold {
+                what: what.clone(),
+                notify: true
+            }
         ]
     );
     assert_eq!(h.state.disk_full(), Some(what.as_str()));
@@ -1032,6 +1035,28 @@ fn a_full_disk_holds_the_queue_without_spending_attempts_and_says_so_once() {
         vec![Action::DiskResume, start(&a, 1)]
     );
     assert_eq!(h.state.disk_full(), None);
+    // Full again before anything started (a quota the free space does not show): held,
+    // but not told again.
+    let actions = h.step(Event::StartHeld {
+        id: "a".into(),
+        attempt: 1,
+        what: what.clone(),
+    });
+    assert_eq!(
+        actions[1],
+        Action::DiskHold {
+            what: what.clone(),
+            notify: false
+        }
+    );
+    h.step(Event::DiskSpace {
+        available: super::DISK_RESUME_AT,
+    });
+    assert_eq!(h.scan(std::slice::from_ref(&a)), vec![start(&a, 1)]);
+    h.started("a");
+    // After a start succeeded, a new hold is news.
+    let actions = h.step(Event::DiskFull { what: what.clone() });
+    assert_eq!(actions, vec![Action::DiskHold { what, notify: true }]);
 }
 
 #[test]

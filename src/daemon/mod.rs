@@ -981,11 +981,11 @@ impl Daemon {
                 self.unclaim(&id, attempt);
                 None
             }
-            Action::DiskHold { what } => {
+            Action::DiskHold { what, notify } => {
                 tracing::error!(
                     "the home's disk is full ({what}): nothing new starts until space is freed; running agents go on"
                 );
-                if let Some(notifier) = &self.notifier {
+                if let Some(notifier) = self.notifier.as_ref().filter(|_| notify) {
                     notifier.send(crate::notify::Notification {
                         event: crate::notify::EventKind::Held,
                         task_id: None,

@@ -636,7 +636,7 @@ async fn attempt_report(
     summary: Option<String>,
 ) -> Report {
     let spawn: Option<SpawnRecord> = dir.read(run::SPAWN).ok().flatten();
-    let finished_at = Timestamp::now();
+    let finished_at = crate::clock::wall_now();
     let (commits, workdir, agent, started_at) = match &spawn {
         Some(s) => {
             let commits = match &s.git_head {
@@ -673,7 +673,15 @@ async fn attempt_report(
     let verify = verify_rounds(dir);
     let setup: Vec<crate::checks::CommandResult> =
         dir.read(run::SETUP).ok().flatten().unwrap_or_default();
-    let duration_secs = started_at.map(|s| finished_at.duration_since(s).as_secs_f64());
+    // On the boot clock when the attempt started in this boot: a wall-clock step in between
+    // does not change how long it ran.
+    let booted = spawn
+        .as_ref()
+        .and_then(|s| crate::clock::boot_of(s.boot.as_ref()));
+    let duration_secs = match booted {
+        Some(b) => Some(crate::clock::boot_now().saturating_sub(b).as_secs_f64()),
+        None => started_at.map(|s| finished_at.duration_since(s).as_secs_f64()),
+    };
     let mut phases = std::collections::BTreeMap::new();
     if let Some(total) = duration_secs {
         let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;

@@ -29,6 +29,12 @@ fn a_forward_wall_clock_jump_does_not_time_out_a_running_task() {
         "{}",
         env.task_text("long")
     );
+    // Its report counts the seconds it ran, not the jump.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.run_dir("long", 1).join("report.json")).unwrap())
+            .unwrap();
+    let secs = report["duration_secs"].as_f64().unwrap();
+    assert!(secs < 600.0, "{secs}");
     // A real timeout still fires.
     assert_eq!(env.wait_finished("short"), "failed");
     assert!(

@@ -59,6 +59,12 @@ pub struct Config {
     /// The safety-net rescan of the queue and of tmux, for missed file events.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub rescan_interval: Duration,
+    /// The most one attempt's transcript keeps: its start and its most recent output.
+    #[serde(
+        deserialize_with = "crate::transcript::de_size",
+        serialize_with = "crate::transcript::ser_size"
+    )]
+    pub transcript_limit: u64,
     /// Width and height of agent panes: agent UIs need more than tmux's 80x24 default.
     pub pane_width: u16,
     pub pane_height: u16,
@@ -272,6 +278,7 @@ impl Default for Config {
             grace_period: Duration::from_secs(10),
             settle: Duration::from_secs(1),
             rescan_interval: Duration::from_secs(30),
+            transcript_limit: crate::transcript::DEFAULT_LIMIT,
             pane_width: 200,
             pane_height: 50,
             attention: AttentionConfig::default(),
@@ -414,6 +421,15 @@ impl Config {
             return Err(ConfigError::Parse {
                 path: path.into(),
                 message: "rescan_interval must be at least 1s".into(),
+            });
+        }
+        if config.transcript_limit < crate::transcript::MIN_LIMIT {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: format!(
+                    "transcript_limit must be at least {} bytes",
+                    crate::transcript::MIN_LIMIT
+                ),
             });
         }
         if config.pane_width < 20 || config.pane_height < 5 {
@@ -683,6 +699,8 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 
 # Safety-net rescan of the queue and of tmux, for missed file events.
 # rescan_interval = "30s"
+# The most each attempt's transcript keeps (its start and its latest output).
+# transcript_limit = "50MB"
 
 # Size of agent panes.
 # pane_width = 200
@@ -720,7 +738,7 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # timeout = "notify"
 
 # Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
-# failed, drained (default: attention, done, failed). Each message says what happened, to
+# failed, drained, held (default: attention, done, failed, held). Each message says what happened, to
 # which task, why, and the command to attach.
 # [[notify]]
 # kind = "desktop"                        # notify-send on Linux, osascript on macOS

@@ -61,6 +61,9 @@ pub struct DaemonStatus {
     /// The queue is paused: nothing new starts.
     #[serde(default)]
     pub paused: bool,
+    /// The queue is held because the home's disk is full: what failed.
+    #[serde(default)]
+    pub disk_full: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

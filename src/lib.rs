@@ -7,6 +7,7 @@
 pub mod checks;
 pub mod claude_state;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod daemon;
@@ -30,6 +31,7 @@ pub mod templates;
 pub mod term_text;
 pub mod testagent;
 pub mod tmux;
+pub mod transcript;
 pub mod trigger;
 pub mod usage;
 pub mod worktree;

@@ -28,8 +28,8 @@ pub struct ChannelConfig {
     /// command: argv, run directly (never a shell), with the event in NIGHTSHIFT_NOTIFY_* env vars.
     #[serde(default)]
     pub command: Option<Vec<String>>,
-    /// Which events: any of "attention", "cleared", "done", "failed", "drained".
-    /// Default: attention, done, failed.
+    /// Which events: any of "attention", "cleared", "done", "failed", "drained", "held".
+    /// Default: attention, done, failed, held.
     #[serde(default)]
     pub events: Option<Vec<EventKind>>,
     /// At most one message per this interval per channel (messages in between are merged
@@ -54,6 +54,8 @@ pub enum EventKind {
     Done,
     Failed,
     Drained,
+    /// The queue is held: the home's disk is full.
+    Held,
 }
 
 impl EventKind {
@@ -64,6 +66,7 @@ impl EventKind {
             EventKind::Done => "done",
             EventKind::Failed => "failed",
             EventKind::Drained => "drained",
+            EventKind::Held => "held",
         }
     }
 
@@ -71,7 +74,7 @@ impl EventKind {
     /// the most urgent kind, so e.g. ntfy's priority is not lowered by a trailing "done".
     fn urgency(self) -> u8 {
         match self {
-            EventKind::Failed => 4,
+            EventKind::Failed | EventKind::Held => 4,
             EventKind::Attention => 3,
             EventKind::Done => 2,
             EventKind::Drained => 1,
@@ -103,7 +106,12 @@ pub struct Notification {
     pub at: jiff::Timestamp,
 }
 
-const DEFAULT_EVENTS: [EventKind; 3] = [EventKind::Attention, EventKind::Done, EventKind::Failed];
+const DEFAULT_EVENTS: [EventKind; 4] = [
+    EventKind::Attention,
+    EventKind::Done,
+    EventKind::Failed,
+    EventKind::Held,
+];
 const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(5);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -495,12 +503,13 @@ fn ntfy_tags(event: EventKind) -> &'static str {
         EventKind::Done => "white_check_mark",
         EventKind::Failed => "x",
         EventKind::Drained => "checkered_flag",
+        EventKind::Held => "floppy_disk",
     }
 }
 
 fn ntfy_priority(event: EventKind) -> &'static str {
     match event {
-        EventKind::Attention | EventKind::Failed => "high",
+        EventKind::Attention | EventKind::Failed | EventKind::Held => "high",
         EventKind::Done => "default",
         EventKind::Cleared | EventKind::Drained => "low",
     }
@@ -904,14 +913,14 @@ mod tests {
     }
 
     #[test]
-    fn default_events_are_attention_done_failed() {
+    fn default_events_are_attention_done_failed_held() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let _guard = rt.enter();
         let notifier = Notifier::start_with(&[webhook("http://127.0.0.1:9/", None)], FAST).unwrap();
         let events = &notifier.routes[0].events;
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 4);
         for e in DEFAULT_EVENTS {
             assert!(events.contains(&e));
         }

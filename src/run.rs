@@ -5,9 +5,10 @@
 //! | file | writer | meaning |
 //! |---|---|---|
 //! | `prompt.md` | daemon | the prompt the agent got |
-//! | `spawn.json` | daemon | argv, workdir, session, git HEAD at start |
+//! | `spawn.json` | daemon | argv, workdir, session, git HEAD and boot clock at start |
 //! | `started.json` | pane wrapper | the agent process was started |
-//! | `transcript.log` | tmux `pipe-pane` | everything the pane showed |
+//! | `transcript.log` | `nightshift __transcript` (tmux `pipe-pane`) | what the pane showed: all of it, or its start and a marker line with the bytes skipped when it is over `transcript_limit` |
+//! | `transcript.N.log` | `nightshift __transcript` | the latest output of a transcript over its limit (the last two kept) |
 //! | `done.json` | `nightshift done` or the daemon (marker) | the agent signalled done |
 //! | `exit.json` | pane wrapper | the agent process ended |
 //! | `screen.txt` | daemon | the pane's last screen and scrollback, once the agent exited |
@@ -115,6 +116,19 @@ pub struct SpawnRecord {
     /// control sequences).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_note: Option<String>,
+    /// The boot clock when the task was claimed: timeouts count from it, not from the wall
+    /// clock, across a daemon restart (in the same boot).
+    #[serde(default)]
+    pub boot: Option<BootStamp>,
+}
+
+/// A reading of the boot clock (`CLOCK_BOOTTIME`), and which boot it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootStamp {
+    /// `/proc/sys/kernel/random/boot_id`
+    pub boot_id: String,
+    /// Milliseconds since boot, counting suspend.
+    pub boottime_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

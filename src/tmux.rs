@@ -1,8 +1,8 @@
 //! A typed wrapper over the tmux CLI on nightshift's own server.
 //!
 //! Everything is passed as argv: tmux never sees a shell string built from a prompt. The one
-//! shell command tmux runs is `pipe-pane`'s `cat >> <transcript>`, whose only variable part is
-//! a path nightshift chose, single-quoted.
+//! shell command tmux runs is `pipe-pane`'s `nightshift __transcript <limit> <transcript>`,
+//! whose only variable parts are paths nightshift chose, single-quoted, and a number.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,10 @@ pub struct SessionSpec<'a> {
     pub env: &'a [(String, String)],
     pub argv: &'a [OsString],
     pub transcript: &'a Path,
+    /// The nightshift binary, whose `__transcript` writes the transcript with its cap.
+    pub transcript_writer: &'a Path,
+    /// The most the transcript keeps, in bytes.
+    pub transcript_limit: u64,
     /// The `wait-for` channel tmux signals when the pane dies.
     pub died_channel: &'a str,
     pub width: u16,
@@ -192,11 +196,14 @@ impl Tmux {
         args.extend(spec.argv.iter().cloned());
         // `exec`: one process per pane for the transcript, not a shell plus cat.
         let died = format!("wait-for -S {}", spec.died_channel);
-        // The path is ours, single-quoted for the shell, with `#` doubled so tmux's format
-        // expansion (which would run `#(…)`) leaves it alone.
+        // The paths are ours, single-quoted for the shell, with `#` doubled so tmux's format
+        // expansion (which would run `#(…)`) leaves them alone.
+        let quoted = |p: &Path| shell_quote(&p.to_string_lossy()).replace('#', "##");
         let cat = format!(
-            "exec cat >> {}",
-            shell_quote(&spec.transcript.to_string_lossy()).replace('#', "##")
+            "exec {} __transcript {} {}",
+            quoted(spec.transcript_writer),
+            spec.transcript_limit,
+            quoted(spec.transcript)
         );
         for cmd in [
             // Keep the pane after the wrapper exits until nightshift closes it: without this,

@@ -176,7 +176,7 @@ pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
         at: Timestamp::now(),
     };
     let json = serde_json::to_vec_pretty(&record)?;
-    match fsutil::write_new_atomic(&dir.file(run::DONE), &json, 0o600) {
+    match write_done(&dir.file(run::DONE), &json) {
         Ok(()) => {
             let task = std::env::var("NIGHTSHIFT_TASK_ID").unwrap_or_default();
             println!(
@@ -189,11 +189,47 @@ pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
             println!("nightshift: done was already recorded for this run");
             Ok(exit::SUCCESS)
         }
+        Err(e) if fsutil::is_disk_full(&e) => Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "nightshift: done was NOT recorded: cannot write {}: {e} (tried for {}s). Free space on that disk, then run `nightshift done` again.",
+                dir.file(run::DONE).display(),
+                DONE_RETRY_FOR.as_secs()
+            ),
+        )
+        .into()),
         Err(e) => Err(CliError::new(
             exit::FAILURE,
             format!("{}: {e}", dir.file(run::DONE).display()),
         )
         .into()),
+    }
+}
+
+/// How long `nightshift done` keeps trying while the disk is full: the agent waits anyway,
+/// and a lost done signal costs the whole attempt.
+const DONE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Writes `done.json`, trying again with backoff while the disk is full.
+fn write_done(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
+    let start = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        match fsutil::write_new_atomic(path, json, 0o600) {
+            Err(e) if fsutil::is_disk_full(&e) && start.elapsed() < DONE_RETRY_FOR => {
+                if wait == std::time::Duration::from_millis(100) {
+                    eprintln!(
+                        "nightshift: cannot write {}: {e}; trying again for up to {}s",
+                        path.display(),
+                        DONE_RETRY_FOR.as_secs()
+                    );
+                }
+                let left = DONE_RETRY_FOR.saturating_sub(start.elapsed());
+                std::thread::sleep(wait.min(left));
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `nightshift logs`: print (and follow) a task's transcript.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use notify::Watcher;
@@ -8,6 +8,7 @@ use notify::Watcher;
 use crate::home::{Home, TaskState};
 use crate::queue;
 use crate::run;
+use crate::transcript::Follower;
 
 use super::{CliError, exit};
 
@@ -41,7 +42,9 @@ pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
         },
     };
     let path = home.run_dir(&args.id, attempt).join(run::TRANSCRIPT);
-    let mut offset = print_from(&path, 0, args.plain)?;
+    // Across the capped transcript's files: the start, the marker, the latest output.
+    let mut transcript = Follower::new(&path, Default::default());
+    print_new(&mut transcript, args.plain)?;
     if !args.follow {
         return Ok(exit::SUCCESS);
     }
@@ -58,33 +61,37 @@ pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
         // The run folder changes when output arrives and when the attempt ends (exit and
         // report records), so events drive this; the timeout is only a safety net.
         let _ = rx.recv_timeout(Duration::from_secs(30));
-        offset = print_from(&path, offset, args.plain)?;
+        print_new(&mut transcript, args.plain)?;
         let still_running = home.task_file(TaskState::Running, &args.id).exists();
         let latest = run::attempts(&home.task_runs(&args.id)).last().copied() == Some(attempt);
         if !still_running || !latest {
-            print_from(&path, offset, args.plain)?;
+            print_new(&mut transcript, args.plain)?;
             return Ok(exit::SUCCESS);
         }
     }
 }
 
-fn print_from(path: &std::path::Path, offset: u64, plain: bool) -> anyhow::Result<u64> {
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(offset),
-        Err(e) => {
-            return Err(CliError::new(exit::FAILURE, format!("{}: {e}", path.display())).into());
-        }
-    };
-    f.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
+/// Prints what the transcript gained since the last call.
+fn print_new(transcript: &mut Follower, plain: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if plain {
-        out.write_all(&strip_ansi_escapes::strip(&buf))?;
-    } else {
-        out.write_all(&buf)?;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = transcript.read(&mut buf, 1 << 20).map_err(|e| {
+            CliError::new(
+                exit::FAILURE,
+                format!("{}: {e}", transcript.path().display()),
+            )
+        })?;
+        if n == 0 {
+            break;
+        }
+        if plain {
+            out.write_all(&strip_ansi_escapes::strip(&buf))?;
+        } else {
+            out.write_all(&buf)?;
+        }
     }
     out.flush()?;
-    Ok(offset + buf.len() as u64)
+    Ok(())
 }

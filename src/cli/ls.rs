@@ -115,10 +115,19 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
         ""
     };
     match &daemon {
-        Ok(Some(d)) => println!(
-            "daemon: running (pid {}), {}/{} agents, {} queued{paused}",
-            d.pid, d.slots_used, d.max_agents, d.queued
-        ),
+        Ok(Some(d)) => {
+            let held = match &d.disk_full {
+                Some(what) => format!(
+                    " — HELD: the home's disk is full ({}); starts resume when space is freed",
+                    what
+                ),
+                None => String::new(),
+            };
+            println!(
+                "daemon: running (pid {}), {}/{} agents, {} queued{paused}{held}",
+                d.pid, d.slots_used, d.max_agents, d.queued
+            )
+        }
         Ok(None) => println!("daemon: not running (start it with `nightshift daemon`){paused}"),
         Err(e) => println!("daemon: {}", clean_line(e, true)),
     }

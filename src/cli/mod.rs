@@ -154,6 +154,9 @@ pub enum Command {
         #[arg(last = true, required = true)]
         argv: Vec<std::ffi::OsString>,
     },
+    /// Writes a pane's output (stdin, from tmux `pipe-pane`) to its transcript, capped
+    #[command(hide = true, name = "__transcript")]
+    Transcript { limit: u64, path: PathBuf },
     /// Record an agent hook event read from stdin (run by Claude Code's hooks)
     #[command(hide = true)]
     Hook {
@@ -179,6 +182,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         })),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
         Command::CheckGuard { daemon_pid, argv } => Ok(crate::checks::guard(daemon_pid, &argv)),
+        Command::Transcript { limit, path } => {
+            crate::transcript::write(&path, limit, std::io::stdin().lock())
+                .map_err(|e| anyhow::anyhow!("writing the transcript {}: {e}", path.display()))?;
+            Ok(exit::SUCCESS)
+        }
         Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
         Command::Completions { shell } => {
             // Generated whole first: clap_complete panics on a failed write, and a closed
@@ -228,6 +236,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::TestAgent { .. }
         | Command::Wrap { .. }
         | Command::CheckGuard { .. }
+        | Command::Transcript { .. }
         | Command::Hook { .. }
         | Command::Completions { .. }
         | Command::Demo(_)

@@ -289,6 +289,30 @@ pub struct Watch {
     /// Recent times of each normalised error line (at most the threshold count).
     errors: HashMap<String, VecDeque<Timestamp>>,
     flags: BTreeMap<Signal, Flag>,
+    /// The error patterns as one set: a line is scanned once, not once per pattern.
+    error_set: ErrorSet,
+}
+
+/// A [`RegexSet`](regex::RegexSet) of the error patterns, rebuilt when they change.
+#[derive(Debug, Clone, Default)]
+struct ErrorSet {
+    sources: Vec<String>,
+    set: Option<regex::RegexSet>,
+}
+
+impl ErrorSet {
+    fn of(&mut self, patterns: &[Regex]) -> Option<regex::RegexSet> {
+        let same = self
+            .sources
+            .iter()
+            .map(String::as_str)
+            .eq(patterns.iter().map(Regex::as_str));
+        if !same || self.set.is_none() {
+            self.sources = patterns.iter().map(|r| r.as_str().to_string()).collect();
+            self.set = regex::RegexSet::new(&self.sources).ok();
+        }
+        self.set.clone()
+    }
 }
 
 impl Watch {
@@ -305,6 +329,7 @@ impl Watch {
             waiting_from_hook: false,
             turn_ended: None,
             errors: HashMap::new(),
+            error_set: ErrorSet::default(),
             flags: BTreeMap::new(),
         }
     }
@@ -325,6 +350,7 @@ impl Watch {
             return change;
         };
         let count = count.max(1) as usize;
+        let set = self.error_set.of(&t.error_patterns);
         let cutoff = sub(now, window);
         self.errors.retain(|_, times| {
             while times.front().is_some_and(|at| *at < cutoff) {
@@ -335,7 +361,10 @@ impl Watch {
         for line in lines {
             let text = strip_ansi(line);
             let text = text.trim();
-            if !is_error_line(text, &t.error_patterns) {
+            // The set says whether any pattern could match, in one scan.
+            if set.as_ref().is_some_and(|s| !s.is_match(text))
+                || !is_error_line(text, &t.error_patterns)
+            {
                 continue;
             }
             let mut key = normalize(text);
@@ -601,6 +630,11 @@ pub fn normalize(line: &str) -> String {
 }
 
 fn is_error_line(text: &str, patterns: &[Regex]) -> bool {
+    // Removing benign phrases only takes matches away: a line no pattern matches as it is
+    // (nearly every line) needs no cleaning.
+    if !patterns.iter().any(|re| re.is_match(text)) {
+        return false;
+    }
     let mut cleaned = text.to_string();
     for re in BENIGN_RE.iter() {
         cleaned = re.replace_all(&cleaned, " ").into_owned();
@@ -669,8 +703,8 @@ fn is_prose_question(line: &str) -> bool {
         && !CODE.iter().any(|c| text.contains(c))
 }
 
-fn strip_ansi(text: &str) -> String {
-    String::from_utf8_lossy(&strip_ansi_escapes::strip(text)).into_owned()
+fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
+    super::completion::strip_ansi(text)
 }
 
 fn truncate(s: &mut String, max: usize) {

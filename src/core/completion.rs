@@ -24,9 +24,21 @@ pub fn normalize(line: &str) -> String {
         .to_string()
 }
 
-/// Removes terminal escape sequences.
-pub fn strip_ansi(text: &str) -> String {
-    String::from_utf8_lossy(&strip_ansi_escapes::strip(text)).into_owned()
+/// Removes terminal escape sequences. Text without control characters (most output) is
+/// returned as it is, without running the terminal parser: output is read line by line.
+pub fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
+    if is_plain(text) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    String::from_utf8_lossy(&strip_ansi_escapes::strip(text))
+        .into_owned()
+        .into()
+}
+
+/// No escape sequences or control characters but tabs: the terminal parser would keep it
+/// all.
+pub fn is_plain(text: &str) -> bool {
+    text.chars().all(|c| !c.is_control() || c == '\t')
 }
 
 /// The prompt's lines, normalised, for [`marker_in_line`].
@@ -40,6 +52,10 @@ pub fn prompt_lines(prompt: &str) -> HashSet<String> {
 
 /// Whether `line` is a completion marker written by the agent.
 pub fn marker_in_line(line: &str, marker: &str, prompt: &HashSet<String>) -> Option<MarkerHit> {
+    // Most lines: plain text without the marker anywhere in it.
+    if !line.contains(marker) && is_plain(line) {
+        return None;
+    }
     let line = normalize(line);
     let rest = line.strip_prefix(marker)?;
     // `NIGHTSHIFT_DONE`, `NIGHTSHIFT_DONE: summary` or `NIGHTSHIFT_DONE summary`, but not

@@ -5,6 +5,7 @@
 //! replay hours in microseconds, and crash recovery feeds the same events as normal running.
 
 pub mod attention;
+pub mod clock;
 pub mod completion;
 pub mod delivery;
 pub mod dispatch;
@@ -251,6 +252,17 @@ pub enum Event {
     Ack { id: String },
     /// The queue was paused (nothing new starts) or resumed.
     Paused(bool),
+    /// A start failed because the home's disk is full (`what` failed). The attempt does not
+    /// count: the task goes back to the queue as it was, and nothing new starts.
+    StartHeld {
+        id: String,
+        attempt: u32,
+        what: String,
+    },
+    /// Writing to the home failed because its disk is full: nothing new starts.
+    DiskFull { what: String },
+    /// The home's free space, looked at while held.
+    DiskSpace { available: u64 },
     /// Time passed.
     Tick,
 }
@@ -333,7 +345,18 @@ pub enum Action {
         attempt: u32,
         flags: Vec<attention::Flag>,
     },
+    /// Undo a claim whose start never got going: remove the attempt's folder and put the
+    /// task back in `queue/` untouched.
+    Unclaim { id: String, attempt: u32 },
+    /// The home's disk is full: hold (running agents go on, nothing new starts), and tell
+    /// a person when `notify` (once, until a start succeeds again).
+    DiskHold { what: String, notify: bool },
+    /// Space is back: starts resume.
+    DiskResume,
 }
+
+/// The free space on the home's disk at which a hold for a full disk ends.
+pub const DISK_RESUME_AT: u64 = 1 << 20;
 
 /// What the daemon knows.
 #[derive(Debug)]
@@ -348,6 +371,12 @@ pub struct State {
     holds: BTreeMap<String, dispatch::Hold>,
     /// Nothing new starts while paused; running agents go on.
     paused: bool,
+    /// Held because the home's disk is full: what failed first. Like a pause, but the
+    /// daemon ends it by itself when space returns.
+    disk_full: Option<String>,
+    /// A person was told of the full disk, and no start has succeeded since: a hold that
+    /// comes back (a quota statvfs cannot see) is not told again.
+    disk_told: bool,
 }
 
 impl State {
@@ -360,11 +389,18 @@ impl State {
             finished: BTreeMap::new(),
             holds: BTreeMap::new(),
             paused: false,
+            disk_full: None,
+            disk_told: false,
         }
     }
 
     pub fn paused(&self) -> bool {
         self.paused
+    }
+
+    /// Why the queue is held for a full disk, if it is.
+    pub fn disk_full(&self) -> Option<&str> {
+        self.disk_full.as_deref()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -492,6 +528,8 @@ impl State {
                 }
             }
             Event::Started { id, attempt } => {
+                // There was space to start an agent: a later hold is news again.
+                self.disk_told = false;
                 if let Some(run) = self.current(&id, attempt) {
                     // Its done signal may have come first: its checks may be running.
                     if run.phase == Phase::Starting {
@@ -650,6 +688,21 @@ impl State {
                 }
             }
             Event::Paused(paused) => self.paused = paused,
+            Event::StartHeld { id, attempt, what } => {
+                // Not an attempt: no report, no count, no retry budget spent.
+                if self.current(&id, attempt).is_some() {
+                    self.running.remove(&id);
+                    actions.push(Action::Unclaim { id, attempt });
+                }
+                self.hold_for_disk(what, &mut actions);
+            }
+            Event::DiskFull { what } => self.hold_for_disk(what, &mut actions),
+            Event::DiskSpace { available } => {
+                if self.disk_full.is_some() && available >= DISK_RESUME_AT {
+                    self.disk_full = None;
+                    actions.push(Action::DiskResume);
+                }
+            }
             Event::Tick => {}
         }
         self.expire(now, &mut actions);
@@ -996,6 +1049,19 @@ impl State {
         }
     }
 
+    /// Holds the queue for a full disk; says so only when the hold begins, however many
+    /// writes fail while it lasts.
+    fn hold_for_disk(&mut self, what: String, actions: &mut Vec<Action>) {
+        if self.disk_full.is_none() {
+            actions.push(Action::DiskHold {
+                what: what.clone(),
+                notify: !self.disk_told,
+            });
+            self.disk_told = true;
+            self.disk_full = Some(what);
+        }
+    }
+
     /// Timeouts, exits without done, and ended grace periods.
     fn expire(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         let settle = self.settings.exit_settle;
@@ -1087,7 +1153,7 @@ impl State {
 
     /// Fills free slots from the queue and fails tasks that can never run.
     fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
-        let free = if self.paused {
+        let free = if self.paused || self.disk_full.is_some() {
             0
         } else {
             self.settings.max_agents.saturating_sub(self.slots_used())

@@ -637,7 +637,28 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                         disk.retain(|_, q| &q.path != path);
                         assert_eq!(disk.len() + 1, before, "{context}: {action:?}");
                     }
+                    Action::Unclaim { id, attempt } => {
+                        // Back in the queue as it was before the claim.
+                        let Some((at, counted)) = live.remove(id) else {
+                            panic!("{context}: unclaimed `{id}`, which is not running");
+                        };
+                        assert_eq!(*attempt, at, "{context}");
+                        disk.insert(
+                            id.clone(),
+                            QueuedTask {
+                                task: tasks[id].clone(),
+                                path: path_of(id),
+                                last_attempt: at - 1,
+                                counted_attempts: counted - 1,
+                                resume: false,
+                                resumes: 0,
+                                lock: None,
+                            },
+                        );
+                    }
                     Action::CloseSession { .. }
+                    | Action::DiskHold { .. }
+                    | Action::DiskResume
                     | Action::Attention { .. }
                     | Action::CaptureScreen { .. }
                     | Action::CheckHead { .. }
@@ -964,6 +985,110 @@ fn a_bare_marker_finishes_without_a_summary() {
 
 // ---------------------------------------------------------------------------------------
 // Timeouts
+
+#[test]
+fn a_full_disk_holds_the_queue_without_spending_attempts_and_says_so_once() {
+    let mut h = Harness::new(2);
+    let (a, b) = (queued("a", ""), queued("b", ""));
+    assert_eq!(
+        h.scan(&[a.clone(), b.clone()]),
+        vec![start(&a, 1), start(&b, 1)]
+    );
+    h.started("b");
+    let what = "cannot write prompt.md: No space left on device".to_string();
+    let actions = h.step(Event::StartHeld {
+        id: "a".into(),
+        attempt: 1,
+        what: what.clone(),
+    });
+    assert_eq!(
+        actions,
+        vec![
+            Action::Unclaim {
+                id: "a".into(),
+                attempt: 1
+            },
+            Action::DiskHold {
+                what: what.clone(),
+                notify: true
+            }
+        ]
+    );
+    assert_eq!(h.state.disk_full(), Some(what.as_str()));
+    // Back in the queue, it waits; more failed writes say nothing more.
+    assert_eq!(h.scan(std::slice::from_ref(&a)), vec![]);
+    assert_eq!(
+        h.step(Event::DiskFull {
+            what: "cannot file b".into()
+        }),
+        vec![]
+    );
+    assert_eq!(h.tick(), vec![]);
+    // The running agent goes on.
+    assert_eq!(h.state.run("b").map(|r| r.phase), Some(Phase::Running));
+    assert_eq!(h.step(Event::DiskSpace { available: 4096 }), vec![]);
+    // Space is back: the task starts as its first attempt.
+    assert_eq!(
+        h.step(Event::DiskSpace {
+            available: super::DISK_RESUME_AT
+        }),
+        vec![Action::DiskResume, start(&a, 1)]
+    );
+    assert_eq!(h.state.disk_full(), None);
+    // Full again before anything started (a quota the free space does not show): held,
+    // but not told again.
+    let actions = h.step(Event::StartHeld {
+        id: "a".into(),
+        attempt: 1,
+        what: what.clone(),
+    });
+    assert_eq!(
+        actions[1],
+        Action::DiskHold {
+            what: what.clone(),
+            notify: false
+        }
+    );
+    h.step(Event::DiskSpace {
+        available: super::DISK_RESUME_AT,
+    });
+    assert_eq!(h.scan(std::slice::from_ref(&a)), vec![start(&a, 1)]);
+    h.started("a");
+    // After a start succeeded, a new hold is news.
+    let actions = h.step(Event::DiskFull { what: what.clone() });
+    assert_eq!(actions, vec![Action::DiskHold { what, notify: true }]);
+}
+
+#[test]
+fn a_wall_clock_jump_does_not_time_out_a_run_on_the_steady_clock() {
+    use super::clock::{Reading, SteadyClock};
+    let mut h = Harness::new(1);
+    let wall0 = h.now;
+    let boot0 = Duration::from_secs(500);
+    let clock = SteadyClock::new(Reading {
+        wall: wall0,
+        boot: boot0,
+    });
+    h.scan(&[queued("a", "timeout: 20m")]);
+    h.started("a");
+    // An NTP step of +2 h while 8 s really pass.
+    let jumped = Reading {
+        wall: wall0 + Duration::from_secs(7200 + 8),
+        boot: boot0 + Duration::from_secs(8),
+    };
+    h.now = clock.steady(jumped);
+    assert_eq!(h.tick(), vec![]);
+    assert!(h.state.run("a").is_some());
+    // 20 minutes of boot time after the start, it times out.
+    h.now = clock.steady(Reading {
+        wall: jumped.wall + Duration::from_secs(1200),
+        boot: boot0 + Duration::from_secs(1200),
+    });
+    assert_eq!(
+        h.tick(),
+        vec![close("a"), failed("a", 1, 1, "timed out after 20m")]
+    );
+}
 
 #[test]
 fn the_task_timeout_sets_the_deadline_and_stops_the_task() {

@@ -119,6 +119,10 @@ impl Daemon {
         // Watch before the agent can write anything.
         self.watch_run(&id, attempt);
         if let Err(e) = prepared {
+            if crate::fsutil::is_disk_full(&e) {
+                let what = format!("cannot prepare {}: {e}", dir.path().display());
+                return Some(Event::StartHeld { id, attempt, what });
+            }
             return Some(Event::StartFailed {
                 id,
                 attempt,
@@ -140,9 +144,20 @@ impl Daemon {
             dir,
         };
         let tx = self.internal.clone();
+        let root = self.home.root().to_path_buf();
         tokio::spawn(async move {
             let (event, typed) = match job.run().await {
                 Ok(typed) => (Event::Started { id, attempt }, typed),
+                // Its records could not be written: not the task's fault.
+                Err((reason, _)) if super::disk::is_full(&root) => {
+                    tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
+                    let event = Event::StartHeld {
+                        id,
+                        attempt,
+                        what: reason,
+                    };
+                    (event, None)
+                }
                 Err((reason, retry)) => {
                     tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
                     let event = Event::StartFailed {
@@ -268,6 +283,7 @@ impl Daemon {
                     to,
                     report: Box::new(report.clone()),
                 });
+                self.hold_if_disk_full(&e);
                 false
             }
         };
@@ -337,6 +353,7 @@ impl Daemon {
                 id: id.to_string(),
                 report: Box::new(report.clone()),
             });
+            self.hold_if_disk_full(&e);
         }
         self.unwatch_run(id, report.attempt);
         // Scan now, so the task counts as queued before anything else looks.
@@ -467,6 +484,7 @@ impl StartJob {
             env: env.clone(),
             session: session.clone(),
             claimed_at: Timestamp::now(),
+            boot: crate::clock::boot_stamp(),
             git_head: git::head(&workdir).await,
             stdin_file: (profile.prompt == config::PromptVia::Stdin && resume.is_none())
                 .then(|| self.dir.file(run::PROMPT)),
@@ -498,6 +516,8 @@ impl StartJob {
             env: &env[..session_env],
             argv: &wrapper,
             transcript: &transcript,
+            transcript_writer: &self.exe,
+            transcript_limit: self.config.transcript_limit,
             width: self.config.pane_width,
             height: self.config.pane_height,
         };
@@ -738,7 +758,7 @@ async fn attempt_report(
     summary: Option<String>,
 ) -> Report {
     let spawn: Option<SpawnRecord> = dir.read(run::SPAWN).ok().flatten();
-    let finished_at = Timestamp::now();
+    let finished_at = crate::clock::wall_now();
     let (commits, workdir, agent, started_at) = match &spawn {
         Some(s) => {
             let commits = match &s.git_head {
@@ -775,7 +795,15 @@ async fn attempt_report(
     let verify = verify_rounds(dir);
     let setup: Vec<crate::checks::CommandResult> =
         dir.read(run::SETUP).ok().flatten().unwrap_or_default();
-    let duration_secs = started_at.map(|s| finished_at.duration_since(s).as_secs_f64());
+    // On the boot clock when the attempt started in this boot: a wall-clock step in between
+    // does not change how long it ran.
+    let booted = spawn
+        .as_ref()
+        .and_then(|s| crate::clock::boot_of(s.boot.as_ref()));
+    let duration_secs = match booted {
+        Some(b) => Some(crate::clock::boot_now().saturating_sub(b).as_secs_f64()),
+        None => started_at.map(|s| finished_at.duration_since(s).as_secs_f64()),
+    };
     let mut phases = std::collections::BTreeMap::new();
     if let Some(total) = duration_secs {
         let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;

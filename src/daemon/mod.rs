@@ -4,6 +4,7 @@
 //! Folder moves (claim, requeue, finish) happen in the loop itself, so a queue scan always
 //! agrees with the core's state. Slow work (tmux, git) runs in tasks that report back.
 
+mod disk;
 mod effects;
 pub use effects::{VerifyRound, find_program};
 pub use schedules::read_all as read_schedules;
@@ -104,6 +105,8 @@ pub struct Daemon {
     queue_dirty: bool,
     recheck_at: Option<SystemTime>,
     started_at: Timestamp,
+    /// The core's time line: durations on the boot clock, not the wall clock.
+    clock: core::clock::SteadyClock,
     exe: PathBuf,
     schedules: schedules::Schedules,
     triggers: triggers::Triggers,
@@ -232,6 +235,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         queue_dirty: true,
         recheck_at: None,
         started_at: Timestamp::now(),
+        clock: core::clock::SteadyClock::new(crate::clock::read()),
         exe,
         schedules: Default::default(),
         triggers: Default::default(),
@@ -418,12 +422,22 @@ async fn accept(
 }
 
 impl Daemon {
+    /// The core's `now`: steady time, which a wall-clock step does not move.
+    fn now(&self) -> Timestamp {
+        self.clock.steady(crate::clock::read())
+    }
+
+    /// A time of the core's, as the wall clock shows it now.
+    fn wall_of(&self, t: Timestamp) -> Timestamp {
+        self.clock.to_wall(t, crate::clock::read())
+    }
+
     /// How long the loop may sleep: until the next deadline, a file settles, or the safety
     /// rescan. Deadlines are wall-clock; the sleep is capped so a suspended machine is
     /// noticed soon after it wakes (monotonic timers stop during sleep).
     fn sleep_for(&self, next_rescan: Instant) -> Duration {
         let cap = next_rescan.saturating_duration_since(Instant::now());
-        let now = Timestamp::now();
+        let now = self.now();
         let mut wake = cap;
         if let Some(at) = self.state.next_wake() {
             let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
@@ -465,7 +479,7 @@ impl Daemon {
         );
         let mut pending = vec![event];
         while let Some(event) = pending.pop() {
-            let actions = self.state.step(event, Timestamp::now());
+            let actions = self.state.step(event, self.now());
             visible |= !actions.is_empty();
             for action in actions {
                 if let Some(follow_up) = self.apply(action) {
@@ -539,7 +553,12 @@ impl Daemon {
         };
         tracing::debug!(path = %change.path.display(), complete = change.complete, "run file changed");
         match change.path.file_name().and_then(|n| n.to_str()) {
-            Some(run::TRANSCRIPT) => self.read_output(&id, attempt, false),
+            // The transcript, or one of its later segments once it is over its cap.
+            Some(name)
+                if crate::transcript::segment_of(Path::new(run::TRANSCRIPT), name).is_some() =>
+            {
+                self.read_output(&id, attempt, false)
+            }
             Some(run::HOOKS) => self.read_hooks(&id, attempt),
             Some(run::DONE) => self.read_done(dir, &id, attempt),
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }),
@@ -795,6 +814,7 @@ impl Daemon {
             slots_used: self.state.slots_used(),
             queued: self.state.queued_len(),
             paused: self.state.paused(),
+            disk_full: self.state.disk_full().map(str::to_string),
             running: self
                 .state
                 .running()
@@ -803,8 +823,8 @@ impl Daemon {
                     attempt: r.attempt,
                     phase: r.phase,
                     session: r.session.clone(),
-                    started_at: r.started_at,
-                    deadline: r.deadline,
+                    started_at: self.wall_of(r.started_at),
+                    deadline: r.deadline.map(|d| self.wall_of(d)),
                 })
                 .collect(),
         }
@@ -838,6 +858,14 @@ impl Daemon {
                         Some(Event::Filed {
                             id,
                             state: TaskState::Failed,
+                        })
+                    }
+                    Err(e) if crate::fsutil::is_disk_full(&e.source) => {
+                        // It stays queued; the scan after the hold ends decides again.
+                        tracing::warn!(task = id, "cannot file as failed: {e}");
+                        self.queue_dirty = true;
+                        Some(Event::DiskFull {
+                            what: e.to_string(),
                         })
                     }
                     Err(e) => {
@@ -919,7 +947,7 @@ impl Daemon {
                 }
                 dir.log_event(Timestamp::now(), "told", &text);
                 if let Some(tail) = self.tails.get(&(id.clone(), attempt)) {
-                    let at = tail.offset().to_string();
+                    let at = tail.position().to_string();
                     if let Err(e) =
                         crate::fsutil::write_atomic(&dir.file(run::TOLD_AT), at.as_bytes(), 0o600)
                     {
@@ -985,6 +1013,33 @@ impl Daemon {
                 );
                 None
             }
+            Action::Unclaim { id, attempt } => {
+                self.unclaim(&id, attempt);
+                None
+            }
+            Action::DiskHold { what, notify } => {
+                tracing::error!(
+                    "the home's disk is full ({what}): nothing new starts until space is freed; running agents go on"
+                );
+                if let Some(notifier) = self.notifier.as_ref().filter(|_| notify) {
+                    notifier.send(crate::notify::Notification {
+                        event: crate::notify::EventKind::Held,
+                        task_id: None,
+                        title: "nightshift: the disk is full, the queue is held".into(),
+                        body: format!(
+                            "{what}\nNothing new starts until space is freed on the disk of {}; running agents go on. Starts resume by themselves.",
+                            self.home.root().display()
+                        ),
+                        attach: None,
+                        at: Timestamp::now(),
+                    });
+                }
+                None
+            }
+            Action::DiskResume => {
+                tracing::info!("there is space on the home's disk again: starts resume");
+                None
+            }
             Action::CloseSession { session } => {
                 self.unwatch_closed(&session);
                 let replaced = self
@@ -1041,13 +1096,13 @@ impl Daemon {
         }
         self.runs
             .insert(dir.path().to_path_buf(), (id.to_string(), attempt));
-        let told_at: u64 = std::fs::read_to_string(dir.file(run::TOLD_AT))
+        let told_at: crate::transcript::Position = std::fs::read_to_string(dir.file(run::TOLD_AT))
             .ok()
             .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
+            .unwrap_or_default();
         self.tails.insert(
             (id.to_string(), attempt),
-            Tail::from_offset(&dir.transcript(), told_at),
+            Tail::from_position(&dir.transcript(), told_at),
         );
         self.hook_tails
             .insert((id.to_string(), attempt), Tail::new(&dir.file(run::HOOKS)));

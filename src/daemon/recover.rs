@@ -6,8 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use jiff::Timestamp;
-
 use super::Daemon;
 use crate::core::{Event, Recovered};
 use crate::home::TaskState;
@@ -183,7 +181,7 @@ impl Daemon {
                         task,
                         attempt,
                         counted_attempts: counted + u32::from(new_attempt),
-                        started_at: Timestamp::now(),
+                        started_at: self.now(),
                         how: Recovered::NotStarted,
                         resumes,
                         failed_rounds: 0,
@@ -191,11 +189,16 @@ impl Daemon {
                     });
                 }
                 Found::Started { attempt } => {
-                    let started_at = dir
-                        .read::<SpawnRecord>(run::SPAWN)
-                        .ok()
-                        .flatten()
-                        .map_or_else(Timestamp::now, |s| s.claimed_at);
+                    // On the boot clock when the record has it (same boot): a wall-clock
+                    // step since the start does not shorten or stretch its timeout.
+                    let started_at = match dir.read::<SpawnRecord>(run::SPAWN).ok().flatten() {
+                        Some(s) => self.clock.start_of(
+                            crate::clock::read(),
+                            s.claimed_at,
+                            crate::clock::boot_of(s.boot.as_ref()),
+                        ),
+                        None => self.now(),
+                    };
                     tracing::info!(task = id, attempt, alive = session.is_some(), "re-adopting");
                     let (resumes, lock) = (resumes_of(&self.home, &id), self.lock_of(&task));
                     // Checks that failed before the restart still count.
@@ -306,6 +309,7 @@ impl Daemon {
         if let Some(sessions) = &sessions {
             self.close_orphans(sessions).await;
         }
+        self.check_disk_space();
         // Filings that failed (a full disk, say) are tried again.
         for msg in std::mem::take(&mut self.unfiled) {
             self.on_internal(msg);

@@ -1,15 +1,18 @@
-//! Following a transcript as it grows, line by line.
+//! Following a transcript as it grows, line by line: each byte is read once, in large
+//! reads into one reused buffer, across the capped transcript's segments
+//! ([`crate::transcript`]).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
+
+use crate::transcript::{Follower, Position};
 
 /// Reads what was appended to a file since the last call.
 #[derive(Debug)]
 pub struct Tail {
-    path: PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
+    follower: Follower,
+    /// The bytes read and not yet returned as lines (an unfinished line at the end).
+    buf: Vec<u8>,
 }
 
 /// Lines longer than this are cut: a marker line is short, and a runaway line must not
@@ -17,67 +20,53 @@ pub struct Tail {
 const MAX_LINE: usize = 64 * 1024;
 
 /// How much of the transcript one call reads.
-const CHUNK: u64 = 1024 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 impl Tail {
     pub fn new(path: &Path) -> Tail {
-        Tail {
-            path: path.to_path_buf(),
-            offset: 0,
-            partial: Vec::new(),
-        }
+        Tail::from_position(path, Position::default())
     }
 
-    /// Starts at `offset` (bytes already handled).
-    pub fn from_offset(path: &Path, offset: u64) -> Tail {
+    /// Starts at `at` (bytes already handled).
+    pub fn from_position(path: &Path, at: Position) -> Tail {
         Tail {
-            offset,
-            ..Tail::new(path)
+            follower: Follower::new(path, at),
+            buf: Vec::with_capacity(CHUNK),
         }
     }
 
     /// How far it has read.
-    pub fn offset(&self) -> u64 {
-        self.offset
+    pub fn position(&self) -> Position {
+        self.follower.position()
     }
 
     /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`), from at
     /// most one chunk of the file; call again until it returns nothing. With `flush`, an
     /// unterminated last line is returned too (the writer is gone).
     pub fn read_lines(&mut self, flush: bool) -> io::Result<Vec<String>> {
-        let mut file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        if len < self.offset {
-            // Truncated: start over.
-            self.offset = 0;
-            self.partial.clear();
-        }
-        file.seek(SeekFrom::Start(self.offset))?;
-        // At most a chunk per call: after a restart the transcript may be huge.
-        let mut buf = Vec::new();
-        file.take((len - self.offset).min(CHUNK))
-            .read_to_end(&mut buf)?;
-        self.offset += buf.len() as u64;
-        let more = self.offset < len;
-        let flush = flush && !more;
+        let n = self.follower.read(&mut self.buf, CHUNK)?;
         let mut lines = Vec::new();
-        for &b in &buf {
-            if b == b'\n' || b == b'\r' {
-                if !self.partial.is_empty() {
-                    lines.push(String::from_utf8_lossy(&self.partial).into_owned());
-                    self.partial.clear();
-                }
-            } else if self.partial.len() < MAX_LINE {
-                self.partial.push(b);
+        let mut start = 0;
+        while let Some(end) = self.buf[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            let line = &self.buf[start..start + end];
+            if !line.is_empty() {
+                let line = &line[..line.len().min(MAX_LINE)];
+                lines.push(String::from_utf8_lossy(line).into_owned());
             }
+            start += end + 1;
         }
-        if flush && !self.partial.is_empty() {
-            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
-            self.partial.clear();
+        self.buf.drain(..start);
+        if self.buf.len() > MAX_LINE {
+            // A runaway line: keep its start, drop the rest until its end.
+            self.buf.truncate(MAX_LINE);
+        }
+        let flush = flush && n < CHUNK;
+        if flush && !self.buf.is_empty() {
+            lines.push(String::from_utf8_lossy(&self.buf).into_owned());
+            self.buf.clear();
         }
         Ok(lines)
     }

@@ -147,7 +147,12 @@ fn output_watcher(
         }
         let mut woke = false;
         for path in &event.paths {
-            if path.file_name().is_some_and(|n| n == run::TRANSCRIPT) {
+            let transcript = std::path::Path::new(run::TRANSCRIPT);
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| crate::transcript::segment_of(transcript, n).is_some())
+            {
                 if let (Some(dir), Ok(mut set)) = (path.parent(), hints.dirs.lock()) {
                     set.insert(dir.to_path_buf());
                     woke = true;

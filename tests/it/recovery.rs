@@ -198,6 +198,7 @@ fn started_attempt(env: &Env, id: &str, task: &Task) -> RunDir {
             resumed_session: None,
             worktree: None,
             prompt_note: None,
+            boot: None,
         },
     )
     .unwrap();

@@ -1,0 +1,104 @@
+//! The core's time line. The core takes `now` as a [`Timestamp`]; the daemon gives it a
+//! *steady* one: a wall reading taken once, advanced by the boot clock (monotonic, counting
+//! time asleep). Durations measured on it (timeouts, silence, grace periods) are real
+//! elapsed time whatever the wall clock does; a wall-clock step only moves what is shown.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+/// Both clocks, read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub wall: Timestamp,
+    /// Time since boot, counting suspend (`CLOCK_BOOTTIME`).
+    pub boot: Duration,
+}
+
+/// Turns readings into the core's steady `now`, and back into wall time for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteadyClock {
+    anchor: Reading,
+}
+
+impl SteadyClock {
+    /// Anchors the time line at a first reading (the daemon's start).
+    pub fn new(anchor: Reading) -> SteadyClock {
+        SteadyClock { anchor }
+    }
+
+    /// The core's `now` for a reading: the anchor's wall time plus the boot time since.
+    pub fn steady(&self, now: Reading) -> Timestamp {
+        self.at_boot(now.boot)
+    }
+
+    /// The steady time of a boot-clock reading of this boot (earlier ones are fine).
+    pub fn at_boot(&self, boot: Duration) -> Timestamp {
+        let since = signed(boot) - signed(self.anchor.boot);
+        self.anchor
+            .wall
+            .checked_add(since)
+            .unwrap_or(self.anchor.wall)
+    }
+
+    /// A steady time as the wall clock shows it now, for display.
+    pub fn to_wall(&self, t: Timestamp, now: Reading) -> Timestamp {
+        let offset = now.wall.duration_since(self.steady(now));
+        t.checked_add(offset).unwrap_or(t)
+    }
+
+    /// When an attempt started, on the steady line: from the boot time it recorded when the
+    /// machine has not rebooted since (`boot`), else from its wall-clock start, which is the
+    /// best there is after a reboot, and never later than now.
+    pub fn start_of(&self, now: Reading, wall: Timestamp, boot: Option<Duration>) -> Timestamp {
+        let steady_now = self.steady(now);
+        let start = match boot {
+            Some(b) => self.at_boot(b),
+            None => {
+                let ago = now.wall.duration_since(wall).max(SignedDuration::ZERO);
+                steady_now.checked_sub(ago).unwrap_or(steady_now)
+            }
+        };
+        start.min(steady_now)
+    }
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(wall: i64, boot: u64) -> Reading {
+        Reading {
+            wall: Timestamp::from_second(wall).unwrap(),
+            boot: Duration::from_secs(boot),
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_step_moves_display_not_steady_time() {
+        let clock = SteadyClock::new(reading(1_800_000_000, 100));
+        let later = reading(1_800_000_000 + 7200, 108);
+        let steady = clock.steady(later);
+        assert_eq!(steady, Timestamp::from_second(1_800_000_008).unwrap());
+        // Shown on the wall clock as it reads now.
+        assert_eq!(clock.to_wall(steady, later), later.wall);
+    }
+
+    #[test]
+    fn an_attempt_start_comes_from_its_boot_time_in_the_same_boot() {
+        let clock = SteadyClock::new(reading(1_800_000_000, 1000));
+        // The wall clock jumped an hour; the attempt started 60 s of boot time ago.
+        let now = reading(1_800_003_700, 1100);
+        let wall_start = Timestamp::from_second(1_800_000_000 - 20).unwrap();
+        let boot_start = Some(Duration::from_secs(1040));
+        let start = clock.start_of(now, wall_start, boot_start);
+        assert_eq!(clock.steady(now).duration_since(start).as_secs(), 60);
+        // After a reboot, the wall clock is all there is.
+        let start = clock.start_of(now, wall_start, None);
+        assert_eq!(clock.steady(now).duration_since(start).as_secs(), 3700 + 20);
+    }
+}

@@ -80,18 +80,26 @@ fn prompt_as_an_argument_is_never_executed() {
 
 /// Task ids (file names) and workdirs reach tmux too: as the session's start directory and
 /// inside the transcript path. tmux expands formats there, and `#(…)` would run a command.
+/// Such an id is refused where it enters; such a workdir is fine.
 #[test]
 fn hostile_task_ids_and_workdirs_are_never_executed() {
     let mut env = Env::new();
     let workdir = env.path("w#(touch pwned-workdir)#{pane_id}");
     std::fs::create_dir_all(&workdir).unwrap();
-    let id = "y#(touch pwned-id)#{session_name}";
+    let bad_id = "y#(touch pwned-id)#{session_name}";
+    let id = "y";
     let task = Task::body("@say hello from a hostile name\n@marker\n").front(&format!(
         "workdir: {}",
         crate::harness::toml_str(&workdir.to_string_lossy())
     ));
+    env.queue(bad_id, &task);
     env.queue(id, &task);
     env.start_daemon();
+    assert_eq!(env.wait_finished(bad_id), "failed");
+    let error =
+        std::fs::read_to_string(env.home.join("failed").join(format!("{bad_id}.error.txt")))
+            .unwrap();
+    assert!(error.contains("is not a valid task id"), "{error}");
     assert_eq!(env.wait_finished(id), "done");
     assert!(
         env.transcript_has_line(id, 1, "hello from a hostile name"),

@@ -80,6 +80,9 @@ pub const RESUME_NEXT: &str = "resume-next.json";
 /// In a run folder: this attempt resumed an earlier one's session (it does not count
 /// against `max_attempts`).
 pub const RESUMED: &str = "resumed.json";
+/// Written once a typed prompt is in the agent's terminal: a daemon killed before then types
+/// it after the restart.
+pub const TYPED: &str = "typed.json";
 
 /// Why and what the next attempt resumes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +119,9 @@ pub struct SpawnRecord {
     /// control sequences).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_note: Option<String>,
+    /// The prompt (`prompt.md`) is typed into the terminal once the agent is up.
+    #[serde(default)]
+    pub typed_prompt: bool,
     /// The boot clock when the task was claimed: timeouts count from it, not from the wall
     /// clock, across a daemon restart (in the same boot).
     #[serde(default)]
@@ -129,6 +135,12 @@ pub struct BootStamp {
     pub boot_id: String,
     /// Milliseconds since boot, counting suspend.
     pub boottime_ms: u64,
+}
+
+/// `typed.json`: when the typed prompt went in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TypedRecord {
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

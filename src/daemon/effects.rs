@@ -38,6 +38,8 @@ struct TypedPrompt {
     session: String,
     delay: std::time::Duration,
     text: String,
+    /// Where `typed.json` goes once the prompt is in.
+    dir: PathBuf,
 }
 
 impl TypedPrompt {
@@ -46,7 +48,18 @@ impl TypedPrompt {
     async fn deliver(self, attempt: u32) -> Result<(), Event> {
         tokio::time::sleep(self.delay).await;
         match self.tmux.paste_line(&self.session, &self.text).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let dir = RunDir::new(&self.dir);
+                if let Err(e) = dir.write(
+                    run::TYPED,
+                    &run::TypedRecord {
+                        at: Timestamp::now(),
+                    },
+                ) {
+                    tracing::warn!(task = self.task_id, "cannot record the typed prompt: {e}");
+                }
+                Ok(())
+            }
             Err(e) => {
                 let reason = format!(
                     "cannot type the prompt ({} bytes) into the session: {e}",
@@ -177,6 +190,48 @@ impl Daemon {
             }
         });
         None
+    }
+
+    /// Types the prompt of an adopted run whose daemon died before typing it: the agent is
+    /// up and waiting for it. What is left of the profile's `type_delay` is waited first.
+    pub(super) fn type_prompt_after_restart(&self, id: &str, attempt: u32, spawn: &SpawnRecord) {
+        let dir = RunDir::new(self.home.run_dir(id, attempt));
+        if !spawn.typed_prompt || dir.exists(run::TYPED) || dir.exists(run::DONE) {
+            return;
+        }
+        let text = match std::fs::read(dir.file(run::PROMPT)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                tracing::warn!(task = id, "cannot read the prompt to type it: {e}");
+                return;
+            }
+        };
+        let delay = self
+            .config
+            .profile(&spawn.agent)
+            .map_or(std::time::Duration::ZERO, |p| p.type_delay);
+        let since = Timestamp::now()
+            .duration_since(spawn.claimed_at)
+            .unsigned_abs();
+        tracing::info!(
+            task = id,
+            attempt,
+            "typing the prompt the last daemon did not"
+        );
+        let typed = TypedPrompt {
+            tmux: self.tmux.clone(),
+            task_id: id.to_string(),
+            session: spawn.session.clone(),
+            delay: delay.saturating_sub(since),
+            text,
+            dir: dir.path().to_path_buf(),
+        };
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            if let Err(event) = typed.deliver(attempt).await {
+                let _ = tx.send(Internal::Core(Box::new(event)));
+            }
+        });
     }
 
     /// The task as its file in `running/` says now.
@@ -491,6 +546,7 @@ impl StartJob {
             resumed_session: resume.as_ref().map(|r| r.session_id.clone()),
             worktree,
             prompt_note,
+            typed_prompt: typed,
         };
         self.dir
             .write(run::SPAWN, &record)
@@ -554,6 +610,7 @@ impl StartJob {
             session,
             delay: profile.type_delay,
             text: self.prompt.clone(),
+            dir: self.dir.path().to_path_buf(),
         }))
     }
 

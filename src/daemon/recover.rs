@@ -191,7 +191,8 @@ impl Daemon {
                 Found::Started { attempt } => {
                     // On the boot clock when the record has it (same boot): a wall-clock
                     // step since the start does not shorten or stretch its timeout.
-                    let started_at = match dir.read::<SpawnRecord>(run::SPAWN).ok().flatten() {
+                    let spawn = dir.read::<SpawnRecord>(run::SPAWN).ok().flatten();
+                    let started_at = match &spawn {
                         Some(s) => self.clock.start_of(
                             crate::clock::read(),
                             s.claimed_at,
@@ -234,6 +235,11 @@ impl Daemon {
                         continue;
                     }
                     self.catch_up(&id, attempt, sessions.as_deref());
+                    if let Some(spawn) = &spawn
+                        && session.is_some_and(|s| !s.pane_dead)
+                    {
+                        self.type_prompt_after_restart(&id, attempt, spawn);
+                    }
                 }
             }
         }

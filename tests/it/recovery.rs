@@ -198,6 +198,7 @@ fn started_attempt(env: &Env, id: &str, task: &Task) -> RunDir {
             resumed_session: None,
             worktree: None,
             prompt_note: None,
+            typed_prompt: false,
             boot: None,
         },
     )
@@ -319,4 +320,30 @@ fn a_cancel_recorded_before_a_restart_stands() {
     assert_eq!(report.outcome, "failed");
     assert!(report.reason.contains("cancelled"), "{report:?}");
     assert!(env.sessions().is_empty(), "{:?}", env.sessions());
+}
+
+/// A daemon killed between starting a typed-prompt agent and typing its prompt: the next
+/// daemon types it, once, so the agent is not left waiting for a prompt that never comes.
+#[test]
+fn a_typed_prompt_the_killed_daemon_never_typed_is_typed_after_the_restart() {
+    let mut env = Env::builder()
+        .config_tail(
+            "[agents.m]\ncommand = [\"{nightshift}\", \"test-agent\", \"--prompt-from\", \"typed\"]\n\
+             prompt = \"typed\"\ntype_delay = \"3s\"\npreamble = false",
+        )
+        .build();
+    let got = env.path("got.txt");
+    let body = format!("@record {}\n@done\n", got.display());
+    env.queue("typed", &Task::body(&body).front("agent: m"));
+    env.start_daemon();
+    env.wait_started("typed", 1);
+    env.kill9_daemon();
+    assert!(
+        !env.run_dir("typed", 1).join("typed.json").exists(),
+        "killed before the type delay was over"
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("typed"), "done");
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), body);
+    assert!(env.run_dir("typed", 1).join("typed.json").is_file());
 }

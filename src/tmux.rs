@@ -329,6 +329,20 @@ impl Tmux {
         }
     }
 
+    /// Kills a session unless it belongs to another home on this server (its
+    /// `@nightshift_home` names another home): homes that share a server on purpose may run
+    /// tasks of the same id, and each closes only its own sessions.
+    pub async fn kill_own_session(&self, name: &str, home: &str) -> Result<(), TmuxError> {
+        let sessions = self.list_sessions().await?;
+        if sessions
+            .iter()
+            .any(|s| s.name == name && !s.home.is_empty() && s.home != home)
+        {
+            return Ok(());
+        }
+        self.kill_session(name).await
+    }
+
     /// Types `text` literally into the session's pane, then presses Enter. The pause lets
     /// agent UIs that debounce input take the text before the Enter. Control sequences are
     /// taken out first ([`clean_typed`]): an ESC typed into an agent UI interrupts it, and a

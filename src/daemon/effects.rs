@@ -578,7 +578,7 @@ impl StartJob {
             height: self.config.pane_height,
         };
         if self.replace {
-            let _ = self.tmux.kill_session(&session).await;
+            let _ = self.tmux.kill_own_session(&session, &home_id).await;
         }
         let spawned = match self.tmux.spawn_session(&spec).await {
             Err(TmuxError::Failed { stderr, .. }) if stderr.contains("duplicate session") => {

@@ -1053,8 +1053,9 @@ impl Daemon {
                     return None;
                 }
                 let tmux = self.tmux.clone();
+                let home_id = self.home_id.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = tmux.kill_session(&session).await {
+                    if let Err(e) = tmux.kill_own_session(&session, &home_id).await {
                         tracing::warn!(session, "cannot close the session: {e}");
                     }
                 });

@@ -109,6 +109,32 @@ fn two_homes_on_one_tmux_server_leave_each_other_alone() {
     assert_eq!(first.lines_of("starts.log"), vec!["alpha 1"]);
 }
 
+#[test]
+fn a_home_refused_a_task_id_another_home_runs_on_the_server_leaves_that_session_alone() {
+    let mut first = Env::new();
+    let shared = first.tmux_socket();
+    let mut second = Env::builder()
+        .config(
+            "tmux_socket",
+            &crate::harness::toml_str(&shared.to_string_lossy()),
+        )
+        .build();
+    first.queue("same", &Task::script(["@sleep 6s", "@done"]));
+    first.start_daemon();
+    first.wait_started("same", 1);
+    second.queue("same", &Task::script(["@done"]));
+    second.start_daemon();
+    // Its start is refused: the session of that name is the first home's.
+    assert_eq!(second.wait_finished("same"), "failed");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        first.has_session("ns-same"),
+        "the first home's agent survives the second home's failed start:\n{}",
+        second.daemon_log()
+    );
+    assert_eq!(first.wait_finished("same"), "done");
+}
+
 // ----- worktrees and branches of finished tasks -----
 
 /// The worktree an attempt ran in, from its spawn record.

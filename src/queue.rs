@@ -341,6 +341,7 @@ impl Store for FolderStore {
         let id = task_id_of(path)
             .or_else(|| escaped.strip_suffix(".md").filter(|s| !s.is_empty()))
             .unwrap_or("invalid");
+        let id = within_name_limit(id);
         let failed = self.home.state_dir(TaskState::Failed);
         // A duplicate of a task that exists must not take that task's id in failed/ (its
         // dependents would see it as failed): it is kept under a name that is no task id.
@@ -467,6 +468,17 @@ pub fn error_file(rejected: &Path) -> PathBuf {
     }
 }
 
+/// A rejected file's name cut to [`crate::task_id::MAX_LEN`] bytes (at a character
+/// boundary): a name too long to be an id, or made longer by `%XX` escapes, must still fit
+/// in failed/ with its `.error.txt`. The error names the original file.
+fn within_name_limit(id: &str) -> &str {
+    let mut end = id.len().min(crate::task_id::MAX_LEN);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
 /// `dir/<id>.md`, or `dir/<id>.<n>.md` when that is taken: a file is never overwritten.
 fn free_name(dir: &Path, id: &str) -> PathBuf {
     let first = dir.join(format!("{id}.md"));
@@ -543,6 +555,30 @@ mod tests {
             fs::read_to_string(&outside).map_err(at(&outside))?,
             "# linked\n"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_name_too_long_for_an_id_is_set_aside_under_a_shorter_one() -> Result<(), StoreError> {
+        let (_dir, home, mut store) = store();
+        let queue = home.state_dir(TaskState::Queued);
+        let long = queue.join(format!("{}.md", "a".repeat(250)));
+        fs::write(&long, "# t\n").map_err(at(&long))?;
+        // 100 bytes that are not UTF-8 become 300 bytes of `%XX`.
+        let mut name = vec![0xff_u8; 100];
+        name.extend_from_slice(b".md");
+        let odd = queue.join(std::ffi::OsStr::from_bytes(&name));
+        fs::write(&odd, "# t\n").map_err(at(&odd))?;
+
+        let scan = store.scan(&config(), SystemTime::now() + config().settle)?;
+        assert_eq!(scan.invalid.len(), 2, "{:?}", scan.invalid);
+        for bad in &scan.invalid {
+            let moved = store.reject(&bad.path, &bad.error)?;
+            assert!(moved.is_file(), "{}", moved.display());
+            let note = fs::read_to_string(error_file(&moved)).map_err(at(&moved))?;
+            assert_eq!(note, format!("{}\n", bad.error));
+        }
+        assert_eq!(fs::read_dir(&queue).map_err(at(&queue))?.count(), 0);
         Ok(())
     }
 

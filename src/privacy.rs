@@ -5,7 +5,7 @@
 //! checks, setup commands) gets the user's own umask back.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -70,8 +70,8 @@ pub fn mask_env(env: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 /// Takes group and other permissions away from everything under `root` (and `root` itself):
-/// returns how many paths were changed. Symlinks are never followed, and the contents of
-/// `root/worktrees/` (the user's repository files) are left alone.
+/// returns how many paths were changed. Symlinks are never followed, hard-linked files are
+/// left alone, and so are the contents of `root/worktrees/` (the user's repository files).
 pub fn tighten(root: &Path) -> io::Result<usize> {
     let worktrees = root.join("worktrees");
     let mut changed = 0;
@@ -83,7 +83,9 @@ pub fn tighten(root: &Path) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if meta.file_type().is_symlink() {
+        // A file with other names may be one outside the home (a hard link dropped into
+        // queue/ and set aside): its mode is not ours to change.
+        if meta.file_type().is_symlink() || (!meta.is_dir() && meta.nlink() > 1) {
             continue;
         }
         let mode = meta.permissions().mode() & 0o7777;
@@ -150,6 +152,24 @@ mod tests {
         assert_eq!(mode(&root.join("worktrees/repo-1/t1/file")), 0o644);
         assert_eq!(mode(&target), 0o644, "a link's target is not ours");
         assert_eq!(tighten(root)?, 0, "nothing left to do");
+        Ok(())
+    }
+
+    #[test]
+    fn tighten_leaves_a_file_with_another_name_outside_the_home_alone() -> io::Result<()> {
+        let outside = tempfile::tempdir()?;
+        let shared = outside.path().join("shared.md");
+        std::fs::write(&shared, "x")?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644))?;
+        let home = tempfile::tempdir()?;
+        let failed = home.path().join("failed");
+        std::fs::create_dir(&failed)?;
+        std::fs::hard_link(&shared, failed.join("hard.md"))?;
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(&failed, std::fs::Permissions::from_mode(0o700))?;
+
+        assert_eq!(tighten(home.path())?, 0);
+        assert_eq!(mode(&shared), 0o644, "the other name's mode is not ours");
         Ok(())
     }
 

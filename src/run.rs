@@ -83,6 +83,9 @@ pub const RESUMED: &str = "resumed.json";
 /// Written once a typed prompt is in the agent's terminal: a daemon killed before then types
 /// it after the restart.
 pub const TYPED: &str = "typed.json";
+/// Written once a typed prompt is pasted, before its Enter: a daemon killed in between
+/// leaves the paste in the agent's input, so the next one only presses Enter.
+pub const PASTED: &str = "pasted.json";
 
 /// Why and what the next attempt resumes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

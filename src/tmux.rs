@@ -385,6 +385,14 @@ impl Tmux {
     /// as keystrokes; returns how many were. The text reaches tmux on the stdin of
     /// `load-buffer -`, never in an argument, so its size has no limit but memory.
     pub async fn paste_line(&self, name: &str, text: &str) -> Result<usize, TmuxError> {
+        let removed = self.paste(name, text).await?;
+        self.press_enter_after_paste(name).await?;
+        Ok(removed)
+    }
+
+    /// The first half of [`Tmux::paste_line`]: the cleaned text as one bracketed paste, no
+    /// Enter. Returns how many control sequences were taken out.
+    pub async fn paste(&self, name: &str, text: &str) -> Result<usize, TmuxError> {
         let target = exact_pane(name);
         let buffer = format!("nightshift-{name}");
         let cleaned = clean_typed(text);
@@ -405,22 +413,28 @@ impl Tmux {
                 "-b".into(),
                 buffer.into(),
                 "-t".into(),
-                target.clone().into(),
+                target.into(),
             ],
         )
         .await?;
+        Ok(cleaned.removed)
+    }
+
+    /// The second half of [`Tmux::paste_line`]: a pause (agent UIs drop an Enter that
+    /// comes too soon after a paste), then Enter.
+    pub async fn press_enter_after_paste(&self, name: &str) -> Result<(), TmuxError> {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         self.run(
             "send-keys",
             &[
                 "send-keys".into(),
                 "-t".into(),
-                target.into(),
+                exact_pane(name).into(),
                 "Enter".into(),
             ],
         )
         .await?;
-        Ok(cleaned.removed)
+        Ok(())
     }
 
     /// Runs tmux with `input` on its stdin, within the same time limit as [`Tmux::run`].

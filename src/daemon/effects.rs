@@ -40,6 +40,8 @@ struct TypedPrompt {
     text: String,
     /// Where `typed.json` goes once the prompt is in.
     dir: PathBuf,
+    /// A killed daemon pasted it already (`pasted.json`): only Enter is left to press.
+    pasted: bool,
 }
 
 impl TypedPrompt {
@@ -47,9 +49,21 @@ impl TypedPrompt {
     /// that does not arrive fails the attempt, saying why and how big it was.
     async fn deliver(self, attempt: u32) -> Result<(), Event> {
         tokio::time::sleep(self.delay).await;
-        match self.tmux.paste_line(&self.session, &self.text).await {
-            Ok(_) => {
-                let dir = RunDir::new(&self.dir);
+        let dir = RunDir::new(&self.dir);
+        let typed = async {
+            if !self.pasted {
+                self.tmux.paste(&self.session, &self.text).await?;
+                let record = run::TypedRecord {
+                    at: Timestamp::now(),
+                };
+                if let Err(e) = dir.write(run::PASTED, &record) {
+                    tracing::warn!(task = self.task_id, "cannot record the pasted prompt: {e}");
+                }
+            }
+            self.tmux.press_enter_after_paste(&self.session).await
+        };
+        match typed.await {
+            Ok(()) => {
                 if let Err(e) = dir.write(
                     run::TYPED,
                     &run::TypedRecord {
@@ -225,6 +239,7 @@ impl Daemon {
             delay: delay.saturating_sub(since),
             text,
             dir: dir.path().to_path_buf(),
+            pasted: dir.exists(run::PASTED),
         };
         let tx = self.internal.clone();
         tokio::spawn(async move {
@@ -611,6 +626,7 @@ impl StartJob {
             delay: profile.type_delay,
             text: self.prompt.clone(),
             dir: self.dir.path().to_path_buf(),
+            pasted: false,
         }))
     }
 

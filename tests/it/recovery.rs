@@ -347,3 +347,34 @@ fn a_typed_prompt_the_killed_daemon_never_typed_is_typed_after_the_restart() {
     assert_eq!(std::fs::read_to_string(&got).unwrap(), body);
     assert!(env.run_dir("typed", 1).join("typed.json").is_file());
 }
+
+/// A daemon killed after it pasted the typed prompt but before the Enter: the paste is in
+/// the agent's input already, so the next daemon presses Enter and does not paste it again.
+#[test]
+fn a_typed_prompt_pasted_before_the_kill_is_not_pasted_again() {
+    let mut env = Env::builder()
+        .config_tail(
+            "[agents.m]\ncommand = [\"{nightshift}\", \"test-agent\", \"--prompt-from\", \"typed\"]\n\
+             prompt = \"typed\"\ntype_delay = \"1s\"\npreamble = false",
+        )
+        .build();
+    let got = env.path("got.txt");
+    let body = format!("@record {}\n@done\n", got.display());
+    env.queue("pasted", &Task::body(&body).front("agent: m"));
+    env.start_daemon();
+    env.wait_started("pasted", 1);
+    // The agent shows nothing before the Enter, which comes half a second after the paste:
+    // the daemon's record of the paste is the moment to kill it.
+    let run = env.run_dir("pasted", 1);
+    env.wait_until("the prompt is pasted or typed", |_| {
+        run.join("pasted.json").exists() || run.join("typed.json").exists()
+    });
+    env.kill9_daemon();
+    assert!(
+        !env.run_dir("pasted", 1).join("typed.json").exists(),
+        "killed before the Enter"
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("pasted"), "done");
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), body);
+}

@@ -715,6 +715,22 @@ impl Cmd {
     }
 }
 
+/// Waits for `child` to exit; `None` (after killing it) if it takes longer than `limit`.
+pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct TimedCmd {
     cmd: Cmd,
     limit: Duration,
@@ -744,18 +760,7 @@ impl TimedCmd {
             let mut pipe = child.stdin.take().unwrap();
             pipe.write_all(&bytes).unwrap();
         }
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > self.limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_exit(&mut child, self.limit)?;
         let read = |mut f: fs::File| {
             use std::io::{Read, Seek};
             let mut s = Vec::new();

@@ -275,10 +275,17 @@ impl Home {
                 problems.push(open_to_others_problem(&path, mode));
             }
         }
+        // Only where others can reach it: a folder on the way that is closed to others
+        // hides it (and the daemon's tightening does not walk into such a folder).
+        let open_chain = |p: &Path| {
+            p.ancestors()
+                .take_while(|a| *a != self.root)
+                .all(|a| mode_of(a).is_some_and(crate::privacy::open_to_others))
+        };
         let open: Vec<PathBuf> = self
             .transcripts()
             .into_iter()
-            .filter(|p| mode_of(p).is_some_and(crate::privacy::open_to_others))
+            .filter(|p| open_chain(p))
             .collect();
         if let Some(first) = open.first() {
             problems.push(format!(

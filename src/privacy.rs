@@ -69,10 +69,18 @@ pub fn mask_env(env: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Takes group and other permissions away from everything under `root` (and `root` itself):
-/// returns how many paths were changed. Symlinks are never followed, and the contents of
-/// `root/worktrees/` (the user's repository files) are left alone.
+/// Takes group and other permissions away from everything under `root` (and `root` itself)
+/// that others could reach: returns how many paths were changed. Symlinks are never
+/// followed, and the contents of `root/worktrees/` (the user's repository files) are left
+/// alone.
+///
+/// Bounded by what is open, not by the home's history: below `root`, a folder that was
+/// already closed to others is not walked (nobody else can reach into it, and what
+/// nightshift creates is private), so a private home costs one look per top-level entry on
+/// each start. A file with other names (a hard link) keeps its mode: it is shared with a
+/// name outside the home, and a folder closed to others hides this one anyway.
 pub fn tighten(root: &Path) -> io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
     let worktrees = root.join("worktrees");
     let mut changed = 0;
     let mut stack = vec![root.to_path_buf()];
@@ -83,18 +91,19 @@ pub fn tighten(root: &Path) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if meta.file_type().is_symlink() {
+        if meta.file_type().is_symlink() || (!meta.is_dir() && meta.nlink() > 1) {
             continue;
         }
         let mode = meta.permissions().mode() & 0o7777;
-        if open_to_others(mode) {
+        let open = open_to_others(mode);
+        if open {
             match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o077)) {
                 Ok(()) => changed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
         }
-        if meta.is_dir() && path != worktrees {
+        if meta.is_dir() && path != worktrees && (open || path == root) {
             match std::fs::read_dir(&path) {
                 Ok(entries) => stack.extend(entries.flatten().map(|e| e.path())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -150,6 +159,39 @@ mod tests {
         assert_eq!(mode(&root.join("worktrees/repo-1/t1/file")), 0o644);
         assert_eq!(mode(&target), 0o644, "a link's target is not ours");
         assert_eq!(tighten(root)?, 0, "nothing left to do");
+        Ok(())
+    }
+
+    #[test]
+    fn tighten_walks_only_what_others_can_reach_and_never_chmods_a_hard_link() -> io::Result<()> {
+        let outside = tempfile::tempdir()?;
+        let shared = outside.path().join("shared.md");
+        std::fs::write(&shared, "x")?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644))?;
+
+        let home = tempfile::tempdir()?;
+        let root = home.path();
+        let set =
+            |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        std::fs::create_dir_all(root.join("runs/t/1"))?;
+        std::fs::create_dir_all(root.join("failed"))?;
+        std::fs::write(root.join("config.toml"), "")?;
+        std::fs::write(root.join("runs/t/1/transcript.log"), "")?;
+        std::fs::hard_link(&shared, root.join("failed/shared.md"))?;
+        set(root, 0o700)?;
+        set(&root.join("config.toml"), 0o644)?;
+        set(&root.join("runs"), 0o700)?;
+        set(&root.join("runs/t/1/transcript.log"), 0o644)?;
+        set(&root.join("failed"), 0o755)?;
+
+        // The config (under the root, always looked at) and `failed/` are fixed; the file
+        // inside the private `runs/` is out of others' reach and not walked; the hard link's
+        // other name, outside the home, keeps its mode.
+        assert_eq!(tighten(root)?, 2);
+        assert_eq!(mode(&root.join("config.toml")), 0o600);
+        assert_eq!(mode(&root.join("failed")), 0o700);
+        assert_eq!(mode(&root.join("runs/t/1/transcript.log")), 0o644);
+        assert_eq!(mode(&shared), 0o644, "changed through a hard link");
         Ok(())
     }
 

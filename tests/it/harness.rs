@@ -436,6 +436,14 @@ impl Env {
         self.home.join("runs").join(id).join(attempt.to_string())
     }
 
+    /// The worktree an attempt ran in, from its spawn record.
+    pub fn worktree_of(&self, id: &str, attempt: u32) -> PathBuf {
+        let path = self.run_dir(id, attempt).join("spawn.json");
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let spawn: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        PathBuf::from(spawn["worktree"]["path"].as_str().expect("a worktree"))
+    }
+
     pub fn transcript(&self, id: &str, attempt: u32) -> String {
         let bytes = fs::read(self.run_dir(id, attempt).join("transcript.log")).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()

@@ -112,12 +112,6 @@ fn two_homes_on_one_tmux_server_leave_each_other_alone() {
 // ----- worktrees and branches of finished tasks -----
 
 /// The worktree an attempt ran in, from its spawn record.
-fn worktree_of(env: &Env, id: &str, attempt: u32) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(env.run_dir(id, attempt).join("spawn.json")).unwrap();
-    let spawn: serde_json::Value = serde_json::from_str(&text).unwrap();
-    spawn["worktree"]["path"].as_str().unwrap().into()
-}
-
 fn has_branch(env: &Env, branch: &str) -> bool {
     env.git(&["branch", "--list", branch]).contains(branch)
 }
@@ -128,7 +122,7 @@ fn a_done_tasks_worktree_is_removed_even_when_the_daemon_is_killed_before_it_was
     env.queue("tidy", &Task::script(["@write out.txt 1", "@done"]));
     env.start_daemon();
     assert_eq!(env.wait_finished("tidy"), "done");
-    let wt = worktree_of(&env, "tidy", 1);
+    let wt = env.worktree_of("tidy", 1);
     assert!(wt.is_dir(), "kept through the grace period");
     env.kill9_daemon();
     env.start_daemon();
@@ -162,7 +156,7 @@ fn a_resumed_tasks_worktree_is_removed_after_a_restart_too() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(env.wait_finished("again"), "done");
     assert!(env.run_dir("again", 2).join("resumed.json").exists());
-    let wt = worktree_of(&env, "again", 2);
+    let wt = env.worktree_of("again", 2);
     assert!(wt.is_dir());
     env.kill9_daemon();
     env.start_daemon();
@@ -180,7 +174,7 @@ fn clean_deletes_merged_branches_whose_worktrees_are_gone_and_nothing_else() {
     env.queue("live", &Task::script(["@hang"]));
     env.wait_started("live", 1);
     for id in ["merged", "unmerged"] {
-        let wt = worktree_of(&env, id, 1);
+        let wt = env.worktree_of(id, 1);
         env.git(&["worktree", "remove", "--force", &wt.to_string_lossy()]);
     }
     for b in [

@@ -226,6 +226,43 @@ fn ledger_pids(env: &Env, tag: &str) -> Vec<u32> {
         .collect()
 }
 
+/// A daemon killed right after it spawned a check, before it could record the check's
+/// process group, must still leave the record: the guarded check writes it before it runs
+/// anything (the check test above flaked on a loaded machine without this).
+#[test]
+fn a_guarded_check_records_its_process_group_before_it_runs() {
+    let env = Env::new();
+    let record = env.path("check-group");
+    let ran = env.path("ran");
+    let script = format!(
+        "test -s {0} && touch {1}; sleep 30",
+        record.display(),
+        ran.display()
+    );
+    let mut child = env
+        .cmd(&[
+            "__check-guard",
+            &std::process::id().to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("NIGHTSHIFT_CHECK", &record)
+        .into_std()
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + crate::harness::DEADLINE;
+    while !ran.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ran.exists(), "the check ran without a record of its group");
+    assert_eq!(recorded.trim(), child.id().to_string());
+}
+
 #[test]
 fn a_check_left_running_by_a_killed_daemon_is_gone_before_the_next_one_starts() {
     let mut env = Env::new();

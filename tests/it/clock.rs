@@ -73,8 +73,9 @@ fn a_wall_clock_set_back_does_not_spin_the_daemon() {
     let before = cpu_secs(pid);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let used = cpu_secs(pid) - before;
+    // Waking every millisecond cost 0.44 s of CPU here; idle, it costs nothing.
     assert!(
-        used < 0.5,
+        used < 0.15,
         "the daemon used {used:.2} s of CPU in 3 s while idle"
     );
     env.wait_until("the worktree is removed when due", |_| !worktree.exists());

@@ -318,8 +318,10 @@ impl Home {
 pub const TIGHTEN_HINT: &str =
     "the daemon makes the home private when it starts, or run `chmod -R go= <home>`";
 
+/// The mode of what others would reach at `path`: a home or config that is a link is
+/// judged by where it points, not by the link's own 0777.
 fn mode_of(path: &Path) -> Option<u32> {
-    fs::symlink_metadata(path)
+    fs::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o777)
 }

@@ -81,9 +81,12 @@ pub fn mask_env(env: &[(String, String)]) -> Vec<(String, String)> {
 /// name outside the home, and a folder closed to others hides this one anyway.
 pub fn tighten(root: &Path) -> io::Result<usize> {
     use std::os::unix::fs::MetadataExt;
+    // A home that is itself a link (`~/.nightshift` -> `/data/ns`) is where it points; only
+    // links inside it are never followed.
+    let root = root.canonicalize()?;
     let worktrees = root.join("worktrees");
     let mut changed = 0;
-    let mut stack = vec![root.to_path_buf()];
+    let mut stack = vec![root.clone()];
     while let Some(path) = stack.pop() {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
@@ -192,6 +195,13 @@ mod tests {
         assert_eq!(mode(&root.join("failed")), 0o700);
         assert_eq!(mode(&root.join("runs/t/1/transcript.log")), 0o644);
         assert_eq!(mode(&shared), 0o644, "changed through a hard link");
+
+        // A home reached through a link is tightened where it is.
+        let link = outside.path().join("home-link");
+        std::os::unix::fs::symlink(root, &link)?;
+        set(root, 0o755)?;
+        assert_eq!(tighten(&link)?, 1);
+        assert_eq!(mode(root), 0o700);
         Ok(())
     }
 

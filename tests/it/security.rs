@@ -358,3 +358,33 @@ fn doctor_runs_no_custom_agent_and_warns_about_a_readable_home() {
     );
     assert_ne!(out.code(), Some(0));
 }
+
+#[test]
+fn a_home_reached_through_a_link_is_judged_by_where_it_points() {
+    let env = Env::new();
+    fs::set_permissions(&env.home, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(
+        env.home.join("config.toml"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let link = env.path("home-link");
+    std::os::unix::fs::symlink(&env.home, &link).unwrap();
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(&link)
+        .arg("doctor")
+        .env("HOME", &env.root)
+        .env_remove("NIGHTSHIFT_HOME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The link's own mode (777) says nothing about who can read the home.
+    assert!(!stdout.contains("has mode 777"), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with("WARN") && l.contains("home")),
+        "{stdout}"
+    );
+}

@@ -240,16 +240,19 @@ fn links_folders_fifos_and_unreadable_names_in_the_queue_are_set_aside() {
     env.queue("fine", &Task::script(["@done all good"]));
 
     // Before the daemon sees them, `ls` does not call them queued.
-    let ls = env.run(&["ls"]);
-    ls.success();
-    for id in ["hard", "soft", "folder", "pipe"] {
-        let row = ls
-            .stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .unwrap_or_else(|| panic!("{id} is not listed:\n{}", ls.stdout));
-        assert!(row.contains("invalid"), "{row}");
-    }
+    let listed_invalid = |env: &Env| {
+        let ls = env.run(&["ls"]);
+        ls.success();
+        for id in ["hard", "soft", "folder", "pipe"] {
+            let row = ls
+                .stdout
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(id))
+                .unwrap_or_else(|| panic!("{id} is not listed:\n{}", ls.stdout));
+            assert!(row.contains("invalid"), "{row}");
+        }
+    };
+    listed_invalid(&env);
 
     env.start_daemon();
     assert_eq!(env.wait_finished("fine"), "done");
@@ -289,15 +292,7 @@ fn links_folders_fifos_and_unreadable_names_in_the_queue_are_set_aside() {
     assert_eq!(fs::read_to_string(&hard_target).unwrap(), task);
     assert_eq!(fs::read_to_string(&soft_target).unwrap(), task);
 
-    let ls = env.run(&["ls"]);
-    for id in ["hard", "soft", "folder", "pipe"] {
-        let row = ls
-            .stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .unwrap_or_else(|| panic!("{id} is not listed:\n{}", ls.stdout));
-        assert!(row.contains("invalid"), "{row}");
-    }
+    listed_invalid(&env);
 }
 
 #[test]

@@ -11,9 +11,9 @@
 //! Read in that order, the files are the output with a gap in the middle: at most the limit
 //! plus the marker line. [`Follower`] reads them that way as they grow (the daemon, `logs`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The default cap of one attempt's transcript.
@@ -146,12 +146,9 @@ struct Writer {
 impl Writer {
     fn open(base: &Path, limit: u64) -> io::Result<Writer> {
         // Not O_APPEND: the marker line is rewritten in place.
-        let mut head = OpenOptions::new()
+        let mut head = crate::fsutil::private_file()
             .write(true)
-            .create(true)
             .truncate(false)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(base)?;
         let head_len = head.seek(SeekFrom::End(0))?;
         let head_max = limit / 2;
@@ -216,11 +213,8 @@ impl Writer {
             }
         }
         self.seg_len = 0;
-        self.seg_file = OpenOptions::new()
-            .create(true)
+        self.seg_file = crate::fsutil::private_file()
             .append(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(segment(&self.base, self.seg))
             .ok();
     }

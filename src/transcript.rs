@@ -325,9 +325,13 @@ impl Follower {
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         // Rotated away before it was read: on to the oldest still there.
-                        if self.next_segment().is_none() {
+                        let Some(next) = self.next_segment() else {
                             return Ok(0);
-                        }
+                        };
+                        self.at = Position {
+                            segment: next,
+                            offset: 0,
+                        };
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -437,6 +441,34 @@ mod tests {
         let mut got = Vec::new();
         while f.read(&mut got, 4096)? > 0 {}
         assert_eq!(got, b"later\n");
+        Ok(())
+    }
+
+    /// A segment rotated away before the follower opened it: it goes on to the oldest one
+    /// still there (it used to retry the missing one forever, hanging the daemon's loop).
+    #[test]
+    fn a_follower_skips_a_segment_rotated_away_before_it_was_opened() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("transcript.log");
+        std::fs::write(&base, "head\n")?;
+        std::fs::write(segment(&base, 3), "latest\n")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut f = Follower::new(
+                &base,
+                Position {
+                    segment: 1,
+                    offset: 0,
+                },
+            );
+            let mut got = Vec::new();
+            let read = f.read(&mut got, 4096).map(|_| got);
+            let _ = tx.send(read);
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(|_| io::Error::other("the follower never came back"))??;
+        assert_eq!(got, b"latest\n");
         Ok(())
     }
 

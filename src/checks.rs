@@ -159,7 +159,9 @@ async fn run_command(
             return finish(None, false, message);
         }
     };
-    if let (Some(record), Some(pid)) = (record, child.id()) {
+    // A guarded check records itself before it runs anything; an unguarded one here.
+    let unguarded = tie.is_some_and(|t| t.guard.is_none());
+    if let (Some(record), Some(pid), true) = (record, child.id(), unguarded) {
         // The shell leads its own group, so its pid is the group's id.
         if let Err(e) = crate::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600) {
             tracing::warn!(
@@ -331,6 +333,20 @@ pub fn guard(daemon: u32, argv: &[std::ffi::OsString]) -> i32 {
         eprintln!("nightshift: {GUARD_COMMAND}: no program to run");
         return 2;
     };
+    // Recorded here, before the check can start anything: a daemon killed right after the
+    // spawn, before it could write the record itself, still leaves it for the next one
+    // ([`kill_recorded`]). This process leads the group and becomes the shell.
+    if let Some(record) = std::env::var_os(CHECK_ENV) {
+        let pid = std::process::id();
+        let record = Path::new(&record);
+        if let Err(e) = crate::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600) {
+            eprintln!(
+                "nightshift: cannot record the check's process group in {}: {e}",
+                record.display()
+            );
+            return 126;
+        }
+    }
     let error = std::process::Command::new(program).args(args).exec();
     eprintln!(
         "nightshift: cannot run {}: {error}",

@@ -20,9 +20,16 @@ pub fn read() -> Reading {
     }
 }
 
+/// The clock that counts time asleep: `CLOCK_BOOTTIME` on Linux. macOS has none by that
+/// name, and its `CLOCK_MONOTONIC` is the one that goes on during sleep.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const BOOT_CLOCK: rustix::time::ClockId = rustix::time::ClockId::Boottime;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const BOOT_CLOCK: rustix::time::ClockId = rustix::time::ClockId::Monotonic;
+
 /// Time since boot, counting suspend.
 pub fn boot_now() -> Duration {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let ts = rustix::time::clock_gettime(BOOT_CLOCK);
     Duration::new(
         u64::try_from(ts.tv_sec).unwrap_or(0),
         u32::try_from(ts.tv_nsec).unwrap_or(0),

@@ -95,26 +95,27 @@ pub fn read_not_through_link(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// How nightshift opens a file it writes in the home: created 0600 if missing, and never
+/// through a symlink (`ELOOP`). Add the access (`append`, `write`).
+pub fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
+        .create(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    options
+}
+
 /// Appends one line to a file, creating it with `mode` if needed; never through a symlink.
 pub fn append_line(path: &Path, line: &str, mode: u32) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(mode)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
+    let mut f = private_file().append(true).mode(mode).open(path)?;
     f.write_all(format!("{line}\n").as_bytes())
 }
 
 /// Creates `path` as an empty 0600 file if it does not exist, and makes an existing one
 /// 0600; never through a symlink.
 pub fn create_private_file(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
+    let file = private_file().append(true).open(path)?;
     file.set_permissions(fs::Permissions::from_mode(0o600))
 }
 

@@ -275,10 +275,17 @@ impl Home {
                 problems.push(open_to_others_problem(&path, mode));
             }
         }
+        // Only where others can reach it: a folder on the way that is closed to others
+        // hides it (and the daemon's tightening does not walk into such a folder).
+        let open_chain = |p: &Path| {
+            p.ancestors()
+                .take_while(|a| *a != self.root)
+                .all(|a| mode_of(a).is_some_and(crate::privacy::open_to_others))
+        };
         let open: Vec<PathBuf> = self
             .transcripts()
             .into_iter()
-            .filter(|p| mode_of(p).is_some_and(crate::privacy::open_to_others))
+            .filter(|p| open_chain(p))
             .collect();
         if let Some(first) = open.first() {
             problems.push(format!(
@@ -311,8 +318,10 @@ impl Home {
 pub const TIGHTEN_HINT: &str =
     "the daemon makes the home private when it starts, or run `chmod -R go= <home>`";
 
+/// The mode of what others would reach at `path`: a home or config that is a link is
+/// judged by where it points, not by the link's own 0777.
 fn mode_of(path: &Path) -> Option<u32> {
-    fs::symlink_metadata(path)
+    fs::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o777)
 }

@@ -69,13 +69,24 @@ pub fn mask_env(env: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Takes group and other permissions away from everything under `root` (and `root` itself):
-/// returns how many paths were changed. Symlinks are never followed, hard-linked files are
-/// left alone, and so are the contents of `root/worktrees/` (the user's repository files).
+/// Takes group and other permissions away from everything under `root` (and `root` itself)
+/// that others could reach: returns how many paths were changed. Symlinks are never
+/// followed, and the contents of `root/worktrees/` (the user's repository files) are left
+/// alone.
+///
+/// Bounded by what is open, not by the home's history: below `root`, a folder that was
+/// already closed to others is not walked (nobody else can reach into it, and what
+/// nightshift creates is private), so a private home costs one look per top-level entry on
+/// each start. A file with other names (a hard link) keeps its mode: it is shared with a
+/// name outside the home, and a folder closed to others hides this one anyway.
 pub fn tighten(root: &Path) -> io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    // A home that is itself a link (`~/.nightshift` -> `/data/ns`) is where it points; only
+    // links inside it are never followed.
+    let root = root.canonicalize()?;
     let worktrees = root.join("worktrees");
     let mut changed = 0;
-    let mut stack = vec![root.to_path_buf()];
+    let mut stack = vec![root.clone()];
     while let Some(path) = stack.pop() {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
@@ -83,20 +94,19 @@ pub fn tighten(root: &Path) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        // A file with other names may be one outside the home (a hard link dropped into
-        // queue/ and set aside): its mode is not ours to change.
         if meta.file_type().is_symlink() || (!meta.is_dir() && meta.nlink() > 1) {
             continue;
         }
         let mode = meta.permissions().mode() & 0o7777;
-        if open_to_others(mode) {
+        let open = open_to_others(mode);
+        if open {
             match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o077)) {
                 Ok(()) => changed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
         }
-        if meta.is_dir() && path != worktrees {
+        if meta.is_dir() && path != worktrees && (open || path == root) {
             match std::fs::read_dir(&path) {
                 Ok(entries) => stack.extend(entries.flatten().map(|e| e.path())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -156,20 +166,42 @@ mod tests {
     }
 
     #[test]
-    fn tighten_leaves_a_file_with_another_name_outside_the_home_alone() -> io::Result<()> {
+    fn tighten_walks_only_what_others_can_reach_and_never_chmods_a_hard_link() -> io::Result<()> {
         let outside = tempfile::tempdir()?;
         let shared = outside.path().join("shared.md");
         std::fs::write(&shared, "x")?;
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644))?;
-        let home = tempfile::tempdir()?;
-        let failed = home.path().join("failed");
-        std::fs::create_dir(&failed)?;
-        std::fs::hard_link(&shared, failed.join("hard.md"))?;
-        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700))?;
-        std::fs::set_permissions(&failed, std::fs::Permissions::from_mode(0o700))?;
 
-        assert_eq!(tighten(home.path())?, 0);
-        assert_eq!(mode(&shared), 0o644, "the other name's mode is not ours");
+        let home = tempfile::tempdir()?;
+        let root = home.path();
+        let set =
+            |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        std::fs::create_dir_all(root.join("runs/t/1"))?;
+        std::fs::create_dir_all(root.join("failed"))?;
+        std::fs::write(root.join("config.toml"), "")?;
+        std::fs::write(root.join("runs/t/1/transcript.log"), "")?;
+        std::fs::hard_link(&shared, root.join("failed/shared.md"))?;
+        set(root, 0o700)?;
+        set(&root.join("config.toml"), 0o644)?;
+        set(&root.join("runs"), 0o700)?;
+        set(&root.join("runs/t/1/transcript.log"), 0o644)?;
+        set(&root.join("failed"), 0o755)?;
+
+        // The config (under the root, always looked at) and `failed/` are fixed; the file
+        // inside the private `runs/` is out of others' reach and not walked; the hard link's
+        // other name, outside the home, keeps its mode.
+        assert_eq!(tighten(root)?, 2);
+        assert_eq!(mode(&root.join("config.toml")), 0o600);
+        assert_eq!(mode(&root.join("failed")), 0o700);
+        assert_eq!(mode(&root.join("runs/t/1/transcript.log")), 0o644);
+        assert_eq!(mode(&shared), 0o644, "changed through a hard link");
+
+        // A home reached through a link is tightened where it is.
+        let link = outside.path().join("home-link");
+        std::os::unix::fs::symlink(root, &link)?;
+        set(root, 0o755)?;
+        assert_eq!(tighten(&link)?, 1);
+        assert_eq!(mode(root), 0o700);
         Ok(())
     }
 

@@ -113,7 +113,10 @@ impl FolderStore {
     }
 
     fn parse_file(&self, id: &str, path: &Path, config: &Config) -> Result<QueuedTask, String> {
-        let text = fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        // The scan looked at the entry without following it; it may have been swapped for a
+        // link or a FIFO since, which must neither be read through nor block the daemon.
+        let text = fsutil::read_not_through_link(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let text = String::from_utf8(text).map_err(|e| {
             let (line, column) = line_col(e.as_bytes(), e.utf8_error().valid_up_to());
             TaskError::new(path, line, column, "the file is not valid UTF-8").to_string()
@@ -555,6 +558,36 @@ mod tests {
             fs::read_to_string(&outside).map_err(at(&outside))?,
             "# linked\n"
         );
+        Ok(())
+    }
+
+    /// An entry swapped for a link or a FIFO after the scan looked at it is not read
+    /// through, and does not block.
+    #[test]
+    fn parsing_never_reads_through_a_link_or_blocks_on_a_fifo() -> Result<(), StoreError> {
+        let (dir, home, store) = store();
+        let queue = home.state_dir(TaskState::Queued);
+        let outside = dir.path().join("outside.md");
+        fs::write(&outside, "# t\n").map_err(at(&outside))?;
+        let link = queue.join("link.md");
+        std::os::unix::fs::symlink(&outside, &link).map_err(at(&link))?;
+        let error = store
+            .parse_file("link", &link, &config())
+            .err()
+            .unwrap_or_default();
+        assert!(error.contains("cannot read"), "{error}");
+        let fifo = queue.join("fifo.md");
+        // mkfifo(1): rustix has no mknodat on macOS.
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map_err(at(&fifo))?;
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        let error = store
+            .parse_file("fifo", &fifo, &config())
+            .err()
+            .unwrap_or_default();
+        assert!(error.contains("not a regular file"), "{error}");
         Ok(())
     }
 

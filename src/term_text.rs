@@ -24,7 +24,9 @@ pub fn clean_text(s: &str) -> String {
 fn clean(s: &str, unicode: bool, keep_lines: bool) -> String {
     let stripped;
     let s = if s.contains(['\u{1b}', '\u{9b}', '\u{9d}', '\u{90}']) {
-        stripped = strip_sequences(s);
+        // The same parser as typed prompts: it keeps the text after an unterminated string
+        // (a terminal parser drops the rest of the text with it).
+        stripped = crate::core::delivery::clean_typed(s).text;
         stripped.as_str()
     } else {
         s
@@ -40,15 +42,6 @@ fn clean(s: &str, unicode: bool, keep_lines: bool) -> String {
             c => Some(c),
         })
         .collect()
-}
-
-/// The escape sequences removed by a terminal parser, keeping newlines and tabs (the parser
-/// keeps only newlines, so the text is parsed a tab-separated piece at a time).
-fn strip_sequences(s: &str) -> String {
-    s.split('\t')
-        .map(strip_ansi_escapes::strip_str)
-        .collect::<Vec<_>>()
-        .join("\t")
 }
 
 /// Pretty JSON whose values are exact, with the characters a terminal acts on that JSON
@@ -98,6 +91,8 @@ mod tests {
             clean_line("\u{1b}]8;;http://x\u{1b}\\link\u{1b}[3", true),
             "link"
         );
+        // An unterminated string loses its introducer, not the rest of the title.
+        assert_eq!(clean_line("a\u{1b}]0;b c", true), "a0;b c");
     }
 
     #[test]

@@ -93,6 +93,14 @@ pub struct SessionInfo {
     pub pane_pid: u32,
 }
 
+impl SessionInfo {
+    /// Whether the session is recorded as another home's ([`home_id`]): never to be touched.
+    /// An untagged one (made before homes were recorded) is not foreign.
+    pub fn is_foreign(&self, home_id: &str) -> bool {
+        !self.home.is_empty() && self.home != home_id
+    }
+}
+
 impl Tmux {
     /// A name selects `tmux -L name`; anything with a `/` is a socket path for `tmux -S`.
     pub fn new(socket: &str) -> Tmux {
@@ -640,6 +648,23 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_another_homes_tagged_session_is_foreign() {
+        let session = |home: &str| SessionInfo {
+            name: "ns-t".into(),
+            task_id: "t".into(),
+            home: home.into(),
+            pane_dead: false,
+            pane_pid: 1,
+        };
+        assert!(!session("/h/a").is_foreign("/h/a"));
+        assert!(session("/h/b").is_foreign("/h/a"));
+        assert!(
+            !session("").is_foreign("/h/a"),
+            "untagged: from before homes were recorded"
+        );
+    }
 
     #[test]
     fn session_names_are_tmux_safe_and_distinct() {

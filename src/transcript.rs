@@ -11,9 +11,9 @@
 //! Read in that order, the files are the output with a gap in the middle: at most the limit
 //! plus the marker line. [`Follower`] reads them that way as they grow (the daemon, `logs`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The default cap of one attempt's transcript.
@@ -146,12 +146,9 @@ struct Writer {
 impl Writer {
     fn open(base: &Path, limit: u64) -> io::Result<Writer> {
         // Not O_APPEND: the marker line is rewritten in place.
-        let mut head = OpenOptions::new()
+        let mut head = crate::fsutil::private_file()
             .write(true)
-            .create(true)
             .truncate(false)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(base)?;
         let head_len = head.seek(SeekFrom::End(0))?;
         let head_max = limit / 2;
@@ -216,11 +213,8 @@ impl Writer {
             }
         }
         self.seg_len = 0;
-        self.seg_file = OpenOptions::new()
-            .create(true)
+        self.seg_file = crate::fsutil::private_file()
             .append(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(segment(&self.base, self.seg))
             .ok();
     }
@@ -229,12 +223,18 @@ impl Writer {
     fn write_marker(&mut self) {
         let Some(at) = self.marker_at else { return };
         let line = format!(
-            "\n[nightshift: transcript capped at {} bytes: {:>20} bytes of output skipped here]\n",
-            self.limit, self.skipped
+            "\n[nightshift: transcript capped at {} bytes: {:>20}{}",
+            self.limit,
+            self.skipped,
+            String::from_utf8_lossy(MARKER_END)
         );
         let _ = self.head.write_all_at(line.as_bytes(), at);
     }
 }
+
+/// How the marker line, and so a full head, ends: the writer starts a later segment only
+/// after it.
+const MARKER_END: &[u8] = b" bytes of output skipped here]\n";
 
 /// Where a [`Follower`] is: a segment and the bytes read of it. Shown as `offset` for the
 /// first file and `segment:offset` after, so old records (a plain offset) still parse.
@@ -277,6 +277,10 @@ pub struct Follower {
     base: PathBuf,
     at: Position,
     file: Option<File>,
+    /// The last bytes read of the head (segment 0): until they are the marker's end, the
+    /// writer is still on the head, and no later segment is looked for (a look costs a
+    /// `stat` and a folder listing at every read that finds nothing new).
+    head_end: Vec<u8>,
 }
 
 impl Follower {
@@ -285,6 +289,7 @@ impl Follower {
             base: base.to_path_buf(),
             at,
             file: None,
+            head_end: Vec::new(),
         }
     }
 
@@ -308,14 +313,25 @@ impl Follower {
                             // Truncated: start over.
                             self.at.offset = 0;
                         }
+                        if self.at.segment == 0 {
+                            // Resumed mid-head (a restart): what was read last.
+                            let from = self.at.offset.saturating_sub(MARKER_END.len() as u64);
+                            let mut end = vec![0; (self.at.offset - from) as usize];
+                            f.read_exact_at(&mut end, from)?;
+                            self.head_end = end;
+                        }
                         f.seek(SeekFrom::Start(self.at.offset))?;
                         self.file = Some(f);
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         // Rotated away before it was read: on to the oldest still there.
-                        if self.next_segment().is_none() {
+                        let Some(next) = self.next_segment() else {
                             return Ok(0);
-                        }
+                        };
+                        self.at = Position {
+                            segment: next,
+                            offset: 0,
+                        };
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -326,7 +342,11 @@ impl Follower {
                 return Ok(n);
             }
             // At the end of this file: the writer has moved on if a later segment exists,
-            // and then this one is complete (read it to the end once more first).
+            // and then this one is complete (read it to the end once more first). It leaves
+            // the head only after the marker line.
+            if self.at.segment == 0 && !self.head_end.ends_with(MARKER_END) {
+                return Ok(0);
+            }
             let Some(next) = self.next_segment() else {
                 return Ok(0);
             };
@@ -349,6 +369,13 @@ impl Follower {
         };
         let n = file.take(max as u64).read_to_end(buf)?;
         self.at.offset += n as u64;
+        if self.at.segment == 0 && n > 0 {
+            let keep = MARKER_END.len();
+            self.head_end
+                .extend_from_slice(&buf[buf.len() - n.min(keep)..]);
+            let excess = self.head_end.len().saturating_sub(keep);
+            self.head_end.drain(..excess);
+        }
         Ok(n)
     }
 
@@ -378,6 +405,71 @@ mod tests {
         assert_eq!(segment_of(base, "transcript.12.log"), Some(12));
         assert_eq!(segment_of(base, "transcript.x.log"), None);
         assert_eq!(segment_of(base, "hooks.jsonl"), None);
+    }
+
+    /// The writer leaves the head only after its marker line: before it, a follower at the
+    /// head's end does not look for later segments; after it, it goes on to them, also when
+    /// it starts there (a restarted daemon).
+    #[test]
+    fn a_follower_looks_past_the_head_only_after_its_marker() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("transcript.log");
+        std::fs::write(&base, "head\n")?;
+        std::fs::write(segment(&base, 1), "later\n")?;
+        let mut f = Follower::new(&base, Position::default());
+        let mut got = Vec::new();
+        while f.read(&mut got, 4096)? > 0 {}
+        assert_eq!(got, b"head\n", "a head without its marker is not complete");
+
+        let mut head = b"head\n\n[nightshift: transcript capped at 1 bytes: 0".to_vec();
+        head.extend_from_slice(MARKER_END);
+        std::fs::write(&base, &head)?;
+        let mut f = Follower::new(&base, Position::default());
+        let mut got = Vec::new();
+        while f.read(&mut got, 4096)? > 0 {}
+        assert!(
+            got.ends_with(b"]\nlater\n"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+
+        let at_end = Position {
+            segment: 0,
+            offset: head.len() as u64,
+        };
+        let mut f = Follower::new(&base, at_end);
+        let mut got = Vec::new();
+        while f.read(&mut got, 4096)? > 0 {}
+        assert_eq!(got, b"later\n");
+        Ok(())
+    }
+
+    /// A segment rotated away before the follower opened it: it goes on to the oldest one
+    /// still there (it used to retry the missing one forever, hanging the daemon's loop).
+    #[test]
+    fn a_follower_skips_a_segment_rotated_away_before_it_was_opened() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("transcript.log");
+        std::fs::write(&base, "head\n")?;
+        std::fs::write(segment(&base, 3), "latest\n")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut f = Follower::new(
+                &base,
+                Position {
+                    segment: 1,
+                    offset: 0,
+                },
+            );
+            let mut got = Vec::new();
+            let read = f.read(&mut got, 4096).map(|_| got);
+            let _ = tx.send(read);
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(|_| io::Error::other("the follower never came back"))??;
+        assert_eq!(got, b"latest\n");
+        Ok(())
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow
             let held = match &d.disk_full {
                 Some(what) => format!(
                     " — HELD: the home's disk is full ({}); starts resume when space is freed",
-                    what
+                    clean_line(what, true)
                 ),
                 None => String::new(),
             };

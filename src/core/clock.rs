@@ -63,6 +63,29 @@ impl SteadyClock {
     }
 }
 
+/// How long the daemon may sleep: until the nearest deadline, at most `cap`. Deadlines on
+/// the steady line (`steady`, core timeouts) are measured from `steady_now`; those on the
+/// wall clock (`wall`: schedules, triggers, worktree removals) from `wall_now`. Each against
+/// its own clock: once a wall-clock step has parted the two, a wall deadline measured on the
+/// steady line comes out hours late, or already past, which wakes the loop at once, over and
+/// over, until the wall clock catches up.
+pub fn sleep_until(
+    cap: Duration,
+    steady_now: Timestamp,
+    steady: impl IntoIterator<Item = Timestamp>,
+    wall_now: Timestamp,
+    wall: impl IntoIterator<Item = Timestamp>,
+) -> Duration {
+    let until = |now: Timestamp| {
+        move |at: Timestamp| Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+    };
+    steady
+        .into_iter()
+        .map(until(steady_now))
+        .chain(wall.into_iter().map(until(wall_now)))
+        .fold(cap, Duration::min)
+}
+
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
@@ -86,6 +109,27 @@ mod tests {
         assert_eq!(steady, Timestamp::from_second(1_800_000_008).unwrap());
         // Shown on the wall clock as it reads now.
         assert_eq!(clock.to_wall(steady, later), later.wall);
+    }
+
+    #[test]
+    fn each_deadline_is_measured_on_its_own_clock() {
+        let cap = Duration::from_secs(30);
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        // The wall clock was set back an hour: steady time is an hour ahead of it.
+        let (steady_now, wall_now) = (at(1_800_003_600), at(1_800_000_000));
+        // A worktree removal due in 10 s of wall time waits 10 s, not 0 s again and again.
+        let wall_due = [at(1_800_000_010)];
+        let d = sleep_until(cap, steady_now, [], wall_now, wall_due);
+        assert_eq!(d, Duration::from_secs(10));
+        // A core timeout 5 s ahead on the steady line comes first.
+        let d = sleep_until(cap, steady_now, [at(1_800_003_605)], wall_now, wall_due);
+        assert_eq!(d, Duration::from_secs(5));
+        // Past deadlines wake at once; nothing due sleeps the cap.
+        assert_eq!(
+            sleep_until(cap, steady_now, [], wall_now, [at(1)]),
+            Duration::ZERO
+        );
+        assert_eq!(sleep_until(cap, steady_now, [], wall_now, []), cap);
     }
 
     #[test]

@@ -634,7 +634,7 @@ impl StartJob {
     async fn check_not_foreign(&self, session: &str, home_id: &str) -> Result<(), (String, bool)> {
         let sessions = self.tmux.list_sessions().await.unwrap_or_default();
         match sessions.iter().find(|s| s.name == session) {
-            Some(s) if !s.home.is_empty() && s.home != home_id => Err((
+            Some(s) if s.is_foreign(home_id) => Err((
                 format!(
                     "the tmux session {session} on `{}` belongs to the home {}; give this task another id or this home another tmux_socket",
                     self.tmux.display_prefix(),

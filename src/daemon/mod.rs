@@ -433,32 +433,30 @@ impl Daemon {
     }
 
     /// How long the loop may sleep: until the next deadline, a file settles, or the safety
-    /// rescan. Deadlines are wall-clock; the sleep is capped so a suspended machine is
-    /// noticed soon after it wakes (monotonic timers stop during sleep).
+    /// rescan. The core's deadlines are steady, the calendar's wall-clock; the sleep is
+    /// capped so a suspended machine is noticed soon after it wakes (monotonic timers stop
+    /// during sleep).
     fn sleep_for(&self, next_rescan: Instant) -> Duration {
         let cap = next_rescan.saturating_duration_since(Instant::now());
-        let now = self.now();
-        let mut wake = cap;
-        if let Some(at) = self.state.next_wake() {
-            let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
-            wake = wake.min(d);
-        }
+        let mut wake = core::clock::sleep_until(
+            cap,
+            self.now(),
+            self.state.next_wake(),
+            // The loop fires these on `Timestamp::now()`: measured on the same clock.
+            Timestamp::now(),
+            [
+                self.schedules.next_at,
+                self.triggers.next_at,
+                self.tidy.next_at(),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         if let Some(at) = self.recheck_at {
             let d = at
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO);
             wake = wake.min(d + Duration::from_millis(5));
-        }
-        for at in [
-            self.schedules.next_at,
-            self.triggers.next_at,
-            self.tidy.next_at(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let d = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
-            wake = wake.min(d);
         }
         wake
     }

@@ -58,7 +58,7 @@ impl Daemon {
     async fn sessions(&self) -> Option<Vec<SessionInfo>> {
         match self.tmux.list_sessions().await {
             Ok(mut s) => {
-                s.retain(|s| s.home.is_empty() || s.home == self.home_id);
+                s.retain(|s| !s.is_foreign(&self.home_id));
                 Some(s)
             }
             Err(e) => {

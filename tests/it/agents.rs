@@ -12,12 +12,6 @@ fn read_json(path: PathBuf) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// The worktree a task ran in, from its spawn record.
-fn worktree_of(env: &Env, id: &str, attempt: u32) -> PathBuf {
-    let spawn = read_json(env.run_dir(id, attempt).join("spawn.json"));
-    PathBuf::from(spawn["worktree"]["path"].as_str().expect("a worktree"))
-}
-
 #[test]
 fn tasks_on_one_repository_run_side_by_side_on_their_own_branches() {
     let mut env = Env::builder()
@@ -116,7 +110,7 @@ fn a_new_worktree_gets_the_included_files_and_its_setup_and_a_failing_setup_fail
     );
     env.start_daemon();
     assert_eq!(env.wait_finished("prepared"), "done");
-    let wt = worktree_of(&env, "prepared", 1);
+    let wt = env.worktree_of("prepared", 1);
     assert_eq!(fs::read_to_string(wt.join(".env")).unwrap(), "SECRET=1\n");
     assert_eq!(
         fs::read_to_string(wt.join("setup-ran.txt")).unwrap(),
@@ -246,8 +240,8 @@ fn a_session_closed_under_its_agent_is_resumed_in_the_same_worktree() {
     assert!(second.join("resumed.json").exists());
     let spawn = read_json(second.join("spawn.json"));
     assert_eq!(spawn["resumed_session"], "test-agent-session", "{spawn:#}");
-    let wt = worktree_of(&env, "sturdy", 2);
-    assert_eq!(wt, worktree_of(&env, "sturdy", 1), "the same worktree");
+    let wt = env.worktree_of("sturdy", 2);
+    assert_eq!(wt, env.worktree_of("sturdy", 1), "the same worktree");
     assert!(wt.join("before.txt").exists());
     assert_eq!(
         fs::read_to_string(wt.join("resumed.txt")).unwrap().trim(),
@@ -305,7 +299,7 @@ fn clean_removes_finished_worktrees_and_merged_branches() {
     );
     env.start_daemon();
     assert_eq!(env.wait_finished("kept"), "done");
-    let wt = worktree_of(&env, "kept", 1);
+    let wt = env.worktree_of("kept", 1);
     assert!(wt.exists());
     let ls = env.run(&["ls", "--branches"]);
     assert!(

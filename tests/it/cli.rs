@@ -195,17 +195,8 @@ fn ls_into_a_pipe_closed_early_exits_quietly() {
     reader.read_line(&mut first).unwrap();
     assert!(first.starts_with("daemon:"), "{first}");
     drop(reader);
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > crate::harness::DEADLINE {
-            let _ = child.kill();
-            panic!("ls did not exit after its reader went away");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = crate::harness::wait_exit(&mut child, crate::harness::DEADLINE)
+        .expect("ls did not exit after its reader went away");
     let err = std::fs::read_to_string(&stderr).unwrap();
     // Before the fix, `println!` panicked on the broken pipe: exit code 101 and a panic
     // message on stderr.
@@ -345,17 +336,8 @@ fn run_into_closed_pipe(env: &Env, args: &[&str]) -> (std::process::ExitStatus, 
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > crate::harness::DEADLINE {
-            let _ = child.kill();
-            panic!("{args:?} did not exit with its stdout closed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = crate::harness::wait_exit(&mut child, crate::harness::DEADLINE)
+        .unwrap_or_else(|| panic!("{args:?} did not exit with its stdout closed"));
     (status, std::fs::read_to_string(&stderr).unwrap())
 }
 

@@ -436,6 +436,14 @@ impl Env {
         self.home.join("runs").join(id).join(attempt.to_string())
     }
 
+    /// The worktree an attempt ran in, from its spawn record.
+    pub fn worktree_of(&self, id: &str, attempt: u32) -> PathBuf {
+        let path = self.run_dir(id, attempt).join("spawn.json");
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let spawn: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        PathBuf::from(spawn["worktree"]["path"].as_str().expect("a worktree"))
+    }
+
     pub fn transcript(&self, id: &str, attempt: u32) -> String {
         let bytes = fs::read(self.run_dir(id, attempt).join("transcript.log")).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
@@ -715,6 +723,22 @@ impl Cmd {
     }
 }
 
+/// Waits for `child` to exit; `None` (after killing it) if it takes longer than `limit`.
+pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct TimedCmd {
     cmd: Cmd,
     limit: Duration,
@@ -744,18 +768,7 @@ impl TimedCmd {
             let mut pipe = child.stdin.take().unwrap();
             pipe.write_all(&bytes).unwrap();
         }
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > self.limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_exit(&mut child, self.limit)?;
         let read = |mut f: fs::File| {
             use std::io::{Read, Seek};
             let mut s = Vec::new();

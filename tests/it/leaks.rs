@@ -138,12 +138,6 @@ fn a_home_refused_a_task_id_another_home_runs_on_the_server_leaves_that_session_
 // ----- worktrees and branches of finished tasks -----
 
 /// The worktree an attempt ran in, from its spawn record.
-fn worktree_of(env: &Env, id: &str, attempt: u32) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(env.run_dir(id, attempt).join("spawn.json")).unwrap();
-    let spawn: serde_json::Value = serde_json::from_str(&text).unwrap();
-    spawn["worktree"]["path"].as_str().unwrap().into()
-}
-
 fn has_branch(env: &Env, branch: &str) -> bool {
     env.git(&["branch", "--list", branch]).contains(branch)
 }
@@ -154,7 +148,7 @@ fn a_done_tasks_worktree_is_removed_even_when_the_daemon_is_killed_before_it_was
     env.queue("tidy", &Task::script(["@write out.txt 1", "@done"]));
     env.start_daemon();
     assert_eq!(env.wait_finished("tidy"), "done");
-    let wt = worktree_of(&env, "tidy", 1);
+    let wt = env.worktree_of("tidy", 1);
     assert!(wt.is_dir(), "kept through the grace period");
     env.kill9_daemon();
     env.start_daemon();
@@ -188,7 +182,7 @@ fn a_resumed_tasks_worktree_is_removed_after_a_restart_too() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(env.wait_finished("again"), "done");
     assert!(env.run_dir("again", 2).join("resumed.json").exists());
-    let wt = worktree_of(&env, "again", 2);
+    let wt = env.worktree_of("again", 2);
     assert!(wt.is_dir());
     env.kill9_daemon();
     env.start_daemon();
@@ -206,7 +200,7 @@ fn clean_deletes_merged_branches_whose_worktrees_are_gone_and_nothing_else() {
     env.queue("live", &Task::script(["@hang"]));
     env.wait_started("live", 1);
     for id in ["merged", "unmerged"] {
-        let wt = worktree_of(&env, id, 1);
+        let wt = env.worktree_of(id, 1);
         env.git(&["worktree", "remove", "--force", &wt.to_string_lossy()]);
     }
     for b in [
@@ -256,6 +250,43 @@ fn ledger_pids(env: &Env, tag: &str) -> Vec<u32> {
         .filter_map(|l| l.strip_prefix(&format!("{tag} ")))
         .filter_map(|p| p.trim().parse().ok())
         .collect()
+}
+
+/// A daemon killed right after it spawned a check, before it could record the check's
+/// process group, must still leave the record: the guarded check writes it before it runs
+/// anything (the check test above flaked on a loaded machine without this).
+#[test]
+fn a_guarded_check_records_its_process_group_before_it_runs() {
+    let env = Env::new();
+    let record = env.path("check-group");
+    let ran = env.path("ran");
+    let script = format!(
+        "test -s {0} && touch {1}; sleep 30",
+        record.display(),
+        ran.display()
+    );
+    let mut child = env
+        .cmd(&[
+            "__check-guard",
+            &std::process::id().to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("NIGHTSHIFT_CHECK", &record)
+        .into_std()
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + crate::harness::DEADLINE;
+    while !ran.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ran.exists(), "the check ran without a record of its group");
+    assert_eq!(recorded.trim(), child.id().to_string());
 }
 
 #[test]

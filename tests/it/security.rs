@@ -240,16 +240,19 @@ fn links_folders_fifos_and_unreadable_names_in_the_queue_are_set_aside() {
     env.queue("fine", &Task::script(["@done all good"]));
 
     // Before the daemon sees them, `ls` does not call them queued.
-    let ls = env.run(&["ls"]);
-    ls.success();
-    for id in ["hard", "soft", "folder", "pipe"] {
-        let row = ls
-            .stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .unwrap_or_else(|| panic!("{id} is not listed:\n{}", ls.stdout));
-        assert!(row.contains("invalid"), "{row}");
-    }
+    let listed_invalid = |env: &Env| {
+        let ls = env.run(&["ls"]);
+        ls.success();
+        for id in ["hard", "soft", "folder", "pipe"] {
+            let row = ls
+                .stdout
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(id))
+                .unwrap_or_else(|| panic!("{id} is not listed:\n{}", ls.stdout));
+            assert!(row.contains("invalid"), "{row}");
+        }
+    };
+    listed_invalid(&env);
 
     env.start_daemon();
     assert_eq!(env.wait_finished("fine"), "done");
@@ -289,15 +292,7 @@ fn links_folders_fifos_and_unreadable_names_in_the_queue_are_set_aside() {
     assert_eq!(fs::read_to_string(&hard_target).unwrap(), task);
     assert_eq!(fs::read_to_string(&soft_target).unwrap(), task);
 
-    let ls = env.run(&["ls"]);
-    for id in ["hard", "soft", "folder", "pipe"] {
-        let row = ls
-            .stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .unwrap_or_else(|| panic!("{id} is not listed:\n{}", ls.stdout));
-        assert!(row.contains("invalid"), "{row}");
-    }
+    listed_invalid(&env);
 }
 
 #[test]
@@ -357,4 +352,34 @@ fn doctor_runs_no_custom_agent_and_warns_about_a_readable_home() {
         out.stdout
     );
     assert_ne!(out.code(), Some(0));
+}
+
+#[test]
+fn a_home_reached_through_a_link_is_judged_by_where_it_points() {
+    let env = Env::new();
+    fs::set_permissions(&env.home, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(
+        env.home.join("config.toml"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let link = env.path("home-link");
+    std::os::unix::fs::symlink(&env.home, &link).unwrap();
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(&link)
+        .arg("doctor")
+        .env("HOME", &env.root)
+        .env_remove("NIGHTSHIFT_HOME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The link's own mode (777) says nothing about who can read the home.
+    assert!(!stdout.contains("has mode 777"), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with("WARN") && l.contains("home")),
+        "{stdout}"
+    );
 }

@@ -837,10 +837,7 @@ impl Daemon {
                 claim,
             } => self.start(task, attempt, claim),
             Action::Reject { path, error } => {
-                match self.store.reject(&path, &error) {
-                    Ok(dst) => tracing::warn!("{error} (moved to {})", dst.display()),
-                    Err(e) => tracing::error!("cannot move invalid {} aside: {e}", path.display()),
-                }
+                self.reject(&path, &error);
                 None
             }
             Action::FailQueued { id, reason } => {

@@ -125,7 +125,7 @@ impl Daemon {
             {
                 Ok(t) => t,
                 Err(error) => {
-                    self.step_reject(path, error);
+                    self.reject(&path, &error);
                     continue;
                 }
             };
@@ -248,10 +248,21 @@ impl Daemon {
         }
     }
 
-    fn step_reject(&mut self, path: std::path::PathBuf, error: String) {
-        match self.store.reject(&path, &error) {
-            Ok(dst) => tracing::warn!("{error} (moved to {})", dst.display()),
-            Err(e) => tracing::error!("cannot move {} aside: {e}", path.display()),
+    /// Sets an invalid queue entry aside. The log line names it with its line breaks
+    /// escaped: a file name is not allowed to forge log lines.
+    pub(super) fn reject(&mut self, path: &std::path::Path, error: &str) {
+        let shown = |s: &str| s.replace('\n', "\\n").replace('\r', "\\r");
+        match self.store.reject(path, error) {
+            Ok(dst) => tracing::warn!(
+                "{} (moved to {})",
+                shown(error),
+                shown(&dst.to_string_lossy())
+            ),
+            Err(e) => tracing::error!(
+                "cannot move invalid {} aside: {}",
+                shown(&path.to_string_lossy()),
+                shown(&e.to_string())
+            ),
         }
     }
 

@@ -426,3 +426,20 @@ fn a_dropped_file_with_a_bad_id_is_set_aside_with_a_suggestion() {
     }
     assert!(env.daemon_try_wait().is_none(), "the daemon died");
 }
+
+/// A file name is data in the log too: one with a line break cannot forge a log line.
+#[test]
+fn a_file_name_with_a_line_break_cannot_forge_a_log_line() {
+    let mut env = Env::new();
+    env.queue("ok\nINFO forged", &Task::script(["@done"]));
+    env.start_daemon();
+    env.wait_until("the file set aside", |e| {
+        e.ids_in("failed").iter().any(|id| id.starts_with("ok"))
+    });
+    let log = env.daemon_log();
+    assert!(log.contains("ok\\nINFO forged"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO forged")),
+        "a line was forged: {log}"
+    );
+}

@@ -440,7 +440,14 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
     for (key, value) in front.env.unwrap_or_default() {
         validate_env_name(&key)
             .map_err(|m| TaskError::new(path, at("env"), 1, format!("env: {m}")))?;
-        env.insert(key, value.into_string());
+        let value = value.into_string();
+        // The environment cannot carry a NUL: refused here, not at the start. The value
+        // may be a secret, so only the name is shown.
+        if value.contains('\0') {
+            let message = format!("env: the value of `{key}` holds a NUL byte");
+            return Err(TaskError::new(path, at("env"), 1, message));
+        }
+        env.insert(key, value);
     }
     let workdir = match front.workdir {
         None => None,
@@ -780,6 +787,14 @@ mod tests {
         let e = parse_err("---\ntitle: a\nworkdir: src\n---\n");
         assert!(e.message.starts_with("workdir:"), "{e}");
         assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn an_env_value_with_a_nul_is_refused_without_showing_it() {
+        let e = parse_err("---\nenv:\n  TOKEN: \"sec\\0ret\"\n---\n");
+        assert!(e.message.contains("`TOKEN` holds a NUL byte"), "{e}");
+        assert!(!e.to_string().contains("sec"), "{e}");
+        assert_eq!(e.line, 2);
     }
 
     #[test]

@@ -57,11 +57,12 @@ fn a_session_vanishing_from_an_empty_server_while_the_daemon_is_down_is_retried(
     let mut env = Env::builder().config("rescan_interval", "\"1s\"").build();
     env.queue("lone", &long_task(&env).front("max_attempts: 2"));
     env.start_daemon();
-    env.wait_started("lone", 1);
+    // started.json comes before the agent's own first line: wait for the line.
+    env.wait_until("the first start", |e| e.lines_of("starts.log").len() == 1);
     env.kill9_daemon();
     vanish_leaving_an_empty_server(&env, "lone");
     env.start_daemon();
-    env.wait_started("lone", 2);
+    env.wait_until("the second start", |e| e.lines_of("starts.log").len() == 2);
     assert_eq!(env.attempts("lone"), vec![1, 2]);
     assert_eq!(env.lines_of("starts.log"), vec!["lone 1", "lone 2"]);
     assert!(

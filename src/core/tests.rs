@@ -90,6 +90,19 @@ fn requeued(id: &str, front_matter: &str, last_attempt: u32, counted: u32) -> Qu
     }
 }
 
+/// `task` back in the queue after attempt `last_attempt`, as the folder store would list it.
+fn back_in_queue(task: &Task, last_attempt: u32, counted: u32) -> QueuedTask {
+    QueuedTask {
+        task: task.clone(),
+        path: path_of(&task.id),
+        last_attempt,
+        counted_attempts: counted,
+        resume: false,
+        resumes: 0,
+        lock: None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Expected actions
 
@@ -610,18 +623,7 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                             panic!("{context}: requeued `{id}`, which is not running");
                         };
                         assert_eq!(*attempt, at, "{context}");
-                        disk.insert(
-                            id.clone(),
-                            QueuedTask {
-                                task: tasks[id].clone(),
-                                path: path_of(id),
-                                last_attempt: at,
-                                counted_attempts: counted,
-                                resume: false,
-                                resumes: 0,
-                                lock: None,
-                            },
-                        );
+                        disk.insert(id.clone(), back_in_queue(&tasks[id], at, counted));
                     }
                     Action::Finish { id, attempt, .. } => {
                         let Some((at, _)) = live.remove(id) else {
@@ -643,18 +645,7 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                             panic!("{context}: unclaimed `{id}`, which is not running");
                         };
                         assert_eq!(*attempt, at, "{context}");
-                        disk.insert(
-                            id.clone(),
-                            QueuedTask {
-                                task: tasks[id].clone(),
-                                path: path_of(id),
-                                last_attempt: at - 1,
-                                counted_attempts: counted - 1,
-                                resume: false,
-                                resumes: 0,
-                                lock: None,
-                            },
-                        );
+                        disk.insert(id.clone(), back_in_queue(&tasks[id], at - 1, counted - 1));
                     }
                     Action::CloseSession { .. }
                     | Action::DiskHold { .. }

@@ -26,6 +26,14 @@ fn vanish_leaving_an_empty_server(env: &Env, id: &str) {
     assert!(env.sessions().is_empty(), "{:?}", env.sessions());
 }
 
+fn assert_empty_server_is_no_error(env: &Env) {
+    let log = env.daemon_log();
+    assert!(
+        !log.contains("cannot list tmux sessions"),
+        "an empty server is not an error:\n{log}"
+    );
+}
+
 fn long_task(env: &Env) -> Task {
     let log = env.path("starts.log");
     Task::script([
@@ -45,11 +53,7 @@ fn a_session_vanishing_from_a_server_with_no_sessions_left_is_noticed() {
     assert_eq!(env.wait_finished("lone"), "failed");
     let text = env.task_text("lone");
     assert!(text.contains("session"), "the reason says so: {text}");
-    assert!(
-        !env.daemon_log().contains("cannot list tmux sessions"),
-        "an empty server is not an error:\n{}",
-        env.daemon_log()
-    );
+    assert_empty_server_is_no_error(&env);
 }
 
 #[test]
@@ -65,11 +69,7 @@ fn a_session_vanishing_from_an_empty_server_while_the_daemon_is_down_is_retried(
     env.wait_until("the second start", |e| e.lines_of("starts.log").len() == 2);
     assert_eq!(env.attempts("lone"), vec![1, 2]);
     assert_eq!(env.lines_of("starts.log"), vec!["lone 1", "lone 2"]);
-    assert!(
-        !env.daemon_log().contains("cannot list tmux sessions"),
-        "an empty server is not an error:\n{}",
-        env.daemon_log()
-    );
+    assert_empty_server_is_no_error(&env);
 }
 
 #[test]

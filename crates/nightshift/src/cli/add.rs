@@ -1,0 +1,149 @@
+//! `nightshift add`: put a task into the queue, atomically.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+use crate::fsutil;
+use crate::home::{Home, TaskState};
+use crate::queue;
+use nightshift_core::task;
+
+use super::{CliError, exit, load_config};
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The task file, or `-` to read it from standard input
+    pub file: PathBuf,
+    /// Task id [default: the file name without .md; required with `-`]
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Set the priority (higher runs first)
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i64>,
+    /// Set the agent profile
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Set the workdir [default: the file's workdir, else the current directory]
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+}
+
+pub fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    home.ensure_layout()?;
+    let from_stdin = args.file.as_os_str() == "-";
+    let text = if from_stdin {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(&args.file)
+            .map_err(|e| CliError::new(exit::FAILURE, format!("{}: {e}", args.file.display())))?
+    };
+    let id = match (&args.id, from_stdin) {
+        (Some(id), _) => id.clone(),
+        (None, false) => args
+            .file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CliError::new(
+                    exit::USAGE,
+                    "cannot take a task id from the file name; pass --id",
+                )
+            })?,
+        (None, true) => {
+            return Err(CliError::new(exit::USAGE, "reading from stdin needs --id ID").into());
+        }
+    };
+    let source = if from_stdin {
+        PathBuf::from("<stdin>")
+    } else {
+        args.file.clone()
+    };
+    let dest = enqueue(
+        home,
+        &config,
+        &id,
+        &source,
+        &text,
+        &Overrides {
+            priority: args.priority,
+            agent: args.agent,
+            workdir: args.workdir,
+        },
+    )?;
+    println!("queued {id} ({})", dest.display());
+    Ok(exit::SUCCESS)
+}
+
+/// Front-matter fields set from outside the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub priority: Option<i64>,
+    pub agent: Option<String>,
+    pub workdir: Option<PathBuf>,
+}
+
+/// Checks a task's text and puts it into the queue under `id`, atomically. A task without a
+/// workdir gets the current directory. `source` names the text in error messages.
+pub fn enqueue(
+    home: &Home,
+    config: &Config,
+    id: &str,
+    source: &Path,
+    text: &str,
+    overrides: &Overrides,
+) -> anyhow::Result<PathBuf> {
+    home.ensure_layout()?;
+    task::validate_id(id).map_err(|m| CliError::new(exit::USAGE, m))?;
+    if let Some((state, path)) = queue::locate(home, id) {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "a task `{id}` already exists ({}: {}); choose another --id, or `nightshift retry {id}`",
+                state.as_str(),
+                path.display()
+            ),
+        )
+        .into());
+    }
+
+    // Parse first, so an invalid task is refused here rather than filed as failed later.
+    let parsed =
+        task::parse(id, source, text).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    if let Some(p) = overrides.priority {
+        fields.push(("priority", p.to_string()));
+    }
+    if let Some(a) = &overrides.agent {
+        fields.push(("agent", task::yaml_string(a)));
+    }
+    let workdir = match (&overrides.workdir, &parsed.workdir) {
+        (Some(w), _) => Some(std::path::absolute(w)?),
+        (None, Some(_)) => None,
+        (None, None) => Some(std::env::current_dir()?),
+    };
+    if let Some(w) = &workdir {
+        fields.push(("workdir", task::yaml_string(&w.to_string_lossy())));
+    }
+    let text = task::set_front_matter_fields(text, &fields);
+    let final_task =
+        task::parse(id, source, &text).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    queue::validate_against_config(&final_task, source, config)
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+
+    // Write it whole in tmp/ (same filesystem), then rename into queue/ without replacing
+    // anything: the daemon only ever sees a complete file.
+    let dest = home.task_file(TaskState::Queued, id);
+    let staged = home.tmp_dir().join(format!("{id}.md"));
+    fsutil::write_atomic(&staged, text.as_bytes(), 0o600)?;
+    if let Err(e) = fsutil::move_noclobber(&staged, &dest) {
+        let _ = std::fs::remove_file(&staged);
+        return Err(CliError::new(exit::FAILURE, format!("{}: {e}", dest.display())).into());
+    }
+    Ok(dest)
+}

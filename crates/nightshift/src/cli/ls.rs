@@ -1,0 +1,390 @@
+//! `nightshift ls` and `nightshift show`: read the files, ask the daemon if it is up.
+
+use crate::home::{Home, TaskState};
+use crate::ipc::{self, DaemonStatus, Request, Response};
+use crate::status::{self, TaskView};
+use crate::term_text::{clean_line, clean_text};
+use crate::tmux::Tmux;
+use nightshift_core::task::format_duration;
+
+use super::{CliError, exit, load_config, runtime};
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+    /// Only tasks in this state (queued, running, done, failed)
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Show each task's branch and its diffstat against its base
+    #[arg(long, short = 'b')]
+    pub branches: bool,
+    /// Print the list again whenever the daemon reports a change (until Ctrl-C)
+    #[arg(long, short = 'w', conflicts_with = "json")]
+    pub watch: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    pub id: String,
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The daemon's status: `Ok(None)` when it is not running, `Err` when it is there but
+/// does not answer properly (so that is never mistaken for "not running").
+pub fn daemon_status(home: &Home) -> Result<Option<DaemonStatus>, String> {
+    let socket = home.checked_socket().map_err(|e| e.to_string())?;
+    let rt = runtime().map_err(|e| e.to_string())?;
+    match rt.block_on(ipc::request(&socket, &Request::Status)) {
+        Ok(Response::Status(s)) => Ok(Some(s)),
+        Ok(other) => Err(format!("unexpected answer: {other:?}")),
+        Err(ipc::IpcError::NotRunning) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
+    if args.watch {
+        return watch(home, &args);
+    }
+    print_ls(home, &args, &mut status::ViewCache::default())
+}
+
+/// `ls --watch`: the list, again after every change the daemon pushes (no polling).
+fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let socket = home.checked_socket()?;
+    let rt = runtime()?;
+    let mut conn = rt.block_on(ipc::subscribe(&socket)).map_err(|e| {
+        CliError::new(
+            exit::NOT_RUNNING,
+            format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
+        )
+    })?;
+    let clear = std::io::stdout().is_terminal();
+    let mut cache = status::ViewCache::default();
+    loop {
+        if clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        print_ls(home, args, &mut cache)?;
+        // One redraw for a burst of changes.
+        let more = rt.block_on(async {
+            let first = ipc::receive::<Response>(&mut conn).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            matches!(first, Ok(Some(_)))
+        });
+        if !more {
+            println!("the daemon stopped");
+            return Ok(exit::NOT_RUNNING);
+        }
+    }
+}
+
+fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    let mut tasks = status::collect_with(home, &config, cache)?;
+    if let Some(state) = &args.state {
+        let wanted = TaskState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == state || crate::home::dir_name(*s) == state)
+            .ok_or_else(|| {
+                CliError::new(
+                    exit::USAGE,
+                    format!("unknown state `{state}` (queued, running, done, failed)"),
+                )
+            })?;
+        tasks.retain(|t| t.state == wanted);
+    }
+    let daemon = daemon_status(home);
+    if args.json {
+        let (status, error) = match &daemon {
+            Ok(s) => (s.clone(), None),
+            Err(e) => (None, Some(e.clone())),
+        };
+        let out = serde_json::json!({ "daemon": status, "daemon_error": error, "tasks": tasks });
+        println!("{}", crate::term_text::to_json(&out)?);
+        return Ok(exit::SUCCESS);
+    }
+    let paused = if home.paused_file().exists() {
+        " — PAUSED (`nightshift resume`)"
+    } else {
+        ""
+    };
+    match &daemon {
+        Ok(Some(d)) => {
+            let held = match &d.disk_full {
+                Some(what) => format!(
+                    " — HELD: the home's disk is full ({}); starts resume when space is freed",
+                    clean_line(what, true)
+                ),
+                None => String::new(),
+            };
+            println!(
+                "daemon: running (pid {}), {}/{} agents, {} queued{paused}{held}",
+                d.pid, d.slots_used, d.max_agents, d.queued
+            )
+        }
+        Ok(None) => println!("daemon: not running (start it with `nightshift daemon`){paused}"),
+        Err(e) => println!("daemon: {}", clean_line(e, true)),
+    }
+    if tasks.is_empty() {
+        println!(
+            "no tasks; add one with `nightshift add FILE` or drop a .md file into {}",
+            home.state_dir(TaskState::Queued).display()
+        );
+        return Ok(exit::SUCCESS);
+    }
+    // Ids, agents and titles come from task files: no escape sequence reaches the terminal.
+    let rows: Vec<[String; 6]> = tasks
+        .iter()
+        .map(|t| row(t).map(|cell| clean_line(&cell, true)))
+        .collect();
+    let header = ["ID", "STATE", "PRI", "AGENT", "TRY", "TIME"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6], info: &str| {
+        let mut s = String::new();
+        for (cell, w) in cells.iter().zip(widths) {
+            s.push_str(&format!("{cell:<w$}  "));
+        }
+        s.push_str(info);
+        println!("{}", s.trim_end());
+    };
+    line(header, "TITLE");
+    let rt = runtime()?;
+    for (task, r) in tasks.iter().zip(&rows) {
+        let mut text = info(task);
+        if args.branches
+            && let Some(branch) = rt.block_on(branch_of(task))
+        {
+            text.push_str(&format!("  [{branch}]"));
+        }
+        line(
+            [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
+            &clean_line(&text, true),
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `nightshift/x +12 -3 in 2 files`: the task's branch and its change against its base.
+async fn branch_of(t: &TaskView) -> Option<String> {
+    let last = t.last.as_ref()?;
+    let wt = last.spawn.as_ref()?.worktree.as_ref()?;
+    let stat = match last.report.as_ref().and_then(|r| r.diffstat) {
+        Some(d) => Some(d),
+        None if wt.path.is_dir() => crate::worktree::diffstat(&wt.path, &wt.base).await,
+        None => None,
+    };
+    Some(match stat {
+        Some(d) => format!(
+            "{} +{} -{} in {} files",
+            wt.branch, d.insertions, d.deletions, d.files
+        ),
+        None => wt.branch.clone(),
+    })
+}
+
+fn row(t: &TaskView) -> [String; 6] {
+    let state = match t.state {
+        TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
+        TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
+        TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
+        // Not a task yet: the daemon sets it aside.
+        TaskState::Queued if t.error.is_some() => "invalid".to_string(),
+        s => s.as_str().to_string(),
+    };
+    let time = match t.state {
+        TaskState::Running => t
+            .started_at()
+            .map(|s| format_duration(status::age(s)))
+            .unwrap_or_default(),
+        TaskState::Done | TaskState::Failed => t
+            .modified
+            .map(|m| format!("{} ago", short(status::age(m))))
+            .unwrap_or_default(),
+        TaskState::Queued => String::new(),
+    };
+    [
+        t.id.clone(),
+        state,
+        t.priority.to_string(),
+        t.agent.clone().unwrap_or_default(),
+        if t.attempts > 0 {
+            t.attempts.to_string()
+        } else {
+            String::new()
+        },
+        time,
+    ]
+}
+
+fn short(d: std::time::Duration) -> String {
+    format_duration(d)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn info(t: &TaskView) -> String {
+    let mut s = truncate(&t.title, 60);
+    if let Some(flag) = t.attention.first() {
+        s.push_str(&format!(
+            "  ⚑ {}: {}",
+            signal_name(flag.signal),
+            truncate(flag.evidence.lines().next().unwrap_or(""), 80)
+        ));
+    }
+    if !t.waiting_for.is_empty() {
+        s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
+    }
+    if (t.state == TaskState::Failed || t.error.is_some())
+        && let Some(reason) = t.reason()
+    {
+        s.push_str(&format!(
+            "  — {}",
+            truncate(reason.lines().next().unwrap_or(""), 80)
+        ));
+    }
+    s
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
+    let config = load_config(home)?;
+    let Some(t) = status::find(home, &args.id) else {
+        return Err(CliError::not_found(&args.id).into());
+    };
+    if args.json {
+        println!("{}", crate::term_text::to_json(&t)?);
+        return Ok(exit::SUCCESS);
+    }
+    // Every value may come from the task file, the agent or git: cleaned for the terminal.
+    let kv = |k: &str, v: &str| println!("{k:<12} {}", clean_text(v));
+    kv("id", &t.id);
+    kv("title", &t.title);
+    kv("state", t.state.as_str());
+    kv("file", &t.path.display().to_string());
+    kv("priority", &t.priority.to_string());
+    kv("agent", t.agent.as_deref().unwrap_or(&config.default_agent));
+    if let Some(w) = t.workdir.as_ref().or(config.workdir.as_ref()) {
+        kv("workdir", &w.display().to_string());
+    }
+    if !t.depends_on.is_empty() {
+        kv("depends on", &t.depends_on.join(", "));
+    }
+    if !t.waiting_for.is_empty() {
+        kv("waits for", &t.waiting_for.join(", "));
+    }
+    if let Some(e) = &t.error {
+        kv("error", e);
+    }
+    kv("attempts", &t.attempts.to_string());
+    for flag in &t.attention {
+        kv(
+            "attention",
+            &format!("{} since {}", signal_name(flag.signal), flag.since),
+        );
+        for line in flag.evidence.lines() {
+            println!("{:<12}   {}", "", clean_line(line, true));
+        }
+    }
+    if let Some(last) = &t.last {
+        println!();
+        println!("attempt {}:", last.attempt);
+        if let Some(s) = &last.spawn {
+            kv("  started", &s.claimed_at.to_string());
+            kv("  command", &s.argv.first().cloned().unwrap_or_default());
+            if t.state == TaskState::Running {
+                let tmux = Tmux::new(&config.tmux_socket);
+                kv(
+                    "  attach",
+                    &format!(
+                        "nightshift attach {}   (or {} attach -t {})",
+                        t.id,
+                        tmux.display_prefix(),
+                        s.session
+                    ),
+                );
+            }
+        }
+        if last.git_repo == Some(false) {
+            kv("  no-commits", "off: the workdir is not a git repository");
+        }
+        if let Some(wt) = last.spawn.as_ref().and_then(|s| s.worktree.as_ref()) {
+            kv(
+                "  branch",
+                &format!(
+                    "{} (from {})",
+                    wt.branch,
+                    wt.base.get(..10).unwrap_or(&wt.base)
+                ),
+            );
+            let kept = if wt.path.is_dir() { "" } else { " (removed)" };
+            kv("  worktree", &format!("{}{kept}", wt.path.display()));
+        }
+        if let Some(s) = &last.agent_session {
+            kv("  session", &format!("{} (the agent's own)", s.session_id));
+        }
+        if let Some(n) = last.spawn.as_ref().and_then(|s| s.prompt_note.as_ref()) {
+            kv("  prompt", n);
+        }
+        if let Some(d) = &last.done {
+            let how = match d.source {
+                crate::run::DoneSource::Command => "nightshift done",
+                crate::run::DoneSource::Marker => "marker",
+            };
+            let verdict = if d.ok { "ok" } else { "failed" };
+            let summary = d
+                .summary
+                .as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            kv("  done", &format!("{verdict} ({how}){summary}"));
+        }
+        if let Some(e) = &last.exit {
+            kv("  exit", &e.describe());
+        }
+        if let Some(r) = &last.report {
+            kv("  outcome", &format!("{}: {}", r.outcome, r.reason));
+            if let Some(c) = &r.commits {
+                kv("  commits", &c.len().to_string());
+                for commit in c {
+                    let line = format!(
+                        "{} {}",
+                        commit.hash.get(..10).unwrap_or(&commit.hash),
+                        commit.subject
+                    );
+                    println!("{:<12}   {}", "", clean_line(&line, true));
+                }
+            }
+        }
+        kv(
+            "  transcript",
+            &last.dir.join(crate::run::TRANSCRIPT).display().to_string(),
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The name of a signal as config and output spell it.
+pub fn signal_name(signal: nightshift_core::attention::Signal) -> String {
+    signal.name().to_string()
+}

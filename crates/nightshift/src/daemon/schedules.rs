@@ -1,0 +1,238 @@
+//! The daemon's side of schedules: reads `schedules/`, asks [`crate::schedule::plan::decide`]
+//! what is due, records the decision (synced) and enqueues the slots' tasks. It runs at start,
+//! when a schedule file changes, when the next slot is due, and after a wake-up or a clock
+//! jump. Timers are wall-clock targets re-checked at least every rescan interval, because
+//! monotonic timers stop while the machine sleeps.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use super::Daemon;
+use crate::home::TaskState;
+use crate::schedule::file::{self, Schedule};
+use crate::schedule::plan::{self, Overlap};
+use crate::schedule::state::{self, State};
+
+/// The schedules as last read, and when one is next due.
+#[derive(Debug, Default)]
+pub(super) struct Schedules {
+    pub next_at: Option<Timestamp>,
+    /// Files that do not parse, with their error (logged once per change).
+    errors: BTreeMap<String, String>,
+}
+
+/// Reads every schedule file; bad ones are reported, not fatal.
+pub fn read_all(dir: &Path) -> (Vec<Schedule>, BTreeMap<String, String>) {
+    crate::templates::read_dir(dir, file::parse)
+}
+
+impl Daemon {
+    /// Fires what is due now.
+    pub(super) fn run_schedules(&mut self) {
+        let dir = self.home.schedules_dir();
+        let (all, errors) = read_all(&dir);
+        for (name, e) in &errors {
+            if self.schedules.errors.get(name) != Some(e) {
+                tracing::error!(schedule = name, "{e} (the schedule is skipped until fixed)");
+            }
+        }
+        // A schedule whose file is gone forgets its state: created again, it starts afresh.
+        if let Ok(entries) = std::fs::read_dir(state::state_dir(&dir)) {
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                let known =
+                    all.iter().any(|s| s.name == name) || self.schedules.errors.contains_key(name);
+                if !known && !dir.join(format!("{name}.md")).exists() {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let now = Timestamp::now();
+        let mut next_at: Option<Timestamp> = None;
+        for s in &all {
+            let mut st = match state::load(&dir, &s.name) {
+                Some(st) if st.rule_key == s.rule_key => st,
+                // New, or its rule was edited: it starts from now and never backfills.
+                Some(_) | None => State::new(&s.rule_key, now),
+            };
+            let decision = plan::decide(&s.rule, st.cursor, now);
+            next_at = [next_at, decision.next_at].into_iter().flatten().min();
+            if decision.cursor == st.cursor && decision.fire.is_empty() {
+                if state::load(&dir, &s.name).is_none_or(|old| old.rule_key != s.rule_key) {
+                    self.save_schedule(&dir, &s.name, &st);
+                }
+                continue;
+            }
+            for (slot, why) in &decision.skipped {
+                let why = serde_json::to_value(why).unwrap_or_default();
+                st.note(
+                    *slot,
+                    format!("skipped: {}", why.as_str().unwrap_or("")),
+                    now,
+                );
+            }
+            st.cursor = decision.cursor;
+            let paused = state::paused(&dir, &s.name);
+            let mut enqueue = Vec::new();
+            for slot in decision.fire {
+                // Slots of this same decision count as runs in the way too.
+                let in_the_way = match s.overlap {
+                    Overlap::Allow => false,
+                    _ => !enqueue.is_empty() || self.overlaps(&s.name, s.overlap),
+                };
+                if !s.enabled || paused.is_some() {
+                    st.note(slot, "skipped: paused", now);
+                } else if in_the_way {
+                    st.note(slot, "skipped: overlap", now);
+                } else {
+                    enqueue.push(slot);
+                }
+            }
+            // Recorded (and synced) before the tasks exist: a crash in between loses a run
+            // rather than doubling one, and the slot ids make a second try harmless anyway.
+            for slot in &enqueue {
+                st.last_run = Some(state::LastRun {
+                    slot: *slot,
+                    task_id: file::slot_id(&s.name, *slot),
+                    outcome: None,
+                });
+                st.note(*slot, "enqueued", now);
+            }
+            if !self.save_schedule(&dir, &s.name, &st) {
+                // Not recorded, not run: once per slot matters more than this run.
+                continue;
+            }
+            for slot in enqueue {
+                self.enqueue_slot(s, slot);
+            }
+        }
+        self.schedules.next_at = next_at;
+    }
+
+    fn save_schedule(&self, dir: &Path, name: &str, st: &State) -> bool {
+        match state::save(dir, name, st) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(schedule = name, "cannot save its state (not firing): {e}");
+                false
+            }
+        }
+    }
+
+    /// Whether a run of the schedule (or trigger) is in the way of a new one.
+    pub(super) fn overlaps(&self, name: &str, overlap: Overlap) -> bool {
+        let ours = |state: TaskState| {
+            crate::queue::list_state(&self.home, state)
+                .unwrap_or_default()
+                .iter()
+                .filter(|(id, _)| file::schedule_of(id) == Some(name))
+                .count()
+        };
+        match overlap {
+            Overlap::Allow => false,
+            Overlap::QueueOne => ours(TaskState::Queued) > 0,
+            Overlap::Skip => ours(TaskState::Queued) + ours(TaskState::Running) > 0,
+        }
+    }
+
+    /// Puts the slot's task in the queue, unless a task of that slot exists anywhere.
+    fn enqueue_slot(&mut self, s: &Schedule, slot: Timestamp) {
+        let text = self.after_running(&s.name, s.overlap, &s.template);
+        self.enqueue_text(&file::slot_id(&s.name, slot), &text);
+    }
+
+    /// With `queue-one`, a new run waits for the one still running (a dependency on it),
+    /// instead of starting beside it in a free slot.
+    pub(super) fn after_running(&self, name: &str, overlap: Overlap, template: &str) -> String {
+        if overlap != Overlap::QueueOne {
+            return template.to_string();
+        }
+        let running: Vec<String> = crate::queue::list_state(&self.home, TaskState::Running)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| file::schedule_of(id) == Some(name))
+            .collect();
+        if running.is_empty() {
+            return template.to_string();
+        }
+        nightshift_core::task::add_dependencies(template, &running).unwrap_or_else(|e| {
+            tracing::warn!(schedule = name, "cannot make the run wait: {e}");
+            template.to_string()
+        })
+    }
+
+    /// Stages a task file and renames it into the queue, unless the id exists anywhere.
+    pub(super) fn enqueue_text(&mut self, id: &str, text: &str) {
+        if crate::queue::locate(&self.home, id).is_some() {
+            tracing::info!(task = id, "already enqueued once; not again");
+            return;
+        }
+        let staged = self.home.tmp_dir().join(format!("{id}.md"));
+        let dest = self.home.task_file(TaskState::Queued, id);
+        let result = crate::fsutil::write_atomic(&staged, text.as_bytes(), 0o600)
+            .and_then(|()| crate::fsutil::move_noclobber(&staged, &dest));
+        match result {
+            Ok(true) => tracing::info!(task = id, "enqueued"),
+            Ok(false) => tracing::warn!(task = id, "a task with this id appeared meanwhile"),
+            Err(e) => tracing::error!(task = id, "cannot enqueue: {e}"),
+        }
+        self.queue_dirty = true;
+    }
+
+    /// A schedule's task finished: count failures in a row, and pause after too many.
+    pub(super) fn schedule_run_finished(&mut self, id: &str, outcome: TaskState) {
+        let Some(name) = file::schedule_of(id) else {
+            return;
+        };
+        let dir = self.home.schedules_dir();
+        let Some(mut st) = state::load(&dir, name) else {
+            return;
+        };
+        let now = Timestamp::now();
+        if let Some(last) = st.last_run.as_mut().filter(|l| l.task_id == id) {
+            last.outcome = Some(outcome.as_str().to_string());
+        }
+        let slot = st.last_run.as_ref().map_or(now, |l| l.slot);
+        st.note(slot, outcome.as_str(), now);
+        if outcome == TaskState::Failed {
+            st.consecutive_failures += 1;
+        } else {
+            st.consecutive_failures = 0;
+        }
+        let max = read_all(&dir)
+            .0
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(3, |s| s.max_failures);
+        if max > 0 && st.consecutive_failures >= max && state::paused(&dir, name).is_none() {
+            let why = format!(
+                "paused after {} failed runs in a row",
+                st.consecutive_failures
+            );
+            if let Err(e) = state::pause(&dir, name, &why) {
+                tracing::error!(schedule = name, "cannot pause: {e}");
+            }
+            tracing::warn!(
+                schedule = name,
+                "{why}; `nightshift schedule resume {name}` to go on"
+            );
+            self.notify(
+                crate::notify::EventKind::Failed,
+                id,
+                format!("nightshift: schedule {name} paused"),
+                format!("{why} (the last: {id}). Resume with `nightshift schedule resume {name}`."),
+            );
+        }
+        self.save_schedule(&dir, name, &st);
+    }
+}

@@ -1,0 +1,309 @@
+//! The nightshift home: where everything lives, and the single-instance lock.
+//!
+//! A task file's directory is its state (`queue/`, `running/`, `done/`, `failed/`), so `ls`
+//! shows the queue. Each attempt gets `runs/<task>/<attempt>/`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil;
+
+pub use nightshift_core::records::TaskState;
+
+/// The folder that holds a task file in each state.
+pub fn dir_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "queue",
+        TaskState::Running => "running",
+        TaskState::Done => "done",
+        TaskState::Failed => "failed",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error("cannot find a home directory: pass --home, set NIGHTSHIFT_HOME, or set HOME")]
+    NoHome,
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the control socket path {} is {len} bytes, over the {max}-byte limit of Unix sockets; use a shorter --home",
+        path.display()
+    )]
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
+    #[error("another nightshift daemon is already running for {} (pid {pid}); stop it first", home.display())]
+    Locked { home: PathBuf, pid: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HomeError + '_ {
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Unix socket paths are limited to about 108 bytes (104 on macOS).
+const MAX_SOCKET_PATH: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `--home`, else `NIGHTSHIFT_HOME`, else `~/.nightshift`.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Home, HomeError> {
+        let root = match flag {
+            Some(p) => p,
+            None => match std::env::var_os("NIGHTSHIFT_HOME").filter(|v| !v.is_empty()) {
+                Some(p) => PathBuf::from(p),
+                None => {
+                    let home = std::env::var_os("HOME")
+                        .filter(|v| !v.is_empty())
+                        .ok_or(HomeError::NoHome)?;
+                    PathBuf::from(home).join(".nightshift")
+                }
+            },
+        };
+        // Absolute, so paths handed to tmux panes and agents mean the same thing everywhere.
+        let root = std::path::absolute(&root).map_err(io_err(&root))?;
+        Ok(Home { root })
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn state_dir(&self, state: TaskState) -> PathBuf {
+        self.root.join(dir_name(state))
+    }
+    pub fn task_file(&self, state: TaskState, id: &str) -> PathBuf {
+        self.state_dir(state).join(format!("{id}.md"))
+    }
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+    pub fn task_runs(&self, id: &str) -> PathBuf {
+        self.runs_dir().join(id)
+    }
+    pub fn run_dir(&self, id: &str, attempt: u32) -> PathBuf {
+        self.task_runs(id).join(attempt.to_string())
+    }
+    /// Private (0700): the control socket and the lock.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir().join("daemon.sock")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.runtime_dir().join("daemon.lock")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Scratch space on the same filesystem as the queue, so a finished write can be
+    /// renamed into `queue/` atomically.
+    /// Present while the queue is paused (`nightshift pause`): nothing new starts.
+    pub fn paused_file(&self) -> PathBuf {
+        self.root.join("paused")
+    }
+
+    /// Schedule files (`schedules/<name>.md`) and their state (`schedules/.state/`).
+    pub fn schedules_dir(&self) -> PathBuf {
+        self.root.join("schedules")
+    }
+
+    /// Tasks' git worktrees: `worktrees/<repository>-<hash>/<task id>`.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn examples_dir(&self) -> PathBuf {
+        self.root.join("examples")
+    }
+
+    /// Creates every directory the daemon and CLI need. Idempotent.
+    pub fn ensure_layout(&self) -> Result<(), HomeError> {
+        for dir in [
+            self.root.clone(),
+            self.state_dir(TaskState::Queued),
+            self.state_dir(TaskState::Running),
+            self.state_dir(TaskState::Done),
+            self.state_dir(TaskState::Failed),
+            self.runs_dir(),
+            self.logs_dir(),
+            self.tmp_dir(),
+            self.schedules_dir(),
+        ] {
+            // 0700 even where no umask was set: the home is for its user only.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir))?;
+        }
+        let rt = self.runtime_dir();
+        fsutil::create_private_dir(&rt, 0o700).map_err(io_err(&rt))?;
+        Ok(())
+    }
+
+    /// Checks that the socket path fits; call before binding or connecting.
+    pub fn checked_socket(&self) -> Result<PathBuf, HomeError> {
+        let path = self.socket();
+        let len = path.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(HomeError::SocketPathTooLong {
+                path,
+                len,
+                max: MAX_SOCKET_PATH,
+            });
+        }
+        Ok(path)
+    }
+
+    /// Takes the single-instance lock. The lock is released when the returned file is
+    /// dropped or the process dies, even by SIGKILL, so a stale lock can't block a restart.
+    pub fn lock(&self) -> Result<File, HomeError> {
+        let path = self.lock_file();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path).unwrap_or_default();
+                return Err(HomeError::Locked {
+                    home: self.root.clone(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        use std::io::{Seek, Write};
+        file.set_len(0).map_err(io_err(&path))?;
+        file.rewind().map_err(io_err(&path))?;
+        write!(file, "{}", std::process::id()).map_err(io_err(&path))?;
+        Ok(file)
+    }
+
+    /// Problems with ownership and modes, for `doctor`.
+    pub fn permission_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let uid = rustix::process::getuid().as_raw();
+        for (path, private) in [(self.root.clone(), false), (self.runtime_dir(), true)] {
+            match fs::metadata(&path) {
+                // The daemon creates the runtime folder (0700) when it first starts.
+                Err(e) if private && e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+                Ok(meta) => {
+                    if meta.uid() != uid {
+                        problems.push(format!(
+                            "{} is owned by uid {}, not by you (uid {uid})",
+                            path.display(),
+                            meta.uid()
+                        ));
+                    }
+                    let mode = meta.permissions().mode() & 0o777;
+                    if private && mode != 0o700 {
+                        problems.push(format!(
+                            "{} has mode {mode:o}; it must be 700 so only you can reach the socket",
+                            path.display()
+                        ));
+                    }
+                    if !private && mode & 0o002 != 0 {
+                        problems.push(format!("{} is world-writable", path.display()));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// What other users can read (the home, its config, transcripts), for `doctor`'s
+    /// warnings.
+    pub fn readable_by_others(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for path in [self.root.clone(), self.config_file()] {
+            if let Some(mode) = mode_of(&path)
+                && crate::privacy::open_to_others(mode)
+            {
+                problems.push(open_to_others_problem(&path, mode));
+            }
+        }
+        // Only where others can reach it: a folder on the way that is closed to others
+        // hides it (and the daemon's tightening does not walk into such a folder).
+        let open_chain = |p: &Path| {
+            p.ancestors()
+                .take_while(|a| *a != self.root)
+                .all(|a| mode_of(a).is_some_and(crate::privacy::open_to_others))
+        };
+        let open: Vec<PathBuf> = self
+            .transcripts()
+            .into_iter()
+            .filter(|p| open_chain(p))
+            .collect();
+        if let Some(first) = open.first() {
+            problems.push(format!(
+                "{} transcript(s) can be read by other users, e.g. {} ({})",
+                open.len(),
+                first.display(),
+                TIGHTEN_HINT
+            ));
+        }
+        problems
+    }
+
+    /// Every attempt's `transcript.log`.
+    fn transcripts(&self) -> Vec<PathBuf> {
+        let read = |dir: &Path| -> Vec<PathBuf> {
+            fs::read_dir(dir)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        read(&self.runs_dir())
+            .iter()
+            .flat_map(|task| read(task))
+            .map(|attempt| attempt.join(crate::run::TRANSCRIPT))
+            .filter(|p| p.is_file())
+            .collect()
+    }
+}
+
+/// How to fix a home that is open to others.
+pub const TIGHTEN_HINT: &str =
+    "the daemon makes the home private when it starts, or run `chmod -R go= <home>`";
+
+/// The mode of what others would reach at `path`: a home or config that is a link is
+/// judged by where it points, not by the link's own 0777.
+fn mode_of(path: &Path) -> Option<u32> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+fn open_to_others_problem(path: &Path, mode: u32) -> String {
+    format!(
+        "{} has mode {mode:o}: other users can read it ({TIGHTEN_HINT})",
+        path.display()
+    )
+}

@@ -1,0 +1,37 @@
+//! nightshift: run coding agents in tmux sessions from a queue of markdown task files.
+//!
+//! The library holds everything; `main.rs` only parses the command line.
+//! Decisions live in [`core`] as plain functions over state and events; tmux, git,
+//! files and sockets stay at the edges ([`tmux`], [`git`], [`queue`], [`ipc`]).
+
+pub mod checks;
+pub mod claude_state;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod dashboard;
+pub mod fsutil;
+pub mod git;
+pub mod home;
+pub mod hook;
+pub mod ipc;
+pub mod notify;
+pub mod privacy;
+pub mod queue;
+#[cfg(test)]
+mod queue_fuzz;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod service;
+pub mod status;
+pub mod templates;
+pub mod term_text;
+pub mod testagent;
+pub mod tmux;
+pub mod transcript;
+pub mod trigger;
+pub mod usage;
+pub mod worktree;
+pub mod wrap;

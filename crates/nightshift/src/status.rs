@@ -1,0 +1,352 @@
+//! What the files say about each task, for `ls`, `show` and scripts. Reads only files, so
+//! it works while the daemon is down.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::home::{Home, TaskState};
+use crate::queue::{self, StoreError};
+use crate::report::Report;
+use crate::run::{
+    self, AttentionRecord, DoneRecord, ExitRecord, RunDir, SpawnRecord, StartedRecord,
+};
+use nightshift_core::attention::Flag;
+use nightshift_core::dispatch::{self, Hold};
+use nightshift_core::task::{self, Task};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub state: TaskState,
+    pub path: PathBuf,
+    pub title: String,
+    pub priority: i64,
+    pub agent: Option<String>,
+    pub workdir: Option<PathBuf>,
+    pub depends_on: Vec<String>,
+    /// For queued tasks that cannot start yet: why.
+    pub waiting_for: Vec<String>,
+    /// Why the file is not a valid task, if it is not.
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub last: Option<AttemptView>,
+    /// When the file last changed: for finished tasks, when they finished.
+    pub modified: Option<Timestamp>,
+    /// Why a running task needs a person (empty when it does not).
+    pub attention: Vec<Flag>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub dir: PathBuf,
+    pub session: Option<String>,
+    pub spawn: Option<SpawnRecord>,
+    pub started: Option<StartedRecord>,
+    pub done: Option<DoneRecord>,
+    pub exit: Option<ExitRecord>,
+    pub report: Option<Report>,
+    /// The agent's own session, as its hooks reported it (Claude Code's session id).
+    pub agent_session: Option<crate::hook::SessionRecord>,
+    /// Whether the workdir is a git work tree (no-commits is off when it is not).
+    pub git_repo: Option<bool>,
+}
+
+impl TaskView {
+    /// When the current attempt began, if one did.
+    pub fn started_at(&self) -> Option<Timestamp> {
+        let last = self.last.as_ref()?;
+        last.spawn
+            .as_ref()
+            .map(|s| s.claimed_at)
+            .or(last.started.as_ref().map(|s| s.at))
+    }
+
+    /// The outcome's reason for finished tasks.
+    pub fn reason(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.clone());
+        }
+        if matches!(self.state, TaskState::Done | TaskState::Failed) {
+            return self
+                .last
+                .as_ref()?
+                .report
+                .as_ref()
+                .map(|r| r.reason.clone());
+        }
+        None
+    }
+}
+
+pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
+    let dir = RunDir::new(home.run_dir(id, attempt));
+    // Views go to people and scripts (`--json`, the dashboard): the `env:` values are secrets.
+    let spawn: Option<SpawnRecord> =
+        dir.read::<SpawnRecord>(run::SPAWN)
+            .ok()
+            .flatten()
+            .map(|s| SpawnRecord {
+                env: crate::privacy::mask_env(&s.env),
+                ..s
+            });
+    AttemptView {
+        attempt,
+        session: spawn.as_ref().map(|s| s.session.clone()),
+        started: dir.read(run::STARTED).ok().flatten(),
+        done: dir.read(run::DONE).ok().flatten(),
+        exit: dir.read(run::EXIT).ok().flatten(),
+        report: dir.read(run::REPORT).ok().flatten(),
+        agent_session: dir.read(run::SESSION).ok().flatten(),
+        git_repo: spawn.as_ref().map(|s| crate::git::in_work_tree(&s.workdir)),
+        spawn,
+        dir: dir.path().to_path_buf(),
+    }
+}
+
+fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Option<Task>) {
+    // A link, folder or FIFO is not a task (the daemon sets it aside from the queue): say
+    // so, and do not read through it (a FIFO would block). Finished files may have other
+    // names; they are no longer written.
+    let not_plain = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| state == TaskState::Queued || !m.is_file())
+        .and_then(|m| queue::not_a_plain_file(&m));
+    let parsed = not_plain
+        .map_or(Ok(()), |problem| {
+            Err(format!("{}: {problem}", path.display()))
+        })
+        .and_then(|()| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
+        })
+        .and_then(|text| task::parse(id, path, &text).map_err(|e| e.to_string()));
+    let error_file = queue::error_file(path);
+    let mut error = std::fs::read_to_string(&error_file)
+        .ok()
+        .map(|s| s.trim().to_string());
+    let (last, _) = run::attempt_counts(&home.task_runs(id));
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| Timestamp::try_from(t).ok());
+    let mut v = TaskView {
+        id: id.to_string(),
+        state,
+        path: path.to_path_buf(),
+        title: id.to_string(),
+        priority: 0,
+        agent: None,
+        workdir: None,
+        depends_on: Vec::new(),
+        waiting_for: Vec::new(),
+        error: None,
+        attempts: last,
+        last: (last > 0).then(|| attempt_view(home, id, last)),
+        modified,
+        attention: Vec::new(),
+    };
+    if state == TaskState::Running && last > 0 {
+        let record: Option<AttentionRecord> = RunDir::new(home.run_dir(id, last))
+            .read(run::ATTENTION)
+            .ok()
+            .flatten();
+        v.attention = record.map(|r| r.flags).unwrap_or_default();
+    }
+    let task = match parsed {
+        Ok(t) => {
+            v.title = t.title.clone();
+            v.priority = t.priority;
+            v.agent = t.agent.clone();
+            v.workdir = t.workdir.clone();
+            v.depends_on = t.depends_on.clone();
+            Some(t)
+        }
+        Err(e) => {
+            error.get_or_insert(e);
+            None
+        }
+    };
+    v.error = error;
+    (v, task)
+}
+
+/// Finished tasks' views, kept between reads by a live view. A finished task changes only
+/// when its file (or the error note beside it) does, so a long history costs a `stat` per
+/// task, not a read of its records.
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    finished: HashMap<PathBuf, (Stamp, TaskView)>,
+}
+
+type Stamp = (Option<SystemTime>, u64, Option<SystemTime>);
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok();
+    let note = std::fs::metadata(queue::error_file(path))
+        .and_then(|m| m.modified())
+        .ok();
+    (
+        meta.as_ref().and_then(|m| m.modified().ok()),
+        meta.map_or(0, |m| m.len()),
+        note,
+    )
+}
+
+/// Every task in the home: running first, then the queue in the order it will run, then
+/// finished tasks, most recent first.
+pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError> {
+    collect_with(home, config, &mut ViewCache::default())
+}
+
+/// [`collect`], reusing the views of finished tasks that have not changed since the last call.
+pub fn collect_with(
+    home: &Home,
+    config: &Config,
+    cache: &mut ViewCache,
+) -> Result<Vec<TaskView>, StoreError> {
+    let mut seen = BTreeSet::new();
+    let mut running = Vec::new();
+    let mut queued = Vec::new();
+    let mut queued_tasks = Vec::new();
+    let mut finished = Vec::new();
+    let mut finished_ids = BTreeMap::new();
+    for state in TaskState::ALL {
+        for (id, path) in queue::list_state(home, state)? {
+            if matches!(state, TaskState::Done | TaskState::Failed) {
+                let now = stamp(&path);
+                if let Some((then, v)) = cache.finished.get(&path)
+                    && *then == now
+                {
+                    finished_ids.insert(id.clone(), state);
+                    finished.push(v.clone());
+                    seen.insert(path);
+                    continue;
+                }
+            }
+            let (mut v, task) = view(home, state, &id, &path);
+            if v.agent.is_none() && task.is_some() {
+                v.agent = Some(config.default_agent.clone());
+            }
+            match state {
+                TaskState::Running => running.push(v),
+                TaskState::Queued => {
+                    if let Some(t) = task {
+                        queued_tasks.push(t);
+                    }
+                    queued.push(v);
+                }
+                TaskState::Done | TaskState::Failed => {
+                    finished_ids.insert(id.clone(), state);
+                    cache
+                        .finished
+                        .insert(path.clone(), (stamp(&path), v.clone()));
+                    seen.insert(path);
+                    finished.push(v);
+                }
+            }
+        }
+    }
+    cache.finished.retain(|path, _| seen.contains(path));
+    // The daemon's own dispatch order and dependency rule, so `ls` shows what will happen.
+    let active: BTreeSet<String> = running.iter().map(|v| v.id.clone()).collect();
+    // Checkout locks are left out: `ls` says what a task waits for, not for which slot.
+    let plan = dispatch::plan(
+        &queued_tasks,
+        &finished_ids,
+        &active,
+        usize::MAX,
+        &Default::default(),
+        &Default::default(),
+    );
+    let rank: BTreeMap<&str, usize> = plan
+        .start
+        .iter()
+        .chain(plan.hold.iter().map(|(id, _)| id))
+        .chain(plan.fail.iter().map(|(id, _)| id))
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for v in &mut queued {
+        if let Some((_, Hold::Waiting(w))) = plan.hold.iter().find(|(id, _)| *id == v.id) {
+            v.waiting_for = w.clone();
+        }
+    }
+    queued.sort_by_key(|v| rank.get(v.id.as_str()).copied().unwrap_or(usize::MAX));
+    finished.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.id.cmp(&b.id)));
+    // Tasks that need a person come first.
+    running.sort_by_key(|v| v.attention.is_empty());
+    let mut all = running;
+    all.extend(queued);
+    all.extend(finished);
+    Ok(all)
+}
+
+/// One task by id, wherever it is.
+pub fn find(home: &Home, id: &str) -> Option<TaskView> {
+    let (state, path) = queue::locate(home, id)?;
+    Some(view(home, state, id, &path).0)
+}
+
+/// Seconds since `t`, for display.
+pub fn age(t: Timestamp) -> std::time::Duration {
+    let now = Timestamp::try_from(SystemTime::now()).unwrap_or(t);
+    std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn titles(views: &[TaskView]) -> Vec<(String, String)> {
+        views
+            .iter()
+            .map(|v| (v.id.clone(), v.title.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_cache_reuses_finished_views_until_their_file_changes() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let home = Home::at(dir.path());
+        home.ensure_layout().map_err(std::io::Error::other)?;
+        let config = Config::default();
+        let file = home.task_file(TaskState::Done, "a");
+        std::fs::write(&file, "# First\n")?;
+        let mut cache = ViewCache::default();
+        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        assert_eq!(titles(&views), [("a".into(), "First".into())]);
+
+        // Same size and time: the cached view is used (the file is not read again).
+        let when = std::fs::metadata(&file)?.modified()?;
+        std::fs::write(&file, "# Other\n")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(when)?;
+        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        assert_eq!(titles(&views), [("a".into(), "First".into())]);
+
+        // A changed file is read again; a vanished one leaves the cache.
+        let later = when + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(later)?;
+        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        assert_eq!(titles(&views), [("a".into(), "Other".into())]);
+        std::fs::remove_file(&file)?;
+        assert!(
+            collect_with(&home, &config, &mut cache)
+                .map_err(std::io::Error::other)?
+                .is_empty()
+        );
+        assert!(cache.finished.is_empty());
+        Ok(())
+    }
+}

@@ -47,3 +47,34 @@ pub struct DoneRecord {
     pub source: DoneSource,
     pub at: Timestamp,
 }
+
+/// A daemon that claims tasks: the host it runs on and which start of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub host: String,
+    /// Different for every start of a daemon: a restarted daemon is a new instance.
+    pub instance: String,
+}
+
+/// A claim on a running task: its owner and the end of its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub owner: Owner,
+    pub until: Timestamp,
+}
+
+/// Whether a starting daemon adopts a running task, given the claim on file.
+///
+/// - No claim on file: adopt. The claim record is written just after the claim itself, so a
+///   crash in between (or a claim from before owners were recorded) leaves none.
+/// - A claim from this host: adopt. One host runs one daemon per home (the home's lock), so
+///   its earlier instance is gone, whatever the lease says.
+/// - A claim from another host: adopt only once its lease has lapsed; until then its owner
+///   is taken to be alive.
+pub fn adopts(claim: Option<&Claim>, me: &Owner, now: Timestamp) -> bool {
+    match claim {
+        None => true,
+        Some(c) if c.owner.host == me.host => true,
+        Some(c) => c.until < now,
+    }
+}

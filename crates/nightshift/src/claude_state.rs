@@ -95,7 +95,7 @@ pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
             message: "it changed while being updated; not overwritten".into(),
         });
     }
-    crate::fsutil::write_atomic(&path, &bytes, 0o600).map_err(io)
+    nightshift_store::fsutil::write_atomic(&path, &bytes, 0o600).map_err(io)
 }
 
 #[cfg(test)]

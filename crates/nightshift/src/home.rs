@@ -8,19 +8,11 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil;
+use nightshift_store::fsutil;
 
 pub use nightshift_core::records::TaskState;
-
-/// The folder that holds a task file in each state.
-pub fn dir_name(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Queued => "queue",
-        TaskState::Running => "running",
-        TaskState::Done => "done",
-        TaskState::Failed => "failed",
-    }
-}
+use nightshift_store::folder::Layout;
+pub use nightshift_store::folder::dir_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
@@ -86,20 +78,24 @@ impl Home {
     pub fn config_file(&self) -> PathBuf {
         self.root.join("config.toml")
     }
+    /// The folder store's layout in this home: the task folders and the runs.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.root)
+    }
     pub fn state_dir(&self, state: TaskState) -> PathBuf {
-        self.root.join(dir_name(state))
+        self.layout().state_dir(state)
     }
     pub fn task_file(&self, state: TaskState, id: &str) -> PathBuf {
-        self.state_dir(state).join(format!("{id}.md"))
+        self.layout().task_file(state, id)
     }
     pub fn runs_dir(&self) -> PathBuf {
-        self.root.join("runs")
+        self.layout().runs_dir()
     }
     pub fn task_runs(&self, id: &str) -> PathBuf {
-        self.runs_dir().join(id)
+        self.layout().task_runs(id)
     }
     pub fn run_dir(&self, id: &str, attempt: u32) -> PathBuf {
-        self.task_runs(id).join(attempt.to_string())
+        self.layout().run_dir(id, attempt)
     }
     /// Private (0700): the control socket and the lock.
     pub fn runtime_dir(&self) -> PathBuf {

@@ -202,7 +202,7 @@ fn record(run_dir: Option<&Path>) -> Result<(), String> {
             .map_err(|e| format!("cannot record the session: {e}"))?;
     }
     let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-    crate::fsutil::append_line(&dir.file(run::HOOKS), &line, 0o600)
+    nightshift_store::fsutil::append_line(&dir.file(run::HOOKS), &line, 0o600)
         .map_err(|e| format!("cannot append to {}: {e}", dir.file(run::HOOKS).display()))
 }
 

@@ -2,8 +2,9 @@
 //!
 //! The library holds everything; `main.rs` only parses the command line.
 //! Decisions live in [`core`] as plain functions over state and events; tmux, git,
-//! files and sockets stay at the edges ([`tmux`], [`git`], [`queue`], [`ipc`]).
+//! files and sockets stay at the edges ([`tmux`], [`git`], [`nightshift_store`], [`ipc`]).
 
+pub mod admit;
 pub mod checks;
 pub mod claude_state;
 pub mod cli;
@@ -11,21 +12,18 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
-pub mod fsutil;
 pub mod git;
 pub mod home;
 pub mod hook;
 pub mod ipc;
 pub mod notify;
 pub mod privacy;
-pub mod queue;
-#[cfg(test)]
-mod queue_fuzz;
 pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod service;
 pub mod status;
+pub mod tasks;
 pub mod templates;
 pub mod term_text;
 pub mod testagent;

@@ -2,7 +2,7 @@
 //! it works while the daemon is down.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use jiff::Timestamp;
@@ -10,14 +10,15 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::home::{Home, TaskState};
-use crate::queue::{self, StoreError};
 use crate::report::Report;
 use crate::run::{
     self, AttentionRecord, DoneRecord, ExitRecord, RunDir, SpawnRecord, StartedRecord,
 };
+use crate::tasks;
 use nightshift_core::attention::Flag;
 use nightshift_core::dispatch::{self, Hold};
 use nightshift_core::task::{self, Task};
+use nightshift_store::{Entry, Store};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskView {
@@ -109,35 +110,20 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
     }
 }
 
-fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Option<Task>) {
-    // A link, folder or FIFO is not a task (the daemon sets it aside from the queue): say
-    // so, and do not read through it (a FIFO would block). Finished files may have other
-    // names; they are no longer written.
-    let not_plain = std::fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| state == TaskState::Queued || !m.is_file())
-        .and_then(|m| queue::not_a_plain_file(&m));
-    let parsed = not_plain
-        .map_or(Ok(()), |problem| {
-            Err(format!("{}: {problem}", path.display()))
-        })
-        .and_then(|()| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
+fn view(home: &Home, entry: &Entry) -> (TaskView, Option<Task>) {
+    let (id, path) = (entry.id.as_str(), entry.source.as_path());
+    let parsed = entry
+        .content
+        .clone()
         .and_then(|b| {
             String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
         })
         .and_then(|text| task::parse(id, path, &text).map_err(|e| e.to_string()));
-    let error_file = queue::error_file(path);
-    let mut error = std::fs::read_to_string(&error_file)
-        .ok()
-        .map(|s| s.trim().to_string());
-    let (last, _) = run::attempt_counts(&home.task_runs(id));
-    let modified = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| Timestamp::try_from(t).ok());
+    let mut error = entry.note.clone();
+    let last = entry.last_attempt;
     let mut v = TaskView {
         id: id.to_string(),
-        state,
+        state: entry.state,
         path: path.to_path_buf(),
         title: id.to_string(),
         priority: 0,
@@ -148,10 +134,10 @@ fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Opti
         error: None,
         attempts: last,
         last: (last > 0).then(|| attempt_view(home, id, last)),
-        modified,
+        modified: entry.modified,
         attention: Vec::new(),
     };
-    if state == TaskState::Running && last > 0 {
+    if entry.state == TaskState::Running && last > 0 {
         let record: Option<AttentionRecord> = RunDir::new(home.run_dir(id, last))
             .read(run::ATTENTION)
             .ok()
@@ -176,83 +162,69 @@ fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Opti
     (v, task)
 }
 
-/// Finished tasks' views, kept between reads by a live view. A finished task changes only
-/// when its file (or the error note beside it) does, so a long history costs a `stat` per
-/// task, not a read of its records.
+/// Finished tasks' views, kept between reads by a live view: a finished task changes only
+/// when its entry does, so a long history is not read again (the store keeps its entries
+/// the same way).
 #[derive(Debug, Default)]
 pub struct ViewCache {
-    finished: HashMap<PathBuf, (Stamp, TaskView)>,
-}
-
-type Stamp = (Option<SystemTime>, u64, Option<SystemTime>);
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok();
-    let note = std::fs::metadata(queue::error_file(path))
-        .and_then(|m| m.modified())
-        .ok();
-    (
-        meta.as_ref().and_then(|m| m.modified().ok()),
-        meta.map_or(0, |m| m.len()),
-        note,
-    )
+    finished: HashMap<(String, TaskState), (u64, TaskView)>,
 }
 
 /// Every task in the home: running first, then the queue in the order it will run, then
 /// finished tasks, most recent first.
-pub fn collect(home: &Home, config: &Config) -> Result<Vec<TaskView>, StoreError> {
-    collect_with(home, config, &mut ViewCache::default())
+pub fn collect(home: &Home, config: &Config) -> anyhow::Result<Vec<TaskView>> {
+    collect_with(home, &tasks::open(home), config, &mut ViewCache::default())
 }
 
-/// [`collect`], reusing the views of finished tasks that have not changed since the last call.
-pub fn collect_with(
+/// [`collect`] from a given store, reusing the views of finished tasks that have not
+/// changed since the last call.
+pub fn collect_with<S: Store>(
     home: &Home,
+    store: &S,
     config: &Config,
     cache: &mut ViewCache,
-) -> Result<Vec<TaskView>, StoreError> {
+) -> anyhow::Result<Vec<TaskView>> {
     let mut seen = BTreeSet::new();
     let mut running = Vec::new();
     let mut queued = Vec::new();
     let mut queued_tasks = Vec::new();
     let mut finished = Vec::new();
     let mut finished_ids = BTreeMap::new();
-    for state in TaskState::ALL {
-        for (id, path) in queue::list_state(home, state)? {
-            if matches!(state, TaskState::Done | TaskState::Failed) {
-                let now = stamp(&path);
-                if let Some((then, v)) = cache.finished.get(&path)
-                    && *then == now
-                {
-                    finished_ids.insert(id.clone(), state);
-                    finished.push(v.clone());
-                    seen.insert(path);
-                    continue;
+    for entry in tasks::call("snapshot", store.snapshot())? {
+        let (id, state) = (entry.id.clone(), entry.state);
+        let key = (id.clone(), state);
+        if matches!(state, TaskState::Done | TaskState::Failed)
+            && let Some((then, v)) = cache.finished.get(&key)
+            && *then == entry.version
+        {
+            finished_ids.insert(id, state);
+            finished.push(v.clone());
+            seen.insert(key);
+            continue;
+        }
+        let (mut v, task) = view(home, &entry);
+        if v.agent.is_none() && task.is_some() {
+            v.agent = Some(config.default_agent.clone());
+        }
+        match state {
+            TaskState::Running => running.push(v),
+            TaskState::Queued => {
+                if let Some(t) = task {
+                    queued_tasks.push(t);
                 }
+                queued.push(v);
             }
-            let (mut v, task) = view(home, state, &id, &path);
-            if v.agent.is_none() && task.is_some() {
-                v.agent = Some(config.default_agent.clone());
-            }
-            match state {
-                TaskState::Running => running.push(v),
-                TaskState::Queued => {
-                    if let Some(t) = task {
-                        queued_tasks.push(t);
-                    }
-                    queued.push(v);
-                }
-                TaskState::Done | TaskState::Failed => {
-                    finished_ids.insert(id.clone(), state);
-                    cache
-                        .finished
-                        .insert(path.clone(), (stamp(&path), v.clone()));
-                    seen.insert(path);
-                    finished.push(v);
-                }
+            TaskState::Done | TaskState::Failed => {
+                finished_ids.insert(id, state);
+                cache
+                    .finished
+                    .insert(key.clone(), (entry.version, v.clone()));
+                seen.insert(key);
+                finished.push(v);
             }
         }
     }
-    cache.finished.retain(|path, _| seen.contains(path));
+    cache.finished.retain(|key, _| seen.contains(key));
     // The daemon's own dispatch order and dependency rule, so `ls` shows what will happen.
     let active: BTreeSet<String> = running.iter().map(|v| v.id.clone()).collect();
     // Checkout locks are left out: `ls` says what a task waits for, not for which slot.
@@ -289,8 +261,8 @@ pub fn collect_with(
 
 /// One task by id, wherever it is.
 pub fn find(home: &Home, id: &str) -> Option<TaskView> {
-    let (state, path) = queue::locate(home, id)?;
-    Some(view(home, state, id, &path).0)
+    let entry = tasks::call("entry", tasks::open(home).entry(id)).ok()??;
+    Some(view(home, &entry).0)
 }
 
 /// Seconds since `t`, for display.
@@ -319,7 +291,9 @@ mod tests {
         let file = home.task_file(TaskState::Done, "a");
         std::fs::write(&file, "# First\n")?;
         let mut cache = ViewCache::default();
-        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        let store = tasks::open(&home);
+        let views =
+            collect_with(&home, &store, &config, &mut cache).map_err(std::io::Error::other)?;
         assert_eq!(titles(&views), [("a".into(), "First".into())]);
 
         // Same size and time: the cached view is used (the file is not read again).
@@ -329,7 +303,8 @@ mod tests {
             .write(true)
             .open(&file)?
             .set_modified(when)?;
-        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        let views =
+            collect_with(&home, &store, &config, &mut cache).map_err(std::io::Error::other)?;
         assert_eq!(titles(&views), [("a".into(), "First".into())]);
 
         // A changed file is read again; a vanished one leaves the cache.
@@ -338,11 +313,12 @@ mod tests {
             .write(true)
             .open(&file)?
             .set_modified(later)?;
-        let views = collect_with(&home, &config, &mut cache).map_err(std::io::Error::other)?;
+        let views =
+            collect_with(&home, &store, &config, &mut cache).map_err(std::io::Error::other)?;
         assert_eq!(titles(&views), [("a".into(), "Other".into())]);
         std::fs::remove_file(&file)?;
         assert!(
-            collect_with(&home, &config, &mut cache)
+            collect_with(&home, &store, &config, &mut cache)
                 .map_err(std::io::Error::other)?
                 .is_empty()
         );

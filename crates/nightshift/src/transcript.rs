@@ -146,7 +146,7 @@ struct Writer {
 impl Writer {
     fn open(base: &Path, limit: u64) -> io::Result<Writer> {
         // Not O_APPEND: the marker line is rewritten in place.
-        let mut head = crate::fsutil::private_file()
+        let mut head = nightshift_store::fsutil::private_file()
             .write(true)
             .truncate(false)
             .open(base)?;
@@ -213,7 +213,7 @@ impl Writer {
             }
         }
         self.seg_len = 0;
-        self.seg_file = crate::fsutil::private_file()
+        self.seg_file = nightshift_store::fsutil::private_file()
             .append(true)
             .open(segment(&self.base, self.seg))
             .ok();

@@ -168,7 +168,9 @@ async fn run_command(
     let unguarded = tie.is_some_and(|t| t.guard.is_none());
     if let (Some(record), Some(pid), true) = (record, child.id(), unguarded) {
         // The shell leads its own group, so its pid is the group's id.
-        if let Err(e) = crate::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600) {
+        if let Err(e) =
+            nightshift_store::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600)
+        {
             tracing::warn!(
                 "cannot record the check's process group in {}: {e}",
                 record.display()

@@ -38,7 +38,9 @@ pub fn guard(daemon: u32, argv: &[std::ffi::OsString]) -> i32 {
     if let Some(record) = std::env::var_os(CHECK_ENV) {
         let pid = std::process::id();
         let record = Path::new(&record);
-        if let Err(e) = crate::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600) {
+        if let Err(e) =
+            nightshift_store::fsutil::write_atomic(record, format!("{pid}\n").as_bytes(), 0o600)
+        {
             eprintln!(
                 "nightshift: cannot record the check's process group in {}: {e}",
                 record.display()

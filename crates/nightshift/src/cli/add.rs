@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
-use crate::fsutil;
 use crate::home::{Home, TaskState};
-use crate::queue;
+use crate::tasks;
 use nightshift_core::task;
+use nightshift_store::{EnqueueError, Store};
 
 use super::{CliError, exit, load_config};
 
@@ -100,16 +100,9 @@ pub fn enqueue(
 ) -> anyhow::Result<PathBuf> {
     home.ensure_layout()?;
     task::validate_id(id).map_err(|m| CliError::new(exit::USAGE, m))?;
-    if let Some((state, path)) = queue::locate(home, id) {
-        return Err(CliError::new(
-            exit::FAILURE,
-            format!(
-                "a task `{id}` already exists ({}: {}); choose another --id, or `nightshift retry {id}`",
-                state.as_str(),
-                path.display()
-            ),
-        )
-        .into());
+    let store = tasks::open(home);
+    if let Some(found) = tasks::call("entry", store.entry(id))? {
+        return Err(exists(id, found.state, &found.source.display().to_string()).into());
     }
 
     // Parse first, so an invalid task is refused here rather than filed as failed later.
@@ -133,17 +126,25 @@ pub fn enqueue(
     let text = task::set_front_matter_fields(text, &fields);
     let final_task =
         task::parse(id, source, &text).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-    queue::validate_against_config(&final_task, source, config)
+    crate::admit::validate_against_config(&final_task, source, config)
         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-
-    // Write it whole in tmp/ (same filesystem), then rename into queue/ without replacing
-    // anything: the daemon only ever sees a complete file.
-    let dest = home.task_file(TaskState::Queued, id);
-    let staged = home.tmp_dir().join(format!("{id}.md"));
-    fsutil::write_atomic(&staged, text.as_bytes(), 0o600)?;
-    if let Err(e) = fsutil::move_noclobber(&staged, &dest) {
-        let _ = std::fs::remove_file(&staged);
-        return Err(CliError::new(exit::FAILURE, format!("{}: {e}", dest.display())).into());
+    // The store puts it in whole, or not at all: the daemon never sees half a task.
+    match tasks::call("enqueue", store.enqueue(id, &text)) {
+        Ok(place) => Ok(PathBuf::from(place)),
+        Err(EnqueueError::Exists { state, .. }) => Err(exists(id, state, "just now").into()),
+        Err(EnqueueError::InvalidId { reason, .. }) => {
+            Err(CliError::new(exit::USAGE, reason).into())
+        }
+        Err(e) => Err(CliError::new(exit::FAILURE, e.to_string()).into()),
     }
-    Ok(dest)
+}
+
+fn exists(id: &str, state: TaskState, place: &str) -> CliError {
+    CliError::new(
+        exit::FAILURE,
+        format!(
+            "a task `{id}` already exists ({}: {place}); choose another --id, or `nightshift retry {id}`",
+            state.as_str()
+        ),
+    )
 }

@@ -5,9 +5,10 @@ use jiff::Timestamp;
 use crate::home::{Home, TaskState};
 use crate::run::{self, AckRecord, RunDir};
 use crate::status;
+use crate::tasks;
 use crate::term_text::clean_line;
 use crate::tmux::Tmux;
-use crate::{fsutil, queue};
+use nightshift_store::fsutil;
 
 use super::ls::signal_name;
 use super::{CliError, exit, load_config};
@@ -70,10 +71,10 @@ pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
 
 /// Acknowledges a task's flags and says so (for the CLI and the dashboard).
 pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
-    match queue::locate(home, id) {
+    match tasks::locate(home, id)? {
         None => return Err(CliError::not_found(id).into()),
-        Some((TaskState::Running, _)) => {}
-        Some((state, _)) => {
+        Some(TaskState::Running) => {}
+        Some(state) => {
             return Err(CliError::new(
                 exit::FAILURE,
                 format!("task `{id}` is {}, not running", state.as_str()),

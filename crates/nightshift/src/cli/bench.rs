@@ -425,7 +425,7 @@ fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32, front: &str) -> anyh
         sb.check_daemon()?;
         let id_in = |p: &Path, dir: &Path| -> Option<String> {
             (p.parent() == Some(dir))
-                .then(|| crate::queue::task_id_of(p))
+                .then(|| nightshift_store::folder::task_id_of(p))
                 .flatten()
                 .filter(|id| wanted.contains(id))
                 .map(str::to_string)
@@ -453,7 +453,9 @@ fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32, front: &str) -> anyh
                 (TaskState::Done, &mut done),
                 (TaskState::Failed, &mut failed),
             ] {
-                for (id, _) in crate::queue::list_state(&sb.home, state)? {
+                let store = crate::tasks::open(&sb.home);
+                for id in crate::tasks::call("list", nightshift_store::Store::list(&store, state))?
+                {
                     if wanted.contains(id.as_str()) && set.insert(id) {
                         last = SystemTime::now();
                     }

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::home::{Home, TaskState};
-use crate::queue;
 use crate::worktree;
 
 use super::exit;
@@ -74,9 +73,11 @@ struct BranchOutcome {
 
 pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
     let found = find_worktrees(&home.worktrees_dir())?;
-    let selected = select(&found, |id| queue::locate(home, id).map(|(state, _)| state));
+    // An error here stops the command: a task whose state is unknown must not count as gone.
+    let states = crate::tasks::states(home)?;
+    let selected = select(&found, |id| states.get(id).copied());
     // Listed before any worktree is removed: those branches are dealt with below.
-    let leftovers = leftover_branches(home, |id| queue::locate(home, id).map(|(s, _)| s));
+    let leftovers = leftover_branches(home, |id| states.get(id).copied());
     let rt = super::runtime()?;
     let outcomes = rt.block_on(clean_all(&selected, args.dry_run, args.force));
     let branches = rt.block_on(clean_branches(&leftovers, args.dry_run));
@@ -454,7 +455,8 @@ mod tests {
     /// dry run changes nothing.
     fn selected_of(root: &Path, home: &Home) -> Vec<(Found, Option<TaskState>)> {
         let found = find_worktrees(root).expect("listed");
-        select(&found, |id| queue::locate(home, id).map(|(s, _)| s))
+        let states = crate::tasks::states(home).expect("states");
+        select(&found, |id| states.get(id).copied())
     }
 
     #[tokio::test]
@@ -510,7 +512,8 @@ mod tests {
 
         let found = find_worktrees(&root).expect("listed");
         assert_eq!(found.len(), 4);
-        let selected = select(&found, |id| queue::locate(&home, id).map(|(s, _)| s));
+        let states = crate::tasks::states(&home).expect("states");
+        let selected = select(&found, |id| states.get(id).copied());
         assert_eq!(selected.len(), 3);
 
         let dry = clean_all(&selected, true, true).await;

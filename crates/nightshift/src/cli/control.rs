@@ -9,18 +9,18 @@ use crate::home::{Home, TaskState};
 use crate::ipc::{self, IpcError, Request, Response};
 use crate::report::Report;
 use crate::run::{self, DoneRecord, DoneSource, RunDir};
+use crate::tasks;
 use crate::tmux::{self, Tmux};
-use crate::{fsutil, queue};
-use nightshift_core::task;
+use nightshift_store::{Store, fsutil};
 
 use super::{CliError, exit, load_config, runtime};
 
 /// The session of a running task, or a clear error.
 fn running_session(home: &Home, id: &str) -> anyhow::Result<String> {
-    match queue::locate(home, id) {
+    match tasks::locate(home, id)? {
         None => Err(CliError::not_found(id).into()),
-        Some((TaskState::Running, _)) => Ok(tmux::session_name(id)),
-        Some((state, _)) => Err(CliError::new(
+        Some(TaskState::Running) => Ok(tmux::session_name(id)),
+        Some(state) => Err(CliError::new(
             exit::FAILURE,
             format!("task `{id}` is {}, not running", state.as_str()),
         )
@@ -65,29 +65,21 @@ pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
 /// Cancels a task and says what happened (for the CLI and the dashboard).
 pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
     home.ensure_layout()?;
-    match queue::locate(home, id) {
+    match tasks::locate(home, id)? {
         None => Err(CliError::not_found(id).into()),
-        Some((TaskState::Queued, path)) => {
-            // Move first (atomic against the daemon's claim), then write the report.
-            let dest = home.task_file(TaskState::Failed, id);
-            if !fsutil::move_noclobber(&path, &dest)? {
+        Some(TaskState::Queued) => {
+            let report = Report::before_start(id, "cancelled by user before it started");
+            let report = report.to_markdown(&[]);
+            if !tasks::call("cancel", tasks::open(home).cancel(id, &report))? {
                 return Err(CliError::new(
                     exit::FAILURE,
                     format!("`{id}` just left the queue; run `nightshift cancel {id}` again"),
                 )
                 .into());
             }
-            let report = Report::before_start(id, "cancelled by user before it started");
-            let text = std::fs::read_to_string(&dest)?;
-            let body = format!(
-                "{}{}",
-                task::strip_report(&text).trim_end(),
-                report.to_markdown(&[])
-            );
-            fsutil::write_atomic(&dest, body.as_bytes(), 0o600)?;
             Ok(format!("cancelled {id} (it had not started)"))
         }
-        Some((TaskState::Running, _)) => {
+        Some(TaskState::Running) => {
             let socket = home.checked_socket()?;
             match runtime()?.block_on(ipc::request(&socket, &Request::Cancel { id: id.to_string() })) {
                 Ok(Response::Ok { message }) => Ok(message),
@@ -101,7 +93,7 @@ pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
                 Err(e) => Err(e.into()),
             }
         }
-        Some((state, _)) => Err(CliError::new(
+        Some(state) => Err(CliError::new(
             exit::FAILURE,
             format!("task `{id}` already finished ({})", state.as_str()),
         )
@@ -117,7 +109,7 @@ pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
 /// Queues a finished task again and says so (for the CLI and the dashboard).
 pub fn retry_task(home: &Home, id: &str) -> anyhow::Result<String> {
     home.ensure_layout()?;
-    let (state, path) = queue::locate(home, id).ok_or_else(|| CliError::not_found(id))?;
+    let state = tasks::locate(home, id)?.ok_or_else(|| CliError::not_found(id))?;
     if !matches!(state, TaskState::Done | TaskState::Failed) {
         return Err(CliError::new(
             exit::FAILURE,
@@ -128,22 +120,14 @@ pub fn retry_task(home: &Home, id: &str) -> anyhow::Result<String> {
         )
         .into());
     }
-    // A fresh attempt budget starts after the attempts made so far.
-    let runs = home.task_runs(id);
-    let (last, _) = run::attempt_counts(&runs);
-    std::fs::create_dir_all(&runs)?;
-    fsutil::write_atomic(
-        &runs.join(run::BUDGET_FROM),
-        format!("{}\n", last + 1).as_bytes(),
-        0o600,
-    )?;
-    let dest = home.task_file(TaskState::Queued, id);
-    if !fsutil::move_noclobber(&path, &dest)? {
-        return Err(CliError::new(exit::FAILURE, format!("{} vanished", path.display())).into());
+    match tasks::call("retry", tasks::open(home).retry(id))? {
+        Some(next) => Ok(format!("queued {id} again (attempt {next} next)")),
+        None => Err(CliError::new(
+            exit::FAILURE,
+            format!("`{id}` just changed state; try again"),
+        )
+        .into()),
     }
-    // An invalid file's error note stays with the failed file's name; drop it.
-    let _ = std::fs::remove_file(queue::error_file(&path));
-    Ok(format!("queued {id} again (attempt {} next)", last + 1))
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,8 @@
 //! `nightshift init`: create the home.
 
 use crate::config;
-use crate::fsutil;
 use crate::home::Home;
+use nightshift_store::fsutil;
 
 use super::exit;
 

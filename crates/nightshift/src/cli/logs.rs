@@ -6,7 +6,6 @@ use std::time::Duration;
 use notify::Watcher;
 
 use crate::home::{Home, TaskState};
-use crate::queue;
 use crate::run;
 use crate::transcript::Follower;
 
@@ -27,7 +26,7 @@ pub struct LogsArgs {
 }
 
 pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
-    if queue::locate(home, &args.id).is_none() {
+    if crate::tasks::locate(home, &args.id)?.is_none() {
         return Err(CliError::not_found(&args.id).into());
     }
     let attempt = match args.attempt {

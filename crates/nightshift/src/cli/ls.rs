@@ -6,6 +6,7 @@ use crate::status::{self, TaskView};
 use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
 use nightshift_core::task::format_duration;
+use nightshift_store::FolderStore;
 
 use super::{CliError, exit, load_config, runtime};
 
@@ -50,7 +51,8 @@ pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
     if args.watch {
         return watch(home, &args);
     }
-    print_ls(home, &args, &mut status::ViewCache::default())
+    let store = crate::tasks::open(home);
+    print_ls(home, &args, &store, &mut status::ViewCache::default())
 }
 
 /// `ls --watch`: the list, again after every change the daemon pushes (no polling).
@@ -65,12 +67,14 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
         )
     })?;
     let clear = std::io::stdout().is_terminal();
+    // Kept across redraws: unchanged finished tasks are not read again.
+    let store = crate::tasks::open(home);
     let mut cache = status::ViewCache::default();
     loop {
         if clear {
             print!("\x1b[2J\x1b[H");
         }
-        print_ls(home, args, &mut cache)?;
+        print_ls(home, args, &store, &mut cache)?;
         // One redraw for a burst of changes.
         let more = rt.block_on(async {
             let first = ipc::receive::<Response>(&mut conn).await;
@@ -84,9 +88,14 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn print_ls(home: &Home, args: &LsArgs, cache: &mut status::ViewCache) -> anyhow::Result<i32> {
+fn print_ls(
+    home: &Home,
+    args: &LsArgs,
+    store: &FolderStore,
+    cache: &mut status::ViewCache,
+) -> anyhow::Result<i32> {
     let config = load_config(home)?;
-    let mut tasks = status::collect_with(home, &config, cache)?;
+    let mut tasks = status::collect_with(home, store, &config, cache)?;
     if let Some(state) = &args.state {
         let wanted = TaskState::ALL
             .into_iter()

@@ -17,9 +17,9 @@ use notify::{RecursiveMode, Watcher};
 
 use super::{CliError, exit};
 use crate::config::Config;
-use crate::fsutil;
 use crate::home::{Home, TaskState};
 use crate::tmux::shell_quote;
+use nightshift_store::fsutil;
 
 /// The first line of `tmux -V` or `git --version`, or `None` when the tool cannot run.
 pub fn tool_version(program: &str, arg: &str) -> Option<String> {

@@ -9,6 +9,7 @@ use crate::home::{Home, TaskState};
 use crate::schedule::file::{self, Schedule};
 use crate::schedule::plan::{self, Overlap};
 use crate::schedule::state;
+use nightshift_store::{EnqueueError, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ScheduleCommand {
@@ -166,7 +167,11 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 match &out {
                     Some(dir) => {
                         std::fs::create_dir_all(dir)?;
-                        crate::fsutil::write_atomic(&dir.join(&file_name), text.as_bytes(), 0o644)?;
+                        nightshift_store::fsutil::write_atomic(
+                            &dir.join(&file_name),
+                            text.as_bytes(),
+                            0o644,
+                        )?;
                         println!("wrote {}", dir.join(&file_name).display());
                     }
                     None => print!("# {file_name}\n{text}\n"),
@@ -201,7 +206,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
             };
             if let Some(slot) = slot {
                 let id = file::slot_id(&name, slot);
-                if crate::queue::locate(home, &id).is_some() {
+                if crate::tasks::locate(home, &id)?.is_some() {
                     println!("{id} was enqueued already");
                     return Ok(exit::SUCCESS);
                 }
@@ -217,19 +222,14 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 Some(_) => Overlap::Skip,
                 None => s.overlap,
             };
+            let states = crate::tasks::states(home)?;
             let active = |state: TaskState| {
-                crate::queue::list_state(home, state)
-                    .unwrap_or_default()
+                states
                     .iter()
-                    .filter(|(id, _)| file::schedule_of(id) == Some(name.as_str()))
+                    .filter(|(id, s)| **s == state && file::schedule_of(id) == Some(name.as_str()))
                     .count()
             };
-            let blocked = match overlap {
-                Overlap::Allow => false,
-                Overlap::QueueOne => active(TaskState::Queued) > 0,
-                Overlap::Skip => active(TaskState::Queued) + active(TaskState::Running) > 0,
-            };
-            if blocked {
+            if overlap.in_the_way(active(TaskState::Queued), active(TaskState::Running)) {
                 return Err(CliError::new(
                     exit::FAILURE,
                     format!(
@@ -239,10 +239,15 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 .into());
             }
             let id = file::slot_id(&name, slot.unwrap_or(now));
-            let staged = home.tmp_dir().join(format!("{id}.md"));
-            crate::fsutil::write_atomic(&staged, s.template.as_bytes(), 0o600)?;
-            if !crate::fsutil::move_noclobber(&staged, &home.task_file(TaskState::Queued, &id))? {
-                return Err(CliError::new(exit::FAILURE, format!("`{id}` exists already")).into());
+            let store = crate::tasks::open(home);
+            match crate::tasks::call("enqueue", store.enqueue(&id, &s.template)) {
+                Ok(_) => {}
+                Err(EnqueueError::Exists { .. }) => {
+                    return Err(
+                        CliError::new(exit::FAILURE, format!("`{id}` exists already")).into(),
+                    );
+                }
+                Err(e) => return Err(e.into()),
             }
             println!("queued {id}");
             Ok(exit::SUCCESS)

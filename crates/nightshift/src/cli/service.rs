@@ -137,7 +137,7 @@ pub fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            crate::fsutil::write_atomic(&file, text.as_bytes(), 0o644)?;
+            nightshift_store::fsutil::write_atomic(&file, text.as_bytes(), 0o644)?;
             println!("wrote {}", file.display());
             if !run_all(&cmds)? {
                 return Err(

@@ -9,12 +9,12 @@ use super::{Daemon, Internal};
 use crate::config::{self, Config};
 use crate::git;
 use crate::home::{Home, TaskState};
-use crate::queue::Store;
 use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::tmux::{self, SessionSpec, Tmux, TmuxError};
 use nightshift_core::Event;
 use nightshift_core::task::Task;
+use nightshift_store::{Store, within};
 
 /// Everything a background start needs, cloned out of the daemon.
 struct StartJob {
@@ -94,14 +94,15 @@ impl TypedPrompt {
 /// The message a resumed agent gets.
 const RESUME_MESSAGE: &str = "nightshift: your session was interrupted (the terminal closed or the machine restarted). Carry on with the task where you left off; when it is finished, signal done as before.";
 
-impl Daemon {
+impl<S: Store> Daemon<S> {
     /// Claims the task, prepares its run folder, and starts the agent in the background.
-    pub(super) fn start(&mut self, task: Task, attempt: u32, claim: bool) -> Option<Event> {
+    pub(super) async fn start(&mut self, task: Task, attempt: u32, claim: bool) -> Option<Event> {
         let id = task.id.clone();
         self.drained = false;
         let mut task = task;
         if claim {
-            match self.store.claim(&id) {
+            let lease = self.lease();
+            match within("claim", super::STORE_TIMEOUT, self.store.claim(&id, &lease)).await {
                 Ok(true) => fault_point("after-claim"),
                 Ok(false) => return Some(Event::ClaimLost { id }),
                 Err(e) => {
@@ -111,7 +112,7 @@ impl Daemon {
             }
             // Run what was claimed, not what the last scan saw: the file may have been
             // edited in between.
-            match self.reread(&id) {
+            match self.reread(&id).await {
                 Ok(fresh) => task = fresh,
                 Err(reason) => {
                     return Some(Event::StartFailed {
@@ -146,7 +147,7 @@ impl Daemon {
         // Watch before the agent can write anything.
         self.watch_run(&id, attempt);
         if let Err(e) = prepared {
-            if crate::fsutil::is_disk_full(&e) {
+            if nightshift_store::fsutil::is_disk_full(&e) {
                 let what = format!("cannot prepare {}: {e}", dir.path().display());
                 return Some(Event::StartHeld { id, attempt, what });
             }
@@ -249,14 +250,17 @@ impl Daemon {
         });
     }
 
-    /// The task as its file in `running/` says now.
-    fn reread(&self, id: &str) -> Result<Task, String> {
-        let path = self.home.task_file(TaskState::Running, id);
-        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let text = String::from_utf8(text)
+    /// The task as the store holds it now.
+    async fn reread(&self, id: &str) -> Result<Task, String> {
+        let filed = within("entry", super::STORE_TIMEOUT, self.store.entry(id))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("`{id}` is no longer in the store"))?;
+        let path = filed.source;
+        let text = String::from_utf8(filed.content?)
             .map_err(|_| format!("{}: the file is not valid UTF-8", path.display()))?;
         let task = nightshift_core::task::parse(id, &path, &text).map_err(|e| e.to_string())?;
-        crate::queue::validate_against_config(&task, &path, &self.config)
+        crate::admit::validate_against_config(&task, &path, &self.config)
             .map_err(|e| e.to_string())?;
         Ok(task)
     }
@@ -307,7 +311,7 @@ impl Daemon {
         });
     }
 
-    pub(super) fn file_finished(
+    pub(super) async fn file_finished(
         &mut self,
         id: &str,
         from: TaskState,
@@ -322,7 +326,8 @@ impl Daemon {
         let md = report.to_markdown(&earlier);
         // Recorded before the filing, so a crash in between cannot forget it.
         let tidy_at = self.record_tidy(id, &dir, to);
-        let filed = match self.store.finish(id, from, to, &md) {
+        let filing = self.store.finish(id, from, to, &md);
+        let filed = match within("finish", super::STORE_TIMEOUT, filing).await {
             Ok(dst) => {
                 dir.log_event(Timestamp::now(), to.as_str(), &report.reason);
                 let (event, verdict) = match to {
@@ -338,7 +343,7 @@ impl Daemon {
                     self.tidy.add(at, dir.path().to_path_buf());
                 }
                 let state = to.as_str();
-                tracing::info!(task = id, "{state}: {} ({})", report.reason, dst.display());
+                tracing::info!(task = id, "{state}: {} ({dst})", report.reason);
                 true
             }
             Err(e) => {
@@ -353,7 +358,7 @@ impl Daemon {
                     to,
                     report: Box::new(report.clone()),
                 });
-                self.hold_if_disk_full(&e);
+                self.hold_if_disk_full(&e).await;
                 false
             }
         };
@@ -367,7 +372,8 @@ impl Daemon {
             self.step(Event::Filed {
                 id: id.to_string(),
                 state: to,
-            });
+            })
+            .await;
         }
     }
 
@@ -408,13 +414,13 @@ impl Daemon {
         }
     }
 
-    pub(super) fn file_requeued(&mut self, id: &str, report: &Report) {
+    pub(super) async fn file_requeued(&mut self, id: &str, report: &Report) {
         let dir = RunDir::new(self.home.run_dir(id, report.attempt));
         if let Err(e) = dir.write(run::REPORT, report) {
             tracing::warn!(task = id, "cannot save report.json: {e}");
         }
         dir.log_event(Timestamp::now(), "retry", &report.reason);
-        if let Err(e) = self.store.requeue(id) {
+        if let Err(e) = within("requeue", super::STORE_TIMEOUT, self.store.requeue(id)).await {
             tracing::error!(
                 task = id,
                 "cannot put back in the queue (will try again): {e}"
@@ -423,11 +429,11 @@ impl Daemon {
                 id: id.to_string(),
                 report: Box::new(report.clone()),
             });
-            self.hold_if_disk_full(&e);
+            self.hold_if_disk_full(&e).await;
         }
         self.unwatch_run(id, report.attempt);
         // Scan now, so the task counts as queued before anything else looks.
-        self.scan();
+        self.scan().await;
     }
 }
 
@@ -574,7 +580,7 @@ impl StartJob {
         ];
         let transcript = self.dir.transcript();
         // Created private before tmux's `cat >>` opens it, whatever the tmux server's umask.
-        crate::fsutil::create_private_file(&transcript)
+        nightshift_store::fsutil::create_private_file(&transcript)
             .map_err(|e| (format!("cannot create {}: {e}", transcript.display()), true))?;
         let died_channel = tmux::died_channel(&session, self.attempt);
         let home_id = tmux::home_id(self.home.root());

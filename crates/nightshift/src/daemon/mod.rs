@@ -17,6 +17,7 @@ mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -27,11 +28,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::home::{Home, TaskState};
 use crate::ipc::{self, DaemonStatus, Request, Response, RunStatus};
-use crate::queue::{FolderStore, Store};
 use crate::report::Report;
 use crate::run::{self, DoneRecord, ExitRecord, RunDir};
 use crate::tmux::Tmux;
 use nightshift_core::{Action, Event, Observation, State};
+use nightshift_store::{FolderStore, Owner, ScanRules, Store, within};
 
 use tail::Tail;
 use watch::{Change, Watch};
@@ -68,16 +69,26 @@ enum Internal {
 
 type IpcCall = (Request, oneshot::Sender<Response>);
 
+/// How long one store call may take before it counts as failed: a store that stops
+/// answering must not stall the loop. The folder store answers in microseconds.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a claim's lease lasts; the daemon renews it at every reconciliation.
+const LEASE: Duration = Duration::from_secs(300);
+
 /// How long an exit waits for tmux to report the pane dead before it counts anyway.
 const SCREEN_WAIT: Duration = Duration::from_secs(3);
 
-pub struct Daemon {
+pub struct Daemon<S: Store> {
     home: Home,
     config: Config,
     tmux: Tmux,
     /// This home's identity on the tmux server ([`crate::tmux::home_id`]).
     home_id: String,
-    store: FolderStore,
+    /// The task store, shared with background jobs.
+    store: Arc<S>,
+    /// This daemon, as the owner of the claims it makes.
+    owner: Owner,
     state: State,
     watch: Watch,
     /// Watched run folders, and whose attempt they are.
@@ -134,6 +145,12 @@ fn tighten_home(home: &Home) {
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
 /// when it stops, and the next start re-adopts them.
 pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
+    let store = FolderStore::new(home.root());
+    run_with(home, config, store).await
+}
+
+/// Runs the daemon on a given task store.
+pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow::Result<()> {
     home.ensure_layout()?;
     let _lock = home.lock()?;
     tighten_home(&home);
@@ -218,7 +235,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let mut d = Daemon {
         tmux: Tmux::new(&config.tmux_socket),
         home_id: crate::tmux::home_id(home.root()),
-        store: FolderStore::new(home.clone()),
+        store: Arc::new(store),
+        owner: nightshift_store::owner_here(format!("{}@{}", std::process::id(), Timestamp::now())),
         state: State::new(settings),
         watch,
         runs: HashMap::new(),
@@ -253,15 +271,15 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let paused = d.home.paused_file().exists();
-    d.step(Event::Paused(paused));
+    d.step(Event::Paused(paused)).await;
     d.stay_on_legacy_server().await;
     d.recover().await;
     // After recovery, which files what finished before the crash (and records its removal).
     for (at, dir) in tidy::recorded(&d.home) {
         d.tidy.add(at, dir);
     }
-    d.run_schedules();
-    d.load_triggers();
+    d.run_schedules().await;
+    d.load_triggers().await;
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -275,7 +293,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     loop {
         if d.queue_dirty {
             d.queue_dirty = false;
-            d.scan();
+            d.scan().await;
         }
         let sleep_for = d.sleep_for(next_rescan);
         tokio::select! {
@@ -287,17 +305,17 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                     batch.push(change);
                 }
                 for change in watch::coalesce(batch) {
-                    d.on_change(change);
+                    d.on_change(change).await;
                 }
             }
             Some(msg) = internal_rx.recv() => {
-                d.on_internal(msg);
+                d.on_internal(msg).await;
                 while let Ok(msg) = internal_rx.try_recv() {
-                    d.on_internal(msg);
+                    d.on_internal(msg).await;
                 }
             }
             Some((req, reply)) = ipc_rx.recv() => {
-                let response = d.on_request(req);
+                let response = d.on_request(req).await;
                 let _ = reply.send(response);
             }
             _ = tokio::time::sleep(sleep_for) => {
@@ -312,16 +330,16 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                         passed.as_secs(),
                         slept.as_secs()
                     );
-                    d.run_schedules();
+                    d.run_schedules().await;
                 }
                 if d.schedules.next_at.is_some_and(|at| at <= Timestamp::now()) {
-                    d.run_schedules();
+                    d.run_schedules().await;
                 }
                 if d.triggers.next_at.is_some_and(|at| at <= Timestamp::now()) {
-                    d.fire_triggers();
+                    d.fire_triggers().await;
                 }
                 for dir in d.tidy.take_due(Timestamp::now()) {
-                    tokio::spawn(tidy::finish(d.home.clone(), dir));
+                    tokio::spawn(tidy::finish(Arc::clone(&d.store), dir));
                 }
                 if Instant::now() >= next_rescan {
                     next_rescan = Instant::now() + rescan_every;
@@ -331,7 +349,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
                 if d.recheck_at.is_some_and(|at| at <= SystemTime::now()) {
                     d.queue_dirty = true;
                 }
-                d.step(Event::Tick);
+                d.step(Event::Tick).await;
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -422,7 +440,7 @@ async fn accept(
     }
 }
 
-impl Daemon {
+impl<S: Store> Daemon<S> {
     /// The core's `now`: steady time, which a wall-clock step does not move.
     fn now(&self) -> Timestamp {
         self.clock.steady(crate::clock::read())
@@ -464,7 +482,7 @@ impl Daemon {
 
     /// Feeds one event to the core and carries out what it decides, including the events
     /// those actions cause.
-    fn step(&mut self, event: Event) {
+    async fn step(&mut self, event: Event) {
         // Output and ticks that decide nothing change nothing a live view shows; pushing for
         // them would wake every dashboard at the agents' output rate.
         let mut visible = !matches!(
@@ -481,36 +499,50 @@ impl Daemon {
             let actions = self.state.step(event, self.now());
             visible |= !actions.is_empty();
             for action in actions {
-                if let Some(follow_up) = self.apply(action) {
+                if let Some(follow_up) = self.apply(action).await {
                     pending.push(follow_up);
                 }
             }
         }
-        self.notify_if_drained();
+        self.notify_if_drained().await;
         if visible {
             self.updates.send_modify(|seq| *seq += 1);
         }
     }
 
-    pub(super) fn scan(&mut self) {
-        match self.store.scan(&self.config, SystemTime::now()) {
+    pub(super) async fn scan(&mut self) {
+        let scanned = {
+            let admit = crate::admit::admit(&self.config);
+            let rules = ScanRules {
+                settle: self.config.settle,
+                admit: &admit,
+            };
+            within(
+                "scan",
+                STORE_TIMEOUT,
+                self.store.scan(rules, SystemTime::now()),
+            )
+            .await
+        };
+        match scanned {
             Ok(scan) => {
                 self.recheck_at = scan.recheck_at;
                 self.step(Event::Scanned {
                     queued: scan.queued,
                     invalid: scan.invalid,
                     finished: scan.finished,
-                });
+                })
+                .await;
             }
             Err(e) => tracing::error!("cannot scan the queue: {e}"),
         }
     }
 
-    fn on_change(&mut self, change: Change) {
+    async fn on_change(&mut self, change: Change) {
         let Some(dir) = change.path.parent() else {
             return;
         };
-        if dir == self.home.state_dir(TaskState::Queued) {
+        if self.store.watched_queue().as_deref() == Some(dir) {
             if self.store.note_change(&change.path, change.complete) {
                 self.queue_dirty = true;
             }
@@ -519,12 +551,12 @@ impl Daemon {
         if change.path == self.home.paused_file() {
             let paused = change.path.exists();
             tracing::info!("the queue is {}", if paused { "paused" } else { "resumed" });
-            self.step(Event::Paused(paused));
+            self.step(Event::Paused(paused)).await;
             return;
         }
         if dir == self.home.schedules_dir() {
             if change.path.extension().is_some_and(|e| e == "md") {
-                self.run_schedules();
+                self.run_schedules().await;
             }
             return;
         }
@@ -534,7 +566,7 @@ impl Daemon {
         }
         if dir == crate::trigger::triggers_dir(&self.home) {
             if change.path.extension().is_some_and(|e| e == "md") {
-                self.load_triggers();
+                self.load_triggers().await;
             }
             return;
         }
@@ -556,36 +588,39 @@ impl Daemon {
             Some(name)
                 if crate::transcript::segment_of(Path::new(run::TRANSCRIPT), name).is_some() =>
             {
-                self.read_output(&id, attempt, false)
+                self.read_output(&id, attempt, false).await
             }
-            Some(run::HOOKS) => self.read_hooks(&id, attempt),
-            Some(run::DONE) => self.read_done(dir, &id, attempt),
-            Some(run::ACK) if change.complete => self.step(Event::Ack { id }),
+            Some(run::HOOKS) => self.read_hooks(&id, attempt).await,
+            Some(run::DONE) => self.read_done(dir, &id, attempt).await,
+            Some(run::ACK) if change.complete => self.step(Event::Ack { id }).await,
             Some(run::EXIT) => {
                 let current = self.state.run(&id).is_some_and(|r| r.attempt == attempt);
                 if current {
                     self.settle_exit(id, attempt);
                 } else {
                     // Already finished: the exit only frees the slot.
-                    self.read_exit(dir, &id, attempt);
+                    self.read_exit(dir, &id, attempt).await;
                 }
             }
             _ => {}
         }
     }
 
-    fn read_output(&mut self, id: &str, attempt: u32, flush: bool) {
+    async fn read_output(&mut self, id: &str, attempt: u32, flush: bool) {
         loop {
             let Some(tail) = self.tails.get_mut(&(id.to_string(), attempt)) else {
                 return;
             };
             match tail.read_lines(flush) {
                 Ok(lines) if lines.is_empty() => return,
-                Ok(lines) => self.step(Event::Output {
-                    id: id.to_string(),
-                    attempt,
-                    lines,
-                }),
+                Ok(lines) => {
+                    self.step(Event::Output {
+                        id: id.to_string(),
+                        attempt,
+                        lines,
+                    })
+                    .await
+                }
                 Err(e) => {
                     tracing::warn!(task = id, "cannot read the transcript: {e}");
                     return;
@@ -594,7 +629,7 @@ impl Daemon {
         }
     }
 
-    fn read_hooks(&mut self, id: &str, attempt: u32) {
+    async fn read_hooks(&mut self, id: &str, attempt: u32) {
         loop {
             let Some(tail) = self.hook_tails.get_mut(&(id.to_string(), attempt)) else {
                 return;
@@ -619,7 +654,8 @@ impl Daemon {
                                 id: id.to_string(),
                                 attempt,
                                 what,
-                            });
+                            })
+                            .await;
                         }
                         if let Some(hook) = record.observation() {
                             let what = nightshift_core::Observation::Hook(hook);
@@ -627,7 +663,8 @@ impl Daemon {
                                 id: id.to_string(),
                                 attempt,
                                 what,
-                            });
+                            })
+                            .await;
                         }
                     }
                     Err(e) => tracing::warn!(task = id, "a hook event that cannot be read: {e}"),
@@ -637,7 +674,7 @@ impl Daemon {
     }
 
     /// The pane's final screen, as tmux saved it.
-    fn read_screen(&mut self, dir: &Path, id: &str, attempt: u32) {
+    async fn read_screen(&mut self, dir: &Path, id: &str, attempt: u32) {
         let Ok(bytes) = std::fs::read(dir.join(run::SCREEN)) else {
             return;
         };
@@ -650,7 +687,8 @@ impl Daemon {
                 id: id.to_string(),
                 attempt,
                 lines,
-            });
+            })
+            .await;
         }
     }
 
@@ -669,8 +707,11 @@ impl Daemon {
             let channel = crate::tmux::died_channel(&session, attempt);
             if tmux.wait_pane_died(&channel, SCREEN_WAIT).await
                 && let Ok(screen) = tmux.capture_all(&session).await
-                && let Err(e) =
-                    crate::fsutil::write_atomic(&dir.file(run::SCREEN), screen.as_bytes(), 0o600)
+                && let Err(e) = nightshift_store::fsutil::write_atomic(
+                    &dir.file(run::SCREEN),
+                    screen.as_bytes(),
+                    0o600,
+                )
             {
                 tracing::warn!(task = id, "cannot save the final screen: {e}");
             }
@@ -678,22 +719,25 @@ impl Daemon {
         });
     }
 
-    fn read_done(&mut self, dir: &Path, id: &str, attempt: u32) {
+    async fn read_done(&mut self, dir: &Path, id: &str, attempt: u32) {
         match RunDir::new(dir).read::<DoneRecord>(run::DONE) {
-            Ok(Some(record)) => self.step(Event::Done {
-                id: id.to_string(),
-                attempt,
-                record,
-            }),
+            Ok(Some(record)) => {
+                self.step(Event::Done {
+                    id: id.to_string(),
+                    attempt,
+                    record,
+                })
+                .await
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(task = id, "{e}"),
         }
     }
 
-    fn read_exit(&mut self, dir: &Path, id: &str, attempt: u32) {
+    async fn read_exit(&mut self, dir: &Path, id: &str, attempt: u32) {
         // The last output may hold the marker: read it before the exit counts.
-        self.read_output(id, attempt, true);
-        self.read_screen(dir, id, attempt);
+        self.read_output(id, attempt, true).await;
+        self.read_screen(dir, id, attempt).await;
         match RunDir::new(dir).read::<ExitRecord>(run::EXIT) {
             Ok(Some(record)) => {
                 if let Some(error) = &record.error {
@@ -703,14 +747,16 @@ impl Daemon {
                         attempt,
                         reason: format!("the agent could not be started: {error}"),
                         retry: false,
-                    });
+                    })
+                    .await;
                 } else {
                     self.step(Event::Exited {
                         id: id.to_string(),
                         attempt,
                         how: record.describe(),
                         hangup: record.hangup,
-                    });
+                    })
+                    .await;
                 }
             }
             Ok(None) => {}
@@ -718,13 +764,13 @@ impl Daemon {
         }
     }
 
-    fn on_internal(&mut self, msg: Internal) {
+    async fn on_internal(&mut self, msg: Internal) {
         match msg {
             Internal::Core(event) => {
                 if let Event::Started { id, attempt } = event.as_ref() {
-                    self.watch_reflog(id, *attempt);
+                    self.watch_reflog(id, *attempt).await;
                 }
-                self.step(*event);
+                self.step(*event).await;
             }
             Internal::Finished {
                 id,
@@ -733,11 +779,11 @@ impl Daemon {
                 report,
             } => {
                 self.filing = self.filing.saturating_sub(1);
-                self.file_finished(&id, from, to, &report);
+                self.file_finished(&id, from, to, &report).await;
             }
             Internal::Requeued { id, report } => {
                 self.filing = self.filing.saturating_sub(1);
-                self.file_requeued(&id, &report);
+                self.file_requeued(&id, &report).await;
             }
             Internal::HeadChecked {
                 id,
@@ -762,18 +808,18 @@ impl Daemon {
                     self.heads.insert(key, h);
                 }
                 if let Some(what) = what {
-                    self.step(Event::Observed { id, attempt, what });
+                    self.step(Event::Observed { id, attempt, what }).await;
                 }
             }
             Internal::ExitSettled { id, attempt } => {
                 self.settling.remove(&(id.clone(), attempt));
                 let dir = self.home.run_dir(&id, attempt);
-                self.read_exit(&dir, &id, attempt);
+                self.read_exit(&dir, &id, attempt).await;
             }
         }
     }
 
-    fn on_request(&mut self, req: Request) -> Response {
+    async fn on_request(&mut self, req: Request) -> Response {
         match req {
             Request::Status => Response::Status(self.status()),
             // Served by the connection itself (see `subscribe`).
@@ -795,7 +841,7 @@ impl Daemon {
                 ) {
                     tracing::warn!(task = id, "cannot record the cancel: {e}");
                 }
-                self.step(Event::Cancel { id: id.clone() });
+                self.step(Event::Cancel { id: id.clone() }).await;
                 Response::Ok {
                     message: format!("cancelled {id}"),
                 }
@@ -830,33 +876,33 @@ impl Daemon {
     }
 
     /// Carries out one action. Returns an event when the action's outcome is known at once.
-    fn apply(&mut self, action: Action) -> Option<Event> {
+    async fn apply(&mut self, action: Action) -> Option<Event> {
         match action {
             Action::Start {
                 task,
                 attempt,
                 claim,
-            } => self.start(task, attempt, claim),
+            } => self.start(task, attempt, claim).await,
             Action::Reject { path, error } => {
-                self.reject(&path, &error);
+                self.reject(&path, &error).await;
                 None
             }
             Action::FailQueued { id, reason } => {
                 let report = Report::before_start(&id, &reason);
                 let md = report.to_markdown(&[]);
-                match self
+                let filing = self
                     .store
-                    .finish(&id, TaskState::Queued, TaskState::Failed, &md)
-                {
+                    .finish(&id, TaskState::Queued, TaskState::Failed, &md);
+                match within("finish", STORE_TIMEOUT, filing).await {
                     Ok(dst) => {
-                        tracing::warn!(task = id, "failed: {reason} ({})", dst.display());
+                        tracing::warn!(task = id, "failed: {reason} ({dst})");
                         // Tasks that depend on this one fail in turn.
                         Some(Event::Filed {
                             id,
                             state: TaskState::Failed,
                         })
                     }
-                    Err(e) if crate::fsutil::is_disk_full(&e.source) => {
+                    Err(e) if e.is_disk_full() => {
                         // It stays queued; the scan after the hold ends decides again.
                         tracing::warn!(task = id, "cannot file as failed: {e}");
                         self.queue_dirty = true;
@@ -944,9 +990,11 @@ impl Daemon {
                 dir.log_event(Timestamp::now(), "told", &text);
                 if let Some(tail) = self.tails.get(&(id.clone(), attempt)) {
                     let at = tail.position().to_string();
-                    if let Err(e) =
-                        crate::fsutil::write_atomic(&dir.file(run::TOLD_AT), at.as_bytes(), 0o600)
-                    {
+                    if let Err(e) = nightshift_store::fsutil::write_atomic(
+                        &dir.file(run::TOLD_AT),
+                        at.as_bytes(),
+                        0o600,
+                    ) {
                         tracing::warn!(task = id, "cannot record told-at: {e}");
                     }
                 }
@@ -1010,7 +1058,7 @@ impl Daemon {
                 None
             }
             Action::Unclaim { id, attempt } => {
-                self.unclaim(&id, attempt);
+                self.unclaim(&id, attempt).await;
                 None
             }
             Action::DiskHold { what, notify } => {
@@ -1177,7 +1225,7 @@ impl Daemon {
     /// Follows the HEAD reflog of a running attempt's repository, so its commits are seen
     /// as they happen (the no-commits signal), not on the next periodic look. A workdir
     /// outside any repository is reported as such.
-    pub(super) fn watch_reflog(&mut self, id: &str, attempt: u32) {
+    pub(super) async fn watch_reflog(&mut self, id: &str, attempt: u32) {
         let dir = RunDir::new(self.home.run_dir(id, attempt));
         let Ok(Some(spawn)) = dir.read::<run::SpawnRecord>(run::SPAWN) else {
             return;
@@ -1188,7 +1236,8 @@ impl Daemon {
                 id: id.to_string(),
                 attempt,
                 what: nightshift_core::Observation::NotARepo,
-            });
+            })
+            .await;
             return;
         };
         let entry = self.reflogs.entry(reflog.clone()).or_default();
@@ -1231,7 +1280,7 @@ impl Daemon {
     }
 
     /// Says once when the last task finished and nothing is queued.
-    pub(super) fn notify_if_drained(&mut self) {
+    pub(super) async fn notify_if_drained(&mut self) {
         let idle = self.state.slots_used() == 0 && self.state.queued_len() == 0 && self.filing == 0;
         if !idle {
             self.drained = false;

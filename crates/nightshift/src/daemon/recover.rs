@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 
 use super::Daemon;
 use crate::home::TaskState;
-use crate::queue::Store;
+use jiff::Timestamp;
+use nightshift_store::{Claim, Store, within};
+
+use super::STORE_TIMEOUT;
 use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::tmux::{SessionInfo, Tmux};
@@ -50,7 +53,7 @@ pub fn classify(
     }
 }
 
-impl Daemon {
+impl<S: Store> Daemon<S> {
     /// This home's sessions on nightshift's tmux server, or `None` when tmux could not say:
     /// then no decision may assume a session is gone. Another home's sessions on the same
     /// server are not listed; untagged ones (made before homes were recorded) are, so their
@@ -108,24 +111,42 @@ impl Daemon {
         }
     }
 
-    /// Re-adopts every task in `running/`, then closes sessions nobody owns.
+    /// Re-adopts the running tasks this daemon owns (its own earlier claims, or lapsed
+    /// ones: [`nightshift_core::records::adopts`]), then closes sessions nobody owns.
     pub(super) async fn recover(&mut self) {
         let sessions = self.sessions().await;
-        let running = match self.store.list(TaskState::Running) {
+        let running = match within("list", STORE_TIMEOUT, self.store.list(TaskState::Running)).await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("cannot list running tasks: {e}");
                 Vec::new()
             }
         };
-        for (id, path) in running {
-            let task = match std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))
+        for id in running {
+            if !self.take_claim(&id).await {
+                continue;
+            }
+            let filed = match within("entry", STORE_TIMEOUT, self.store.entry(&id)).await {
+                Ok(Some(filed)) if filed.state == TaskState::Running => filed,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(task = id, "cannot read a running task: {e}");
+                    continue;
+                }
+            };
+            let path = filed.source;
+            let task = match filed
+                .content
+                .and_then(|b| {
+                    String::from_utf8(b)
+                        .map_err(|_| format!("{}: the file is not valid UTF-8", path.display()))
+                })
                 .and_then(|text| task::parse(&id, &path, &text).map_err(|e| e.to_string()))
             {
                 Ok(t) => t,
                 Err(error) => {
-                    self.reject(&path, &error);
+                    self.reject(&path, &error).await;
                     continue;
                 }
             };
@@ -150,7 +171,8 @@ impl Daemon {
                 };
                 if let Some(state) = state {
                     tracing::info!(task = id, "filing a task that finished before the restart");
-                    self.file_finished(&id, TaskState::Running, state, &report);
+                    self.file_finished(&id, TaskState::Running, state, &report)
+                        .await;
                     continue;
                 }
             }
@@ -186,7 +208,8 @@ impl Daemon {
                         resumes,
                         failed_rounds: 0,
                         lock,
-                    });
+                    })
+                    .await;
                 }
                 Found::Started { attempt } => {
                     // On the boot clock when the record has it (same boot): a wall-clock
@@ -220,9 +243,10 @@ impl Daemon {
                         resumes,
                         failed_rounds,
                         lock,
-                    });
+                    })
+                    .await;
                     self.watch_run(&id, attempt);
-                    self.watch_reflog(&id, attempt);
+                    self.watch_reflog(&id, attempt).await;
                     // Attention starts afresh with the new daemon: old flags would be stale.
                     if dir.exists(run::ATTENTION)
                         && let Err(e) = dir.write(run::ATTENTION, &run::AttentionRecord::default())
@@ -231,10 +255,10 @@ impl Daemon {
                     }
                     if dir.exists(run::CANCEL) {
                         // Cancelled just before the restart: that decision stands.
-                        self.step(Event::Cancel { id: id.clone() });
+                        self.step(Event::Cancel { id: id.clone() }).await;
                         continue;
                     }
-                    self.catch_up(&id, attempt, sessions.as_deref());
+                    self.catch_up(&id, attempt, sessions.as_deref()).await;
                     if let Some(spawn) = &spawn
                         && session.is_some_and(|s| !s.pane_dead)
                     {
@@ -248,16 +272,57 @@ impl Daemon {
         }
     }
 
+    /// Takes over the claim on a running task if this daemon adopts it: its own earlier
+    /// claim, or one whose lease lapsed. Whether it does is the core's rule.
+    async fn take_claim(&mut self, id: &str) -> bool {
+        let held = match within("claim_of", STORE_TIMEOUT, self.store.claim_of(id)).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(task = id, "cannot read the claim: {e}");
+                return false;
+            }
+        };
+        if !nightshift_core::records::adopts(held.as_ref(), &self.owner, Timestamp::now()) {
+            if let Some(held) = &held {
+                tracing::info!(
+                    task = id,
+                    "running on {} ({}); not adopted",
+                    held.owner.host,
+                    held.owner.instance
+                );
+            }
+            return false;
+        }
+        let mine = self.lease();
+        match within(
+            "take_over",
+            STORE_TIMEOUT,
+            self.store.take_over(id, held.as_ref(), &mine),
+        )
+        .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(
+                    task = id,
+                    "its claim changed while being adopted; not adopted"
+                );
+                false
+            }
+            Err(e) => {
+                // The claim record is the store's; the task is still ours to run.
+                tracing::warn!(task = id, "cannot record the adopted claim: {e}");
+                true
+            }
+        }
+    }
+
     /// Sets an invalid queue entry aside. The log line names it with its line breaks
     /// escaped: a file name is not allowed to forge log lines.
-    pub(super) fn reject(&mut self, path: &std::path::Path, error: &str) {
+    pub(super) async fn reject(&mut self, path: &std::path::Path, error: &str) {
         let shown = |s: &str| s.replace('\n', "\\n").replace('\r', "\\r");
-        match self.store.reject(path, error) {
-            Ok(dst) => tracing::warn!(
-                "{} (moved to {})",
-                shown(error),
-                shown(&dst.to_string_lossy())
-            ),
+        match within("reject", STORE_TIMEOUT, self.store.reject(path, error)).await {
+            Ok(dst) => tracing::warn!("{} (moved to {})", shown(error), shown(&dst)),
             Err(e) => tracing::error!(
                 "cannot move invalid {} aside: {}",
                 shown(&path.to_string_lossy()),
@@ -270,27 +335,28 @@ impl Daemon {
     /// be in it), done, exit, or a vanished session.
     ///
     /// `sessions` is `None` when tmux could not list them: then nothing counts as gone.
-    fn catch_up(&mut self, id: &str, attempt: u32, sessions: Option<&[SessionInfo]>) {
+    async fn catch_up(&mut self, id: &str, attempt: u32, sessions: Option<&[SessionInfo]>) {
         let session = sessions.and_then(|all| all.iter().find(|s| s.task_id == id));
         let known = sessions.is_some();
         let pane_alive = session.is_some_and(|s| !s.pane_dead) || !known;
         let session_exists = session.is_some() || !known;
         let dir = RunDir::new(self.home.run_dir(id, attempt));
-        self.read_output(id, attempt, !pane_alive);
+        self.read_output(id, attempt, !pane_alive).await;
         // The hooks may name the agent's session, which a vanished one can be resumed from.
-        self.read_hooks(id, attempt);
+        self.read_hooks(id, attempt).await;
         if self.state.run(id).is_none_or(|r| r.attempt != attempt) {
             return;
         }
         if dir.exists(run::DONE) {
-            self.read_done(dir.path(), id, attempt);
+            self.read_done(dir.path(), id, attempt).await;
         } else if dir.exists(run::EXIT) {
-            self.read_exit(dir.path(), id, attempt);
+            self.read_exit(dir.path(), id, attempt).await;
         } else if !session_exists {
             self.step(Event::SessionGone {
                 id: id.to_string(),
                 attempt,
-            });
+            })
+            .await;
         } else if !pane_alive {
             // The wrapper itself died without recording the exit.
             self.step(Event::Exited {
@@ -299,7 +365,8 @@ impl Daemon {
                 how: "the agent's pane died".into(),
                 // Its wrapper was killed too: not the agent's own doing.
                 hangup: true,
-            });
+            })
+            .await;
         }
     }
 
@@ -321,15 +388,38 @@ impl Daemon {
             if starting {
                 continue;
             }
-            self.catch_up(&id, attempt, sessions.as_deref());
+            self.catch_up(&id, attempt, sessions.as_deref()).await;
         }
         if let Some(sessions) = &sessions {
             self.close_orphans(sessions).await;
         }
-        self.check_disk_space();
+        self.check_disk_space().await;
+        self.renew_leases().await;
         // Filings that failed (a full disk, say) are tried again.
         for msg in std::mem::take(&mut self.unfiled) {
-            self.on_internal(msg);
+            self.on_internal(msg).await;
+        }
+    }
+
+    /// Extends the leases of this daemon's claims, so other daemons sharing the store see
+    /// them held.
+    async fn renew_leases(&mut self) {
+        let ids: Vec<String> = self.state.running().map(|r| r.task.id.clone()).collect();
+        let lease = self.lease();
+        for id in ids {
+            match within("renew", STORE_TIMEOUT, self.store.renew(&id, &lease)).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(task = id, "the claim is no longer this daemon's"),
+                Err(e) => tracing::warn!(task = id, "cannot renew the claim: {e}"),
+            }
+        }
+    }
+
+    /// This daemon's claim, leased from now.
+    pub(super) fn lease(&self) -> Claim {
+        Claim {
+            owner: self.owner.clone(),
+            until: Timestamp::now() + super::LEASE,
         }
     }
 
@@ -357,9 +447,9 @@ impl Daemon {
     }
 }
 
-impl Daemon {
+impl<S: Store> Daemon<S> {
     fn lock_of(&self, task: &nightshift_core::task::Task) -> Option<String> {
-        crate::queue::checkout_lock(task, &self.config)
+        crate::admit::checkout_lock(task, &self.config)
     }
 }
 

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
-use super::Daemon;
+use nightshift_store::{EnqueueError, Store, within};
+
+use super::{Daemon, STORE_TIMEOUT};
 use crate::home::TaskState;
 use crate::schedule::file::{self, Schedule};
 use crate::schedule::plan::{self, Overlap};
@@ -28,9 +30,9 @@ pub fn read_all(dir: &Path) -> (Vec<Schedule>, BTreeMap<String, String>) {
     crate::templates::read_dir(dir, file::parse)
 }
 
-impl Daemon {
+impl<S: Store> Daemon<S> {
     /// Fires what is due now.
-    pub(super) fn run_schedules(&mut self) {
+    pub(super) async fn run_schedules(&mut self) {
         let dir = self.home.schedules_dir();
         let (all, errors) = read_all(&dir);
         for (name, e) in &errors {
@@ -87,12 +89,14 @@ impl Daemon {
                 // Slots of this same decision count as runs in the way too.
                 let in_the_way = match s.overlap {
                     Overlap::Allow => false,
-                    _ => !enqueue.is_empty() || self.overlaps(&s.name, s.overlap),
+                    _ => !enqueue.is_empty() || self.overlaps(&s.name, s.overlap).await,
                 };
                 if !s.enabled || paused.is_some() {
                     st.note(slot, "skipped: paused", now);
                 } else if in_the_way {
                     st.note(slot, "skipped: overlap", now);
+                } else if !self.claim_slot(&s.name, slot).await {
+                    st.note(slot, "skipped: already fired", now);
                 } else {
                     enqueue.push(slot);
                 }
@@ -112,7 +116,7 @@ impl Daemon {
                 continue;
             }
             for slot in enqueue {
-                self.enqueue_slot(s, slot);
+                self.enqueue_slot(s, slot).await;
             }
         }
         self.schedules.next_at = next_at;
@@ -128,40 +132,58 @@ impl Daemon {
         }
     }
 
-    /// Whether a run of the schedule (or trigger) is in the way of a new one.
-    pub(super) fn overlaps(&self, name: &str, overlap: Overlap) -> bool {
-        let ours = |state: TaskState| {
-            crate::queue::list_state(&self.home, state)
-                .unwrap_or_default()
-                .iter()
-                .filter(|(id, _)| file::schedule_of(id) == Some(name))
-                .count()
-        };
-        match overlap {
-            Overlap::Allow => false,
-            Overlap::QueueOne => ours(TaskState::Queued) > 0,
-            Overlap::Skip => ours(TaskState::Queued) + ours(TaskState::Running) > 0,
+    /// Takes the slot in the store, so it fires once however many daemons share it.
+    /// A store that cannot answer does not fire it: once matters more than this run.
+    async fn claim_slot(&self, name: &str, slot: Timestamp) -> bool {
+        let claim = self.store.claim_slot(name, slot);
+        match within("claim_slot", STORE_TIMEOUT, claim).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::error!(schedule = name, "cannot record the slot (not firing): {e}");
+                false
+            }
         }
     }
 
+    /// The ids of this schedule's (or trigger's) tasks in a state.
+    async fn runs_of(&self, name: &str, state: TaskState) -> Vec<String> {
+        let listed = within("list", STORE_TIMEOUT, self.store.list(state)).await;
+        listed
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|id| file::schedule_of(id) == Some(name))
+            .collect()
+    }
+
+    /// Whether a run of the schedule (or trigger) is in the way of a new one.
+    pub(super) async fn overlaps(&self, name: &str, overlap: Overlap) -> bool {
+        if overlap == Overlap::Allow {
+            return false;
+        }
+        let queued = self.runs_of(name, TaskState::Queued).await.len();
+        let running = self.runs_of(name, TaskState::Running).await.len();
+        overlap.in_the_way(queued, running)
+    }
+
     /// Puts the slot's task in the queue, unless a task of that slot exists anywhere.
-    fn enqueue_slot(&mut self, s: &Schedule, slot: Timestamp) {
-        let text = self.after_running(&s.name, s.overlap, &s.template);
-        self.enqueue_text(&file::slot_id(&s.name, slot), &text);
+    async fn enqueue_slot(&mut self, s: &Schedule, slot: Timestamp) {
+        let text = self.after_running(&s.name, s.overlap, &s.template).await;
+        self.enqueue_text(&file::slot_id(&s.name, slot), &text)
+            .await;
     }
 
     /// With `queue-one`, a new run waits for the one still running (a dependency on it),
     /// instead of starting beside it in a free slot.
-    pub(super) fn after_running(&self, name: &str, overlap: Overlap, template: &str) -> String {
+    pub(super) async fn after_running(
+        &self,
+        name: &str,
+        overlap: Overlap,
+        template: &str,
+    ) -> String {
         if overlap != Overlap::QueueOne {
             return template.to_string();
         }
-        let running: Vec<String> = crate::queue::list_state(&self.home, TaskState::Running)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| file::schedule_of(id) == Some(name))
-            .collect();
+        let running = self.runs_of(name, TaskState::Running).await;
         if running.is_empty() {
             return template.to_string();
         }
@@ -171,19 +193,13 @@ impl Daemon {
         })
     }
 
-    /// Stages a task file and renames it into the queue, unless the id exists anywhere.
-    pub(super) fn enqueue_text(&mut self, id: &str, text: &str) {
-        if crate::queue::locate(&self.home, id).is_some() {
-            tracing::info!(task = id, "already enqueued once; not again");
-            return;
-        }
-        let staged = self.home.tmp_dir().join(format!("{id}.md"));
-        let dest = self.home.task_file(TaskState::Queued, id);
-        let result = crate::fsutil::write_atomic(&staged, text.as_bytes(), 0o600)
-            .and_then(|()| crate::fsutil::move_noclobber(&staged, &dest));
-        match result {
-            Ok(true) => tracing::info!(task = id, "enqueued"),
-            Ok(false) => tracing::warn!(task = id, "a task with this id appeared meanwhile"),
+    /// Puts a task in the store's queue, unless the id exists in any state.
+    pub(super) async fn enqueue_text(&mut self, id: &str, text: &str) {
+        match within("enqueue", STORE_TIMEOUT, self.store.enqueue(id, text)).await {
+            Ok(_) => tracing::info!(task = id, "enqueued"),
+            Err(EnqueueError::Exists { .. }) => {
+                tracing::info!(task = id, "already enqueued once; not again");
+            }
             Err(e) => tracing::error!(task = id, "cannot enqueue: {e}"),
         }
         self.queue_dirty = true;

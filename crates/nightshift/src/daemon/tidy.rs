@@ -5,12 +5,16 @@
 //! removes it when due; a daemon started after a crash finds the records and finishes them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::home::{Home, TaskState};
 use crate::run::{self, RunDir};
+use nightshift_store::{Store, within};
+
+use super::STORE_TIMEOUT;
 
 /// The record of a removal still to do, in the attempt's run folder.
 pub const TIDY: &str = "tidy.json";
@@ -73,16 +77,24 @@ pub fn recorded(home: &Home) -> Vec<(Timestamp, PathBuf)> {
 /// Carries out the removal recorded in `dir`, then drops the record. A task that is queued
 /// or running again has its worktree back in use: it stays. One that is still in `running/`
 /// (its filing failed) keeps the record for the next try.
-pub async fn finish(home: Home, dir: PathBuf) {
+pub async fn finish<S: Store>(store: Arc<S>, dir: PathBuf) {
     let dir = RunDir::new(dir);
     let Ok(Some(record)) = dir.read::<TidyRecord>(TIDY) else {
         return;
     };
-    let state = crate::queue::locate(&home, &record.task_id).map(|(s, _)| s);
+    let state = within("locate", STORE_TIMEOUT, store.locate(&record.task_id)).await;
     match state {
-        Some(TaskState::Running) => return,
-        Some(TaskState::Queued) => {}
-        Some(TaskState::Done) | Some(TaskState::Failed) | None => {
+        // Unknown (the store did not answer) counts as in use: try again at the next start.
+        Err(e) => {
+            tracing::warn!(
+                task = record.task_id,
+                "cannot tell whether the worktree is in use: {e}"
+            );
+            return;
+        }
+        Ok(Some(TaskState::Running)) => return,
+        Ok(Some(TaskState::Queued)) => {}
+        Ok(Some(TaskState::Done) | Some(TaskState::Failed) | None) => {
             remove(&dir, &record.worktree, &record.branch).await;
         }
     }
@@ -132,7 +144,11 @@ mod tests {
             due_at: Timestamp::UNIX_EPOCH,
         };
         dir.write(TIDY, &record).expect("record");
-        finish(home, dir.path().to_path_buf()).await;
+        finish(
+            Arc::new(crate::tasks::open(&home)),
+            dir.path().to_path_buf(),
+        )
+        .await;
         assert!(!note.exists(), "the base note was left behind");
         assert!(!dir.file(TIDY).exists(), "the record is done");
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use nightshift_store::Store;
+
 use super::Daemon;
 use crate::schedule::file::schedule_of;
 use crate::trigger::{self, EventRecord, Trigger};
@@ -29,9 +31,9 @@ pub(super) struct Triggers {
     pub next_at: Option<Timestamp>,
 }
 
-impl Daemon {
+impl<S: Store> Daemon<S> {
     /// Reads the trigger files (again) and watches their paths.
-    pub(super) fn load_triggers(&mut self) {
+    pub(super) async fn load_triggers(&mut self) {
         let events = trigger::events_dir(&self.home);
         if let Err(e) = std::fs::create_dir_all(&events) {
             tracing::error!("cannot create {}: {e}", events.display());
@@ -151,7 +153,7 @@ impl Daemon {
     }
 
     /// Enqueues the runs whose debounce has ended.
-    pub(super) fn fire_triggers(&mut self) {
+    pub(super) async fn fire_triggers(&mut self) {
         let now = Timestamp::now();
         let due: Vec<String> = self
             .triggers
@@ -175,7 +177,7 @@ impl Daemon {
                 tracing::warn!(trigger = name, "an event for a trigger that does not exist");
                 continue;
             };
-            if self.overlaps(&name, t.overlap) {
+            if self.overlaps(&name, t.overlap).await {
                 tracing::info!(
                     trigger = name,
                     "a run is already waiting; this event joins it"
@@ -185,7 +187,7 @@ impl Daemon {
             match trigger::task_text(&t, &event) {
                 Ok(text) => {
                     let id = crate::schedule::file::slot_id(&name, now);
-                    self.enqueue_text(&id, &text);
+                    self.enqueue_text(&id, &text).await;
                 }
                 Err(e) => tracing::error!(trigger = name, "cannot build its task: {e}"),
             }

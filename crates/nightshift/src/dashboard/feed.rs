@@ -13,6 +13,7 @@ use crate::run;
 use crate::status::{self, TaskView};
 use crate::tmux::Tmux;
 use nightshift_core::task;
+use nightshift_store::FolderStore;
 
 use super::model::{self, Live, Model};
 use super::view::Preview;
@@ -41,13 +42,13 @@ pub struct Feed {
     /// Why the last read of the files failed, if it did.
     pub error: Option<String>,
     cache: status::ViewCache,
+    store: FolderStore,
 }
 
 impl Feed {
     pub fn new(home: Home, config: Config) -> Feed {
         let tmux = Tmux::new(&config.tmux_socket);
         Feed {
-            home,
             config,
             tmux,
             views: Vec::new(),
@@ -56,6 +57,8 @@ impl Feed {
             commits: BTreeMap::new(),
             error: None,
             cache: status::ViewCache::default(),
+            store: crate::tasks::open(&home),
+            home,
         }
     }
 
@@ -70,7 +73,7 @@ impl Feed {
     /// Reads everything again: the task files, the daemon's status, and for running tasks
     /// their newest commit (and their screen, the first time).
     pub async fn load(&mut self) -> Model {
-        match status::collect_with(&self.home, &self.config, &mut self.cache) {
+        match status::collect_with(&self.home, &self.store, &self.config, &mut self.cache) {
             Ok(views) => {
                 self.views = views;
                 self.error = None;
@@ -192,7 +195,7 @@ impl Feed {
             return Preview::default();
         };
         // Not through a link, and never blocked on a FIFO that was set aside.
-        let text = crate::fsutil::read_not_through_link(&view.path)
+        let text = nightshift_store::fsutil::read_not_through_link(&view.path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|e| format!("{}: {e}", view.path.display()));
         let mut lines = Vec::new();

@@ -7,7 +7,6 @@ use std::process::ExitStatus;
 use crate::cli::add::{self, Overrides};
 use crate::config::Config;
 use crate::home::Home;
-use crate::queue;
 use nightshift_core::task;
 
 /// A name no staged task can have (ids never start with a dot).
@@ -68,7 +67,7 @@ pub fn write_and_queue(
     let fresh = template(workdir, &config.default_agent);
     let reopened = path.exists();
     if !reopened {
-        crate::fsutil::write_atomic(&path, fresh.as_bytes(), 0o600)
+        nightshift_store::fsutil::write_atomic(&path, fresh.as_bytes(), 0o600)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let kept = |why: String| {
@@ -107,6 +106,8 @@ fn slug(title: &str) -> String {
 
 /// `base`, or `base-2`, `base-3`… whichever no task has yet.
 fn free_id(home: &Home, base: &str) -> String {
+    // Unknown ids count as free: the enqueue refuses a taken one anyway.
+    let taken = crate::tasks::states(home).unwrap_or_default();
     (1..)
         .map(|n| {
             if n == 1 {
@@ -115,7 +116,7 @@ fn free_id(home: &Home, base: &str) -> String {
                 format!("{base}-{n}")
             }
         })
-        .find(|id| queue::locate(home, id).is_none())
+        .find(|id| !taken.contains_key(id))
         .unwrap_or_else(|| base.to_string())
 }
 
@@ -155,7 +156,8 @@ mod tests {
             Ok("nothing queued: the template was left as it was")
         );
         assert!(!draft_path(&home).exists());
-        assert!(queue::list_state(&home, TaskState::Queued).is_ok_and(|q| q.is_empty()));
+        let states = crate::tasks::states(&home).expect("states");
+        assert!(states.values().all(|s| *s != TaskState::Queued));
     }
 
     #[test]

@@ -35,6 +35,17 @@ pub enum Overlap {
     Allow,
 }
 
+impl Overlap {
+    /// Whether earlier runs (`queued` and `running` of them) are in the way of a new one.
+    pub fn in_the_way(self, queued: usize, running: usize) -> bool {
+        match self {
+            Overlap::Allow => false,
+            Overlap::QueueOne => queued > 0,
+            Overlap::Skip => queued + running > 0,
+        }
+    }
+}
+
 /// A schedule's rule and policies.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -226,6 +237,16 @@ fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earlier_runs_are_in_the_way_by_overlap_policy() {
+        assert!(!Overlap::Allow.in_the_way(3, 3));
+        assert!(Overlap::QueueOne.in_the_way(1, 0));
+        assert!(!Overlap::QueueOne.in_the_way(0, 2));
+        assert!(Overlap::Skip.in_the_way(0, 1));
+        assert!(Overlap::Skip.in_the_way(1, 0));
+        assert!(!Overlap::Skip.in_the_way(0, 0));
+    }
 
     fn utc(s: &str) -> Timestamp {
         s.parse().unwrap()

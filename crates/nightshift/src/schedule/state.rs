@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil;
+use nightshift_store::fsutil;
 
 /// Kept history entries per schedule.
 const HISTORY: usize = 50;

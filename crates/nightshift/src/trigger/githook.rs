@@ -198,7 +198,7 @@ pub fn uninstall(repo: &Path, event: &str, trigger: &str, force: bool) -> Result
 }
 
 fn write_executable(path: &Path, text: &str) -> Result<(), HookError> {
-    crate::fsutil::write_atomic(path, text.as_bytes(), 0o755).map_err(io(path))
+    nightshift_store::fsutil::write_atomic(path, text.as_bytes(), 0o755).map_err(io(path))
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub fn record(home: &crate::home::Home, event: &EventRecord) -> std::io::Result<
         std::process::id()
     ));
     let json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
-    crate::fsutil::write_new_atomic(&path, &json, 0o600)?;
+    nightshift_store::fsutil::write_new_atomic(&path, &json, 0o600)?;
     Ok(path)
 }
 

@@ -9,16 +9,16 @@ impl Torture {
         let ids: Vec<String> = self.plans.iter().map(|p| p.id.clone()).collect();
         let mut f = Findings::default();
         for id in &ids {
-            match crate::queue::locate(&self.sb.home, id) {
-                Some((TaskState::Done, _)) => f.done += 1,
-                Some((TaskState::Failed, _)) => {
+            match crate::tasks::locate(&self.sb.home, id).ok().flatten() {
+                Some(TaskState::Done) => f.done += 1,
+                Some(TaskState::Failed) => {
                     f.failed += 1;
                     let reason = crate::status::find(&self.sb.home, id)
                         .and_then(|v| v.reason())
                         .unwrap_or_else(|| "no reason recorded".into());
                     self.violate("task failed", format!("{id} failed: {reason}"));
                 }
-                Some((state, _)) if self.added_id(id) => {
+                Some(state) if self.added_id(id) => {
                     self.violate(
                         "task unfinished",
                         format!("{id} is still {} at the end", state.as_str()),

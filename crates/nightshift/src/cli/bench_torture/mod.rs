@@ -442,8 +442,8 @@ impl Torture {
             .iter()
             .filter(|p| {
                 !matches!(
-                    crate::queue::locate(&self.sb.home, &p.id),
-                    Some((TaskState::Done | TaskState::Failed, _))
+                    crate::tasks::locate(&self.sb.home, &p.id).ok().flatten(),
+                    Some(TaskState::Done | TaskState::Failed)
                 )
             })
             .map(|p| p.id.clone())

@@ -1,0 +1,62 @@
+//! The store's errors: each says what failed and where.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nightshift_core::records::TaskState;
+
+/// A store operation failed: what, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file of the folder store.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// The store did not answer in time; the operation may or may not have happened, and
+    /// the next scan or reconciliation finds out.
+    #[error("the task store did not answer within {} s ({what})", limit.as_secs_f32())]
+    TimedOut {
+        what: &'static str,
+        limit: std::time::Duration,
+    },
+}
+
+impl StoreError {
+    /// Whether the failure was a full disk (the daemon holds new work until there is room).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => crate::fsutil::is_disk_full(source),
+            StoreError::TimedOut { .. } => false,
+        }
+    }
+}
+
+pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Runs one store call with a time limit, so a store that does not answer (a database
+/// behind a partition) fails the call instead of stalling the caller.
+pub async fn within<T, E: From<StoreError>>(
+    what: &'static str,
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::TimedOut { what, limit }.into()),
+    }
+}
+
+/// Why a task could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("`{id}` is not a valid task id: {reason}")]
+    InvalidId { id: String, reason: String },
+    #[error("a task with id `{id}` already exists ({})", state.as_str())]
+    Exists { id: String, state: TaskState },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

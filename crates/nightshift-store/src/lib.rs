@@ -1,0 +1,191 @@
+//! The task store: everything the daemon and the CLI do to tasks, behind one path-free trait.
+//!
+//! A backend keeps tasks (their text and state), their claims, the attempts' history, the
+//! pause state and the schedule slots. The folder backend ([`FolderStore`]) is the embedded
+//! default: a task's folder is its state. Every backend passes the same [`conformance`]
+//! suite.
+//!
+//! The trait is async, and the daemon awaits each call under a timeout: a store behind a
+//! network can fail a call, but cannot stall the daemon's event loop for the length of a
+//! partition. Large blobs (transcripts, screens) stay as files on the host that runs the
+//! agent; the store keeps the attempts' records and where they are.
+
+mod claim;
+pub mod conformance;
+mod error;
+pub mod folder;
+pub mod fsutil;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::SystemTime;
+
+use nightshift_core::records::TaskState;
+use nightshift_core::task::{Task, TaskError};
+use nightshift_core::{Invalid, QueuedTask};
+
+pub use claim::{Claim, Owner, owner_here, this_host};
+pub use error::{EnqueueError, StoreError, within};
+pub use folder::FolderStore;
+
+/// What the daemon checks about each task it scans, beyond parsing: its agent exists and it
+/// has a workdir. Returns the checkout the task locks, if it runs in place.
+pub type Admit<'a> = &'a (dyn Fn(&Task, &Path) -> Result<Option<String>, TaskError> + Sync);
+
+/// How a scan reads the queue.
+#[derive(Clone, Copy)]
+pub struct ScanRules<'a> {
+    /// A new entry is read once it has been quiet this long (or its writer said it is done).
+    pub settle: std::time::Duration,
+    pub admit: Admit<'a>,
+}
+
+/// The queue as it is now.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub queued: Vec<QueuedTask>,
+    pub invalid: Vec<Invalid>,
+    pub finished: std::collections::BTreeMap<String, TaskState>,
+    /// Entries still being written: look again at this time.
+    pub recheck_at: Option<SystemTime>,
+}
+
+/// A task as the store holds it: what `ls`, `show` and `top` are built from.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub state: TaskState,
+    /// Where it is, for messages and for parse errors' `file:line:column`.
+    pub source: std::path::PathBuf,
+    /// The task file's bytes, or why they cannot be read (it is not a plain file, say).
+    pub content: Result<Vec<u8>, String>,
+    /// The error recorded when the entry was set aside as invalid.
+    pub note: Option<String>,
+    /// When it last changed: for a finished task, when it finished.
+    pub modified: Option<jiff::Timestamp>,
+    /// The number of its latest attempt (0 before the first).
+    pub last_attempt: u32,
+    /// Changes whenever the entry's text or note does (within one state), so a view built
+    /// from it can be kept until then.
+    pub version: u64,
+}
+
+/// Everything the daemon and the CLI do to tasks. Implementations are shared between the
+/// daemon's loop and its background jobs, so they take `&self`.
+pub trait Store: Send + Sync + 'static {
+    /// The queue: valid tasks (with their attempt history), invalid entries, and the ids
+    /// that finished.
+    fn scan(
+        &self,
+        rules: ScanRules<'_>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Scan, StoreError>> + Send;
+
+    /// Adds a task under `id`, whose text is `text`. Refuses an id that breaks the id rule
+    /// or that a task in any state already has. Returns where it was put, for messages.
+    fn enqueue(
+        &self,
+        id: &str,
+        text: &str,
+    ) -> impl Future<Output = Result<String, EnqueueError>> + Send;
+
+    /// Takes a queued task for running, for `claim`'s owner until its lease ends.
+    /// `Ok(false)` when the task is no longer queued (another claimer won, or it was
+    /// cancelled): a task is claimed at most once.
+    fn claim(
+        &self,
+        id: &str,
+        claim: &Claim,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Extends the lease of a claim this owner holds. `Ok(false)` when the claim is no
+    /// longer this owner's.
+    fn renew(
+        &self,
+        id: &str,
+        claim: &Claim,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves the claim on a running task from `from` (as [`Store::claim_of`] read it) to
+    /// `to`: a restarted daemon adopting its runs, or one taking over a lapsed lease.
+    /// `Ok(false)` when the claim changed in between: someone else took it first.
+    fn take_over(
+        &self,
+        id: &str,
+        from: Option<&Claim>,
+        to: &Claim,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Who holds the claim on a running task, if it is known.
+    fn claim_of(&self, id: &str) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
+
+    /// Puts a running task back in the queue for another attempt, releasing its claim.
+    fn requeue(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds the report to a running or queued task and files it as done or failed,
+    /// releasing its claim. Returns where it was filed, for messages.
+    fn finish(
+        &self,
+        id: &str,
+        from: TaskState,
+        to: TaskState,
+        report: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Sets an invalid entry aside as failed, kept byte for byte, with its error.
+    fn reject(
+        &self,
+        entry: &Path,
+        error: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// The ids of the tasks in a state, in id order.
+    fn list(
+        &self,
+        state: TaskState,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The state of the task with `id`, if there is one.
+    fn locate(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<TaskState>, StoreError>> + Send;
+
+    /// The task with `id` as filed now, in whatever state.
+    fn entry(&self, id: &str) -> impl Future<Output = Result<Option<Entry>, StoreError>> + Send;
+
+    /// Every task, in every state, in id order within each state.
+    fn snapshot(&self) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+
+    /// Takes a queued task out of the queue as failed, with `report`. Atomic against a
+    /// claim: `Ok(false)` when it is no longer queued (a daemon claimed it first).
+    fn cancel(
+        &self,
+        id: &str,
+        report: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Queues a done or failed task again with a fresh attempt budget. Returns the number
+    /// its next attempt gets, or `None` when it is not done or failed.
+    fn retry(&self, id: &str) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+
+    /// The folder a file watcher should follow for this store's queue, for a store that
+    /// keeps its queue in files on this host. A store with its own notifications has none.
+    fn watched_queue(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// The watcher saw `entry` change in [`Store::watched_queue`]: `complete` when its
+    /// writer is known to be done. Returns whether the queue needs a new scan.
+    fn note_change(&self, _entry: &Path, _complete: bool) -> bool {
+        true
+    }
+
+    /// Records that a schedule's slot was handled. `Ok(false)` when it already was: each
+    /// slot fires exactly once, however many daemons look at it.
+    fn claim_slot(
+        &self,
+        schedule: &str,
+        slot: jiff::Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

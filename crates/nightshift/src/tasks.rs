@@ -1,0 +1,68 @@
+//! The binary's task store: which backend a home uses, and how the CLI's one-shot commands
+//! call it. Everything the CLI and the dashboard do to tasks goes through here.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use nightshift_store::{FolderStore, Store, StoreError};
+
+use crate::home::{Home, TaskState};
+
+/// The store a home's tasks are in. The folder store is the only backend so far, and the
+/// zero-setup default.
+pub fn open(home: &Home) -> FolderStore {
+    FolderStore::new(home.root())
+}
+
+/// Runs one store call to its end, for a command that has nothing else to do meanwhile,
+/// under the same time limit the daemon uses. Called from inside an async runtime (the
+/// dashboard, tests), it runs on a thread of its own, since a runtime cannot block on
+/// another.
+pub fn call<T, E>(
+    what: &'static str,
+    call: impl Future<Output = Result<T, E>> + Send,
+) -> Result<T, E>
+where
+    T: Send,
+    E: From<StoreError> + Send,
+{
+    let run = move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|source| StoreError::Io {
+                path: "a runtime for the store".into(),
+                source,
+            })?;
+        runtime.block_on(nightshift_store::within(
+            what,
+            crate::daemon::STORE_TIMEOUT,
+            call,
+        ))
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    std::thread::scope(|scope| match scope.spawn(run).join() {
+        Ok(result) => result,
+        // The call panicked: pass it on as it was.
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// The state of the task with `id` in the home's store, if there is one.
+pub fn locate(home: &Home, id: &str) -> Result<Option<TaskState>, StoreError> {
+    call("locate", open(home).locate(id))
+}
+
+/// Every task's state, by id: for commands that ask about many tasks.
+pub fn states(home: &Home) -> Result<HashMap<String, TaskState>, StoreError> {
+    let store = open(home);
+    let mut all = HashMap::new();
+    for state in TaskState::ALL {
+        for id in call("list", store.list(state))? {
+            all.insert(id, state);
+        }
+    }
+    Ok(all)
+}

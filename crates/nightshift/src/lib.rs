@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
+pub mod duration;
 pub mod fsutil;
 pub mod git;
 pub mod home;

@@ -142,7 +142,7 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                 println!(
                     "{:<20} debounce {:<6} overlap {:<10} {}",
                     t.name,
-                    nightshift_core::task::format_duration(t.debounce),
+                    crate::duration::format(t.debounce),
                     format!("{:?}", t.overlap).to_lowercase(),
                     if watch.is_empty() {
                         String::new()

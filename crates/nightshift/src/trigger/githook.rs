@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::hook::shell_quote;
+use crate::tmux::shell_quote;
 
 pub const EVENTS: &[&str] = &["post-commit", "post-merge", "post-checkout"];
 const MARKER: &str = "# nightshift: managed hook";

@@ -1,11 +1,14 @@
-//! The little git the core needs: where HEAD is, and which commits a run made.
+//! The one way nightshift runs git ([`GitCommand`]), and the little git the core needs:
+//! where HEAD is, and which commits a run made.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
+use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
@@ -13,19 +16,146 @@ pub struct Commit {
     pub subject: String,
 }
 
-async fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .ok()?;
+/// Set by git hooks and wrappers: they would point a `git -C dir` command at another
+/// repository than `dir`'s.
+const REPOSITORY_VARS: [&str; 4] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+];
+
+/// One git command, run the way every git command nightshift runs is:
+///
+/// - under the user's umask, not nightshift's own 077 (see [`crate::privacy`]): what git
+///   writes into the user's repository and checks out into a worktree is the user's;
+/// - as argv (`sh -c 'umask …; exec git "$@"'`: the shell only sets the umask, and `exec`
+///   keeps one process), with stdin closed unless input is given;
+/// - in a directory ([`GitCommand::in_dir`], `git -C dir`, with the variables of
+///   [`REPOSITORY_VARS`] removed) or where the caller is, as a git hook is
+///   ([`GitCommand::here`]).
+#[derive(Debug, Clone)]
+pub struct GitCommand<'a> {
+    dir: Option<&'a Path>,
+    args: Vec<OsString>,
+    env: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> GitCommand<'a> {
+    /// `git -C dir`.
+    pub fn in_dir(dir: &'a Path) -> GitCommand<'a> {
+        GitCommand {
+            dir: Some(dir),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// git in the current directory with the environment as it is: inside a git hook, the
+    /// hook's repository.
+    pub fn here() -> GitCommand<'a> {
+        GitCommand {
+            dir: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> GitCommand<'a>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// An environment variable for git and its hooks.
+    pub fn env(mut self, key: &'a str, value: &'a str) -> GitCommand<'a> {
+        self.env.push((key, value));
+        self
+    }
+
+    /// The arguments after `git` (and `-C dir`), for error messages.
+    pub fn arg_list(&self) -> &[OsString] {
+        &self.args
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(crate::privacy::with_umask(
+                "exec git \"$@\"",
+                crate::privacy::user_umask(),
+            ))
+            .arg("git");
+        if let Some(dir) = self.dir {
+            cmd.arg("-C").arg(dir);
+            for var in REPOSITORY_VARS {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.args(&self.args)
+            .envs(self.env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs git and returns its output whatever the exit status. An error means git could
+    /// not be run at all.
+    pub async fn output(&self) -> io::Result<Output> {
+        tokio::process::Command::from(self.command())
+            .kill_on_drop(true)
+            .output()
+            .await
+    }
+
+    /// [`GitCommand::output`] with `input` on git's stdin.
+    pub async fn output_with_input(&self, input: &[u8]) -> io::Result<Output> {
+        let mut child = tokio::process::Command::from(self.command())
+            .stdin(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        // Feed stdin while collecting output: a large input could otherwise deadlock.
+        let feed = async {
+            if let Some(mut stdin) = stdin {
+                // If git exits early the write fails; its status says why.
+                let _ = stdin.write_all(input).await;
+            }
+        };
+        let ((), out) = tokio::join!(feed, child.wait_with_output());
+        out
+    }
+
+    /// [`GitCommand::output`] for callers outside the runtime (the CLI, git hooks).
+    pub fn output_blocking(&self) -> io::Result<Output> {
+        self.command().output()
+    }
+
+    /// stdout when git succeeds, `None` otherwise.
+    pub async fn stdout(&self) -> Option<String> {
+        success_stdout(self.output().await)
+    }
+
+    /// [`GitCommand::stdout`] for callers outside the runtime.
+    pub fn stdout_blocking(&self) -> Option<String> {
+        success_stdout(self.output_blocking())
+    }
+}
+
+fn success_stdout(out: io::Result<Output>) -> Option<String> {
+    let out = out.ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    GitCommand::in_dir(dir).args(args).stdout().await
 }
 
 /// The commit HEAD points at, or `None` when `dir` is not in a git repository (or the
@@ -150,13 +280,37 @@ pub async fn newest_commit_time(dir: &Path, since: &str) -> Option<jiff::Timesta
 
 /// `git --version`, for `doctor`.
 pub async fn version() -> Option<String> {
-    let out = Command::new("git")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .ok()?;
+    let out = GitCommand::here().args(["--version"]).output().await.ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// For tests of modules that work on git repositories: runs git through [`GitCommand`]
+/// (with a fixed identity for commits) and returns its trimmed stdout; panics when it fails.
+#[cfg(test)]
+pub(crate) fn test_git(dir: &Path, args: &[&str]) -> String {
+    test_git_env(dir, args, &[])
+}
+
+/// [`test_git`] with extra environment.
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+pub(crate) fn test_git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut git = GitCommand::in_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com");
+    for (k, v) in env {
+        git = git.env(k, v);
+    }
+    let out = git.output_blocking().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[cfg(test)]
@@ -164,22 +318,23 @@ mod tests {
     use super::*;
 
     fn git_in(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        test_git(dir, args)
+    }
+
+    /// git (and what it runs: hooks, aliases) gets the user's umask, not the process's
+    /// (nightshift's own is 077), in a directory and where the caller is. Run the tests
+    /// under `umask 077` to see it bite.
+    #[test]
+    fn git_runs_under_the_users_umask() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let want = format!("{:04o}", crate::privacy::user_umask());
+        for git in [GitCommand::in_dir(tmp.path()), GitCommand::here()] {
+            let out = git
+                .args(["-c", "alias.show-umask=!umask && :", "show-umask"])
+                .stdout_blocking()
+                .expect("git runs the alias");
+            assert_eq!(out.trim(), want);
+        }
     }
 
     /// Reading HEAD from the files agrees with git, for a branch, after `pack-refs`, for a
@@ -231,18 +386,11 @@ mod tests {
             .build()
             .expect("runtime");
         assert_eq!(rt.block_on(newest_commit_time(repo, &base)), None);
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["commit", "-q", "--allow-empty", "-m", "work"])
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
-            .status()
-            .expect("git runs");
-        assert!(out.success());
+        test_git_env(
+            repo,
+            &["commit", "-q", "--allow-empty", "-m", "work"],
+            &[("GIT_COMMITTER_DATE", "@1700000000 +0000")],
+        );
         assert_eq!(
             rt.block_on(newest_commit_time(repo, &base)),
             jiff::Timestamp::from_second(1_700_000_000).ok()

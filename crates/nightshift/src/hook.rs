@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::run::{self, RunDir};
+use crate::tmux::shell_quote;
 use nightshift_core::attention::Hook;
 
 /// Hook events nightshift registers, and the Notification types that mean "needs a person".
@@ -130,12 +131,6 @@ pub fn settings(exe: &Path, run_dir: &Path) -> Value {
         .map(|e| (e.to_string(), handler.clone()))
         .collect();
     json!({ "hooks": hooks })
-}
-
-/// Single-quotes a word for `sh`: the settings file holds a command line, and paths may hold
-/// anything. (Only nightshift's own paths go here, never a prompt.)
-pub(crate) fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 fn cut(s: &str) -> String {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
+pub mod duration;
 pub mod git;
 pub mod home;
 pub mod hook;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::format as format_duration;
 use crate::git::Commit;
-use nightshift_core::task::{REPORT_MARKER, format_duration};
+use nightshift_core::task::REPORT_MARKER;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {

@@ -2,7 +2,10 @@
 //! on Linux. The files are plain functions of the paths, so they can be printed
 //! (`--dry-run`) and checked without installing anything.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 /// launchd's label, and the unit's name.
 pub const LABEL: &str = "dev.nightshift.daemon";
@@ -20,64 +23,77 @@ pub struct Service {
     pub path: String,
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A launchd job with the keys nightshift uses: the daemon's LaunchAgent and the agents
+/// `schedule export` writes are both one of these, written out by the `plist` crate (which
+/// does the XML escaping).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LaunchdJob {
+    pub label: String,
+    pub program_arguments: Vec<String>,
+    pub run_at_load: Option<bool>,
+    pub keep_alive: Option<KeepAlive>,
+    pub throttle_interval: Option<u32>,
+    pub abandon_process_group: Option<bool>,
+    pub process_type: Option<&'static str>,
+    pub environment_variables: Option<BTreeMap<String, String>>,
+    pub standard_out_path: Option<String>,
+    pub standard_error_path: Option<String>,
+    /// Each entry a time (`Minute`, `Hour`, `Day`, `Month`, `Weekday`); launchd ORs them.
+    pub start_calendar_interval: Option<Vec<BTreeMap<&'static str, u32>>>,
+    /// Seconds between runs.
+    pub start_interval: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeepAlive {
+    pub successful_exit: bool,
+}
+
+impl LaunchdJob {
+    /// The property list, as XML.
+    pub fn to_xml(&self) -> Result<String, plist::Error> {
+        let mut out = Vec::new();
+        plist::to_writer_xml(&mut out, self)?;
+        out.push(b'\n');
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// `exe --home home args…`, the command line of every launchd job.
+pub fn program_arguments(exe: &Path, home: &Path, args: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        exe.to_string_lossy().into_owned(),
+        "--home".into(),
+        home.to_string_lossy().into_owned(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv
 }
 
 /// The LaunchAgent property list.
-pub fn launchd_plist(s: &Service) -> String {
-    let x = |p: &Path| xml_escape(&p.to_string_lossy());
+pub fn launchd_plist(s: &Service) -> Result<String, plist::Error> {
     let logs = s.home.join("logs");
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<dict>
-  <key>Label</key>
-  <string>{LABEL}</string>
-  <key>ProgramArguments</key>
-  <array>
-    <string>{exe}</string>
-    <string>--home</string>
-    <string>{home}</string>
-    <string>daemon</string>
-  </array>
-  <key>RunAtLoad</key>
-  <true/>
-  <!-- Restart after a crash only: a clean stop stays stopped. -->
-  <key>KeepAlive</key>
-  <dict>
-    <key>SuccessfulExit</key>
-    <false/>
-  </dict>
-  <key>ThrottleInterval</key>
-  <integer>10</integer>
-  <!-- Agents live in tmux: they must survive the daemon's own restarts. -->
-  <key>AbandonProcessGroup</key>
-  <true/>
-  <key>ProcessType</key>
-  <string>Interactive</string>
-  <key>EnvironmentVariables</key>
-  <dict>
-    <key>PATH</key>
-    <string>{path}</string>
-  </dict>
-  <key>StandardOutPath</key>
-  <string>{out}</string>
-  <key>StandardErrorPath</key>
-  <string>{err}</string>
-</dict>
-</plist>
-"#,
-        exe = x(&s.exe),
-        home = x(&s.home),
-        path = xml_escape(&s.path),
-        out = x(&logs.join("launchd.out.log")),
-        err = x(&logs.join("launchd.err.log")),
-    )
+    let log = |name: &str| logs.join(name).to_string_lossy().into_owned();
+    LaunchdJob {
+        label: LABEL.into(),
+        program_arguments: program_arguments(&s.exe, &s.home, &["daemon"]),
+        run_at_load: Some(true),
+        // Restart after a crash only: a clean stop stays stopped.
+        keep_alive: Some(KeepAlive {
+            successful_exit: false,
+        }),
+        throttle_interval: Some(10),
+        // Agents live in tmux: they must survive the daemon's own restarts.
+        abandon_process_group: Some(true),
+        process_type: Some("Interactive"),
+        environment_variables: Some(BTreeMap::from([("PATH".into(), s.path.clone())])),
+        standard_out_path: Some(log("launchd.out.log")),
+        standard_error_path: Some(log("launchd.err.log")),
+        ..LaunchdJob::default()
+    }
+    .to_xml()
 }
 
 /// systemd quotes: double quotes, with `\`, `"` and `%` escaped (specifiers).
@@ -144,7 +160,7 @@ mod tests {
 
     #[test]
     fn the_plist_parses_and_has_what_launchd_needs() {
-        let text = launchd_plist(&service());
+        let text = launchd_plist(&service()).unwrap();
         let value = plist::Value::from_reader_xml(text.as_bytes()).unwrap();
         let d = value.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some(LABEL));

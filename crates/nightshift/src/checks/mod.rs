@@ -58,7 +58,7 @@ impl CommandResult {
     /// `exited with code 1 after 5s`, `timed out after 10m and was killed`,
     /// `was killed by signal 9 after 1s`, `could not be started: …`.
     pub fn describe(&self) -> String {
-        let took = nightshift_core::task::format_duration(Duration::from_millis(self.duration_ms));
+        let took = crate::duration::format(Duration::from_millis(self.duration_ms));
         if self.timed_out {
             return format!("timed out after {took} and was killed");
         }

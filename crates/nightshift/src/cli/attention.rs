@@ -40,7 +40,7 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
         let id = clean_line(&t.id, true);
         println!("{id}  {}", clean_line(&t.title, true));
         for flag in &t.attention {
-            let age = nightshift_core::task::format_duration(status::age(flag.since));
+            let age = crate::duration::format(status::age(flag.since));
             println!("  ⚑ {} for {age}", signal_name(flag.signal));
             for line in flag.evidence.lines() {
                 println!("      {}", clean_line(line, true));

@@ -439,15 +439,7 @@ mod tests {
     }
 
     fn git(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}");
+        crate::git::test_git(dir, args);
     }
 
     /// Against real worktrees: a done task's worktree goes and its merged branch with it,

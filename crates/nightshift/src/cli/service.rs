@@ -121,7 +121,7 @@ pub fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
                 path,
             };
             let text = if launchd() {
-                service::launchd_plist(&s)
+                service::launchd_plist(&s)?
             } else {
                 service::systemd_unit(&s)
             };

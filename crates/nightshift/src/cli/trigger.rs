@@ -142,7 +142,7 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                 println!(
                     "{:<20} debounce {:<6} overlap {:<10} {}",
                     t.name,
-                    nightshift_core::task::format_duration(t.debounce),
+                    crate::duration::format(t.debounce),
                     format!("{:?}", t.overlap).to_lowercase(),
                     if watch.is_empty() {
                         String::new()
@@ -161,12 +161,10 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
         TriggerCommand::Event { name, event } => {
             // Run inside a git hook: quick, and never in the way of the commit.
             let git = |args: &[&str]| {
-                std::process::Command::new("git")
+                crate::git::GitCommand::here()
                     .args(args)
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    .stdout_blocking()
+                    .map(|out| out.trim().to_string())
             };
             if nightshift_core::task::validate_id(&name).is_err() || !home.root().is_dir() {
                 return Ok(exit::SUCCESS);

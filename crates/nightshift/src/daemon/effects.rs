@@ -1009,8 +1009,7 @@ fn fault_point(name: &str) {
 /// Text safe to paste into an agent's terminal: no escape sequences or control characters
 /// (an ESC would act as a key press), only newlines and tabs.
 fn typeable(text: &str) -> String {
-    let plain = String::from_utf8_lossy(&strip_ansi_escapes::strip(text)).into_owned();
-    plain
+    nightshift_core::completion::strip_ansi(text)
         .chars()
         .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
         .collect()

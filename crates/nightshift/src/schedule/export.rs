@@ -3,8 +3,11 @@
 //! daemon and such a timer can both fire a slot: its task id is the slot, so the second one
 //! finds it there and does nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+
+use crate::service::{LaunchdJob, program_arguments};
 
 /// A cron field as explicit values, or `None` for `*` (every value).
 fn field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<Option<Vec<u32>>, String> {
@@ -199,36 +202,22 @@ pub fn launchd_agent(
     exe: &Path,
     home: &Path,
 ) -> Result<String, String> {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
+    let mut job = LaunchdJob {
+        label: format!("dev.nightshift.schedule.{name}"),
+        program_arguments: program_arguments(exe, home, &["schedule", "run", name, "--due"]),
+        ..LaunchdJob::default()
     };
-    let when = match (pattern, every) {
+    match (pattern, every) {
         (Some(p), _) => {
-            let mut s = String::from("  <key>StartCalendarInterval</key>\n  <array>\n");
-            for entry in calendar_intervals(p)? {
-                s.push_str("    <dict>");
-                for (k, v) in entry {
-                    s.push_str(&format!("<key>{k}</key><integer>{v}</integer>"));
-                }
-                s.push_str("</dict>\n");
-            }
-            s.push_str("  </array>\n");
-            s
+            let entries = calendar_intervals(p)?;
+            job.start_calendar_interval =
+                Some(entries.into_iter().map(BTreeMap::from_iter).collect());
         }
-        (None, Some(d)) => format!(
-            "  <key>StartInterval</key>\n  <integer>{}</integer>\n",
-            d.as_secs()
-        ),
+        (None, Some(d)) => job.start_interval = Some(d.as_secs()),
         (None, None) => return Err("no schedule".into()),
-    };
-    let name = esc(name);
-    Ok(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\">\n<dict>\n  <key>Label</key>\n  <string>dev.nightshift.schedule.{name}</string>\n  <key>ProgramArguments</key>\n  <array>\n    <string>{}</string>\n    <string>--home</string>\n    <string>{}</string>\n    <string>schedule</string>\n    <string>run</string>\n    <string>{name}</string>\n    <string>--due</string>\n  </array>\n{when}</dict>\n</plist>\n",
-        esc(&exe.to_string_lossy()),
-        esc(&home.to_string_lossy())
-    ))
+    }
+    job.to_xml()
+        .map_err(|e| format!("cannot write the property list: {e}"))
 }
 
 #[cfg(test)]

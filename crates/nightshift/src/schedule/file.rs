@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::plan::{Catchup, Overlap, Rule, stable_delay};
 use super::when::When;
-use nightshift_core::task::parse_duration;
+use crate::duration::parse as parse_duration;
 
 /// The front-matter fields that belong to the schedule, not to the tasks it enqueues.
 const KEYS: &[&str] = &[
@@ -84,7 +84,7 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
         ),
         (None, Some(every)) if every >= Duration::from_secs(1) => (
             When::Every(every),
-            format!("every {}", nightshift_core::task::format_duration(every)),
+            format!("every {}", crate::duration::format(every)),
         ),
         (None, Some(_)) => return Err(err("every: must be at least 1s".into())),
         (Some(_), Some(_)) => return Err(err("give `schedule` or `every`, not both".into())),

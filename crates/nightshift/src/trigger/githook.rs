@@ -5,10 +5,10 @@
 //! `<hook>.nightshift-orig`, byte for byte, and run first by ours; uninstalling the last
 //! trigger moves it back. One managed hook serves several triggers, a line each.
 
+use crate::git::GitCommand;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::hook::shell_quote;
+use crate::tmux::shell_quote;
 
 pub const EVENTS: &[&str] = &["post-commit", "post-merge", "post-checkout"];
 const MARKER: &str = "# nightshift: managed hook";
@@ -42,17 +42,10 @@ pub enum Done {
 }
 
 fn git(repo: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
+    GitCommand::in_dir(repo)
         .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .stdout_blocking()
+        .map(|out| out.trim().to_string())
 }
 
 /// The hooks folder for `repo`: `core.hooksPath` if set (refused unless `force`), else the
@@ -207,13 +200,7 @@ mod tests {
 
     fn repo() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("git")
-            .args(["init", "-q"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+        crate::git::test_git(dir.path(), &["init", "-q"]);
         dir
     }
 
@@ -259,14 +246,7 @@ mod tests {
     #[test]
     fn a_hook_manager_is_refused_unless_forced() {
         let r = repo();
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(r.path())
-            .args(["config", "core.hooksPath", ".husky"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+        crate::git::test_git(r.path(), &["config", "core.hooksPath", ".husky"]);
         let (exe, home) = (Path::new("/n"), Path::new("/h"));
         let e = install(r.path(), "post-commit", exe, home, "t", false).unwrap_err();
         assert!(e.to_string().contains("husky"), "{e}");

@@ -15,8 +15,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::parse as parse_duration;
 use crate::schedule::plan::Overlap;
-use nightshift_core::task::{parse_duration, take_front_keys};
+use nightshift_core::task::take_front_keys;
 
 const KEYS: &[&str] = &["debounce", "overlap", "watch"];
 

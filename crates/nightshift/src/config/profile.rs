@@ -1,0 +1,179 @@
+//! Agent profiles: how to start one agent CLI, and the ones that exist without
+//! configuration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::argv::placeholder_names;
+use crate::duration;
+
+/// How a profile's agent gets its prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptVia {
+    /// In its argv: `{prompt}` or `{prompt_file}` in the command, or appended last.
+    #[default]
+    Argument,
+    /// On its standard input, from the prompt file (the terminal is then not its stdin).
+    Stdin,
+    /// Typed into its terminal once it is up: cleaned of control sequences, loaded into a
+    /// tmux buffer through stdin (no size limit), pasted, a pause, then Enter.
+    Typed,
+}
+
+/// How to start one agent CLI.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProfile {
+    /// argv template. Placeholders: `{prompt}` (the prompt as one argument),
+    /// `{prompt_file}` (a file holding it), `{task_id}`, `{workdir}`, `{nightshift}` (this
+    /// binary). Without `{prompt}` or `{prompt_file}` the prompt is appended as the last
+    /// argument. Never run through a shell.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// This agent's changes to `[attention]`; a task's own changes go on top.
+    #[serde(default, deserialize_with = "attention_changes", skip_serializing)]
+    pub attention: nightshift_core::task::AttentionOverride,
+    /// How the prompt reaches the agent.
+    #[serde(default)]
+    pub prompt: PromptVia,
+    /// With `prompt = "typed"`: how long after the start to type it.
+    #[serde(
+        default = "default_type_delay",
+        deserialize_with = "duration::required",
+        serialize_with = "duration::write"
+    )]
+    pub type_delay: Duration,
+    /// Typed into the session to end it gracefully once the task is done (`/exit`).
+    #[serde(default)]
+    pub exit_command: Option<String>,
+    /// argv template that resumes the agent's own session: `{session_id}`, and `{prompt}`
+    /// for the message that tells it to go on. Empty: the agent cannot resume.
+    #[serde(default)]
+    pub resume_command: Vec<String>,
+    /// Put the configured preamble before the prompt.
+    #[serde(default = "yes")]
+    pub preamble: bool,
+    /// Mark the worktrees nightshift creates as trusted in Claude Code's own state
+    /// (`~/.claude.json`), so no trust dialog blocks the run. Off unless you ask for it.
+    #[serde(default)]
+    pub trust_worktrees: bool,
+}
+
+fn default_type_delay() -> Duration {
+    Duration::from_secs(3)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn attention_changes<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<nightshift_core::task::AttentionOverride, D::Error> {
+    nightshift_core::task::AttentionChanges::deserialize(d)?
+        .resolve()
+        .map_err(serde::de::Error::custom)
+}
+
+/// Profiles that exist without configuration. `config.toml` may override any of them.
+pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
+    let p = |argv: &[&str]| AgentProfile {
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        attention: Default::default(),
+        prompt: PromptVia::Argument,
+        type_delay: default_type_delay(),
+        exit_command: None,
+        resume_command: Vec::new(),
+        preamble: true,
+        trust_worktrees: false,
+    };
+    let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    BTreeMap::from([
+        // The hook settings make Claude Code report when it needs a person (see hook.rs).
+        (
+            "claude".into(),
+            AgentProfile {
+                exit_command: Some("/exit".into()),
+                resume_command: argv(&[
+                    "claude",
+                    "--settings",
+                    "{hook_settings}",
+                    "--resume",
+                    "{session_id}",
+                    "--",
+                    "{prompt}",
+                ]),
+                ..p(&["claude", "--settings", "{hook_settings}", "--", "{prompt}"])
+            },
+        ),
+        ("codex".into(), p(&["codex", "--", "{prompt}"])),
+        (
+            "aider".into(),
+            AgentProfile {
+                exit_command: Some("/exit".into()),
+                ..p(&["aider", "--message-file", "{prompt_file}"])
+            },
+        ),
+        (
+            "gemini".into(),
+            AgentProfile {
+                exit_command: Some("/quit".into()),
+                ..p(&["gemini", "--prompt-interactive={prompt}"])
+            },
+        ),
+        // The scriptable stand-in agent that the tests and the demo use; its prompt is its
+        // script, so no preamble.
+        (
+            "test".into(),
+            AgentProfile {
+                preamble: false,
+                ..p(&[
+                    "{nightshift}",
+                    "test-agent",
+                    "--prompt-file",
+                    "{prompt_file}",
+                ])
+            },
+        ),
+    ])
+}
+
+/// The checks `Config::parse` makes on each profile; the message names the problem.
+pub(super) fn validate(profile: &AgentProfile) -> Result<(), String> {
+    if profile.command.first().is_none_or(|c| c.trim().is_empty()) {
+        return Err("command must name a program".into());
+    }
+    let command = placeholder_names(&profile.command)?;
+    if command.iter().any(|n| n == "session_id") {
+        return Err("`{session_id}` belongs in resume_command, not command".into());
+    }
+    if profile.prompt != PromptVia::Argument
+        && command.iter().any(|n| n == "prompt" || n == "prompt_file")
+    {
+        return Err("with prompt = \"stdin\" or \"typed\", the command must not hold {prompt} or {prompt_file}".into());
+    }
+    if !profile.resume_command.is_empty() {
+        if profile.resume_command[0].trim().is_empty() {
+            return Err("resume_command must name a program".into());
+        }
+        if !placeholder_names(&profile.resume_command)?
+            .iter()
+            .any(|n| n == "session_id")
+        {
+            return Err("resume_command must hold {session_id}".into());
+        }
+    }
+    Ok(())
+}
+
+impl AgentProfile {
+    /// Whether the agent gets per-run hook settings (`{hook_settings}` in its command).
+    pub fn uses_hooks(&self) -> bool {
+        self.command.iter().any(|a| a.contains("{hook_settings}"))
+    }
+}

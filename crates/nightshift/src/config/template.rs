@@ -1,0 +1,115 @@
+//! The `config.toml` that `nightshift init` writes.
+
+/// The `config.toml` that `nightshift init` writes: every setting, commented.
+pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optional; the values shown are the defaults.
+
+# How many agents may run at once.
+# max_agents = 2
+
+# The agent profile used when a task does not name one.
+# default_agent = "claude"
+
+# Where tasks without `workdir:` run. `nightshift add` fills in the current directory.
+# workdir = "/home/me/src/project"
+
+# Attempts per task when the task does not set `max_attempts:`. An attempt fails when the
+# agent exits without signalling done, times out, or its session vanishes.
+# max_attempts = 1
+
+# Wall-clock limit per attempt when the task does not set `timeout:` (e.g. "2h", "45m").
+# timeout = "4h"
+
+# The tmux server agents run on: a name (tmux -L) or a socket path (tmux -S). By default
+# each home has its own, named after the home's path (`nightshift doctor` shows it), so two
+# homes never share one by accident. Homes that do share a server leave each other's
+# sessions alone. Attach with `nightshift attach ID`.
+# tmux_socket = "nightshift"
+
+# An output line starting with this marker means the agent is done. Agents can also run
+# `nightshift done [--fail] [--summary TEXT]`.
+# done_marker = "NIGHTSHIFT_DONE"
+
+# How long an agent may keep running after it signalled done before its session is closed.
+# grace_period = "10s"
+
+# A hand-dropped task file is picked up once its writer closed it, or once it has been
+# unchanged this long. `mv` into queue/ and `nightshift add` are picked up at once.
+# settle = "1s"
+
+# Safety-net rescan of the queue and of tmux, for missed file events.
+# rescan_interval = "30s"
+# The most each attempt's transcript keeps (its start and its latest output).
+# transcript_limit = "50MB"
+
+# Size of agent panes.
+# pane_width = 200
+# pane_height = 50
+
+# A task in a git repository runs in its own worktree on branch nightshift/<id>.
+# isolation = "worktree"        # or "none": in the workdir itself, one task at a time there
+# keep_worktrees = "failure"    # keep finished tasks' worktrees: "always", "failure", "never"
+# uncommitted = "commit"        # work left uncommitted at done: "commit" (WIP) or "flag"
+# setup_timeout = "10m"         # for each `setup:` command of a task
+# verify_timeout = "10m"        # for each `verify:` command (acceptance checks)
+# verify_rounds = 2             # failed checks go back to the agent this often, then it fails
+# preamble = "..."              # put before every prompt; "" for none
+
+# When a running agent needs a person. Each signal raises a flag (shown first by
+# `nightshift ls` and listed by `nightshift attention`); it clears when the agent makes
+# progress again, or by hand with `nightshift ack ID`. Durations take "off".
+# [attention]
+# no_commits = "15m"            # no new commit in the workdir (off when it is not a git repo)
+# repeated_errors = 5           # the same error line this many times (0 = off) ...
+# repeated_error_window = "10m" # ... within this window
+# silence = "10m"               # no output at all while the agent runs
+# waiting = true                # a question or a choice on the screen, nothing printed since
+# input_debounce = "2s"         # how long output must be quiet before the screen is read
+# error_patterns = []           # regexes for error lines (empty: built-in)
+# waiting_patterns = []         # regexes for question lines (empty: built-in)
+# renotify = "off"              # e.g. "1h": remind while a flag stays up
+#
+# What a flag does: "notify" (the default for the heuristics: they never kill an agent),
+# "stop" (stop the agent, fail the task, keep the transcript) or "restart" (another attempt).
+# timeout defaults to "stop", died (the agent exited without done) to "restart".
+# [attention.policy]
+# silence = "restart"
+# repeated-error = "stop"
+# timeout = "notify"
+
+# Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
+# failed, drained, held (default: attention, done, failed, held). Each message says what happened, to
+# which task, why, and the command to attach.
+# [[notify]]
+# kind = "desktop"                        # notify-send on Linux, osascript on macOS
+#
+# [[notify]]
+# kind = "webhook"
+# url = "https://ntfy.sh/my-nightshift"   # any http(s) URL
+# preset = "ntfy"                         # "json" (default), "ntfy" or "slack"
+# events = ["attention", "failed", "drained"]
+#
+# [[notify]]
+# kind = "command"                        # run directly, never through a shell
+# command = ["/home/me/bin/page-me"]      # gets NIGHTSHIFT_NOTIFY_EVENT, _TASK, _TITLE, _BODY, _ATTACH, _JSON
+# min_interval = "5s"                     # at most one message per interval per channel
+
+# Agent profiles. Built in: claude, codex, aider, gemini, test. Override or add your own.
+# `command` is an argv template, never run through a shell. Placeholders:
+#   {prompt}       the prompt as one argument
+#   {prompt_file}  a file holding the prompt
+#   {task_id} {workdir} {nightshift}
+#   {hook_settings} a per-run Claude Code settings file with nightshift's hooks
+# Without {prompt} or {prompt_file}, the prompt is appended as the last argument.
+#
+# [agents.claude]
+# command = ["claude", "--settings", "{hook_settings}", "--permission-mode=acceptEdits", "--", "{prompt}"]
+#
+# A profile can change [attention] for its runs (a task's front matter can again):
+# [agents.claude.attention]
+# silence = "20m"
+# waiting_patterns = ['(?i)^continue the migration\?']
+#
+# [agents.mine]
+# command = ["my-agent", "--task-file", "{prompt_file}"]
+# env = { MY_AGENT_MODE = "unattended" }
+"#;

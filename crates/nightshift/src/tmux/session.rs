@@ -1,0 +1,261 @@
+//! Sessions on the server: create one per task (with its transcript pipe and tags), list,
+//! kill, and wait for the pane's end.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::{
+    HOME_OPTION, TASK_OPTION, Tmux, TmuxError, exact_pane, exact_session, is_no_server, shell_quote,
+};
+
+/// What to start in a new session.
+#[derive(Debug, Clone)]
+pub struct SessionSpec<'a> {
+    pub name: &'a str,
+    pub task_id: &'a str,
+    /// The home's identity ([`home_id`]), stored in [`HOME_OPTION`].
+    pub home: &'a str,
+    pub workdir: &'a Path,
+    pub env: &'a [(String, String)],
+    pub argv: &'a [OsString],
+    pub transcript: &'a Path,
+    /// The nightshift binary, whose `__transcript` writes the transcript with its cap.
+    pub transcript_writer: &'a Path,
+    /// The most the transcript keeps, in bytes.
+    pub transcript_limit: u64,
+    /// The `wait-for` channel tmux signals when the pane dies.
+    pub died_channel: &'a str,
+    pub width: u16,
+    pub height: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spawned {
+    pub pane_id: String,
+    pub pane_pid: u32,
+}
+
+/// One nightshift session as tmux sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub name: String,
+    /// The `@nightshift_task` option; empty for sessions nightshift did not make.
+    pub task_id: String,
+    /// The `@nightshift_home` option; empty for sessions made before homes were recorded.
+    pub home: String,
+    pub pane_dead: bool,
+    pub pane_pid: u32,
+}
+
+impl SessionInfo {
+    /// Whether the session is recorded as another home's ([`home_id`]): never to be touched.
+    /// An untagged one (made before homes were recorded) is not foreign.
+    pub fn is_foreign(&self, home_id: &str) -> bool {
+        !self.home.is_empty() && self.home != home_id
+    }
+}
+
+impl Tmux {
+    /// Creates the session, keeps its pane after the process exits, streams the pane to the
+    /// transcript and tags the session with its task, all in one tmux command queue, so the
+    /// pipe is in place before tmux reads the first byte of output.
+    pub async fn spawn_session(&self, spec: &SessionSpec<'_>) -> Result<Spawned, TmuxError> {
+        let target = exact_pane(spec.name);
+        let mut args: Vec<OsString> = vec![
+            "new-session".into(),
+            "-d".into(),
+            "-P".into(),
+            "-F".into(),
+            "#{pane_id} #{pane_pid}".into(),
+            "-s".into(),
+            spec.name.into(),
+            "-x".into(),
+            spec.width.to_string().into(),
+            "-y".into(),
+            spec.height.to_string().into(),
+            "-c".into(),
+            // tmux expands formats in the start directory: `#(…)` would run a command.
+            escape_formats(spec.workdir.as_os_str()),
+        ];
+        for (k, v) in spec.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}").into());
+        }
+        args.push("--".into());
+        args.extend(spec.argv.iter().cloned());
+        // `exec`: one process per pane for the transcript, not a shell plus cat.
+        let died = format!("wait-for -S {}", spec.died_channel);
+        // The paths are ours, single-quoted for the shell, with `#` doubled so tmux's format
+        // expansion (which would run `#(…)`) leaves them alone.
+        let quoted = |p: &Path| shell_quote(&p.to_string_lossy()).replace('#', "##");
+        let cat = format!(
+            "exec {} __transcript {} {}",
+            quoted(spec.transcript_writer),
+            spec.transcript_limit,
+            quoted(spec.transcript)
+        );
+        for cmd in [
+            // Keep the pane after the wrapper exits until nightshift closes it: without this,
+            // tmux may destroy the pane before reading its last output.
+            vec!["set-option", "-w", "-t", &target, "remain-on-exit", "on"],
+            vec!["pipe-pane", "-t", &target, "-o", &cat],
+            // When the pane dies, tmux has read every byte the agent wrote. Say so on a
+            // channel the daemon can wait on (`wait-for` remembers a signal nobody waited for).
+            vec!["set-hook", "-t", &target, "pane-died", &died],
+            vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
+            vec!["set-option", "-t", &target, HOME_OPTION, spec.home],
+            // Keep the server up between tasks: restarting it costs every pickup, and a new
+            // session could race a server that is shutting down.
+            vec!["set-option", "-g", "exit-empty", "off"],
+        ] {
+            args.push(";".into());
+            args.extend(cmd.into_iter().map(OsString::from));
+        }
+        let out = self.run("new-session", &args).await?;
+        let parse_err = || TmuxError::Parse {
+            command: "new-session".into(),
+            output: out.clone(),
+        };
+        let line = out.lines().next().ok_or_else(parse_err)?;
+        let (pane_id, pid) = line.split_once(' ').ok_or_else(parse_err)?;
+        Ok(Spawned {
+            pane_id: pane_id.to_string(),
+            pane_pid: pid.trim().parse().map_err(|_| parse_err())?,
+        })
+    }
+
+    /// Every session on the server. No server, or a server with no sessions, means none.
+    pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, TmuxError> {
+        const SEP: &str = "\u{1f}";
+        let format = format!(
+            "#{{session_name}}{SEP}#{{{TASK_OPTION}}}{SEP}#{{pane_dead}}{SEP}#{{pane_pid}}{SEP}#{{{HOME_OPTION}}}"
+        );
+        let args: Vec<OsString> = ["list-panes", "-a", "-F", &format]
+            .map(OsString::from)
+            .into();
+        let output = self.output("list-panes", &args).await?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if is_no_server(&stderr) || self.has_no_sessions(&stderr).await {
+                return Ok(Vec::new());
+            }
+            return Err(TmuxError::Failed {
+                command: "list-panes".into(),
+                stderr: stderr.trim().to_string(),
+            });
+        }
+        let mut sessions: Vec<SessionInfo> = Vec::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let fields: Vec<&str> = line.split(SEP).collect();
+            let [name, task, dead, pid, home] = fields[..] else {
+                continue;
+            };
+            // One pane per session; if a person split it, the first pane is the agent.
+            if sessions.iter().any(|s| s.name == name) {
+                continue;
+            }
+            sessions.push(SessionInfo {
+                name: name.to_string(),
+                task_id: task.to_string(),
+                home: home.to_string(),
+                pane_dead: dead == "1",
+                pane_pid: pid.parse().unwrap_or(0),
+            });
+        }
+        Ok(sessions)
+    }
+
+    /// Whether `list-panes -a` failed only because the server is up with no session at all
+    /// (it says "no current target"): `list-sessions` confirms it by listing nothing.
+    async fn has_no_sessions(&self, stderr: &str) -> bool {
+        if !stderr.contains("no current target") && !stderr.contains("no sessions") {
+            return false;
+        }
+        let args: Vec<OsString> = ["list-sessions", "-F", "#{session_name}"]
+            .map(OsString::from)
+            .into();
+        match self.output("list-sessions", &args).await {
+            Ok(out) => out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace),
+            Err(_) => false,
+        }
+    }
+
+    /// A variable of the session's environment (as set with `-e` at its creation).
+    pub async fn session_env(&self, name: &str, var: &str) -> Option<String> {
+        let args: Vec<OsString> = vec![
+            "show-environment".into(),
+            "-t".into(),
+            exact_session(name).into(),
+            var.into(),
+        ];
+        let out = self.run("show-environment", &args).await.ok()?;
+        out.trim_end()
+            .strip_prefix(var)?
+            .strip_prefix('=')
+            .map(String::from)
+    }
+
+    /// Kills a session; one that is already gone is not an error.
+    pub async fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
+        match self
+            .run(
+                "kill-session",
+                &[
+                    "kill-session".into(),
+                    "-t".into(),
+                    exact_session(name).into(),
+                ],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(TmuxError::Failed { stderr, .. })
+                if is_no_server(&stderr) || stderr.contains("can't find session") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Kills a session unless it belongs to another home on this server (its
+    /// `@nightshift_home` names another home): homes that share a server on purpose may run
+    /// tasks of the same id, and each closes only its own sessions.
+    pub async fn kill_own_session(&self, name: &str, home: &str) -> Result<(), TmuxError> {
+        let sessions = self.list_sessions().await?;
+        if sessions
+            .iter()
+            .any(|s| s.name == name && !s.home.is_empty() && s.home != home)
+        {
+            return Ok(());
+        }
+        self.kill_session(name).await
+    }
+
+    /// Waits until the pane's process has died and tmux has read all its output, or until
+    /// `limit` passes. Returns whether it died in time.
+    pub async fn wait_pane_died(&self, channel: &str, limit: std::time::Duration) -> bool {
+        let args: [OsString; 2] = ["wait-for".into(), channel.into()];
+        let wait = self.run("wait-for", &args);
+        matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
+    }
+}
+
+/// Doubles `#`, which tmux format expansion turns back into one.
+fn escape_formats(s: &std::ffi::OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        out.push(b);
+        if b == b'#' {
+            out.push(b'#');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// The `wait-for` channel of one attempt's pane death. Per attempt, because tmux remembers
+/// a signal that nobody waited for.
+pub fn died_channel(session: &str, attempt: u32) -> String {
+    format!("nightshift-died-{session}-{attempt}")
+}

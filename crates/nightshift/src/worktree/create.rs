@@ -1,0 +1,187 @@
+//! Creating a task's worktree, or finding the one it already has.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::remove::branch_exists;
+use super::{
+    WORKTREE_OPS, Worktree, WorktreeError, base_note, branch_name, git, git_bytes, git_status,
+    io_err, repo_key, same_path,
+};
+
+/// Gets the task's worktree ready: reuses `root/<repo-key>/<task_id>` if it is already a
+/// worktree of the repository on `nightshift/<task_id>`, checks that branch out if it
+/// exists, and otherwise creates it from `base` (a commit-ish; default HEAD).
+///
+/// `workdir` may be anywhere inside the checkout: [`Worktree::workdir`] is the same place
+/// inside the worktree. A reused worktree keeps its noted base and ignores `base`; for an
+/// existing branch the base is its merge-base with `base` (or `base` itself when the
+/// histories are unrelated).
+pub async fn prepare(
+    workdir: &Path,
+    root: &Path,
+    task_id: &str,
+    base: Option<&str>,
+) -> Result<Worktree, WorktreeError> {
+    let _one_at_a_time = WORKTREE_OPS.lock().await;
+    nightshift_core::task::validate_id(task_id).map_err(|reason| WorktreeError::InvalidTaskId {
+        id: task_id.to_string(),
+        reason,
+    })?;
+    let workdir_abs = fs::canonicalize(workdir).map_err(io_err(workdir))?;
+    let toplevel = match git(&workdir_abs, ["rev-parse", "--show-toplevel"]).await {
+        Ok(out) => PathBuf::from(out),
+        Err(WorktreeError::Git { .. }) => {
+            return Err(WorktreeError::NotARepository {
+                path: workdir.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let repo = fs::canonicalize(&toplevel).map_err(io_err(&toplevel))?;
+    let subdir = workdir_abs
+        .strip_prefix(&repo)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+
+    let key_dir = root.join(repo_key(&repo));
+    fs::create_dir_all(&key_dir).map_err(io_err(&key_dir))?;
+    let key_dir = fs::canonicalize(&key_dir).map_err(io_err(&key_dir))?;
+    let path = key_dir.join(task_id);
+    let branch = branch_name(task_id);
+    let branch_ref = format!("refs/heads/{branch}");
+    let worktree = |base: String, created: bool| Worktree {
+        repo: repo.clone(),
+        path: path.clone(),
+        branch: branch.clone(),
+        base,
+        workdir: path.join(&subdir),
+        created,
+    };
+
+    match registered_branch(&repo, &path).await? {
+        Some(_) if !path.is_dir() => {
+            // Registered but deleted by hand: git refuses to add it again until pruned.
+            git(&repo, ["worktree", "prune"]).await?;
+        }
+        Some(Some(found)) if found == branch_ref => {
+            let noted = match read_base_note(&path) {
+                Some(hash) => hash,
+                None => {
+                    let target = resolve_commit(&repo, base.unwrap_or("HEAD")).await?;
+                    merge_base(&repo, &branch_ref, &target).await
+                }
+            };
+            return Ok(worktree(noted, false));
+        }
+        Some(found) => {
+            return Err(WorktreeError::WrongBranch {
+                repo: repo.clone(),
+                path: path.clone(),
+                branch: branch.clone(),
+                found: found.unwrap_or_else(|| "a detached HEAD".to_string()),
+            });
+        }
+        None => {}
+    }
+
+    let target = resolve_commit(&repo, base.unwrap_or("HEAD")).await?;
+    let base_hash = if branch_exists(&repo, &branch).await {
+        git(
+            &repo,
+            [
+                OsStr::new("worktree"),
+                OsStr::new("add"),
+                path.as_os_str(),
+                OsStr::new(&branch),
+            ],
+        )
+        .await?;
+        merge_base(&repo, &branch_ref, &target).await
+    } else {
+        git(
+            &repo,
+            [
+                OsStr::new("worktree"),
+                OsStr::new("add"),
+                OsStr::new("-b"),
+                OsStr::new(&branch),
+                path.as_os_str(),
+                OsStr::new(&target),
+            ],
+        )
+        .await?;
+        target
+    };
+    if let Some(note) = base_note(&path) {
+        fs::write(&note, format!("{base_hash}\n")).map_err(io_err(&note))?;
+    }
+    Ok(worktree(base_hash, true))
+}
+
+/// `Some(branch ref or None when detached)` if `path` is registered as a worktree of `repo`.
+async fn registered_branch(
+    repo: &Path,
+    path: &Path,
+) -> Result<Option<Option<String>>, WorktreeError> {
+    let out = git_bytes(repo, ["worktree", "list", "--porcelain", "-z"]).await?;
+    // Records are NUL-separated fields ending with an empty field.
+    let mut current: Option<PathBuf> = None;
+    let mut branch: Option<String> = None;
+    for field in out.split(|b| *b == 0) {
+        if field.is_empty() {
+            if current.as_deref().is_some_and(|p| same_path(p, path)) {
+                return Ok(Some(branch));
+            }
+            current = None;
+            branch = None;
+        } else if let Some(p) = field.strip_prefix(b"worktree ") {
+            current = Some(PathBuf::from(OsStr::from_bytes(p)));
+        } else if let Some(b) = field.strip_prefix(b"branch ") {
+            branch = Some(String::from_utf8_lossy(b).into_owned());
+        }
+    }
+    Ok(None)
+}
+
+fn read_base_note(wt_path: &Path) -> Option<String> {
+    let text = fs::read_to_string(base_note(wt_path)?).ok()?;
+    let hash = text.trim();
+    (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
+}
+
+/// The full hash of the commit `spec` names.
+async fn resolve_commit(repo: &Path, spec: &str) -> Result<String, WorktreeError> {
+    // A leading `-` would be read as an option.
+    if !spec.starts_with('-') {
+        let out = git_status(
+            repo,
+            ["rev-parse", "--verify", "-q", &format!("{spec}^{{commit}}")],
+        )
+        .await?;
+        let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !hash.is_empty() {
+            return Ok(hash);
+        }
+    }
+    let any_commit = git_status(repo, ["rev-list", "-n", "1", "--all"]).await?;
+    if any_commit.status.success() && any_commit.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Err(WorktreeError::NoCommits {
+            repo: repo.to_path_buf(),
+        });
+    }
+    Err(WorktreeError::BaseNotFound {
+        repo: repo.to_path_buf(),
+        base: spec.to_string(),
+    })
+}
+
+/// The merge-base of `a` and `b`, or `b` when they share no history.
+async fn merge_base(repo: &Path, a: &str, b: &str) -> String {
+    match git(repo, ["merge-base", a, b]).await {
+        Ok(hash) if !hash.is_empty() => hash,
+        _ => b.to_string(),
+    }
+}

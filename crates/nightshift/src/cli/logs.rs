@@ -61,7 +61,7 @@ pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
         // report records), so events drive this; the timeout is only a safety net.
         let _ = rx.recv_timeout(Duration::from_secs(30));
         print_new(&mut transcript, args.plain)?;
-        let still_running = home.task_file(TaskState::Running, &args.id).exists();
+        let still_running = crate::tasks::locate(home, &args.id)? == Some(TaskState::Running);
         let latest = run::attempts(&home.task_runs(&args.id)).last().copied() == Some(attempt);
         if !still_running || !latest {
             print_new(&mut transcript, args.plain)?;

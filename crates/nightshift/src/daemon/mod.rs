@@ -170,10 +170,12 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
     }
 
     let (mut watch, mut changes) = Watch::new().context("starting the file watcher")?;
-    let queue_dir = home.state_dir(TaskState::Queued);
-    watch
-        .add(&queue_dir)
-        .with_context(|| format!("watching {}", queue_dir.display()))?;
+    // A store that keeps its queue in files here is followed by the watcher.
+    if let Some(queue_dir) = store.watched_queue() {
+        watch
+            .add(&queue_dir)
+            .with_context(|| format!("watching {}", queue_dir.display()))?;
+    }
     // For the `paused` file (the home's top level only).
     watch
         .add(home.root())

@@ -87,11 +87,8 @@ impl<S: Store> Daemon<S> {
             .iter()
             .filter(|s| s.home.is_empty() && !s.task_id.is_empty())
         {
-            if !self
-                .home
-                .task_file(TaskState::Running, &s.task_id)
-                .is_file()
-            {
+            let state = within("locate", STORE_TIMEOUT, self.store.locate(&s.task_id)).await;
+            if !matches!(state, Ok(Some(TaskState::Running))) {
                 continue;
             }
             if legacy

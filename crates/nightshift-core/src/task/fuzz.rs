@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use super::parse::split_front_matter;
 use super::*;
 use crate::strategies::{assert_located, cases, task_text};
 

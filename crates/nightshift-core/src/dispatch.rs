@@ -202,7 +202,7 @@ mod tests {
 
     pub(crate) fn task(id: &str, front: &str) -> Task {
         let text = format!("---\n{front}\n---\nbody\n");
-        match crate::task::parse(id, Path::new("x.md"), &text) {
+        match crate::task::parse(id, Path::new("x.md"), &text, None) {
             Ok(t) => t,
             Err(e) => panic!("{e}"),
         }

@@ -121,7 +121,8 @@ impl FolderStore {
             let (line, column) = line_col(e.as_bytes(), e.utf8_error().valid_up_to());
             TaskError::new(path, line, column, "the file is not valid UTF-8").to_string()
         })?;
-        let task = task::parse(id, path, &text).map_err(|e| e.to_string())?;
+        let task = task::parse(id, path, &text, crate::home::user_home().as_deref())
+            .map_err(|e| e.to_string())?;
         validate_against_config(&task, path, config).map_err(|e| e.to_string())?;
         let runs = self.home.task_runs(id);
         let (last_attempt, counted_attempts) = run::attempt_counts(&runs);

@@ -125,7 +125,10 @@ fn view(home: &Home, state: TaskState, id: &str, path: &Path) -> (TaskView, Opti
         .and_then(|b| {
             String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
         })
-        .and_then(|text| task::parse(id, path, &text).map_err(|e| e.to_string()));
+        .and_then(|text| {
+            task::parse(id, path, &text, crate::home::user_home().as_deref())
+                .map_err(|e| e.to_string())
+        });
     let error_file = queue::error_file(path);
     let mut error = std::fs::read_to_string(&error_file)
         .ok()

@@ -91,8 +91,9 @@ pub fn strip_report(body: &str) -> &str {
     body
 }
 
-/// Parses a task file's text. `id` is the file stem; `path` is only used in errors.
-pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
+/// Parses a task file's text. `id` is the file stem; `path` is only used in errors; `home` is
+/// the user's home directory, for `~/` workdirs (`None`: not known, so `~/` is an error).
+pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<Task, TaskError> {
     validate_id(id).map_err(|m| TaskError::new(path, 1, 1, m))?;
     let split = split_front_matter(path, text)?;
     let (front, field_lines) = match split.yaml {
@@ -208,7 +209,7 @@ pub fn parse(id: &str, path: &Path, text: &str) -> Result<Task, TaskError> {
     let workdir = match front.workdir {
         None => None,
         Some(w) => Some(
-            resolve_workdir(&w)
+            resolve_workdir(&w, home)
                 .map_err(|m| TaskError::new(path, at("workdir"), 1, format!("workdir: {m}")))?,
         ),
     };
@@ -334,11 +335,11 @@ fn validate_env_name(name: &str) -> Result<(), String> {
 
 /// Workdirs must be absolute (or start with `~/`): a hand-dropped file has no meaningful
 /// current directory.
-fn resolve_workdir(raw: &str) -> Result<PathBuf, String> {
+fn resolve_workdir(raw: &str, home: Option<&Path>) -> Result<PathBuf, String> {
     let raw = raw.trim();
     if let Some(rest) = raw.strip_prefix("~/") {
-        let home = std::env::var_os("HOME").ok_or("`~` used but HOME is not set")?;
-        return Ok(PathBuf::from(home).join(rest));
+        let home = home.ok_or("`~` used but HOME is not set")?;
+        return Ok(home.join(rest));
     }
     let path = PathBuf::from(raw);
     if !path.is_absolute() {

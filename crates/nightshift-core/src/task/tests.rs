@@ -3,14 +3,14 @@
 use super::*;
 
 fn parse_ok(text: &str) -> Task {
-    match parse("t1", Path::new("queue/t1.md"), text) {
+    match parse("t1", Path::new("queue/t1.md"), text, None) {
         Ok(t) => t,
         Err(e) => panic!("unexpected error: {e}"),
     }
 }
 
 fn parse_err(text: &str) -> TaskError {
-    match parse("t1", Path::new("queue/t1.md"), text) {
+    match parse("t1", Path::new("queue/t1.md"), text, None) {
         Ok(t) => panic!("expected an error, got {t:?}"),
         Err(e) => e,
     }
@@ -176,4 +176,15 @@ fn durations_round_trip() {
     assert_eq!(format_duration(Duration::from_secs(5400)), "1h 30m");
     assert_eq!(format_duration(Duration::from_millis(40)), "40ms");
     assert!(parse_duration("-5s").is_err());
+}
+
+#[test]
+fn a_tilde_workdir_is_under_the_given_home_and_needs_one() {
+    let text = "---\nworkdir: ~/src/app\n---\nx";
+    let path = Path::new("queue/t1.md");
+    let task = parse("t1", path, text, Some(Path::new("/home/ada"))).unwrap();
+    assert_eq!(task.workdir, Some(PathBuf::from("/home/ada/src/app")));
+    let err = parse("t1", path, text, None).unwrap_err();
+    assert!(err.to_string().contains("HOME is not set"), "{err}");
+    assert_eq!(err.line, 2, "{err}");
 }

@@ -66,7 +66,7 @@ fn task(id: &str, front_matter: &str) -> Task {
 
 fn task_with_body(id: &str, front_matter: &str, body: &str) -> Task {
     let text = format!("---\n{front_matter}\n---\n{body}");
-    crate::task::parse(id, &path_of(id), &text).unwrap_or_else(|e| panic!("{e}"))
+    crate::task::parse(id, &path_of(id), &text, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn path_of(id: &str) -> PathBuf {

@@ -222,6 +222,7 @@ fn notify_is_not_a_policy_for_a_dead_agent() {
         "a",
         &path_of("a"),
         "---\nattention:\n  policy:\n    died: notify\n---\nx",
+        None,
     )
     .unwrap_err();
     assert!(err.to_string().contains("restart"), "{err}");

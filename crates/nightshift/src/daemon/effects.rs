@@ -255,7 +255,9 @@ impl Daemon {
         let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let text = String::from_utf8(text)
             .map_err(|_| format!("{}: the file is not valid UTF-8", path.display()))?;
-        let task = nightshift_core::task::parse(id, &path, &text).map_err(|e| e.to_string())?;
+        let task =
+            nightshift_core::task::parse(id, &path, &text, crate::home::user_home().as_deref())
+                .map_err(|e| e.to_string())?;
         crate::queue::validate_against_config(&task, &path, &self.config)
             .map_err(|e| e.to_string())?;
         Ok(task)

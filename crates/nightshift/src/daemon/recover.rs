@@ -121,8 +121,10 @@ impl Daemon {
         for (id, path) in running {
             let task = match std::fs::read_to_string(&path)
                 .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|text| task::parse(&id, &path, &text).map_err(|e| e.to_string()))
-            {
+                .and_then(|text| {
+                    task::parse(&id, &path, &text, crate::home::user_home().as_deref())
+                        .map_err(|e| e.to_string())
+                }) {
                 Ok(t) => t,
                 Err(error) => {
                     self.reject(&path, &error);

@@ -22,7 +22,7 @@ pub enum Recovered {
 // Events and actions are moved a handful of times each; boxing the task would only add
 // allocations.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The queue folder as it is now, and the ids in `done/` and `failed/`.
     Scanned {
@@ -129,4 +129,31 @@ pub enum Observation {
     Hook(attention::Hook),
     /// The agent's own session id (for resuming it).
     AgentSession(String),
+}
+
+impl Event {
+    /// Whether the event can change what a live view shows. Output and ticks that decide
+    /// nothing do not; waking every dashboard at the agents' output rate would be waste.
+    pub fn may_show(&self) -> bool {
+        !matches!(
+            self,
+            Event::Output { .. }
+                | Event::Tick
+                | Event::Observed {
+                    what: Observation::Screen(_) | Observation::Hook(_),
+                    ..
+                }
+        )
+    }
+}
+
+impl Observation {
+    /// What a look at a running attempt's workdir shows: not a repository, or a new commit
+    /// when HEAD is not the last one seen (or, at first, the one the attempt started on).
+    pub fn of_head(repo: bool, head: Option<&str>, last: Option<&str>) -> Option<Observation> {
+        if !repo {
+            return Some(Observation::NotARepo);
+        }
+        (head.is_some() && head != last).then_some(Observation::Commit)
+    }
 }

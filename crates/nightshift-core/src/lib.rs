@@ -8,19 +8,25 @@ pub mod action;
 pub mod attention;
 pub mod clock;
 pub mod completion;
+pub mod debounce;
 pub mod delivery;
 pub mod dispatch;
 pub mod event;
 mod lifecycle;
+pub mod notice;
 mod policy;
 pub mod records;
+pub mod recovery;
+pub mod schedule_runs;
 pub mod session;
 pub mod settings;
+pub mod start;
 pub mod state;
 #[cfg(any(test, feature = "strategies"))]
 pub mod strategies;
 pub mod task;
 pub mod task_id;
+pub mod tidy;
 mod timers;
 
 pub use action::Action;

@@ -172,6 +172,14 @@ impl State {
         self.running.len() + self.closing.len()
     }
 
+    /// Whether a new attempt that is starting takes over this session's name: closing the
+    /// old session is left to its start, so the close cannot land on the new one.
+    pub fn is_replaced(&self, session: &str) -> bool {
+        self.running
+            .values()
+            .any(|r| r.session == session && r.phase == Phase::Starting)
+    }
+
     /// Whether a session belongs to a task nightshift still cares about.
     pub fn owns_session(&self, session: &str) -> bool {
         self.closing.contains_key(session) || self.running.values().any(|r| r.session == session)

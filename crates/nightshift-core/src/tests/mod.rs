@@ -4,6 +4,7 @@
 //! daemon would, and asserts the exact actions the core decides on.
 
 mod acceptance;
+mod edges;
 mod failures;
 mod flags;
 mod queue_order;

@@ -87,8 +87,8 @@ pub struct Daemon {
     hook_tails: HashMap<(String, u32), Tail>,
     /// Sends notifications; `None` when no channel is configured.
     notifier: Option<crate::notify::Notifier>,
-    /// Whether the queue has been reported drained since work last ran.
-    drained: bool,
+    /// Says once when the queue runs dry.
+    drained: nightshift_core::notice::Drained,
     /// Reports being built in the background, not yet filed.
     filing: usize,
     /// Watched HEAD reflogs, and the running attempts whose workdir they belong to.
@@ -229,7 +229,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         heads: HashMap::new(),
         reflogs: HashMap::new(),
         notifier,
-        drained: true,
+        drained: Default::default(),
         filing: 0,
         replacing: HashSet::new(),
         internal: internal_tx,
@@ -303,13 +303,13 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             _ = tokio::time::sleep(sleep_for) => {
                 let (mono, wall) = (Instant::now(), SystemTime::now());
                 let slept = mono.duration_since(clocks.0);
-                let went_back = wall < clocks.1;
-                let passed = wall.duration_since(clocks.1).unwrap_or(Duration::ZERO);
+                // `None`: the wall clock went back.
+                let passed = wall.duration_since(clocks.1).ok();
                 clocks = (mono, wall);
-                if passed > slept + Duration::from_secs(5) || went_back {
+                if nightshift_core::clock::wall_jumped(slept, passed) {
                     tracing::info!(
                         "the wall clock moved {}s while {}s passed: woke up from sleep, or the clock was set",
-                        passed.as_secs(),
+                        passed.unwrap_or_default().as_secs(),
                         slept.as_secs()
                     );
                     d.run_schedules();
@@ -467,15 +467,7 @@ impl Daemon {
     fn step(&mut self, event: Event) {
         // Output and ticks that decide nothing change nothing a live view shows; pushing for
         // them would wake every dashboard at the agents' output rate.
-        let mut visible = !matches!(
-            event,
-            Event::Output { .. }
-                | Event::Tick
-                | Event::Observed {
-                    what: Observation::Screen(_) | Observation::Hook(_),
-                    ..
-                }
-        );
+        let mut visible = event.may_show();
         let mut pending = vec![event];
         while let Some(event) = pending.pop() {
             let actions = self.state.step(event, self.now());
@@ -562,8 +554,7 @@ impl Daemon {
             Some(run::DONE) => self.read_done(dir, &id, attempt),
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }),
             Some(run::EXIT) => {
-                let current = self.state.run(&id).is_some_and(|r| r.attempt == attempt);
-                if current {
+                if self.state.is_current(&id, attempt) {
                     self.settle_exit(id, attempt);
                 } else {
                     // Already finished: the exit only frees the slot.
@@ -695,24 +686,13 @@ impl Daemon {
         self.read_output(id, attempt, true);
         self.read_screen(dir, id, attempt);
         match RunDir::new(dir).read::<ExitRecord>(run::EXIT) {
-            Ok(Some(record)) => {
-                if let Some(error) = &record.error {
-                    // The agent never ran: retrying will not find the binary either.
-                    self.step(Event::StartFailed {
-                        id: id.to_string(),
-                        attempt,
-                        reason: format!("the agent could not be started: {error}"),
-                        retry: false,
-                    });
-                } else {
-                    self.step(Event::Exited {
-                        id: id.to_string(),
-                        attempt,
-                        how: record.describe(),
-                        hangup: record.hangup,
-                    });
-                }
-            }
+            Ok(Some(record)) => self.step(nightshift_core::start::exit_event(
+                id.to_string(),
+                attempt,
+                record.error.as_deref(),
+                record.describe(),
+                record.hangup,
+            )),
             Ok(None) => {}
             Err(e) => tracing::warn!(task = id, "{e}"),
         }
@@ -746,18 +726,19 @@ impl Daemon {
                 repo,
             } => {
                 let key = (id.clone(), attempt);
-                let what = if !repo {
-                    Some(nightshift_core::Observation::NotARepo)
-                } else {
-                    let last = self.heads.get(&key).cloned().or_else(|| {
-                        RunDir::new(self.home.run_dir(&id, attempt))
-                            .read::<run::SpawnRecord>(run::SPAWN)
-                            .ok()
-                            .flatten()
-                            .and_then(|s| s.git_head)
-                    });
-                    (head.is_some() && head != last).then_some(nightshift_core::Observation::Commit)
-                };
+                // The last HEAD seen, else the one the attempt started on.
+                let last = repo
+                    .then(|| {
+                        self.heads.get(&key).cloned().or_else(|| {
+                            RunDir::new(self.home.run_dir(&id, attempt))
+                                .read::<run::SpawnRecord>(run::SPAWN)
+                                .ok()
+                                .flatten()
+                                .and_then(|s| s.git_head)
+                        })
+                    })
+                    .flatten();
+                let what = Observation::of_head(repo, head.as_deref(), last.as_deref());
                 if let Some(h) = head {
                     self.heads.insert(key, h);
                 }
@@ -1038,11 +1019,7 @@ impl Daemon {
             }
             Action::CloseSession { session } => {
                 self.unwatch_closed(&session);
-                let replaced = self
-                    .state
-                    .running()
-                    .any(|r| r.session == session && r.phase == nightshift_core::Phase::Starting);
-                if replaced {
+                if self.state.is_replaced(&session) {
                     // The new attempt's start closes it first, so this kill cannot land on the
                     // new session.
                     self.replacing.insert(session);
@@ -1113,8 +1090,7 @@ impl Daemon {
             .runs
             .values()
             .filter(|(id, attempt)| {
-                crate::tmux::session_name(id) == session
-                    && self.state.run(id).is_none_or(|r| r.attempt != *attempt)
+                crate::tmux::session_name(id) == session && !self.state.is_current(id, *attempt)
             })
             .cloned()
             .collect();
@@ -1135,7 +1111,7 @@ impl Daemon {
         let now = Timestamp::now();
         // A policy may have ended the run in the same step: its done/failed/retry message
         // says why, so a second message about the flag would only be noise.
-        let goes_on = self.state.run(id).is_some_and(|r| r.attempt == attempt);
+        let goes_on = self.state.is_current(id, attempt);
         for flag in &change.raised {
             let signal = flag.signal.name();
             dir.log_event(now, "attention", &format!("{signal}: {}", flag.evidence));
@@ -1212,35 +1188,23 @@ impl Daemon {
         let Some(notifier) = &self.notifier else {
             return;
         };
-        let attach = format!("nightshift attach {id}");
         let running = self.state.run(id).is_some();
-        let body = match (why.is_empty(), running) {
-            (true, true) => format!("Attach: {attach}"),
-            (false, true) => format!("{why}\nAttach: {attach}"),
-            (true, false) => format!("Details: nightshift show {id}"),
-            (false, false) => format!("{why}\nDetails: nightshift show {id}"),
-        };
+        let (body, attach) = nightshift_core::notice::message_body(id, &why, running);
         notifier.send(crate::notify::Notification {
             event,
             task_id: Some(id.to_string()),
             title,
             body,
-            attach: running.then_some(attach),
+            attach,
             at: Timestamp::now(),
         });
     }
 
     /// Says once when the last task finished and nothing is queued.
     pub(super) fn notify_if_drained(&mut self) {
-        let idle = self.state.slots_used() == 0 && self.state.queued_len() == 0 && self.filing == 0;
-        if !idle {
-            self.drained = false;
+        if !self.drained.update(self.state.is_idle(self.filing)) {
             return;
         }
-        if self.drained {
-            return;
-        }
-        self.drained = true;
         if let Some(notifier) = &self.notifier {
             notifier.send(crate::notify::Notification {
                 event: crate::notify::EventKind::Drained,

@@ -6,6 +6,7 @@
 
 pub mod action;
 pub mod attention;
+pub mod checks;
 pub mod clock;
 pub mod completion;
 pub mod debounce;

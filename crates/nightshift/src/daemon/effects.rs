@@ -859,22 +859,13 @@ async fn attempt_report(
         Some(b) => Some(crate::clock::boot_now().saturating_sub(b).as_secs_f64()),
         None => started_at.map(|s| finished_at.duration_since(s).as_secs_f64()),
     };
-    let mut phases = std::collections::BTreeMap::new();
-    if let Some(total) = duration_secs {
-        let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;
-        let setup_secs: f64 = setup.iter().map(secs).sum();
-        let verify_secs: f64 = verify.iter().flat_map(|v| &v.results).map(secs).sum();
-        if !setup.is_empty() {
-            phases.insert("setup".to_string(), setup_secs);
-        }
-        if !verify.is_empty() {
-            phases.insert("verify".to_string(), verify_secs);
-        }
-        phases.insert(
-            "agent".to_string(),
-            (total - setup_secs - verify_secs).max(0.0),
-        );
-    }
+    let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;
+    let phases = duration_secs.map_or_else(Default::default, |total| {
+        let setup_secs = (!setup.is_empty()).then(|| setup.iter().map(secs).sum());
+        let verify_secs =
+            (!verify.is_empty()).then(|| verify.iter().flat_map(|v| &v.results).map(secs).sum());
+        nightshift_core::checks::phases(total, setup_secs, verify_secs)
+    });
     let session: Option<crate::hook::SessionRecord> = dir.read(run::SESSION).ok().flatten();
     let usage = session
         .as_ref()
@@ -1082,8 +1073,11 @@ impl CheckJob {
             }
             (None, false) => Vec::new(),
         };
-        let passed = workdir.is_some() || self.commands.is_empty();
-        let passed = passed && results.iter().all(crate::checks::CommandResult::passed);
+        let passed = nightshift_core::checks::round_passed(
+            workdir.is_some(),
+            !self.commands.is_empty(),
+            results.iter().all(crate::checks::CommandResult::passed),
+        );
         let record = VerifyRound {
             round: self.round,
             passed,

@@ -86,6 +86,13 @@ pub fn sleep_until(
         .fold(cap, Duration::min)
 }
 
+/// Whether the wall clock jumped while the loop slept `slept` (monotonic): it moved more than
+/// 5 s further (the machine slept, or the clock was set forward), or went back (`passed` is
+/// `None`). Schedules are then looked at again.
+pub fn wall_jumped(slept: Duration, passed: Option<Duration>) -> bool {
+    passed.is_none_or(|p| p > slept + Duration::from_secs(5))
+}
+
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
@@ -99,6 +106,15 @@ mod tests {
             wall: Timestamp::from_second(wall).unwrap(),
             boot: Duration::from_secs(boot),
         }
+    }
+
+    #[test]
+    fn a_wall_clock_jump_is_more_than_5s_ahead_of_the_sleep_or_any_step_back() {
+        let s = Duration::from_secs;
+        assert!(!wall_jumped(s(30), Some(s(30))));
+        assert!(!wall_jumped(s(30), Some(s(35))));
+        assert!(wall_jumped(s(30), Some(s(36))));
+        assert!(wall_jumped(s(30), None));
     }
 
     #[test]

@@ -6,6 +6,10 @@ use std::path::Path;
 use proptest::prelude::*;
 
 /// The number of cases: 64 unless `PROPTEST_CASES` says otherwise, so CI stays quick.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test generators only (feature `strategies`): a long run sets PROPTEST_CASES"
+)]
 pub fn cases() -> ProptestConfig {
     let mut config = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {

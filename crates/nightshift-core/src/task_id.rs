@@ -207,6 +207,11 @@ mod tests {
 
     /// The rule is never looser than git: every id it accepts makes a branch git accepts.
     #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        clippy::disallowed_types,
+        reason = "a test holds the rule against git itself"
+    )]
     fn accepted_ids_are_valid_git_branches() {
         use proptest::prelude::*;
         let config = ProptestConfig {

@@ -70,6 +70,7 @@ fn rules() -> ScanRules<'static> {
     ScanRules {
         settle: Duration::ZERO,
         admit: &admit_all,
+        user_home: None,
     }
 }
 

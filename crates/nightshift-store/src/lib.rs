@@ -38,6 +38,8 @@ pub struct ScanRules<'a> {
     /// A new entry is read once it has been quiet this long (or its writer said it is done).
     pub settle: std::time::Duration,
     pub admit: Admit<'a>,
+    /// The user's home, for workdirs given as `~/…`.
+    pub user_home: Option<&'a Path>,
 }
 
 /// The queue as it is now.

@@ -285,6 +285,12 @@ impl Home {
     }
 }
 
+/// The user's own home directory (`$HOME`), which `~/` in a task's `workdir` stands for; the
+/// core's parser takes it as an argument, so it reads no environment.
+pub fn user_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
 /// How to fix a home that is open to others.
 pub const TIGHTEN_HINT: &str =
     "the daemon makes the home private when it starts, or run `chmod -R go= <home>`";

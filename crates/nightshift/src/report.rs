@@ -291,7 +291,7 @@ mod tests {
             "{md}"
         );
         let text = format!("do it\n{md}");
-        let task = nightshift_core::task::parse("t", std::path::Path::new("t.md"), &text)?;
+        let task = nightshift_core::task::parse("t", std::path::Path::new("t.md"), &text, None)?;
         assert_eq!(task.prompt, "do it");
         Ok(())
     }

@@ -118,7 +118,10 @@ fn view(home: &Home, entry: &Entry) -> (TaskView, Option<Task>) {
         .and_then(|b| {
             String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
         })
-        .and_then(|text| task::parse(id, path, &text).map_err(|e| e.to_string()));
+        .and_then(|text| {
+            task::parse(id, path, &text, crate::home::user_home().as_deref())
+                .map_err(|e| e.to_string())
+        });
     let mut error = entry.note.clone();
     let last = entry.last_attempt;
     let mut v = TaskView {

@@ -33,7 +33,13 @@ pub fn split<F: DeserializeOwned + Default>(
     };
     // The template must be a valid task, named as its runs will be (as long, too).
     let run_id = crate::schedule::file::slot_id(name, jiff::Timestamp::UNIX_EPOCH);
-    nightshift_core::task::parse(&run_id, path, &template).map_err(|e| e.to_string())?;
+    nightshift_core::task::parse(
+        &run_id,
+        path,
+        &template,
+        crate::home::user_home().as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
     Ok((front, template))
 }
 

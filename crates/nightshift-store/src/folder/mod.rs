@@ -22,6 +22,7 @@ fn test_rules() -> ScanRules<'static> {
     ScanRules {
         settle: std::time::Duration::ZERO,
         admit: &admit,
+        user_home: None,
     }
 }
 
@@ -181,7 +182,7 @@ impl FolderStore {
             let (line, column) = line_col(e.as_bytes(), e.utf8_error().valid_up_to());
             TaskError::new(path, line, column, "the file is not valid UTF-8").to_string()
         })?;
-        let task = task::parse(id, path, &text).map_err(|e| e.to_string())?;
+        let task = task::parse(id, path, &text, rules.user_home).map_err(|e| e.to_string())?;
         let lock = (rules.admit)(&task, path).map_err(|e| e.to_string())?;
         let runs = self.layout.task_runs(id);
         let (last_attempt, counted_attempts) = history::attempt_counts(&runs);

@@ -106,8 +106,8 @@ pub fn enqueue(
     }
 
     // Parse first, so an invalid task is refused here rather than filed as failed later.
-    let parsed =
-        task::parse(id, source, text).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    let parsed = task::parse(id, source, text, crate::home::user_home().as_deref())
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     let mut fields: Vec<(&str, String)> = Vec::new();
     if let Some(p) = overrides.priority {
         fields.push(("priority", p.to_string()));
@@ -124,8 +124,8 @@ pub fn enqueue(
         fields.push(("workdir", task::yaml_string(&w.to_string_lossy())));
     }
     let text = task::set_front_matter_fields(text, &fields);
-    let final_task =
-        task::parse(id, source, &text).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    let final_task = task::parse(id, source, &text, crate::home::user_home().as_deref())
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     crate::admit::validate_against_config(&final_task, source, config)
         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     // The store puts it in whole, or not at all: the daemon never sees half a task.

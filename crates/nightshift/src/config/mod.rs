@@ -126,13 +126,8 @@ pub struct Config {
     pub preamble: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeepWorktrees {
-    Always,
-    Failure,
-    Never,
-}
+/// The rule lives in the core, with the decision it makes.
+pub use nightshift_core::tidy::KeepWorktrees;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,6 +13,7 @@ use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::tmux::{self, SessionSpec, Tmux, TmuxError};
 use nightshift_core::Event;
+use nightshift_core::start::{self, StartError};
 use nightshift_core::task::Task;
 use nightshift_store::{Store, within};
 
@@ -98,7 +99,7 @@ impl<S: Store> Daemon<S> {
     /// Claims the task, prepares its run folder, and starts the agent in the background.
     pub(super) async fn start(&mut self, task: Task, attempt: u32, claim: bool) -> Option<Event> {
         let id = task.id.clone();
-        self.drained = false;
+        self.drained.work_started();
         let mut task = task;
         if claim {
             let lease = self.lease();
@@ -126,12 +127,9 @@ impl<S: Store> Daemon<S> {
         }
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
         let agent = task.agent.as_deref().unwrap_or(&self.config.default_agent);
-        let prompt = match self.config.profile(agent) {
-            Some(p) if p.preamble && !self.config.preamble.is_empty() => {
-                format!("{}{}", self.config.preamble, task.prompt)
-            }
-            _ => task.prompt.clone(),
-        };
+        let takes_preamble = self.config.profile(agent).is_some_and(|p| p.preamble);
+        let prompt =
+            start::prompt_with_preamble(&self.config.preamble, takes_preamble, &task.prompt);
         // No fsync: the prompt can always be rebuilt from the task file.
         let prepared = dir.create().and_then(|()| {
             use std::io::Write;
@@ -176,25 +174,9 @@ impl<S: Store> Daemon<S> {
         tokio::spawn(async move {
             let (event, typed) = match job.run().await {
                 Ok(typed) => (Event::Started { id, attempt }, typed),
-                // Its records could not be written: not the task's fault.
-                Err((reason, _)) if super::disk::is_full(&root) => {
-                    tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
-                    let event = Event::StartHeld {
-                        id,
-                        attempt,
-                        what: reason,
-                    };
-                    (event, None)
-                }
-                Err((reason, retry)) => {
-                    tracing::warn!(task = id, attempt, "cannot start the agent: {reason}");
-                    let event = Event::StartFailed {
-                        id,
-                        attempt,
-                        reason,
-                        retry,
-                    };
-                    (event, None)
+                Err(e) => {
+                    tracing::warn!(task = id, attempt, "cannot start the agent: {}", e.reason);
+                    (e.into_event(id, attempt, super::disk::is_full(&root)), None)
                 }
             };
             let _ = tx.send(Internal::Core(Box::new(event)));
@@ -211,7 +193,11 @@ impl<S: Store> Daemon<S> {
     /// up and waiting for it. What is left of the profile's `type_delay` is waited first.
     pub(super) fn type_prompt_after_restart(&self, id: &str, attempt: u32, spawn: &SpawnRecord) {
         let dir = RunDir::new(self.home.run_dir(id, attempt));
-        if !spawn.typed_prompt || dir.exists(run::TYPED) || dir.exists(run::DONE) {
+        if !start::prompt_left_to_type(
+            spawn.typed_prompt,
+            dir.exists(run::TYPED),
+            dir.exists(run::DONE),
+        ) {
             return;
         }
         let text = match std::fs::read(dir.file(run::PROMPT)) {
@@ -225,9 +211,6 @@ impl<S: Store> Daemon<S> {
             .config
             .profile(&spawn.agent)
             .map_or(std::time::Duration::ZERO, |p| p.type_delay);
-        let since = Timestamp::now()
-            .duration_since(spawn.claimed_at)
-            .unsigned_abs();
         tracing::info!(
             task = id,
             attempt,
@@ -237,7 +220,7 @@ impl<S: Store> Daemon<S> {
             tmux: self.tmux.clone(),
             task_id: id.to_string(),
             session: spawn.session.clone(),
-            delay: delay.saturating_sub(since),
+            delay: start::type_delay_left(delay, spawn.claimed_at, Timestamp::now()),
             text,
             dir: dir.path().to_path_buf(),
             pasted: dir.exists(run::PASTED),
@@ -259,7 +242,9 @@ impl<S: Store> Daemon<S> {
         let path = filed.source;
         let text = String::from_utf8(filed.content?)
             .map_err(|_| format!("{}: the file is not valid UTF-8", path.display()))?;
-        let task = nightshift_core::task::parse(id, &path, &text).map_err(|e| e.to_string())?;
+        let task =
+            nightshift_core::task::parse(id, &path, &text, crate::home::user_home().as_deref())
+                .map_err(|e| e.to_string())?;
         crate::admit::validate_against_config(&task, &path, &self.config)
             .map_err(|e| e.to_string())?;
         Ok(task)
@@ -330,15 +315,17 @@ impl<S: Store> Daemon<S> {
         let filed = match within("finish", super::STORE_TIMEOUT, filing).await {
             Ok(dst) => {
                 dir.log_event(Timestamp::now(), to.as_str(), &report.reason);
-                let (event, verdict) = match to {
-                    TaskState::Done => (crate::notify::EventKind::Done, "is done"),
-                    _ => (crate::notify::EventKind::Failed, "failed"),
+                let event = match to {
+                    TaskState::Done => crate::notify::EventKind::Done,
+                    _ => crate::notify::EventKind::Failed,
                 };
-                let why = match &report.summary {
-                    Some(s) => format!("{}: {s}", report.reason),
-                    None => report.reason.clone(),
-                };
-                self.notify(event, id, format!("nightshift: {id} {verdict}"), why);
+                let (title, why) = nightshift_core::notice::finished_message(
+                    id,
+                    to,
+                    &report.reason,
+                    report.summary.as_deref(),
+                );
+                self.notify(event, id, title, why);
                 if let Some(at) = tidy_at {
                     self.tidy.add(at, dir.path().to_path_buf());
                 }
@@ -381,11 +368,7 @@ impl<S: Store> Daemon<S> {
     /// branch always stays), and returns when: after the grace period, when its agent has
     /// left. A worktree that is not clean stays even then.
     fn record_tidy(&self, id: &str, dir: &RunDir, outcome: TaskState) -> Option<Timestamp> {
-        let keep = match self.config.keep_worktrees {
-            config::KeepWorktrees::Always => true,
-            config::KeepWorktrees::Failure => outcome != TaskState::Done,
-            config::KeepWorktrees::Never => false,
-        };
+        let keep = self.config.keep_worktrees.keeps(outcome);
         let wt = dir
             .read::<SpawnRecord>(run::SPAWN)
             .ok()
@@ -394,11 +377,7 @@ impl<S: Store> Daemon<S> {
         if keep {
             return None;
         }
-        // After the grace period, plus the 5 s the pane wrapper gives an agent after a hangup.
-        let wait = self.config.grace_period + std::time::Duration::from_secs(8);
-        let due_at = Timestamp::now()
-            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
-            .unwrap_or_else(|_| Timestamp::now());
+        let due_at = nightshift_core::tidy::removal_due(Timestamp::now(), self.config.grace_period);
         let record = super::tidy::TidyRecord {
             task_id: id.to_string(),
             worktree: wt.path,
@@ -441,25 +420,25 @@ impl StartJob {
     /// Checks what can be checked, records the spawn, and creates the session; returns the
     /// prompt still to type, if the agent takes it typed. Errors say whether another attempt
     /// could help.
-    async fn run(self) -> Result<Option<TypedPrompt>, (String, bool)> {
+    async fn run(self) -> Result<Option<TypedPrompt>, StartError> {
         let task = &self.task;
         let agent = task
             .agent
             .clone()
             .unwrap_or_else(|| self.config.default_agent.clone());
         let profile = self.config.profile(&agent).ok_or_else(|| {
-            (
-                format!("agent `{agent}` is not a profile in config.toml"),
-                false,
-            )
+            StartError::lasting(format!("agent `{agent}` is not a profile in config.toml"))
         })?;
         let given = task
             .workdir
             .clone()
             .or_else(|| self.config.workdir.clone())
-            .ok_or_else(|| ("no workdir".to_string(), false))?;
+            .ok_or_else(|| StartError::lasting("no workdir"))?;
         if !given.is_dir() {
-            return Err((format!("workdir {} does not exist", given.display()), false));
+            return Err(StartError::lasting(format!(
+                "workdir {} does not exist",
+                given.display()
+            )));
         }
         let worktree = self.worktree(&given).await?;
         let workdir = worktree
@@ -490,25 +469,22 @@ impl StartJob {
             session_id: resume.as_ref().map_or("", |r| r.session_id.as_str()),
         };
         let via_argv = profile.prompt == config::PromptVia::Argument || resume.is_some();
-        let argv = config::expand_argv(template, &vars, via_argv).map_err(|e| (e, false))?;
+        let argv = config::expand_argv(template, &vars, via_argv).map_err(StartError::lasting)?;
         if profile.uses_hooks() {
             self.dir
                 .write(
                     run::HOOK_SETTINGS,
                     &crate::hook::settings(&self.exe, self.dir.path()),
                 )
-                .map_err(|e| (format!("cannot write the hook settings: {e}"), true))?;
+                .map_err(|e| StartError::passing(format!("cannot write the hook settings: {e}")))?;
         }
         let path_var = agent_path(&self.exe);
         let program = argv.first().cloned().unwrap_or_default();
         if find_program(&program, &path_var).is_none() {
-            return Err((
-                format!(
-                    "agent `{agent}`: `{program}` was not found on PATH ({})",
-                    path_var.to_string_lossy()
-                ),
-                false,
-            ));
+            return Err(StartError::lasting(format!(
+                "agent `{agent}`: `{program}` was not found on PATH ({})",
+                path_var.to_string_lossy()
+            )));
         }
         let session = tmux::session_name(&task.id);
         let mut env: Vec<(String, String)> = vec![
@@ -542,7 +518,8 @@ impl StartJob {
         let prompt_in_argv = via_argv
             && (template.iter().any(|a| a.contains("{prompt}"))
                 || !template.iter().any(|a| a.contains("{prompt_file}")));
-        check_exec_size(&argv, &env, prompt_in_argv, vars.prompt.len()).map_err(|e| (e, false))?;
+        check_exec_size(&argv, &env, prompt_in_argv, vars.prompt.len())
+            .map_err(StartError::lasting)?;
         let typed = profile.prompt == config::PromptVia::Typed && resume.is_none();
         let prompt_note = typed
             .then(|| nightshift_core::delivery::clean_typed(&self.prompt).note("the typed prompt"))
@@ -571,7 +548,7 @@ impl StartJob {
         };
         self.dir
             .write(run::SPAWN, &record)
-            .map_err(|e| (format!("cannot write spawn.json: {e}"), true))?;
+            .map_err(|e| StartError::passing(format!("cannot write spawn.json: {e}")))?;
 
         let wrapper: Vec<OsString> = vec![
             self.exe.clone().into(),
@@ -580,8 +557,9 @@ impl StartJob {
         ];
         let transcript = self.dir.transcript();
         // Created private before tmux's `cat >>` opens it, whatever the tmux server's umask.
-        nightshift_store::fsutil::create_private_file(&transcript)
-            .map_err(|e| (format!("cannot create {}: {e}", transcript.display()), true))?;
+        nightshift_store::fsutil::create_private_file(&transcript).map_err(|e| {
+            StartError::passing(format!("cannot create {}: {e}", transcript.display()))
+        })?;
         let died_channel = tmux::died_channel(&session, self.attempt);
         let home_id = tmux::home_id(self.home.root());
         let spec = SessionSpec {
@@ -615,7 +593,7 @@ impl StartJob {
             }
             other => other,
         }
-        .map_err(|e| (e.to_string(), true))?;
+        .map_err(|e| StartError::passing(e.to_string()))?;
         self.dir.log_event(
             Timestamp::now(),
             "spawned",
@@ -637,17 +615,14 @@ impl StartJob {
     }
 
     /// Fails the start when the session named `session` belongs to another home.
-    async fn check_not_foreign(&self, session: &str, home_id: &str) -> Result<(), (String, bool)> {
+    async fn check_not_foreign(&self, session: &str, home_id: &str) -> Result<(), StartError> {
         let sessions = self.tmux.list_sessions().await.unwrap_or_default();
         match sessions.iter().find(|s| s.name == session) {
-            Some(s) if s.is_foreign(home_id) => Err((
-                format!(
-                    "the tmux session {session} on `{}` belongs to the home {}; give this task another id or this home another tmux_socket",
-                    self.tmux.display_prefix(),
-                    s.home
-                ),
-                true,
-            )),
+            Some(s) if s.is_foreign(home_id) => Err(StartError::passing(format!(
+                "the tmux session {session} on `{}` belongs to the home {}; give this task another id or this home another tmux_socket",
+                self.tmux.display_prefix(),
+                s.home
+            ))),
             _ => Ok(()),
         }
     }
@@ -657,7 +632,7 @@ impl StartJob {
     async fn worktree(
         &self,
         workdir: &Path,
-    ) -> Result<Option<crate::worktree::Worktree>, (String, bool)> {
+    ) -> Result<Option<crate::worktree::Worktree>, StartError> {
         let task = &self.task;
         let isolation = task.isolation.unwrap_or(self.config.isolation);
         if isolation == nightshift_core::task::Isolation::None || !git::in_work_tree(workdir) {
@@ -670,7 +645,7 @@ impl StartJob {
         };
         let wt = crate::worktree::prepare(workdir, &root, &task.id, base.as_deref())
             .await
-            .map_err(|e| (format!("cannot create the task's worktree: {e}"), false))?;
+            .map_err(|e| StartError::lasting(format!("cannot create the task's worktree: {e}")))?;
         if wt.created {
             self.dir.log_event(
                 Timestamp::now(),
@@ -684,7 +659,11 @@ impl StartJob {
                     "worktree",
                     &format!("copied {n} files listed in .worktreeinclude"),
                 ),
-                Err(e) => return Err((format!("cannot copy .worktreeinclude files: {e}"), false)),
+                Err(e) => {
+                    return Err(StartError::lasting(format!(
+                        "cannot copy .worktreeinclude files: {e}"
+                    )));
+                }
             }
             if !task.setup.is_empty() {
                 let results = crate::checks::run_commands_recorded(
@@ -706,7 +685,10 @@ impl StartJob {
                     if let Err(e) = crate::worktree::remove(&wt.path, true).await {
                         tracing::warn!(task = task.id, "cannot remove the worktree: {e}");
                     }
-                    return Err((format!("setup failed: {}", failure_line(bad)), false));
+                    return Err(StartError::lasting(format!(
+                        "setup failed: {}",
+                        failure_line(bad)
+                    )));
                 }
             }
         }
@@ -748,7 +730,7 @@ impl StartJob {
     fn take_resume(
         &self,
         profile: &config::AgentProfile,
-    ) -> Result<Option<run::ResumeRecord>, (String, bool)> {
+    ) -> Result<Option<run::ResumeRecord>, StartError> {
         let next = self.home.task_runs(&self.task.id).join(run::RESUME_NEXT);
         let record: Option<run::ResumeRecord> = std::fs::read(&next)
             .ok()
@@ -762,7 +744,7 @@ impl StartJob {
         }
         // Moved into this attempt's folder: it marks the attempt as a resume (not counted).
         std::fs::rename(&next, self.dir.file(run::RESUMED))
-            .map_err(|e| (format!("cannot record the resume: {e}"), true))?;
+            .map_err(|e| StartError::passing(format!("cannot record the resume: {e}")))?;
         Ok(Some(record))
     }
 }
@@ -883,22 +865,13 @@ async fn attempt_report(
         Some(b) => Some(crate::clock::boot_now().saturating_sub(b).as_secs_f64()),
         None => started_at.map(|s| finished_at.duration_since(s).as_secs_f64()),
     };
-    let mut phases = std::collections::BTreeMap::new();
-    if let Some(total) = duration_secs {
-        let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;
-        let setup_secs: f64 = setup.iter().map(secs).sum();
-        let verify_secs: f64 = verify.iter().flat_map(|v| &v.results).map(secs).sum();
-        if !setup.is_empty() {
-            phases.insert("setup".to_string(), setup_secs);
-        }
-        if !verify.is_empty() {
-            phases.insert("verify".to_string(), verify_secs);
-        }
-        phases.insert(
-            "agent".to_string(),
-            (total - setup_secs - verify_secs).max(0.0),
-        );
-    }
+    let secs = |r: &crate::checks::CommandResult| r.duration_ms as f64 / 1000.0;
+    let phases = duration_secs.map_or_else(Default::default, |total| {
+        let setup_secs = (!setup.is_empty()).then(|| setup.iter().map(secs).sum());
+        let verify_secs =
+            (!verify.is_empty()).then(|| verify.iter().flat_map(|v| &v.results).map(secs).sum());
+        nightshift_core::checks::phases(total, setup_secs, verify_secs)
+    });
     let session: Option<crate::hook::SessionRecord> = dir.read(run::SESSION).ok().flatten();
     let usage = session
         .as_ref()
@@ -1105,8 +1078,11 @@ impl CheckJob {
             }
             (None, false) => Vec::new(),
         };
-        let passed = workdir.is_some() || self.commands.is_empty();
-        let passed = passed && results.iter().all(crate::checks::CommandResult::passed);
+        let passed = nightshift_core::checks::round_passed(
+            workdir.is_some(),
+            !self.commands.is_empty(),
+            results.iter().all(crate::checks::CommandResult::passed),
+        );
         let record = VerifyRound {
             round: self.round,
             passed,

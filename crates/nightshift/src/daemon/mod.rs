@@ -98,8 +98,8 @@ pub struct Daemon<S: Store> {
     hook_tails: HashMap<(String, u32), Tail>,
     /// Sends notifications; `None` when no channel is configured.
     notifier: Option<crate::notify::Notifier>,
-    /// Whether the queue has been reported drained since work last ran.
-    drained: bool,
+    /// Says once when the queue runs dry.
+    drained: nightshift_core::notice::Drained,
     /// Reports being built in the background, not yet filed.
     filing: usize,
     /// Watched HEAD reflogs, and the running attempts whose workdir they belong to.
@@ -249,7 +249,7 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         heads: HashMap::new(),
         reflogs: HashMap::new(),
         notifier,
-        drained: true,
+        drained: Default::default(),
         filing: 0,
         replacing: HashSet::new(),
         internal: internal_tx,
@@ -323,13 +323,13 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
             _ = tokio::time::sleep(sleep_for) => {
                 let (mono, wall) = (Instant::now(), SystemTime::now());
                 let slept = mono.duration_since(clocks.0);
-                let went_back = wall < clocks.1;
-                let passed = wall.duration_since(clocks.1).unwrap_or(Duration::ZERO);
+                // `None`: the wall clock went back.
+                let passed = wall.duration_since(clocks.1).ok();
                 clocks = (mono, wall);
-                if passed > slept + Duration::from_secs(5) || went_back {
+                if nightshift_core::clock::wall_jumped(slept, passed) {
                     tracing::info!(
                         "the wall clock moved {}s while {}s passed: woke up from sleep, or the clock was set",
-                        passed.as_secs(),
+                        passed.unwrap_or_default().as_secs(),
                         slept.as_secs()
                     );
                     d.run_schedules().await;
@@ -487,15 +487,7 @@ impl<S: Store> Daemon<S> {
     async fn step(&mut self, event: Event) {
         // Output and ticks that decide nothing change nothing a live view shows; pushing for
         // them would wake every dashboard at the agents' output rate.
-        let mut visible = !matches!(
-            event,
-            Event::Output { .. }
-                | Event::Tick
-                | Event::Observed {
-                    what: Observation::Screen(_) | Observation::Hook(_),
-                    ..
-                }
-        );
+        let mut visible = event.may_show();
         let mut pending = vec![event];
         while let Some(event) = pending.pop() {
             let actions = self.state.step(event, self.now());
@@ -515,9 +507,11 @@ impl<S: Store> Daemon<S> {
     pub(super) async fn scan(&mut self) {
         let scanned = {
             let admit = crate::admit::admit(&self.config);
+            let user_home = crate::home::user_home();
             let rules = ScanRules {
                 settle: self.config.settle,
                 admit: &admit,
+                user_home: user_home.as_deref(),
             };
             within(
                 "scan",
@@ -596,8 +590,7 @@ impl<S: Store> Daemon<S> {
             Some(run::DONE) => self.read_done(dir, &id, attempt).await,
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }).await,
             Some(run::EXIT) => {
-                let current = self.state.run(&id).is_some_and(|r| r.attempt == attempt);
-                if current {
+                if self.state.is_current(&id, attempt) {
                     self.settle_exit(id, attempt);
                 } else {
                     // Already finished: the exit only frees the slot.
@@ -742,24 +735,14 @@ impl<S: Store> Daemon<S> {
         self.read_screen(dir, id, attempt).await;
         match RunDir::new(dir).read::<ExitRecord>(run::EXIT) {
             Ok(Some(record)) => {
-                if let Some(error) = &record.error {
-                    // The agent never ran: retrying will not find the binary either.
-                    self.step(Event::StartFailed {
-                        id: id.to_string(),
-                        attempt,
-                        reason: format!("the agent could not be started: {error}"),
-                        retry: false,
-                    })
-                    .await;
-                } else {
-                    self.step(Event::Exited {
-                        id: id.to_string(),
-                        attempt,
-                        how: record.describe(),
-                        hangup: record.hangup,
-                    })
-                    .await;
-                }
+                self.step(nightshift_core::start::exit_event(
+                    id.to_string(),
+                    attempt,
+                    record.error.as_deref(),
+                    record.describe(),
+                    record.hangup,
+                ))
+                .await
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(task = id, "{e}"),
@@ -794,18 +777,19 @@ impl<S: Store> Daemon<S> {
                 repo,
             } => {
                 let key = (id.clone(), attempt);
-                let what = if !repo {
-                    Some(nightshift_core::Observation::NotARepo)
-                } else {
-                    let last = self.heads.get(&key).cloned().or_else(|| {
-                        RunDir::new(self.home.run_dir(&id, attempt))
-                            .read::<run::SpawnRecord>(run::SPAWN)
-                            .ok()
-                            .flatten()
-                            .and_then(|s| s.git_head)
-                    });
-                    (head.is_some() && head != last).then_some(nightshift_core::Observation::Commit)
-                };
+                // The last HEAD seen, else the one the attempt started on.
+                let last = repo
+                    .then(|| {
+                        self.heads.get(&key).cloned().or_else(|| {
+                            RunDir::new(self.home.run_dir(&id, attempt))
+                                .read::<run::SpawnRecord>(run::SPAWN)
+                                .ok()
+                                .flatten()
+                                .and_then(|s| s.git_head)
+                        })
+                    })
+                    .flatten();
+                let what = Observation::of_head(repo, head.as_deref(), last.as_deref());
                 if let Some(h) = head {
                     self.heads.insert(key, h);
                 }
@@ -1088,11 +1072,7 @@ impl<S: Store> Daemon<S> {
             }
             Action::CloseSession { session } => {
                 self.unwatch_closed(&session);
-                let replaced = self
-                    .state
-                    .running()
-                    .any(|r| r.session == session && r.phase == nightshift_core::Phase::Starting);
-                if replaced {
+                if self.state.is_replaced(&session) {
                     // The new attempt's start closes it first, so this kill cannot land on the
                     // new session.
                     self.replacing.insert(session);
@@ -1163,8 +1143,7 @@ impl<S: Store> Daemon<S> {
             .runs
             .values()
             .filter(|(id, attempt)| {
-                crate::tmux::session_name(id) == session
-                    && self.state.run(id).is_none_or(|r| r.attempt != *attempt)
+                crate::tmux::session_name(id) == session && !self.state.is_current(id, *attempt)
             })
             .cloned()
             .collect();
@@ -1185,7 +1164,7 @@ impl<S: Store> Daemon<S> {
         let now = Timestamp::now();
         // A policy may have ended the run in the same step: its done/failed/retry message
         // says why, so a second message about the flag would only be noise.
-        let goes_on = self.state.run(id).is_some_and(|r| r.attempt == attempt);
+        let goes_on = self.state.is_current(id, attempt);
         for flag in &change.raised {
             let signal = flag.signal.name();
             dir.log_event(now, "attention", &format!("{signal}: {}", flag.evidence));
@@ -1263,35 +1242,23 @@ impl<S: Store> Daemon<S> {
         let Some(notifier) = &self.notifier else {
             return;
         };
-        let attach = format!("nightshift attach {id}");
         let running = self.state.run(id).is_some();
-        let body = match (why.is_empty(), running) {
-            (true, true) => format!("Attach: {attach}"),
-            (false, true) => format!("{why}\nAttach: {attach}"),
-            (true, false) => format!("Details: nightshift show {id}"),
-            (false, false) => format!("{why}\nDetails: nightshift show {id}"),
-        };
+        let (body, attach) = nightshift_core::notice::message_body(id, &why, running);
         notifier.send(crate::notify::Notification {
             event,
             task_id: Some(id.to_string()),
             title,
             body,
-            attach: running.then_some(attach),
+            attach,
             at: Timestamp::now(),
         });
     }
 
     /// Says once when the last task finished and nothing is queued.
     pub(super) async fn notify_if_drained(&mut self) {
-        let idle = self.state.slots_used() == 0 && self.state.queued_len() == 0 && self.filing == 0;
-        if !idle {
-            self.drained = false;
+        if !self.drained.update(self.state.is_idle(self.filing)) {
             return;
         }
-        if self.drained {
-            return;
-        }
-        self.drained = true;
         if let Some(notifier) = &self.notifier {
             notifier.send(crate::notify::Notification {
                 event: crate::notify::EventKind::Drained,

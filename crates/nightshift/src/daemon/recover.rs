@@ -4,8 +4,6 @@
 //! and feeds the same events, so the path that survives a `kill -9` is exercised on every
 //! start.
 
-use std::collections::BTreeSet;
-
 use super::Daemon;
 use crate::home::TaskState;
 use jiff::Timestamp;
@@ -15,43 +13,9 @@ use super::STORE_TIMEOUT;
 use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::tmux::{SessionInfo, Tmux};
+use nightshift_core::recovery::{CatchUp, Found, catch_up, classify, finished_outcome};
 use nightshift_core::task;
 use nightshift_core::{Event, Recovered};
-
-/// What the records and tmux say about a task's latest attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Found {
-    /// Claimed, but no attempt was started: start attempt `n`.
-    NotStarted { attempt: u32, new_attempt: bool },
-    /// Attempt `n` was started.
-    Started { attempt: u32 },
-}
-
-/// Decides how to pick up a task found in `running/`.
-pub fn classify(
-    last_attempt: u32,
-    has_report: bool,
-    has_trace: bool,
-    session_exists: bool,
-) -> Found {
-    if last_attempt == 0 || has_report {
-        // No attempt yet, or the last one was already filed (crash after a requeue claim).
-        Found::NotStarted {
-            attempt: last_attempt + 1,
-            new_attempt: true,
-        }
-    } else if has_trace || session_exists {
-        Found::Started {
-            attempt: last_attempt,
-        }
-    } else {
-        // The folder was prepared but the agent never started: the same attempt, not a new one.
-        Found::NotStarted {
-            attempt: last_attempt,
-            new_attempt: false,
-        }
-    }
-}
 
 impl<S: Store> Daemon<S> {
     /// This home's sessions on nightshift's tmux server, or `None` when tmux could not say:
@@ -139,8 +103,10 @@ impl<S: Store> Daemon<S> {
                     String::from_utf8(b)
                         .map_err(|_| format!("{}: the file is not valid UTF-8", path.display()))
                 })
-                .and_then(|text| task::parse(&id, &path, &text).map_err(|e| e.to_string()))
-            {
+                .and_then(|text| {
+                    task::parse(&id, &path, &text, crate::home::user_home().as_deref())
+                        .map_err(|e| e.to_string())
+                }) {
                 Ok(t) => t,
                 Err(error) => {
                     self.reject(&path, &error).await;
@@ -160,18 +126,12 @@ impl<S: Store> Daemon<S> {
             // failed): file it now, as decided. A retry goes on below as a new attempt.
             if last > 0
                 && let Ok(Some(report)) = dir.read::<Report>(run::REPORT)
+                && let Some(state) = finished_outcome(&report.outcome)
             {
-                let state = match report.outcome.as_str() {
-                    "done" => Some(TaskState::Done),
-                    "failed" => Some(TaskState::Failed),
-                    _ => None,
-                };
-                if let Some(state) = state {
-                    tracing::info!(task = id, "filing a task that finished before the restart");
-                    self.file_finished(&id, TaskState::Running, state, &report)
-                        .await;
-                    continue;
-                }
+                tracing::info!(task = id, "filing a task that finished before the restart");
+                self.file_finished(&id, TaskState::Running, state, &report)
+                    .await;
+                continue;
             }
             let session = sessions
                 .as_deref()
@@ -341,29 +301,34 @@ impl<S: Store> Daemon<S> {
         self.read_output(id, attempt, !pane_alive).await;
         // The hooks may name the agent's session, which a vanished one can be resumed from.
         self.read_hooks(id, attempt).await;
-        if self.state.run(id).is_none_or(|r| r.attempt != attempt) {
+        if !self.state.is_current(id, attempt) {
             return;
         }
-        if dir.exists(run::DONE) {
-            self.read_done(dir.path(), id, attempt).await;
-        } else if dir.exists(run::EXIT) {
-            self.read_exit(dir.path(), id, attempt).await;
-        } else if !session_exists {
-            self.step(Event::SessionGone {
-                id: id.to_string(),
-                attempt,
-            })
-            .await;
-        } else if !pane_alive {
-            // The wrapper itself died without recording the exit.
-            self.step(Event::Exited {
-                id: id.to_string(),
-                attempt,
-                how: "the agent's pane died".into(),
-                // Its wrapper was killed too: not the agent's own doing.
-                hangup: true,
-            })
-            .await;
+        match catch_up(
+            dir.exists(run::DONE),
+            dir.exists(run::EXIT),
+            session_exists,
+            pane_alive,
+        ) {
+            CatchUp::Done => self.read_done(dir.path(), id, attempt).await,
+            CatchUp::Exit => self.read_exit(dir.path(), id, attempt).await,
+            CatchUp::SessionGone => {
+                self.step(Event::SessionGone {
+                    id: id.to_string(),
+                    attempt,
+                })
+                .await
+            }
+            CatchUp::PaneDied => {
+                self.step(Event::Exited {
+                    id: id.to_string(),
+                    attempt,
+                    how: "the agent's pane died".into(),
+                    hangup: true,
+                })
+                .await
+            }
+            CatchUp::Nothing => {}
         }
     }
 
@@ -423,13 +388,8 @@ impl<S: Store> Daemon<S> {
     /// Kills nightshift sessions whose task is no longer running (finished while the daemon
     /// was down, or past its grace period).
     async fn close_orphans(&mut self, sessions: &[SessionInfo]) {
-        let running: BTreeSet<&str> = self.state.running().map(|r| r.task.id.as_str()).collect();
         for s in sessions {
-            if s.task_id.is_empty()
-                || s.home.is_empty()
-                || running.contains(s.task_id.as_str())
-                || self.state.owns_session(&s.name)
-            {
+            if !self.state.is_orphan(&s.name, &s.task_id, &s.home) {
                 continue;
             }
             tracing::info!(
@@ -452,47 +412,4 @@ impl<S: Store> Daemon<S> {
 
 fn resumes_of(home: &crate::home::Home, id: &str) -> u32 {
     run::resumes(&home.task_runs(id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classify_covers_each_crash_point() {
-        // Killed between claim and creating the run folder.
-        assert_eq!(
-            classify(0, false, false, false),
-            Found::NotStarted {
-                attempt: 1,
-                new_attempt: true
-            }
-        );
-        // Killed after preparing the folder, before tmux started the agent.
-        assert_eq!(
-            classify(1, false, false, false),
-            Found::NotStarted {
-                attempt: 1,
-                new_attempt: false
-            }
-        );
-        // The session exists but the wrapper has not written anything yet.
-        assert_eq!(
-            classify(1, false, false, true),
-            Found::Started { attempt: 1 }
-        );
-        // The agent ran; its session may be gone.
-        assert_eq!(
-            classify(2, false, true, false),
-            Found::Started { attempt: 2 }
-        );
-        // Attempt 1 was filed for a retry and the retry was claimed but not started.
-        assert_eq!(
-            classify(1, true, true, false),
-            Found::NotStarted {
-                attempt: 2,
-                new_attempt: true
-            }
-        );
-    }
 }

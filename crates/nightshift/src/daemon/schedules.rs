@@ -16,6 +16,7 @@ use crate::home::TaskState;
 use crate::schedule::file::{self, Schedule};
 use crate::schedule::plan::{self, Overlap};
 use crate::schedule::state::{self, State};
+use nightshift_core::schedule_runs;
 
 /// The schedules as last read, and when one is next due.
 #[derive(Debug, Default)]
@@ -91,14 +92,12 @@ impl<S: Store> Daemon<S> {
                     Overlap::Allow => false,
                     _ => !enqueue.is_empty() || self.overlaps(&s.name, s.overlap).await,
                 };
-                if !s.enabled || paused.is_some() {
-                    st.note(slot, "skipped: paused", now);
-                } else if in_the_way {
-                    st.note(slot, "skipped: overlap", now);
-                } else if !self.claim_slot(&s.name, slot).await {
-                    st.note(slot, "skipped: already fired", now);
-                } else {
-                    enqueue.push(slot);
+                match schedule_runs::slot_skipped(s.enabled, paused.is_some(), in_the_way) {
+                    Some(why) => st.note(slot, why, now),
+                    None if !self.claim_slot(&s.name, slot).await => {
+                        st.note(slot, "skipped: already fired", now);
+                    }
+                    None => enqueue.push(slot),
                 }
             }
             // Recorded (and synced) before the tasks exist: a crash in between loses a run
@@ -220,21 +219,15 @@ impl<S: Store> Daemon<S> {
         }
         let slot = st.last_run.as_ref().map_or(now, |l| l.slot);
         st.note(slot, outcome.as_str(), now);
-        if outcome == TaskState::Failed {
-            st.consecutive_failures += 1;
-        } else {
-            st.consecutive_failures = 0;
-        }
+        st.consecutive_failures =
+            schedule_runs::failures_in_a_row(st.consecutive_failures, outcome);
         let max = read_all(&dir)
             .0
             .into_iter()
             .find(|s| s.name == name)
             .map_or(3, |s| s.max_failures);
-        if max > 0 && st.consecutive_failures >= max && state::paused(&dir, name).is_none() {
-            let why = format!(
-                "paused after {} failed runs in a row",
-                st.consecutive_failures
-            );
+        let paused = state::paused(&dir, name).is_some();
+        if let Some(why) = schedule_runs::auto_pause(st.consecutive_failures, max, paused) {
             if let Err(e) = state::pause(&dir, name, &why) {
                 tracing::error!(schedule = name, "cannot pause: {e}");
             }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::home::{Home, TaskState};
+use crate::home::Home;
 use crate::run::{self, RunDir};
+use nightshift_core::tidy::{Removal, removal};
 use nightshift_store::{Store, within};
 
 use super::STORE_TIMEOUT;
@@ -28,32 +29,7 @@ pub struct TidyRecord {
     pub due_at: Timestamp,
 }
 
-/// Removals waiting for their time, by run folder.
-#[derive(Debug, Default)]
-pub struct Pending {
-    due: Vec<(Timestamp, PathBuf)>,
-}
-
-impl Pending {
-    pub fn add(&mut self, at: Timestamp, dir: PathBuf) {
-        self.due.retain(|(_, d)| *d != dir);
-        self.due.push((at, dir));
-    }
-
-    /// When the next removal is due.
-    pub fn next_at(&self) -> Option<Timestamp> {
-        self.due.iter().map(|(at, _)| *at).min()
-    }
-
-    /// The run folders whose removal is due at `now`, taken out.
-    pub fn take_due(&mut self, now: Timestamp) -> Vec<PathBuf> {
-        let (due, later) = std::mem::take(&mut self.due)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        self.due = later;
-        due.into_iter().map(|(_, dir)| dir).collect()
-    }
-}
+pub use nightshift_core::tidy::Pending;
 
 /// Every removal recorded in the home's run folders (`runs/<task>/<attempt>/tidy.json`).
 pub fn recorded(home: &Home) -> Vec<(Timestamp, PathBuf)> {
@@ -82,8 +58,8 @@ pub async fn finish<S: Store>(store: Arc<S>, dir: PathBuf) {
     let Ok(Some(record)) = dir.read::<TidyRecord>(TIDY) else {
         return;
     };
-    let state = within("locate", STORE_TIMEOUT, store.locate(&record.task_id)).await;
-    match state {
+    let state = match within("locate", STORE_TIMEOUT, store.locate(&record.task_id)).await {
+        Ok(state) => state,
         // Unknown (the store did not answer) counts as in use: try again at the next start.
         Err(e) => {
             tracing::warn!(
@@ -92,11 +68,11 @@ pub async fn finish<S: Store>(store: Arc<S>, dir: PathBuf) {
             );
             return;
         }
-        Ok(Some(TaskState::Running)) => return,
-        Ok(Some(TaskState::Queued)) => {}
-        Ok(Some(TaskState::Done) | Some(TaskState::Failed) | None) => {
-            remove(&dir, &record.worktree, &record.branch).await;
-        }
+    };
+    match removal(state) {
+        Removal::Wait => return,
+        Removal::Drop => {}
+        Removal::Remove => remove(&dir, &record.worktree, &record.branch).await,
     }
     if let Err(e) = std::fs::remove_file(dir.file(TIDY)) {
         tracing::warn!("cannot remove {}: {e}", dir.file(TIDY).display());
@@ -151,21 +127,5 @@ mod tests {
         .await;
         assert!(!note.exists(), "the base note was left behind");
         assert!(!dir.file(TIDY).exists(), "the record is done");
-    }
-
-    #[test]
-    fn due_removals_come_out_in_time_and_once() {
-        let t0 = Timestamp::UNIX_EPOCH;
-        let secs = |s| t0 + jiff::SignedDuration::from_secs(s);
-        let mut p = Pending::default();
-        assert_eq!(p.next_at(), None);
-        p.add(secs(10), "a".into());
-        p.add(secs(5), "b".into());
-        p.add(secs(20), "a".into());
-        assert_eq!(p.next_at(), Some(secs(5)));
-        assert_eq!(p.take_due(secs(9)), vec![PathBuf::from("b")]);
-        assert!(p.take_due(secs(19)).is_empty());
-        assert_eq!(p.take_due(secs(20)), vec![PathBuf::from("a")]);
-        assert_eq!(p.next_at(), None);
     }
 }

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -14,11 +13,12 @@ use nightshift_store::Store;
 use super::Daemon;
 use crate::schedule::file::schedule_of;
 use crate::trigger::{self, EventRecord, Trigger};
+use nightshift_core::debounce::{self, Debounce};
 
 #[derive(Debug, Default)]
 pub(super) struct Triggers {
-    /// The latest event per trigger, and when its debounce ends.
-    pending: BTreeMap<String, (EventRecord, Timestamp)>,
+    /// The latest event per trigger, waiting for its debounce to end.
+    pending: Debounce<EventRecord>,
     /// Event files taken into a debounce: removed once their run is decided, so a restart
     /// in between finds them again.
     files: BTreeMap<String, Vec<PathBuf>>,
@@ -74,10 +74,7 @@ impl<S: Store> Daemon<S> {
             .watched
             .iter()
             .filter(|(w, _)| path.starts_with(w))
-            // git's own bookkeeping (a commit, a worktree's index) is not a change to react
-            // to, and nightshift's home holds the runs' own records.
-            .filter(|_| !path.components().any(|c| c.as_os_str() == ".git"))
-            .filter(|_| !path.starts_with(self.home.root()))
+            .filter(|_| debounce::is_trigger_change(path, self.home.root()))
             .flat_map(|(_, names)| names.clone())
             .collect();
         for name in &hit {
@@ -138,14 +135,14 @@ impl<S: Store> Daemon<S> {
     }
 
     fn debounce(&mut self, event: EventRecord) {
-        let debounce = self
+        let wait = self
             .trigger(&event.trigger)
-            .map_or(Duration::from_secs(5), |t| t.debounce);
-        let due = add(Timestamp::now(), debounce);
+            .map_or(debounce::DEFAULT_DEBOUNCE, |t| t.debounce);
+        let name = event.trigger.clone();
         self.triggers
             .pending
-            .insert(event.trigger.clone(), (event, due));
-        self.triggers.next_at = self.triggers.pending.values().map(|(_, at)| *at).min();
+            .push(name, event, wait, Timestamp::now());
+        self.triggers.next_at = self.triggers.pending.next_at();
     }
 
     fn trigger(&self, name: &str) -> Option<Trigger> {
@@ -155,17 +152,7 @@ impl<S: Store> Daemon<S> {
     /// Enqueues the runs whose debounce has ended.
     pub(super) async fn fire_triggers(&mut self) {
         let now = Timestamp::now();
-        let due: Vec<String> = self
-            .triggers
-            .pending
-            .iter()
-            .filter(|(_, (_, at))| *at <= now)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
-            let Some((event, _)) = self.triggers.pending.remove(&name) else {
-                continue;
-            };
+        for (name, event) in self.triggers.pending.take_due(now) {
             // Decided now (run, or joined to a waiting one): the event files are done with.
             for path in self.triggers.files.remove(&name).unwrap_or_default() {
                 self.triggers.seen.remove(&path);
@@ -192,7 +179,7 @@ impl<S: Store> Daemon<S> {
                 Err(e) => tracing::error!(trigger = name, "cannot build its task: {e}"),
             }
         }
-        self.triggers.next_at = self.triggers.pending.values().map(|(_, at)| *at).min();
+        self.triggers.next_at = self.triggers.pending.next_at();
     }
 }
 
@@ -203,9 +190,4 @@ fn own_run(event: &EventRecord) -> bool {
         .as_deref()
         .and_then(schedule_of)
         .is_some_and(|owner| owner == event.trigger)
-}
-
-fn add(at: Timestamp, d: Duration) -> Timestamp {
-    let d = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
-    at.checked_add(d).unwrap_or(Timestamp::MAX)
 }

@@ -86,7 +86,7 @@ pub fn write_and_queue(
         let _ = std::fs::remove_file(&path);
         return Ok("nothing queued: the template was left as it was".into());
     }
-    let title = task::parse("draft", &path, &text)
+    let title = task::parse("draft", &path, &text, crate::home::user_home().as_deref())
         .map_err(|e| kept(format!("not queued: {e}")))?
         .title;
     let id = free_id(home, &slug(&title));

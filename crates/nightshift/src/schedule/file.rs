@@ -177,8 +177,8 @@ mod tests {
         assert!(s.template.contains("verify:\n  - cargo test"));
         assert!(!s.template.contains("schedule"));
         assert!(!s.template.contains("jitter"));
-        let task =
-            nightshift_core::task::parse("nightly@x", Path::new("t.md"), &s.template).unwrap();
+        let task = nightshift_core::task::parse("nightly@x", Path::new("t.md"), &s.template, None)
+            .unwrap();
         assert_eq!(task.priority, 3);
         assert_eq!(task.prompt, "Review the day's commits.\n");
     }

@@ -161,7 +161,8 @@ mod tests {
             at: Timestamp::UNIX_EPOCH,
         };
         let text = task_text(&t, &event).unwrap();
-        let task = nightshift_core::task::parse("review@1", Path::new("t.md"), &text).unwrap();
+        let task =
+            nightshift_core::task::parse("review@1", Path::new("t.md"), &text, None).unwrap();
         assert_eq!(task.env["MODE"], "strict");
         assert_eq!(task.env["TRIGGER_COMMIT"], "abc123");
         assert_eq!(task.env["TRIGGER_EVENT"], "post-commit");

@@ -479,7 +479,8 @@ mod tests {
             check: Some(Duration::from_millis(500)),
         };
         let text = plan.text(Path::new("/tmp/x/ledger"));
-        let task = nightshift_core::task::parse("t-0001", Path::new("t-0001.md"), &text).unwrap();
+        let task =
+            nightshift_core::task::parse("t-0001", Path::new("t-0001.md"), &text, None).unwrap();
         assert_eq!(
             task.verify,
             vec![

@@ -1,0 +1,347 @@
+//! The attention state of one run, fed output, screens, hooks, commits and ticks.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use jiff::Timestamp;
+use regex::Regex;
+
+use super::detectors::{is_error_line, normalize};
+use super::screen::question;
+use super::signals::{Change, Flag, Hook, Signal, Thresholds};
+use super::{add, elapsed, strip_ansi, sub, truncate};
+
+/// The attention state of one run.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    git_repo: bool,
+    last_output: Timestamp,
+    /// Start or last commit, for the evidence.
+    last_commit: Timestamp,
+    /// Silence and no-commits count from these: the last output/commit, or a later ack.
+    quiet_from: Timestamp,
+    commit_from: Timestamp,
+    /// The screen was read since the last output.
+    screen_checked: bool,
+    /// A person acked during this quiet period: the question on screen is known.
+    waiting_acked: bool,
+    /// The Waiting flag came from a hook: only the agent working again (or an ack) clears
+    /// it, not the screen or a redraw.
+    waiting_from_hook: bool,
+    /// A hook said the turn ended, and when; becomes Waiting unless done follows.
+    turn_ended: Option<(Timestamp, String)>,
+    /// Recent times of each normalised error line (at most the threshold count).
+    errors: HashMap<String, VecDeque<Timestamp>>,
+    flags: BTreeMap<Signal, Flag>,
+    /// The error patterns as one set: a line is scanned once, not once per pattern.
+    error_set: ErrorSet,
+}
+
+/// A [`RegexSet`](regex::RegexSet) of the error patterns, rebuilt when they change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ErrorSet {
+    sources: Vec<String>,
+    set: Option<regex::RegexSet>,
+}
+
+impl ErrorSet {
+    fn of(&mut self, patterns: &[Regex]) -> Option<regex::RegexSet> {
+        let same = self
+            .sources
+            .iter()
+            .map(String::as_str)
+            .eq(patterns.iter().map(Regex::as_str));
+        if !same || self.set.is_none() {
+            self.sources = patterns.iter().map(|r| r.as_str().to_string()).collect();
+            self.set = regex::RegexSet::new(&self.sources).ok();
+        }
+        self.set.clone()
+    }
+}
+
+impl Watch {
+    /// `git_repo`: false switches no-commits off for this run (not a repository).
+    pub fn new(now: Timestamp, git_repo: bool) -> Watch {
+        Watch {
+            git_repo,
+            last_output: now,
+            last_commit: now,
+            quiet_from: now,
+            commit_from: now,
+            screen_checked: false,
+            waiting_acked: false,
+            waiting_from_hook: false,
+            turn_ended: None,
+            errors: HashMap::new(),
+            error_set: ErrorSet::default(),
+            flags: BTreeMap::new(),
+        }
+    }
+
+    /// New output lines arrived: activity (clears Waiting and Silence), and error counting.
+    pub fn on_output(&mut self, lines: &[String], now: Timestamp, t: &Thresholds) -> Change {
+        let mut change = Change::default();
+        if lines.is_empty() {
+            return change;
+        }
+        self.active(now);
+        if !self.waiting_from_hook {
+            self.waiting_acked = false;
+            self.clear(Signal::Waiting, &mut change);
+        }
+        self.clear(Signal::Silence, &mut change);
+        let Some((count, window)) = t.repeated_error else {
+            return change;
+        };
+        let count = count.max(1) as usize;
+        let set = self.error_set.of(&t.error_patterns);
+        let cutoff = sub(now, window);
+        self.errors.retain(|_, times| {
+            while times.front().is_some_and(|at| *at < cutoff) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        for line in lines {
+            let text = strip_ansi(line);
+            let text = text.trim();
+            // The set says whether any pattern could match, in one scan.
+            if set.as_ref().is_some_and(|s| !s.is_match(text))
+                || !is_error_line(text, &t.error_patterns)
+            {
+                continue;
+            }
+            let mut key = normalize(text);
+            truncate(&mut key, 500);
+            let times = self.errors.entry(key).or_default();
+            times.push_back(now);
+            if times.len() > count {
+                times.pop_front();
+            }
+            let seen = times.len();
+            if seen >= count && !self.flags.contains_key(&Signal::RepeatedError) {
+                let mut quoted = text.to_string();
+                truncate(&mut quoted, 200);
+                let evidence = format!(
+                    "\"{quoted}\" seen {seen} times in {}",
+                    crate::task::format_duration(window)
+                );
+                self.raise(Signal::RepeatedError, now, evidence, &mut change);
+            }
+        }
+        change
+    }
+
+    /// The visible screen after output has been quiet for `input_debounce`: raises Waiting
+    /// when its last lines ask something, clears it when they no longer do.
+    pub fn on_screen(&mut self, screen: &str, now: Timestamp, t: &Thresholds) -> Change {
+        let mut change = Change::default();
+        if !t.waiting || now < add(self.last_output, t.input_debounce) {
+            return change;
+        }
+        self.screen_checked = true;
+        match question(screen, &t.waiting_patterns) {
+            Some(evidence) if !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting) => {
+                self.raise(Signal::Waiting, now, evidence, &mut change);
+            }
+            Some(_) => {}
+            None if !self.waiting_from_hook => self.clear(Signal::Waiting, &mut change),
+            None => {}
+        }
+        change
+    }
+
+    /// An event from the agent's hooks.
+    pub fn on_hook(&mut self, hook: Hook, now: Timestamp, t: &Thresholds) -> Change {
+        let mut change = Change::default();
+        match hook {
+            Hook::Working => {
+                self.active(now);
+                self.turn_ended = None;
+                self.waiting_acked = false;
+                self.clear(Signal::Waiting, &mut change);
+                self.clear(Signal::Silence, &mut change);
+            }
+            Hook::NeedsInput(evidence) | Hook::TurnFailed(evidence) => {
+                self.turn_ended = None;
+                // After an ack, only a new prompt (which comes after work) raises again.
+                if t.waiting && !self.waiting_acked {
+                    self.raise_from_hook(evidence, now, &mut change);
+                }
+            }
+            Hook::TurnEnded(last_words) => {
+                if t.waiting && !self.flags.contains_key(&Signal::Waiting) {
+                    self.turn_ended = Some((now, last_words));
+                }
+            }
+        }
+        change
+    }
+
+    /// A flag the watch cannot see for itself (timeout, died), raised by the caller.
+    pub fn flag(&mut self, signal: Signal, now: Timestamp, evidence: String) -> Change {
+        let mut change = Change::default();
+        if !self.flags.contains_key(&signal) {
+            self.raise(signal, now, evidence, &mut change);
+        }
+        change
+    }
+
+    pub fn has(&self, signal: Signal) -> bool {
+        self.flags.contains_key(&signal)
+    }
+
+    fn active(&mut self, now: Timestamp) {
+        self.last_output = now;
+        self.quiet_from = now;
+        self.screen_checked = false;
+    }
+
+    fn raise_from_hook(&mut self, evidence: String, now: Timestamp, change: &mut Change) {
+        if !self.flags.contains_key(&Signal::Waiting) {
+            self.raise(Signal::Waiting, now, evidence, change);
+        }
+        self.waiting_from_hook = true;
+    }
+
+    /// A new commit: clears NoCommits and RepeatedError (progress), restarts the commit clock.
+    pub fn on_commit(&mut self, now: Timestamp) -> Change {
+        let mut change = Change::default();
+        self.last_commit = now;
+        self.commit_from = now;
+        self.errors.clear();
+        self.clear(Signal::NoCommits, &mut change);
+        self.clear(Signal::RepeatedError, &mut change);
+        change
+    }
+
+    /// Time passed: raises Silence and NoCommits when their periods are over.
+    pub fn on_tick(&mut self, now: Timestamp, t: &Thresholds) -> Change {
+        let mut change = Change::default();
+        // The debounce leaves room for a done signal that raced the end of the turn.
+        if let Some((at, _)) = &self.turn_ended
+            && add(*at, t.input_debounce) <= now
+            && let Some((_, last_words)) = self.turn_ended.take()
+            && !self.waiting_acked
+        {
+            let mut evidence = "the agent ended its turn without signalling done".to_string();
+            if let Some(last) = last_words.lines().rev().find(|l| !l.trim().is_empty()) {
+                let mut last = last.trim().to_string();
+                truncate(&mut last, 200);
+                evidence.push_str(&format!("; its last words: \"{last}\""));
+            }
+            self.raise_from_hook(evidence, now, &mut change);
+        }
+        // An agent waiting for a person is quiet and commits nothing: that is one cause, and
+        // it is flagged already.
+        let waiting = self.flags.contains_key(&Signal::Waiting);
+        if let Some(d) = t.silence
+            && !waiting
+            && !self.flags.contains_key(&Signal::Silence)
+            && add(self.quiet_from, d) <= now
+        {
+            let evidence = format!(
+                "no output for {}",
+                crate::task::format_duration(elapsed(self.last_output, now))
+            );
+            self.raise(
+                Signal::Silence,
+                add(self.quiet_from, d),
+                evidence,
+                &mut change,
+            );
+        }
+        if let Some(d) = t.no_commits
+            && self.git_repo
+            && !waiting
+            && !self.flags.contains_key(&Signal::NoCommits)
+            && add(self.commit_from, d) <= now
+        {
+            let evidence = format!(
+                "no commit for {}",
+                crate::task::format_duration(elapsed(self.last_commit, now))
+            );
+            self.raise(
+                Signal::NoCommits,
+                add(self.commit_from, d),
+                evidence,
+                &mut change,
+            );
+        }
+        change
+    }
+
+    /// A person acknowledged: clears every flag; each needs new evidence to come back.
+    pub fn ack(&mut self, now: Timestamp) -> Change {
+        let change = Change {
+            raised: Vec::new(),
+            cleared: self.flags.keys().copied().collect(),
+        };
+        self.flags.clear();
+        self.errors.clear();
+        self.quiet_from = now;
+        self.commit_from = now;
+        self.waiting_acked = true;
+        self.waiting_from_hook = false;
+        self.turn_ended = None;
+        change
+    }
+
+    /// The raised flags, sorted by signal.
+    pub fn flags(&self) -> Vec<Flag> {
+        self.flags.values().cloned().collect()
+    }
+
+    /// When `on_tick` could next raise something, or when a screen check is due.
+    pub fn next_wake(&self, t: &Thresholds) -> Option<Timestamp> {
+        let waiting = self.flags.contains_key(&Signal::Waiting);
+        let silence = t
+            .silence
+            .filter(|_| !waiting && !self.flags.contains_key(&Signal::Silence))
+            .map(|d| add(self.quiet_from, d));
+        let commits = t
+            .no_commits
+            .filter(|_| !waiting && self.git_repo && !self.flags.contains_key(&Signal::NoCommits))
+            .map(|d| add(self.commit_from, d));
+        let screen =
+            (t.waiting && !self.screen_checked).then(|| add(self.last_output, t.input_debounce));
+        let turn = self
+            .turn_ended
+            .as_ref()
+            .map(|(at, _)| add(*at, t.input_debounce));
+        [silence, commits, screen, turn].into_iter().flatten().min()
+    }
+
+    /// Whether a screen capture is due now: quiet for `input_debounce`, not yet read.
+    pub fn screen_due(&self, now: Timestamp, t: &Thresholds) -> bool {
+        t.waiting && !self.screen_checked && add(self.last_output, t.input_debounce) <= now
+    }
+
+    /// Like `screen_due`, and counts the capture as made, so it is asked for once per quiet
+    /// period (new output makes the next one due).
+    pub fn take_screen_due(&mut self, now: Timestamp, t: &Thresholds) -> bool {
+        let due = self.screen_due(now, t);
+        if due {
+            self.screen_checked = true;
+        }
+        due
+    }
+
+    fn raise(&mut self, signal: Signal, since: Timestamp, evidence: String, change: &mut Change) {
+        let flag = Flag {
+            signal,
+            since,
+            evidence,
+        };
+        self.flags.insert(signal, flag.clone());
+        change.raised.push(flag);
+    }
+
+    fn clear(&mut self, signal: Signal, change: &mut Change) {
+        if signal == Signal::Waiting {
+            self.waiting_from_hook = false;
+        }
+        if self.flags.remove(&signal).is_some() {
+            change.cleared.push(signal);
+        }
+    }
+}

@@ -7,7 +7,7 @@ fn main() {
     let cli = Cli::parse();
     // Before anything is created: the home is for its user only. The test agent stands in
     // for the user's own agent, so it keeps the user's umask.
-    if !matches!(cli.command, cli::Command::TestAgent { .. }) {
+    if !matches!(cli.command, cli::Command::TestAgent(_)) {
         nightshift::privacy::restrict_umask();
     }
     let code = match cli::run(cli) {

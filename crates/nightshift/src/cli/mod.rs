@@ -2,18 +2,12 @@
 
 pub(crate) mod add;
 pub(crate) mod attention;
-mod bench;
-mod bench_attention;
-mod bench_dashboard;
-mod bench_torture;
 mod clean;
 pub(crate) mod control;
-mod demo;
 mod doctor;
 mod init;
 mod logs;
 mod ls;
-mod sandbox;
 mod schedule;
 mod service;
 mod trigger;
@@ -23,6 +17,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::dev;
 use crate::home::Home;
 
 /// Exit codes, documented in the README.
@@ -127,23 +122,14 @@ pub enum Command {
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
-    Demo(demo::DemoArgs),
+    Demo(dev::demo::DemoArgs),
     /// Measure pickup latency, done-detection latency and drain rate
-    Bench(bench::BenchArgs),
+    Bench(dev::bench::BenchArgs),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
     /// The scriptable test agent (used by the tests and the demo)
     #[command(hide = true)]
-    TestAgent {
-        #[arg(long)]
-        prompt_file: Option<PathBuf>,
-        /// `stdin` or `typed`
-        #[arg(long)]
-        prompt_from: Option<String>,
-        #[arg(long)]
-        hook_settings: Option<PathBuf>,
-        prompt: Option<String>,
-    },
+    TestAgent(dev::testagent::TestAgentArgs),
     /// The process in each tmux pane: starts the agent and records its exit
     #[command(hide = true, name = "__wrap")]
     Wrap { run_dir: PathBuf },
@@ -169,17 +155,7 @@ pub enum Command {
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::TestAgent {
-            prompt_file,
-            prompt_from,
-            hook_settings,
-            prompt,
-        } => Ok(crate::testagent::run(crate::testagent::TestAgentArgs {
-            prompt_file,
-            prompt,
-            prompt_from,
-            hook_settings,
-        })),
+        Command::TestAgent(args) => Ok(dev::testagent::run(args)),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
         Command::CheckGuard { daemon_pid, argv } => Ok(crate::checks::guard(daemon_pid, &argv)),
         Command::Transcript { limit, path } => {
@@ -196,8 +172,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(exit::SUCCESS)
         }
-        Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => dev::demo::run(args),
+        Command::Bench(args) => dev::bench::run(args),
         command => {
             let home = Home::resolve(cli.home)?;
             run_in_home(home, command)
@@ -233,7 +209,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Pause => control::pause(&home, true),
         Command::Resume => control::pause(&home, false),
         Command::Doctor => doctor::run(&home),
-        Command::TestAgent { .. }
+        Command::TestAgent(_)
         | Command::Wrap { .. }
         | Command::CheckGuard { .. }
         | Command::Transcript { .. }

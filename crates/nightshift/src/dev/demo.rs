@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::exit;
-use super::sandbox::{self, FolderWatch, Sandbox, Style};
+use crate::cli::exit;
 use crate::config::Config;
+use crate::dev::sandbox::{self, FolderWatch, Sandbox, Style};
 use crate::home::TaskState;
 use crate::status::{self, TaskView};
 

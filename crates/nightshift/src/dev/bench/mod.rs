@@ -10,11 +10,15 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use jiff::Timestamp;
 
-use super::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
-use super::{CliError, exit};
+use crate::cli::{CliError, exit};
+use crate::dev::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
 use crate::home::TaskState;
 use crate::report::Report;
 use crate::run::{self, DoneRecord, RunDir, StartedRecord};
+
+mod attention;
+mod dashboard;
+mod torture;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -64,13 +68,13 @@ const WORKTREE_SAMPLES: u32 = 50;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.attention {
-        return super::bench_attention::run(args.keep);
+        return attention::run(args.keep);
     }
     if args.dashboard {
-        return super::bench_dashboard::run(args.keep);
+        return dashboard::run(args.keep);
     }
     if args.torture {
-        return super::bench_torture::run(super::bench_torture::TortureArgs {
+        return torture::run(torture::TortureArgs {
             tasks: args.tasks.unwrap_or(30),
             kills: args.kills,
             seed: args.seed,

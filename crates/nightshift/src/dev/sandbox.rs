@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 
-use super::{CliError, exit};
+use crate::cli::{CliError, exit};
 use crate::config::Config;
 use crate::fsutil;
 use crate::home::{Home, TaskState};
@@ -291,7 +291,7 @@ impl Sandbox {
     pub fn wait_daemon_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let pid = self.daemon_pid();
         let socket = self.home.socket();
-        let rt = super::runtime()?;
+        let rt = crate::cli::runtime()?;
         let watch = FolderWatch::new(&[(self.home.runtime_dir(), false)])?;
         wait_for(
             &watch,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::exit;
-use super::sandbox::{self, Sandbox};
+use crate::cli::exit;
+use crate::dev::sandbox::{self, Sandbox};
 use crate::tmux::session_name;
 
 const SAMPLES: usize = 30;
@@ -209,7 +209,7 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     );
 
     // Queue → row: a paused queue keeps the tasks queued; each comes first (priority).
-    super::control::set_paused(&sb.home, true)?;
+    crate::cli::control::set_paused(&sb.home, true)?;
     pane.wait("PAUSED", |s| {
         s.lines().next().is_some_and(|l| l.contains("PAUSED"))
     })?;
@@ -228,9 +228,9 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     println!("task file queued → row shown:    {}", stats(queued));
 
     // Busy: agents printing a line every 100 ms, the dashboard following them.
-    super::control::cancel_task(&sb.home, "echo")?;
+    crate::cli::control::cancel_task(&sb.home, "echo")?;
     for i in 0..SAMPLES {
-        let _ = super::control::cancel_task(&sb.home, &format!("q{i:03}"));
+        let _ = crate::cli::control::cancel_task(&sb.home, &format!("q{i:03}"));
     }
     let chatter: String = (0..200).map(|_| "@say tick\n@sleep 100ms\n").collect();
     for i in 0..BUSY_AGENTS {
@@ -238,7 +238,7 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
         sb.stage(&id, &format!("---\ntitle: Busy\n---\n{chatter}@done\n"))?;
         sb.enqueue(&id)?;
     }
-    super::control::set_paused(&sb.home, false)?;
+    crate::cli::control::set_paused(&sb.home, false)?;
     let all_running = |s: &str| s.contains(&format!("RUNNING ({BUSY_AGENTS})"));
     pane.wait("the busy agents", all_running)?;
     println!(

@@ -7,11 +7,13 @@
 pub mod checks;
 pub mod claude_state;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
 pub mod dev;
+pub mod exit;
 pub mod fsutil;
 pub mod git;
 pub mod home;

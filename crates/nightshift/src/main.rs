@@ -1,6 +1,7 @@
 use clap::Parser;
 
-use nightshift::cli::{self, Cli, CliError};
+use nightshift::cli::{self, Cli};
+use nightshift::exit::{self, CliError};
 
 fn main() {
     quiet_on_closed_pipe();
@@ -12,11 +13,11 @@ fn main() {
     }
     let code = match cli::run(cli) {
         Ok(code) => code,
-        Err(err) if is_broken_pipe(&err) && stdout_reader_gone() => cli::exit::SUCCESS,
+        Err(err) if is_broken_pipe(&err) && stdout_reader_gone() => exit::SUCCESS,
         Err(err) => {
             let code = err
                 .downcast_ref::<CliError>()
-                .map_or(cli::exit::FAILURE, |e| e.code);
+                .map_or(exit::FAILURE, |e| e.code);
             // Errors quote task files, ids and agents' output: cleaned for the terminal.
             let message = nightshift::term_text::clean_text(&format!("{err:#}"));
             eprintln!("nightshift: {message}");
@@ -43,7 +44,7 @@ fn quiet_on_closed_pipe() {
             .unwrap_or("");
         let pipe = message.contains("Broken pipe") || message.contains("BrokenPipe");
         if pipe && stdout_reader_gone() {
-            std::process::exit(cli::exit::SUCCESS);
+            std::process::exit(exit::SUCCESS);
         }
         default(info);
     }));

@@ -1,16 +1,13 @@
 //! `nightshift attention` and `nightshift ack`: who needs a person, and "I looked".
 
-use jiff::Timestamp;
-
+use crate::client::ack_task;
 use crate::home::{Home, TaskState};
-use crate::run::{self, AckRecord, RunDir};
 use crate::status;
 use crate::term_text::clean_line;
 use crate::tmux::Tmux;
-use crate::{fsutil, queue};
 
 use super::ls::signal_name;
-use super::{CliError, exit, load_config};
+use super::{exit, load_config};
 
 #[derive(Debug, clap::Args)]
 pub struct AttentionArgs {
@@ -66,36 +63,4 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
 pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
     println!("{}", ack_task(home, id)?);
     Ok(exit::SUCCESS)
-}
-
-/// Acknowledges a task's flags and says so (for the CLI and the dashboard).
-pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
-    match queue::locate(home, id) {
-        None => return Err(CliError::not_found(id).into()),
-        Some((TaskState::Running, _)) => {}
-        Some((state, _)) => {
-            return Err(CliError::new(
-                exit::FAILURE,
-                format!("task `{id}` is {}, not running", state.as_str()),
-            )
-            .into());
-        }
-    }
-    let Some(&attempt) = run::attempts(&home.task_runs(id)).last() else {
-        return Err(
-            CliError::new(exit::FAILURE, format!("task `{id}` has not started yet")).into(),
-        );
-    };
-    let dir = RunDir::new(home.run_dir(id, attempt));
-    let json = serde_json::to_vec_pretty(&AckRecord {
-        at: Timestamp::now(),
-    })?;
-    fsutil::write_atomic(&dir.file(run::ACK), &json, 0o600)?;
-    Ok(match super::ls::daemon_status(home) {
-        Ok(Some(_)) => format!("acknowledged {id}"),
-        Ok(None) => {
-            format!("acknowledged {id}; the daemon is not running, and starts with fresh flags")
-        }
-        Err(e) => format!("acknowledged {id}; {e}"),
-    })
 }

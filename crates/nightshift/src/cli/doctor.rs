@@ -106,7 +106,7 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
         );
     }
     match home.checked_socket() {
-        Ok(_) => match super::ls::daemon_status(home) {
+        Ok(_) => match crate::client::daemon_status(home) {
             Ok(Some(s)) => report(
                 true,
                 "daemon",

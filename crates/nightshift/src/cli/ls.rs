@@ -1,7 +1,7 @@
 //! `nightshift ls` and `nightshift show`: read the files, ask the daemon if it is up.
 
+use crate::client::{self, daemon_status};
 use crate::home::{Home, TaskState};
-use crate::ipc::{self, DaemonStatus, Request, Response};
 use crate::status::{self, TaskView};
 use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
@@ -33,19 +33,6 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// The daemon's status: `Ok(None)` when it is not running, `Err` when it is there but
-/// does not answer properly (so that is never mistaken for "not running").
-pub fn daemon_status(home: &Home) -> Result<Option<DaemonStatus>, String> {
-    let socket = home.checked_socket().map_err(|e| e.to_string())?;
-    let rt = runtime().map_err(|e| e.to_string())?;
-    match rt.block_on(ipc::request(&socket, &Request::Status)) {
-        Ok(Response::Status(s)) => Ok(Some(s)),
-        Ok(other) => Err(format!("unexpected answer: {other:?}")),
-        Err(ipc::IpcError::NotRunning) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
     if args.watch {
         return watch(home, &args);
@@ -58,7 +45,7 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     let socket = home.checked_socket()?;
     let rt = runtime()?;
-    let mut conn = rt.block_on(ipc::subscribe(&socket)).map_err(|e| {
+    let mut conn = rt.block_on(client::subscribe(&socket)).map_err(|e| {
         CliError::new(
             exit::NOT_RUNNING,
             format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
@@ -73,9 +60,9 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
         print_ls(home, args, &mut cache)?;
         // One redraw for a burst of changes.
         let more = rt.block_on(async {
-            let first = ipc::receive::<Response>(&mut conn).await;
+            let changed = conn.changed().await;
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            matches!(first, Ok(Some(_)))
+            changed
         });
         if !more {
             println!("the daemon stopped");

@@ -1,9 +1,9 @@
 //! The command line: one file per command or small group of commands.
 
-pub(crate) mod add;
-pub(crate) mod attention;
+mod add;
+mod attention;
 mod clean;
-pub(crate) mod control;
+mod control;
 mod doctor;
 mod init;
 mod logs;
@@ -16,46 +16,11 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::config::Config;
 use crate::dev;
 use crate::home::Home;
-
-/// Exit codes, documented in the README.
-pub mod exit {
-    pub const SUCCESS: i32 = 0;
-    /// Something failed (the message says what).
-    pub const FAILURE: i32 = 1;
-    /// The command line was wrong.
-    pub const USAGE: i32 = 2;
-    /// The command needs the daemon and it is not running.
-    pub const NOT_RUNNING: i32 = 3;
-    /// No task has that id.
-    pub const NOT_FOUND: i32 = 4;
-}
-
-/// An error with a specific exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CliError {
-    pub code: i32,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(id: &str) -> Self {
-        CliError::new(
-            exit::NOT_FOUND,
-            format!("no task `{id}` in queue/, running/, done/ or failed/"),
-        )
-    }
-}
+// The commands' shared pieces, for `use super::...` in each command's file.
+use crate::client::{load_config, runtime};
+use crate::exit::{self, CliError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -218,17 +183,6 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         | Command::Demo(_)
         | Command::Bench(_) => Ok(exit::USAGE),
     }
-}
-
-pub fn load_config(home: &Home) -> anyhow::Result<Config> {
-    Ok(Config::load(&home.config_file())?)
-}
-
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
 }
 
 /// Logs to stderr and to `logs/daemon.log`. `NIGHTSHIFT_LOG` sets the filter

@@ -205,7 +205,7 @@ impl Daemon {
                     // Checks that failed before the restart still count.
                     let failed_rounds = (1..)
                         .map_while(|n| {
-                            dir.read::<super::VerifyRound>(&run::verify_file(n))
+                            dir.read::<crate::checks::VerifyRound>(&run::verify_file(n))
                                 .ok()
                                 .flatten()
                         })

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::cli::exit;
 use crate::config::Config;
 use crate::dev::sandbox::{self, FolderWatch, Sandbox, Style};
+use crate::exit;
 use crate::home::TaskState;
 use crate::status::{self, TaskView};
 

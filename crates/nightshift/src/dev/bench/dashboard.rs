@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::cli::exit;
+use crate::client;
 use crate::dev::sandbox::{self, Sandbox};
+use crate::exit;
 use crate::tmux::session_name;
 
 const SAMPLES: usize = 30;
@@ -209,7 +210,7 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     );
 
     // Queue → row: a paused queue keeps the tasks queued; each comes first (priority).
-    crate::cli::control::set_paused(&sb.home, true)?;
+    client::set_paused(&sb.home, true)?;
     pane.wait("PAUSED", |s| {
         s.lines().next().is_some_and(|l| l.contains("PAUSED"))
     })?;
@@ -228,9 +229,9 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     println!("task file queued → row shown:    {}", stats(queued));
 
     // Busy: agents printing a line every 100 ms, the dashboard following them.
-    crate::cli::control::cancel_task(&sb.home, "echo")?;
+    client::cancel_task(&sb.home, "echo")?;
     for i in 0..SAMPLES {
-        let _ = crate::cli::control::cancel_task(&sb.home, &format!("q{i:03}"));
+        let _ = client::cancel_task(&sb.home, &format!("q{i:03}"));
     }
     let chatter: String = (0..200).map(|_| "@say tick\n@sleep 100ms\n").collect();
     for i in 0..BUSY_AGENTS {
@@ -238,7 +239,7 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
         sb.stage(&id, &format!("---\ntitle: Busy\n---\n{chatter}@done\n"))?;
         sb.enqueue(&id)?;
     }
-    crate::cli::control::set_paused(&sb.home, false)?;
+    client::set_paused(&sb.home, false)?;
     let all_running = |s: &str| s.contains(&format!("RUNNING ({BUSY_AGENTS})"));
     pane.wait("the busy agents", all_running)?;
     println!(

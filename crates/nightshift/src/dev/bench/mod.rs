@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use jiff::Timestamp;
 
-use crate::cli::{CliError, exit};
 use crate::dev::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
+use crate::exit::{self, CliError};
 use crate::home::TaskState;
 use crate::report::Report;
 use crate::run::{self, DoneRecord, RunDir, StartedRecord};

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use jiff::Timestamp;
 
-use crate::cli::{CliError, exit};
 use crate::dev::sandbox::{self, Sandbox, unix_nanos};
+use crate::exit::{self, CliError};
 use crate::home::TaskState;
 use crate::run::{self, RunDir};
 

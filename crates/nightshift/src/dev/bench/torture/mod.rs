@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use crate::cli::exit;
 use crate::dev::sandbox::{self, Sandbox};
+use crate::exit;
 use crate::home::TaskState;
 
 mod ledger;

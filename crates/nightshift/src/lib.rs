@@ -20,6 +20,7 @@ pub mod home;
 pub mod hook;
 pub mod ipc;
 pub mod notify;
+mod out;
 pub mod privacy;
 pub mod queue;
 #[cfg(test)]

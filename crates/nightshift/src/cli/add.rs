@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::client::{Overrides, enqueue};
 use crate::home::Home;
+use crate::out::outln;
 
 use super::{CliError, exit, load_config};
 
@@ -72,6 +73,6 @@ pub fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
             workdir: args.workdir,
         },
     )?;
-    println!("queued {id} ({})", dest.display());
+    outln!("queued {id} ({})", dest.display())?;
     Ok(exit::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 use crate::client::ack_task;
 use crate::home::{Home, TaskState};
+use crate::out::outln;
 use crate::status;
 use crate::term_text::clean_line;
 use crate::tmux::Tmux;
@@ -23,23 +24,23 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
         .filter(|t| t.state == TaskState::Running && !t.attention.is_empty())
         .collect();
     if args.json {
-        println!("{}", crate::term_text::to_json(&flagged)?);
+        outln!("{}", crate::term_text::to_json(&flagged)?)?;
         return Ok(exit::SUCCESS);
     }
     if flagged.is_empty() {
-        println!("no task needs attention");
+        outln!("no task needs attention")?;
         return Ok(exit::SUCCESS);
     }
     let tmux = Tmux::new(&config.tmux_socket);
     for t in &flagged {
         // Ids, titles and the agent's screen lines: cleaned for the terminal.
         let id = clean_line(&t.id, true);
-        println!("{id}  {}", clean_line(&t.title, true));
+        outln!("{id}  {}", clean_line(&t.title, true))?;
         for flag in &t.attention {
             let age = nightshift_core::task::format_duration(status::age(flag.since));
-            println!("  ⚑ {} for {age}", signal_name(flag.signal));
+            outln!("  ⚑ {} for {age}", signal_name(flag.signal))?;
             for line in flag.evidence.lines() {
-                println!("      {}", clean_line(line, true));
+                outln!("      {}", clean_line(line, true))?;
             }
         }
         let session = t
@@ -47,13 +48,13 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
             .as_ref()
             .and_then(|l| l.session.clone())
             .unwrap_or_else(|| crate::tmux::session_name(&t.id));
-        println!(
+        outln!(
             "  attach: nightshift attach {id}   (or {} attach -t {})",
             clean_line(&tmux.display_prefix(), true),
             clean_line(&session, true)
-        );
-        println!("  then:   nightshift ack {id}   once it is back on track");
-        println!();
+        )?;
+        outln!("  then:   nightshift ack {id}   once it is back on track")?;
+        outln!()?;
     }
     Ok(exit::SUCCESS)
 }
@@ -61,6 +62,6 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
 /// Records that a person looked: the daemon clears the flags, and raises them again only on
 /// new evidence.
 pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
-    println!("{}", ack_task(home, id)?);
+    outln!("{}", ack_task(home, id)?)?;
     Ok(exit::SUCCESS)
 }

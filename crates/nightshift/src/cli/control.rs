@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use crate::client::{cancel_task, retry_task, running_session, send_text, set_paused};
 use crate::fsutil;
 use crate::home::Home;
+use crate::out::outln;
 use crate::run::{self, DoneRecord, DoneSource, RunDir};
 use crate::tmux::Tmux;
 
@@ -23,17 +24,17 @@ pub fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
 }
 
 pub fn send(home: &Home, id: &str, text: &str) -> anyhow::Result<i32> {
-    println!("{}", send_text(home, id, text)?);
+    outln!("{}", send_text(home, id, text)?)?;
     Ok(exit::SUCCESS)
 }
 
 pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
-    println!("{}", cancel_task(home, id)?);
+    outln!("{}", cancel_task(home, id)?)?;
     Ok(exit::SUCCESS)
 }
 
 pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
-    println!("{}", retry_task(home, id)?);
+    outln!("{}", retry_task(home, id)?)?;
     Ok(exit::SUCCESS)
 }
 
@@ -71,14 +72,14 @@ pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
     match write_done(&dir.file(run::DONE), &json) {
         Ok(()) => {
             let task = std::env::var("NIGHTSHIFT_TASK_ID").unwrap_or_default();
-            println!(
+            outln!(
                 "nightshift: recorded {} for {task}",
                 if record.ok { "done" } else { "failed" }
-            );
+            )?;
             Ok(exit::SUCCESS)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            println!("nightshift: done was already recorded for this run");
+            outln!("nightshift: done was already recorded for this run")?;
             Ok(exit::SUCCESS)
         }
         Err(e) if fsutil::is_disk_full(&e) => Err(CliError::new(
@@ -128,6 +129,6 @@ fn write_done(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
 /// `pause` / `resume`: the `paused` file in the home is the state, so this works with or
 /// without the daemon, and a pause survives restarts.
 pub fn pause(home: &Home, paused: bool) -> anyhow::Result<i32> {
-    println!("{}", set_paused(home, paused)?);
+    outln!("{}", set_paused(home, paused)?)?;
     Ok(exit::SUCCESS)
 }

@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use crate::dev::sandbox::{self, Sandbox, unix_nanos};
 use crate::exit::{self, CliError};
 use crate::home::TaskState;
+use crate::out::outln;
 use crate::run::{self, RunDir};
 
 mod scenarios;
@@ -47,24 +48,24 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     sandbox::require_tools("bench")?;
     sandbox::catch_interrupts()?;
     let mut sb = Sandbox::create("bench-attention", keep, CONFIG)?;
-    println!(
+    outln!(
         "nightshift bench --attention ({})",
         if cfg!(debug_assertions) {
             "debug build"
         } else {
             "release build"
         }
-    );
-    println!(
+    )?;
+    outln!(
         "setup: sandbox home, scripted test agent, one git repo per scenario, max_agents \
          {MAX_AGENTS}; [attention] no_commits 3s, silence 2s, repeated_errors 5 in 1m, \
          waiting on, input_debounce 500ms; window {} s",
         WINDOW.as_secs()
-    );
+    )?;
     if keep {
-        println!("home:  {} (kept)", sb.home.root().display());
+        outln!("home:  {} (kept)", sb.home.root().display())?;
     }
-    println!();
+    outln!()?;
     sb.start_daemon()?;
     let result = measure(&mut sb);
     if result.is_err() && sandbox::check_interrupted().is_ok() {
@@ -77,7 +78,7 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     }
     let code = result?;
     if sb.keep {
-        println!("\nKept {}.", sb.root().display());
+        outln!("\nKept {}.", sb.root().display())?;
     }
     Ok(code)
 }
@@ -167,10 +168,16 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
     let (mut tp, mut fp, mut fne) = (0usize, 0usize, 0usize);
     let mut latencies = Vec::new();
     let mut unexpected = Vec::new();
-    println!(
+    outln!(
         "{:<20} {:<16} {:<26} {:<10} {:<4} {:<4} {:<4} what",
-        "scenario", "expected", "raised", "ended", "TP", "FP", "FN"
-    );
+        "scenario",
+        "expected",
+        "raised",
+        "ended",
+        "TP",
+        "FP",
+        "FN"
+    )?;
     for (s, l) in list.iter().zip(live) {
         let events = attention_events(sb, s.id);
         let raised: BTreeSet<String> = events.iter().map(|(sig, _)| sig.clone()).collect();
@@ -211,7 +218,7 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
         if let Some(a) = l.answered_ms {
             what.push_str(&format!(" [answered {a:.0} ms after the stamp]"));
         }
-        println!(
+        outln!(
             "{:<20} {:<16} {:<26} {:<10} {:<4} {:<4} {:<4} {what}",
             s.id,
             join(&expected),
@@ -220,9 +227,9 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
             t,
             f,
             n
-        );
+        )?;
     }
-    println!();
+    outln!()?;
     let pct = |a: usize, b: usize| {
         if b == 0 {
             100.0
@@ -232,15 +239,15 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
     };
     let precision = pct(tp, tp + fp);
     let recall = pct(tp, tp + fne);
-    println!(
+    outln!(
         "signals: {tp} TP, {fp} FP, {fne} FN over {} scenarios; precision {precision:.0}% {}, \
          recall {recall:.0}% {}   (target 100%)",
         list.len(),
         verdict(fp == 0),
         verdict(fne == 0)
-    );
+    )?;
     if latencies.is_empty() {
-        println!("waiting latency: no samples");
+        outln!("waiting latency: no samples")?;
     } else {
         latencies.sort_by(f64::total_cmp);
         let n = latencies.len();
@@ -250,28 +257,28 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
             (latencies[n / 2 - 1] + latencies[n / 2]) / 2.0
         };
         let max = latencies[n - 1];
-        println!(
+        outln!(
             "waiting latency (question printed -> flag in events.jsonl), n {n}: median {median:.0} ms, \
              max {max:.0} ms; after the {DEBOUNCE_MS:.0} ms debounce: median {:.0} ms, max {:.0} ms \
              (target <= 2000 ms after output stops {})",
             median - DEBOUNCE_MS,
             max - DEBOUNCE_MS,
             verdict(max - DEBOUNCE_MS <= 2000.0)
-        );
+        )?;
     }
     let mut hook_ms = hook_latencies(sb, "pos-hook-permission");
     if hook_ms.is_empty() {
-        println!("hook latency: no samples");
+        outln!("hook latency: no samples")?;
     } else {
         hook_ms.sort_by(f64::total_cmp);
         let median = hook_ms[hook_ms.len() / 2];
         let max = hook_ms[hook_ms.len() - 1];
-        println!(
+        outln!(
             "hook latency (`nightshift hook` recorded a permission prompt -> flag in events.jsonl), \
              n {}: median {median:.1} ms, max {max:.1} ms (target median <= 100 ms {})",
             hook_ms.len(),
             verdict(median <= 100.0)
-        );
+        )?;
     }
     if !unexpected.is_empty() {
         eprintln!("\nscenarios that ended unexpectedly (a bug, not a detector miss):");

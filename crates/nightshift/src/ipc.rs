@@ -1,7 +1,7 @@
 //! The control socket's wire: length-delimited JSON frames over a Unix socket in the private
 //! runtime directory, and the messages on it. Only the user who runs the daemon may connect.
 //! The daemon serves it (`daemon/`); the CLI and the dashboard talk to it through
-//! [`crate::client`].
+//! `client/`.
 
 use std::io;
 use std::time::Duration;

@@ -1,8 +1,9 @@
-//! The control socket: length-delimited JSON frames over a Unix socket in the private
-//! runtime directory. Only the user who runs the daemon may connect.
+//! The control socket's wire: length-delimited JSON frames over a Unix socket in the private
+//! runtime directory, and the messages on it. Only the user who runs the daemon may connect.
+//! The daemon serves it (`daemon/`); the CLI and the dashboard talk to it through
+//! `client/`.
 
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,10 +15,6 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use nightshift_core::Phase;
 
 pub const PROTOCOL_VERSION: u32 = 1;
-/// How long any client (a command, the dashboard) waits for the daemon, connecting
-/// included. Its answers come from memory (status, or a cancel that only records the
-/// request), so a daemon that takes longer is stopped or stuck: say so instead of hanging.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -112,58 +109,6 @@ pub async fn receive<T: for<'de> Deserialize<'de>>(
         None => Ok(None),
         Some(frame) => Ok(Some(serde_json::from_slice(&frame?)?)),
     }
-}
-
-/// Connects to the daemon; a socket nobody listens on means it is not running.
-async fn connect(socket: &Path) -> Result<Connection, IpcError> {
-    let stream = match UnixStream::connect(socket).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(IpcError::NotRunning);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(frame(stream))
-}
-
-/// `exchange` within [`ANSWER_TIMEOUT`].
-async fn answered<T>(exchange: impl Future<Output = Result<T, IpcError>>) -> Result<T, IpcError> {
-    tokio::time::timeout(ANSWER_TIMEOUT, exchange)
-        .await
-        .map_err(|_| IpcError::NotAnswering(ANSWER_TIMEOUT))?
-}
-
-/// Sends one request and waits for its answer.
-pub async fn request(socket: &Path, req: &Request) -> Result<Response, IpcError> {
-    answered(async {
-        let mut conn = connect(socket).await?;
-        send(&mut conn, req).await?;
-        receive::<Response>(&mut conn)
-            .await?
-            .ok_or(IpcError::Closed)
-    })
-    .await
-}
-
-/// Opens a subscription: after this, the daemon sends `Changed` at each change.
-pub async fn subscribe(socket: &Path) -> Result<Connection, IpcError> {
-    answered(async {
-        let mut conn = connect(socket).await?;
-        send(&mut conn, &Request::Subscribe).await?;
-        match receive::<Response>(&mut conn).await? {
-            Some(Response::Ok { .. }) => Ok(conn),
-            Some(_) => Err(IpcError::Io(io::Error::other(
-                "the daemon does not support subscriptions",
-            ))),
-            None => Err(IpcError::Closed),
-        }
-    })
-    .await
 }
 
 /// Whether the connecting process belongs to the same user. The socket lives in a 0700

@@ -1,22 +1,22 @@
 use clap::Parser;
 
-use nightshift::cli::{self, Cli, CliError};
+use nightshift::cli::{self, Cli};
+use nightshift::exit::{self, CliError};
 
 fn main() {
-    quiet_on_closed_pipe();
     let cli = Cli::parse();
     // Before anything is created: the home is for its user only. The test agent stands in
     // for the user's own agent, so it keeps the user's umask.
-    if !matches!(cli.command, cli::Command::TestAgent { .. }) {
+    if !matches!(cli.command, cli::Command::TestAgent(_)) {
         nightshift::privacy::restrict_umask();
     }
     let code = match cli::run(cli) {
         Ok(code) => code,
-        Err(err) if is_broken_pipe(&err) && stdout_reader_gone() => cli::exit::SUCCESS,
+        Err(err) if is_broken_pipe(&err) && stdout_reader_gone() => exit::SUCCESS,
         Err(err) => {
             let code = err
                 .downcast_ref::<CliError>()
-                .map_or(cli::exit::FAILURE, |e| e.code);
+                .map_or(exit::FAILURE, |e| e.code);
             // Errors quote task files, ids and agents' output: cleaned for the terminal.
             let message = nightshift::term_text::clean_text(&format!("{err:#}"));
             eprintln!("nightshift: {message}");
@@ -26,29 +26,12 @@ fn main() {
     std::process::exit(code);
 }
 
-/// `nightshift ls | head` closes stdout early: a write then fails with a broken pipe, and
-/// `println!` (or a library that writes with `expect`, like clap_complete) panics. Rust
-/// ignores SIGPIPE, and this crate forbids the `unsafe` it takes to restore it, so both ways
-/// are caught here instead: the reader being done ends the command quietly with exit 0, as
-/// ripgrep does, rather than with a backtrace (or 141, which fails `set -o pipefail` scripts
-/// that only wanted the first lines).
-fn quiet_on_closed_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        let pipe = message.contains("Broken pipe") || message.contains("BrokenPipe");
-        if pipe && stdout_reader_gone() {
-            std::process::exit(cli::exit::SUCCESS);
-        }
-        default(info);
-    }));
-}
-
+/// `nightshift ls | head` closes stdout early: the next write fails with a broken pipe.
+/// Every command prints with `out!`/`outln!` (see `out.rs`), which return that error rather
+/// than panic, so it arrives here and is told apart by its kind, not by any message text.
+/// The reader being done ends the command quietly with exit 0, as ripgrep does (not 141,
+/// which fails `set -o pipefail` scripts that only wanted the first lines). Rust ignores
+/// SIGPIPE, and this crate forbids the `unsafe` it takes to restore it.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()

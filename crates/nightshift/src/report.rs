@@ -44,7 +44,7 @@ pub struct Report {
     pub phases: BTreeMap<String, f64>,
     /// The acceptance checks, per round.
     #[serde(default)]
-    pub verify: Vec<crate::daemon::VerifyRound>,
+    pub verify: Vec<crate::checks::VerifyRound>,
     /// When the agent needed a person during the attempt.
     #[serde(default)]
     pub attention: Vec<Episode>,

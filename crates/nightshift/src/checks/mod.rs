@@ -31,6 +31,18 @@ pub const TAIL_BYTES: usize = 8 * 1024;
 /// whatever still holds the pipe (a background job) is killed with the group.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
+/// One round of acceptance checks, as saved in `verify-N.json` and in the report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VerifyRound {
+    pub round: u32,
+    pub passed: bool,
+    pub results: Vec<CommandResult>,
+    /// What happened to work the agent left uncommitted, if it left any.
+    #[serde(default)]
+    pub uncommitted: Option<String>,
+    pub at: jiff::Timestamp,
+}
+
 /// What one command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {

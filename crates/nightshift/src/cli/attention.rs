@@ -1,17 +1,14 @@
 //! `nightshift attention` and `nightshift ack`: who needs a person, and "I looked".
 
-use jiff::Timestamp;
-
+use crate::client::ack_task;
 use crate::home::{Home, TaskState};
-use crate::run::{self, AckRecord, RunDir};
+use crate::out::outln;
 use crate::status;
-use crate::tasks;
 use crate::term_text::clean_line;
 use crate::tmux::Tmux;
-use nightshift_store::fsutil;
 
 use super::ls::signal_name;
-use super::{CliError, exit, load_config};
+use super::{exit, load_config};
 
 #[derive(Debug, clap::Args)]
 pub struct AttentionArgs {
@@ -27,23 +24,23 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
         .filter(|t| t.state == TaskState::Running && !t.attention.is_empty())
         .collect();
     if args.json {
-        println!("{}", crate::term_text::to_json(&flagged)?);
+        outln!("{}", crate::term_text::to_json(&flagged)?)?;
         return Ok(exit::SUCCESS);
     }
     if flagged.is_empty() {
-        println!("no task needs attention");
+        outln!("no task needs attention")?;
         return Ok(exit::SUCCESS);
     }
     let tmux = Tmux::new(&config.tmux_socket);
     for t in &flagged {
         // Ids, titles and the agent's screen lines: cleaned for the terminal.
         let id = clean_line(&t.id, true);
-        println!("{id}  {}", clean_line(&t.title, true));
+        outln!("{id}  {}", clean_line(&t.title, true))?;
         for flag in &t.attention {
             let age = crate::duration::format(status::age(flag.since));
-            println!("  ⚑ {} for {age}", signal_name(flag.signal));
+            outln!("  ⚑ {} for {age}", signal_name(flag.signal))?;
             for line in flag.evidence.lines() {
-                println!("      {}", clean_line(line, true));
+                outln!("      {}", clean_line(line, true))?;
             }
         }
         let session = t
@@ -51,13 +48,13 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
             .as_ref()
             .and_then(|l| l.session.clone())
             .unwrap_or_else(|| crate::tmux::session_name(&t.id));
-        println!(
+        outln!(
             "  attach: nightshift attach {id}   (or {} attach -t {})",
             clean_line(&tmux.display_prefix(), true),
             clean_line(&session, true)
-        );
-        println!("  then:   nightshift ack {id}   once it is back on track");
-        println!();
+        )?;
+        outln!("  then:   nightshift ack {id}   once it is back on track")?;
+        outln!()?;
     }
     Ok(exit::SUCCESS)
 }
@@ -65,38 +62,6 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
 /// Records that a person looked: the daemon clears the flags, and raises them again only on
 /// new evidence.
 pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
-    println!("{}", ack_task(home, id)?);
+    outln!("{}", ack_task(home, id)?)?;
     Ok(exit::SUCCESS)
-}
-
-/// Acknowledges a task's flags and says so (for the CLI and the dashboard).
-pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
-    match tasks::locate(home, id)? {
-        None => return Err(CliError::not_found(id).into()),
-        Some(TaskState::Running) => {}
-        Some(state) => {
-            return Err(CliError::new(
-                exit::FAILURE,
-                format!("task `{id}` is {}, not running", state.as_str()),
-            )
-            .into());
-        }
-    }
-    let Some(&attempt) = run::attempts(&home.task_runs(id)).last() else {
-        return Err(
-            CliError::new(exit::FAILURE, format!("task `{id}` has not started yet")).into(),
-        );
-    };
-    let dir = RunDir::new(home.run_dir(id, attempt));
-    let json = serde_json::to_vec_pretty(&AckRecord {
-        at: Timestamp::now(),
-    })?;
-    fsutil::write_atomic(&dir.file(run::ACK), &json, 0o600)?;
-    Ok(match super::ls::daemon_status(home) {
-        Ok(Some(_)) => format!("acknowledged {id}"),
-        Ok(None) => {
-            format!("acknowledged {id}; the daemon is not running, and starts with fresh flags")
-        }
-        Err(e) => format!("acknowledged {id}; {e}"),
-    })
 }

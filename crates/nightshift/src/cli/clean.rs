@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::home::{Home, TaskState};
+use crate::out::outln;
 use crate::worktree;
 
 use super::exit;
@@ -96,50 +97,51 @@ pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
             "freed_bytes": freed,
             "freed": format_size(freed),
         });
-        println!("{}", crate::term_text::to_json(&out)?);
+        outln!("{}", crate::term_text::to_json(&out)?)?;
     } else {
         for outcome in &outcomes {
-            print_outcome(outcome, args.dry_run);
+            print_outcome(outcome, args.dry_run)?;
         }
         for b in &branches {
-            print_branch(b, args.dry_run);
+            print_branch(b, args.dry_run)?;
         }
         let verb = if args.dry_run { "would free" } else { "freed" };
-        println!("{verb} {}", format_size(freed));
+        outln!("{verb} {}", format_size(freed))?;
     }
     Ok(if failed { exit::FAILURE } else { exit::SUCCESS })
 }
 
-fn print_outcome(o: &Outcome, dry_run: bool) {
+fn print_outcome(o: &Outcome, dry_run: bool) -> std::io::Result<()> {
     let path = o.path.display();
     let size = format_size(o.bytes);
     if o.removed {
-        println!("removed {path} ({size})");
+        outln!("removed {path} ({size})")?;
     } else if dry_run && o.error.is_none() {
-        println!("would remove {path} ({size})");
+        outln!("would remove {path} ({size})")?;
     }
     if let Some(error) = &o.error {
         eprintln!("cannot clean {path}: {error}");
     }
     if !o.branch_exists || (o.error.is_some() && !o.removed) {
-        return;
+        return Ok(());
     }
     match (o.branch_merged, o.branch_deleted, dry_run) {
-        (true, _, true) => println!("would delete branch {} (merged)", o.branch),
-        (true, true, false) => println!("deleted branch {} (merged)", o.branch),
-        (true, false, false) => {}
-        (false, _, _) => println!("kept branch {} (not merged)", o.branch),
+        (true, _, true) => outln!("would delete branch {} (merged)", o.branch),
+        (true, true, false) => outln!("deleted branch {} (merged)", o.branch),
+        (true, false, false) => Ok(()),
+        (false, _, _) => outln!("kept branch {} (not merged)", o.branch),
     }
 }
 
-fn print_branch(b: &BranchOutcome, dry_run: bool) {
+fn print_branch(b: &BranchOutcome, dry_run: bool) -> std::io::Result<()> {
     if let Some(error) = &b.error {
         eprintln!("cannot delete branch {}: {error}", b.branch);
     } else if b.deleted {
-        println!("deleted branch {} (merged)", b.branch);
+        outln!("deleted branch {} (merged)", b.branch)?;
     } else if b.merged && !b.in_use && dry_run {
-        println!("would delete branch {} (merged)", b.branch);
+        outln!("would delete branch {} (merged)", b.branch)?;
     }
+    Ok(())
 }
 
 /// The `(repository, branch, task)` of every finished (or gone) task of this home whose

@@ -2,6 +2,7 @@
 
 use crate::daemon::find_program;
 use crate::home::Home;
+use crate::out::outln;
 
 use super::{exit, runtime};
 
@@ -9,13 +10,13 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let mut problems = 0;
     let mut report = |ok: bool, what: &str, detail: String| {
-        println!("{} {what:<22} {detail}", if ok { "ok  " } else { "FAIL" });
         if !ok {
             problems += 1;
         }
+        outln!("{} {what:<22} {detail}", if ok { "ok  " } else { "FAIL" })
     };
     // Optional things that are absent: worth knowing, not a failure.
-    let note = |what: &str, detail: String| println!("--   {what:<22} {detail}");
+    let note = |what: &str, detail: String| outln!("--   {what:<22} {detail}");
     match rt.block_on(crate::tmux::version()) {
         Ok(v) if !v.is_empty() => {
             let ok = tmux_at_least(&v, 3, 2);
@@ -27,25 +28,25 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
                 } else {
                     format!("{v} (3.2 or newer is needed)")
                 },
-            );
+            )
         }
         Ok(_) | Err(_) => report(
             false,
             "tmux",
             "not found on PATH (install tmux 3.2+)".into(),
         ),
-    }
+    }?;
     match rt.block_on(crate::git::version()) {
         Some(v) => report(true, "git", v),
         None => report(false, "git", "not found on PATH".into()),
-    }
+    }?;
     let config = match crate::config::Config::load(&home.config_file()) {
         Ok(c) => {
-            report(true, "config", home.config_file().display().to_string());
+            report(true, "config", home.config_file().display().to_string())?;
             c
         }
         Err(e) => {
-            report(false, "config", e.to_string());
+            report(false, "config", e.to_string())?;
             crate::config::Config {
                 tmux_socket: crate::tmux::default_socket(home.root()),
                 ..Default::default()
@@ -55,7 +56,7 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
     note(
         "tmux server",
         crate::tmux::Tmux::new(&config.tmux_socket).display_prefix(),
-    );
+    )?;
     let path = std::env::var_os("PATH").unwrap_or_default();
     for (name, profile) in &config.agents {
         let program = profile.command.first().cloned().unwrap_or_default();
@@ -77,7 +78,7 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
                 format!("`{program}` not on PATH, and it is the default agent"),
             ),
             None => note(&what, format!("`{program}` not on PATH (optional)")),
-        }
+        }?;
     }
     if home.root().exists() {
         let mut perms = home.permission_problems();
@@ -87,13 +88,13 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
         }
         let readable = home.readable_by_others();
         if perms.is_empty() && readable.is_empty() {
-            report(true, "home", home.root().display().to_string());
+            report(true, "home", home.root().display().to_string())?;
         }
         for p in readable {
-            println!("WARN {:<22} {p}", "home");
+            outln!("WARN {:<22} {p}", "home")?;
         }
         for p in perms {
-            report(false, "home", p);
+            report(false, "home", p)?;
         }
     } else {
         report(
@@ -103,10 +104,10 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
                 "{} does not exist (run `nightshift init`)",
                 home.root().display()
             ),
-        );
+        )?;
     }
     match home.checked_socket() {
-        Ok(_) => match super::ls::daemon_status(home) {
+        Ok(_) => match crate::client::daemon_status(home) {
             Ok(Some(s)) => report(
                 true,
                 "daemon",
@@ -122,7 +123,7 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
             Err(e) => report(false, "daemon", e),
         },
         Err(e) => report(false, "socket", e.to_string()),
-    }
+    }?;
     Ok(if problems == 0 {
         exit::SUCCESS
     } else {

@@ -2,6 +2,7 @@
 
 use crate::config;
 use crate::home::Home;
+use crate::out::outln;
 use nightshift_store::fsutil;
 
 use super::exit;
@@ -35,23 +36,23 @@ pub fn run(home: &Home) -> anyhow::Result<i32> {
     home.ensure_layout()?;
     let config_file = home.config_file();
     if config_file.exists() {
-        println!("kept       {} (already exists)", config_file.display());
+        outln!("kept       {} (already exists)", config_file.display())?;
     } else {
         fsutil::write_new_atomic(&config_file, config::TEMPLATE.as_bytes(), 0o600)?;
-        println!("created    {}", config_file.display());
+        outln!("created    {}", config_file.display())?;
     }
     let examples = home.examples_dir();
     std::fs::create_dir_all(&examples)?;
     let example = examples.join("example-task.md");
     if !example.exists() {
         fsutil::write_new_atomic(&example, EXAMPLE_TASK.as_bytes(), 0o600)?;
-        println!("created    {}", example.display());
+        outln!("created    {}", example.display())?;
     }
-    println!("home       {}", home.root().display());
-    println!();
-    println!("Next:");
-    println!("  nightshift daemon                      # start the daemon (foreground)");
-    println!("  nightshift add {}", example.display());
-    println!("  nightshift ls");
+    outln!("home       {}", home.root().display())?;
+    outln!()?;
+    outln!("Next:")?;
+    outln!("  nightshift daemon                      # start the daemon (foreground)")?;
+    outln!("  nightshift add {}", example.display())?;
+    outln!("  nightshift ls")?;
     Ok(exit::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! `nightshift ls` and `nightshift show`: read the files, ask the daemon if it is up.
 
+use crate::client::{self, daemon_status};
 use crate::home::{Home, TaskState};
-use crate::ipc::{self, DaemonStatus, Request, Response};
+use crate::out::{out, outln};
 use crate::status::{self, TaskView};
 use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
@@ -34,19 +35,6 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// The daemon's status: `Ok(None)` when it is not running, `Err` when it is there but
-/// does not answer properly (so that is never mistaken for "not running").
-pub fn daemon_status(home: &Home) -> Result<Option<DaemonStatus>, String> {
-    let socket = home.checked_socket().map_err(|e| e.to_string())?;
-    let rt = runtime().map_err(|e| e.to_string())?;
-    match rt.block_on(ipc::request(&socket, &Request::Status)) {
-        Ok(Response::Status(s)) => Ok(Some(s)),
-        Ok(other) => Err(format!("unexpected answer: {other:?}")),
-        Err(ipc::IpcError::NotRunning) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
     if args.watch {
         return watch(home, &args);
@@ -60,7 +48,7 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     let socket = home.checked_socket()?;
     let rt = runtime()?;
-    let mut conn = rt.block_on(ipc::subscribe(&socket)).map_err(|e| {
+    let mut conn = rt.block_on(client::subscribe(&socket)).map_err(|e| {
         CliError::new(
             exit::NOT_RUNNING,
             format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
@@ -72,17 +60,17 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     let mut cache = status::ViewCache::default();
     loop {
         if clear {
-            print!("\x1b[2J\x1b[H");
+            out!("\x1b[2J\x1b[H")?;
         }
         print_ls(home, args, &store, &mut cache)?;
         // One redraw for a burst of changes.
         let more = rt.block_on(async {
-            let first = ipc::receive::<Response>(&mut conn).await;
+            let changed = conn.changed().await;
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            matches!(first, Ok(Some(_)))
+            changed
         });
         if !more {
-            println!("the daemon stopped");
+            outln!("the daemon stopped")?;
             return Ok(exit::NOT_RUNNING);
         }
     }
@@ -115,7 +103,7 @@ fn print_ls(
             Err(e) => (None, Some(e.clone())),
         };
         let out = serde_json::json!({ "daemon": status, "daemon_error": error, "tasks": tasks });
-        println!("{}", crate::term_text::to_json(&out)?);
+        outln!("{}", crate::term_text::to_json(&out)?)?;
         return Ok(exit::SUCCESS);
     }
     let paused = if home.paused_file().exists() {
@@ -132,19 +120,22 @@ fn print_ls(
                 ),
                 None => String::new(),
             };
-            println!(
+            outln!(
                 "daemon: running (pid {}), {}/{} agents, {} queued{paused}{held}",
-                d.pid, d.slots_used, d.max_agents, d.queued
+                d.pid,
+                d.slots_used,
+                d.max_agents,
+                d.queued
             )
         }
-        Ok(None) => println!("daemon: not running (start it with `nightshift daemon`){paused}"),
-        Err(e) => println!("daemon: {}", clean_line(e, true)),
-    }
+        Ok(None) => outln!("daemon: not running (start it with `nightshift daemon`){paused}"),
+        Err(e) => outln!("daemon: {}", clean_line(e, true)),
+    }?;
     if tasks.is_empty() {
-        println!(
+        outln!(
             "no tasks; add one with `nightshift add FILE` or drop a .md file into {}",
             home.state_dir(TaskState::Queued).display()
-        );
+        )?;
         return Ok(exit::SUCCESS);
     }
     // Ids, agents and titles come from task files: no escape sequence reaches the terminal.
@@ -165,9 +156,9 @@ fn print_ls(
             s.push_str(&format!("{cell:<w$}  "));
         }
         s.push_str(info);
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end())
     };
-    line(header, "TITLE");
+    line(header, "TITLE")?;
     let rt = runtime()?;
     for (task, r) in tasks.iter().zip(&rows) {
         let mut text = info(task);
@@ -179,7 +170,7 @@ fn print_ls(
         line(
             [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
             &clean_line(&text, true),
-        );
+        )?;
     }
     Ok(exit::SUCCESS)
 }
@@ -282,45 +273,45 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         return Err(CliError::not_found(&args.id).into());
     };
     if args.json {
-        println!("{}", crate::term_text::to_json(&t)?);
+        outln!("{}", crate::term_text::to_json(&t)?)?;
         return Ok(exit::SUCCESS);
     }
     // Every value may come from the task file, the agent or git: cleaned for the terminal.
-    let kv = |k: &str, v: &str| println!("{k:<12} {}", clean_text(v));
-    kv("id", &t.id);
-    kv("title", &t.title);
-    kv("state", t.state.as_str());
-    kv("file", &t.path.display().to_string());
-    kv("priority", &t.priority.to_string());
-    kv("agent", t.agent.as_deref().unwrap_or(&config.default_agent));
+    let kv = |k: &str, v: &str| outln!("{k:<12} {}", clean_text(v));
+    kv("id", &t.id)?;
+    kv("title", &t.title)?;
+    kv("state", t.state.as_str())?;
+    kv("file", &t.path.display().to_string())?;
+    kv("priority", &t.priority.to_string())?;
+    kv("agent", t.agent.as_deref().unwrap_or(&config.default_agent))?;
     if let Some(w) = t.workdir.as_ref().or(config.workdir.as_ref()) {
-        kv("workdir", &w.display().to_string());
+        kv("workdir", &w.display().to_string())?;
     }
     if !t.depends_on.is_empty() {
-        kv("depends on", &t.depends_on.join(", "));
+        kv("depends on", &t.depends_on.join(", "))?;
     }
     if !t.waiting_for.is_empty() {
-        kv("waits for", &t.waiting_for.join(", "));
+        kv("waits for", &t.waiting_for.join(", "))?;
     }
     if let Some(e) = &t.error {
-        kv("error", e);
+        kv("error", e)?;
     }
-    kv("attempts", &t.attempts.to_string());
+    kv("attempts", &t.attempts.to_string())?;
     for flag in &t.attention {
         kv(
             "attention",
             &format!("{} since {}", signal_name(flag.signal), flag.since),
-        );
+        )?;
         for line in flag.evidence.lines() {
-            println!("{:<12}   {}", "", clean_line(line, true));
+            outln!("{:<12}   {}", "", clean_line(line, true))?;
         }
     }
     if let Some(last) = &t.last {
-        println!();
-        println!("attempt {}:", last.attempt);
+        outln!()?;
+        outln!("attempt {}:", last.attempt)?;
         if let Some(s) = &last.spawn {
-            kv("  started", &s.claimed_at.to_string());
-            kv("  command", &s.argv.first().cloned().unwrap_or_default());
+            kv("  started", &s.claimed_at.to_string())?;
+            kv("  command", &s.argv.first().cloned().unwrap_or_default())?;
             if t.state == TaskState::Running {
                 let tmux = Tmux::new(&config.tmux_socket);
                 kv(
@@ -331,11 +322,11 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                         tmux.display_prefix(),
                         s.session
                     ),
-                );
+                )?;
             }
         }
         if last.git_repo == Some(false) {
-            kv("  no-commits", "off: the workdir is not a git repository");
+            kv("  no-commits", "off: the workdir is not a git repository")?;
         }
         if let Some(wt) = last.spawn.as_ref().and_then(|s| s.worktree.as_ref()) {
             kv(
@@ -345,15 +336,15 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                     wt.branch,
                     wt.base.get(..10).unwrap_or(&wt.base)
                 ),
-            );
+            )?;
             let kept = if wt.path.is_dir() { "" } else { " (removed)" };
-            kv("  worktree", &format!("{}{kept}", wt.path.display()));
+            kv("  worktree", &format!("{}{kept}", wt.path.display()))?;
         }
         if let Some(s) = &last.agent_session {
-            kv("  session", &format!("{} (the agent's own)", s.session_id));
+            kv("  session", &format!("{} (the agent's own)", s.session_id))?;
         }
         if let Some(n) = last.spawn.as_ref().and_then(|s| s.prompt_note.as_ref()) {
-            kv("  prompt", n);
+            kv("  prompt", n)?;
         }
         if let Some(d) = &last.done {
             let how = match d.source {
@@ -366,29 +357,29 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                 .as_deref()
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
-            kv("  done", &format!("{verdict} ({how}){summary}"));
+            kv("  done", &format!("{verdict} ({how}){summary}"))?;
         }
         if let Some(e) = &last.exit {
-            kv("  exit", &e.describe());
+            kv("  exit", &e.describe())?;
         }
         if let Some(r) = &last.report {
-            kv("  outcome", &format!("{}: {}", r.outcome, r.reason));
+            kv("  outcome", &format!("{}: {}", r.outcome, r.reason))?;
             if let Some(c) = &r.commits {
-                kv("  commits", &c.len().to_string());
+                kv("  commits", &c.len().to_string())?;
                 for commit in c {
                     let line = format!(
                         "{} {}",
                         commit.hash.get(..10).unwrap_or(&commit.hash),
                         commit.subject
                     );
-                    println!("{:<12}   {}", "", clean_line(&line, true));
+                    outln!("{:<12}   {}", "", clean_line(&line, true))?;
                 }
             }
         }
         kv(
             "  transcript",
             &last.dir.join(crate::run::TRANSCRIPT).display().to_string(),
-        );
+        )?;
     }
     Ok(exit::SUCCESS)
 }

@@ -1,19 +1,13 @@
 //! The command line: one file per command or small group of commands.
 
-pub(crate) mod add;
-pub(crate) mod attention;
-mod bench;
-mod bench_attention;
-mod bench_dashboard;
-mod bench_torture;
+mod add;
+mod attention;
 mod clean;
-pub(crate) mod control;
-mod demo;
+mod control;
 mod doctor;
 mod init;
 mod logs;
 mod ls;
-mod sandbox;
 mod schedule;
 mod service;
 mod trigger;
@@ -22,45 +16,11 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::dev;
 use crate::home::Home;
-
-/// Exit codes, documented in the README.
-pub mod exit {
-    pub const SUCCESS: i32 = 0;
-    /// Something failed (the message says what).
-    pub const FAILURE: i32 = 1;
-    /// The command line was wrong.
-    pub const USAGE: i32 = 2;
-    /// The command needs the daemon and it is not running.
-    pub const NOT_RUNNING: i32 = 3;
-    /// No task has that id.
-    pub const NOT_FOUND: i32 = 4;
-}
-
-/// An error with a specific exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CliError {
-    pub code: i32,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(id: &str) -> Self {
-        CliError::new(
-            exit::NOT_FOUND,
-            format!("no task `{id}` in queue/, running/, done/ or failed/"),
-        )
-    }
-}
+// The commands' shared pieces, for `use super::...` in each command's file.
+use crate::client::{load_config, runtime};
+use crate::exit::{self, CliError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,23 +87,14 @@ pub enum Command {
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
-    Demo(demo::DemoArgs),
+    Demo(dev::demo::DemoArgs),
     /// Measure pickup latency, done-detection latency and drain rate
-    Bench(bench::BenchArgs),
+    Bench(dev::bench::BenchArgs),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
     /// The scriptable test agent (used by the tests and the demo)
     #[command(hide = true)]
-    TestAgent {
-        #[arg(long)]
-        prompt_file: Option<PathBuf>,
-        /// `stdin` or `typed`
-        #[arg(long)]
-        prompt_from: Option<String>,
-        #[arg(long)]
-        hook_settings: Option<PathBuf>,
-        prompt: Option<String>,
-    },
+    TestAgent(dev::testagent::TestAgentArgs),
     /// The process in each tmux pane: starts the agent and records its exit
     #[command(hide = true, name = "__wrap")]
     Wrap { run_dir: PathBuf },
@@ -169,17 +120,7 @@ pub enum Command {
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::TestAgent {
-            prompt_file,
-            prompt_from,
-            hook_settings,
-            prompt,
-        } => Ok(crate::testagent::run(crate::testagent::TestAgentArgs {
-            prompt_file,
-            prompt,
-            prompt_from,
-            hook_settings,
-        })),
+        Command::TestAgent(args) => Ok(dev::testagent::run(args)),
         Command::Wrap { run_dir } => Ok(crate::wrap::run(&run_dir)),
         Command::CheckGuard { daemon_pid, argv } => Ok(crate::checks::guard(daemon_pid, &argv)),
         Command::Transcript { limit, path } => {
@@ -196,8 +137,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(exit::SUCCESS)
         }
-        Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => dev::demo::run(args),
+        Command::Bench(args) => dev::bench::run(args),
         command => {
             let home = Home::resolve(cli.home)?;
             run_in_home(home, command)
@@ -233,7 +174,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Pause => control::pause(&home, true),
         Command::Resume => control::pause(&home, false),
         Command::Doctor => doctor::run(&home),
-        Command::TestAgent { .. }
+        Command::TestAgent(_)
         | Command::Wrap { .. }
         | Command::CheckGuard { .. }
         | Command::Transcript { .. }
@@ -242,17 +183,6 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         | Command::Demo(_)
         | Command::Bench(_) => Ok(exit::USAGE),
     }
-}
-
-pub fn load_config(home: &Home) -> anyhow::Result<Config> {
-    Ok(Config::load(&home.config_file())?)
-}
-
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
 }
 
 /// Logs to stderr and to `logs/daemon.log`. `NIGHTSHIFT_LOG` sets the filter

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::{CliError, exit};
 use crate::daemon::read_schedules;
 use crate::home::{Home, TaskState};
+use crate::out::{out, outln};
 use crate::schedule::file::{self, Schedule};
 use crate::schedule::plan::{self, Overlap};
 use crate::schedule::state;
@@ -89,11 +90,11 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 .collect();
             if json {
                 let out = serde_json::json!({ "schedules": rows, "errors": errors });
-                println!("{}", crate::term_text::to_json(&out)?);
+                outln!("{}", crate::term_text::to_json(&out)?)?;
                 return Ok(exit::SUCCESS);
             }
             if all.is_empty() && errors.is_empty() {
-                println!("no schedules; write one in {}", dir.display());
+                outln!("no schedules; write one in {}", dir.display())?;
             }
             for (s, row) in all.iter().zip(&rows) {
                 let state = match (s.enabled, row["paused"].as_str()) {
@@ -109,18 +110,18 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                         l["outcome"].as_str().unwrap_or("running or queued")
                     ),
                 };
-                println!(
+                outln!(
                     "{:<20} {:<10} next {:<22} last {last}   {}",
                     s.name,
                     state,
                     row["next"].as_str().unwrap_or("-"),
                     s.describe
-                );
+                )?;
             }
             // The file's name and its error quote the file: cleaned for the terminal.
             for (name, e) in &errors {
                 let clean = |s: &str| crate::term_text::clean_line(s, true);
-                println!("{:<20} INVALID    {}", clean(name), clean(&e.to_string()));
+                outln!("{:<20} INVALID    {}", clean(name), clean(&e.to_string()))?;
             }
             Ok(exit::SUCCESS)
         }
@@ -128,7 +129,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
             let s = find(&name)?;
             for at in plan::upcoming(&s.rule, now, count) {
                 let local = at.to_zoned_datetime(jiff::tz::TimeZone::system());
-                println!("{at}   ({})", local.strftime("%a %Y-%m-%d %H:%M %Z"));
+                outln!("{at}   ({})", local.strftime("%a %Y-%m-%d %H:%M %Z"))?;
             }
             Ok(exit::SUCCESS)
         }
@@ -172,9 +173,9 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                             text.as_bytes(),
                             0o644,
                         )?;
-                        println!("wrote {}", dir.join(&file_name).display());
+                        outln!("wrote {}", dir.join(&file_name).display())?;
                     }
-                    None => print!("# {file_name}\n{text}\n"),
+                    None => out!("# {file_name}\n{text}\n")?,
                 }
             }
             Ok(exit::SUCCESS)
@@ -184,7 +185,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
             // The slot due now (the most recent within the catch-up window), if any.
             let slot = if due {
                 if !s.enabled || state::paused(&dir, &name).is_some() {
-                    println!("`{name}` is paused or disabled; nothing enqueued");
+                    outln!("`{name}` is paused or disabled; nothing enqueued")?;
                     return Ok(exit::SUCCESS);
                 }
                 let from = now
@@ -197,7 +198,7 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 match plan::decide(&latest, from, now).fire.last() {
                     Some(slot) => Some(*slot),
                     None => {
-                        println!("no slot of `{name}` is due now");
+                        outln!("no slot of `{name}` is due now")?;
                         return Ok(exit::SUCCESS);
                     }
                 }
@@ -207,12 +208,12 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
             if let Some(slot) = slot {
                 let id = file::slot_id(&name, slot);
                 if crate::tasks::locate(home, &id)?.is_some() {
-                    println!("{id} was enqueued already");
+                    outln!("{id} was enqueued already")?;
                     return Ok(exit::SUCCESS);
                 }
                 // The daemon handled (ran or skipped) this slot already.
                 if state::load(&dir, &name).is_some_and(|st| st.cursor >= slot) {
-                    println!("the daemon has handled {id} already");
+                    outln!("the daemon has handled {id} already")?;
                     return Ok(exit::SUCCESS);
                 }
             }
@@ -249,13 +250,13 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 }
                 Err(e) => return Err(e.into()),
             }
-            println!("queued {id}");
+            outln!("queued {id}")?;
             Ok(exit::SUCCESS)
         }
         ScheduleCommand::Pause { name } => {
             find(&name)?;
             state::pause(&dir, &name, "paused by hand")?;
-            println!("paused {name}");
+            outln!("paused {name}")?;
             Ok(exit::SUCCESS)
         }
         ScheduleCommand::Resume { name } => {
@@ -266,9 +267,9 @@ pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                     st.consecutive_failures = 0;
                     state::save(&dir, &name, &st)?;
                 }
-                println!("resumed {name}; it fires from its next slot");
+                outln!("resumed {name}; it fires from its next slot")?;
             } else {
-                println!("{name} was not paused");
+                outln!("{name} was not paused")?;
             }
             Ok(exit::SUCCESS)
         }

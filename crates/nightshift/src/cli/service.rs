@@ -6,6 +6,7 @@ use std::process::Command;
 
 use super::{CliError, exit};
 use crate::home::Home;
+use crate::out::{out, outln};
 use crate::service::{self, Service};
 
 #[derive(Debug, clap::Subcommand)]
@@ -127,10 +128,10 @@ pub fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
             };
             let cmds = commands("install", &file);
             if dry_run {
-                println!("# {}", file.display());
-                print!("{text}");
+                outln!("# {}", file.display())?;
+                out!("{text}")?;
                 for c in &cmds {
-                    println!("# then: {}", c.join(" "));
+                    outln!("# then: {}", c.join(" "))?;
                 }
                 return Ok(exit::SUCCESS);
             }
@@ -138,17 +139,17 @@ pub fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
                 std::fs::create_dir_all(dir)?;
             }
             nightshift_store::fsutil::write_atomic(&file, text.as_bytes(), 0o644)?;
-            println!("wrote {}", file.display());
+            outln!("wrote {}", file.display())?;
             if !run_all(&cmds)? {
                 return Err(
                     CliError::new(exit::FAILURE, "the service manager refused; see above").into(),
                 );
             }
             if !launchd() {
-                println!(
+                outln!(
                     "To keep it running while you are logged out: loginctl enable-linger {}",
                     std::env::var("USER").unwrap_or_else(|_| "$USER".into())
-                );
+                )?;
             }
             Ok(exit::SUCCESS)
         }
@@ -156,27 +157,27 @@ pub fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
             let cmds = commands("uninstall", &file);
             if dry_run {
                 for c in &cmds {
-                    println!("{}", c.join(" "));
+                    outln!("{}", c.join(" "))?;
                 }
-                println!("rm {}", file.display());
+                outln!("rm {}", file.display())?;
                 return Ok(exit::SUCCESS);
             }
             let ok = run_all(&cmds)?;
             match std::fs::remove_file(&file) {
-                Ok(()) => println!("removed {}", file.display()),
+                Ok(()) => outln!("removed {}", file.display()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    println!("{} was not installed", file.display())
+                    outln!("{} was not installed", file.display())
                 }
                 Err(e) => return Err(e.into()),
-            }
+            }?;
             Ok(if ok { exit::SUCCESS } else { exit::FAILURE })
         }
         ServiceCommand::Status => {
             if !file.exists() {
-                println!("not installed ({} does not exist)", file.display());
+                outln!("not installed ({} does not exist)", file.display())?;
                 return Ok(exit::FAILURE);
             }
-            println!("installed: {}", file.display());
+            outln!("installed: {}", file.display())?;
             Ok(if run_all(&commands("status", &file))? {
                 exit::SUCCESS
             } else {

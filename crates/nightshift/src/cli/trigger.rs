@@ -7,6 +7,7 @@ use jiff::Timestamp;
 
 use super::{CliError, exit};
 use crate::home::Home;
+use crate::out::outln;
 use crate::trigger::{self, EventRecord, githook};
 
 #[derive(Debug, clap::Subcommand)]
@@ -88,10 +89,10 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                     } else {
                         ""
                     };
-                    println!("installed {}{chain}", hook.display());
+                    outln!("installed {}{chain}", hook.display())?;
                 }
                 githook::Done::AlreadyInstalled(hook) => {
-                    println!("already installed in {}", hook.display());
+                    outln!("already installed in {}", hook.display())?;
                 }
                 _ => {}
             }
@@ -112,10 +113,10 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                     } else {
                         ""
                     };
-                    println!("removed `{template}` from {}{how}", hook.display());
+                    outln!("removed `{template}` from {}{how}", hook.display())?;
                 }
                 githook::Done::NotInstalled(hook) => {
-                    println!("`{template}` is not in {}", hook.display());
+                    outln!("`{template}` is not in {}", hook.display())?;
                 }
                 _ => {}
             }
@@ -132,14 +133,14 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                 at: Timestamp::now(),
             };
             trigger::record(home, &event)?;
-            println!("fired {name}; the daemon enqueues it after its debounce");
+            outln!("fired {name}; the daemon enqueues it after its debounce")?;
             Ok(exit::SUCCESS)
         }
         TriggerCommand::Ls => {
             let (all, errors) = trigger::read_all(&dir);
             for t in &all {
                 let watch: Vec<String> = t.watch.iter().map(|p| p.display().to_string()).collect();
-                println!(
+                outln!(
                     "{:<20} debounce {:<6} overlap {:<10} {}",
                     t.name,
                     crate::duration::format(t.debounce),
@@ -149,12 +150,12 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                     } else {
                         format!("watches {}", watch.join(", "))
                     }
-                );
+                )?;
             }
             // The file's name and its error quote the file: cleaned for the terminal.
             for (name, e) in &errors {
                 let clean = |s: &str| crate::term_text::clean_line(s, true);
-                println!("{:<20} INVALID {}", clean(name), clean(&e.to_string()));
+                outln!("{:<20} INVALID {}", clean(name), clean(&e.to_string()))?;
             }
             Ok(exit::SUCCESS)
         }

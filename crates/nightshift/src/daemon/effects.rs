@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use super::{Daemon, Internal};
+use crate::checks::VerifyRound;
 use crate::config::{self, Config};
 use crate::git;
 use crate::home::{Home, TaskState};
@@ -998,18 +999,6 @@ fn failure_line(r: &crate::checks::CommandResult) -> String {
         .map(|l| format!(": {}", l.trim()))
         .unwrap_or_default();
     format!("`{}` {}{last}", r.command, r.describe())
-}
-
-/// One round of acceptance checks, as saved in `verify-N.json` and in the report.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct VerifyRound {
-    pub round: u32,
-    pub passed: bool,
-    pub results: Vec<crate::checks::CommandResult>,
-    /// What happened to work the agent left uncommitted, if it left any.
-    #[serde(default)]
-    pub uncommitted: Option<String>,
-    pub at: Timestamp,
 }
 
 /// What a check job needs, taken from the daemon's state.

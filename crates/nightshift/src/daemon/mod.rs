@@ -6,7 +6,7 @@
 
 mod disk;
 mod effects;
-pub use effects::{VerifyRound, find_program};
+pub use effects::find_program;
 pub use schedules::read_all as read_schedules;
 mod recover;
 mod schedules;

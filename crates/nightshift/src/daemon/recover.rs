@@ -185,7 +185,7 @@ impl<S: Store> Daemon<S> {
                     // Checks that failed before the restart still count.
                     let failed_rounds = (1..)
                         .map_while(|n| {
-                            dir.read::<super::VerifyRound>(&run::verify_file(n))
+                            dir.read::<crate::checks::VerifyRound>(&run::verify_file(n))
                                 .ok()
                                 .flatten()
                         })

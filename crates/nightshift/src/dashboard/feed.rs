@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
+use crate::client;
 use crate::config::Config;
 use crate::home::{Home, TaskState};
-use crate::ipc::{self, Request, Response};
+use crate::ipc::DaemonStatus;
 use crate::run;
 use crate::status::{self, TaskView};
 use crate::tmux::Tmux;
@@ -122,15 +123,7 @@ impl Feed {
             }
         }
         self.commits = commits;
-        let daemon = match self.home.checked_socket() {
-            Err(e) => Err(e.to_string()),
-            Ok(socket) => match ipc::request(&socket, &Request::Status).await {
-                Ok(Response::Status(s)) => Ok(Some(s)),
-                Ok(other) => Err(format!("unexpected answer: {other:?}")),
-                Err(ipc::IpcError::NotRunning) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            },
-        };
+        let daemon = client::status(&self.home).await;
         self.model(daemon.as_ref().map(Option::as_ref).map_err(Clone::clone))
     }
 
@@ -154,7 +147,7 @@ impl Feed {
         }
     }
 
-    fn model(&self, daemon: Result<Option<&ipc::DaemonStatus>, String>) -> Model {
+    fn model(&self, daemon: Result<Option<&DaemonStatus>, String>) -> Model {
         let now = Timestamp::now();
         let live = |id: &str| Live {
             last_commit: self.commits.get(id).and_then(|(_, newest)| *newest),

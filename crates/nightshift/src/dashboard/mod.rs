@@ -28,9 +28,9 @@ use notify::Watcher;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::cli::{CliError, exit, load_config, runtime};
+use crate::client::{self, Subscription, load_config, runtime};
+use crate::exit::{self, CliError};
 use crate::home::{Home, TaskState};
-use crate::ipc::{self, Response};
 use crate::run;
 
 use app::{App, Command};
@@ -194,7 +194,7 @@ struct Dashboard {
     app: App,
     preview: Preview,
     look: Look,
-    subscription: Option<ipc::Connection>,
+    subscription: Option<Subscription>,
     reload_at: Option<Instant>,
     output_at: Option<Instant>,
     reloaded_at: Instant,
@@ -241,7 +241,7 @@ impl Dashboard {
             let wake = rt.block_on(async {
                 let subscription = async {
                     match self.subscription.as_mut() {
-                        Some(conn) => ipc::receive::<Response>(conn).await,
+                        Some(subscription) => subscription.changed().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -258,10 +258,7 @@ impl Dashboard {
                         Some(Err(e)) => Wake::InputError(e.to_string()),
                         None => Wake::InputError("the terminal closed".into()),
                     },
-                    msg = subscription => match msg {
-                        Ok(Some(_)) => Wake::Changed,
-                        _ => Wake::DaemonGone,
-                    },
+                    changed = subscription => if changed { Wake::Changed } else { Wake::DaemonGone },
                     _ = self.hints.wake.notified() => Wake::Output,
                     _ = term_sig.recv() => Wake::Quit,
                     _ = hup.recv() => Wake::Quit,
@@ -407,8 +404,8 @@ impl Dashboard {
             return;
         };
         // A daemon that accepts but does not answer must not freeze the screen: subscribe
-        // gives up after ipc::ANSWER_TIMEOUT.
-        match rt.block_on(ipc::subscribe(&socket)) {
+        // gives up after client::ANSWER_TIMEOUT.
+        match rt.block_on(client::subscribe(&socket)) {
             Ok(conn) => self.subscription = Some(conn),
             _ => self.reconnect_at = Some(Instant::now() + RECONNECT),
         }
@@ -459,7 +456,7 @@ impl Dashboard {
         }
     }
 
-    /// Runs a command outside the async waits: the CLI's own functions start their own
+    /// Runs a command outside the async waits: the client's actions start their own
     /// runtime where they need one.
     fn carry_out(&mut self, cmd: Command, term: &mut terminal::Term) -> anyhow::Result<()> {
         let home = self.feed.home().clone();
@@ -474,11 +471,11 @@ impl Dashboard {
                     Err(e) => Err(anyhow::anyhow!("cannot run tmux: {e}")),
                 }
             }
-            Command::Send { id, text } => crate::cli::control::send_text(&home, &id, &text),
-            Command::Ack(id) => crate::cli::attention::ack_task(&home, &id),
-            Command::Cancel(id) => crate::cli::control::cancel_task(&home, &id),
-            Command::Retry(id) => crate::cli::control::retry_task(&home, &id),
-            Command::SetPaused(p) => crate::cli::control::set_paused(&home, p),
+            Command::Send { id, text } => client::send_text(&home, &id, &text),
+            Command::Ack(id) => client::ack_task(&home, &id),
+            Command::Cancel(id) => client::cancel_task(&home, &id),
+            Command::Retry(id) => client::retry_task(&home, &id),
+            Command::SetPaused(p) => client::set_paused(&home, p),
             Command::NewTask => match std::env::current_dir() {
                 Err(e) => Err(anyhow::anyhow!(
                     "no workdir for a new task (the current directory: {e})"

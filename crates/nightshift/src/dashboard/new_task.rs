@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
-use crate::cli::add::{self, Overrides};
+use crate::client::{self, Overrides};
 use crate::config::Config;
 use crate::home::Home;
 use nightshift_core::task;
@@ -90,7 +90,7 @@ pub fn write_and_queue(
         .map_err(|e| kept(format!("not queued: {e}")))?
         .title;
     let id = free_id(home, &slug(&title));
-    match add::enqueue(home, config, &id, &path, &text, &Overrides::default()) {
+    match client::enqueue(home, config, &id, &path, &text, &Overrides::default()) {
         Ok(_) => {
             let _ = std::fs::remove_file(&path);
             Ok(format!("queued {id}"))

@@ -325,19 +325,25 @@ fn ls_watch_prints_the_list_again_when_something_changes() {
 /// Runs `nightshift ARGS` with its stdout a pipe whose reader is already gone, as in
 /// `nightshift ARGS | head -1` once `head` has exited. Returns the status and stderr.
 fn run_into_closed_pipe(env: &Env, args: &[&str]) -> (std::process::ExitStatus, String) {
+    run_cmd_into_closed_pipe(env, env.cmd(args))
+}
+
+fn run_cmd_into_closed_pipe(
+    env: &Env,
+    cmd: crate::harness::Cmd,
+) -> (std::process::ExitStatus, String) {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let stderr = env.path("closed-pipe.stderr");
-    let mut child = env
-        .cmd(args)
-        .into_std()
+    let mut cmd = cmd.into_std();
+    let mut child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(writer)
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
     let status = crate::harness::wait_exit(&mut child, crate::harness::DEADLINE)
-        .unwrap_or_else(|| panic!("{args:?} did not exit with its stdout closed"));
+        .unwrap_or_else(|| panic!("{cmd:?} did not exit with its stdout closed"));
     (status, std::fs::read_to_string(&stderr).unwrap())
 }
 
@@ -358,6 +364,25 @@ fn every_command_ends_quietly_when_its_stdout_is_closed() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?} said something: {err}");
     }
+}
+
+/// The closed stdout comes back to `main` as an error (by its kind), so the demo's sandbox
+/// is cleaned up on the way out. Before, a panic hook matched the panic's message and called
+/// `exit(0)` on the spot: the sandbox (its temporary home, repository and tmux server)
+/// stayed behind.
+#[test]
+fn the_demo_into_a_closed_pipe_ends_quietly_and_leaves_nothing_behind() {
+    let env = Env::new();
+    let tmp = env.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (status, err) = run_cmd_into_closed_pipe(&env, env.cmd(&["demo"]).env("TMPDIR", &tmp));
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{err}");
+    assert!(err.is_empty(), "the demo said something: {err}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} in its TMPDIR");
 }
 
 #[test]

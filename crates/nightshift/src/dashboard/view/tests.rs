@@ -39,24 +39,13 @@ fn text(buf: &Buffer) -> String {
     out
 }
 
-/// Compares with `snapshots/NAME.txt`; `NIGHTSHIFT_UPDATE_SNAPSHOTS=1` writes it instead.
+/// The screen's text against `snapshots/NAME.snap`, with insta. A change fails the test
+/// and leaves `NAME.snap.new` to review (`cargo insta review`, or run once with
+/// `INSTA_UPDATE=always` to accept); under `CI=true` nothing is written.
 fn snapshot(name: &str, buf: &Buffer) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/dashboard/snapshots")
-        .join(format!("{name}.txt"));
-    let got = text(buf);
-    if std::env::var_os("NIGHTSHIFT_UPDATE_SNAPSHOTS").is_some() {
-        if let Err(e) = std::fs::write(&path, &got) {
-            panic!("{}: {e}", path.display());
-        }
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        got == want,
-        "{name} differs from {} (NIGHTSHIFT_UPDATE_SNAPSHOTS=1 to accept):\n--- got\n{got}--- want\n{want}",
-        path.display()
-    );
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!(name, text(buf)));
 }
 
 fn screen(lines: &[&str]) -> Preview {

@@ -11,10 +11,15 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use jiff::Timestamp;
 
-use super::sandbox::{self, Sandbox, unix_nanos};
-use super::{CliError, exit};
+use crate::dev::sandbox::{self, Sandbox, unix_nanos};
+use crate::exit::{self, CliError};
 use crate::home::TaskState;
+use crate::out::outln;
 use crate::run::{self, RunDir};
+
+mod scenarios;
+
+use scenarios::{Outcome, Scenario, scenarios};
 
 /// Enough slots for every scenario at once, so none waits for another.
 const MAX_AGENTS: usize = 16;
@@ -23,314 +28,10 @@ const WINDOW: Duration = Duration::from_secs(8);
 /// Scenarios that should finish get this long before they count as stuck.
 const FINISH_DEADLINE: Duration = Duration::from_secs(30);
 const DEBOUNCE_MS: f64 = 500.0;
-/// Permission prompts in the hook scenario: the samples of the hook latency.
-const HOOK_ROUNDS: usize = 10;
 
 const CONFIG: &str = "max_agents = 16\ngrace_period = \"0s\"\n\n[attention]\n\
 no_commits = \"3s\"\nsilence = \"2s\"\nrepeated_errors = 5\nrepeated_error_window = \"1m\"\n\
 waiting = true\ninput_debounce = \"500ms\"\n";
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Signals done by itself.
-    Done,
-    /// Blocks until cancelled after the window.
-    Hangs,
-}
-
-struct Scenario {
-    id: &'static str,
-    what: &'static str,
-    /// Signals this scenario switches off in its front matter, because its construction
-    /// would trip them trivially (e.g. an 8 s hang is also silent and commit-less); the
-    /// scenario is about the others.
-    off: &'static [&'static str],
-    expected: &'static [&'static str],
-    outcome: Outcome,
-    /// Answer to type (`nightshift send`) as soon as the `@stamp` before the question appears.
-    answer: Option<&'static str>,
-    /// Script lines; `{stamp}` is replaced by this scenario's stamp file.
-    script: Vec<String>,
-}
-
-fn lines(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-fn scenarios() -> Vec<Scenario> {
-    let mut chatty = Vec::new();
-    for i in 1..=10 {
-        chatty.push(format!("@say thinking about step {i} of the plan"));
-        chatty.push("@sleep 500ms".into());
-    }
-    chatty.push("@done".into());
-
-    let mut compile = Vec::new();
-    for i in 1..=10 {
-        compile.push(format!("@say    Compiling crate-{i} v0.{i}.0 ({i}/10)"));
-        compile.push("@sleep 500ms".into());
-    }
-    compile.extend(lines(&[
-        "@say     Finished release",
-        "@commit build",
-        "@done",
-    ]));
-
-    let mut committing = Vec::new();
-    for i in 1..=6 {
-        committing.push(format!("@write file{i}.txt change {i}"));
-        committing.push(format!("@commit step {i}"));
-        committing.push("@sleep 1s".into());
-    }
-    committing.push("@done".into());
-
-    let mut not_errors = Vec::new();
-    for i in 1..=10 {
-        not_errors.push(format!(
-            r#"@say {{"type":"result","is_error": false,"n":{i}}}"#
-        ));
-        not_errors.push("@sleep 100ms".into());
-    }
-    not_errors.push("@done".into());
-
-    let mut zero_errors = Vec::new();
-    for i in 1..=6 {
-        zero_errors.push(format!(
-            "@say check {i}: 0 errors, errors: 0, no errors found"
-        ));
-        zero_errors.push(format!("@say test result: ok. {i}2 passed; 0 failed"));
-        zero_errors.push("@sleep 100ms".into());
-    }
-    zero_errors.push("@done".into());
-
-    // Claude Code's hooks, as the test agent reports them through `nightshift hook`: ten
-    // permission prompts, each answered (PostToolUse) 300 ms later; each raise is a sample.
-    let mut permissions = Vec::new();
-    for _ in 0..HOOK_ROUNDS {
-        permissions.push(
-            "@hook Notification permission_prompt Claude needs your permission to use Bash"
-                .to_string(),
-        );
-        permissions.push("@sleep 300ms".into());
-        permissions.push("@hook PostToolUse".into());
-    }
-    permissions.push("@done".into());
-
-    vec![
-        Scenario {
-            id: "pos-hook-permission",
-            what: "hook: 10 permission prompts, each answered 300 ms later",
-            off: &["no_commits", "silence"],
-            expected: &["waiting"],
-            outcome: Outcome::Done,
-            answer: None,
-            script: permissions,
-        },
-        Scenario {
-            id: "pos-hook-turn-ended",
-            what: "hook: a turn ends without done, and nothing follows",
-            off: &["no_commits", "silence"],
-            expected: &["waiting"],
-            outcome: Outcome::Hangs,
-            answer: None,
-            script: lines(&[
-                "@hook PreToolUse",
-                "@hook Stop I refactored the parser. Shall I also port the tests?",
-                "@hang",
-            ]),
-        },
-        Scenario {
-            id: "neg-hook-stop-done",
-            what: "hook: a turn ends, and done follows 100 ms later",
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: lines(&[
-                "@hook PreToolUse",
-                "@commit work",
-                "@hook Stop All finished.",
-                "@sleep 100ms",
-                "@done",
-            ]),
-        },
-        Scenario {
-            id: "pos-no-commits",
-            what: "chatty for 5 s, never commits",
-            off: &[],
-            expected: &["no-commits"],
-            outcome: Outcome::Done,
-            answer: None,
-            script: chatty,
-        },
-        Scenario {
-            id: "pos-silence",
-            what: "one line, then 4 s of nothing",
-            off: &["no_commits"],
-            expected: &["silence"],
-            outcome: Outcome::Done,
-            answer: None,
-            script: lines(&["@say starting", "@sleep 4s", "@done"]),
-        },
-        Scenario {
-            id: "pos-repeated-error",
-            what: "the same error 5x",
-            off: &["no_commits"],
-            expected: &["repeated-error"],
-            outcome: Outcome::Done,
-            answer: None,
-            script: lines(&[
-                "@error build failed: E0308 mismatched types x5",
-                "@sleep 1s",
-                "@done",
-            ]),
-        },
-        Scenario {
-            id: "pos-yn",
-            what: "a (y/n) question, unanswered",
-            off: &["no_commits", "silence"],
-            expected: &["waiting"],
-            outcome: Outcome::Hangs,
-            answer: None,
-            script: lines(&[
-                "@say reading the migrations",
-                "@stamp {stamp}",
-                "@ask Shall I delete the old migrations? (y/n)",
-            ]),
-        },
-        Scenario {
-            id: "pos-menu",
-            what: "a Claude-style permission menu",
-            off: &["no_commits", "silence"],
-            expected: &["waiting"],
-            outcome: Outcome::Hangs,
-            answer: None,
-            script: lines(&[
-                "@say Bash command: rm -rf build/",
-                "@stamp {stamp}",
-                "@say Do you want to proceed?",
-                "@say ❯ 1. Yes",
-                "@say   2. No",
-                "@hang",
-            ]),
-        },
-        Scenario {
-            id: "pos-plain-question",
-            what: "a plain question as the last line",
-            off: &["no_commits", "silence"],
-            expected: &["waiting"],
-            outcome: Outcome::Hangs,
-            answer: None,
-            script: lines(&[
-                "@say I looked at the cache layer.",
-                "@stamp {stamp}",
-                "@say Which database should I use for the cache?",
-                "@hang",
-            ]),
-        },
-        Scenario {
-            id: "neg-long-compile",
-            what: "progress every 500 ms for 5 s, then commit",
-            off: &["no_commits"],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: compile,
-        },
-        Scenario {
-            id: "neg-committing",
-            what: "a commit every 1 s for 6 s",
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: committing,
-        },
-        Scenario {
-            id: "neg-is-error-false",
-            what: r#""is_error": false x10"#,
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: not_errors,
-        },
-        Scenario {
-            id: "neg-zero-errors",
-            what: "`0 errors`, `errors: 0`, `0 failed` x6",
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: zero_errors,
-        },
-        Scenario {
-            id: "neg-4-errors",
-            what: "the same error 4x, then recovery",
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: lines(&[
-                "@error build failed: E0308 mismatched types x4",
-                "@say fixed the types; build ok",
-                "@commit fix types",
-                "@done",
-            ]),
-        },
-        Scenario {
-            id: "neg-code-question",
-            what: "`y?;` and `// why?` in code, quiet 800 ms each, more output",
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: lines(&[
-                "@say fn load() -> Result<(), Error> {",
-                "@say     let x = y?;",
-                "@sleep 800ms",
-                "@say     // why?",
-                "@sleep 800ms",
-                "@say }",
-                "@say reviewed load(); moving on",
-                "@done",
-            ]),
-        },
-        Scenario {
-            id: "neg-rhetorical",
-            what: "a question the agent answers itself 300 ms later",
-            off: &[],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: None,
-            script: lines(&[
-                "@say Why does the fixture test fail?",
-                "@sleep 300ms",
-                "@say Because the fixture is stale; regenerating it.",
-                "@done",
-            ]),
-        },
-        // Decision: answered before `input_debounce` (the bench types within a few ms), so
-        // nobody needed to be paged and any flag is a false positive. Were the answer slower
-        // than the debounce, a raised-then-cleared flag would be right: the bench then
-        // expects it (see `expected_for`).
-        Scenario {
-            id: "neg-answered-fast",
-            what: "a (y/n) question answered at once via `send`",
-            off: &["no_commits"],
-            expected: &[],
-            outcome: Outcome::Done,
-            answer: Some("y"),
-            script: lines(&[
-                "@stamp {stamp}",
-                "@ask Shall I run the migrations now? (y/n)",
-                "@say running migrations",
-                "@commit migrate",
-                "@done",
-            ]),
-        },
-    ]
-}
 
 /// A scenario's live state while the bench watches it.
 struct Live {
@@ -347,24 +48,24 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     sandbox::require_tools("bench")?;
     sandbox::catch_interrupts()?;
     let mut sb = Sandbox::create("bench-attention", keep, CONFIG)?;
-    println!(
+    outln!(
         "nightshift bench --attention ({})",
         if cfg!(debug_assertions) {
             "debug build"
         } else {
             "release build"
         }
-    );
-    println!(
+    )?;
+    outln!(
         "setup: sandbox home, scripted test agent, one git repo per scenario, max_agents \
          {MAX_AGENTS}; [attention] no_commits 3s, silence 2s, repeated_errors 5 in 1m, \
          waiting on, input_debounce 500ms; window {} s",
         WINDOW.as_secs()
-    );
+    )?;
     if keep {
-        println!("home:  {} (kept)", sb.home.root().display());
+        outln!("home:  {} (kept)", sb.home.root().display())?;
     }
-    println!();
+    outln!()?;
     sb.start_daemon()?;
     let result = measure(&mut sb);
     if result.is_err() && sandbox::check_interrupted().is_ok() {
@@ -377,7 +78,7 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
     }
     let code = result?;
     if sb.keep {
-        println!("\nKept {}.", sb.root().display());
+        outln!("\nKept {}.", sb.root().display())?;
     }
     Ok(code)
 }
@@ -387,7 +88,7 @@ fn measure(sb: &mut Sandbox) -> anyhow::Result<i32> {
     let mut live = Vec::new();
     for s in &list {
         let repo = sb.root().join("repos").join(s.id);
-        super::sandbox::init_repo(&repo)?;
+        sandbox::init_repo(&repo)?;
         let stamp = sb.root().join("stamps").join(format!("{}.ns", s.id));
         let mut text = format!("---\ntitle: {}\nworkdir: {}\n", s.id, repo.display());
         if !s.off.is_empty() {
@@ -467,10 +168,16 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
     let (mut tp, mut fp, mut fne) = (0usize, 0usize, 0usize);
     let mut latencies = Vec::new();
     let mut unexpected = Vec::new();
-    println!(
+    outln!(
         "{:<20} {:<16} {:<26} {:<10} {:<4} {:<4} {:<4} what",
-        "scenario", "expected", "raised", "ended", "TP", "FP", "FN"
-    );
+        "scenario",
+        "expected",
+        "raised",
+        "ended",
+        "TP",
+        "FP",
+        "FN"
+    )?;
     for (s, l) in list.iter().zip(live) {
         let events = attention_events(sb, s.id);
         let raised: BTreeSet<String> = events.iter().map(|(sig, _)| sig.clone()).collect();
@@ -511,7 +218,7 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
         if let Some(a) = l.answered_ms {
             what.push_str(&format!(" [answered {a:.0} ms after the stamp]"));
         }
-        println!(
+        outln!(
             "{:<20} {:<16} {:<26} {:<10} {:<4} {:<4} {:<4} {what}",
             s.id,
             join(&expected),
@@ -520,9 +227,9 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
             t,
             f,
             n
-        );
+        )?;
     }
-    println!();
+    outln!()?;
     let pct = |a: usize, b: usize| {
         if b == 0 {
             100.0
@@ -532,15 +239,15 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
     };
     let precision = pct(tp, tp + fp);
     let recall = pct(tp, tp + fne);
-    println!(
+    outln!(
         "signals: {tp} TP, {fp} FP, {fne} FN over {} scenarios; precision {precision:.0}% {}, \
          recall {recall:.0}% {}   (target 100%)",
         list.len(),
         verdict(fp == 0),
         verdict(fne == 0)
-    );
+    )?;
     if latencies.is_empty() {
-        println!("waiting latency: no samples");
+        outln!("waiting latency: no samples")?;
     } else {
         latencies.sort_by(f64::total_cmp);
         let n = latencies.len();
@@ -550,28 +257,28 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
             (latencies[n / 2 - 1] + latencies[n / 2]) / 2.0
         };
         let max = latencies[n - 1];
-        println!(
+        outln!(
             "waiting latency (question printed -> flag in events.jsonl), n {n}: median {median:.0} ms, \
              max {max:.0} ms; after the {DEBOUNCE_MS:.0} ms debounce: median {:.0} ms, max {:.0} ms \
              (target <= 2000 ms after output stops {})",
             median - DEBOUNCE_MS,
             max - DEBOUNCE_MS,
             verdict(max - DEBOUNCE_MS <= 2000.0)
-        );
+        )?;
     }
     let mut hook_ms = hook_latencies(sb, "pos-hook-permission");
     if hook_ms.is_empty() {
-        println!("hook latency: no samples");
+        outln!("hook latency: no samples")?;
     } else {
         hook_ms.sort_by(f64::total_cmp);
         let median = hook_ms[hook_ms.len() / 2];
         let max = hook_ms[hook_ms.len() - 1];
-        println!(
+        outln!(
             "hook latency (`nightshift hook` recorded a permission prompt -> flag in events.jsonl), \
              n {}: median {median:.1} ms, max {max:.1} ms (target median <= 100 ms {})",
             hook_ms.len(),
             verdict(median <= 100.0)
-        );
+        )?;
     }
     if !unexpected.is_empty() {
         eprintln!("\nscenarios that ended unexpectedly (a bug, not a detector miss):");

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use super::exit;
-use super::sandbox::{self, Sandbox};
+use crate::dev::sandbox::{self, Sandbox};
+use crate::exit;
 use crate::home::TaskState;
+use crate::out::outln;
 
 mod ledger;
 mod leftovers;
@@ -59,18 +60,20 @@ pub fn run(args: TortureArgs) -> anyhow::Result<i32> {
         // The test agent's `@append PATH TEXT` takes the path up to the first space.
         anyhow::bail!("the temporary directory {root:?} has a space in it; set TMPDIR to another");
     }
-    println!(
+    outln!(
         "nightshift bench --torture: {} tasks, {} kills, max_agents {}, seed {seed}",
-        args.tasks, args.kills, args.max_agents
-    );
-    println!(
+        args.tasks,
+        args.kills,
+        args.max_agents
+    )?;
+    outln!(
         "reproduce with: {} bench --torture --tasks {} --kills {} --max-agents {} --seed {seed}",
         Sandbox::command_name(),
         args.tasks,
         args.kills,
         args.max_agents
-    );
-    println!("home: {}/home, ledger: {root}/ledger", sb.root().display());
+    )?;
+    outln!("home: {}/home, ledger: {root}/ledger", sb.root().display())?;
     let mut t = Torture {
         ledger: sb.root().join("ledger"),
         staged: sb.root().join("tasks"),
@@ -98,21 +101,21 @@ pub fn run(args: TortureArgs) -> anyhow::Result<i32> {
         sandbox::check_interrupted()?;
     }
     let findings = t.inspect();
-    t.summary(&findings, elapsed);
+    t.summary(&findings, elapsed)?;
     if t.violations.is_empty() {
-        println!("torture: ok");
+        outln!("torture: ok")?;
         return Ok(exit::SUCCESS);
     }
     t.sb.keep = true;
-    println!("torture: FAILED, {} violations:", t.violations.len());
+    outln!("torture: FAILED, {} violations:", t.violations.len())?;
     for v in &t.violations {
-        println!("  - {}", v.text);
+        outln!("  - {}", v.text)?;
     }
-    println!(
+    outln!(
         "kept {} for inspection (daemon stderr: {})",
         t.sb.root().display(),
         t.sb.daemon_log().display()
-    );
+    )?;
     Ok(exit::FAILURE)
 }
 
@@ -286,25 +289,25 @@ impl Torture {
             *self.kills.entry(kind).or_default() += 1;
             self.spawn()?;
             self.restarts += 1;
-            println!(
+            outln!(
                 "{:6.1} s  kill {}/{k} {}: {what}; restarted",
                 self.start.elapsed().as_secs_f64(),
                 i + 1,
                 kind.label()
-            );
+            )?;
         }
         self.wait_ready()?;
         self.add_up_to(n)?;
-        println!(
+        outln!(
             "{:6.1} s  all {n} tasks added, {k} kills done; waiting for the tasks to finish",
             self.start.elapsed().as_secs_f64()
-        );
+        )?;
         self.wait_finished()?;
-        println!(
+        outln!(
             "{:6.1} s  all tasks finished; waiting up to {} s for sessions, worktrees and checks to go",
             self.start.elapsed().as_secs_f64(),
             (WORKTREE_DELAY + CLEANUP_MARGIN).as_secs()
-        );
+        )?;
         self.wait_clean();
         Ok(())
     }
@@ -430,7 +433,7 @@ impl Torture {
             }
             if Instant::now() > until {
                 // Reported task by task by the final inspection.
-                println!("tasks still unfinished after {} s", limit.as_secs());
+                outln!("tasks still unfinished after {} s", limit.as_secs())?;
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));

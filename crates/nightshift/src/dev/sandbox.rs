@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 
-use super::{CliError, exit};
 use crate::config::Config;
+use crate::exit::{self, CliError};
 use crate::home::{Home, TaskState};
 use crate::tmux::shell_quote;
 use nightshift_store::fsutil;
@@ -291,7 +291,7 @@ impl Sandbox {
     pub fn wait_daemon_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let pid = self.daemon_pid();
         let socket = self.home.socket();
-        let rt = super::runtime()?;
+        let rt = crate::client::runtime()?;
         let watch = FolderWatch::new(&[(self.home.runtime_dir(), false)])?;
         wait_for(
             &watch,
@@ -299,8 +299,10 @@ impl Sandbox {
             "the daemon to start",
             |_| {
                 self.check_daemon()?;
-                let status =
-                    rt.block_on(crate::ipc::request(&socket, &crate::ipc::Request::Status));
+                let status = rt.block_on(crate::client::request(
+                    &socket,
+                    &crate::ipc::Request::Status,
+                ));
                 Ok(
                     matches!(status, Ok(crate::ipc::Response::Status(s)) if Some(s.pid) == pid)
                         .then_some(()),

@@ -2,7 +2,6 @@
 //! server and test agent in a temporary home. Figures, not a test: nothing is asserted about
 //! timing; the targets are printed next to the figures for a person to judge.
 
-use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,11 +9,17 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use jiff::Timestamp;
 
-use super::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
-use super::{CliError, exit};
+use crate::dev::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
+use crate::exit::{self, CliError};
 use crate::home::TaskState;
+use crate::out::outln;
 use crate::report::Report;
 use crate::run::{self, DoneRecord, RunDir, StartedRecord};
+
+mod attention;
+mod dashboard;
+mod drain;
+mod torture;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -64,13 +69,13 @@ const WORKTREE_SAMPLES: u32 = 50;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.attention {
-        return super::bench_attention::run(args.keep);
+        return attention::run(args.keep);
     }
     if args.dashboard {
-        return super::bench_dashboard::run(args.keep);
+        return dashboard::run(args.keep);
     }
     if args.torture {
-        return super::bench_torture::run(super::bench_torture::TortureArgs {
+        return torture::run(torture::TortureArgs {
             tasks: args.tasks.unwrap_or(30),
             kills: args.kills,
             seed: args.seed,
@@ -88,16 +93,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         args.keep,
         &format!("max_agents = {MAX_AGENTS}\ngrace_period = \"0s\"\nsettle = \"1s\"\n"),
     )?;
-    print_machine();
-    println!(
+    print_machine()?;
+    outln!(
         "setup: a temporary home, a private tmux server, the scripted test agent, a plain folder \
          as workdir (the daemon's own latency; the cost of a worktree per task is measured \
          last); max_agents {MAX_AGENTS}, grace_period 0s, settle 1s"
-    );
+    )?;
     if args.keep {
-        println!("home:  {} (kept)", sb.home.root().display());
+        outln!("home:  {} (kept)", sb.home.root().display())?;
     }
-    println!();
+    outln!()?;
 
     sb.start_daemon()?;
     let done_dir = sb.home.state_dir(TaskState::Done);
@@ -120,11 +125,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     result?;
     if sb.keep {
-        println!(
+        outln!(
             "\nKept {} (remove it with `rm -rf {}`).",
             sb.root().display(),
             sandbox::quote(&sb.root().to_string_lossy())
-        );
+        )?;
     }
     Ok(exit::SUCCESS)
 }
@@ -155,12 +160,12 @@ fn measure(
         )?);
     }
     progress.clear();
-    report_sequential(sb, &seq);
+    report_sequential(sb, &seq)?;
 
     progress.show(&format!("drain: {tasks} tasks..."));
-    let drain = drain(sb, watch, tasks, &in_plain)?;
+    let drain = drain::drain(sb, watch, tasks, &in_plain)?;
     progress.clear();
-    report_drain(&drain, tasks);
+    drain::report(&drain, tasks)?;
 
     // The same sequential tasks in the git repository: each gets its worktree and branch.
     let n = samples.min(WORKTREE_SAMPLES);
@@ -179,12 +184,14 @@ fn measure(
     let pickup: Vec<f64> = wt.iter().map(|s| ms(s.queued, s.stamped)).collect();
     let done: Vec<f64> = wt.iter().map(|s| ms(s.stamped, s.filed)).collect();
     if let (Some(p), Some(d)) = (Stats::of(&pickup), Stats::of(&done)) {
-        println!(
+        outln!(
             "with a worktree per task (the workdir is a git repository), {n} sequential tasks:\n  \
              pickup median {:.1} ms, p99 {:.1} ms (`git worktree add` included); done-detection \
              median {:.1} ms (the uncommitted-work check included)",
-            p.median, p.p99, d.median
-        );
+            p.median,
+            p.p99,
+            d.median
+        )?;
     }
     if !drain.failed.is_empty() {
         // Not a timing check: a trivial task must never fail, so this is a bug to look at.
@@ -329,7 +336,7 @@ fn records(sb: &Sandbox, id: &str) -> Records {
     r
 }
 
-fn report_sequential(sb: &Sandbox, seq: &[Sample]) {
+fn report_sequential(sb: &Sandbox, seq: &[Sample]) -> std::io::Result<()> {
     let recs: Vec<Records> = seq.iter().map(|s| records(sb, &s.id)).collect();
     let pickup: Vec<f64> = seq.iter().map(|s| ms(s.queued, s.stamped)).collect();
     let done: Vec<f64> = seq.iter().map(|s| ms(s.stamped, s.filed)).collect();
@@ -338,172 +345,51 @@ fn report_sequential(sb: &Sandbox, seq: &[Sample]) {
         Stats::of(&v).map_or("?".to_string(), |s| format!("{:.1}", s.median))
     };
 
-    println!(
+    outln!(
         "pickup latency: task renamed into queue/ -> agent process running (its first step), \
          {} sequential tasks after {WARM_UP} warm-up",
         seq.len()
-    );
+    )?;
     if let Some(s) = Stats::of(&pickup) {
-        println!("  {}", s.line());
-        println!(
+        outln!("  {}", s.line())?;
+        outln!(
             "  target: median <= 15 ms {}, p99 <= 50 ms {}",
             verdict(s.median <= 15.0),
             verdict(s.p99 <= 50.0)
-        );
+        )?;
     }
-    println!(
+    outln!(
         "  split (medians, ms): daemon notices and claims {} | claim -> tmux new-session returns {} \
          | claim -> wrapper has started the agent {} | agent start-up to first step {}",
         split(&|s, r| Some(ms(s.queued, r.claimed?))),
         split(&|_, r| Some(ms(r.claimed?, r.spawned?))),
         split(&|_, r| Some(ms(r.claimed?, r.started?))),
         split(&|s, r| Some(ms(r.started?, s.stamped))),
-    );
+    )?;
 
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "done-detection latency: agent signals done (`@stamp` then `@done`) -> task file in done/, \
          same {} tasks",
         seq.len()
-    );
+    )?;
     if let Some(s) = Stats::of(&done) {
-        println!("  {}", s.line());
-        println!("  target: median <= 50 ms {}", verdict(s.median <= 50.0));
+        outln!("  {}", s.line())?;
+        outln!("  target: median <= 50 ms {}", verdict(s.median <= 50.0))?;
     }
-    println!(
+    outln!(
         "  split (medians, ms): `nightshift done` runs {} | daemon notices {} \
          | report (git) written, task file rewritten, synced and moved {}",
         split(&|s, r| Some(ms(s.stamped, r.done?))),
         split(&|_, r| Some(ms(r.done?, r.reported?))),
         split(&|s, r| Some(ms(r.reported?, s.filed))),
-    );
+    )?;
     let late = seq.iter().filter(|s| s.late).count();
     if late > 0 {
-        println!("  ({late} done/ events were missed; those times are from a later look)");
+        outln!("  ({late} done/ events were missed; those times are from a later look)")?;
     }
-    println!();
-}
-
-struct Drain {
-    done: usize,
-    failed: Vec<String>,
-    /// Why tasks failed, with how many failed so.
-    reasons: BTreeMap<String, usize>,
-    /// How long the renames into queue/ took.
-    enqueue: Duration,
-    /// First rename to the last file in done/ or failed/.
-    elapsed: Duration,
-}
-
-fn drain(sb: &mut Sandbox, watch: &FolderWatch, tasks: u32, front: &str) -> anyhow::Result<Drain> {
-    let ids: Vec<String> = (0..tasks).map(|i| format!("drain-{i:04}")).collect();
-    for id in &ids {
-        sb.stage(
-            id,
-            &format!("---\ntitle: bench {id}\n{front}---\n@marker\n"),
-        )?;
-    }
-    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let done_dir = sb.home.state_dir(TaskState::Done);
-    let failed_dir = sb.home.state_dir(TaskState::Failed);
-    while !watch.next(Duration::ZERO).is_empty() {}
-
-    let t0 = SystemTime::now();
-    let start = Instant::now();
-    for id in &ids {
-        sb.enqueue(id)?;
-    }
-    let enqueue = start.elapsed();
-
-    let mut done: HashSet<String> = HashSet::new();
-    let mut failed: HashSet<String> = HashSet::new();
-    let mut last = t0;
-    // Generous: a slow machine must still finish, a hung daemon must not hang the bench.
-    let deadline = start + Duration::from_secs(60) + Duration::from_secs(tasks.into());
-    let what = format!("{tasks} tasks to finish");
-    sandbox::wait_for(watch, deadline, &what, |events| {
-        sb.check_daemon()?;
-        let id_in = |p: &Path, dir: &Path| -> Option<String> {
-            (p.parent() == Some(dir))
-                .then(|| nightshift_store::folder::task_id_of(p))
-                .flatten()
-                .filter(|id| wanted.contains(id))
-                .map(str::to_string)
-        };
-        for (t, e) in events {
-            if e.kind.is_remove() || e.kind.is_access() {
-                continue;
-            }
-            for p in &e.paths {
-                let new = if let Some(id) = id_in(p, &done_dir) {
-                    done.insert(id)
-                } else if let Some(id) = id_in(p, &failed_dir) {
-                    failed.insert(id)
-                } else {
-                    false
-                };
-                if new {
-                    last = last.max(*t);
-                }
-            }
-        }
-        if events.is_empty() {
-            // A quiet 100 ms: count from the folders in case an event was lost.
-            for (state, set) in [
-                (TaskState::Done, &mut done),
-                (TaskState::Failed, &mut failed),
-            ] {
-                let store = crate::tasks::open(&sb.home);
-                for id in crate::tasks::call("list", nightshift_store::Store::list(&store, state))?
-                {
-                    if wanted.contains(id.as_str()) && set.insert(id) {
-                        last = SystemTime::now();
-                    }
-                }
-            }
-        }
-        Ok((done.len() + failed.len() >= ids.len()).then_some(()))
-    })?;
-    let mut reasons = BTreeMap::new();
-    for id in &failed {
-        let reason = crate::status::find(&sb.home, id)
-            .and_then(|v| v.reason())
-            .unwrap_or_else(|| "no reason recorded".into());
-        *reasons.entry(reason).or_insert(0) += 1;
-    }
-    let mut failed: Vec<String> = failed.into_iter().collect();
-    failed.sort();
-    Ok(Drain {
-        done: done.len(),
-        failed,
-        reasons,
-        enqueue,
-        elapsed: last.duration_since(t0).unwrap_or_default(),
-    })
-}
-
-fn report_drain(d: &Drain, tasks: u32) {
-    let secs = d.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        d.done as f64 / secs
-    } else {
-        0.0
-    };
-    println!(
-        "drain rate: {tasks} trivial tasks (`@marker`) renamed into queue/ at once, max_agents {MAX_AGENTS}"
-    );
-    println!(
-        "  {} done in {secs:.2} s = {rate:.0} tasks/s   (the renames took {:.0} ms)",
-        d.done,
-        d.enqueue.as_secs_f64() * 1e3
-    );
-    println!("  target: >= 100 tasks/s {}", verdict(rate >= 100.0));
-    if !d.failed.is_empty() {
-        println!("  {} tasks FAILED:", d.failed.len());
-        for (reason, count) in &d.reasons {
-            println!("    {count} x {reason}");
-        }
-    }
+    outln!()?;
+    Ok(())
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -550,18 +436,19 @@ impl Stats {
     }
 }
 
-fn print_machine() {
+fn print_machine() -> std::io::Result<()> {
     let build = if cfg!(debug_assertions) {
         "debug build: expect slower figures than users get; use `cargo run --release -- bench`"
     } else {
         "release build"
     };
-    println!("nightshift bench ({build})");
+    outln!("nightshift bench ({build})")?;
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let os = sandbox::tool_version("uname", "-srm").unwrap_or_else(|| "unknown OS".into());
     let tmux = sandbox::tool_version("tmux", "-V").unwrap_or_default();
     let git = sandbox::tool_version("git", "--version").unwrap_or_default();
-    println!("machine: {cpus} CPUs, {os}, {tmux}, {git}");
+    outln!("machine: {cpus} CPUs, {os}, {tmux}, {git}")?;
+    Ok(())
 }
 
 /// A one-line progress counter on stderr, for terminals only.

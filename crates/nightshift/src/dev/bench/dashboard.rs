@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::exit;
-use super::sandbox::{self, Sandbox};
+use crate::client;
+use crate::dev::sandbox::{self, Sandbox};
+use crate::exit;
+use crate::out::outln;
 use crate::tmux::session_name;
 
 const SAMPLES: usize = 30;
@@ -161,22 +163,22 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
         keep,
         &format!("max_agents = {BUSY_AGENTS}\ngrace_period = \"0s\"\n"),
     )?;
-    println!(
+    outln!(
         "setup: a temporary home, a daemon, the scripted test agent; `nightshift top` in a \
          120x40 tmux pane, read with capture-pane (the bench polls the pane, the dashboard does not poll)"
-    );
+    )?;
     if keep {
-        println!("home:  {} (kept)", sb.home.root().display());
+        outln!("home:  {} (kept)", sb.home.root().display())?;
     }
     sb.start_daemon()?;
     let pane = Pane::start(&sb)?;
     pane.wait("the empty dashboard", |s| s.contains("No tasks yet"))?;
     let pid = pane.pid();
 
-    println!(
+    outln!(
         "idle, nothing queued:            {}",
         cpu_over(pid, CPU_WINDOW)?
-    );
+    )?;
 
     // Output → preview: type into an agent that waits for answers; its pane echoes them.
     let script: String = (0..SAMPLES + 5).map(|_| "@ask next?\n").collect();
@@ -202,14 +204,14 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
             .args(["send-keys", "-t", &session, "Enter"])
             .status()?;
     }
-    println!("agent output → preview:          {}", stats(output));
-    println!(
+    outln!("agent output → preview:          {}", stats(output))?;
+    outln!(
         "idle, one agent waiting:         {}",
         cpu_over(pid, CPU_WINDOW)?
-    );
+    )?;
 
     // Queue → row: a paused queue keeps the tasks queued; each comes first (priority).
-    super::control::set_paused(&sb.home, true)?;
+    client::set_paused(&sb.home, true)?;
     pane.wait("PAUSED", |s| {
         s.lines().next().is_some_and(|l| l.contains("PAUSED"))
     })?;
@@ -225,12 +227,12 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
         })?;
         queued.push(seen.duration_since(start).as_secs_f64() * 1000.0);
     }
-    println!("task file queued → row shown:    {}", stats(queued));
+    outln!("task file queued → row shown:    {}", stats(queued))?;
 
     // Busy: agents printing a line every 100 ms, the dashboard following them.
-    super::control::cancel_task(&sb.home, "echo")?;
+    client::cancel_task(&sb.home, "echo")?;
     for i in 0..SAMPLES {
-        let _ = super::control::cancel_task(&sb.home, &format!("q{i:03}"));
+        let _ = client::cancel_task(&sb.home, &format!("q{i:03}"));
     }
     let chatter: String = (0..200).map(|_| "@say tick\n@sleep 100ms\n").collect();
     for i in 0..BUSY_AGENTS {
@@ -238,13 +240,13 @@ pub fn run(keep: bool) -> anyhow::Result<i32> {
         sb.stage(&id, &format!("---\ntitle: Busy\n---\n{chatter}@done\n"))?;
         sb.enqueue(&id)?;
     }
-    super::control::set_paused(&sb.home, false)?;
+    client::set_paused(&sb.home, false)?;
     let all_running = |s: &str| s.contains(&format!("RUNNING ({BUSY_AGENTS})"));
     pane.wait("the busy agents", all_running)?;
-    println!(
+    outln!(
         "{BUSY_AGENTS} agents printing 10 lines/s each: {}",
         cpu_over(pid, CPU_WINDOW)?
-    );
+    )?;
     sb.stop_daemon();
     Ok(exit::SUCCESS)
 }

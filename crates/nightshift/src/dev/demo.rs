@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::exit;
-use super::sandbox::{self, FolderWatch, Sandbox, Style};
 use crate::config::Config;
+use crate::dev::sandbox::{self, FolderWatch, Sandbox, Style};
+use crate::exit;
 use crate::home::TaskState;
+use crate::out::outln;
 use crate::status::{self, TaskView};
 
 #[derive(Debug, clap::Args)]
@@ -112,21 +113,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let mut sb = Sandbox::create("demo", args.keep, &config_text)?;
     let config = Config::load(&sb.home.config_file())?;
 
-    println!(
+    outln!(
         "{}",
         style.bold(&format!(
             "nightshift demo: {} tasks, {MAX_AGENTS} agents at a time, a scripted stand-in agent (no AI, no network)",
             TASKS.len()
         ))
-    );
-    println!("  home  {}", sb.home.root().display());
-    println!("  repo  {}  (a scratch git repository)", sb.repo.display());
-    println!(
+    )?;
+    outln!("  home  {}", sb.home.root().display())?;
+    outln!("  repo  {}  (a scratch git repository)", sb.repo.display())?;
+    outln!(
         "  tmux  tmux -S {}  (a private tmux server)",
         sb.tmux_socket.display()
-    );
-    println!("  watch from another terminal: {} ls", sb.command_prefix());
-    println!();
+    )?;
+    outln!("  watch from another terminal: {} ls", sb.command_prefix())?;
+    outln!()?;
 
     sb.start_daemon()?;
     let home = sb.home.clone();
@@ -149,7 +150,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let waited = sandbox::wait_for(&watch, t0 + DEADLINE, "the demo's tasks to finish", |_| {
         sb.check_daemon()?;
         let views = status::collect(&home, &config)?;
-        progress.update(&views);
+        progress.update(&views)?;
         let finished = views
             .iter()
             .filter(|v| matches!(v.state, TaskState::Done | TaskState::Failed))
@@ -176,17 +177,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     sb.stop_daemon();
     let by_id: BTreeMap<&str, &TaskView> = views.iter().map(|v| (v.id.as_str(), v)).collect();
 
-    println!();
-    print_table(style, &by_id);
+    outln!()?;
+    print_table(style, &by_id)?;
 
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "{}",
         style.bold(&format!(
             "Each task worked on its own branch of {} (your checkout stays as it was):",
             sb.repo.display()
         ))
-    );
+    )?;
     let branches = sb.git(&[
         "branch",
         "--list",
@@ -194,10 +195,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         "--format=%(refname:short)",
     ])?;
     for branch in branches.lines() {
-        println!("  {branch}");
+        outln!("  {branch}")?;
         let log = sb.git(&["log", "--oneline", "--no-decorate", "-3", branch])?;
         for line in log.lines() {
-            println!("    {line}");
+            outln!("    {line}")?;
         }
     }
 
@@ -205,24 +206,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         && let Some(last) = &v.last
     {
         let transcript = last.dir.join(crate::run::TRANSCRIPT);
-        println!();
-        println!(
+        outln!()?;
+        outln!(
             "{}",
             style.bold(&format!(
                 "The end of broken's transcript ({}):",
                 transcript.display()
             ))
-        );
+        )?;
         for line in transcript_tail(&transcript, 6) {
-            println!("  {}", style.dim(&line));
+            outln!("  {}", style.dim(&line))?;
         }
     }
 
     let problems = verify(&by_id, progress.busy_max);
-    println!();
+    outln!()?;
     let prefix = sb.command_prefix();
     if problems.is_empty() {
-        println!(
+        outln!(
             "{}",
             style.green(&format!(
                 "demo OK: the outcome is as expected ({} done, {} failed, one retry) in {:.1}s",
@@ -233,7 +234,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
                     .count(),
                 elapsed.as_secs_f64()
             ))
-        );
+        )?;
     } else {
         // Leave the evidence in place.
         sb.keep = true;
@@ -251,24 +252,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         );
     }
     if sb.keep {
-        println!(
+        outln!(
             "Kept the home and repository in {}. Look around:",
             sb.root().display()
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "The temporary home is removed now; run `{} demo --keep` to keep it, then:",
             Sandbox::command_name()
-        );
+        )?;
     }
     for cmd in ["ls", "show flaky", "logs broken"] {
-        println!("  {prefix} {cmd}");
+        outln!("  {prefix} {cmd}")?;
     }
     if sb.keep {
-        println!(
+        outln!(
             "Remove it afterwards with: rm -rf {}",
             sandbox::quote(&sb.root().to_string_lossy())
-        );
+        )?;
     }
     Ok(if problems.is_empty() {
         exit::SUCCESS
@@ -305,7 +306,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, views: &[TaskView]) {
+    fn update(&mut self, views: &[TaskView]) -> std::io::Result<()> {
         let busy = views.iter().filter(|v| in_progress(v)).count();
         self.busy_max = self.busy_max.max(busy);
         let mut changes = Vec::new();
@@ -328,12 +329,13 @@ impl Progress {
                 "running" | "retry" => self.style.yellow(&padded),
                 _ => self.style.dim(&padded),
             };
-            println!(
+            outln!(
                 "{:>5.1}s  {id:<10} {painted} {detail}",
                 self.t0.elapsed().as_secs_f64()
-            );
+            )?;
             self.shown.insert(id, key);
         }
+        Ok(())
     }
 
     /// `(order, key, detail)`: the key changes exactly when there is something new to say.
@@ -381,7 +383,7 @@ impl Progress {
     }
 }
 
-fn print_table(style: Style, by_id: &BTreeMap<&str, &TaskView>) {
+fn print_table(style: Style, by_id: &BTreeMap<&str, &TaskView>) -> std::io::Result<()> {
     let header = ["ID", "STATE", "TRIES", "TIME", "RESULT"];
     let rows: Vec<[String; 5]> = TASKS
         .iter()
@@ -423,10 +425,11 @@ fn print_table(style: Style, by_id: &BTreeMap<&str, &TaskView>) {
         }
         s.trim_end().to_string()
     };
-    println!("  {}", style.bold(&cells(header)));
+    outln!("  {}", style.bold(&cells(header)))?;
     for r in &rows {
-        println!("  {}", cells([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        outln!("  {}", cells([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
     }
+    Ok(())
 }
 
 /// The last non-blank lines of a transcript, without terminal escapes.

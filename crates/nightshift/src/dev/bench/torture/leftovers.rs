@@ -2,6 +2,7 @@
 //! panics, and the ledger; and the summary it prints.
 
 use super::*;
+use crate::out::outln;
 
 impl Torture {
     /// Checks everything at the end and records each violation; returns the figures.
@@ -186,7 +187,7 @@ impl Torture {
         found
     }
 
-    pub(super) fn summary(&self, f: &Findings, elapsed: Duration) {
+    pub(super) fn summary(&self, f: &Findings, elapsed: Duration) -> std::io::Result<()> {
         let kills: u32 = self.kills.values().sum();
         let kinds: Vec<String> = self
             .kills
@@ -194,36 +195,40 @@ impl Torture {
             .map(|(kind, n)| format!("{n} {}", kind.label()))
             .collect();
         let l = &f.ledger;
-        println!();
-        println!("summary:");
-        println!(
+        outln!()?;
+        outln!("summary:")?;
+        outln!(
             "  tasks:      {} ({} done, {} failed, {} added)",
             self.plans.len(),
             f.done,
             f.failed,
             self.added
-        );
-        println!("  kills:      {kills}{}", in_parens(&kinds));
-        println!("  restarts:   {}", self.restarts);
-        println!(
+        )?;
+        outln!("  kills:      {kills}{}", in_parens(&kinds))?;
+        outln!("  restarts:   {}", self.restarts)?;
+        outln!(
             "  agent runs: {} started, {} completed, {} retried attempts, at most {} at once",
-            l.starts, l.ends, f.retried, l.max_running
-        );
-        println!(
+            l.starts,
+            l.ends,
+            f.retried,
+            l.max_running
+        )?;
+        outln!(
             "  checks:     {} started, {} cut short",
-            l.checks, l.checks_cut
-        );
-        println!("  time:       {:.1} s", elapsed.as_secs_f64());
+            l.checks,
+            l.checks_cut
+        )?;
+        outln!("  time:       {:.1} s", elapsed.as_secs_f64())?;
         let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
         for v in &self.violations {
             *tally.entry(v.kind).or_default() += 1;
         }
         let tally: Vec<String> = tally.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!(
+        outln!(
             "  violations: {}{}",
             self.violations.len(),
             in_parens(&tally)
-        );
+        )
     }
 }
 

@@ -1,0 +1,80 @@
+//! Putting a task into the queue, atomically: for `nightshift add` and the dashboard's new
+//! task.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::exit::{self, CliError};
+use crate::home::{Home, TaskState};
+use crate::tasks;
+use nightshift_core::task;
+use nightshift_store::{EnqueueError, Store};
+
+/// Front-matter fields set from outside the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub priority: Option<i64>,
+    pub agent: Option<String>,
+    pub workdir: Option<PathBuf>,
+}
+
+/// Checks a task's text and puts it into the queue under `id`, atomically. A task without a
+/// workdir gets the current directory. `source` names the text in error messages.
+pub fn enqueue(
+    home: &Home,
+    config: &Config,
+    id: &str,
+    source: &Path,
+    text: &str,
+    overrides: &Overrides,
+) -> anyhow::Result<PathBuf> {
+    home.ensure_layout()?;
+    task::validate_id(id).map_err(|m| CliError::new(exit::USAGE, m))?;
+    let store = tasks::open(home);
+    if let Some(found) = tasks::call("entry", store.entry(id))? {
+        return Err(exists(id, found.state, &found.source.display().to_string()).into());
+    }
+
+    // Parse first, so an invalid task is refused here rather than filed as failed later.
+    let parsed = task::parse(id, source, text, crate::home::user_home().as_deref())
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    if let Some(p) = overrides.priority {
+        fields.push(("priority", p.to_string()));
+    }
+    if let Some(a) = &overrides.agent {
+        fields.push(("agent", task::yaml_string(a)));
+    }
+    let workdir = match (&overrides.workdir, &parsed.workdir) {
+        (Some(w), _) => Some(std::path::absolute(w)?),
+        (None, Some(_)) => None,
+        (None, None) => Some(std::env::current_dir()?),
+    };
+    if let Some(w) = &workdir {
+        fields.push(("workdir", task::yaml_string(&w.to_string_lossy())));
+    }
+    let text = task::set_front_matter_fields(text, &fields);
+    let final_task = task::parse(id, source, &text, crate::home::user_home().as_deref())
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    crate::admit::validate_against_config(&final_task, source, config)
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    // The store puts it in whole, or not at all: the daemon never sees half a task.
+    match tasks::call("enqueue", store.enqueue(id, &text)) {
+        Ok(place) => Ok(PathBuf::from(place)),
+        Err(EnqueueError::Exists { state, .. }) => Err(exists(id, state, "just now").into()),
+        Err(EnqueueError::InvalidId { reason, .. }) => {
+            Err(CliError::new(exit::USAGE, reason).into())
+        }
+        Err(e) => Err(CliError::new(exit::FAILURE, e.to_string()).into()),
+    }
+}
+
+fn exists(id: &str, state: TaskState, place: &str) -> CliError {
+    CliError::new(
+        exit::FAILURE,
+        format!(
+            "a task `{id}` already exists ({}: {place}); choose another --id, or `nightshift retry {id}`",
+            state.as_str()
+        ),
+    )
+}

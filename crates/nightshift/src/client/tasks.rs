@@ -1,0 +1,161 @@
+//! The actions a person takes on one task, or on the queue: type into an agent, cancel,
+//! retry, acknowledge its flags, pause. Each says what it did, for the CLI to print and the
+//! dashboard to show.
+
+use jiff::Timestamp;
+
+use crate::exit::{self, CliError};
+use crate::home::{Home, TaskState};
+use crate::ipc::{IpcError, Request, Response};
+use crate::report::Report;
+use crate::run::{self, AckRecord, RunDir};
+use crate::tasks;
+use crate::tmux::{self, Tmux};
+use nightshift_store::{Store, fsutil};
+
+use super::{load_config, request, runtime};
+
+/// The session of a running task, or a clear error.
+pub fn running_session(home: &Home, id: &str) -> anyhow::Result<String> {
+    match tasks::locate(home, id)? {
+        None => Err(CliError::not_found(id).into()),
+        Some(TaskState::Running) => Ok(tmux::session_name(id)),
+        Some(state) => Err(CliError::new(
+            exit::FAILURE,
+            format!("task `{id}` is {}, not running", state.as_str()),
+        )
+        .into()),
+    }
+}
+
+/// Types a line into a running agent (for the CLI and the dashboard).
+pub fn send_text(home: &Home, id: &str, text: &str) -> anyhow::Result<String> {
+    let config = load_config(home)?;
+    let session = running_session(home, id)?;
+    let tmux = Tmux::new(&config.tmux_socket);
+    let removed = runtime()?
+        .block_on(tmux.send_line(&session, text))
+        .map_err(|e| CliError::new(exit::FAILURE, format!("cannot type into {session}: {e}")))?;
+    // Say so when the text was changed: the agent did not get exactly what was typed.
+    let note = nightshift_core::delivery::removed_note(" (the text", removed)
+        .map(|n| format!("{n})"))
+        .unwrap_or_default();
+    Ok(format!("sent to {id}{note}"))
+}
+
+/// Cancels a task and says what happened (for the CLI and the dashboard).
+pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
+    home.ensure_layout()?;
+    match tasks::locate(home, id)? {
+        None => Err(CliError::not_found(id).into()),
+        Some(TaskState::Queued) => {
+            let report = Report::before_start(id, "cancelled by user before it started");
+            let report = report.to_markdown(&[]);
+            if !tasks::call("cancel", tasks::open(home).cancel(id, &report))? {
+                return Err(CliError::new(
+                    exit::FAILURE,
+                    format!("`{id}` just left the queue; run `nightshift cancel {id}` again"),
+                )
+                .into());
+            }
+            Ok(format!("cancelled {id} (it had not started)"))
+        }
+        Some(TaskState::Running) => {
+            let socket = home.checked_socket()?;
+            match runtime()?.block_on(request(&socket, &Request::Cancel { id: id.to_string() })) {
+                Ok(Response::Ok { message }) => Ok(message),
+                Ok(Response::Error { message }) => Err(CliError::new(exit::FAILURE, message).into()),
+                Ok(other) => Err(CliError::new(exit::FAILURE, format!("unexpected answer: {other:?}")).into()),
+                Err(IpcError::NotRunning) => Err(CliError::new(
+                    exit::NOT_RUNNING,
+                    format!("`{id}` is running, and only the daemon can stop it, but the daemon is not running (start it with `nightshift daemon`)"),
+                )
+                .into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Some(state) => Err(CliError::new(
+            exit::FAILURE,
+            format!("task `{id}` already finished ({})", state.as_str()),
+        )
+        .into()),
+    }
+}
+
+/// Queues a finished task again and says so (for the CLI and the dashboard).
+pub fn retry_task(home: &Home, id: &str) -> anyhow::Result<String> {
+    home.ensure_layout()?;
+    let state = tasks::locate(home, id)?.ok_or_else(|| CliError::not_found(id))?;
+    if !matches!(state, TaskState::Done | TaskState::Failed) {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "task `{id}` is {}; only done or failed tasks can be retried",
+                state.as_str()
+            ),
+        )
+        .into());
+    }
+    match tasks::call("retry", tasks::open(home).retry(id))? {
+        Some(next) => Ok(format!("queued {id} again (attempt {next} next)")),
+        None => Err(CliError::new(
+            exit::FAILURE,
+            format!("`{id}` just changed state; try again"),
+        )
+        .into()),
+    }
+}
+
+/// Pauses or resumes the queue and says what changed (for the CLI and the dashboard).
+pub fn set_paused(home: &Home, paused: bool) -> anyhow::Result<String> {
+    home.ensure_layout()?;
+    let file = home.paused_file();
+    if paused {
+        let at = Timestamp::now().to_string();
+        fsutil::write_atomic(&file, at.as_bytes(), 0o600)?;
+        Ok(
+            "paused: running agents go on, nothing new starts (`nightshift resume` to go on)"
+                .into(),
+        )
+    } else {
+        match std::fs::remove_file(&file) {
+            Ok(()) => Ok("resumed".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok("the queue was not paused".into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Acknowledges a task's flags and says so (for the CLI and the dashboard).
+pub fn ack_task(home: &Home, id: &str) -> anyhow::Result<String> {
+    match tasks::locate(home, id)? {
+        None => return Err(CliError::not_found(id).into()),
+        Some(TaskState::Running) => {}
+        Some(state) => {
+            return Err(CliError::new(
+                exit::FAILURE,
+                format!("task `{id}` is {}, not running", state.as_str()),
+            )
+            .into());
+        }
+    }
+    let Some(&attempt) = run::attempts(&home.task_runs(id)).last() else {
+        return Err(
+            CliError::new(exit::FAILURE, format!("task `{id}` has not started yet")).into(),
+        );
+    };
+    let dir = RunDir::new(home.run_dir(id, attempt));
+    let json = serde_json::to_vec_pretty(&AckRecord {
+        at: Timestamp::now(),
+    })?;
+    fsutil::write_atomic(&dir.file(run::ACK), &json, 0o600)?;
+    Ok(match super::daemon_status(home) {
+        Ok(Some(_)) => format!("acknowledged {id}"),
+        Ok(None) => {
+            format!("acknowledged {id}; the daemon is not running, and starts with fresh flags")
+        }
+        Err(e) => format!("acknowledged {id}; {e}"),
+    })
+}

@@ -3,11 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::Timestamp;
-
-use crate::action::Action;
 use crate::records::TaskState;
-use crate::state::State;
 use crate::task::Task;
 
 /// The documented queue order: higher `priority` first, then file name (byte order), so
@@ -127,72 +123,6 @@ fn cycles(queued: &BTreeMap<&str, &Task>) -> BTreeMap<String, String> {
         }
     }
     found
-}
-
-impl State {
-    /// Fills free slots from the queue and fails tasks that can never run.
-    pub(crate) fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
-        let free = if self.paused || self.disk_full.is_some() {
-            0
-        } else {
-            self.settings.max_agents.saturating_sub(self.slots_used())
-        };
-        let active: BTreeSet<String> = self.running.keys().cloned().collect();
-        let locks: BTreeMap<String, String> = self
-            .queued
-            .values()
-            .filter_map(|q| Some((q.task.id.clone(), q.lock.clone()?)))
-            .collect();
-        let held: BTreeSet<String> = self
-            .running
-            .values()
-            .filter_map(|r| r.lock.clone())
-            .collect();
-        let plan = plan(
-            self.queued.values().map(|q| &q.task),
-            &self.finished,
-            &active,
-            free,
-            &locks,
-            &held,
-        );
-        for (id, reason) in plan.fail {
-            self.queued.remove(&id);
-            self.finished.insert(id.clone(), TaskState::Failed);
-            actions.push(Action::FailQueued { id, reason });
-        }
-        let mut replaced = false;
-        for id in plan.start {
-            let Some(q) = self.queued.remove(&id) else {
-                continue;
-            };
-            let attempt = q.last_attempt + 1;
-            // A resume continues the attempt the session vanished from: it does not count.
-            let counted = q.counted_attempts + u32::from(!q.resume);
-            let resumes = q.resumes + u32::from(q.resume);
-            let mut run = self.new_run(q.task, attempt, counted, resumes, now);
-            run.lock = q.lock;
-            // A new session replaces one still in its grace period under the same name.
-            if self.closing.remove(&run.session).is_some() {
-                replaced = true;
-                actions.push(Action::CloseSession {
-                    session: run.session.clone(),
-                });
-            }
-            actions.push(Action::Start {
-                task: run.task.clone(),
-                attempt,
-                claim: true,
-            });
-            self.running.insert(id, run);
-        }
-        self.holds = plan.hold.into_iter().collect();
-        // Replacing a session in its grace period freed a slot the plan did not count. Each
-        // pass removes one such session, so this ends.
-        if replaced {
-            self.dispatch(now, actions);
-        }
-    }
 }
 
 #[cfg(test)]

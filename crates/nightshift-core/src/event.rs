@@ -1,12 +1,13 @@
 //! What the daemon tells the core: the world, turned into events.
 
+use std::path::PathBuf;
+
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
 use crate::attention;
 use crate::records::{DoneRecord, TaskState};
-use crate::state::{Invalid, QueuedTask};
 use crate::task::Task;
 
 /// How a restarted daemon found an attempt of a task in `running/`.
@@ -156,4 +157,30 @@ impl Observation {
         }
         (head.is_some() && head != last).then_some(Observation::Commit)
     }
+}
+
+/// A valid task in `queue/`, with its attempt history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTask {
+    pub task: Task,
+    /// Where the file is.
+    pub path: PathBuf,
+    /// The highest attempt number so far (0 if never run).
+    pub last_attempt: u32,
+    /// Attempts that count against `max_attempts`.
+    pub counted_attempts: u32,
+    /// The next attempt resumes the agent's session (it does not count against the budget).
+    pub resume: bool,
+    /// Attempts so far that were resumes.
+    pub resumes: u32,
+    /// The checkout it runs in place in (`isolation: none` in a git repository): one task at
+    /// a time there.
+    pub lock: Option<String>,
+}
+
+/// A file in `queue/` that is not a valid task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: PathBuf,
+    pub error: String,
 }

@@ -12,10 +12,9 @@ pub mod completion;
 pub mod debounce;
 pub mod delivery;
 pub mod dispatch;
+pub mod duration;
 pub mod event;
-mod lifecycle;
 pub mod notice;
-mod policy;
 pub mod records;
 pub mod recovery;
 pub mod schedule_runs;
@@ -28,12 +27,12 @@ pub mod strategies;
 pub mod task;
 pub mod task_id;
 pub mod tidy;
-mod timers;
 
 pub use action::Action;
 pub use event::{Event, Observation, Recovered};
+pub use event::{Invalid, QueuedTask};
 pub use settings::{AgentSettings, Policy, Settings};
-pub use state::{DISK_RESUME_AT, Invalid, Phase, QueuedTask, Run, State};
+pub use state::{DISK_RESUME_AT, Phase, Run, State};
 
 #[cfg(test)]
 mod tests;

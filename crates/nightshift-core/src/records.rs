@@ -78,3 +78,34 @@ pub fn adopts(claim: Option<&Claim>, me: &Owner, now: Timestamp) -> bool {
         Some(c) => c.until < now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(host: &str, until: i64) -> Claim {
+        Claim {
+            owner: Owner {
+                host: host.into(),
+                instance: "1".into(),
+            },
+            until: Timestamp::from_second(until).unwrap_or(Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn a_daemon_adopts_unrecorded_claims_its_hosts_and_lapsed_ones() {
+        let me = Owner {
+            host: "here".into(),
+            instance: "2".into(),
+        };
+        let now = Timestamp::from_second(1_000).unwrap_or(Timestamp::UNIX_EPOCH);
+        assert!(adopts(None, &me, now));
+        // This host's earlier instance is gone (the home's lock), whatever its lease says.
+        assert!(adopts(Some(&claim("here", 5_000)), &me, now));
+        // Another host's claim holds while its lease lasts.
+        assert!(!adopts(Some(&claim("there", 5_000)), &me, now));
+        assert!(!adopts(Some(&claim("there", 1_000)), &me, now));
+        assert!(adopts(Some(&claim("there", 999)), &me, now));
+    }
+}

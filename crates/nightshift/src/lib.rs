@@ -14,7 +14,6 @@ pub mod config;
 pub mod daemon;
 pub mod dashboard;
 pub mod dev;
-pub mod duration;
 pub mod exit;
 pub mod git;
 pub mod home;

@@ -138,26 +138,26 @@ mod tests {
         let root = home.path();
         let set =
             |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
-        std::fs::create_dir_all(root.join("queue"))?;
+        std::fs::create_dir_all(root.join("inbox"))?;
         std::fs::create_dir_all(root.join("worktrees/repo-1/t1"))?;
         std::fs::write(root.join("config.toml"), "")?;
-        std::fs::write(root.join("queue/a.md"), "")?;
+        std::fs::write(root.join("inbox/a.md"), "")?;
         std::fs::write(root.join("worktrees/repo-1/t1/file"), "")?;
-        std::os::unix::fs::symlink(&target, root.join("queue/link.md"))?;
+        std::os::unix::fs::symlink(&target, root.join("inbox/link.md"))?;
         set(root, 0o755)?;
-        set(&root.join("queue"), 0o755)?;
+        set(&root.join("inbox"), 0o755)?;
         set(&root.join("worktrees"), 0o755)?;
         set(&root.join("worktrees/repo-1"), 0o755)?;
         set(&root.join("config.toml"), 0o644)?;
-        set(&root.join("queue/a.md"), 0o640)?;
+        set(&root.join("inbox/a.md"), 0o640)?;
         set(&root.join("worktrees/repo-1/t1/file"), 0o644)?;
 
         assert_eq!(tighten(root)?, 5);
         assert_eq!(mode(root), 0o700);
-        assert_eq!(mode(&root.join("queue")), 0o700);
+        assert_eq!(mode(&root.join("inbox")), 0o700);
         assert_eq!(mode(&root.join("worktrees")), 0o700);
         assert_eq!(mode(&root.join("config.toml")), 0o600);
-        assert_eq!(mode(&root.join("queue/a.md")), 0o600);
+        assert_eq!(mode(&root.join("inbox/a.md")), 0o600);
         assert_eq!(mode(&root.join("worktrees/repo-1")), 0o755, "user's files");
         assert_eq!(mode(&root.join("worktrees/repo-1/t1/file")), 0o644);
         assert_eq!(mode(&target), 0o644, "a link's target is not ours");
@@ -176,24 +176,24 @@ mod tests {
         let root = home.path();
         let set =
             |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
-        std::fs::create_dir_all(root.join("runs/t/1"))?;
-        std::fs::create_dir_all(root.join("failed"))?;
+        std::fs::create_dir_all(root.join("records/t/1"))?;
+        std::fs::create_dir_all(root.join("archive"))?;
         std::fs::write(root.join("config.toml"), "")?;
-        std::fs::write(root.join("runs/t/1/transcript.log"), "")?;
-        std::fs::hard_link(&shared, root.join("failed/shared.md"))?;
+        std::fs::write(root.join("records/t/1/transcript.log"), "")?;
+        std::fs::hard_link(&shared, root.join("archive/shared.md"))?;
         set(root, 0o700)?;
         set(&root.join("config.toml"), 0o644)?;
-        set(&root.join("runs"), 0o700)?;
-        set(&root.join("runs/t/1/transcript.log"), 0o644)?;
-        set(&root.join("failed"), 0o755)?;
+        set(&root.join("records"), 0o700)?;
+        set(&root.join("records/t/1/transcript.log"), 0o644)?;
+        set(&root.join("archive"), 0o755)?;
 
-        // The config (under the root, always looked at) and `failed/` are fixed; the file
-        // inside the private `runs/` is out of others' reach and not walked; the hard link's
+        // The config (under the root, always looked at) and `archive/` are fixed; the file
+        // inside the private `records/` is out of others' reach and not walked; the hard link's
         // other name, outside the home, keeps its mode.
         assert_eq!(tighten(root)?, 2);
         assert_eq!(mode(&root.join("config.toml")), 0o600);
-        assert_eq!(mode(&root.join("failed")), 0o700);
-        assert_eq!(mode(&root.join("runs/t/1/transcript.log")), 0o644);
+        assert_eq!(mode(&root.join("archive")), 0o700);
+        assert_eq!(mode(&root.join("records/t/1/transcript.log")), 0o644);
         assert_eq!(mode(&shared), 0o644, "changed through a hard link");
 
         // A home reached through a link is tightened where it is.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::format as format_duration;
 use crate::git::Commit;
+use nightshift_core::duration::format as format_duration;
 use nightshift_core::task::REPORT_MARKER;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

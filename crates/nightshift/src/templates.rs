@@ -32,7 +32,7 @@ pub fn split<F: DeserializeOwned + Default>(
             .map_err(|e| format!("{}: {e}", path.display()))?
     };
     // The template must be a valid task, named as its runs will be (as long, too).
-    let run_id = crate::schedule::file::slot_id(name, jiff::Timestamp::UNIX_EPOCH);
+    let run_id = slot_id(name, jiff::Timestamp::UNIX_EPOCH);
     nightshift_core::task::parse(
         &run_id,
         path,
@@ -41,6 +41,16 @@ pub fn split<F: DeserializeOwned + Default>(
     )
     .map_err(|e| e.to_string())?;
     Ok((front, template))
+}
+
+/// The task id of a schedule's slot: `<name>@<UTC time>`, e.g. `nightly@20260302T020000Z`.
+pub fn slot_id(name: &str, slot: jiff::Timestamp) -> String {
+    format!("{name}@{}", slot.strftime("%Y%m%dT%H%M%SZ"))
+}
+
+/// The schedule a task id belongs to, if it came from one.
+pub fn schedule_of(task_id: &str) -> Option<&str> {
+    task_id.split_once('@').map(|(name, _)| name)
 }
 
 /// Reads every `<name>.md` in `dir` with `parse`; files that do not parse come back as

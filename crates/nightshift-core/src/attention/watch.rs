@@ -123,7 +123,7 @@ impl Watch {
                 truncate(&mut quoted, 200);
                 let evidence = format!(
                     "\"{quoted}\" seen {seen} times in {}",
-                    crate::task::format_duration(window)
+                    crate::duration::format(window)
                 );
                 self.raise(Signal::RepeatedError, now, evidence, &mut change);
             }
@@ -241,7 +241,7 @@ impl Watch {
         {
             let evidence = format!(
                 "no output for {}",
-                crate::task::format_duration(elapsed(self.last_output, now))
+                crate::duration::format(elapsed(self.last_output, now))
             );
             self.raise(
                 Signal::Silence,
@@ -258,7 +258,7 @@ impl Watch {
         {
             let evidence = format!(
                 "no commit for {}",
-                crate::task::format_duration(elapsed(self.last_commit, now))
+                crate::duration::format(elapsed(self.last_commit, now))
             );
             self.raise(
                 Signal::NoCommits,

@@ -153,7 +153,7 @@ fn duration_or_off(value: DurationOrOff) -> Result<Option<Duration>, String> {
         DurationOrOff::Off(true) => Err("expected a duration or `off`".into()),
         DurationOrOff::Seconds(s) => Ok(Some(Duration::from_secs(s))),
         DurationOrOff::Text(t) if t.trim() == "off" => Ok(None),
-        DurationOrOff::Text(t) => parse_duration(&t).map(Some),
+        DurationOrOff::Text(t) => crate::duration::parse(&t).map(Some),
     }
 }
 
@@ -207,6 +207,4 @@ mod parse;
 mod tests;
 
 pub use edit::{add_dependencies, set_front_matter_fields, take_front_keys, yaml_string};
-pub use parse::{
-    format_duration, from_front_matter, parse, parse_duration, strip_report, validate_id,
-};
+pub use parse::{from_front_matter, parse, strip_report, validate_id};

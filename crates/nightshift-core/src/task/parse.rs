@@ -125,7 +125,7 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         let d = match value {
             None => return Ok(None),
             Some(DurationField::Seconds(s)) => Duration::from_secs(s),
-            Some(DurationField::Text(t)) => parse_duration(&t)
+            Some(DurationField::Text(t)) => crate::duration::parse(&t)
                 .map_err(|m| TaskError::new(path, at(field), 1, format!("{field}: {m}")))?,
         };
         if d == Duration::ZERO {
@@ -348,36 +348,4 @@ fn resolve_workdir(raw: &str, home: Option<&Path>) -> Result<PathBuf, String> {
         ));
     }
     Ok(path)
-}
-
-/// Parses `90s`, `30m`, `1h 30m`, `2h`, `500ms`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let signed: jiff::SignedDuration = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 90s, 30m, 1h 30m)"))?;
-    Duration::try_from(signed).map_err(|_| format!("`{text}` is negative"))
-}
-
-/// Renders a duration the way users write it: `1h 30m`, `45s`, `250ms`.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return format!("{}ms", d.subsec_millis());
-    }
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let mut parts = Vec::new();
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if s > 0 || parts.is_empty() {
-        parts.push(format!("{s}s"));
-    }
-    parts.join(" ")
 }

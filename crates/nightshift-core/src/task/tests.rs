@@ -171,11 +171,14 @@ fn set_fields_replaces_and_keeps_comments() {
 
 #[test]
 fn durations_round_trip() {
-    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert_eq!(format_duration(Duration::from_secs(5400)), "1h 30m");
-    assert_eq!(format_duration(Duration::from_millis(40)), "40ms");
-    assert!(parse_duration("-5s").is_err());
+    assert_eq!(
+        crate::duration::parse("250ms"),
+        Ok(Duration::from_millis(250))
+    );
+    assert_eq!(crate::duration::parse("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(crate::duration::format(Duration::from_secs(5400)), "1h 30m");
+    assert_eq!(crate::duration::format(Duration::from_millis(40)), "40ms");
+    assert!(crate::duration::parse("-5s").is_err());
 }
 
 #[test]

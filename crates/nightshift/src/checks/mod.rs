@@ -70,7 +70,7 @@ impl CommandResult {
     /// `exited with code 1 after 5s`, `timed out after 10m and was killed`,
     /// `was killed by signal 9 after 1s`, `could not be started: …`.
     pub fn describe(&self) -> String {
-        let took = crate::duration::format(Duration::from_millis(self.duration_ms));
+        let took = nightshift_core::duration::format(Duration::from_millis(self.duration_ms));
         if self.timed_out {
             return format!("timed out after {took} and was killed");
         }

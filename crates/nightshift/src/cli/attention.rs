@@ -37,7 +37,7 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
         let id = clean_line(&t.id, true);
         outln!("{id}  {}", clean_line(&t.title, true))?;
         for flag in &t.attention {
-            let age = crate::duration::format(status::age(flag.since));
+            let age = nightshift_core::duration::format(status::age(flag.since));
             outln!("  ⚑ {} for {age}", signal_name(flag.signal))?;
             for line in flag.evidence.lines() {
                 outln!("      {}", clean_line(line, true))?;

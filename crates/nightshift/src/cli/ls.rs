@@ -6,7 +6,7 @@ use crate::out::{out, outln};
 use crate::status::{self, TaskView};
 use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
-use nightshift_core::task::format_duration;
+use nightshift_core::duration::format as format_duration;
 use nightshift_store::FolderStore;
 
 use super::{CliError, exit, load_config, runtime};

@@ -143,7 +143,7 @@ pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
                 outln!(
                     "{:<20} debounce {:<6} overlap {:<10} {}",
                     t.name,
-                    crate::duration::format(t.debounce),
+                    nightshift_core::duration::format(t.debounce),
                     format!("{:?}", t.overlap).to_lowercase(),
                     if watch.is_empty() {
                         String::new()

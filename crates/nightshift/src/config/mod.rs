@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::duration;
+use nightshift_core::duration;
 
 pub use argv::{ArgvVars, expand_argv};
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};

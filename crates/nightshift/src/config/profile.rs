@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::argv::placeholder_names;
-use crate::duration;
+use nightshift_core::duration;
 
 /// How a profile's agent gets its prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

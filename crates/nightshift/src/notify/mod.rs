@@ -170,7 +170,11 @@ pub fn validate(channels: &[ChannelConfig]) -> Result<(), String> {
         if c.events.as_ref().is_some_and(|e| e.is_empty()) {
             problem("`events` is empty (leave it out for the default)".into());
         }
-        if let Some(Err(e)) = c.min_interval.as_deref().map(crate::duration::parse) {
+        if let Some(Err(e)) = c
+            .min_interval
+            .as_deref()
+            .map(nightshift_core::duration::parse)
+        {
             problem(format!("`min_interval`: {e}"));
         }
     }

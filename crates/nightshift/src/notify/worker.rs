@@ -125,7 +125,9 @@ struct Channel {
 impl Channel {
     fn new(name: String, c: &ChannelConfig, tuning: Tuning) -> Result<Channel, String> {
         let min_interval = match &c.min_interval {
-            Some(text) => crate::duration::parse(text).map_err(|e| format!("{name}: {e}"))?,
+            Some(text) => {
+                nightshift_core::duration::parse(text).map_err(|e| format!("{name}: {e}"))?
+            }
             None => DEFAULT_MIN_INTERVAL,
         };
         let sink = match c.kind {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::plan::{Catchup, Overlap, Rule, stable_delay};
 use super::when::When;
-use crate::duration::parse as parse_duration;
+use nightshift_core::duration::parse as parse_duration;
 
 /// The front-matter fields that belong to the schedule, not to the tasks it enqueues.
 const KEYS: &[&str] = &[
@@ -84,7 +84,7 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Schedule, String> {
         ),
         (None, Some(every)) if every >= Duration::from_secs(1) => (
             When::Every(every),
-            format!("every {}", crate::duration::format(every)),
+            format!("every {}", nightshift_core::duration::format(every)),
         ),
         (None, Some(_)) => return Err(err("every: must be at least 1s".into())),
         (Some(_), Some(_)) => return Err(err("give `schedule` or `every`, not both".into())),
@@ -152,15 +152,7 @@ fn parse_hours(text: &str) -> Result<(u32, u32), String> {
     Ok((from, to))
 }
 
-/// The task id of a schedule's slot: `<name>@<UTC time>`, e.g. `nightly@20260302T020000Z`.
-pub fn slot_id(name: &str, slot: jiff::Timestamp) -> String {
-    format!("{name}@{}", slot.strftime("%Y%m%dT%H%M%SZ"))
-}
-
-/// The schedule a task id belongs to, if it came from one.
-pub fn schedule_of(task_id: &str) -> Option<&str> {
-    task_id.split_once('@').map(|(name, _)| name)
-}
+pub use crate::templates::{schedule_of, slot_id};
 
 #[cfg(test)]
 mod tests {

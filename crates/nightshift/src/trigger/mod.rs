@@ -15,8 +15,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::parse as parse_duration;
 use crate::schedule::plan::Overlap;
+use nightshift_core::duration::parse as parse_duration;
 use nightshift_core::task::take_front_keys;
 
 const KEYS: &[&str] = &["debounce", "overlap", "watch"];

@@ -11,6 +11,7 @@
 mod harness;
 
 mod agents;
+mod architecture;
 mod attention;
 mod claude;
 mod cli;

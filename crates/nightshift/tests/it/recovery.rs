@@ -64,6 +64,38 @@ fn crash_right_after_a_claim_is_recovered_without_a_second_run() {
     assert_eq!(env.attempts("claimed"), vec![1]);
 }
 
+/// A claim on file for a task in `running/`, as another daemon would leave it.
+fn claim_by_another_host(env: &Env, id: &str, until: jiff::Timestamp) {
+    let claim = serde_json::json!({
+        "owner": { "host": "another-host.example", "instance": "4242@2026-12-06T00:00:00Z" },
+        "until": until.to_string(),
+    });
+    let file = env.home.join("running").join(format!(".{id}.claim.json"));
+    std::fs::write(file, claim.to_string()).unwrap();
+}
+
+/// Daemons on several hosts may share one queue: a starting daemon adopts its own claims
+/// and lapsed ones, and leaves a claim another host holds alone while its lease lasts.
+#[test]
+fn a_claim_another_host_holds_is_left_alone_until_its_lease_lapses() {
+    let mut env = Env::new();
+    let task = counted(&env, "100ms");
+    env.put("running", "held", &task);
+    env.put("running", "lapsed", &task);
+    let now = jiff::Timestamp::now();
+    claim_by_another_host(&env, "held", now + jiff::SignedDuration::from_hours(1));
+    claim_by_another_host(&env, "lapsed", now - jiff::SignedDuration::from_hours(1));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("lapsed"), "done");
+    assert_eq!(starts_of(&env, "lapsed"), vec!["lapsed 1"]);
+    // Recovery decided both at the start: the held one was neither run nor touched.
+    assert_eq!(env.state_of("held"), Some("running"));
+    assert!(starts_of(&env, "held").is_empty());
+    assert!(env.attempts("held").is_empty());
+    let kept = std::fs::read_to_string(env.home.join("running/.held.claim.json")).unwrap();
+    assert!(kept.contains("another-host.example"), "{kept}");
+}
+
 #[test]
 fn killed_session_is_retried_when_attempts_remain() {
     let mut env = Env::new();

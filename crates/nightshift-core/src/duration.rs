@@ -1,14 +1,44 @@
-//! Durations as people write them in config files: `"90s"`, `"1h 30m"`, a whole number of
-//! seconds, and `"off"` (or `false`) where a limit can be switched off.
+//! Durations as people write them, in task files and config files: `"90s"`, `"1h 30m"`, a
+//! whole number of seconds, and `"off"` (or `false`) where a limit can be switched off.
 //!
-//! The text form is the core's ([`parse`], [`format`]); this module adds the serde adapters
-//! config.toml uses, so every duration field reads and writes the same way.
+//! [`parse`] and [`format`] are the text form; the serde adapters use it, so every duration
+//! field reads and writes the same way.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
-pub use nightshift_core::task::{format_duration as format, parse_duration as parse};
+/// Parses `90s`, `30m`, `1h 30m`, `2h`, `500ms`, or a bare number of seconds.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let signed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 90s, 30m, 1h 30m)"))?;
+    Duration::try_from(signed).map_err(|_| format!("`{text}` is negative"))
+}
+
+/// Renders a duration the way users write it: `1h 30m`, `45s`, `250ms`.
+pub fn format(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.subsec_millis());
+    }
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    parts.join(" ")
+}
 
 /// What a duration field may hold before it is checked.
 #[derive(Deserialize)]

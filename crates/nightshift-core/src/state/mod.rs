@@ -1,45 +1,23 @@
 //! What the daemon knows (queued tasks, running attempts, sessions in their grace period)
 //! and how one event changes it.
 
+mod dispatching;
+mod lifecycle;
+mod policy;
+mod timers;
+
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::action::Action;
-use crate::event::{Event, Observation, Recovered};
-use crate::policy::attention_action;
+use crate::event::{Event, Observation, QueuedTask, Recovered};
 use crate::records::{DoneRecord, DoneSource, TaskState};
 use crate::settings::{Policy, Settings};
 use crate::task::Task;
 use crate::{attention, completion, dispatch};
-
-/// A valid task in `queue/`, with its attempt history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueuedTask {
-    pub task: Task,
-    /// Where the file is.
-    pub path: PathBuf,
-    /// The highest attempt number so far (0 if never run).
-    pub last_attempt: u32,
-    /// Attempts that count against `max_attempts`.
-    pub counted_attempts: u32,
-    /// The next attempt resumes the agent's session (it does not count against the budget).
-    pub resume: bool,
-    /// Attempts so far that were resumes.
-    pub resumes: u32,
-    /// The checkout it runs in place in (`isolation: none` in a git repository): one task at
-    /// a time there.
-    pub lock: Option<String>,
-}
-
-/// A file in `queue/` that is not a valid task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub path: PathBuf,
-    pub error: String,
-}
+use policy::attention_action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

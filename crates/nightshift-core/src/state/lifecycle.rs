@@ -2,12 +2,12 @@
 
 use jiff::Timestamp;
 
+use super::policy::attention_action;
+use super::timers::{HEAD_CHECK_EVERY, add};
+use super::{Closing, Phase, Run, State};
 use crate::action::Action;
-use crate::policy::attention_action;
 use crate::records::{DoneRecord, DoneSource, TaskState};
-use crate::state::{Closing, Phase, Run, State};
 use crate::task::Task;
-use crate::timers::{HEAD_CHECK_EVERY, add};
 use crate::{attention, completion};
 
 /// Resumes of one task, at most: a session that keeps vanishing needs a person.

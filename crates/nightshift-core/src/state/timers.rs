@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::policy::attention_action;
+use super::{Phase, Run, State};
 use crate::action::Action;
 use crate::attention;
-use crate::policy::attention_action;
-use crate::state::{Phase, Run, State};
-use crate::task::format_duration;
+use crate::duration::format as format_duration;
 
 /// How often a running task's HEAD is looked at, for the no-commits signal.
 pub(crate) const HEAD_CHECK_EVERY: Duration = Duration::from_secs(60);

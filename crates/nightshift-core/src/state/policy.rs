@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::{Run, State};
 use crate::action::Action;
 use crate::attention;
 use crate::settings::{AgentSettings, Policy};
-use crate::state::{Run, State};
 use crate::task::Task;
 
 impl State {

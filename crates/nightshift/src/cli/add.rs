@@ -27,7 +27,7 @@ pub struct AddArgs {
     pub workdir: Option<PathBuf>,
 }
 
-pub fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     home.ensure_layout()?;
     let from_stdin = args.file.as_os_str() == "-";

@@ -17,7 +17,7 @@ pub struct AttentionArgs {
     pub json: bool,
 }
 
-pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
+pub(super) fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     let flagged: Vec<status::TaskView> = status::collect(home, &config)?
         .into_iter()
@@ -61,7 +61,7 @@ pub fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
 
 /// Records that a person looked: the daemon clears the flags, and raises them again only on
 /// new evidence.
-pub fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
+pub(super) fn ack(home: &Home, id: &str) -> anyhow::Result<i32> {
     outln!("{}", ack_task(home, id)?)?;
     Ok(exit::SUCCESS)
 }

@@ -72,7 +72,7 @@ struct BranchOutcome {
     error: Option<String>,
 }
 
-pub fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
     let found = find_worktrees(&home.worktrees_dir())?;
     // An error here stops the command: a task whose state is unknown must not count as gone.
     let states = crate::tasks::states(home)?;

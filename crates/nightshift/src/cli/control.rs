@@ -14,7 +14,7 @@ use nightshift_store::fsutil;
 
 use super::{CliError, exit, load_config};
 
-pub fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
+pub(super) fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     let session = running_session(home, id)?;
     let tmux = Tmux::new(&config.tmux_socket);
@@ -23,17 +23,17 @@ pub fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
     Err(CliError::new(exit::FAILURE, format!("cannot run tmux: {err}")).into())
 }
 
-pub fn send(home: &Home, id: &str, text: &str) -> anyhow::Result<i32> {
+pub(super) fn send(home: &Home, id: &str, text: &str) -> anyhow::Result<i32> {
     outln!("{}", send_text(home, id, text)?)?;
     Ok(exit::SUCCESS)
 }
 
-pub fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
+pub(super) fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
     outln!("{}", cancel_task(home, id)?)?;
     Ok(exit::SUCCESS)
 }
 
-pub fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
+pub(super) fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
     outln!("{}", retry_task(home, id)?)?;
     Ok(exit::SUCCESS)
 }
@@ -50,7 +50,7 @@ pub struct DoneArgs {
 
 /// Run by the agent inside its pane: records done in the run folder. The daemon sees the
 /// file appear; if it is down, it finds the record when it starts.
-pub fn done(args: DoneArgs) -> anyhow::Result<i32> {
+pub(super) fn done(args: DoneArgs) -> anyhow::Result<i32> {
     let dir = std::env::var_os("NIGHTSHIFT_RUN_DIR").map(PathBuf::from).ok_or_else(|| {
         CliError::new(exit::USAGE, "`nightshift done` is for agents inside a nightshift session (NIGHTSHIFT_RUN_DIR is not set)")
     })?;
@@ -128,7 +128,7 @@ fn write_done(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
 
 /// `pause` / `resume`: the `paused` file in the home is the state, so this works with or
 /// without the daemon, and a pause survives restarts.
-pub fn pause(home: &Home, paused: bool) -> anyhow::Result<i32> {
+pub(super) fn pause(home: &Home, paused: bool) -> anyhow::Result<i32> {
     outln!("{}", set_paused(home, paused)?)?;
     Ok(exit::SUCCESS)
 }

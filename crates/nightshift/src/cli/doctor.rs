@@ -6,7 +6,7 @@ use crate::out::outln;
 
 use super::{exit, runtime};
 
-pub fn run(home: &Home) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let mut problems = 0;
     let mut report = |ok: bool, what: &str, detail: String| {

@@ -9,7 +9,7 @@ use super::exit;
 
 /// A task file that shows every field. It goes to `examples/`, not `queue/`: an example
 /// should not start an agent by surprise.
-pub const EXAMPLE_TASK: &str = r#"---
+pub(super) const EXAMPLE_TASK: &str = r#"---
 # Every field is optional. Copy this file into queue/ (or use `nightshift add FILE`).
 title: Add a --version flag
 priority: 0            # higher runs first; ties run in file-name order
@@ -32,7 +32,7 @@ The CLI should print its version with `--version` and exit 0.
 When you are finished and have committed your work, run `nightshift done --summary "..."`.
 "#;
 
-pub fn run(home: &Home) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
     home.ensure_layout()?;
     let config_file = home.config_file();
     if config_file.exists() {

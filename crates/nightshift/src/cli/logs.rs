@@ -25,7 +25,7 @@ pub struct LogsArgs {
     pub plain: bool,
 }
 
-pub fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
     if crate::tasks::locate(home, &args.id)?.is_none() {
         return Err(CliError::not_found(&args.id).into());
     }

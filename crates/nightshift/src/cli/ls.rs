@@ -35,7 +35,7 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-pub fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
+pub(super) fn ls(home: &Home, args: LsArgs) -> anyhow::Result<i32> {
     if args.watch {
         return watch(home, &args);
     }
@@ -267,7 +267,7 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
+pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     let Some(t) = status::find(home, &args.id) else {
         return Err(CliError::not_found(&args.id).into());
@@ -385,6 +385,6 @@ pub fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
 }
 
 /// The name of a signal as config and output spell it.
-pub fn signal_name(signal: nightshift_core::attention::Signal) -> String {
+pub(super) fn signal_name(signal: nightshift_core::attention::Signal) -> String {
     signal.name().to_string()
 }

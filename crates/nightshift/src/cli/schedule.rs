@@ -54,7 +54,7 @@ pub enum ScheduleCommand {
     Resume { name: String },
 }
 
-pub fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
     home.ensure_layout()?;
     let dir = home.schedules_dir();
     let (all, errors) = read_schedules(&dir);

@@ -103,7 +103,7 @@ fn run_all(cmds: &[Vec<String>]) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-pub fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
     let file = unit_file()?;
     match cmd {
         ServiceCommand::Install { dry_run } => {

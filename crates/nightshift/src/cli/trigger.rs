@@ -48,7 +48,7 @@ pub enum TriggerCommand {
     },
 }
 
-pub fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
+pub(super) fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
     if !matches!(cmd, TriggerCommand::Event { .. }) {
         home.ensure_layout()?;
     }

@@ -158,7 +158,7 @@ fn attention_episodes(dir: &RunDir) -> Vec<crate::report::Episode> {
 }
 
 /// Reports of the task's earlier attempts, oldest first.
-pub fn earlier_reports(home: &Home, id: &str, before: u32) -> Vec<Report> {
+pub(super) fn earlier_reports(home: &Home, id: &str, before: u32) -> Vec<Report> {
     run::attempts(&home.task_runs(id))
         .into_iter()
         .filter(|&a| a < before)

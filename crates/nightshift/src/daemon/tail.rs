@@ -9,7 +9,7 @@ use crate::transcript::{Follower, Position};
 
 /// Reads what was appended to a file since the last call.
 #[derive(Debug)]
-pub struct Tail {
+pub(super) struct Tail {
     follower: Follower,
     /// The bytes read and not yet returned as lines (an unfinished line at the end).
     buf: Vec<u8>,
@@ -23,12 +23,12 @@ const MAX_LINE: usize = 64 * 1024;
 const CHUNK: usize = 1024 * 1024;
 
 impl Tail {
-    pub fn new(path: &Path) -> Tail {
+    pub(super) fn new(path: &Path) -> Tail {
         Tail::from_position(path, Position::default())
     }
 
     /// Starts at `at` (bytes already handled).
-    pub fn from_position(path: &Path, at: Position) -> Tail {
+    pub(super) fn from_position(path: &Path, at: Position) -> Tail {
         Tail {
             follower: Follower::new(path, at),
             buf: Vec::with_capacity(CHUNK),
@@ -36,14 +36,14 @@ impl Tail {
     }
 
     /// How far it has read.
-    pub fn position(&self) -> Position {
+    pub(super) fn position(&self) -> Position {
         self.follower.position()
     }
 
     /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`), from at
     /// most one chunk of the file; call again until it returns nothing. With `flush`, an
     /// unterminated last line is returned too (the writer is gone).
-    pub fn read_lines(&mut self, flush: bool) -> io::Result<Vec<String>> {
+    pub(super) fn read_lines(&mut self, flush: bool) -> io::Result<Vec<String>> {
         let n = self.follower.read(&mut self.buf, CHUNK)?;
         let mut lines = Vec::new();
         let mut start = 0;

@@ -18,10 +18,10 @@ use nightshift_store::{Store, within};
 use super::STORE_TIMEOUT;
 
 /// The record of a removal still to do, in the attempt's run folder.
-pub const TIDY: &str = "tidy.json";
+pub(super) const TIDY: &str = "tidy.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TidyRecord {
+pub(super) struct TidyRecord {
     pub task_id: String,
     pub worktree: PathBuf,
     pub branch: String,
@@ -29,10 +29,10 @@ pub struct TidyRecord {
     pub due_at: Timestamp,
 }
 
-pub use nightshift_core::tidy::Pending;
+pub(super) use nightshift_core::tidy::Pending;
 
 /// Every removal recorded in the home's run folders (`runs/<task>/<attempt>/tidy.json`).
-pub fn recorded(home: &Home) -> Vec<(Timestamp, PathBuf)> {
+pub(super) fn recorded(home: &Home) -> Vec<(Timestamp, PathBuf)> {
     let Ok(tasks) = std::fs::read_dir(home.runs_dir()) else {
         return Vec::new();
     };
@@ -53,7 +53,7 @@ pub fn recorded(home: &Home) -> Vec<(Timestamp, PathBuf)> {
 /// Carries out the removal recorded in `dir`, then drops the record. A task that is queued
 /// or running again has its worktree back in use: it stays. One that is still in `running/`
 /// (its filing failed) keeps the record for the next try.
-pub async fn finish<S: Store>(store: Arc<S>, dir: PathBuf) {
+pub(super) async fn finish<S: Store>(store: Arc<S>, dir: PathBuf) {
     let dir = RunDir::new(dir);
     let Ok(Some(record)) = dir.read::<TidyRecord>(TIDY) else {
         return;

@@ -8,19 +8,19 @@ use tokio::sync::mpsc;
 
 /// Something changed in a watched folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(super) struct Change {
     pub path: PathBuf,
     /// The writer is known to be finished with the file (closed it or renamed it in).
     pub complete: bool,
 }
 
-pub struct Watch {
+pub(super) struct Watch {
     watcher: RecommendedWatcher,
 }
 
 impl Watch {
     /// Starts watching; changes arrive on the returned channel.
-    pub fn new() -> notify::Result<(Watch, mpsc::UnboundedReceiver<Change>)> {
+    pub(super) fn new() -> notify::Result<(Watch, mpsc::UnboundedReceiver<Change>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
             Ok(event) => {
@@ -35,15 +35,15 @@ impl Watch {
     }
 
     /// Watches everything under `dir` (a trigger's `watch:` paths).
-    pub fn add_recursive(&mut self, dir: &Path) -> notify::Result<()> {
+    pub(super) fn add_recursive(&mut self, dir: &Path) -> notify::Result<()> {
         self.watcher.watch(dir, RecursiveMode::Recursive)
     }
 
-    pub fn add(&mut self, dir: &Path) -> notify::Result<()> {
+    pub(super) fn add(&mut self, dir: &Path) -> notify::Result<()> {
         self.watcher.watch(dir, RecursiveMode::NonRecursive)
     }
 
-    pub fn remove(&mut self, dir: &Path) {
+    pub(super) fn remove(&mut self, dir: &Path) {
         // Already gone (the folder was removed) is fine.
         let _ = self.watcher.unwatch(dir);
     }
@@ -51,7 +51,7 @@ impl Watch {
 
 /// One change per path, in the order the paths first appeared; complete if any report of
 /// it was.
-pub fn coalesce(batch: Vec<Change>) -> Vec<Change> {
+pub(super) fn coalesce(batch: Vec<Change>) -> Vec<Change> {
     let mut out: Vec<Change> = Vec::with_capacity(batch.len());
     for change in batch {
         match out.iter_mut().find(|c| c.path == change.path) {

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::model::{Group, Header, Link, Model, Row};
 
-pub fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     "2026-11-24T03:00:00Z"
         .parse()
         .unwrap_or(Timestamp::UNIX_EPOCH)
@@ -43,7 +43,7 @@ fn up(used: usize, max: usize) -> Link {
     }
 }
 
-pub fn empty() -> Model {
+pub(super) fn empty() -> Model {
     Model {
         header: Header {
             link: up(0, 2),
@@ -58,7 +58,7 @@ pub fn empty() -> Model {
 }
 
 /// Three agents running (one waiting for an answer), two queued, two finished.
-pub fn busy() -> Model {
+pub(super) fn busy() -> Model {
     let mut ask = row(
         "fix-login",
         "Fix the login redirect loop",
@@ -132,7 +132,7 @@ pub fn busy() -> Model {
 }
 
 /// Two agents need a person, the queue is paused, and the daemon is gone.
-pub fn attention() -> Model {
+pub(super) fn attention() -> Model {
     let mut m = busy();
     let mut loop_ = row(
         "migrate-db",

@@ -5,7 +5,7 @@
 use crate::harness::{Env, Task};
 
 /// Only the signals a test is about; the others off so they cannot interfere.
-pub fn attention(lines: &str) -> String {
+pub(crate) fn attention(lines: &str) -> String {
     let mut config = String::from(
         "[attention]\nno_commits = \"off\"\nsilence = \"off\"\nrepeated_errors = 0\nwaiting = false\ninput_debounce = \"200ms\"\n",
     );

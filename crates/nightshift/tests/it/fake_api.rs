@@ -20,31 +20,31 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 /// The command the scripted model asks Claude Code to run.
-pub const DONE_COMMAND: &str = r#"nightshift done --summary "fixed by claude""#;
+pub(crate) const DONE_COMMAND: &str = r#"nightshift done --summary "fixed by claude""#;
 /// The id of the scripted tool call, to recognise its result.
 const TOOL_USE_ID: &str = "toolu_nightshift_fake_1";
 /// In a prompt: start with a command that needs a person's permission.
-pub const PERMISSION_SCENARIO: &str = "nightshift-scenario: permission";
+pub(crate) const PERMISSION_SCENARIO: &str = "nightshift-scenario: permission";
 /// The command that needs permission (file commands in the workdir may be allowed
 /// without asking); it makes a commit with this subject.
-pub const PERMISSION_COMMAND: &str = "git commit --allow-empty -m claude-was-here";
+pub(crate) const PERMISSION_COMMAND: &str = "git commit --allow-empty -m claude-was-here";
 const PERMISSION_TOOL_USE_ID: &str = "toolu_nightshift_fake_perm";
 /// In a prompt: edit a file, commit and signal done, wrongly at first; fix it once told that
 /// the acceptance check failed.
-pub const VERIFY_SCENARIO: &str = "nightshift-scenario: verify";
+pub(crate) const VERIFY_SCENARIO: &str = "nightshift-scenario: verify";
 /// The first try (which fails the task's check) and the fix.
-pub const VERIFY_FIRST: &str = "echo wrong > answer.txt && git add answer.txt && git commit -qm 'claude: first try' && nightshift done --summary 'first try'";
-pub const VERIFY_FIX: &str = "echo right > answer.txt && git commit -qam 'claude: fix the answer' && nightshift done --summary 'fixed the answer'";
+pub(crate) const VERIFY_FIRST: &str = "echo wrong > answer.txt && git add answer.txt && git commit -qm 'claude: first try' && nightshift done --summary 'first try'";
+pub(crate) const VERIFY_FIX: &str = "echo right > answer.txt && git commit -qam 'claude: fix the answer' && nightshift done --summary 'fixed the answer'";
 const VERIFY_FIRST_ID: &str = "toolu_nightshift_fake_verify_1";
 const VERIFY_FIX_ID: &str = "toolu_nightshift_fake_verify_2";
 /// The scripted final answer.
-pub const FINAL_TEXT: &str = "All done.";
+pub(crate) const FINAL_TEXT: &str = "All done.";
 /// Requests bigger than this are refused: nothing Claude Code sends comes close.
 const MAX_BODY: usize = 64 << 20;
 
 /// One request as received.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// With the query, e.g. `/v1/messages?beta=true`.
     pub path: String,
@@ -53,11 +53,11 @@ pub struct Request {
 
 impl Request {
     /// The path without the query.
-    pub fn route(&self) -> &str {
+    pub(crate) fn route(&self) -> &str {
         self.path.split('?').next().unwrap_or_default()
     }
 
-    pub fn json(&self) -> Option<Value> {
+    pub(crate) fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
     }
 }
@@ -70,13 +70,13 @@ struct Shared {
 }
 
 /// The running server; dropping it stops accepting and ends idle connections.
-pub struct FakeApi {
+pub(crate) struct FakeApi {
     addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl FakeApi {
-    pub fn start() -> FakeApi {
+    pub(crate) fn start() -> FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake API");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -95,16 +95,16 @@ impl FakeApi {
     }
 
     /// For `ANTHROPIC_BASE_URL`.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().unwrap().clone()
     }
 
     /// `METHOD path` per request, for failure messages.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.requests()
             .iter()
             .map(|r| format!("{} {} ({} bytes)\n", r.method, r.path, r.body.len()))

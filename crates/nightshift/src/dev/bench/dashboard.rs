@@ -155,7 +155,7 @@ fn agent_tmux(sb: &Sandbox) -> Command {
     cmd
 }
 
-pub fn run(keep: bool) -> anyhow::Result<i32> {
+pub(super) fn run(keep: bool) -> anyhow::Result<i32> {
     sandbox::require_tools("bench")?;
     sandbox::catch_interrupts()?;
     let mut sb = Sandbox::create(

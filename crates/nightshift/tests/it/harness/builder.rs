@@ -20,11 +20,11 @@ fn default_config(root: &Path, repo: &Path) -> Vec<(String, String)> {
 }
 
 /// A TOML basic string.
-pub fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-pub struct EnvBuilder {
+pub(crate) struct EnvBuilder {
     overrides: Vec<(String, String)>,
     tail: String,
 }
@@ -32,19 +32,19 @@ pub struct EnvBuilder {
 impl EnvBuilder {
     /// Sets a top-level config key to a raw TOML value, e.g. `.config("max_agents", "1")` or
     /// `.config("settle", "\"10s\"")`.
-    pub fn config(mut self, key: &str, raw_value: &str) -> Self {
+    pub(crate) fn config(mut self, key: &str, raw_value: &str) -> Self {
         self.overrides.push((key.into(), raw_value.into()));
         self
     }
 
     /// Appends raw TOML after the top-level keys (for `[agents.x]` tables).
-    pub fn config_tail(mut self, toml: &str) -> Self {
+    pub(crate) fn config_tail(mut self, toml: &str) -> Self {
         self.tail.push_str(toml);
         self.tail.push('\n');
         self
     }
 
-    pub fn build(self) -> Env {
+    pub(crate) fn build(self) -> Env {
         let tmp = tempfile::Builder::new()
             .prefix("ns-it-")
             .tempdir()
@@ -83,7 +83,7 @@ impl EnvBuilder {
 }
 
 impl Env {
-    pub fn builder() -> EnvBuilder {
+    pub(crate) fn builder() -> EnvBuilder {
         EnvBuilder {
             overrides: Vec::new(),
             tail: String::new(),

@@ -12,7 +12,7 @@ impl Env {
     // ----- the CLI -----
 
     /// `nightshift --home HOME ARGS…`, to be run with [`Cmd::run`].
-    pub fn cmd(&self, args: &[&str]) -> Cmd {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Cmd {
         let mut command = Command::new(BIN);
         self.isolate(&mut command);
         command.arg("--home").arg(&self.home).args(args);
@@ -25,46 +25,46 @@ impl Env {
     }
 
     /// Runs `nightshift ARGS…` and returns what it did.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).run()
     }
 }
 
 // ----- running a command -----
 
-pub struct Cmd {
+pub(crate) struct Cmd {
     command: Command,
     stdin: Option<Vec<u8>>,
     out_dir: PathBuf,
 }
 
 impl Cmd {
-    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(bytes.into());
         self
     }
 
-    pub fn current_dir(mut self, dir: &Path) -> Self {
+    pub(crate) fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
     }
 
-    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.env(key, value);
         self
     }
 
     /// The command itself, for tests that drive its pipes.
-    pub fn into_std(self) -> Command {
+    pub(crate) fn into_std(self) -> Command {
         self.command
     }
 
-    pub fn timeout(self, limit: Duration) -> TimedCmd {
+    pub(crate) fn timeout(self, limit: Duration) -> TimedCmd {
         TimedCmd { cmd: self, limit }
     }
 
     /// Runs the command to completion (at most [`DEADLINE`]).
-    pub fn run(self) -> Output {
+    pub(crate) fn run(self) -> Output {
         let shown = format!("{:?}", self.command);
         self.timeout(DEADLINE)
             .try_run()
@@ -73,7 +73,7 @@ impl Cmd {
 }
 
 /// Waits for `child` to exit; `None` (after killing it) if it takes longer than `limit`.
-pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -88,14 +88,14 @@ pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<Exi
     }
 }
 
-pub struct TimedCmd {
+pub(crate) struct TimedCmd {
     cmd: Cmd,
     limit: Duration,
 }
 
 impl TimedCmd {
     /// Runs the command; `None` (after killing it) if it takes longer than the limit.
-    pub fn try_run(self) -> Option<Output> {
+    pub(crate) fn try_run(self) -> Option<Output> {
         let Cmd {
             mut command,
             stdin,
@@ -134,20 +134,20 @@ impl TimedCmd {
 }
 
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Output {
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         self.status.code()
     }
 
     /// Asserts the exit code, showing the output if it differs.
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code(),
             Some(code),
@@ -159,13 +159,13 @@ impl Output {
     }
 
     #[track_caller]
-    pub fn success(&self) -> &Self {
+    pub(crate) fn success(&self) -> &Self {
         self.expect_code(0)
     }
 
     /// stdout parsed as JSON.
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e})\nstdout:\n{}\nstderr:\n{}",

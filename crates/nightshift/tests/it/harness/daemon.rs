@@ -9,12 +9,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use super::{BIN, Env};
 
 /// One running daemon process.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
 }
 
 impl Daemon {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -23,14 +23,14 @@ impl Env {
     // ----- the daemon -----
 
     /// Starts `nightshift daemon` and waits until it answers on its socket.
-    pub fn start_daemon(&mut self) {
+    pub(crate) fn start_daemon(&mut self) {
         self.spawn_daemon(&[]);
         self.wait_daemon_ready();
     }
 
     /// Starts the daemon with extra environment, without waiting for it to be ready (it may
     /// be meant to die, e.g. with `NIGHTSHIFT_FAULT`).
-    pub fn spawn_daemon(&mut self, vars: &[(&str, &str)]) {
+    pub(crate) fn spawn_daemon(&mut self, vars: &[(&str, &str)]) {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.daemons_started += 1;
         let mut log = fs::OpenOptions::new()
@@ -57,12 +57,12 @@ impl Env {
         self.daemon = Some(Daemon { child });
     }
 
-    pub fn daemon_pid(&self) -> u32 {
+    pub(crate) fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("no daemon").pid()
     }
 
     /// Waits until the daemon we started answers `ls --json` with its own pid.
-    pub fn wait_daemon_ready(&mut self) {
+    pub(crate) fn wait_daemon_ready(&mut self) {
         let pid = self.daemon_pid();
         self.wait_until("the daemon answers on its socket", |env| {
             if let Some(status) = env.daemon_try_wait() {
@@ -74,7 +74,7 @@ impl Env {
     }
 
     /// The daemon's exit status if it has exited (and forgets it then).
-    pub fn daemon_try_wait(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn daemon_try_wait(&mut self) -> Option<ExitStatus> {
         let d = self.daemon.as_mut()?;
         let status = d.child.try_wait().expect("try_wait")?;
         self.daemon = None;
@@ -82,7 +82,7 @@ impl Env {
     }
 
     /// Waits for the daemon to exit on its own.
-    pub fn wait_daemon_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_daemon_exit(&mut self) -> ExitStatus {
         let mut status = None;
         self.wait_until("the daemon exits", |env| {
             status = env.daemon_try_wait();
@@ -92,7 +92,7 @@ impl Env {
     }
 
     /// `kill -9`: no chance to clean up.
-    pub fn kill9_daemon(&mut self) {
+    pub(crate) fn kill9_daemon(&mut self) {
         let mut d = self.daemon.take().expect("no daemon");
         d.child.kill().expect("SIGKILL the daemon");
         let status = d.child.wait().unwrap();
@@ -100,7 +100,7 @@ impl Env {
     }
 
     /// SIGTERM, then waits for the exit; returns how it exited.
-    pub fn term_daemon(&mut self) -> ExitStatus {
+    pub(crate) fn term_daemon(&mut self) -> ExitStatus {
         let pid = self.daemon_pid();
         let ok = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -112,13 +112,13 @@ impl Env {
     }
 
     /// The daemon's stderr (all daemons this env started, in order).
-    pub fn daemon_log(&self) -> String {
+    pub(crate) fn daemon_log(&self) -> String {
         fs::read_to_string(self.daemon_stderr()).unwrap_or_default()
     }
 
     // ----- tmux -----
 
-    pub fn tmux(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn tmux(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new("tmux");
         self.isolate(&mut cmd);
         cmd.arg("-S")
@@ -130,7 +130,7 @@ impl Env {
     }
 
     /// Names of the sessions on the test's tmux server (none when there is no server).
-    pub fn sessions(&self) -> Vec<String> {
+    pub(crate) fn sessions(&self) -> Vec<String> {
         let out = self.tmux(&["list-sessions", "-F", "#{session_name}"]);
         if !out.status.success() {
             return Vec::new();
@@ -143,7 +143,7 @@ impl Env {
         names
     }
 
-    pub fn has_session(&self, name: &str) -> bool {
+    pub(crate) fn has_session(&self, name: &str) -> bool {
         self.sessions().iter().any(|s| s == name)
     }
 }
@@ -222,7 +222,7 @@ pub(super) fn run_pids(dir: &Path) -> Vec<u32> {
 }
 
 /// Whether `pid` is a live (not zombie) process.
-pub fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the field after the parenthesised command name.
         Ok(stat) => stat

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use super::Env;
 
 impl Env {
-    pub fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("git");
         self.isolate(&mut cmd);
         let out = cmd
@@ -35,7 +35,7 @@ impl Env {
     }
 
     /// Subjects of the repo's commits, newest first.
-    pub fn git_log(&self) -> Vec<String> {
+    pub(crate) fn git_log(&self) -> Vec<String> {
         self.git(&["log", "--format=%s"])
             .lines()
             .map(String::from)

@@ -18,14 +18,14 @@ mod git;
 mod tasks;
 mod wait;
 
-pub use builder::toml_str;
-pub use cmd::{Cmd, wait_exit};
-pub use daemon::{Daemon, pid_alive};
-pub use tasks::{Task, find_named};
+pub(crate) use builder::toml_str;
+pub(crate) use cmd::{Cmd, wait_exit};
+pub(crate) use daemon::{Daemon, pid_alive};
+pub(crate) use tasks::{Task, find_named};
 // The rest of the harness's public names, reachable as `crate::harness::X` too, though no
 // test names them today.
 #[allow(unused_imports)]
-pub use {
+pub(crate) use {
     builder::EnvBuilder,
     cmd::{Output, TimedCmd},
     tasks::{TaskText, has_line},
@@ -36,16 +36,16 @@ use std::process::Command;
 use std::time::Duration;
 
 /// How long any wait may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(25);
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_nightshift");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_nightshift");
 
 /// The task states, as folder names.
-pub const STATES: [&str; 4] = ["queue", "running", "done", "failed"];
+pub(crate) const STATES: [&str; 4] = ["queue", "running", "done", "failed"];
 
-pub struct Env {
+pub(crate) struct Env {
     tmp: Option<tempfile::TempDir>,
     /// The temp dir; also `HOME` for everything the tests run.
     pub root: PathBuf,
@@ -62,16 +62,16 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env::builder().build()
     }
 
     /// A path inside the temp dir, e.g. for `@append` logs.
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
-    pub fn tmux_socket(&self) -> PathBuf {
+    pub(crate) fn tmux_socket(&self) -> PathBuf {
         self.root.join("tmux.sock")
     }
 

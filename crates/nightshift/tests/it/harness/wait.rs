@@ -11,7 +11,7 @@ impl Env {
 
     /// Polls `cond` until it holds; after [`DEADLINE`] fails the test, saying what it was
     /// waiting for, with the daemon log and `ls`.
-    pub fn wait_until(&mut self, what: &str, mut cond: impl FnMut(&mut Env) -> bool) {
+    pub(crate) fn wait_until(&mut self, what: &str, mut cond: impl FnMut(&mut Env) -> bool) {
         let start = Instant::now();
         loop {
             if cond(self) {
@@ -29,7 +29,7 @@ impl Env {
     }
 
     /// Waits until the task file is in `state` (`queue`, `running`, `done`, `failed`).
-    pub fn wait_for_state(&mut self, id: &str, state: &str) {
+    pub(crate) fn wait_for_state(&mut self, id: &str, state: &str) {
         assert!(STATES.contains(&state), "unknown state {state}");
         self.wait_until(&format!("task {id} is in {state}/"), |env| {
             env.task_path(state, id).is_file()
@@ -37,7 +37,7 @@ impl Env {
     }
 
     /// Waits until a finished task is in `done/` or `failed/` and returns which.
-    pub fn wait_finished(&mut self, id: &str) -> &'static str {
+    pub(crate) fn wait_finished(&mut self, id: &str) -> &'static str {
         let mut found = None;
         self.wait_until(&format!("task {id} is in done/ or failed/"), |env| {
             found = ["done", "failed"]
@@ -49,7 +49,7 @@ impl Env {
     }
 
     /// Waits until the agent of attempt `attempt` has started (its wrapper recorded it).
-    pub fn wait_started(&mut self, id: &str, attempt: u32) {
+    pub(crate) fn wait_started(&mut self, id: &str, attempt: u32) {
         let f = self.run_dir(id, attempt).join("started.json");
         self.wait_until(&format!("attempt {attempt} of {id} has started"), |_| {
             f.is_file()
@@ -57,7 +57,7 @@ impl Env {
     }
 
     /// The daemon log, `ls`, and the files: what a person needs when a test fails.
-    pub fn diagnostics(&self) -> String {
+    pub(crate) fn diagnostics(&self) -> String {
         let ls = match self.cmd(&["ls"]).timeout(Duration::from_secs(10)).try_run() {
             Some(o) => format!("{}{}", o.stdout, o.stderr),
             None => "(ls did not finish)".into(),

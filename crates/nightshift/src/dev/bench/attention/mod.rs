@@ -44,7 +44,7 @@ struct Live {
     end: Option<TaskState>,
 }
 
-pub fn run(keep: bool) -> anyhow::Result<i32> {
+pub(super) fn run(keep: bool) -> anyhow::Result<i32> {
     sandbox::require_tools("bench")?;
     sandbox::catch_interrupts()?;
     let mut sb = Sandbox::create("bench-attention", keep, CONFIG)?;

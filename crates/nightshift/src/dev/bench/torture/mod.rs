@@ -29,7 +29,7 @@ mod leftovers;
 use ledger::{Findings, Violation, check_ledger, running_check};
 
 /// What `bench --torture` was asked for.
-pub struct TortureArgs {
+pub(super) struct TortureArgs {
     pub tasks: u32,
     pub kills: u32,
     pub seed: Option<u64>,
@@ -45,7 +45,7 @@ const CLEANUP_MARGIN: Duration = Duration::from_secs(10);
 const CHECK_WAIT: Duration = Duration::from_secs(3);
 const READY_LIMIT: Duration = Duration::from_secs(30);
 
-pub fn run(args: TortureArgs) -> anyhow::Result<i32> {
+pub(super) fn run(args: TortureArgs) -> anyhow::Result<i32> {
     sandbox::require_tools("bench --torture")?;
     sandbox::catch_interrupts()?;
     let seed = args.seed.unwrap_or_else(clock_seed);

@@ -68,7 +68,7 @@ pub fn program_arguments(exe: &Path, home: &Path, args: &[&str]) -> Vec<String> 
         "--home".into(),
         home.to_string_lossy().into_owned(),
     ];
-    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.extend(args.iter().map(std::string::ToString::to_string));
     argv
 }
 

@@ -12,7 +12,7 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn lines(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(std::string::ToString::to_string).collect()
 }
 
 fn has(w: &Watch, s: Signal) -> bool {

@@ -299,7 +299,7 @@ impl Harness {
         self.step(Event::Output {
             id: id.into(),
             attempt,
-            lines: lines.iter().map(|l| l.to_string()).collect(),
+            lines: lines.iter().map(std::string::ToString::to_string).collect(),
         })
     }
 

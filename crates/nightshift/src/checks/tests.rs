@@ -1,7 +1,7 @@
 use super::*;
 
 fn cmds(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+    list.iter().map(std::string::ToString::to_string).collect()
 }
 
 async fn run(list: &[&str], dir: &Path, timeout: Duration) -> Vec<CommandResult> {

@@ -50,7 +50,11 @@ fn unit_file() -> anyhow::Result<PathBuf> {
 
 /// The service manager's commands for an action, as argv lists.
 fn commands(action: &str, file: &std::path::Path) -> Vec<Vec<String>> {
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let s = |v: &[&str]| {
+        v.iter()
+            .map(std::string::ToString::to_string)
+            .collect::<Vec<_>>()
+    };
     let uid = rustix::process::getuid().as_raw();
     let domain = format!("gui/{uid}");
     let file = file.to_string_lossy().into_owned();

@@ -155,7 +155,7 @@ pub(super) fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
             // The file's name and its error quote the file: cleaned for the terminal.
             for (name, e) in &errors {
                 let clean = |s: &str| crate::term_text::clean_line(s, true);
-                outln!("{:<20} INVALID {}", clean(name), clean(&e.to_string()))?;
+                outln!("{:<20} INVALID {}", clean(name), clean(&e.clone()))?;
             }
             Ok(exit::SUCCESS)
         }

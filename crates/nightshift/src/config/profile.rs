@@ -82,7 +82,7 @@ fn attention_changes<'de, D: Deserializer<'de>>(
 /// Profiles that exist without configuration. `config.toml` may override any of them.
 pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
     let p = |argv: &[&str]| AgentProfile {
-        command: argv.iter().map(|s| s.to_string()).collect(),
+        command: argv.iter().map(std::string::ToString::to_string).collect(),
         env: BTreeMap::new(),
         attention: Default::default(),
         prompt: PromptVia::Argument,
@@ -92,7 +92,11 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
         preamble: true,
         trust_worktrees: false,
     };
-    let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let argv = |v: &[&str]| {
+        v.iter()
+            .map(std::string::ToString::to_string)
+            .collect::<Vec<_>>()
+    };
     BTreeMap::from([
         // The hook settings make Claude Code report when it needs a person (see hook.rs).
         (

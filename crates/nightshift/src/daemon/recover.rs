@@ -317,7 +317,7 @@ impl<S: Store> Daemon<S> {
                     id: id.to_string(),
                     attempt,
                 })
-                .await
+                .await;
             }
             CatchUp::PaneDied => {
                 self.step(Event::Exited {
@@ -326,7 +326,7 @@ impl<S: Store> Daemon<S> {
                     how: "the agent's pane died".into(),
                     hangup: true,
                 })
-                .await
+                .await;
             }
             CatchUp::Nothing => {}
         }

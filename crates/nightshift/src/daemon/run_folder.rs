@@ -61,7 +61,7 @@ impl<S: Store> Daemon<S> {
             Some(name)
                 if crate::transcript::segment_of(Path::new(run::TRANSCRIPT), name).is_some() =>
             {
-                self.read_output(&id, attempt, false).await
+                self.read_output(&id, attempt, false).await;
             }
             Some(run::HOOKS) => self.read_hooks(&id, attempt).await,
             Some(run::DONE) => self.read_done(dir, &id, attempt).await,
@@ -91,7 +91,7 @@ impl<S: Store> Daemon<S> {
                         attempt,
                         lines,
                     })
-                    .await
+                    .await;
                 }
                 Err(e) => {
                     tracing::warn!(task = id, "cannot read the transcript: {e}");
@@ -199,7 +199,7 @@ impl<S: Store> Daemon<S> {
                     attempt,
                     record,
                 })
-                .await
+                .await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(task = id, "{e}"),
@@ -219,7 +219,7 @@ impl<S: Store> Daemon<S> {
                     record.describe(),
                     record.hangup,
                 ))
-                .await
+                .await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(task = id, "{e}"),

@@ -164,7 +164,7 @@ impl App {
                             input.pop();
                         }
                         KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                            input.clear()
+                            input.clear();
                         }
                         KeyCode::Char(c) if is_text(key) => input.push(c),
                         _ => {}

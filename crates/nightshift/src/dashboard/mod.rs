@@ -231,7 +231,7 @@ impl Dashboard {
             if dirty {
                 self.model.now = jiff::Timestamp::now();
                 term.draw(|f| {
-                    view::draw(f, &self.model, &mut self.app, &self.preview, &self.look)
+                    view::draw(f, &self.model, &mut self.app, &self.preview, &self.look);
                 })?;
                 dirty = false;
             }

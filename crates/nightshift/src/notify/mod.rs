@@ -160,14 +160,16 @@ pub fn validate(channels: &[ChannelConfig]) -> Result<(), String> {
         }
         match (c.kind, c.command.as_deref()) {
             (ChannelKind::Command, None) => problem("missing `command` (an argv list)".into()),
-            (ChannelKind::Command, Some(argv)) if argv.first().is_none_or(|p| p.is_empty()) => {
+            (ChannelKind::Command, Some(argv))
+                if argv.first().is_none_or(std::string::String::is_empty) =>
+            {
                 problem("`command` must start with a program name".into());
             }
             (ChannelKind::Command, Some(_)) => {}
             (_, Some(_)) => problem("`command` is only for kind = \"command\"".into()),
             _ => {}
         }
-        if c.events.as_ref().is_some_and(|e| e.is_empty()) {
+        if c.events.as_ref().is_some_and(std::vec::Vec::is_empty) {
             problem("`events` is empty (leave it out for the default)".into());
         }
         if let Some(Err(e)) = c

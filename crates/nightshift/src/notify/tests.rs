@@ -115,7 +115,7 @@ fn command(argv: &[&str], events: Option<Vec<EventKind>>) -> ChannelConfig {
         kind: ChannelKind::Command,
         url: None,
         preset: None,
-        command: Some(argv.iter().map(|s| s.to_string()).collect()),
+        command: Some(argv.iter().map(std::string::ToString::to_string).collect()),
         events,
         min_interval: Some("0s".into()),
     }

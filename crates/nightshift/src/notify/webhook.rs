@@ -16,7 +16,7 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         Some("http") | Some("https") => {}
         _ => return Err(format!("`url` `{url}` must start with http:// or https://")),
     }
-    if uri.host().is_none_or(|h| h.is_empty()) {
+    if uri.host().is_none_or(str::is_empty) {
         return Err(format!("`url` `{url}` has no host"));
     }
     Ok(())

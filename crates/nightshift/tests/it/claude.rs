@@ -134,7 +134,7 @@ fn conversation_requests(api: &FakeApi) -> Vec<Value> {
     api.requests()
         .iter()
         .filter(|r| r.method == "POST" && r.route() == "/v1/messages")
-        .filter_map(|r| r.json())
+        .filter_map(super::fake_api::Request::json)
         .filter(|b| b["tools"].as_array().is_some_and(|t| !t.is_empty()))
         .collect()
 }

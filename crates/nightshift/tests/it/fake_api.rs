@@ -126,9 +126,8 @@ fn serve(mut conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let request = match read_request(&mut conn, &mut buf, shared) {
-            Some(r) => r,
-            None => return,
+        let Some(request) = read_request(&mut conn, &mut buf, shared) else {
+            return;
         };
         eprintln!("[fake-api] {} {}", request.method, request.path);
         shared.requests.lock().unwrap().push(request.clone());

@@ -219,7 +219,7 @@ fn exported_timers_call_the_due_slot_which_runs_once() {
         .and_then(|entries| entries.first())
         .and_then(|e| e.as_dictionary())
         .and_then(|e| e.get("Minute"))
-        .and_then(|m| m.as_unsigned_integer());
+        .and_then(plist::Value::as_unsigned_integer);
     assert_eq!(minute, Some(0), "{}", launchd.stdout);
     // The timer fires twice for one slot (say, the daemon was down and the OS caught up):
     // one task.

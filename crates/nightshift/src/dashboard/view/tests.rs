@@ -55,7 +55,7 @@ fn screen(lines: &[&str]) -> Preview {
             "nightshift-fix-login".into(),
             "Enter attaches".into(),
         ],
-        lines: lines.iter().map(|s| s.to_string()).collect(),
+        lines: lines.iter().map(std::string::ToString::to_string).collect(),
         live: true,
     }
 }

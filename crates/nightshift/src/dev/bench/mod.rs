@@ -443,7 +443,7 @@ fn print_machine() -> std::io::Result<()> {
         "release build"
     };
     outln!("nightshift bench ({build})")?;
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let os = sandbox::tool_version("uname", "-srm").unwrap_or_else(|| "unknown OS".into());
     let tmux = sandbox::tool_version("tmux", "-V").unwrap_or_default();
     let git = sandbox::tool_version("git", "--version").unwrap_or_default();

@@ -248,7 +248,7 @@ fn run_step(step: &Step, ctx: &Context) -> Result<(), Failure> {
                 ("pid", pid.as_str()),
             ];
             let line = expand(text, &vars);
-            put(path, format!("{line}\n").as_bytes(), true)?
+            put(path, format!("{line}\n").as_bytes(), true)?;
         }
         Step::Commit(message) => {
             commit(message).map_err(|e| (3, e))?;
@@ -284,7 +284,7 @@ fn run_step(step: &Step, ctx: &Context) -> Result<(), Failure> {
         Step::Stamp(path) => stamp(path)?,
         Step::Env(name, path) => {
             let value = std::env::var_os(name).map(OsString::into_encoded_bytes);
-            put(path, &value.unwrap_or_default(), false)?
+            put(path, &value.unwrap_or_default(), false)?;
         }
         Step::Hook(event, rest) => report_hook(event, rest).map_err(|e| (5, e))?,
         Step::Exit(_) | Step::ExitOnAttempt(..) => {} // handled by `execute`

@@ -75,7 +75,7 @@ impl Env {
 fn list_files(base: &Path, dir: &Path, out: &mut String) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_key(std::fs::DirEntry::file_name);
     for e in entries {
         let p = e.path();
         let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();

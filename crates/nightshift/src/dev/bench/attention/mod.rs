@@ -293,7 +293,11 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
 /// The answered-at-once scenario expects a flag only if the bench was slower than the
 /// debounce: then the question really sat unanswered long enough to be flagged.
 fn expected_for(s: &Scenario, l: &Live) -> BTreeSet<String> {
-    let mut set: BTreeSet<String> = s.expected.iter().map(|e| e.to_string()).collect();
+    let mut set: BTreeSet<String> = s
+        .expected
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     if l.answered_ms.is_some_and(|a| a > DEBOUNCE_MS) {
         set.insert("waiting".into());
     }
@@ -318,7 +322,7 @@ fn attention_events(sb: &Sandbox, id: &str) -> Vec<(String, i128)> {
             .get("at")
             .and_then(|a| a.as_str())
             .and_then(|a| a.parse::<Timestamp>().ok())
-            .map_or(0, |t| t.as_nanosecond());
+            .map_or(0, jiff::Timestamp::as_nanosecond);
         out.push((signal, at));
     }
     out

@@ -27,7 +27,7 @@ pub(super) struct Scenario {
 }
 
 fn lines(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(std::string::ToString::to_string).collect()
 }
 
 pub(super) fn scenarios() -> Vec<Scenario> {

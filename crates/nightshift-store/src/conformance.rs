@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             a_snapshot_lists_every_task_with_its_text,
             cancel_takes_only_a_queued_task,
             retry_queues_a_finished_task_with_a_fresh_budget,
+            pausing_is_kept_and_says_whether_it_changed,
         );
     };
     (@cases $fixture:path; $($case:ident),+ $(,)?) => {$(
@@ -412,4 +413,15 @@ pub async fn retry_queues_a_finished_task_with_a_fresh_budget<S: Store>(store: A
     let scan = store.scan(rules(), later).await.ok();
     let queued = scan.as_ref().and_then(|s| s.queued.first());
     assert_eq!(queued.map(|q| q.counted_attempts), Some(0));
+}
+
+pub async fn pausing_is_kept_and_says_whether_it_changed<S: Store>(store: Arc<S>) {
+    let at = Timestamp::UNIX_EPOCH;
+    assert_eq!(store.paused().await.ok(), Some(false));
+    assert_eq!(store.set_paused(true, at).await.ok(), Some(true));
+    assert_eq!(store.paused().await.ok(), Some(true));
+    assert_eq!(store.set_paused(true, at).await.ok(), Some(false));
+    assert_eq!(store.set_paused(false, at).await.ok(), Some(true));
+    assert_eq!(store.paused().await.ok(), Some(false));
+    assert_eq!(store.set_paused(false, at).await.ok(), Some(false));
 }

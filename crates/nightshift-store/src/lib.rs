@@ -183,6 +183,16 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Whether the queue is paused: nothing new starts, running agents go on.
+    fn paused(&self) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Pauses or resumes the queue. Returns whether that changed anything.
+    fn set_paused(
+        &self,
+        paused: bool,
+        at: jiff::Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Records that a schedule's slot was handled. `Ok(false)` when it already was: each
     /// slot fires exactly once, however many daemons look at it.
     fn claim_slot(

@@ -114,7 +114,7 @@ impl Home {
     /// renamed into `queue/` atomically.
     /// Present while the queue is paused (`nightshift pause`): nothing new starts.
     pub fn paused_file(&self) -> PathBuf {
-        self.root.join("paused")
+        self.layout().paused_file()
     }
 
     /// Schedule files (`schedules/<name>.md`) and their state (`schedules/.state/`).

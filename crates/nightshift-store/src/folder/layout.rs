@@ -48,6 +48,10 @@ impl Layout {
         self.state_dir(TaskState::Running)
             .join(format!(".{id}.claim.json"))
     }
+    /// Present while the queue is paused; it holds when it was paused.
+    pub fn paused_file(&self) -> PathBuf {
+        self.root.join("paused")
+    }
     /// The schedule slots handled: one empty file per slot, created exclusively.
     pub fn slots_dir(&self, schedule: &str) -> PathBuf {
         self.root.join("schedules").join(".slots").join(schedule)

@@ -547,6 +547,30 @@ impl Store for FolderStore {
         self.note_queue_change(entry, complete)
     }
 
+    async fn paused(&self) -> Result<bool, StoreError> {
+        let file = self.layout.paused_file();
+        match fs::symlink_metadata(&file) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(at(&file)(e)),
+        }
+    }
+
+    async fn set_paused(&self, paused: bool, when: jiff::Timestamp) -> Result<bool, StoreError> {
+        let file = self.layout.paused_file();
+        if paused {
+            let was = self.paused().await?;
+            fsutil::write_atomic(&file, when.to_string().as_bytes(), 0o600).map_err(at(&file))?;
+            Ok(!was)
+        } else {
+            match fs::remove_file(&file) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(at(&file)(e)),
+            }
+        }
+    }
+
     async fn claim_slot(&self, schedule: &str, slot: jiff::Timestamp) -> Result<bool, StoreError> {
         self.claim_slot_now(schedule, slot)
     }

@@ -106,7 +106,8 @@ fn print_ls(
         outln!("{}", crate::term_text::to_json(&out)?)?;
         return Ok(exit::SUCCESS);
     }
-    let paused = if home.paused_file().exists() {
+    let store = crate::tasks::open(home);
+    let paused = if crate::tasks::call("paused", nightshift_store::Store::paused(&store))? {
         " — PAUSED (`nightshift resume`)"
     } else {
         ""

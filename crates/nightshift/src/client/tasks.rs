@@ -109,23 +109,17 @@ pub fn retry_task(home: &Home, id: &str) -> anyhow::Result<String> {
 /// Pauses or resumes the queue and says what changed (for the CLI and the dashboard).
 pub fn set_paused(home: &Home, paused: bool) -> anyhow::Result<String> {
     home.ensure_layout()?;
-    let file = home.paused_file();
-    if paused {
-        let at = Timestamp::now().to_string();
-        fsutil::write_atomic(&file, at.as_bytes(), 0o600)?;
-        Ok(
-            "paused: running agents go on, nothing new starts (`nightshift resume` to go on)"
-                .into(),
-        )
-    } else {
-        match std::fs::remove_file(&file) {
-            Ok(()) => Ok("resumed".into()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok("the queue was not paused".into())
-            }
-            Err(e) => Err(e.into()),
+    let changed = tasks::call(
+        "set_paused",
+        tasks::open(home).set_paused(paused, Timestamp::now()),
+    )?;
+    Ok(match (paused, changed) {
+        (true, _) => {
+            "paused: running agents go on, nothing new starts (`nightshift resume` to go on)".into()
         }
-    }
+        (false, true) => "resumed".into(),
+        (false, false) => "the queue was not paused".into(),
+    })
 }
 
 /// Acknowledges a task's flags and says so (for the CLI and the dashboard).

@@ -277,7 +277,9 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         "nightshift daemon {} started",
         env!("CARGO_PKG_VERSION")
     );
-    let paused = d.home.paused_file().exists();
+    let paused = within("paused", STORE_TIMEOUT, d.store.paused())
+        .await
+        .context("reading whether the queue is paused")?;
     d.step(Event::Paused(paused)).await;
     d.stay_on_legacy_server().await;
     d.recover().await;

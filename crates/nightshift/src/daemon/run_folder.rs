@@ -5,10 +5,10 @@ use std::path::Path;
 
 use super::tail::Tail;
 use super::watch::Change;
-use super::{Daemon, Internal, SCREEN_WAIT};
+use super::{Daemon, Internal, SCREEN_WAIT, STORE_TIMEOUT};
 use crate::run::{self, DoneRecord, ExitRecord, RunDir};
 use nightshift_core::Event;
-use nightshift_store::Store;
+use nightshift_store::{Store, within};
 
 impl<S: Store> Daemon<S> {
     pub(super) async fn on_change(&mut self, change: Change) {
@@ -22,7 +22,13 @@ impl<S: Store> Daemon<S> {
             return;
         }
         if change.path == self.home.paused_file() {
-            let paused = change.path.exists();
+            let paused = match within("paused", STORE_TIMEOUT, self.store.paused()).await {
+                Ok(paused) => paused,
+                Err(e) => {
+                    tracing::error!("cannot tell whether the queue is paused: {e}");
+                    return;
+                }
+            };
             tracing::info!("the queue is {}", if paused { "paused" } else { "resumed" });
             self.step(Event::Paused(paused)).await;
             return;

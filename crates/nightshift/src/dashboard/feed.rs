@@ -14,7 +14,7 @@ use crate::run;
 use crate::status::{self, TaskView};
 use crate::tmux::Tmux;
 use nightshift_core::task;
-use nightshift_store::FolderStore;
+use nightshift_store::{FolderStore, Store};
 
 use super::model::{self, Live, Model};
 use super::view::Preview;
@@ -156,7 +156,8 @@ impl Feed {
         model::build(
             &self.views,
             daemon,
-            self.home.paused_file().exists(),
+            // Unknown shows as not paused; the footer says what went wrong with the store.
+            crate::tasks::call("paused", self.store.paused()).unwrap_or(false),
             next_schedule(&self.home, now),
             &live,
             self.home.state_dir(TaskState::Queued).display().to_string(),

@@ -47,8 +47,10 @@ impl FolderStore {
             Some(problem) => Err(format!("{}: {problem}", path.display())),
             None => fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
         };
-        let note = fs::read_to_string(error_file(path))
-            .ok()
+        // Only entries set aside as invalid (in failed/) have an error note.
+        let note = (state == TaskState::Failed)
+            .then(|| fs::read_to_string(error_file(path)).ok())
+            .flatten()
             .map(|s| s.trim().to_string());
         let modified = fs::metadata(path)
             .and_then(|m| m.modified())

@@ -65,14 +65,18 @@ pub struct Claim {
 
 /// Whether a starting daemon adopts a running task, given the claim on file.
 ///
+/// - A store no other daemon claims from (`shared` false: the folder store, whose home one
+///   daemon holds at a time): always. Its earlier claims are this daemon's predecessor's,
+///   whatever host name they carry (a laptop's name changes with its network).
 /// - No claim on file: adopt. The claim record is written just after the claim itself, so a
 ///   crash in between (or a claim from before owners were recorded) leaves none.
 /// - A claim from this host: adopt. One host runs one daemon per home (the home's lock), so
 ///   its earlier instance is gone, whatever the lease says.
 /// - A claim from another host: adopt only once its lease has lapsed; until then its owner
 ///   is taken to be alive.
-pub fn adopts(claim: Option<&Claim>, me: &Owner, now: Timestamp) -> bool {
+pub fn adopts(claim: Option<&Claim>, me: &Owner, now: Timestamp, shared: bool) -> bool {
     match claim {
+        _ if !shared => true,
         None => true,
         Some(c) if c.owner.host == me.host => true,
         Some(c) => c.until < now,
@@ -94,18 +98,21 @@ mod tests {
     }
 
     #[test]
-    fn a_daemon_adopts_unrecorded_claims_its_hosts_and_lapsed_ones() {
+    fn a_daemon_adopts_unrecorded_claims_its_hosts_lapsed_ones_and_all_of_an_unshared_store() {
         let me = Owner {
             host: "here".into(),
             instance: "2".into(),
         };
         let now = Timestamp::from_second(1_000).unwrap_or(Timestamp::UNIX_EPOCH);
-        assert!(adopts(None, &me, now));
+        let shared = true;
+        assert!(adopts(None, &me, now, shared));
         // This host's earlier instance is gone (the home's lock), whatever its lease says.
-        assert!(adopts(Some(&claim("here", 5_000)), &me, now));
+        assert!(adopts(Some(&claim("here", 5_000)), &me, now, shared));
         // Another host's claim holds while its lease lasts.
-        assert!(!adopts(Some(&claim("there", 5_000)), &me, now));
-        assert!(!adopts(Some(&claim("there", 1_000)), &me, now));
-        assert!(adopts(Some(&claim("there", 999)), &me, now));
+        assert!(!adopts(Some(&claim("there", 5_000)), &me, now, shared));
+        assert!(!adopts(Some(&claim("there", 1_000)), &me, now, shared));
+        assert!(adopts(Some(&claim("there", 999)), &me, now, shared));
+        // A store only one daemon claims from: every claim is its predecessor's.
+        assert!(adopts(Some(&claim("renamed", 5_000)), &me, now, false));
     }
 }

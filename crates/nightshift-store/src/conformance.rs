@@ -226,6 +226,15 @@ pub async fn finish_files_the_task_with_its_report<S: Store>(store: Arc<S>) {
         Some(Some(TaskState::Done))
     );
     assert_eq!(store.claim_of("finished").await.ok(), Some(None));
+    // A retry of a filing that happened (its answer was lost) finds it done.
+    let again = store
+        .finish("finished", TaskState::Running, TaskState::Done, report)
+        .await;
+    assert!(again.is_ok(), "{again:?}");
+    assert_eq!(
+        store.list(TaskState::Done).await.ok(),
+        Some(vec!["finished".to_string()])
+    );
     // A queued task can fail without running (its dependency failed).
     let filed = store
         .finish("never-ran", TaskState::Queued, TaskState::Failed, report)

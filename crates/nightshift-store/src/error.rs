@@ -11,8 +11,9 @@ pub enum StoreError {
     /// A file of the folder store.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    /// The store did not answer in time; the operation may or may not have happened, and
-    /// the next scan or reconciliation finds out.
+    /// The store did not answer in time; the operation may or may not have happened. The
+    /// daemon treats it as failed: a claim as lost (a task it did claim stays `running` until
+    /// a restart adopts it), a filing as to be tried again (which finds it done).
     #[error("the task store did not answer within {} s ({what})", limit.as_secs_f32())]
     TimedOut {
         what: &'static str,

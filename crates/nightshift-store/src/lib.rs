@@ -1,14 +1,19 @@
-//! The task store: everything the daemon and the CLI do to tasks, behind one path-free trait.
+//! The task store: everything the daemon and the CLI do to tasks, behind one trait keyed by
+//! task id.
 //!
 //! A backend keeps tasks (their text and state), their claims, the attempts' history, the
 //! pause state and the schedule slots. The folder backend ([`FolderStore`]) is the embedded
 //! default: a task's folder is its state. Every backend passes the same [`conformance`]
-//! suite.
+//! suite. Paths appear only as where an entry is, for messages (`Entry::source`,
+//! `QueuedTask::path`, the entry [`Store::reject`] sets aside) and in the folder store's
+//! own watching ([`Store::watched_queue`]).
 //!
-//! The trait is async, and the daemon awaits each call under a timeout: a store behind a
-//! network can fail a call, but cannot stall the daemon's event loop for the length of a
-//! partition. Large blobs (transcripts, screens) stay as files on the host that runs the
-//! agent; the store keeps the attempts' records and where they are.
+//! The trait is async, and the daemon awaits each call under a time limit: a store that
+//! waits on a network fails a call after the limit instead of stalling the event loop for
+//! the length of a partition. The folder store's calls are local file operations that run
+//! to the end when polled, as they did before the trait; a hung filesystem stalls them as
+//! it would any file access. Large blobs (transcripts, screens) stay as files on the host
+//! that runs the agent; the store reads the attempts' history from them.
 
 mod claim;
 pub mod conformance;
@@ -63,7 +68,8 @@ pub struct Entry {
     pub content: Result<Vec<u8>, String>,
     /// The error recorded when the entry was set aside as invalid.
     pub note: Option<String>,
-    /// When it last changed: for a finished task, when it finished.
+    /// When it last changed: for a finished task, when it was filed (for an entry set aside
+    /// as invalid, when it was written).
     pub modified: Option<jiff::Timestamp>,
     /// The number of its latest attempt (0 before the first).
     pub last_attempt: u32,
@@ -168,8 +174,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Queues a done or failed task again with a fresh attempt budget. Returns the number
-    /// its next attempt gets, or `None` when it is not done or failed.
+    /// its next attempt gets, or `None` when it is not done or failed (or stopped being so
+    /// meanwhile).
     fn retry(&self, id: &str) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+
+    /// Whether daemons on other hosts may claim from this store too. When not, every claim
+    /// on file is an earlier run of the one daemon, and a starting daemon adopts them all.
+    fn shared(&self) -> bool;
 
     /// The folder a file watcher should follow for this store's queue, for a store that
     /// keeps its queue in files on this host. A store with its own notifications has none.

@@ -263,9 +263,9 @@ pub fn collect_with<S: Store>(
 }
 
 /// One task by id, wherever it is.
-pub fn find(home: &Home, id: &str) -> Option<TaskView> {
-    let entry = tasks::call("entry", tasks::open(home).entry(id)).ok()??;
-    Some(view(home, &entry).0)
+pub fn find(home: &Home, id: &str) -> Result<Option<TaskView>, nightshift_store::StoreError> {
+    let entry = tasks::call("entry", tasks::open(home).entry(id))?;
+    Ok(entry.map(|e| view(home, &e).0))
 }
 
 /// Seconds since `t`, for display.

@@ -1,5 +1,6 @@
 //! The binary's task store: which backend a home uses, and how the CLI's one-shot commands
-//! call it. Everything the CLI and the dashboard do to tasks goes through here.
+//! call it. The CLI and the dashboard read and change tasks through here; the dashboard
+//! also watches the task folders for its wake-ups, and reads transcripts from run folders.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,8 +1,9 @@
 //! The folder store: the queue is a directory of markdown files, and a task's directory is
 //! its state. Claims are atomic renames, so a task never runs twice and is never lost.
 //!
-//! One machine, one daemon: the home's lock keeps a second daemon out, so a claim's lease
-//! is recorded (who claimed, until when) but never contested here.
+//! One daemon per home: the home's lock keeps a second daemon out, so a claim's owner and
+//! lease are recorded (who claimed, until when) but a starting daemon adopts every claim
+//! ([`crate::Store::shared`] is false).
 
 mod entries;
 #[cfg(test)]
@@ -120,10 +121,17 @@ impl FolderStore {
     /// Where a task's file is now, if anywhere: for the folder-only views (`show`'s file
     /// name, `logs`).
     pub fn locate_file(&self, id: &str) -> Option<(TaskState, PathBuf)> {
-        TaskState::ALL
-            .into_iter()
-            .map(|s| (s, self.layout.task_file(s, id)))
-            .find(|(_, p)| p.is_file())
+        // Running first: a file dropped into the queue under a running task's id (set aside
+        // at the next scan) must not hide the task that runs.
+        [
+            TaskState::Running,
+            TaskState::Queued,
+            TaskState::Done,
+            TaskState::Failed,
+        ]
+        .into_iter()
+        .map(|s| (s, self.layout.task_file(s, id)))
+        .find(|(_, p)| p.is_file())
     }
 
     /// Ids and files of the tasks in a state folder, sorted by id.
@@ -289,8 +297,16 @@ impl FolderStore {
         to: TaskState,
         report: &str,
     ) -> Result<PathBuf, StoreError> {
-        let mut inner = self.lock();
         let src = self.layout.task_file(from, id);
+        // Filed already by an earlier try whose last step (the folder's sync) failed: a retry
+        // finds it done, rather than failing on the missing source for ever.
+        if !src.exists()
+            && let Some((state, filed)) = self.locate_file(id)
+            && state == to
+        {
+            return Ok(filed);
+        }
+        let mut inner = self.lock();
         let bytes = fsutil::read_not_through_link(&src).map_err(at(&src))?;
         let text = String::from_utf8_lossy(&bytes);
         let kept = task::strip_report(&text);
@@ -362,6 +378,11 @@ impl FolderStore {
         };
         forget(&mut self.lock(), path, from);
         fsutil::move_noclobber(path, &dst).map_err(at(&dst))?;
+        if from == TaskState::Running
+            && let Some(id) = task_id_of(path)
+        {
+            self.release_claim(id);
+        }
         Ok(dst)
     }
 
@@ -445,9 +466,31 @@ impl FolderStore {
             .create_new(true)
             .open(&file)
         {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                prune_slots(&dir, slot);
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(at(&file)(e)),
+        }
+    }
+}
+
+/// Drops the records of slots long past: a schedule goes back at most its catch-up window
+/// (hours or days), so a month keeps every slot a daemon could still fire.
+fn prune_slots(dir: &Path, newest: jiff::Timestamp) {
+    const KEEP_SECS: i64 = 31 * 24 * 3600;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|secs| secs < newest.as_second() - KEEP_SECS);
+        if old {
+            let _ = fs::remove_file(entry.path());
         }
     }
 }
@@ -466,13 +509,16 @@ impl Store for FolderStore {
     }
 
     async fn renew(&self, id: &str, claim: &Claim) -> Result<bool, StoreError> {
+        let running = self.locate_file(id).map(|(s, _)| s) == Some(TaskState::Running);
         match self.claim_of_now(id)? {
-            Some(held) if held.owner == claim.owner => {
-                self.write_claim(id, claim)?;
-                Ok(true)
-            }
-            _ => Ok(false),
+            Some(held) if held.owner == claim.owner => {}
+            // A record the claim could not write (a full disk) is written now: a running
+            // task without one is this daemon's (one daemon per home).
+            None if running => {}
+            _ => return Ok(false),
         }
+        self.write_claim(id, claim)?;
+        Ok(true)
     }
 
     async fn take_over(
@@ -547,6 +593,11 @@ impl Store for FolderStore {
 
     async fn retry(&self, id: &str) -> Result<Option<u32>, StoreError> {
         self.retry_now(id)
+    }
+
+    /// One daemon holds a home at a time (its lock).
+    fn shared(&self) -> bool {
+        false
     }
 
     fn watched_queue(&self) -> Option<PathBuf> {

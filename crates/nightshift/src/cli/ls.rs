@@ -270,7 +270,7 @@ fn truncate(s: &str, max: usize) -> String {
 
 pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
-    let Some(t) = status::find(home, &args.id) else {
+    let Some(t) = status::find(home, &args.id)? else {
         return Err(CliError::not_found(&args.id).into());
     };
     if args.json {

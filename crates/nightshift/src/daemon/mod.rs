@@ -277,9 +277,14 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         "nightshift daemon {} started",
         env!("CARGO_PKG_VERSION")
     );
-    let paused = within("paused", STORE_TIMEOUT, d.store.paused())
-        .await
-        .context("reading whether the queue is paused")?;
+    let paused = match within("paused", STORE_TIMEOUT, d.store.paused()).await {
+        Ok(paused) => paused,
+        Err(e) => {
+            // As before the store: unknown is not paused; the next change says otherwise.
+            tracing::warn!("cannot tell whether the queue is paused (taken as not): {e}");
+            false
+        }
+    };
     d.step(Event::Paused(paused)).await;
     d.stay_on_legacy_server().await;
     d.recover().await;

@@ -78,12 +78,15 @@ impl<S: Store> Daemon<S> {
         let sessions = self.sessions().await;
         let running = match within("list", STORE_TIMEOUT, self.store.list(TaskState::Running)).await
         {
-            Ok(r) => r,
+            Ok(r) => Some(r),
             Err(e) => {
                 tracing::error!("cannot list running tasks: {e}");
-                Vec::new()
+                None
             }
         };
+        // Unknown running tasks: their sessions are not orphans, whatever State says.
+        let listed = running.is_some();
+        let running = running.unwrap_or_default();
         for id in running {
             if !self.take_claim(&id).await {
                 continue;
@@ -224,7 +227,7 @@ impl<S: Store> Daemon<S> {
                 }
             }
         }
-        if let Some(sessions) = &sessions {
+        if let Some(sessions) = sessions.as_ref().filter(|_| listed) {
             self.close_orphans(sessions).await;
         }
     }
@@ -232,14 +235,16 @@ impl<S: Store> Daemon<S> {
     /// Takes over the claim on a running task if this daemon adopts it: its own earlier
     /// claim, or one whose lease lapsed. Whether it does is the core's rule.
     async fn take_claim(&mut self, id: &str) -> bool {
+        let shared = self.store.shared();
         let held = match within("claim_of", STORE_TIMEOUT, self.store.claim_of(id)).await {
             Ok(held) => held,
             Err(e) => {
+                // Unknown: a store only this daemon claims from has no one else to ask.
                 tracing::error!(task = id, "cannot read the claim: {e}");
-                return false;
+                return !shared;
             }
         };
-        if !nightshift_core::records::adopts(held.as_ref(), &self.owner, Timestamp::now()) {
+        if !nightshift_core::records::adopts(held.as_ref(), &self.owner, Timestamp::now(), shared) {
             if let Some(held) = &held {
                 tracing::info!(
                     task = id,

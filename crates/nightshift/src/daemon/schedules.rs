@@ -94,9 +94,6 @@ impl<S: Store> Daemon<S> {
                 };
                 match schedule_runs::slot_skipped(s.enabled, paused.is_some(), in_the_way) {
                     Some(why) => st.note(slot, why, now),
-                    None if !self.claim_slot(&s.name, slot).await => {
-                        st.note(slot, "skipped: already fired", now);
-                    }
                     None => enqueue.push(slot),
                 }
             }
@@ -115,7 +112,11 @@ impl<S: Store> Daemon<S> {
                 continue;
             }
             for slot in enqueue {
-                self.enqueue_slot(s, slot).await;
+                // Taken in the store only now, after the decision is saved: a slot is never
+                // marked fired without its run (a crash in between loses the run, as above).
+                if self.claim_slot(&s.name, slot).await {
+                    self.enqueue_slot(s, slot).await;
+                }
             }
         }
         self.schedules.next_at = next_at;
@@ -131,12 +132,16 @@ impl<S: Store> Daemon<S> {
         }
     }
 
-    /// Takes the slot in the store, so it fires once however many daemons share it.
-    /// A store that cannot answer does not fire it: once matters more than this run.
+    /// Takes the slot in the store, so the daemons that share a store fire it once. A store
+    /// that cannot answer does not fire it: once matters more than this run.
     async fn claim_slot(&self, name: &str, slot: Timestamp) -> bool {
         let claim = self.store.claim_slot(name, slot);
         match within("claim_slot", STORE_TIMEOUT, claim).await {
-            Ok(fresh) => fresh,
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(schedule = name, %slot, "another daemon fired this slot");
+                false
+            }
             Err(e) => {
                 tracing::error!(schedule = name, "cannot record the slot (not firing): {e}");
                 false

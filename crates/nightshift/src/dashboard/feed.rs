@@ -44,6 +44,8 @@ pub struct Feed {
     pub error: Option<String>,
     cache: status::ViewCache,
     store: FolderStore,
+    /// Whether the queue is paused, as the store said at the last load.
+    paused: bool,
 }
 
 impl Feed {
@@ -59,6 +61,7 @@ impl Feed {
             error: None,
             cache: status::ViewCache::default(),
             store: crate::tasks::open(&home),
+            paused: false,
             home,
         }
     }
@@ -82,6 +85,14 @@ impl Feed {
             // Keep showing what was read last; the footer says what went wrong.
             Err(e) => self.error = Some(e.to_string()),
         }
+        // Unknown shows as not paused, and the footer says why.
+        self.paused = match crate::tasks::call("paused", self.store.paused()) {
+            Ok(paused) => paused,
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+                false
+            }
+        };
         self.running = self
             .views
             .iter()
@@ -156,8 +167,7 @@ impl Feed {
         model::build(
             &self.views,
             daemon,
-            // Unknown shows as not paused; the footer says what went wrong with the store.
-            crate::tasks::call("paused", self.store.paused()).unwrap_or(false),
+            self.paused,
             next_schedule(&self.home, now),
             &live,
             self.home.state_dir(TaskState::Queued).display().to_string(),

@@ -98,6 +98,8 @@ pub(super) fn drain(
     let mut reasons = BTreeMap::new();
     for id in &failed {
         let reason = crate::status::find(&sb.home, id)
+            .ok()
+            .flatten()
             .and_then(|v| v.reason())
             .unwrap_or_else(|| "no reason recorded".into());
         *reasons.entry(reason).or_insert(0) += 1;

@@ -253,6 +253,8 @@ fn sequential_task(
             }
             if failed.exists() {
                 let reason = crate::status::find(&sb.home, id)
+                    .ok()
+                    .flatten()
                     .and_then(|v| v.reason())
                     .unwrap_or_default();
                 anyhow::bail!("bench task {id} failed: {reason}");

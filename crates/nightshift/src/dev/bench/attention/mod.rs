@@ -199,6 +199,8 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
         };
         if !ok_end {
             let reason = crate::status::find(&sb.home, s.id)
+                .ok()
+                .flatten()
                 .and_then(|v| v.reason())
                 .unwrap_or_default();
             unexpected.push(format!("{}: ended {ended} ({reason})", s.id));

@@ -15,6 +15,8 @@ impl Torture {
                 Some(TaskState::Failed) => {
                     f.failed += 1;
                     let reason = crate::status::find(&self.sb.home, id)
+                        .ok()
+                        .flatten()
                         .and_then(|v| v.reason())
                         .unwrap_or_else(|| "no reason recorded".into());
                     self.violate("task failed", format!("{id} failed: {reason}"));

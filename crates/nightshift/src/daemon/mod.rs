@@ -78,7 +78,8 @@ type IpcCall = (Request, oneshot::Sender<Response>);
 /// answering must not stall the loop. The folder store answers in microseconds.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a claim's lease lasts; the daemon renews it at every reconciliation.
+/// How long a claim's lease lasts at least; the daemon renews it at every reconciliation, so
+/// it is also at least three rescan intervals (see `Daemon::lease`).
 const LEASE: Duration = Duration::from_secs(300);
 
 /// How long an exit waits for tmux to report the pane dead before it counts anyway.

@@ -384,9 +384,13 @@ impl<S: Store> Daemon<S> {
 
     /// This daemon's claim, leased from now.
     pub(super) fn lease(&self) -> Claim {
+        // Renewed at each rescan: three of them may be missed before it lapses.
+        let lease = super::LEASE.max(self.config.rescan_interval.saturating_mul(3));
         Claim {
             owner: self.owner.clone(),
-            until: Timestamp::now() + super::LEASE,
+            until: Timestamp::now()
+                .checked_add(lease)
+                .unwrap_or(Timestamp::MAX),
         }
     }
 

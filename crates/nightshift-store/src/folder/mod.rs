@@ -5,11 +5,13 @@
 //! lease are recorded (who claimed, until when) but a starting daemon adopts every claim
 //! ([`crate::Store::shared`] is false).
 
+mod claims;
 mod entries;
 #[cfg(test)]
 mod fuzz;
 pub mod history;
 pub mod layout;
+mod slots;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -412,85 +414,6 @@ impl FolderStore {
                 let _ = fs::remove_file(&staged);
                 Err(at(&dest)(e).into())
             }
-        }
-    }
-
-    fn claim_now(&self, id: &str, claim: &Claim) -> Result<bool, StoreError> {
-        if !self.move_task(id, TaskState::Queued, TaskState::Running)? {
-            return Ok(false);
-        }
-        // The rename is the claim. Its record only names the owner, and a missing record
-        // means "this host's" (see `adopts`), which is true here: a full disk must not turn
-        // a claim that happened into one that did not.
-        let _ = self.write_claim(id, claim);
-        Ok(true)
-    }
-
-    /// Not synced: the rename is the claim, and a record lost or torn by a crash reads as
-    /// "no record", which on one machine is the truth (see `adopts`). Claiming stays one
-    /// rename's cost.
-    fn write_claim(&self, id: &str, claim: &Claim) -> Result<(), StoreError> {
-        use std::io::Write;
-        let file = self.layout.claim_file(id);
-        let json = serde_json::to_vec(claim).map_err(|e| at(&file)(e.into()))?;
-        fsutil::private_file()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&file)
-            .and_then(|mut f| f.write_all(&json))
-            .map_err(at(&file))
-    }
-
-    fn claim_of_now(&self, id: &str) -> Result<Option<Claim>, StoreError> {
-        let file = self.layout.claim_file(id);
-        match fsutil::read_not_through_link(&file) {
-            // A claim from before owners were recorded, or cut short by a crash between
-            // the rename and the record, has no owner on file.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(at(&file)(e)),
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-        }
-    }
-
-    fn release_claim(&self, id: &str) {
-        let _ = fs::remove_file(self.layout.claim_file(id));
-    }
-
-    fn claim_slot_now(&self, schedule: &str, slot: jiff::Timestamp) -> Result<bool, StoreError> {
-        let dir = self.layout.slots_dir(schedule);
-        fsutil::create_private_dir(&dir, 0o700).map_err(at(&dir))?;
-        let file = dir.join(slot.as_second().to_string());
-        match fsutil::private_file()
-            .write(true)
-            .create_new(true)
-            .open(&file)
-        {
-            Ok(_) => {
-                prune_slots(&dir, slot);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(at(&file)(e)),
-        }
-    }
-}
-
-/// Drops the records of slots long past: a schedule goes back at most its catch-up window
-/// (hours or days), so a month keeps every slot a daemon could still fire.
-fn prune_slots(dir: &Path, newest: jiff::Timestamp) {
-    const KEEP_SECS: i64 = 31 * 24 * 3600;
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let old = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i64>().ok())
-            .is_some_and(|secs| secs < newest.as_second() - KEEP_SECS);
-        if old {
-            let _ = fs::remove_file(entry.path());
         }
     }
 }

@@ -40,6 +40,25 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HomeError + '_ {
     }
 }
 
+/// How long a start waits for a lock whose recorded holder is dead.
+const GHOST_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether the process recorded as holding the lock still runs (an unreadable pid counts as
+/// running: better to refuse than to run two daemons).
+fn holder_alive(pid: &str) -> bool {
+    match pid
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        Some(pid) => !matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => true,
+    }
+}
+
 /// Unix socket paths are limited to about 108 bytes (104 on macOS).
 const MAX_SOCKET_PATH: usize = 100;
 
@@ -184,16 +203,26 @@ impl Home {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&path).unwrap_or_default();
-                return Err(HomeError::Locked {
-                    home: self.root.clone(),
-                    pid: pid.trim().to_string(),
-                });
+        // A daemon killed with -9 can leave its lock held for a moment after it is gone: a
+        // child it had just forked holds the same open file until its exec. Its pid on file
+        // is then dead, and the lock is waited for briefly; a live holder is refused at once.
+        let deadline = std::time::Instant::now() + GHOST_LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    let pid = fs::read_to_string(&path).unwrap_or_default();
+                    let pid = pid.trim().to_string();
+                    if holder_alive(&pid) || std::time::Instant::now() >= deadline {
+                        return Err(HomeError::Locked {
+                            home: self.root.clone(),
+                            pid,
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
         }
         use std::io::{Seek, Write};
         file.set_len(0).map_err(io_err(&path))?;
@@ -308,4 +337,32 @@ fn open_to_others_problem(path: &Path, mode: u32) -> String {
         "{} has mode {mode:o}: other users can read it ({TIGHTEN_HINT})",
         path.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A killed daemon's lock can outlive it for a moment (a child it had just forked holds
+    /// it until its exec): with the recorded holder dead, a start waits for the lock; with it
+    /// alive, a start is refused at once.
+    #[test]
+    fn a_lock_whose_holder_is_dead_is_waited_for_and_a_live_holders_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = Home::at(dir.path());
+        home.ensure_layout().expect("layout");
+        let held = home.lock().expect("the first lock");
+        assert!(matches!(home.lock(), Err(HomeError::Locked { .. })));
+
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let dead = child.id();
+        child.wait().expect("reaped");
+        fs::write(home.lock_file(), dead.to_string()).expect("a dead holder's pid");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        assert!(home.lock().is_ok(), "the ghost lock was not waited for");
+        release.join().expect("released");
+    }
 }

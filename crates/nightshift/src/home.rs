@@ -155,17 +155,11 @@ impl Home {
 
     /// Creates every directory the daemon and CLI need. Idempotent.
     pub fn ensure_layout(&self) -> Result<(), HomeError> {
-        for dir in [
-            self.root.clone(),
-            self.state_dir(TaskState::Queued),
-            self.state_dir(TaskState::Running),
-            self.state_dir(TaskState::Done),
-            self.state_dir(TaskState::Failed),
-            self.runs_dir(),
-            self.logs_dir(),
-            self.tmp_dir(),
-            self.schedules_dir(),
-        ] {
+        let ours = [self.logs_dir(), self.tmp_dir(), self.schedules_dir()];
+        let dirs = std::iter::once(self.root.clone())
+            .chain(self.layout().folders())
+            .chain(ours);
+        for dir in dirs {
             // 0700 even where no umask was set: the home is for its user only.
             fs::DirBuilder::new()
                 .recursive(true)

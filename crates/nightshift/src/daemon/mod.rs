@@ -120,6 +120,8 @@ pub struct Daemon<S: Store> {
     settling: HashSet<(String, u32)>,
     internal: mpsc::UnboundedSender<Internal>,
     queue_dirty: bool,
+    /// The folder the store's queue is in, when the watcher follows it (asked once).
+    queue_dir: Option<PathBuf>,
     recheck_at: Option<SystemTime>,
     started_at: Timestamp,
     /// The core's time line: durations on the boot clock, not the wall clock.
@@ -177,9 +179,10 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
 
     let (mut watch, mut changes) = Watch::new().context("starting the file watcher")?;
     // A store that keeps its queue in files here is followed by the watcher.
-    if let Some(queue_dir) = store.watched_queue() {
+    let queue_dir = store.watched_queue();
+    if let Some(queue_dir) = &queue_dir {
         watch
-            .add(&queue_dir)
+            .add(queue_dir)
             .with_context(|| format!("watching {}", queue_dir.display()))?;
     }
     // For the `paused` file (the home's top level only).
@@ -260,6 +263,7 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         replacing: HashSet::new(),
         internal: internal_tx,
         queue_dirty: true,
+        queue_dir,
         recheck_at: None,
         started_at: Timestamp::now(),
         clock: nightshift_core::clock::SteadyClock::new(crate::clock::read()),

@@ -15,7 +15,7 @@ impl<S: Store> Daemon<S> {
         let Some(dir) = change.path.parent() else {
             return;
         };
-        if self.store.watched_queue().as_deref() == Some(dir) {
+        if self.queue_dir.as_deref() == Some(dir) {
             if self.store.note_change(&change.path, change.complete) {
                 self.queue_dirty = true;
             }

@@ -176,6 +176,9 @@ pub struct QueuedTask {
     /// The checkout it runs in place in (`isolation: none` in a git repository): one task at
     /// a time there.
     pub lock: Option<String>,
+    /// Why its last attempt ended without a word from the daemon that ran it: that daemon's
+    /// host was lost (a shared store requeued it). Counted against the budget.
+    pub lost: Option<String>,
 }
 
 /// A file in `queue/` that is not a valid task.

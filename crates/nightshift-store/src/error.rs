@@ -19,6 +19,13 @@ pub enum StoreError {
         what: &'static str,
         limit: std::time::Duration,
     },
+    /// A database backend failed (or could not be reached: `unreachable`).
+    #[error("{message}")]
+    Database { message: String, unreachable: bool },
+    /// A write for a claim that is no longer this daemon's: another host took the task over
+    /// (its fencing token moved on), so the write was refused.
+    #[error("task `{id}` was taken over by another daemon; this daemon's write was refused")]
+    Superseded { id: String },
 }
 
 impl StoreError {
@@ -26,8 +33,20 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             StoreError::Io { source, .. } => crate::fsutil::is_disk_full(source),
-            StoreError::TimedOut { .. } => false,
+            _ => false,
         }
+    }
+
+    /// Whether the store could not be reached (rather than refusing what was asked).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::TimedOut { .. }
+                | StoreError::Database {
+                    unreachable: true,
+                    ..
+                }
+        )
     }
 }
 

@@ -76,6 +76,8 @@ pub struct Entry {
     /// Changes whenever the entry's text or note does (within one state), so a view built
     /// from it can be kept until then.
     pub version: u64,
+    /// The host that runs (or last ran) it, where the store knows hosts (a shared store).
+    pub host: Option<String>,
 }
 
 /// Everything the daemon and the CLI do to tasks. Implementations are shared between the
@@ -185,6 +187,14 @@ pub trait Store: Send + Sync + 'static {
     /// The folder a file watcher should follow for this store's queue, for a store that
     /// keeps its queue in files on this host. A store with its own notifications has none.
     fn watched_queue(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// Wakes on every change to the store made anywhere, for a store that has its own
+    /// notifications (a database): the value changes, and a subscriber rescans. A change
+    /// may be announced more than once; none is missed except while the store is down,
+    /// after which it announces one more.
+    fn subscribe(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
 

@@ -12,6 +12,7 @@ use crate::records::TaskState;
 impl State {
     /// Fills free slots from the queue and fails tasks that can never run.
     pub(crate) fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        self.fail_lost_without_budget(actions);
         let free = if self.paused || self.disk_full.is_some() {
             0
         } else {
@@ -71,6 +72,31 @@ impl State {
         // pass removes one such session, so this ends.
         if replaced {
             self.dispatch(now, actions);
+        }
+    }
+
+    /// A task whose host was lost goes on elsewhere while it has attempts left; one that
+    /// has none fails with why.
+    fn fail_lost_without_budget(&mut self, actions: &mut Vec<Action>) {
+        let spent: Vec<(String, String)> = self
+            .queued
+            .values()
+            .filter_map(|q| {
+                let lost = q.lost.as_ref()?;
+                let max = q
+                    .task
+                    .max_attempts
+                    .unwrap_or(self.settings.default_max_attempts);
+                (q.counted_attempts >= max && !q.resume).then(|| {
+                    let reason = format!("{lost}; no attempts left ({max} allowed)");
+                    (q.task.id.clone(), reason)
+                })
+            })
+            .collect();
+        for (id, reason) in spent {
+            self.queued.remove(&id);
+            self.finished.insert(id.clone(), TaskState::Failed);
+            actions.push(Action::FailQueued { id, reason });
         }
     }
 }

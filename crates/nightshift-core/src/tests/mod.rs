@@ -84,6 +84,7 @@ fn queued(id: &str, front_matter: &str) -> QueuedTask {
         resume: false,
         resumes: 0,
         lock: None,
+        lost: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn requeued(id: &str, front_matter: &str, last_attempt: u32, counted: u32) -> Qu
         resume: false,
         resumes: 0,
         lock: None,
+        lost: None,
         ..queued(id, front_matter)
     }
 }
@@ -109,6 +111,7 @@ fn back_in_queue(task: &Task, last_attempt: u32, counted: u32) -> QueuedTask {
         resume: false,
         resumes: 0,
         lock: None,
+        lost: None,
     }
 }
 

@@ -158,6 +158,7 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                                 resume: false,
                                 resumes: 0,
                                 lock: None,
+                                lost: None,
                             },
                         );
                     }

@@ -205,6 +205,7 @@ impl FolderStore {
             resume: runs.join(history::RESUME_NEXT).exists(),
             resumes,
             lock,
+            lost: None,
         })
     }
 

@@ -66,6 +66,7 @@ impl FolderStore {
             modified,
             last_attempt,
             version: stamp(path),
+            host: None,
         }
     }
 

@@ -1,0 +1,96 @@
+//! What can go wrong with the database, said so a person knows what and where.
+
+use nightshift_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("the store URL is not valid: {0}")]
+    BadUrl(String),
+    #[error("the store password file {path}: {reason}")]
+    PasswordFile { path: String, reason: String },
+    #[error("cannot reach the task store at {target}: {message}")]
+    Unreachable { target: String, message: String },
+    #[error("the task store failed while {what}: {message}")]
+    Query {
+        what: &'static str,
+        message: String,
+        /// The connection failed, not the statement: the database is unreachable.
+        connection: bool,
+    },
+    #[error(
+        "the task store has no nightshift schema yet: run `nightshift store migrate` (once, from any host)"
+    )]
+    SchemaMissing,
+    #[error(
+        "the task store's schema is version {found}, older than this nightshift's {known}: run `nightshift store migrate`"
+    )]
+    SchemaOlder { found: i32, known: i32 },
+    #[error(
+        "the task store's schema is version {found}, newer than this nightshift's {known}: upgrade nightshift on this host"
+    )]
+    SchemaNewer { found: i32, known: i32 },
+    #[error(
+        "the host name `{name}` is in use by a live daemon (home {home}, last heartbeat {heartbeat}): give this host another name with `host = \"…\"` in config.toml or NIGHTSHIFT_HOST"
+    )]
+    HostInUse {
+        name: String,
+        home: String,
+        heartbeat: String,
+    },
+}
+
+impl PgError {
+    /// For `map_err`: a failed statement, and what it was for.
+    pub(crate) fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+        move |e| PgError::Query {
+            what,
+            message: describe(&e),
+            connection: e.as_db_error().is_none(),
+        }
+    }
+
+    pub(crate) fn pool(target: &str) -> impl FnOnce(deadpool_postgres::PoolError) -> PgError + '_ {
+        move |e| PgError::Unreachable {
+            target: target.to_string(),
+            message: match e {
+                deadpool_postgres::PoolError::Backend(e) => describe(&e),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
+/// The server's own message where there is one (`tokio_postgres::Error`'s display says
+/// only "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        let unreachable = matches!(
+            e,
+            PgError::Unreachable { .. }
+                | PgError::Query {
+                    connection: true,
+                    ..
+                }
+        );
+        StoreError::Database {
+            message: e.to_string(),
+            unreachable,
+        }
+    }
+}

@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::records::TaskState;
+use crate::routing::{self, Elsewhere, Host};
 use crate::task::Task;
 
 /// The documented queue order: higher `priority` first, then file name (byte order), so
@@ -21,6 +22,8 @@ pub enum Hold {
     NoSlot,
     /// Another task runs in place in the same checkout (`isolation: none`).
     Checkout(String),
+    /// It is for another host: pinned there, or needing labels this host lacks.
+    Elsewhere(Elsewhere),
 }
 
 /// What to do with the queue right now.
@@ -37,6 +40,7 @@ pub struct Plan {
 /// Decides what to start given the queue, what already finished, what is active (running or
 /// still being started) and how many slots are free. Tasks that run in place lock their
 /// checkout (`locks`: task id → checkout); `held` are the checkouts active tasks hold.
+/// Tasks for another host than `here` wait, without taking a slot.
 pub fn plan<'a>(
     queued: impl IntoIterator<Item = &'a Task>,
     finished: &BTreeMap<String, TaskState>,
@@ -44,6 +48,7 @@ pub fn plan<'a>(
     free_slots: usize,
     locks: &BTreeMap<String, String>,
     held: &BTreeSet<String>,
+    here: &Host,
 ) -> Plan {
     let mut held = held.clone();
     let mut tasks: Vec<&Task> = queued.into_iter().collect();
@@ -82,6 +87,9 @@ pub fn plan<'a>(
                 .push((task.id.clone(), format!("dependency `{dep}` failed")));
         } else if !waiting.is_empty() {
             plan.hold.push((task.id.clone(), Hold::Waiting(waiting)));
+        } else if let Err(elsewhere) = routing::route(task, here) {
+            plan.hold
+                .push((task.id.clone(), Hold::Elsewhere(elsewhere)));
         } else if let Some(lock) = locks.get(&task.id).filter(|l| held.contains(*l)) {
             plan.hold
                 .push((task.id.clone(), Hold::Checkout(lock.clone())));
@@ -130,6 +138,11 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// A host with no name or labels: tasks that neither pin a host nor require a label.
+    fn anywhere() -> Host {
+        Host::default()
+    }
+
     pub(crate) fn task(id: &str, front: &str) -> Task {
         let text = format!("---\n{front}\n---\nbody\n");
         match crate::task::parse(id, Path::new("x.md"), &text, None) {
@@ -153,6 +166,7 @@ mod tests {
             10,
             &BTreeMap::new(),
             &BTreeSet::new(),
+            &anywhere(),
         );
         assert_eq!(p.start, vec!["zzz", "001-a", "002-b", "low"]);
     }
@@ -171,6 +185,7 @@ mod tests {
             2,
             &BTreeMap::new(),
             &BTreeSet::new(),
+            &anywhere(),
         );
         assert_eq!(p.start, vec!["c", "b"]);
         assert_eq!(p.hold, vec![("a".to_string(), Hold::NoSlot)]);
@@ -181,7 +196,8 @@ mod tests {
                 &BTreeSet::new(),
                 0,
                 &BTreeMap::new(),
-                &BTreeSet::new()
+                &BTreeSet::new(),
+                &anywhere()
             )
             .start
             .is_empty()
@@ -199,6 +215,7 @@ mod tests {
             4,
             &BTreeMap::new(),
             &BTreeSet::new(),
+            &anywhere(),
         );
         assert!(p.start.is_empty());
         assert_eq!(
@@ -217,7 +234,8 @@ mod tests {
                 &BTreeSet::new(),
                 4,
                 &BTreeMap::new(),
-                &BTreeSet::new()
+                &BTreeSet::new(),
+                &anywhere()
             )
             .start,
             vec!["b"]
@@ -231,6 +249,7 @@ mod tests {
             4,
             &BTreeMap::new(),
             &BTreeSet::new(),
+            &anywhere(),
         );
         assert_eq!(p.fail[0], ("b".into(), "dependency `a` failed".into()));
         assert_eq!(p.fail.len(), 2);
@@ -246,6 +265,7 @@ mod tests {
             1,
             &BTreeMap::new(),
             &BTreeSet::new(),
+            &anywhere(),
         );
         assert_eq!(p.start, vec!["b"]);
     }
@@ -264,6 +284,7 @@ mod tests {
             4,
             &BTreeMap::new(),
             &BTreeSet::new(),
+            &anywhere(),
         );
         let failed: Vec<&str> = p.fail.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(failed, vec!["a", "b"]);
@@ -289,12 +310,66 @@ mod tests {
             4,
             &locks,
             &BTreeSet::new(),
+            &anywhere(),
         );
         assert_eq!(p.start, vec!["a", "c"]);
         assert_eq!(p.hold, vec![("b".into(), Hold::Checkout("/r/.git".into()))]);
         // Held by a running task: neither starts.
         let held = BTreeSet::from(["/r/.git".to_string()]);
-        let p = plan(&tasks, &BTreeMap::new(), &BTreeSet::new(), 4, &locks, &held);
+        let p = plan(
+            &tasks,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            4,
+            &locks,
+            &held,
+            &anywhere(),
+        );
         assert_eq!(p.start, vec!["c"]);
+    }
+
+    #[test]
+    pub(crate) fn tasks_for_another_host_wait_without_taking_a_slot() {
+        let tasks = [
+            task("gpu", "priority: 9\nrequires: gpu"),
+            task("pinned", "priority: 8\nhost: build-2"),
+            task("plain", "priority: 0"),
+        ];
+        let plan_on = |here: &Host| {
+            plan(
+                &tasks,
+                &BTreeMap::new(),
+                &BTreeSet::new(),
+                1,
+                &BTreeMap::new(),
+                &BTreeSet::new(),
+                here,
+            )
+        };
+        let p = plan_on(&Host::new("build-1", Vec::<String>::new()));
+        assert_eq!(p.start, vec!["plain"]);
+        assert!(p.fail.is_empty(), "never failed: another host may run them");
+        assert_eq!(
+            p.hold,
+            vec![
+                (
+                    "gpu".into(),
+                    Hold::Elsewhere(Elsewhere::Labels(vec!["gpu".into()]))
+                ),
+                (
+                    "pinned".into(),
+                    Hold::Elsewhere(Elsewhere::Pinned("build-2".into()))
+                ),
+            ]
+        );
+        let p = plan_on(&Host::new("build-2", ["gpu"]));
+        assert_eq!(p.start, vec!["gpu"]);
+        assert_eq!(
+            p.hold,
+            vec![
+                ("pinned".into(), Hold::NoSlot),
+                ("plain".into(), Hold::NoSlot)
+            ]
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod event;
 pub mod notice;
 pub mod records;
 pub mod recovery;
+pub mod routing;
 pub mod schedule_runs;
 pub mod session;
 pub mod settings;

@@ -31,6 +31,8 @@ pub struct Settings {
     pub agents: BTreeMap<String, AgentSettings>,
     /// Failed acceptance checks go back to the agent this many times before the task fails.
     pub verify_rounds: u32,
+    /// This host's name and labels: tasks for another host are left queued.
+    pub host: crate::routing::Host,
 }
 
 /// What the core needs of an agent profile.

@@ -17,6 +17,7 @@ use crate::run::{
 use crate::tasks;
 use nightshift_core::attention::Flag;
 use nightshift_core::dispatch::{self, Hold};
+use nightshift_core::routing::{self, Host};
 use nightshift_core::task::{self, Task};
 use nightshift_store::{Entry, Store};
 
@@ -40,6 +41,11 @@ pub struct TaskView {
     pub modified: Option<Timestamp>,
     /// Why a running task needs a person (empty when it does not).
     pub attention: Vec<Flag>,
+    /// For a queued task, the host it is pinned to (if any); for a running or finished
+    /// one, the host that ran its last attempt.
+    pub host: Option<String>,
+    /// Why a queued task is not for this host (`needs label gpu`, `runs on host b`).
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +116,7 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
     }
 }
 
-fn view(home: &Home, entry: &Entry) -> (TaskView, Option<Task>) {
+fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
     let (id, path) = (entry.id.as_str(), entry.source.as_path());
     let parsed = entry
         .content
@@ -139,6 +145,8 @@ fn view(home: &Home, entry: &Entry) -> (TaskView, Option<Task>) {
         last: (last > 0).then(|| attempt_view(home, id, last)),
         modified: entry.modified,
         attention: Vec::new(),
+        host: None,
+        held: None,
     };
     if entry.state == TaskState::Running && last > 0 {
         let record: Option<AttentionRecord> = RunDir::new(home.run_dir(id, last))
@@ -154,6 +162,9 @@ fn view(home: &Home, entry: &Entry) -> (TaskView, Option<Task>) {
             v.agent = t.agent.clone();
             v.workdir = t.workdir.clone();
             v.depends_on = t.depends_on.clone();
+            if entry.state == TaskState::Queued {
+                v.held = routing::route(&t, here).err().map(|e| e.to_string());
+            }
             Some(t)
         }
         Err(e) => {
@@ -162,7 +173,18 @@ fn view(home: &Home, entry: &Entry) -> (TaskView, Option<Task>) {
         }
     };
     v.error = error;
+    v.host = host_of(entry, task.as_ref(), here);
     (v, task)
+}
+
+/// Where a task runs or ran: the one place a view learns it. The folder store is not shared,
+/// so every attempt in it ran on this host; a queued task shows the host it is pinned to.
+fn host_of(entry: &Entry, task: Option<&Task>, here: &Host) -> Option<String> {
+    match entry.state {
+        TaskState::Queued => task.and_then(|t| t.host.clone()),
+        _ if entry.last_attempt > 0 => Some(here.name.clone()),
+        _ => None,
+    }
 }
 
 /// Finished tasks' views, kept between reads by a live view: a finished task changes only
@@ -187,6 +209,7 @@ pub fn collect_with<S: Store>(
     config: &Config,
     cache: &mut ViewCache,
 ) -> anyhow::Result<Vec<TaskView>> {
+    let here = config.here();
     let mut seen = BTreeSet::new();
     let mut running = Vec::new();
     let mut queued = Vec::new();
@@ -205,7 +228,7 @@ pub fn collect_with<S: Store>(
             seen.insert(key);
             continue;
         }
-        let (mut v, task) = view(home, &entry);
+        let (mut v, task) = view(home, &entry, &here);
         if v.agent.is_none() && task.is_some() {
             v.agent = Some(config.default_agent.clone());
         }
@@ -238,6 +261,7 @@ pub fn collect_with<S: Store>(
         usize::MAX,
         &Default::default(),
         &Default::default(),
+        &here,
     );
     let rank: BTreeMap<&str, usize> = plan
         .start
@@ -263,9 +287,13 @@ pub fn collect_with<S: Store>(
 }
 
 /// One task by id, wherever it is.
-pub fn find(home: &Home, id: &str) -> Result<Option<TaskView>, nightshift_store::StoreError> {
+pub fn find(
+    home: &Home,
+    config: &Config,
+    id: &str,
+) -> Result<Option<TaskView>, nightshift_store::StoreError> {
     let entry = tasks::call("entry", tasks::open(home).entry(id))?;
-    Ok(entry.map(|e| view(home, &e).0))
+    Ok(entry.map(|e| view(home, &e, &config.here()).0))
 }
 
 /// Seconds since `t`, for display.

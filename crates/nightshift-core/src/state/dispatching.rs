@@ -36,6 +36,7 @@ impl State {
             free,
             &locks,
             &held,
+            &self.settings.host,
         );
         for (id, reason) in plan.fail {
             self.queued.remove(&id);

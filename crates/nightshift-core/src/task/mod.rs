@@ -45,6 +45,10 @@ pub struct Task {
     pub verify_rounds: Option<u32>,
     /// Resume the agent's own session when its tmux session vanished (`None`: the default).
     pub resume: Option<bool>,
+    /// Labels the host that runs it must have (`requires: [gpu]`).
+    pub requires: Vec<String>,
+    /// The only host that may run it (`host:`; `add` records it for a local workdir).
+    pub host: Option<String>,
     /// The body, byte for byte, without the front matter and without an appended report.
     pub prompt: String,
     /// 1-based line of each front-matter key in the file, for error messages.

@@ -31,6 +31,8 @@ struct FrontMatter {
     verify_timeout: Option<DurationField>,
     verify_rounds: Option<u32>,
     resume: Option<bool>,
+    requires: Option<OneOrMany>,
+    host: Option<String>,
 }
 
 /// The parts of a task file.
@@ -219,6 +221,20 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
             .resolve()
             .map_err(|m| TaskError::new(path, at("attention"), 1, format!("attention: {m}")))?,
     };
+    let requires = match front.requires {
+        None => Vec::new(),
+        Some(OneOrMany::One(l)) => vec![l],
+        Some(OneOrMany::Many(ls)) => ls,
+    };
+    for label in &requires {
+        crate::routing::validate_label(label)
+            .map_err(|m| TaskError::new(path, at("requires"), 1, format!("requires: {m}")))?;
+    }
+    let host = front.host.map(|h| h.trim().to_string());
+    if let Some(h) = &host {
+        crate::routing::validate_host(h)
+            .map_err(|m| TaskError::new(path, at("host"), 1, format!("host: {m}")))?;
+    }
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {
         return Err(TaskError::new(
@@ -244,6 +260,8 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         verify_timeout,
         verify_rounds: front.verify_rounds,
         resume: front.resume,
+        requires,
+        host,
         depends_on,
         env,
         attention,

@@ -191,3 +191,32 @@ fn a_tilde_workdir_is_under_the_given_home_and_needs_one() {
     assert!(err.to_string().contains("HOME is not set"), "{err}");
     assert_eq!(err.line, 2, "{err}");
 }
+
+#[test]
+fn requires_and_host_parse() {
+    let t = parse_ok("---\nrequires: [gpu, macos-14]\nhost: build-2\n---\nx");
+    assert_eq!(t.requires, vec!["gpu".to_string(), "macos-14".to_string()]);
+    assert_eq!(t.host.as_deref(), Some("build-2"));
+    let t = parse_ok("---\nrequires: gpu\n---\nx");
+    assert_eq!(t.requires, vec!["gpu".to_string()]);
+    let t = parse_ok("x");
+    assert!(t.requires.is_empty() && t.host.is_none());
+}
+
+#[test]
+fn bad_labels_and_hosts_name_the_field_and_line() {
+    let e = parse_err("---\ntitle: x\nrequires: [gpu, \"big box\"]\n---\nx");
+    assert_eq!((e.line, e.column), (3, 1), "{e}");
+    assert!(e.message.starts_with("requires:"), "{e}");
+    assert!(
+        e.to_string().starts_with("queue/t1.md:3:1: requires:"),
+        "{e}"
+    );
+    let e = parse_err("---\nrequires: [\"\"]\n---\nx");
+    assert!(e.message.contains("must not be empty"), "{e}");
+    let e = parse_err("---\nhost: \"a/b\"\n---\nx");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(e.message.starts_with("host:"), "{e}");
+    let e = parse_err("---\nhost: \"\"\n---\nx");
+    assert!(e.message.contains("must not be empty"), "{e}");
+}

@@ -58,6 +58,7 @@ fn settings(max_agents: usize) -> Settings {
         renotify: None,
         default_agent: "test".into(),
         agents: Default::default(),
+        host: Default::default(),
     }
 }
 

@@ -54,6 +54,13 @@ pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
         }
     };
     note(
+        "store",
+        config
+            .store
+            .display_url()
+            .unwrap_or_else(|| "the folder store in this home".into()),
+    )?;
+    note(
         "tmux server",
         crate::tmux::Tmux::new(&config.tmux_socket).display_prefix(),
     )?;
@@ -144,17 +151,21 @@ fn asks_version(program: &str) -> bool {
 fn exposed_secrets(file: &std::path::Path, config: &crate::config::Config) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
-    let with_env: Vec<&str> = config
+    let mut secrets: Vec<String> = config
         .agents
         .iter()
         .filter(|(_, p)| !p.env.is_empty())
-        .map(|(name, _)| name.as_str())
+        .map(|(name, _)| format!("the env of agent {name}"))
         .collect();
-    (crate::privacy::open_to_others(mode) && !with_env.is_empty()).then(|| {
+    // A password written into `[store] url` (the masked form differs from the written one).
+    if config.store.url != config.store.display_url() {
+        secrets.push("the password in [store] url".into());
+    }
+    (crate::privacy::open_to_others(mode) && !secrets.is_empty()).then(|| {
         format!(
-            "{} holds secrets (the env of agent {}) and other users can read it (mode {mode:o}): run `chmod 600 {}`",
+            "{} holds secrets ({}) and other users can read it (mode {mode:o}): run `chmod 600 {}`",
             file.display(),
-            with_env.join(", "),
+            secrets.join(", "),
             file.display()
         )
     })

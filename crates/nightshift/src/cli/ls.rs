@@ -140,18 +140,18 @@ fn print_ls(
         return Ok(exit::SUCCESS);
     }
     // Ids, agents and titles come from task files: no escape sequence reaches the terminal.
-    let rows: Vec<[String; 6]> = tasks
+    let rows: Vec<[String; 7]> = tasks
         .iter()
         .map(|t| row(t).map(|cell| clean_line(&cell, true)))
         .collect();
-    let header = ["ID", "STATE", "PRI", "AGENT", "TRY", "TIME"];
+    let header = ["ID", "STATE", "PRI", "AGENT", "HOST", "TRY", "TIME"];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 6], info: &str| {
+    let line = |cells: [&str; 7], info: &str| {
         let mut s = String::new();
         for (cell, w) in cells.iter().zip(widths) {
             s.push_str(&format!("{cell:<w$}  "));
@@ -169,7 +169,7 @@ fn print_ls(
             text.push_str(&format!("  [{branch}]"));
         }
         line(
-            [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
+            [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]],
             &clean_line(&text, true),
         )?;
     }
@@ -194,7 +194,7 @@ async fn branch_of(t: &TaskView) -> Option<String> {
     })
 }
 
-fn row(t: &TaskView) -> [String; 6] {
+fn row(t: &TaskView) -> [String; 7] {
     let state = match t.state {
         TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
         TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
@@ -219,6 +219,7 @@ fn row(t: &TaskView) -> [String; 6] {
         state,
         t.priority.to_string(),
         t.agent.clone().unwrap_or_default(),
+        t.host.clone().unwrap_or_default(),
         if t.attempts > 0 {
             t.attempts.to_string()
         } else {
@@ -248,6 +249,9 @@ fn info(t: &TaskView) -> String {
     if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
+    if let Some(held) = &t.held {
+        s.push_str(&format!("  (held: {held})"));
+    }
     if (t.state == TaskState::Failed || t.error.is_some())
         && let Some(reason) = t.reason()
     {
@@ -270,7 +274,7 @@ fn truncate(s: &str, max: usize) -> String {
 
 pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
-    let Some(t) = status::find(home, &args.id)? else {
+    let Some(t) = status::find(home, &config, &args.id)? else {
         return Err(CliError::not_found(&args.id).into());
     };
     if args.json {
@@ -293,6 +297,12 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     }
     if !t.waiting_for.is_empty() {
         kv("waits for", &t.waiting_for.join(", "))?;
+    }
+    if let Some(host) = &t.host {
+        kv("host", host)?;
+    }
+    if let Some(held) = &t.held {
+        kv("held", held)?;
     }
     if let Some(e) = &t.error {
         kv("error", e)?;

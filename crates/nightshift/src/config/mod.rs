@@ -8,7 +8,9 @@
 //! `template.rs`.
 
 mod argv;
+mod host;
 mod profile;
+mod store;
 mod template;
 
 #[cfg(test)]
@@ -23,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use nightshift_core::duration;
 
 pub use argv::{ArgvVars, expand_argv};
+pub use host::HOST_ENV;
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};
+pub use store::{MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, mask_url};
 pub use template::TEMPLATE;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,11 @@ pub enum ConfigError {
     },
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        source: StoreConfigError,
+    },
     #[error("{}: agent `{agent}`: {message}", path.display())]
     Profile {
         path: PathBuf,
@@ -46,6 +55,12 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// This host's name in a fleet (default: the machine's; `NIGHTSHIFT_HOST` overrides).
+    pub host: String,
+    /// What this host offers, for tasks' `requires:` (`["gpu", "macos"]`).
+    pub labels: Vec<String>,
+    /// Where the queue lives: the folder store, or a database shared by a fleet.
+    pub store: StoreConfig,
     /// How many agents may run at once.
     pub max_agents: usize,
     /// The profile used when a task names none.
@@ -232,6 +247,9 @@ impl AttentionConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            host: nightshift_store::this_host(),
+            labels: Vec::new(),
+            store: StoreConfig::default(),
             max_agents: 2,
             default_agent: "claude".into(),
             workdir: None,
@@ -275,7 +293,18 @@ impl Config {
         Self::parse(path, &text)
     }
 
+    /// Parses `text` (read from `path`), with this process's environment.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Self::parse_with_env(path, text, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with the environment given (`NIGHTSHIFT_HOST`,
+    /// `NIGHTSHIFT_STORE_URL`).
+    pub fn parse_with_env(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string().trim().to_string(),
@@ -345,7 +374,24 @@ impl Config {
                 message: "done_marker must not be empty".into(),
             });
         }
+        host::settle(&mut config, env).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config
+            .store
+            .settle(base, env)
+            .map_err(|source| ConfigError::Store {
+                path: path.into(),
+                source,
+            })?;
         Ok(config)
+    }
+
+    /// This host's name and labels, for routing tasks.
+    pub fn here(&self) -> nightshift_core::routing::Host {
+        nightshift_core::routing::Host::new(self.host.clone(), self.labels.iter().cloned())
     }
 
     pub fn profile(&self, name: &str) -> Option<&AgentProfile> {

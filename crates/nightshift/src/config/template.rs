@@ -3,6 +3,14 @@
 /// The `config.toml` that `nightshift init` writes: every setting, commented.
 pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optional; the values shown are the defaults.
 
+# This host's name in a fleet (several hosts on one queue). Default: the machine's host
+# name. NIGHTSHIFT_HOST overrides it. Letters, digits, ".", "_" and "-".
+# host = "build-1"
+
+# What this host offers. A task with `requires: [gpu]` starts only on a host with all the
+# labels it requires; others leave it queued for a host that has them.
+# labels = ["gpu", "macos"]
+
 # How many agents may run at once.
 # max_agents = 2
 
@@ -53,6 +61,16 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # verify_timeout = "10m"        # for each `verify:` command (acceptance checks)
 # verify_rounds = 2             # failed checks go back to the agent this often, then it fails
 # preamble = "..."              # put before every prompt; "" for none
+
+# Where the queue lives. Without a url, in this home (a single host; no database needed).
+# With one, in a PostgreSQL database that a fleet of hosts shares. NIGHTSHIFT_STORE_URL
+# overrides the url. A password in the url is never shown (`***`); better keep it out of
+# this file and use password_file.
+# [store]
+# url = "postgres://nightshift@db.example/nightshift?sslmode=verify-full"
+#                               # or libpq's form: "host=db.example dbname=nightshift user=nightshift"
+# lease = "30s"                 # a host's claim on a running task lapses after this without renewal (at least 2s)
+# password_file = "/home/me/.config/nightshift/db-password"  # its trimmed content; mode 600 (relative: to this file)
 
 # When a running agent needs a person. Each signal raises a flag (shown first by
 # `nightshift ls` and listed by `nightshift attention`); it clears when the agent makes

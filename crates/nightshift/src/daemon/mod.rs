@@ -213,6 +213,7 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         policies: config.attention.policy.clone(),
         renotify: config.attention.renotify,
         verify_rounds: config.verify_rounds,
+        host: config.here(),
         default_agent: config.default_agent.clone(),
         agents: config
             .agents

@@ -97,7 +97,7 @@ pub(super) fn drain(
     })?;
     let mut reasons = BTreeMap::new();
     for id in &failed {
-        let reason = crate::status::find(&sb.home, id)
+        let reason = crate::status::find(&sb.home, &crate::config::Config::default(), id)
             .ok()
             .flatten()
             .and_then(|v| v.reason())

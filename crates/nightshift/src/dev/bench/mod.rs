@@ -252,7 +252,7 @@ fn sequential_task(
                 return Ok(Some((unix_nanos(*t), false)));
             }
             if failed.exists() {
-                let reason = crate::status::find(&sb.home, id)
+                let reason = crate::status::find(&sb.home, &crate::config::Config::default(), id)
                     .ok()
                     .flatten()
                     .and_then(|v| v.reason())

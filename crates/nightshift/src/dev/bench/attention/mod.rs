@@ -198,7 +198,7 @@ fn report(sb: &Sandbox, list: &[Scenario], live: &[Live]) -> anyhow::Result<i32>
             Outcome::Hangs => l.cancelled && l.end.is_some(),
         };
         if !ok_end {
-            let reason = crate::status::find(&sb.home, s.id)
+            let reason = crate::status::find(&sb.home, &crate::config::Config::default(), s.id)
                 .ok()
                 .flatten()
                 .and_then(|v| v.reason())

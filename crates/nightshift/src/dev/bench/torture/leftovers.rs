@@ -14,11 +14,12 @@ impl Torture {
                 Some(TaskState::Done) => f.done += 1,
                 Some(TaskState::Failed) => {
                     f.failed += 1;
-                    let reason = crate::status::find(&self.sb.home, id)
-                        .ok()
-                        .flatten()
-                        .and_then(|v| v.reason())
-                        .unwrap_or_else(|| "no reason recorded".into());
+                    let reason =
+                        crate::status::find(&self.sb.home, &crate::config::Config::default(), id)
+                            .ok()
+                            .flatten()
+                            .and_then(|v| v.reason())
+                            .unwrap_or_else(|| "no reason recorded".into());
                     self.violate("task failed", format!("{id} failed: {reason}"));
                 }
                 Some(state) if self.added_id(id) => {

@@ -58,6 +58,9 @@ pub enum Event {
     },
     /// The task file vanished from `queue/` before it could be claimed.
     ClaimLost { id: String },
+    /// A running task's claim is another daemon's now (a shared store gave it to another
+    /// host after this one's lease lapsed): its agent here stops, and nothing is filed.
+    TakenOver { id: String },
     /// New lines of the agent's output.
     Output {
         id: String,

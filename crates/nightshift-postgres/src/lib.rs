@@ -71,7 +71,7 @@ impl Drop for PgStore {
 impl PgStore {
     /// Connects and checks that the schema is the one this build knows.
     pub async fn connect(options: &PgOptions) -> Result<PgStore, PgError> {
-        let store = Self::open(options)?;
+        let store = Self::lazy(options)?;
         let client = store.client().await?;
         schema::check(&client).await?;
         Ok(store)
@@ -80,12 +80,15 @@ impl PgStore {
     /// Creates or upgrades the schema. Returns the versions applied (none when it was
     /// current already).
     pub async fn migrate(options: &PgOptions) -> Result<Vec<i32>, PgError> {
-        let store = Self::open(options)?;
+        let store = Self::lazy(options)?;
         let mut client = store.client().await?;
         schema::migrate(&mut client).await
     }
 
-    fn open(options: &PgOptions) -> Result<PgStore, PgError> {
+    /// The store, without connecting yet: the first call connects (and a call while the
+    /// database is down fails with why). For one-shot commands; a daemon uses
+    /// [`PgStore::connect`], which also checks the schema.
+    pub fn lazy(options: &PgOptions) -> Result<PgStore, PgError> {
         let target = connect::target(options)?;
         let pool = connect::pool(&target);
         let (changes, _) = tokio::sync::watch::channel(0);

@@ -133,6 +133,15 @@ impl Cluster {
         Ok(self.url(&name))
     }
 
+    /// Runs one SQL statement with `psql` on the database `url` names (as [`Cluster::database`]
+    /// gave it) and returns its unaligned output: for tests that look at the rows.
+    pub fn query(&self, url: &str, sql: &str) -> Result<String, String> {
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.arg(url)
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql]);
+        run(&mut psql).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
     /// The server's log so far, for a failing test's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.socket_dir().join("server.log")).unwrap_or_default()

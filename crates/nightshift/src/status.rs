@@ -177,11 +177,13 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
     (v, task)
 }
 
-/// Where a task runs or ran: the one place a view learns it. The folder store is not shared,
-/// so every attempt in it ran on this host; a queued task shows the host it is pinned to.
+/// Where a task runs or ran: the one place a view learns it. A shared store records the
+/// host; the folder store is not shared, so every attempt in it ran on this host; a queued task shows the host it is pinned to.
 fn host_of(entry: &Entry, task: Option<&Task>, here: &Host) -> Option<String> {
     match entry.state {
         TaskState::Queued => task.and_then(|t| t.host.clone()),
+        // A shared store knows which host ran it.
+        _ if entry.host.is_some() => entry.host.clone(),
         _ if entry.last_attempt > 0 => Some(here.name.clone()),
         _ => None,
     }

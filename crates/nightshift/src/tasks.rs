@@ -5,14 +5,19 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use nightshift_store::{FolderStore, Store, StoreError};
+use nightshift_store::{Store, StoreError};
+
+pub use crate::any_store::AnyStore;
 
 use crate::home::{Home, TaskState};
 
-/// The store a home's tasks are in. The folder store is the only backend so far, and the
-/// zero-setup default.
-pub fn open(home: &Home) -> FolderStore {
-    FolderStore::new(home.root())
+/// The store a home's tasks are in: the folder store, or the database its config names.
+/// A config that cannot be read gives a store whose calls say so.
+pub fn open(home: &Home) -> AnyStore {
+    match crate::config::Config::load(&home.config_file()) {
+        Ok(config) => AnyStore::open(home, &config),
+        Err(e) => AnyStore::Unusable(format!("{}: {e}", home.config_file().display())),
+    }
 }
 
 /// Runs one store call to its end, for a command that has nothing else to do meanwhile,
@@ -28,13 +33,10 @@ where
     E: From<StoreError> + Send,
 {
     let run = move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|source| StoreError::Io {
-                path: "a runtime for the store".into(),
-                source,
-            })?;
+        let runtime = runtime().map_err(|source| StoreError::Io {
+            path: "a runtime for the store".into(),
+            source: std::io::Error::other(source),
+        })?;
         runtime.block_on(nightshift_store::within(
             what,
             crate::daemon::STORE_TIMEOUT,
@@ -49,6 +51,24 @@ where
         // The call panicked: pass it on as it was.
         Err(panic) => std::panic::resume_unwind(panic),
     })
+}
+
+/// One runtime for the process's store calls: a database store's connections live on the
+/// runtime that made them, so they outlast a single call only if the runtime does.
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("store")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// The state of the task with `id` in the home's store, if there is one.

@@ -261,6 +261,13 @@ impl State {
                     self.fail_attempt(&id, reason, retry, now, &mut actions);
                 }
             }
+            Event::TakenOver { id } => {
+                if let Some(run) = self.running.remove(&id) {
+                    actions.push(Action::CloseSession {
+                        session: run.session,
+                    });
+                }
+            }
             Event::ClaimLost { id } => {
                 // Only a run still being started can lose its claim.
                 if self

@@ -7,7 +7,7 @@ use crate::status::{self, TaskView};
 use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
 use nightshift_core::duration::format as format_duration;
-use nightshift_store::FolderStore;
+use crate::tasks::AnyStore;
 
 use super::{CliError, exit, load_config, runtime};
 
@@ -79,7 +79,7 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
 fn print_ls(
     home: &Home,
     args: &LsArgs,
-    store: &FolderStore,
+    store: &AnyStore,
     cache: &mut status::ViewCache,
 ) -> anyhow::Result<i32> {
     let config = load_config(home)?;
@@ -97,17 +97,25 @@ fn print_ls(
         tasks.retain(|t| t.state == wanted);
     }
     let daemon = daemon_status(home);
+    let hosts = fleet_hosts(store)?;
     if args.json {
         let (status, error) = match &daemon {
             Ok(s) => (s.clone(), None),
             Err(e) => (None, Some(e.clone())),
         };
-        let out = serde_json::json!({ "daemon": status, "daemon_error": error, "tasks": tasks });
+        let out = serde_json::json!({
+            "daemon": status,
+            "daemon_error": error,
+            "hosts": hosts,
+            "tasks": tasks,
+        });
         outln!("{}", crate::term_text::to_json(&out)?)?;
         return Ok(exit::SUCCESS);
     }
-    let store = crate::tasks::open(home);
-    let paused = if crate::tasks::call("paused", nightshift_store::Store::paused(&store))? {
+    if let Some(hosts) = &hosts {
+        outln!("{}", clean_line(&hosts_line(hosts), true))?;
+    }
+    let paused = if crate::tasks::call("paused", nightshift_store::Store::paused(store))? {
         " — PAUSED (`nightshift resume`)"
     } else {
         ""
@@ -192,6 +200,38 @@ async fn branch_of(t: &TaskView) -> Option<String> {
         ),
         None => wt.branch.clone(),
     })
+}
+
+/// The fleet's hosts, for a shared store (`None` for the folder store).
+fn fleet_hosts(store: &AnyStore) -> anyhow::Result<Option<Vec<nightshift_postgres::HostView>>> {
+    let Some(pg) = store.postgres() else {
+        return Ok(None);
+    };
+    let hosts = crate::tasks::call("hosts", async {
+        pg.hosts()
+            .await
+            .map_err(nightshift_store::StoreError::from)
+    })?;
+    Ok(Some(hosts))
+}
+
+/// `hosts: a [gpu], b LOST (silent 2m)`: who is in the fleet, and who stopped answering.
+fn hosts_line(hosts: &[nightshift_postgres::HostView]) -> String {
+    let shown: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            let mut s = h.name.clone();
+            if !h.labels.is_empty() {
+                s.push_str(&format!(" [{}]", h.labels.join(",")));
+            }
+            if h.lost {
+                let silent = std::time::Duration::from_secs(h.silent_for.max(0.0) as u64);
+                s.push_str(&format!(" LOST (silent {})", format_duration(silent)));
+            }
+            s
+        })
+        .collect();
+    format!("hosts: {}", shown.join(", "))
 }
 
 fn row(t: &TaskView) -> [String; 7] {

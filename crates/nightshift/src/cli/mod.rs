@@ -10,6 +10,7 @@ mod logs;
 mod ls;
 mod schedule;
 mod service;
+mod store;
 mod trigger;
 
 use std::path::PathBuf;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Run the daemon as a user service (launchd on macOS, systemd elsewhere)
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// The shared task store (PostgreSQL): create or upgrade its schema
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Check tmux, git, agent binaries and the home's permissions
     Doctor,
     /// Run a self-contained demonstration in a temporary home
@@ -173,6 +177,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Service(cmd) => service::run(&home, cmd),
         Command::Pause => control::pause(&home, true),
         Command::Resume => control::pause(&home, false),
+        Command::Store(cmd) => store::run(&home, cmd),
         Command::Doctor => doctor::run(&home),
         Command::TestAgent(_)
         | Command::Wrap { .. }

@@ -153,8 +153,45 @@ fn tighten_home(home: &Home) {
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
 /// when it stops, and the next start re-adopts them.
 pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
-    let store = FolderStore::new(home.root());
+    let Some(options) = crate::any_store::postgres_options(&config) else {
+        let store = FolderStore::new(home.root());
+        return run_with(home, config, store).await;
+    };
+    let options = options.map_err(|e| anyhow::anyhow!("config.toml [store]: {e}"))?;
+    // The home's lock first: registering takes over the host's row only as this home.
+    home.ensure_layout()?;
+    let lock = home.lock()?;
+    let mut store = nightshift_postgres::PgStore::connect(&options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_local_runs(home.runs_dir());
+    let info = nightshift_postgres::HostInfo {
+        name: config.host.clone(),
+        instance: instance_name(),
+        home: home.root().display().to_string(),
+        labels: config.labels.clone(),
+        tmux_socket: config.tmux_socket.clone(),
+    };
+    store
+        .register(info)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(host = config.host, store = store.shown(), "registered with the shared task store");
+    drop(lock);
     run_with(home, config, store).await
+}
+
+/// The next change announced by a store with notifications; never, for one without.
+async fn store_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    match changes {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// This daemon instance's name in its claims: its pid and start time.
+fn instance_name() -> String {
+    format!("{}@{}", std::process::id(), Timestamp::now())
 }
 
 /// Runs the daemon on a given task store.
@@ -248,7 +285,10 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         tmux: Tmux::new(&config.tmux_socket),
         home_id: crate::tmux::home_id(home.root()),
         store: Arc::new(store),
-        owner: nightshift_store::owner_here(format!("{}@{}", std::process::id(), Timestamp::now())),
+        owner: Owner {
+            host: config.host.clone(),
+            instance: instance_name(),
+        },
         state: State::new(settings),
         watch,
         runs: HashMap::new(),
@@ -304,6 +344,7 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut store_changes = d.store.subscribe();
     let rescan_every = d.config.rescan_interval;
     let mut next_rescan = Instant::now() + rescan_every;
     // Wall clock and monotonic clock at the last wake-up: they part when the machine slept
@@ -317,6 +358,10 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         }
         let sleep_for = d.sleep_for(next_rescan);
         tokio::select! {
+            Some(()) = store_changed(&mut store_changes) => {
+                // Another host (or this one) changed the shared queue.
+                d.queue_dirty = true;
+            }
             Some(change) = changes.recv() => {
                 // Take everything already waiting, once per path (a rename or a write is
                 // often reported several times), before scanning once.

@@ -376,6 +376,15 @@ impl<S: Store> Daemon<S> {
         for id in ids {
             match within("renew", STORE_TIMEOUT, self.store.renew(&id, &lease)).await {
                 Ok(true) => {}
+                Ok(false) if self.store.shared() => {
+                    // Another host took it over after this one's lease lapsed: its agent
+                    // here must stop, and nothing it does is filed.
+                    tracing::warn!(
+                        task = id,
+                        "another host took this task over; stopping its agent here"
+                    );
+                    self.step(Event::TakenOver { id }).await;
+                }
                 Ok(false) => tracing::warn!(task = id, "the claim is no longer this daemon's"),
                 Err(e) => tracing::warn!(task = id, "cannot renew the claim: {e}"),
             }

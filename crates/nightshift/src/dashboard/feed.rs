@@ -14,7 +14,9 @@ use crate::run;
 use crate::status::{self, TaskView};
 use crate::tmux::Tmux;
 use nightshift_core::task;
-use nightshift_store::{FolderStore, Store};
+use nightshift_store::Store;
+
+use crate::tasks::AnyStore;
 
 use super::model::{self, Live, Model};
 use super::view::Preview;
@@ -43,7 +45,7 @@ pub struct Feed {
     /// Why the last read of the files failed, if it did.
     pub error: Option<String>,
     cache: status::ViewCache,
-    store: FolderStore,
+    store: AnyStore,
     /// Whether the queue is paused, as the store said at the last load.
     paused: bool,
 }

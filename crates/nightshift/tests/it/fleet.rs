@@ -1,0 +1,239 @@
+//! A fleet on one PostgreSQL store: several daemons, each with its own home, tmux server
+//! and repository, stand in for hosts. The database is a private cluster per test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use nightshift_postgres::test_cluster::Cluster;
+
+use crate::harness::toml_str;
+use crate::harness::{Env, Task};
+
+struct Fleet {
+    hosts: Vec<Env>,
+    url: String,
+    cluster: Cluster,
+    /// A file every task's agent appends its id to: who ran what, how often.
+    ledger: std::path::PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+/// `n` hosts named h0…, each with `labels(i)`, sharing one fresh database.
+fn fleet(n: usize, labels: impl Fn(usize) -> &'static str) -> Fleet {
+    let cluster = Cluster::start().unwrap_or_else(|e| panic!("a PostgreSQL cluster: {e}"));
+    let url = cluster
+        .database()
+        .unwrap_or_else(|e| panic!("a database: {e}"));
+    let hosts: Vec<Env> = (0..n)
+        .map(|i| {
+            Env::builder()
+                .config("host", &toml_str(&format!("h{i}")))
+                .config("labels", labels(i))
+                .config("max_agents", "4")
+                .config("rescan_interval", "\"2s\"")
+                .config_tail(&format!("[store]\nurl = {}\nlease = \"3s\"\n", toml_str(&url)))
+                .build()
+        })
+        .collect();
+    hosts[0].run(&["store", "migrate"]).success();
+    let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = scratch.path().join("ledger");
+    Fleet {
+        hosts,
+        url,
+        cluster,
+        ledger,
+        _scratch: scratch,
+    }
+}
+
+impl Fleet {
+    fn add(&self, from: usize, id: &str, task: &Task) {
+        self.hosts[from]
+            .cmd(&["add", "-", "--id", id])
+            .stdin(task.text())
+            .run()
+            .success();
+    }
+
+    /// A task that notes its run in the ledger, works for `work`, and signals done.
+    fn ledger_task(&self, id: &str, work: &str) -> Task {
+        let append = format!("@append {} {id}", self.ledger.display());
+        let sleep = format!("@sleep {work}");
+        Task::script([append.as_str(), sleep.as_str(), "@done"])
+    }
+
+    fn ledger(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.ledger)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `(id → (state, host))` as `ls --json` on host `i` shows it.
+    fn ls(&self, i: usize) -> BTreeMap<String, (String, Option<String>)> {
+        let json = self.hosts[i].run(&["ls", "--json"]).success().json();
+        json["tasks"]
+            .as_array()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .map(|t| {
+                        let id = t["id"].as_str().unwrap_or_default().to_string();
+                        let state = t["state"].as_str().unwrap_or_default().to_string();
+                        let host = t["host"].as_str().map(str::to_string);
+                        (id, (state, host))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits (up to `limit`) until `cond` holds for what host `i` lists.
+    fn wait_ls(
+        &mut self,
+        i: usize,
+        what: &str,
+        limit: Duration,
+        cond: impl Fn(&BTreeMap<String, (String, Option<String>)>) -> bool,
+    ) {
+        let start = Instant::now();
+        loop {
+            if cond(&self.ls(i)) {
+                return;
+            }
+            if start.elapsed() > limit {
+                let logs: Vec<String> = self.hosts.iter().map(Env::daemon_log).collect();
+                panic!(
+                    "timed out waiting until {what}\nls: {:?}\n{}\ndb log:\n{}",
+                    self.ls(i),
+                    logs.join("\n=====\n"),
+                    self.cluster.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn count(tasks: &BTreeMap<String, (String, Option<String>)>, state: &str) -> usize {
+    tasks.values().filter(|(s, _)| s == state).count()
+}
+
+#[test]
+fn three_hosts_drain_sixty_tasks_each_exactly_once() {
+    let mut f = fleet(3, |_| "[]");
+    let ids: Vec<String> = (0..60).map(|n| format!("t{n:02}")).collect();
+    for id in &ids {
+        let task = f.ledger_task(id, "300ms");
+        f.add(0, id, &task);
+    }
+    for h in &mut f.hosts {
+        h.start_daemon();
+    }
+    f.wait_ls(1, "all 60 are done", Duration::from_secs(240), |t| {
+        count(t, "done") == 60
+    });
+    let mut ledger = f.ledger();
+    ledger.sort();
+    assert_eq!(ledger, ids, "each task ran exactly once");
+    // Every host sees the same fleet, with who ran what.
+    let seen = f.ls(0);
+    assert_eq!(seen, f.ls(1));
+    assert_eq!(seen, f.ls(2));
+    let hosts: BTreeSet<&str> = seen.values().filter_map(|(_, h)| h.as_deref()).collect();
+    assert!(
+        !hosts.is_empty() && hosts.iter().all(|h| ["h0", "h1", "h2"].contains(h)),
+        "{hosts:?}"
+    );
+    assert!(
+        seen.values().all(|(_, h)| h.is_some()),
+        "every finished task names its host"
+    );
+}
+
+#[test]
+fn a_killed_host_s_task_is_taken_over_after_its_lease_and_the_rest_are_untouched() {
+    let mut f = fleet(2, |i| if i == 0 { "[\"a\"]" } else { "[\"b\"]" });
+    // Only h0 runs at first, so it takes the task; h1's own task needs its label.
+    let orphan = f.ledger_task("orphan", "6s").front("max_attempts: 2");
+    f.add(0, "orphan", &orphan);
+    // With one attempt only, a lost host's task fails with why.
+    let once = f.ledger_task("once", "6s");
+    f.add(0, "once", &once);
+    f.hosts[0].start_daemon();
+    f.wait_ls(0, "h0 runs the task", Duration::from_secs(30), |t| {
+        t.get("orphan") == Some(&("running".into(), Some("h0".into())))
+            && t.get("once") == Some(&("running".into(), Some("h0".into())))
+    });
+    let own = f.ledger_task("own", "8s").front("requires: [b]");
+    f.add(1, "own", &own);
+    f.hosts[1].start_daemon();
+    f.wait_ls(1, "h1 runs its own task", Duration::from_secs(30), |t| {
+        t.get("own").is_some_and(|(s, _)| s == "running")
+    });
+    // The host dies: its daemon and its agents.
+    f.hosts[0].kill9_daemon();
+    f.hosts[0].tmux(&["kill-server"]);
+    f.wait_ls(1, "h1 took the orphan over and finished it", Duration::from_secs(90), |t| {
+        t.get("orphan") == Some(&("done".into(), Some("h1".into())))
+            && t.get("own").is_some_and(|(s, _)| s == "done")
+    });
+    let ledger = f.ledger();
+    let runs = |id: &str| ledger.iter().filter(|l| *l == id).count();
+    assert_eq!(runs("orphan"), 2, "one run on the lost host, one after: {ledger:?}");
+    assert_eq!(runs("own"), 1, "the survivor's task ran once: {ledger:?}");
+    assert_eq!(runs("once"), 1, "{ledger:?}");
+    let once = f.hosts[1].run(&["show", "once", "--json"]).success().json();
+    assert_eq!(once["state"].as_str(), Some("failed"), "{once}");
+    let filed = f
+        .cluster
+        .query(&f.url, "SELECT body FROM tasks WHERE id = 'once'")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(filed.contains("host lost: h0"), "{filed}");
+    let lost = f
+        .cluster
+        .query(&f.url, "SELECT outcome FROM attempts WHERE task_id = 'orphan' ORDER BY n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lost.lines().collect::<Vec<_>>(), ["host lost", "done"]);
+    let show = f.hosts[1].run(&["show", "orphan", "--json"]).success().json();
+    assert_eq!(show["attempts"].as_u64(), Some(2), "{show}");
+    let ls = f.hosts[1].run(&["ls"]);
+    let text = ls.success().stdout.clone();
+    assert!(text.contains("h0") && text.contains("LOST"), "{text}");
+}
+
+#[test]
+fn a_database_outage_holds_new_work_and_loses_nothing() {
+    let mut f = fleet(1, |_| "[]");
+    let long = f.ledger_task("long", "10s");
+    f.add(0, "long", &long);
+    f.hosts[0].start_daemon();
+    f.wait_ls(0, "the task runs", Duration::from_secs(30), |t| {
+        t.get("long").is_some_and(|(s, _)| s == "running")
+    });
+    f.cluster
+        .stop()
+        .unwrap_or_else(|e| panic!("stopping the database: {e}"));
+    let down = f.hosts[0].cmd(&["ls"]).run();
+    assert_ne!(down.code(), Some(0));
+    let said = down.stderr.clone();
+    assert!(said.contains("task store"), "{said}");
+    // The agent goes on while the database is down, and finishes meanwhile.
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(f.hosts[0].daemon_try_wait().is_none(), "the daemon is still up");
+    f.cluster
+        .start_again()
+        .unwrap_or_else(|e| panic!("starting the database: {e}"));
+    f.wait_ls(0, "the finished task is filed", Duration::from_secs(60), |t| {
+        t.get("long").is_some_and(|(s, _)| s == "done")
+    });
+    assert_eq!(f.ledger(), ["long"]);
+    // New work starts again.
+    let next = f.ledger_task("next", "100ms");
+    f.add(0, "next", &next);
+    f.wait_ls(0, "new work runs again", Duration::from_secs(60), |t| {
+        t.get("next").is_some_and(|(s, _)| s == "done")
+    });
+}

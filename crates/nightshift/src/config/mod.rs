@@ -27,7 +27,10 @@ use nightshift_core::duration;
 pub use argv::{ArgvVars, expand_argv};
 pub use host::HOST_ENV;
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};
-pub use store::{MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, mask_url};
+pub use store::{
+    MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, check_url, mask_url,
+    set_url as set_store_url,
+};
 pub use template::TEMPLATE;
 
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@ mod completion;
 mod dashboard;
 mod disk;
 mod fake_api;
+mod hosts;
 mod injection;
 mod leaks;
 mod notify;

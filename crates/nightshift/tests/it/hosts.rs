@@ -166,8 +166,9 @@ fn init_store_sets_the_url_and_never_prints_its_password() {
         format!("{before}\n[store]\nurl = \"host=/tmp/pg dbname=q\"\n")
     );
 
-    // doctor names the store, masked.
+    // doctor names the host and the store, masked.
     let out = env.run(&["doctor"]);
+    assert!(out.stdout.contains("(no labels)"), "{}", out.stdout);
     assert!(
         out.stdout.contains("host=/tmp/pg dbname=q"),
         "{}",

@@ -27,6 +27,7 @@ workdir: /path/to/your/repo
 timeout: 2h            # wall-clock limit per attempt
 max_attempts: 2        # retry once if the agent exits without signalling done
 depends_on: []         # task ids that must be done first
+requires: []           # labels the host that runs it must have (config.toml `labels`)
 env:
   RUST_LOG: info
 ---

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod duration;
 pub mod event;
+pub mod labels;
 pub mod notice;
 pub mod records;
 pub mod recovery;

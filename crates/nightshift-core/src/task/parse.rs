@@ -227,12 +227,12 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         Some(OneOrMany::Many(ls)) => ls,
     };
     for label in &requires {
-        crate::routing::validate_label(label)
+        crate::labels::validate_label(label)
             .map_err(|m| TaskError::new(path, at("requires"), 1, format!("requires: {m}")))?;
     }
     let host = front.host.map(|h| h.trim().to_string());
     if let Some(h) = &host {
-        crate::routing::validate_host(h)
+        crate::labels::validate_host(h)
             .map_err(|m| TaskError::new(path, at("host"), 1, format!("host: {m}")))?;
     }
     let agent = front.agent.map(|a| a.trim().to_string());

@@ -53,6 +53,12 @@ pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
             }
         }
     };
+    let labels = if config.labels.is_empty() {
+        "no labels".to_string()
+    } else {
+        format!("labels: {}", config.labels.join(", "))
+    };
+    note("host", format!("{} ({labels})", config.host))?;
     note(
         "store",
         config

@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the home with a commented config.toml and an example task
-    Init,
+    Init(init::InitArgs),
     /// Run the daemon in the foreground (logs to stderr and logs/daemon.log)
     Daemon,
     /// Add a task file to the queue (atomically)
@@ -152,7 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Init => init::run(&home),
+        Command::Init(args) => init::run(&home, args),
         Command::Daemon => {
             let config = load_config(&home)?;
             let _guard = crate::cli::init_daemon_logging(&home)?;

@@ -19,7 +19,8 @@ pub struct Overrides {
 }
 
 /// Checks a task's text and puts it into the queue under `id`, atomically. A task without a
-/// workdir gets the current directory. `source` names the text in error messages.
+/// workdir gets the current directory, and one with a workdir is pinned to this host
+/// (`host:`) unless it names one. `source` names the text in error messages.
 pub fn enqueue(
     home: &Home,
     config: &Config,
@@ -52,6 +53,10 @@ pub fn enqueue(
     };
     if let Some(w) = &workdir {
         fields.push(("workdir", task::yaml_string(&w.to_string_lossy())));
+    }
+    // A local workdir means nothing on another host of a fleet: the task stays here.
+    if parsed.host.is_none() && (workdir.is_some() || parsed.workdir.is_some()) {
+        fields.push(("host", task::yaml_string(&config.host)));
     }
     let text = task::set_front_matter_fields(text, &fields);
     let final_task = task::parse(id, source, &text, crate::home::user_home().as_deref())

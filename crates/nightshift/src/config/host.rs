@@ -1,7 +1,7 @@
 //! `host` and `labels`: who this host is in a fleet, and what it offers to tasks'
 //! `requires:`.
 
-use nightshift_core::routing;
+use nightshift_core::labels;
 
 use super::Config;
 
@@ -15,14 +15,14 @@ pub(super) fn settle(
 ) -> Result<(), String> {
     if let Some(name) = env(HOST_ENV).filter(|h| !h.trim().is_empty()) {
         config.host = name.trim().to_string();
-        routing::validate_host(&config.host).map_err(|m| format!("{HOST_ENV}: {m}"))?;
+        labels::validate_host(&config.host).map_err(|m| format!("{HOST_ENV}: {m}"))?;
     } else {
-        routing::validate_host(&config.host).map_err(|m| {
+        labels::validate_host(&config.host).map_err(|m| {
             format!("host: {m} (the default is the machine's name: set `host` or {HOST_ENV})")
         })?;
     }
     for label in &config.labels {
-        routing::validate_label(label).map_err(|m| format!("labels: {m}"))?;
+        labels::validate_label(label).map_err(|m| format!("labels: {m}"))?;
     }
     Ok(())
 }

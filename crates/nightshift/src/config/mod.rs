@@ -27,7 +27,10 @@ use nightshift_core::duration;
 pub use argv::{ArgvVars, expand_argv};
 pub use host::HOST_ENV;
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};
-pub use store::{MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, mask_url};
+pub use store::{
+    MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, check_url, mask_url,
+    set_url as set_store_url,
+};
 pub use template::TEMPLATE;
 
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +310,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.to_string().trim().to_string(),
+            message: where_and_what(text, &e),
         })?;
         if config.tmux_socket.is_empty() {
             // The config file lives in the home it configures.
@@ -400,5 +403,20 @@ impl Config {
 
     pub fn agent_names(&self) -> Vec<&str> {
         self.agents.keys().map(String::as_str).collect()
+    }
+}
+
+/// A TOML error as `line L, column C: message`, without toml's quote of the line: that line
+/// may hold a secret (a password in `[store] url`, an agent's `env`).
+fn where_and_what(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
     }
 }

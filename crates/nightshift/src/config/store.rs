@@ -130,10 +130,8 @@ impl StoreConfig {
         if let Some(url) = env(STORE_URL_ENV).filter(|u| !u.trim().is_empty()) {
             self.url = Some(url);
         }
-        if let Some(url) = &self.url
-            && !looks_like_a_database(url)
-        {
-            return Err(StoreConfigError::Url);
+        if let Some(url) = &self.url {
+            check_url(url)?;
         }
         if self.lease < MIN_LEASE {
             return Err(StoreConfigError::Lease);
@@ -148,6 +146,40 @@ impl StoreConfig {
         }
         Ok(())
     }
+}
+
+/// Checks a store URL the way `[store] url` is checked.
+pub fn check_url(url: &str) -> Result<(), StoreConfigError> {
+    if looks_like_a_database(url) {
+        Ok(())
+    } else {
+        Err(StoreConfigError::Url)
+    }
+}
+
+/// `config.toml`'s text with `[store] url` set to `url`, everything else (comments
+/// included) kept as written.
+pub fn set_url(text: &str, url: &str) -> Result<String, String> {
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string().trim().to_string())?;
+    let Some(store) = doc.get_mut("store") else {
+        // Appended as text: toml_edit would put a new table before trailing comments, so
+        // above the commented settings of a file `init` wrote, and a top-level setting
+        // uncommented there later would fall into `[store]`.
+        let sep = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        let url = toml_edit::Value::from(url);
+        return Ok(format!("{text}{sep}\n[store]\nurl = {url}\n"));
+    };
+    store
+        .as_table_like_mut()
+        .ok_or("`store` is not a table")?
+        .insert("url", toml_edit::value(url));
+    Ok(doc.to_string())
 }
 
 fn looks_like_a_database(url: &str) -> bool {
@@ -272,6 +304,21 @@ mod tests {
             assert_eq!(masked, shown, "{url}");
             assert!(!masked.contains("s3cret") && !masked.contains("secret'"));
         }
+    }
+
+    #[test]
+    fn setting_the_url_keeps_the_rest_of_the_file() -> Result<(), String> {
+        let text = "# mine\nmax_agents = 4 # four\n\n[store]\nlease = \"5s\"\nurl = \"postgres://old/q\"\n\n[attention]\nsilence = \"off\"\n";
+        let out = set_url(text, "postgres://new/q")?;
+        assert_eq!(out, text.replace("postgres://old/q", "postgres://new/q"));
+        let out = set_url("# only comments\n# [store]\n", "host=db dbname=q")?;
+        assert_eq!(
+            out,
+            "# only comments\n# [store]\n\n[store]\nurl = \"host=db dbname=q\"\n"
+        );
+        assert!(set_url("store = 3\n", "postgres://db/q").is_err());
+        assert!(set_url("max_agents = \n", "postgres://db/q").is_err());
+        Ok(())
     }
 
     #[test]

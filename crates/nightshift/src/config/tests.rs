@@ -272,3 +272,16 @@ fn a_relative_password_file_is_beside_the_config_and_must_be_private() -> std::i
     );
     Ok(())
 }
+
+#[test]
+fn a_syntax_error_on_the_url_line_does_not_echo_the_password() {
+    let text = "max_agents = 2\n[store]\nurl = \"postgres://ns:s3cret@db/q\n";
+    match parse_env(Path::new("c.toml"), text, &[]) {
+        Err(e) => {
+            let e = e.to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("line 3"), "{e}");
+        }
+        Ok(_) => panic!("parsed"),
+    }
+}

@@ -92,6 +92,8 @@ impl Env {
             .env_remove("NIGHTSHIFT_TASK_ID")
             .env_remove("NIGHTSHIFT_SOCKET")
             .env_remove("NIGHTSHIFT_ATTEMPT")
-            .env_remove("NIGHTSHIFT_LOG");
+            .env_remove("NIGHTSHIFT_LOG")
+            .env_remove("NIGHTSHIFT_HOST")
+            .env_remove("NIGHTSHIFT_STORE_URL");
     }
 }

@@ -17,6 +17,7 @@ pub mod event;
 pub mod notice;
 pub mod records;
 pub mod recovery;
+pub mod repo_url;
 pub mod schedule_runs;
 pub mod session;
 pub mod settings;

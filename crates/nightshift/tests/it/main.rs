@@ -25,6 +25,7 @@ mod leaks;
 mod notify;
 mod queue;
 mod recovery;
+mod remote;
 mod schedules;
 mod security;
 mod torture;

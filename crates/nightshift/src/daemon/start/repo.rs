@@ -1,0 +1,46 @@
+//! The start of a `repo:` task: its worktree made from this host's mirror of the remote.
+
+use jiff::Timestamp;
+
+use super::StartJob;
+use crate::worktree::Worktree;
+use nightshift_core::start::StartError;
+
+impl StartJob {
+    /// Fetches (or first makes) the mirror of `url` and gets the task's worktree from it
+    /// ready. A fetch that fails may go better next attempt; a missing base will not.
+    pub(super) async fn remote_worktree(&self, url: &str) -> Result<Worktree, StartError> {
+        let task = &self.task;
+        let prepared = crate::remote::prepare(
+            &self.home.mirrors_dir(),
+            &self.home.worktrees_dir(),
+            url,
+            &task.id,
+            task.base.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            let reason = e.to_string();
+            if e.passing() {
+                StartError::passing(reason)
+            } else {
+                StartError::lasting(reason)
+            }
+        })?;
+        let how = if prepared.mirror_created {
+            "made"
+        } else {
+            "fetched"
+        };
+        self.dir.log_event(
+            Timestamp::now(),
+            "mirror",
+            &format!("{how} {}", prepared.mirror.display()),
+        );
+        let wt = prepared.worktree;
+        if wt.created {
+            self.set_up(&wt).await?;
+        }
+        Ok(wt)
+    }
+}

@@ -332,3 +332,191 @@ impl MirrorLock {
         locks.entry(name).or_default().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_git as git;
+
+    struct World {
+        _tmp: tempfile::TempDir,
+        remote: PathBuf,
+        mirrors: PathBuf,
+        worktrees: PathBuf,
+        runs: PathBuf,
+    }
+
+    fn world() -> World {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let remote = tmp.path().join("remote.git");
+        std::fs::create_dir(&remote).expect("mkdir");
+        git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+        let tree = git(&remote, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+        let first = git(&remote, &["commit-tree", &tree, "-m", "initial"]);
+        git(&remote, &["update-ref", "refs/heads/main", &first]);
+        World {
+            mirrors: tmp.path().join("home/mirrors"),
+            worktrees: tmp.path().join("home/worktrees"),
+            runs: tmp.path().join("home/runs"),
+            remote,
+            _tmp: tmp,
+        }
+    }
+
+    impl World {
+        fn url(&self) -> String {
+            self.remote.to_string_lossy().into_owned()
+        }
+
+        async fn prepare(&self, id: &str) -> Prepared {
+            prepare(&self.mirrors, &self.worktrees, &self.url(), id, None)
+                .await
+                .expect("prepared")
+        }
+
+        fn run_dir(&self, id: &str) -> RunDir {
+            let dir = self.runs.join(id);
+            std::fs::create_dir_all(&dir).expect("run dir");
+            RunDir::new(dir)
+        }
+
+        fn remote_tip(&self, branch: &str) -> String {
+            git(&self.remote, &["rev-parse", branch])
+        }
+
+        /// Another host's commit on top of the remote's `branch`.
+        fn push_elsewhere(&self, branch: &str) -> String {
+            let tip = self.remote_tip(branch);
+            let tree = format!("{tip}^{{tree}}");
+            let theirs = git(
+                &self.remote,
+                &["commit-tree", &tree, "-p", &tip, "-m", "theirs"],
+            );
+            git(
+                &self.remote,
+                &["update-ref", &format!("refs/heads/{branch}"), &theirs],
+            );
+            theirs
+        }
+    }
+
+    fn commit(wt: &Path, message: &str) -> String {
+        git(wt, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(wt, &["rev-parse", "HEAD"])
+    }
+
+    /// The agent rewrote a branch this attempt had pushed: pushed again over its own push.
+    #[tokio::test]
+    async fn a_rewritten_branch_replaces_only_this_attempts_own_push() {
+        let w = world();
+        let wt = w.prepare("t1").await.worktree;
+        let dir = w.run_dir("t1");
+        commit(&wt.path, "one");
+        let first = push_round(&dir, &wt, &w.url(), 1).await;
+        assert!(first.pushed && !first.forced, "{first:?}");
+        git(
+            &wt.path,
+            &[
+                "commit",
+                "-q",
+                "--amend",
+                "--allow-empty",
+                "-m",
+                "one, rewritten",
+            ],
+        );
+        let second = push_round(&dir, &wt, &w.url(), 2).await;
+        assert!(second.pushed && second.forced, "{second:?}");
+        assert_eq!(
+            w.remote_tip("nightshift/t1"),
+            git(&wt.path, &["rev-parse", "HEAD"])
+        );
+        assert!(!push_failed(&dir));
+    }
+
+    /// Another host pushed to the task's branch since: no force, their work stays, and the
+    /// failure is recorded.
+    #[tokio::test]
+    async fn another_hosts_push_is_never_overwritten() {
+        let w = world();
+        let wt = w.prepare("t1").await.worktree;
+        let dir = w.run_dir("t1");
+        commit(&wt.path, "one");
+        assert!(push_round(&dir, &wt, &w.url(), 1).await.pushed);
+        let theirs = w.push_elsewhere("nightshift/t1");
+        commit(&wt.path, "two");
+        let record = push_round(&dir, &wt, &w.url(), 2).await;
+        assert!(!record.pushed && !record.forced, "{record:?}");
+        assert!(
+            record
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("rejected")),
+            "{record:?}"
+        );
+        assert_eq!(w.remote_tip("nightshift/t1"), theirs);
+        assert!(push_failed(&dir));
+    }
+
+    /// A start on a host that still has the worktree moves it forward to what another host
+    /// pushed since.
+    #[tokio::test]
+    async fn a_reused_worktree_catches_up_with_the_remote_branch() {
+        let w = world();
+        let first = w.prepare("t1").await;
+        assert!(first.mirror_created && first.worktree.created);
+        commit(&first.worktree.path, "one");
+        assert!(
+            push_round(&w.run_dir("t1"), &first.worktree, &w.url(), 1)
+                .await
+                .pushed
+        );
+        let theirs = w.push_elsewhere("nightshift/t1");
+        let again = w.prepare("t1").await;
+        assert!(!again.mirror_created && !again.worktree.created);
+        assert_eq!(git(&again.worktree.path, &["rev-parse", "HEAD"]), theirs);
+        assert_eq!(again.worktree.base, w.remote_tip("main"));
+    }
+
+    /// Starts on one repository at once: one mirror, both worktrees.
+    #[tokio::test]
+    async fn concurrent_starts_share_one_mirror() {
+        let w = world();
+        let (a, b) = tokio::join!(w.prepare("a"), w.prepare("b"));
+        assert_eq!(a.mirror, b.mirror);
+        assert!(a.mirror_created != b.mirror_created, "made once");
+        assert_eq!(std::fs::read_dir(&w.mirrors).expect("mirrors").count(), 1);
+        for wt in [a.worktree, b.worktree] {
+            assert_eq!(git(&wt.path, &["rev-parse", "HEAD"]), w.remote_tip("main"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_base_is_a_lasting_error_and_a_missing_remote_a_passing_one() {
+        let w = world();
+        let e = prepare(&w.mirrors, &w.worktrees, &w.url(), "t1", Some("nope"))
+            .await
+            .expect_err("no such base");
+        assert!(!e.passing(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("base `nope` is not a branch, tag or commit of {}", w.url())
+        );
+        let gone = w.remote.with_file_name("gone.git");
+        let e = prepare(
+            &w.mirrors,
+            &w.worktrees,
+            &gone.to_string_lossy(),
+            "t2",
+            None,
+        )
+        .await
+        .expect_err("no remote");
+        assert!(e.passing(), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot fetch {}: ", gone.display())),
+            "{e}"
+        );
+    }
+}

@@ -285,3 +285,43 @@ fn a_rejected_push_is_in_the_report_and_the_worktree_stays() {
         "work to keep"
     );
 }
+
+#[test]
+fn the_branch_is_pushed_after_each_verify_round() {
+    let mut env = Env::new();
+    let remote = bare_remote(&env, "checked.git");
+    env.queue(
+        "rounds",
+        &repo_task(
+            &remote,
+            &[
+                "@write answer.txt wrong",
+                "@commit first try",
+                "@done first try",
+                "@ask",
+                "@write answer.txt right",
+                "@commit fix the answer",
+                "@done fixed",
+            ],
+        )
+        .front("verify: grep -q right answer.txt"),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("rounds"), "done", "{}", env.diagnostics());
+    assert_eq!(
+        subjects(&env, &remote, "nightshift/rounds"),
+        ["fix the answer", "first try", "initial commit"]
+    );
+    // The failed round's work reached the remote too, before the agent was told.
+    let first = git_at(&env, &remote, &["rev-parse", "nightshift/rounds~1"]);
+    let pushes: Vec<String> = events(&env, "rounds")
+        .lines()
+        .filter(|l| l.contains("\"push\""))
+        .map(String::from)
+        .collect();
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    assert!(
+        pushes[0].contains(&format!("nightshift/rounds at {}", &first[..10])),
+        "{pushes:?}"
+    );
+}

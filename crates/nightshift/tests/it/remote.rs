@@ -325,3 +325,40 @@ fn the_branch_is_pushed_after_each_verify_round() {
         "{pushes:?}"
     );
 }
+
+#[test]
+fn add_gives_a_repo_task_no_workdir_and_show_masks_its_url() {
+    let env = Env::new();
+    let file = env.path("fix.md");
+    let url = "https://user:s3cret@git.example/app.git";
+    fs::write(&file, format!("---\nrepo: {url}\n---\nfix it\n")).unwrap();
+    env.run(&["add", file.to_str().unwrap()]).success();
+    let queued = fs::read_to_string(env.task_path("queue", "fix")).unwrap();
+    assert!(!queued.contains("workdir:"), "{queued}");
+
+    let show = env.run(&["show", "fix", "--json"]).success().json();
+    assert_eq!(
+        show["repo"], "https://user:***@git.example/app.git",
+        "{show}"
+    );
+    assert!(show["workdir"].is_null(), "{show}");
+    let text = env.run(&["show", "fix"]).success().stdout.clone();
+    assert!(
+        text.contains("https://user:***@git.example/app.git") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    // With a workdir too, `add` refuses it and says where.
+    let both = env.path("both.md");
+    fs::write(&both, "---\nrepo: /srv/app.git\nworkdir: /tmp\n---\nx\n").unwrap();
+    let out = env.run(&["add", both.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:2:7: repo: cannot be given together with `workdir:` (line 3)",
+            both.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.state_of("both"), None);
+}

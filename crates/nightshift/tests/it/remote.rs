@@ -362,3 +362,23 @@ fn add_gives_a_repo_task_no_workdir_and_show_masks_its_url() {
     );
     assert_eq!(env.state_of("both"), None);
 }
+
+#[test]
+fn a_dependent_repo_task_starts_from_its_dependencys_pushed_branch() {
+    let mut env = Env::new();
+    let remote = bare_remote(&env, "deps.git");
+    env.queue(
+        "d1",
+        &repo_task(&remote, &["@commit the groundwork", "@done"]),
+    );
+    env.queue(
+        "d2",
+        &repo_task(&remote, &["@commit built on it", "@done"]).front("depends_on: [d1]"),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("d2"), "done", "{}", env.diagnostics());
+    assert_eq!(
+        subjects(&env, &remote, "nightshift/d2"),
+        ["built on it", "the groundwork", "initial commit"]
+    );
+}

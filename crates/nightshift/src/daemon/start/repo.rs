@@ -3,6 +3,8 @@
 use jiff::Timestamp;
 
 use super::StartJob;
+use crate::remote::PushRecord;
+use crate::run::{self, RunDir};
 use crate::worktree::Worktree;
 use nightshift_core::start::StartError;
 
@@ -16,7 +18,10 @@ impl StartJob {
             &self.home.worktrees_dir(),
             url,
             &task.id,
-            task.base.as_deref(),
+            task.base
+                .clone()
+                .or_else(|| self.pushed_dependency_branch(url))
+                .as_deref(),
         )
         .await
         .map_err(|e| {
@@ -42,5 +47,19 @@ impl StartJob {
             self.set_up(&wt).await?;
         }
         Ok(wt)
+    }
+
+    /// A task that builds on another's work starts from that task's branch: the first of its
+    /// dependencies on the same remote whose last attempt pushed its branch.
+    fn pushed_dependency_branch(&self, url: &str) -> Option<String> {
+        let remote = nightshift_core::repo_url::mask(url);
+        self.task.depends_on.iter().find_map(|dep| {
+            let last = *run::attempts(&self.home.task_runs(dep)).last()?;
+            let push: PushRecord = RunDir::new(self.home.run_dir(dep, last))
+                .read(crate::remote::PUSH)
+                .ok()
+                .flatten()?;
+            (push.pushed && push.remote == remote).then_some(push.branch)
+        })
     }
 }

@@ -1,5 +1,5 @@
-//! The worktree of a `repo:` task, made from the host's mirror of the remote (see
-//! [`crate::remote`], which keeps the mirror fetched).
+//! The worktree of a `repo:` task, made from the host's mirror of the remote (the `remote`
+//! module keeps the mirror fetched and pushes the branch).
 //!
 //! The mirror is a bare repository: the remote's branches are under [`TRACKING_PREFIX`],
 //! its HEAD at [`REMOTE_HEAD`], and the task branches (`nightshift/<id>`) are its own

@@ -146,7 +146,7 @@ impl Home {
         self.root.join("worktrees")
     }
 
-    /// The mirrors of the remotes of `repo:` tasks (see [`crate::remote`]).
+    /// The mirrors of the remotes of `repo:` tasks (see [`crate::repo_remote`]).
     pub fn mirrors_dir(&self) -> PathBuf {
         self.root.join("mirrors")
     }

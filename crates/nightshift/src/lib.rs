@@ -22,7 +22,7 @@ pub mod ipc;
 pub mod notify;
 mod out;
 pub mod privacy;
-pub mod remote;
+pub mod repo_remote;
 pub mod report;
 pub mod run;
 pub mod schedule;

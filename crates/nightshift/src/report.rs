@@ -60,7 +60,7 @@ pub struct Report {
     pub prompt_note: Option<String>,
     /// The last push of a `repo:` task's branch to its remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push: Option<crate::remote::PushRecord>,
+    pub push: Option<crate::repo_remote::PushRecord>,
 }
 
 /// A flag raised during the attempt, and when it cleared (if it did).

@@ -79,7 +79,8 @@ pub(super) async fn attempt_report(
         .as_ref()
         .and_then(|s| s.transcript_path.as_deref())
         .and_then(|p| crate::usage::from_claude_transcript(Path::new(p)));
-    let push: Option<crate::remote::PushRecord> = dir.read(crate::remote::PUSH).ok().flatten();
+    let push: Option<crate::repo_remote::PushRecord> =
+        dir.read(crate::repo_remote::PUSH).ok().flatten();
     let reason = match &push {
         Some(p) if !p.pushed => format!(
             "{reason}; but the branch was not pushed, the work stays in {}: {}",

@@ -126,7 +126,7 @@ impl CheckJob {
             &self.remote,
             spawn.as_ref().and_then(|s| s.worktree.as_ref()),
         ) {
-            crate::remote::push_round(&self.dir, wt, url, self.round).await;
+            crate::repo_remote::push_round(&self.dir, wt, url, self.round).await;
         }
         let failed = results.iter().find(|r| !r.passed());
         let summary = match failed {

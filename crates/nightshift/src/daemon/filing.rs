@@ -138,7 +138,7 @@ impl<S: Store> Daemon<S> {
             .flatten()
             .and_then(|s| s.worktree)?;
         // A failed push leaves the work only in the worktree.
-        if keep || crate::remote::push_failed(dir) {
+        if keep || crate::repo_remote::push_failed(dir) {
             return None;
         }
         let due_at = nightshift_core::tidy::removal_due(Timestamp::now(), self.config.grace_period);

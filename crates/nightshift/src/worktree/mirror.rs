@@ -1,4 +1,4 @@
-//! The worktree of a `repo:` task, made from the host's mirror of the remote (the `remote`
+//! The worktree of a `repo:` task, made from the host's mirror of the remote (the `repo_remote`
 //! module keeps the mirror fetched and pushes the branch).
 //!
 //! The mirror is a bare repository: the remote's branches are under [`TRACKING_PREFIX`],

@@ -25,7 +25,7 @@ mod leaks;
 mod notify;
 mod queue;
 mod recovery;
-mod remote;
+mod repo_remote;
 mod schedules;
 mod security;
 mod torture;

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 
 use super::StartJob;
-use crate::remote::PushRecord;
+use crate::repo_remote::PushRecord;
 use crate::run::{self, RunDir};
 use crate::worktree::Worktree;
 use nightshift_core::start::StartError;
@@ -13,7 +13,7 @@ impl StartJob {
     /// ready. A fetch that fails may go better next attempt; a missing base will not.
     pub(super) async fn remote_worktree(&self, url: &str) -> Result<Worktree, StartError> {
         let task = &self.task;
-        let prepared = crate::remote::prepare(
+        let prepared = crate::repo_remote::prepare(
             &self.home.mirrors_dir(),
             &self.home.worktrees_dir(),
             url,
@@ -56,7 +56,7 @@ impl StartJob {
         self.task.depends_on.iter().find_map(|dep| {
             let last = *run::attempts(&self.home.task_runs(dep)).last()?;
             let push: PushRecord = RunDir::new(self.home.run_dir(dep, last))
-                .read(crate::remote::PUSH)
+                .read(crate::repo_remote::PUSH)
                 .ok()
                 .flatten()?;
             (push.pushed && push.remote == remote).then_some(push.branch)

@@ -18,6 +18,7 @@ pub mod labels;
 pub mod notice;
 pub mod records;
 pub mod recovery;
+pub mod repo_url;
 pub mod routing;
 pub mod schedule_runs;
 pub mod session;

@@ -17,7 +17,8 @@ pub fn admit(
     }
 }
 
-/// Checks a task against the configuration: its agent must exist and it needs a workdir.
+/// Checks a task against the configuration: its agent must exist and it needs a workdir
+/// (or a `repo:`).
 pub fn validate_against_config(task: &Task, path: &Path, config: &Config) -> Result<(), TaskError> {
     let agent = task.agent.as_deref().unwrap_or(&config.default_agent);
     if config.profile(agent).is_none() {
@@ -37,12 +38,12 @@ pub fn validate_against_config(task: &Task, path: &Path, config: &Config) -> Res
             ),
         ));
     }
-    if task.workdir.is_none() && config.workdir.is_none() {
+    if task.workdir.is_none() && task.repo.is_none() && config.workdir.is_none() {
         return Err(TaskError::new(
             path,
             1,
             1,
-            "no workdir: set `workdir:` in the front matter or `workdir` in config.toml",
+            "no workdir: set `workdir:` or `repo:` in the front matter, or `workdir` in config.toml",
         ));
     }
     Ok(())
@@ -50,7 +51,8 @@ pub fn validate_against_config(task: &Task, path: &Path, config: &Config) -> Res
 
 /// The checkout a task locks: it runs in place (`isolation: none`) in a git work tree.
 pub fn checkout_lock(task: &task::Task, config: &Config) -> Option<String> {
-    if task.isolation.unwrap_or(config.isolation) != task::Isolation::None {
+    // A `repo:` task always has a worktree of its own.
+    if task.repo.is_some() || task.isolation.unwrap_or(config.isolation) != task::Isolation::None {
         return None;
     }
     let workdir = task.workdir.as_ref().or(config.workdir.as_ref())?;

@@ -146,6 +146,11 @@ impl Home {
         self.root.join("worktrees")
     }
 
+    /// The mirrors of the remotes of `repo:` tasks (see [`crate::repo_remote`]).
+    pub fn mirrors_dir(&self) -> PathBuf {
+        self.root.join("mirrors")
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }

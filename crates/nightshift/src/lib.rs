@@ -23,6 +23,7 @@ pub mod ipc;
 pub mod notify;
 mod out;
 pub mod privacy;
+pub mod repo_remote;
 pub mod report;
 pub mod run;
 pub mod schedule;

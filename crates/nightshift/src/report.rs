@@ -58,6 +58,9 @@ pub struct Report {
     /// control sequences removed".
     #[serde(default)]
     pub prompt_note: Option<String>,
+    /// The last push of a `repo:` task's branch to its remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::repo_remote::PushRecord>,
 }
 
 /// A flag raised during the attempt, and when it cleared (if it did).
@@ -107,6 +110,7 @@ impl Report {
             agent_session: None,
             usage: None,
             prompt_note: None,
+            push: None,
         }
     }
 
@@ -164,6 +168,9 @@ impl Report {
         }
         if let Some(w) = &self.worktree {
             row(&mut md, "worktree", &w.display().to_string());
+        }
+        if let Some(p) = &self.push {
+            row(&mut md, "push", &p.describe());
         }
         if !self.phases.is_empty() {
             let phases: Vec<String> = ["setup", "agent", "verify"]

@@ -30,6 +30,8 @@ pub struct TaskView {
     pub priority: i64,
     pub agent: Option<String>,
     pub workdir: Option<PathBuf>,
+    /// The task's `repo:`, its credentials masked.
+    pub repo: Option<String>,
     pub depends_on: Vec<String>,
     /// For queued tasks that cannot start yet: why.
     pub waiting_for: Vec<String>,
@@ -138,6 +140,7 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         priority: 0,
         agent: None,
         workdir: None,
+        repo: None,
         depends_on: Vec::new(),
         waiting_for: Vec::new(),
         error: None,
@@ -161,6 +164,7 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
             v.priority = t.priority;
             v.agent = t.agent.clone();
             v.workdir = t.workdir.clone();
+            v.repo = t.repo.as_deref().map(nightshift_core::repo_url::mask);
             v.depends_on = t.depends_on.clone();
             if entry.state == TaskState::Queued {
                 v.held = routing::route(&t, here).err().map(|e| e.to_string());

@@ -26,6 +26,10 @@ pub struct Task {
     pub priority: i64,
     pub agent: Option<String>,
     pub workdir: Option<PathBuf>,
+    /// A git URL (or the path of a bare repository) to work on instead of a local workdir:
+    /// the task runs in a worktree made from the host's mirror of it, and its branch is
+    /// pushed back. Checked by [`crate::repo_url::validate`].
+    pub repo: Option<String>,
     pub timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
     pub depends_on: Vec<String>,
@@ -34,7 +38,8 @@ pub struct Task {
     pub attention: AttentionOverride,
     /// `worktree` (own branch and worktree) or `none` (in place); `None`: the config's.
     pub isolation: Option<Isolation>,
-    /// What the worktree's branch starts from (default: the repository's HEAD).
+    /// What the worktree's branch starts from (default: the repository's HEAD; with `repo`,
+    /// the remote's HEAD branch).
     pub base: Option<String>,
     /// Shell commands run in a new worktree before the agent starts.
     pub setup: Vec<String>,

@@ -19,6 +19,7 @@ struct FrontMatter {
     priority: Option<i64>,
     agent: Option<String>,
     workdir: Option<String>,
+    repo: Option<String>,
     timeout: Option<DurationField>,
     max_attempts: Option<u32>,
     depends_on: Option<OneOrMany>,
@@ -195,6 +196,7 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         validate_id(dep)
             .map_err(|m| TaskError::new(path, at("depends_on"), 1, format!("depends_on: {m}")))?;
     }
+    let workdir_line = front.workdir.as_ref().map(|_| at("workdir"));
     let mut env = BTreeMap::new();
     for (key, value) in front.env.unwrap_or_default() {
         validate_env_name(&key)
@@ -213,6 +215,13 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         Some(w) => Some(
             resolve_workdir(&w, home)
                 .map_err(|m| TaskError::new(path, at("workdir"), 1, format!("workdir: {m}")))?,
+        ),
+    };
+    let repo = match front.repo {
+        None => None,
+        Some(r) => Some(
+            check_repo(&r, workdir_line, front.isolation)
+                .map_err(|m| TaskError::new(path, at("repo"), repo_column(text, at("repo")), m))?,
         ),
     };
     let attention = match front.attention {
@@ -251,6 +260,7 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         priority: front.priority.unwrap_or(0),
         agent,
         workdir,
+        repo,
         timeout,
         max_attempts: front.max_attempts,
         isolation: front.isolation,
@@ -349,6 +359,41 @@ fn validate_env_name(name: &str) -> Result<(), String> {
         return Err(format!("`{name}` is reserved for nightshift"));
     }
     Ok(())
+}
+
+/// A `repo:` value, trimmed, or why it is refused. It cannot go with `workdir:` (which
+/// place would the agent work in?) nor with `isolation: none` (a remote has no checkout to
+/// work in place).
+fn check_repo(
+    raw: &str,
+    workdir_line: Option<u32>,
+    isolation: Option<Isolation>,
+) -> Result<String, String> {
+    let url = raw.trim();
+    crate::repo_url::validate(url).map_err(|m| format!("repo: {m}"))?;
+    if let Some(line) = workdir_line {
+        return Err(format!(
+            "repo: cannot be given together with `workdir:` (line {line}); a repo task works in a worktree of the repository's mirror, so remove one of them"
+        ));
+    }
+    if isolation == Some(Isolation::None) {
+        return Err(
+            "repo: needs its own worktree; `isolation: none` cannot go with `repo:`".into(),
+        );
+    }
+    Ok(url.to_string())
+}
+
+/// The column of the value of the key on `line` (1-based; 1 when not found).
+fn repo_column(text: &str, line: u32) -> u32 {
+    let Some(l) = text.lines().nth(line.saturating_sub(1) as usize) else {
+        return 1;
+    };
+    let Some((key, value)) = l.split_once(':') else {
+        return 1;
+    };
+    let spaces = value.len() - value.trim_start().len();
+    (key.chars().count() + 1 + spaces + 1) as u32
 }
 
 /// Workdirs must be absolute (or start with `~/`): a hand-dropped file has no meaningful

@@ -220,3 +220,38 @@ fn bad_labels_and_hosts_name_the_field_and_line() {
     let e = parse_err("---\nhost: \"\"\n---\nx");
     assert!(e.message.contains("must not be empty"), "{e}");
 }
+
+#[test]
+fn repo_and_base_parse() {
+    let t = parse_ok("---\nrepo: git@github.com:org/app.git\nbase: release-2\n---\nx");
+    assert_eq!(t.repo.as_deref(), Some("git@github.com:org/app.git"));
+    assert_eq!(t.base.as_deref(), Some("release-2"));
+    assert_eq!(t.workdir, None);
+    assert_eq!(parse_ok("x").repo, None);
+}
+
+#[test]
+fn a_bad_repo_is_refused_at_its_line_and_column() {
+    let e = parse_err("---\ntitle: x\nrepo: ext::sh%20-c%20id\n---\nx");
+    assert_eq!((e.line, e.column), (3, 7), "{e}");
+    assert!(e.message.contains("`ext::` transport is refused"), "{e}");
+    let e = parse_err("---\nrepo: \"--upload-pack=touch /tmp/x\"\n---\nx");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(e.message.contains("must not start with `-`"), "{e}");
+    // The error does not show a password.
+    let e = parse_err("---\nrepo: https://u:s3cret@host/a b\n---\nx");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
+
+#[test]
+fn repo_with_workdir_or_in_place_is_refused() {
+    let e = parse_err("---\nworkdir: /tmp/x\nrepo: /srv/app.git\n---\nx");
+    assert_eq!(e.line, 3, "{e}");
+    assert!(
+        e.message
+            .contains("repo: cannot be given together with `workdir:` (line 2)"),
+        "{e}"
+    );
+    let e = parse_err("---\nrepo: /srv/app.git\nisolation: none\n---\nx");
+    assert!(e.message.contains("`isolation: none`"), "{e}");
+}

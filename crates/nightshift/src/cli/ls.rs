@@ -329,7 +329,9 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     kv("file", &t.path.display().to_string())?;
     kv("priority", &t.priority.to_string())?;
     kv("agent", t.agent.as_deref().unwrap_or(&config.default_agent))?;
-    if let Some(w) = t.workdir.as_ref().or(config.workdir.as_ref()) {
+    if let Some(r) = &t.repo {
+        kv("repo", r)?;
+    } else if let Some(w) = t.workdir.as_ref().or(config.workdir.as_ref()) {
         kv("workdir", &w.display().to_string())?;
     }
     if !t.depends_on.is_empty() {

@@ -19,8 +19,8 @@ pub struct Overrides {
 }
 
 /// Checks a task's text and puts it into the queue under `id`, atomically. A task without a
-/// workdir gets the current directory, and one with a workdir is pinned to this host
-/// (`host:`) unless it names one. `source` names the text in error messages.
+/// workdir (and no `repo:`) gets the current directory, and one with a workdir is pinned to
+/// this host (`host:`) unless it names one. `source` names the text in error messages.
 pub fn enqueue(
     home: &Home,
     config: &Config,
@@ -49,6 +49,8 @@ pub fn enqueue(
     let workdir = match (&overrides.workdir, &parsed.workdir) {
         (Some(w), _) => Some(std::path::absolute(w)?),
         (None, Some(_)) => None,
+        // A `repo:` task works in a mirror's worktree: no local directory.
+        (None, None) if parsed.repo.is_some() => None,
         (None, None) => Some(std::env::current_dir()?),
     };
     if let Some(w) = &workdir {

@@ -180,6 +180,7 @@ impl<S: Store> Daemon<S> {
                         .unwrap_or(self.config.verify_timeout),
                     rounds: run.task.verify_rounds.unwrap_or(self.config.verify_rounds),
                     uncommitted: self.config.uncommitted,
+                    remote: run.task.repo.clone(),
                     id,
                     attempt,
                     round,

@@ -79,6 +79,18 @@ pub(super) async fn attempt_report(
         .as_ref()
         .and_then(|s| s.transcript_path.as_deref())
         .and_then(|p| crate::usage::from_claude_transcript(Path::new(p)));
+    let push: Option<crate::repo_remote::PushRecord> =
+        dir.read(crate::repo_remote::PUSH).ok().flatten();
+    let reason = match &push {
+        Some(p) if !p.pushed => format!(
+            "{reason}; but the branch was not pushed, the work stays in {}: {}",
+            worktree
+                .as_ref()
+                .map_or_else(|| p.branch.clone(), |w| w.path.display().to_string()),
+            p.error.as_deref().unwrap_or("unknown error")
+        ),
+        _ => reason,
+    };
     Report {
         task_id: id.to_string(),
         outcome: outcome.to_string(),
@@ -103,6 +115,7 @@ pub(super) async fn attempt_report(
         agent_session: session.map(|s| s.session_id),
         usage,
         prompt_note: spawn.and_then(|s| s.prompt_note),
+        push,
     }
 }
 

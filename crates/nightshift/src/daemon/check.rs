@@ -43,6 +43,8 @@ pub(super) struct CheckJob {
     pub commands: Vec<String>,
     pub timeout: std::time::Duration,
     pub uncommitted: config::Uncommitted,
+    /// The task's `repo:`, whose branch is pushed after the round.
+    pub remote: Option<String>,
 }
 
 impl CheckJob {
@@ -119,6 +121,12 @@ impl CheckJob {
                 "verify",
                 &format!("round {}: {what}", self.round),
             );
+        }
+        if let (Some(url), Some(wt)) = (
+            &self.remote,
+            spawn.as_ref().and_then(|s| s.worktree.as_ref()),
+        ) {
+            crate::repo_remote::push_round(&self.dir, wt, url, self.round).await;
         }
         let failed = results.iter().find(|r| !r.passed());
         let summary = match failed {

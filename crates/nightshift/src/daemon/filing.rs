@@ -137,7 +137,8 @@ impl<S: Store> Daemon<S> {
             .ok()
             .flatten()
             .and_then(|s| s.worktree)?;
-        if keep {
+        // A failed push leaves the work only in the worktree.
+        if keep || crate::repo_remote::push_failed(dir) {
             return None;
         }
         let due_at = nightshift_core::tidy::removal_due(Timestamp::now(), self.config.grace_period);

@@ -2,6 +2,7 @@
 //! background; then the prompt, typed in once the agent is ready.
 
 mod job;
+mod repo;
 pub use job::find_program;
 
 use std::path::PathBuf;

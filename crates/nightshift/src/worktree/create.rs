@@ -59,6 +59,7 @@ pub async fn prepare(
         base,
         workdir: path.join(&subdir),
         created,
+        remote: None,
     };
 
     match registered_branch(&repo, &path).await? {
@@ -122,7 +123,7 @@ pub async fn prepare(
 }
 
 /// `Some(branch ref or None when detached)` if `path` is registered as a worktree of `repo`.
-async fn registered_branch(
+pub(super) async fn registered_branch(
     repo: &Path,
     path: &Path,
 ) -> Result<Option<Option<String>>, WorktreeError> {
@@ -146,14 +147,14 @@ async fn registered_branch(
     Ok(None)
 }
 
-fn read_base_note(wt_path: &Path) -> Option<String> {
+pub(super) fn read_base_note(wt_path: &Path) -> Option<String> {
     let text = fs::read_to_string(base_note(wt_path)?).ok()?;
     let hash = text.trim();
     (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
 }
 
 /// The full hash of the commit `spec` names.
-async fn resolve_commit(repo: &Path, spec: &str) -> Result<String, WorktreeError> {
+pub(super) async fn resolve_commit(repo: &Path, spec: &str) -> Result<String, WorktreeError> {
     // A leading `-` would be read as an option.
     if !spec.starts_with('-') {
         let out = git_status(
@@ -179,7 +180,7 @@ async fn resolve_commit(repo: &Path, spec: &str) -> Result<String, WorktreeError
 }
 
 /// The merge-base of `a` and `b`, or `b` when they share no history.
-async fn merge_base(repo: &Path, a: &str, b: &str) -> String {
+pub(super) async fn merge_base(repo: &Path, a: &str, b: &str) -> String {
     match git(repo, ["merge-base", a, b]).await {
         Ok(hash) if !hash.is_empty() => hash,
         _ => b.to_string(),

@@ -11,11 +11,12 @@
 //! Here: the types, names and errors, and the adapters over [`GitCommand`]. Creating or
 //! reusing a worktree is in `create.rs`, copying the included untracked files in
 //! `include.rs`, committing and diff stats in `commit.rs`, removal and branch cleanup in
-//! `remove.rs`.
+//! `remove.rs`, the worktree of a `repo:` task (made from the host's mirror) in `mirror.rs`.
 
 mod commit;
 mod create;
 mod include;
+mod mirror;
 mod remove;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ use crate::git::GitCommand;
 pub use commit::{commit_all, commit_all_as, diffstat, is_dirty};
 pub use create::prepare;
 pub use include::copy_included;
+pub use mirror::{REMOTE_HEAD, TRACKING_PREFIX, prepare_from_mirror};
 pub use remove::{
     branch_checked_out, branch_exists, branch_merged, delete_branch, forget_base_note, main_repo,
     remove,
@@ -61,6 +63,10 @@ pub struct Worktree {
     pub workdir: PathBuf,
     /// Whether this call created the worktree (false: an existing one was reused).
     pub created: bool,
+    /// For a task with `repo:`: the remote, masked for display ([`Worktree::repo`] is then
+    /// the host's mirror of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// Lines, files and counts changed between two commits.

@@ -27,6 +27,7 @@ mod leaks;
 mod notify;
 mod queue;
 mod recovery;
+mod repo_remote;
 mod schedules;
 mod security;
 mod torture;

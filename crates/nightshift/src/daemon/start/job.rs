@@ -27,21 +27,31 @@ impl StartJob {
         let profile = self.config.profile(&agent).ok_or_else(|| {
             StartError::lasting(format!("agent `{agent}` is not a profile in config.toml"))
         })?;
-        let given = task
-            .workdir
-            .clone()
-            .or_else(|| self.config.workdir.clone())
-            .ok_or_else(|| StartError::lasting("no workdir"))?;
-        if !given.is_dir() {
-            return Err(StartError::lasting(format!(
-                "workdir {} does not exist",
-                given.display()
-            )));
-        }
-        let worktree = self.worktree(&given).await?;
-        let workdir = worktree
-            .as_ref()
-            .map_or_else(|| given.clone(), |w| w.workdir.clone());
+        let (worktree, workdir) = match &task.repo {
+            Some(url) => {
+                let wt = self.remote_worktree(url).await?;
+                let workdir = wt.workdir.clone();
+                (Some(wt), workdir)
+            }
+            None => {
+                let given = task
+                    .workdir
+                    .clone()
+                    .or_else(|| self.config.workdir.clone())
+                    .ok_or_else(|| StartError::lasting("no workdir"))?;
+                if !given.is_dir() {
+                    return Err(StartError::lasting(format!(
+                        "workdir {} does not exist",
+                        given.display()
+                    )));
+                }
+                let worktree = self.worktree(&given).await?;
+                let workdir = worktree
+                    .as_ref()
+                    .map_or_else(|| given.clone(), |w| w.workdir.clone());
+                (worktree, workdir)
+            }
+        };
         if let Some(wt) = &worktree
             && profile.trust_worktrees
             && let Err(e) = crate::claude_state::trust(&wt.path, &self.agent_env(profile))
@@ -245,12 +255,22 @@ impl StartJob {
             .await
             .map_err(|e| StartError::lasting(format!("cannot create the task's worktree: {e}")))?;
         if wt.created {
-            self.dir.log_event(
-                Timestamp::now(),
-                "worktree",
-                &format!("{} on {} from {}", wt.path.display(), wt.branch, wt.base),
-            );
-            match crate::worktree::copy_included(&wt).await {
+            self.set_up(&wt).await?;
+        }
+        Ok(Some(wt))
+    }
+
+    /// A new worktree: noted, its included files copied (from a local checkout; a mirror
+    /// has none) and its setup run.
+    pub(super) async fn set_up(&self, wt: &crate::worktree::Worktree) -> Result<(), StartError> {
+        let task = &self.task;
+        self.dir.log_event(
+            Timestamp::now(),
+            "worktree",
+            &format!("{} on {} from {}", wt.path.display(), wt.branch, wt.base),
+        );
+        if wt.remote.is_none() {
+            match crate::worktree::copy_included(wt).await {
                 Ok(0) => {}
                 Ok(n) => self.dir.log_event(
                     Timestamp::now(),
@@ -263,34 +283,34 @@ impl StartJob {
                     )));
                 }
             }
-            if !task.setup.is_empty() {
-                let results = crate::checks::run_commands_recorded(
-                    &task.setup,
-                    &wt.workdir,
-                    self.config.setup_timeout,
-                    &[],
-                    Some(crate::checks::Tie {
-                        record: &self.dir.file(run::CHECK_GROUP),
-                        guard: Some(&self.exe),
-                    }),
-                )
-                .await;
-                if let Err(e) = self.dir.write(run::SETUP, &results) {
-                    tracing::warn!(task = task.id, "cannot save setup.json: {e}");
+        }
+        if !task.setup.is_empty() {
+            let results = crate::checks::run_commands_recorded(
+                &task.setup,
+                &wt.workdir,
+                self.config.setup_timeout,
+                &[],
+                Some(crate::checks::Tie {
+                    record: &self.dir.file(run::CHECK_GROUP),
+                    guard: Some(&self.exe),
+                }),
+            )
+            .await;
+            if let Err(e) = self.dir.write(run::SETUP, &results) {
+                tracing::warn!(task = task.id, "cannot save setup.json: {e}");
+            }
+            if let Some(bad) = results.iter().find(|r| !r.passed()) {
+                // Half set up: a retry must start from a fresh worktree, not this one.
+                if let Err(e) = crate::worktree::remove(&wt.path, true).await {
+                    tracing::warn!(task = task.id, "cannot remove the worktree: {e}");
                 }
-                if let Some(bad) = results.iter().find(|r| !r.passed()) {
-                    // Half set up: a retry must start from a fresh worktree, not this one.
-                    if let Err(e) = crate::worktree::remove(&wt.path, true).await {
-                        tracing::warn!(task = task.id, "cannot remove the worktree: {e}");
-                    }
-                    return Err(StartError::lasting(format!(
-                        "setup failed: {}",
-                        failure_line(bad)
-                    )));
-                }
+                return Err(StartError::lasting(format!(
+                    "setup failed: {}",
+                    failure_line(bad)
+                )));
             }
         }
-        Ok(Some(wt))
+        Ok(())
     }
 
     /// A task that builds on another's work starts from that task's branch: the first of its

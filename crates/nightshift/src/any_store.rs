@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use nightshift_core::records::TaskState;
 use nightshift_postgres::{PgOptions, PgStore};
-use nightshift_store::{Claim, EnqueueError, Entry, FolderStore, Scan, ScanRules, Store, StoreError};
+use nightshift_store::{
+    Claim, EnqueueError, Entry, FolderStore, Scan, ScanRules, Store, StoreError,
+};
 
 use crate::config::Config;
 use crate::home::Home;

@@ -4,10 +4,10 @@ use crate::client::{self, daemon_status};
 use crate::home::{Home, TaskState};
 use crate::out::{out, outln};
 use crate::status::{self, TaskView};
+use crate::tasks::AnyStore;
 use crate::term_text::{clean_line, clean_text};
 use crate::tmux::Tmux;
 use nightshift_core::duration::format as format_duration;
-use crate::tasks::AnyStore;
 
 use super::{CliError, exit, load_config, runtime};
 
@@ -208,9 +208,7 @@ fn fleet_hosts(store: &AnyStore) -> anyhow::Result<Option<Vec<nightshift_postgre
         return Ok(None);
     };
     let hosts = crate::tasks::call("hosts", async {
-        pg.hosts()
-            .await
-            .map_err(nightshift_store::StoreError::from)
+        pg.hosts().await.map_err(nightshift_store::StoreError::from)
     })?;
     Ok(Some(hosts))
 }

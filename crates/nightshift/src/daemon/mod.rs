@@ -176,7 +176,11 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         .register(info)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::info!(host = config.host, store = store.shown(), "registered with the shared task store");
+    tracing::info!(
+        host = config.host,
+        store = store.shown(),
+        "registered with the shared task store"
+    );
     drop(lock);
     run_with(home, config, store).await
 }

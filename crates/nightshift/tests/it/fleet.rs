@@ -15,7 +15,33 @@ struct Fleet {
     cluster: Cluster,
     /// A file every task's agent appends its id to: who ran what, how often.
     ledger: std::path::PathBuf,
+    /// The repository every host works on (`repo:`): a local workdir would pin each task to
+    /// the host that added it.
+    remote: std::path::PathBuf,
     _scratch: tempfile::TempDir,
+}
+
+/// A bare repository with one commit, standing in for the team's remote.
+fn bare_remote(dir: &std::path::Path) -> std::path::PathBuf {
+    let seed = dir.join("seed");
+    let remote = dir.join("remote.git");
+    let git = |args: &[&str], cwd: &std::path::Path| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap_or_else(|e| panic!("git: {e}"));
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    std::fs::create_dir(&seed).unwrap_or_else(|e| panic!("{e}"));
+    git(&["init", "-q", "-b", "main"], &seed);
+    std::fs::write(seed.join("README"), "seed\n").unwrap_or_else(|e| panic!("{e}"));
+    git(&["add", "README"], &seed);
+    git(&["commit", "-q", "-m", "seed"], &seed);
+    let (seed_s, remote_s) = (seed.to_string_lossy(), remote.to_string_lossy());
+    git(&["clone", "-q", "--bare", &seed_s, &remote_s], dir);
+    remote
 }
 
 /// `n` hosts named h0…, each with `labels(i)`, sharing one fresh database.
@@ -31,18 +57,23 @@ fn fleet(n: usize, labels: impl Fn(usize) -> &'static str) -> Fleet {
                 .config("labels", labels(i))
                 .config("max_agents", "4")
                 .config("rescan_interval", "\"2s\"")
-                .config_tail(&format!("[store]\nurl = {}\nlease = \"3s\"\n", toml_str(&url)))
+                .config_tail(&format!(
+                    "[store]\nurl = {}\nlease = \"3s\"\n",
+                    toml_str(&url)
+                ))
                 .build()
         })
         .collect();
     hosts[0].run(&["store", "migrate"]).success();
     let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let ledger = scratch.path().join("ledger");
+    let remote = bare_remote(scratch.path());
     Fleet {
         hosts,
         url,
         cluster,
         ledger,
+        remote,
         _scratch: scratch,
     }
 }
@@ -61,6 +92,7 @@ impl Fleet {
         let append = format!("@append {} {id}", self.ledger.display());
         let sleep = format!("@sleep {work}");
         Task::script([append.as_str(), sleep.as_str(), "@done"])
+            .front(&format!("repo: {}", self.remote.display()))
     }
 
     fn ledger(&self) -> Vec<String> {
@@ -144,8 +176,8 @@ fn three_hosts_drain_sixty_tasks_each_exactly_once() {
     assert_eq!(seen, f.ls(2));
     let hosts: BTreeSet<&str> = seen.values().filter_map(|(_, h)| h.as_deref()).collect();
     assert!(
-        !hosts.is_empty() && hosts.iter().all(|h| ["h0", "h1", "h2"].contains(h)),
-        "{hosts:?}"
+        hosts.len() >= 2 && hosts.iter().all(|h| ["h0", "h1", "h2"].contains(h)),
+        "the work is shared: {hosts:?}"
     );
     assert!(
         seen.values().all(|(_, h)| h.is_some()),
@@ -176,13 +208,22 @@ fn a_killed_host_s_task_is_taken_over_after_its_lease_and_the_rest_are_untouched
     // The host dies: its daemon and its agents.
     f.hosts[0].kill9_daemon();
     f.hosts[0].tmux(&["kill-server"]);
-    f.wait_ls(1, "h1 took the orphan over and finished it", Duration::from_secs(90), |t| {
-        t.get("orphan") == Some(&("done".into(), Some("h1".into())))
-            && t.get("own").is_some_and(|(s, _)| s == "done")
-    });
+    f.wait_ls(
+        1,
+        "h1 took the orphan over and finished it",
+        Duration::from_secs(90),
+        |t| {
+            t.get("orphan") == Some(&("done".into(), Some("h1".into())))
+                && t.get("own").is_some_and(|(s, _)| s == "done")
+        },
+    );
     let ledger = f.ledger();
     let runs = |id: &str| ledger.iter().filter(|l| *l == id).count();
-    assert_eq!(runs("orphan"), 2, "one run on the lost host, one after: {ledger:?}");
+    assert_eq!(
+        runs("orphan"),
+        2,
+        "one run on the lost host, one after: {ledger:?}"
+    );
     assert_eq!(runs("own"), 1, "the survivor's task ran once: {ledger:?}");
     assert_eq!(runs("once"), 1, "{ledger:?}");
     let once = f.hosts[1].run(&["show", "once", "--json"]).success().json();
@@ -194,10 +235,16 @@ fn a_killed_host_s_task_is_taken_over_after_its_lease_and_the_rest_are_untouched
     assert!(filed.contains("host lost: h0"), "{filed}");
     let lost = f
         .cluster
-        .query(&f.url, "SELECT outcome FROM attempts WHERE task_id = 'orphan' ORDER BY n")
+        .query(
+            &f.url,
+            "SELECT outcome FROM attempts WHERE task_id = 'orphan' ORDER BY n",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lost.lines().collect::<Vec<_>>(), ["host lost", "done"]);
-    let show = f.hosts[1].run(&["show", "orphan", "--json"]).success().json();
+    let show = f.hosts[1]
+        .run(&["show", "orphan", "--json"])
+        .success()
+        .json();
     assert_eq!(show["attempts"].as_u64(), Some(2), "{show}");
     let ls = f.hosts[1].run(&["ls"]);
     let text = ls.success().stdout.clone();
@@ -222,13 +269,19 @@ fn a_database_outage_holds_new_work_and_loses_nothing() {
     assert!(said.contains("task store"), "{said}");
     // The agent goes on while the database is down, and finishes meanwhile.
     std::thread::sleep(Duration::from_secs(15));
-    assert!(f.hosts[0].daemon_try_wait().is_none(), "the daemon is still up");
+    assert!(
+        f.hosts[0].daemon_try_wait().is_none(),
+        "the daemon is still up"
+    );
     f.cluster
         .start_again()
         .unwrap_or_else(|e| panic!("starting the database: {e}"));
-    f.wait_ls(0, "the finished task is filed", Duration::from_secs(60), |t| {
-        t.get("long").is_some_and(|(s, _)| s == "done")
-    });
+    f.wait_ls(
+        0,
+        "the finished task is filed",
+        Duration::from_secs(60),
+        |t| t.get("long").is_some_and(|(s, _)| s == "done"),
+    );
     assert_eq!(f.ledger(), ["long"]);
     // New work starts again.
     let next = f.ledger_task("next", "100ms");

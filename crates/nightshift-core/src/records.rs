@@ -72,14 +72,14 @@ pub struct Claim {
 ///   crash in between (or a claim from before owners were recorded) leaves none.
 /// - A claim from this host: adopt. One host runs one daemon per home (the home's lock), so
 ///   its earlier instance is gone, whatever the lease says.
-/// - A claim from another host: adopt only once its lease has lapsed; until then its owner
-///   is taken to be alive.
-pub fn adopts(claim: Option<&Claim>, me: &Owner, now: Timestamp, shared: bool) -> bool {
+/// - A claim from another host: never. Its agent runs there; if that host is lost, the
+///   shared store's rescue (judged on the store's clock, not this host's) puts the task back
+///   in the queue with its attempt closed as lost, and it is claimed again as a new attempt.
+pub fn adopts(claim: Option<&Claim>, me: &Owner, shared: bool) -> bool {
     match claim {
         _ if !shared => true,
         None => true,
-        Some(c) if c.owner.host == me.host => true,
-        Some(c) => c.until < now,
+        Some(c) => c.owner.host == me.host,
     }
 }
 
@@ -98,21 +98,20 @@ mod tests {
     }
 
     #[test]
-    fn a_daemon_adopts_unrecorded_claims_its_hosts_lapsed_ones_and_all_of_an_unshared_store() {
+    fn a_daemon_adopts_unrecorded_claims_its_own_hosts_and_all_of_an_unshared_store() {
         let me = Owner {
             host: "here".into(),
             instance: "2".into(),
         };
-        let now = Timestamp::from_second(1_000).unwrap_or(Timestamp::UNIX_EPOCH);
         let shared = true;
-        assert!(adopts(None, &me, now, shared));
+        assert!(adopts(None, &me, shared));
         // This host's earlier instance is gone (the home's lock), whatever its lease says.
-        assert!(adopts(Some(&claim("here", 5_000)), &me, now, shared));
-        // Another host's claim holds while its lease lasts.
-        assert!(!adopts(Some(&claim("there", 5_000)), &me, now, shared));
-        assert!(!adopts(Some(&claim("there", 1_000)), &me, now, shared));
-        assert!(adopts(Some(&claim("there", 999)), &me, now, shared));
+        assert!(adopts(Some(&claim("here", 5_000)), &me, shared));
+        // Another host's claim is never taken here, lapsed or not: the store's rescue
+        // requeues a lost host's task, on the store's clock.
+        assert!(!adopts(Some(&claim("there", 5_000)), &me, shared));
+        assert!(!adopts(Some(&claim("there", 999)), &me, shared));
         // A store only one daemon claims from: every claim is its predecessor's.
-        assert!(adopts(Some(&claim("renamed", 5_000)), &me, now, false));
+        assert!(adopts(Some(&claim("renamed", 5_000)), &me, false));
     }
 }

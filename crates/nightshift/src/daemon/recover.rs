@@ -244,7 +244,7 @@ impl<S: Store> Daemon<S> {
                 return !shared;
             }
         };
-        if !nightshift_core::records::adopts(held.as_ref(), &self.owner, Timestamp::now(), shared) {
+        if !nightshift_core::records::adopts(held.as_ref(), &self.owner, shared) {
             if let Some(held) = &held {
                 tracing::info!(
                     task = id,

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Object, Pool};
 use nightshift_core::records::TaskState;
-use nightshift_store::{Claim, EnqueueError, Entry, Scan, ScanRules, Store, StoreError};
+use nightshift_store::{Claim, EnqueueError, Entry, Relayed, Scan, ScanRules, Store, StoreError};
 
 pub use connect::PgOptions;
 pub use error::PgError;
@@ -47,6 +47,8 @@ pub struct PgStore {
     /// The tokens of the claims this store filed, so a retried filing (its answer was
     /// lost) knows the filed task as its own.
     filed: Mutex<HashMap<String, i64>>,
+    /// Tasks this host said it cannot run (said once each).
+    not_here: Mutex<std::collections::HashSet<String>>,
     /// Set once the daemon registered its host.
     host: Option<Arc<hosts::Session>>,
     /// Bumped on every notification (and after a reconnect, for a full rescan).
@@ -98,6 +100,7 @@ impl PgStore {
             lease: options.lease,
             held: Arc::default(),
             filed: Mutex::default(),
+            not_here: Mutex::default(),
             host: None,
             changes,
             local_runs: None,
@@ -150,6 +153,20 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(id)
             .copied()
+    }
+
+    /// Says once per task that this host cannot run it (it stays queued for another).
+    fn not_here(&self, id: &str, why: &str) {
+        let mut said = self
+            .not_here
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if said.insert(id.to_string()) {
+            tracing::warn!(
+                task = id,
+                "not runnable on this host, left queued for another: {why}"
+            );
+        }
     }
 
     /// Whether the next attempt of `id` resumes an agent session (it then does not count).
@@ -283,5 +300,17 @@ impl Store for PgStore {
 
     async fn claim_slot(&self, schedule: &str, slot: jiff::Timestamp) -> Result<bool, StoreError> {
         Ok(self.claim_slot_row(schedule, slot).await?)
+    }
+
+    async fn relay(&self, host: &str, request: &Relayed) -> Result<(), StoreError> {
+        Ok(self.relay_row(host, request).await?)
+    }
+
+    async fn take_relayed(&self) -> Result<Vec<Relayed>, StoreError> {
+        Ok(self.take_relayed_rows().await?)
+    }
+
+    async fn note_attention(&self, id: &str, flags: &str) -> Result<(), StoreError> {
+        Ok(self.note_attention_row(id, flags).await?)
     }
 }

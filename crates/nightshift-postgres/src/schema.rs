@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::error::PgError;
 
 /// The migrations, in order; the schema's version is the number applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build reads and writes.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -101,6 +101,23 @@ CREATE TRIGGER queue_state_changed AFTER UPDATE ON queue_state
     FOR EACH STATEMENT EXECUTE FUNCTION nightshift_notify();
 CREATE TRIGGER hosts_changed AFTER INSERT OR DELETE ON hosts
     FOR EACH STATEMENT EXECUTE FUNCTION nightshift_notify();
+"#;
+
+/// Requests for the daemon of the host that runs a task (`send`, `cancel` from another host),
+/// and the running task's attention flags, for views on every host.
+const V2: &str = r#"
+CREATE TABLE host_requests (
+    id         bigserial PRIMARY KEY,
+    host       text NOT NULL,
+    task_id    text NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('send', 'cancel')),
+    text       text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX host_requests_by_host ON host_requests (host, id);
+CREATE TRIGGER host_requests_added AFTER INSERT ON host_requests
+    FOR EACH STATEMENT EXECUTE FUNCTION nightshift_notify();
+ALTER TABLE tasks ADD COLUMN attention text;
 "#;
 
 /// Creates the schema or brings it up to [`VERSION`]. Returns the versions it applied.

@@ -44,30 +44,39 @@ impl PgStore {
             }
             let path = source_of(TaskState::Queued, &id);
             let body: String = row.get(2);
-            let parsed = task::parse(&id, &path, &body, rules.user_home)
-                .map_err(|e| e.to_string())
-                .and_then(|task| {
-                    let lock = (rules.admit)(&task, &path).map_err(|e| e.to_string())?;
-                    Ok((task, lock))
-                });
-            match parsed {
-                Ok((task, lock)) => {
-                    let last_attempt: i32 = row.get(3);
-                    let counted: i32 = row.get(4);
-                    let resume = self.resumes_next(&id);
-                    scan.queued.push(QueuedTask {
-                        task,
+            let task = match task::parse(&id, &path, &body, rules.user_home) {
+                Ok(task) => task,
+                // Invalid on every host: set aside.
+                Err(e) => {
+                    scan.invalid.push(Invalid {
                         path,
-                        last_attempt: last_attempt.max(0) as u32,
-                        counted_attempts: counted.max(0) as u32,
-                        resume,
-                        resumes: 0,
-                        lock,
-                        lost: row.get(5),
+                        error: e.to_string(),
                     });
+                    continue;
                 }
-                Err(error) => scan.invalid.push(Invalid { path, error }),
-            }
+            };
+            // What this host lacks (an agent profile, a workdir) another host may have: the
+            // task waits for one, rather than being failed for the whole fleet.
+            let lock = match (rules.admit)(&task, &path) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    self.not_here(&id, &e.to_string());
+                    continue;
+                }
+            };
+            let last_attempt: i32 = row.get(3);
+            let counted: i32 = row.get(4);
+            let resume = self.resumes_next(&id);
+            scan.queued.push(QueuedTask {
+                task,
+                path,
+                last_attempt: last_attempt.max(0) as u32,
+                counted_attempts: counted.max(0) as u32,
+                resume,
+                resumes: 0,
+                lock,
+                lost: row.get(5),
+            });
         }
         Ok(scan)
     }
@@ -127,7 +136,8 @@ impl PgStore {
                          lease_until = now() + make_interval(secs => $5),
                          fence = nextval('fences'), host = $2,
                          last_attempt = t.last_attempt + 1, counted = t.counted + $6,
-                         lost = NULL, version = t.version + 1, modified_at = now()
+                         lost = NULL, attention = NULL, version = t.version + 1,
+                         modified_at = now()
                      FROM pick WHERE t.id = pick.id
                      RETURNING t.id, t.fence, t.last_attempt)
                  INSERT INTO attempts (task_id, n, host, fence)
@@ -247,8 +257,8 @@ impl PgStore {
                      UPDATE attempts SET ended_at = now(), outcome = 'retry'
                      WHERE task_id = $1 AND fence = $2)
                  UPDATE tasks SET state = 'queued', owner_host = NULL, owner_instance = NULL,
-                     lease_until = NULL, fence = NULL, version = version + 1,
-                     modified_at = now()
+                     lease_until = NULL, fence = NULL, attention = NULL,
+                     version = version + 1, modified_at = now()
                  WHERE id = $1 AND state = 'running' AND fence = $2",
                 &[&id, &fence],
             )
@@ -294,8 +304,8 @@ impl PgStore {
                      UPDATE attempts SET ended_at = now(), outcome = $2
                      WHERE task_id = $1 AND fence = $4 AND $3 = 'running')
                  UPDATE tasks SET state = $2, body = $5, owner_host = NULL,
-                     owner_instance = NULL, lease_until = NULL, version = version + 1,
-                     modified_at = now()
+                     owner_instance = NULL, lease_until = NULL, attention = NULL,
+                     version = version + 1, modified_at = now()
                  WHERE id = $1 AND state = $3
                    AND ($3 <> 'running' OR fence = $4)",
                 &[&id, &to.as_str(), &from.as_str(), &fence, &new],
@@ -349,7 +359,8 @@ impl PgStore {
     pub(crate) async fn entries(&self, only: Option<&str>) -> Result<Vec<Entry>, PgError> {
         let client = self.client().await?;
         let sql = format!(
-            "SELECT id, state, body, note, {MICROS}, last_attempt, version, host FROM tasks
+            "SELECT id, state, body, note, {MICROS}, last_attempt, version, host, attention
+             FROM tasks
              WHERE $1::text IS NULL OR id = $1
              ORDER BY array_position(ARRAY['queued', 'running', 'done', 'failed'], state), id"
         );
@@ -464,6 +475,77 @@ fn with_report(body: &str, report: &str) -> String {
     }
 }
 
+impl PgStore {
+    pub(crate) async fn relay_row(
+        &self,
+        host: &str,
+        request: &nightshift_store::Relayed,
+    ) -> Result<(), PgError> {
+        use nightshift_store::Relayed;
+        let (id, kind, text) = match request {
+            Relayed::Send { id, text } => (id, "send", Some(text.as_str())),
+            Relayed::Cancel { id } => (id, "cancel", None),
+        };
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO host_requests (host, task_id, kind, text) VALUES ($1, $2, $3, $4)",
+                &[&host, id, &kind, &text],
+            )
+            .await
+            .map_err(PgError::query("leaving a request for another host"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn take_relayed_rows(
+        &self,
+    ) -> Result<Vec<nightshift_store::Relayed>, PgError> {
+        use nightshift_store::Relayed;
+        let Some((me, _)) = self.me() else {
+            return Ok(Vec::new());
+        };
+        let client = self.client().await?;
+        let mut rows = client
+            .query(
+                "DELETE FROM host_requests WHERE host = $1 RETURNING id, task_id, kind, text",
+                &[&me],
+            )
+            .await
+            .map_err(PgError::query("taking requests from other hosts"))?;
+        rows.sort_by_key(|r| r.get::<_, i64>(0));
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let id: String = r.get(1);
+                match r.get::<_, &str>(2) {
+                    "send" => Some(Relayed::Send {
+                        id,
+                        text: r.get::<_, Option<String>>(3).unwrap_or_default(),
+                    }),
+                    "cancel" => Some(Relayed::Cancel { id }),
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// Records the flags of a task this store holds (under its token).
+    pub(crate) async fn note_attention_row(&self, id: &str, flags: &str) -> Result<(), PgError> {
+        let Some(fence) = self.fence_of(id) else {
+            return Ok(());
+        };
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE tasks SET attention = $3 WHERE id = $1 AND fence = $2 AND state = 'running'",
+                &[&id, &fence, &flags],
+            )
+            .await
+            .map_err(PgError::query("recording attention flags"))?;
+        Ok(())
+    }
+}
+
 fn claim_from(row: &Row) -> Option<Claim> {
     let host: Option<String> = row.get(0);
     let instance: Option<String> = row.get(1);
@@ -495,5 +577,6 @@ fn entry_from(row: &Row) -> Option<Entry> {
         last_attempt: last_attempt.max(0) as u32,
         version: version as u64,
         host: row.get(7),
+        attention: row.get(8),
     })
 }

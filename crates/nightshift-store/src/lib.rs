@@ -78,6 +78,19 @@ pub struct Entry {
     pub version: u64,
     /// The host that runs (or last ran) it, where the store knows hosts (a shared store).
     pub host: Option<String>,
+    /// Its attention flags as the daemon running it last recorded them (JSON), where the
+    /// store carries them to other hosts (a shared store).
+    pub attention: Option<String>,
+}
+
+/// A request for the daemon of the host that runs a task, carried by a shared store: a
+/// person on one host acts on an agent running on another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relayed {
+    /// Type a line into the agent.
+    Send { id: String, text: String },
+    /// Stop the task.
+    Cancel { id: String },
 }
 
 /// Everything the daemon and the CLI do to tasks. Implementations are shared between the
@@ -213,6 +226,35 @@ pub trait Store: Send + Sync + 'static {
         paused: bool,
         at: jiff::Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Leaves a request for the daemon of `host` (a shared store only).
+    fn relay(
+        &self,
+        _host: &str,
+        _request: &Relayed,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async {
+            Err(StoreError::Database {
+                message: "this task store is not shared between hosts".into(),
+                unreachable: false,
+            })
+        }
+    }
+
+    /// Takes the requests other hosts left for this daemon's host, oldest first.
+    fn take_relayed(&self) -> impl Future<Output = Result<Vec<Relayed>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Records a running task's attention flags (JSON) where other hosts can read them. A
+    /// store whose readers are all on this host has them in the run folder already.
+    fn note_attention(
+        &self,
+        _id: &str,
+        _flags: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Records that a schedule's slot was handled. `Ok(false)` when it already was: each
     /// slot fires exactly once, however many daemons look at it.

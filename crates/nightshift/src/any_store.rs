@@ -8,12 +8,14 @@ use std::time::SystemTime;
 use nightshift_core::records::TaskState;
 use nightshift_postgres::{PgOptions, PgStore};
 use nightshift_store::{
-    Claim, EnqueueError, Entry, FolderStore, Scan, ScanRules, Store, StoreError,
+    Claim, EnqueueError, Entry, FolderStore, Relayed, Scan, ScanRules, Store, StoreError,
 };
 
 use crate::config::Config;
 use crate::home::Home;
 
+// One per process, made once and never moved on a hot path: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyStore {
     Folder(FolderStore),
     Postgres(PgStore),
@@ -167,5 +169,14 @@ impl Store for AnyStore {
     }
     async fn claim_slot(&self, schedule: &str, slot: jiff::Timestamp) -> Result<bool, StoreError> {
         forward!(self, s => s.claim_slot(schedule, slot))
+    }
+    async fn relay(&self, host: &str, request: &Relayed) -> Result<(), StoreError> {
+        forward!(self, s => s.relay(host, request))
+    }
+    async fn take_relayed(&self) -> Result<Vec<Relayed>, StoreError> {
+        forward!(self, s => s.take_relayed())
+    }
+    async fn note_attention(&self, id: &str, flags: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.note_attention(id, flags))
     }
 }

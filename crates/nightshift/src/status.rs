@@ -156,7 +156,13 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
             .read(run::ATTENTION)
             .ok()
             .flatten();
-        v.attention = record.map(|r| r.flags).unwrap_or_default();
+        // A task running on another host of a shared store: its flags as that host's
+        // daemon last recorded them.
+        let shared = || {
+            let json = entry.attention.as_deref()?;
+            serde_json::from_str::<AttentionRecord>(json).ok()
+        };
+        v.attention = record.or_else(shared).map(|r| r.flags).unwrap_or_default();
     }
     let task = match parsed {
         Ok(t) => {

@@ -67,6 +67,7 @@ impl FolderStore {
             last_attempt,
             version: stamp(path),
             host: None,
+            attention: None,
         }
     }
 

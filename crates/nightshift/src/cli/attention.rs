@@ -48,11 +48,20 @@ pub(super) fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
             .as_ref()
             .and_then(|l| l.session.clone())
             .unwrap_or_else(|| crate::tmux::session_name(&t.id));
-        outln!(
-            "  attach: nightshift attach {id}   (or {} attach -t {})",
-            clean_line(&tmux.display_prefix(), true),
-            clean_line(&session, true)
-        )?;
+        match t.host.as_deref().filter(|h| *h != config.host) {
+            // On another host of the fleet: how to reach its terminal there.
+            Some(host) => {
+                let how = crate::client::remote_attach(home, host, &session)?;
+                for line in how.lines() {
+                    outln!("  {}", clean_line(line.trim(), true))?;
+                }
+            }
+            None => outln!(
+                "  attach: nightshift attach {id}   (or {} attach -t {})",
+                clean_line(&tmux.display_prefix(), true),
+                clean_line(&session, true)
+            )?,
+        }
         outln!("  then:   nightshift ack {id}   once it is back on track")?;
         outln!()?;
     }

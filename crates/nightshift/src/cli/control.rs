@@ -17,6 +17,11 @@ use super::{CliError, exit, load_config};
 pub(super) fn attach(home: &Home, id: &str) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     let session = running_session(home, id)?;
+    if let Some(host) = crate::client::runs_elsewhere(home, id)? {
+        // Its terminal is on that host: say how to reach it rather than guess at ssh.
+        outln!("{}", crate::client::remote_attach(home, &host, &session)?)?;
+        return Ok(exit::SUCCESS);
+    }
     let tmux = Tmux::new(&config.tmux_socket);
     // Replace this process: the terminal belongs to tmux until the user detaches.
     let err = tmux.attach_command(&session).exec();

@@ -18,7 +18,10 @@ use crate::home::Home;
 use crate::ipc::{self, Connection, DaemonStatus, IpcError, Request, Response};
 
 pub use enqueue::{Overrides, enqueue};
-pub use tasks::{ack_task, cancel_task, retry_task, running_session, send_text, set_paused};
+pub use tasks::{
+    ack_task, cancel_task, remote_attach, retry_task, running_session, runs_elsewhere, send_text,
+    set_paused,
+};
 
 /// How long any client (a command, the dashboard) waits for the daemon, connecting
 /// included. Its answers come from memory (status, or a cancel that only records the

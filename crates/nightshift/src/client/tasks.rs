@@ -28,10 +28,67 @@ pub fn running_session(home: &Home, id: &str) -> anyhow::Result<String> {
     }
 }
 
-/// Types a line into a running agent (for the CLI and the dashboard).
+/// The host a running task runs on, when that is another host of a shared store: a person
+/// here reaches its agent through that host's daemon.
+pub fn runs_elsewhere(home: &Home, id: &str) -> anyhow::Result<Option<String>> {
+    let config = load_config(home)?;
+    let store = tasks::open(home);
+    if !store.shared() {
+        return Ok(None);
+    }
+    let entry = tasks::call("entry", store.entry(id))?;
+    Ok(entry
+        .filter(|e| e.state == TaskState::Running)
+        .and_then(|e| e.host)
+        .filter(|host| *host != config.host))
+}
+
+/// The command that attaches to a session on another host of the fleet: `ssh HOST -t tmux
+/// -S SOCKET attach -t SESSION`, with the socket that host's daemon registered.
+pub fn remote_attach(home: &Home, host: &str, session: &str) -> anyhow::Result<String> {
+    let store = tasks::open(home);
+    let socket = match store.postgres() {
+        Some(pg) => tasks::call("hosts", async {
+            pg.hosts().await.map_err(nightshift_store::StoreError::from)
+        })?
+        .into_iter()
+        .find(|h| h.name == host)
+        .and_then(|h| h.tmux_socket)
+        .filter(|s| !s.is_empty()),
+        None => None,
+    };
+    let mut words = vec!["ssh", host, "-t", "tmux"];
+    if let Some(socket) = &socket {
+        words.extend(["-S", socket]);
+    }
+    words.extend(["attach", "-t", session]);
+    let quoted: Vec<String> = words.iter().map(|w| tmux::shell_word(w)).collect();
+    Ok(format!(
+        "`{session}` runs on {host}; attach with:\n  {}",
+        quoted.join(" ")
+    ))
+}
+
+/// Leaves a request for the daemon of `host`, which runs the task.
+fn relay(home: &Home, host: &str, request: nightshift_store::Relayed) -> anyhow::Result<()> {
+    let store = tasks::open(home);
+    tasks::call("relay", store.relay(host, &request))?;
+    Ok(())
+}
+
+/// Types a line into a running agent (for the CLI and the dashboard); one on another host
+/// of a shared store is typed by that host's daemon.
 pub fn send_text(home: &Home, id: &str, text: &str) -> anyhow::Result<String> {
     let config = load_config(home)?;
     let session = running_session(home, id)?;
+    if let Some(host) = runs_elsewhere(home, id)? {
+        let request = nightshift_store::Relayed::Send {
+            id: id.to_string(),
+            text: text.to_string(),
+        };
+        relay(home, &host, request)?;
+        return Ok(format!("sent to {id} (its daemon on {host} types it)"));
+    }
     let tmux = Tmux::new(&config.tmux_socket);
     let removed = runtime()?
         .block_on(tmux.send_line(&session, text))
@@ -61,6 +118,14 @@ pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
             Ok(format!("cancelled {id} (it had not started)"))
         }
         Some(TaskState::Running) => {
+            if let Some(host) = runs_elsewhere(home, id)? {
+                relay(
+                    home,
+                    &host,
+                    nightshift_store::Relayed::Cancel { id: id.to_string() },
+                )?;
+                return Ok(format!("cancelling {id} (its daemon on {host} stops it)"));
+            }
             let socket = home.checked_socket()?;
             match runtime()?.block_on(request(&socket, &Request::Cancel { id: id.to_string() })) {
                 Ok(Response::Ok { message }) => Ok(message),

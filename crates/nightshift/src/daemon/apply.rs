@@ -394,6 +394,7 @@ impl<S: Store> Daemon<S> {
         if let Err(e) = dir.write(run::ATTENTION, &record) {
             tracing::warn!(task = id, "cannot save attention.json: {e}");
         }
+        self.share_attention(id, &record);
     }
 
     /// Tells the configured channels; every message names the task and how to attach.

@@ -13,6 +13,7 @@ mod filing;
 pub use schedules::read_all as read_schedules;
 pub use start::find_program;
 mod recover;
+mod relayed;
 mod run_folder;
 mod schedules;
 mod start;
@@ -363,8 +364,9 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         let sleep_for = d.sleep_for(next_rescan);
         tokio::select! {
             Some(()) = store_changed(&mut store_changes) => {
-                // Another host (or this one) changed the shared queue.
+                // Another host (or this one) changed the shared queue, or left a request.
                 d.queue_dirty = true;
+                d.serve_relayed().await;
             }
             Some(change) = changes.recv() => {
                 // Take everything already waiting, once per path (a rename or a write is

@@ -362,6 +362,7 @@ impl<S: Store> Daemon<S> {
         }
         self.check_disk_space().await;
         self.renew_leases().await;
+        self.serve_relayed().await;
         // Filings that failed (a full disk, say) are tried again.
         for msg in std::mem::take(&mut self.unfiled) {
             self.on_internal(msg).await;

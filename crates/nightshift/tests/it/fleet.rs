@@ -290,3 +290,65 @@ fn a_database_outage_holds_new_work_and_loses_nothing() {
         t.get("next").is_some_and(|(s, _)| s == "done")
     });
 }
+
+#[test]
+fn a_person_on_one_host_sees_answers_and_stops_an_agent_on_another() {
+    let mut f = fleet(2, |i| if i == 0 { "[\"a\"]" } else { "[\"b\"]" });
+    let repo = format!("repo: {}", f.remote.display());
+    let asks = Task::script(["@ask Which database should I use? (y/n)", "@done"])
+        .front("requires: [b]")
+        .front(&repo);
+    f.add(0, "asks", &asks);
+    let hangs = Task::script(["@hang"]).front("requires: [b]").front(&repo);
+    f.add(0, "hangs", &hangs);
+    for h in &mut f.hosts {
+        h.start_daemon();
+    }
+    // The flag raised on h1 shows on h0.
+    let start = Instant::now();
+    let flagged = loop {
+        let json = f.hosts[0].run(&["attention", "--json"]).success().json();
+        let flagged = json
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["id"] == "asks" && t["host"] == "h1"));
+        if flagged || start.elapsed() > Duration::from_secs(60) {
+            break flagged;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(flagged, "{}", f.hosts[1].daemon_log());
+    let listed = f.hosts[0].run(&["attention"]);
+    let listed = listed.success().stdout.clone();
+    assert!(listed.contains("ssh h1 -t tmux -S"), "{listed}");
+    let attach = f.hosts[0].run(&["attach", "asks"]);
+    let attach = attach.success().stdout.clone();
+    let socket = f.hosts[1].tmux_socket();
+    assert!(
+        attach.contains(&format!("ssh h1 -t tmux -S {} attach -t", socket.display())),
+        "{attach}"
+    );
+    // The answer typed on h0 reaches the agent on h1, and it finishes.
+    let sent = f.hosts[0].run(&["send", "asks", "postgres"]);
+    assert!(sent.success().stdout.contains("h1"), "{sent:?}");
+    f.wait_ls(
+        0,
+        "the answered task is done",
+        Duration::from_secs(60),
+        |t| t.get("asks").is_some_and(|(s, _)| s == "done"),
+    );
+    assert!(
+        f.hosts[1]
+            .transcript("asks", 1)
+            .contains("answer: postgres"),
+        "{}",
+        f.hosts[1].transcript("asks", 1)
+    );
+    // A cancel on h0 stops the agent on h1.
+    f.hosts[0].run(&["cancel", "hangs"]).success();
+    f.wait_ls(
+        0,
+        "the cancelled task failed",
+        Duration::from_secs(60),
+        |t| t.get("hangs").is_some_and(|(s, _)| s == "failed"),
+    );
+}

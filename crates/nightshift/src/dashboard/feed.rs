@@ -174,6 +174,7 @@ impl Feed {
             &live,
             self.home.state_dir(TaskState::Queued).display().to_string(),
             now,
+            &self.config.host,
         )
     }
 

@@ -177,6 +177,7 @@ pub fn build(
     live: &dyn Fn(&str) -> Live,
     queue_dir: String,
     now: Timestamp,
+    here: &str,
 ) -> Model {
     let link = match &daemon {
         Ok(Some(s)) => Link::Up {
@@ -199,7 +200,7 @@ pub fn build(
     };
     let rows = views
         .iter()
-        .map(|v| row(v, phase_of(&v.id), live))
+        .map(|v| row(v, phase_of(&v.id), live, here))
         .collect::<Vec<_>>();
     Model {
         header: Header {
@@ -230,19 +231,25 @@ fn phase_word(phase: nightshift_core::Phase) -> &'static str {
     }
 }
 
-fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live) -> Row {
+fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live, here: &str) -> Row {
     let spawn = v.last.as_ref().and_then(|l| l.spawn.as_ref());
+    let agent = v
+        .agent
+        .clone()
+        .or(spawn.map(|s| s.agent.clone()))
+        .unwrap_or_default();
+    // In a fleet, where it runs (or ran) when that is another host: `claude@build-2`.
+    let agent = match v.host.as_deref().filter(|h| *h != here) {
+        Some(host) => format!("{agent}@{host}"),
+        None => agent,
+    };
     let mut r = Row {
         id: v.id.clone(),
         title: v.title.clone(),
         group: Group::Queued,
         status: String::new(),
         failed: v.state == TaskState::Failed,
-        agent: v
-            .agent
-            .clone()
-            .or(spawn.map(|s| s.agent.clone()))
-            .unwrap_or_default(),
+        agent,
         branch: spawn.and_then(|s| s.worktree.as_ref().map(|w| w.branch.clone())),
         since: v.modified,
         last_commit: None,

@@ -46,6 +46,15 @@ fn bare_remote(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// `n` hosts named h0…, each with `labels(i)`, sharing one fresh database.
 fn fleet(n: usize, labels: impl Fn(usize) -> &'static str) -> Fleet {
+    fleet_with(n, labels, |_| String::new())
+}
+
+/// [`fleet`], with more config (`tail(i)`, raw TOML tables) for host `i`.
+fn fleet_with(
+    n: usize,
+    labels: impl Fn(usize) -> &'static str,
+    tail: impl Fn(usize) -> String,
+) -> Fleet {
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("a PostgreSQL cluster: {e}"));
     let url = cluster
         .database()
@@ -61,6 +70,7 @@ fn fleet(n: usize, labels: impl Fn(usize) -> &'static str) -> Fleet {
                     "[store]\nurl = {}\nlease = \"3s\"\n",
                     toml_str(&url)
                 ))
+                .config_tail(&tail(i))
                 .build()
         })
         .collect();
@@ -146,6 +156,16 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+impl Fleet {
+    /// Waits until host `i`'s daemon log has `line` in it.
+    fn wait_until_logged(&mut self, i: usize, line: &str) {
+        let line = line.to_string();
+        self.hosts[i].wait_until(&format!("the log says {line:?}"), |env| {
+            env.daemon_log().contains(&line)
+        });
     }
 }
 
@@ -351,4 +371,36 @@ fn a_person_on_one_host_sees_answers_and_stops_an_agent_on_another() {
         Duration::from_secs(60),
         |t| t.get("hangs").is_some_and(|(s, _)| s == "failed"),
     );
+}
+
+#[test]
+fn a_task_one_host_cannot_run_waits_for_a_host_that_can() {
+    let special = "[agents.special]\n\
+                   command = [\"{nightshift}\", \"test-agent\", \"--prompt-file\", \"{prompt_file}\"]\n\
+                   preamble = false\n";
+    let mut f = fleet_with(
+        2,
+        |_| "[]",
+        |i| {
+            if i == 1 {
+                special.into()
+            } else {
+                String::new()
+            }
+        },
+    );
+    f.hosts[0].start_daemon();
+    // Only h1 knows the agent: added there, while only h0 runs.
+    let task = f.ledger_task("picky", "100ms").front("agent: special");
+    f.add(1, "picky", &task);
+    f.wait_until_logged(0, "not runnable on this host");
+    assert_eq!(
+        f.ls(0).get("picky").map(|(s, _)| s.as_str()),
+        Some("queued"),
+        "h0 left it for another host"
+    );
+    f.hosts[1].start_daemon();
+    f.wait_ls(0, "h1 ran it", Duration::from_secs(60), |t| {
+        t.get("picky") == Some(&("done".into(), Some("h1".into())))
+    });
 }

@@ -172,9 +172,11 @@ impl Feed {
             self.paused,
             next_schedule(&self.home, now),
             &live,
-            self.home.state_dir(TaskState::Queued).display().to_string(),
+            model::Here {
+                queue_dir: self.home.state_dir(TaskState::Queued).display().to_string(),
+                host: &self.config.host,
+            },
             now,
-            &self.config.host,
         )
     }
 

@@ -169,16 +169,25 @@ pub struct Live {
 }
 
 /// Builds the model from what `status::collect` read and what the daemon said.
+/// Where the dashboard runs: the home's queue folder and this host's name.
+pub struct Here<'a> {
+    pub queue_dir: String,
+    pub host: &'a str,
+}
+
 pub fn build(
     views: &[TaskView],
     daemon: Result<Option<&DaemonStatus>, String>,
     paused: bool,
     next_schedule: Option<(String, Timestamp)>,
     live: &dyn Fn(&str) -> Live,
-    queue_dir: String,
+    here: Here<'_>,
     now: Timestamp,
-    here: &str,
 ) -> Model {
+    let Here {
+        queue_dir,
+        host: here,
+    } = here;
     let link = match &daemon {
         Ok(Some(s)) => Link::Up {
             started_at: s.started_at,

@@ -62,30 +62,15 @@ pub async fn prepare(
         remote: None,
     };
 
-    match registered_branch(&repo, &path).await? {
-        Some(_) if !path.is_dir() => {
-            // Registered but deleted by hand: git refuses to add it again until pruned.
-            git(&repo, ["worktree", "prune"]).await?;
-        }
-        Some(Some(found)) if found == branch_ref => {
-            let noted = match read_base_note(&path) {
-                Some(hash) => hash,
-                None => {
-                    let target = resolve_commit(&repo, base.unwrap_or("HEAD")).await?;
-                    merge_base(&repo, &branch_ref, &target).await
-                }
-            };
-            return Ok(worktree(noted, false));
-        }
-        Some(found) => {
-            return Err(WorktreeError::WrongBranch {
-                repo: repo.clone(),
-                path: path.clone(),
-                branch: branch.clone(),
-                found: found.unwrap_or_else(|| "a detached HEAD".to_string()),
-            });
-        }
-        None => {}
+    if already_there(&repo, &path, &branch).await? {
+        let noted = match read_base_note(&path) {
+            Some(hash) => hash,
+            None => {
+                let target = resolve_commit(&repo, base.unwrap_or("HEAD")).await?;
+                merge_base(&repo, &branch_ref, &target).await
+            }
+        };
+        return Ok(worktree(noted, false));
     }
 
     let target = resolve_commit(&repo, base.unwrap_or("HEAD")).await?;
@@ -120,6 +105,30 @@ pub async fn prepare(
         fs::write(&note, format!("{base_hash}\n")).map_err(io_err(&note))?;
     }
     Ok(worktree(base_hash, true))
+}
+
+/// Whether the task's worktree is registered at `path` on its branch already (a retry reuses
+/// it). One registered but deleted by hand is pruned (git refuses to add it again until
+/// then); one on another branch is an error.
+pub(super) async fn already_there(
+    repo: &Path,
+    path: &Path,
+    branch: &str,
+) -> Result<bool, WorktreeError> {
+    match registered_branch(repo, path).await? {
+        Some(_) if !path.is_dir() => {
+            git(repo, ["worktree", "prune"]).await?;
+            Ok(false)
+        }
+        Some(Some(found)) if found == format!("refs/heads/{branch}") => Ok(true),
+        Some(found) => Err(WorktreeError::WrongBranch {
+            repo: repo.to_path_buf(),
+            path: path.to_path_buf(),
+            branch: branch.to_string(),
+            found: found.unwrap_or_else(|| "a detached HEAD".to_string()),
+        }),
+        None => Ok(false),
+    }
 }
 
 /// `Some(branch ref or None when detached)` if `path` is registered as a worktree of `repo`.

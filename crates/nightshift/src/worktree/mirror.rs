@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 
-use super::create::{merge_base, read_base_note, registered_branch, resolve_commit};
+use super::create::{merge_base, read_base_note, resolve_commit};
 use super::remove::branch_exists;
 use super::{
     WORKTREE_OPS, Worktree, WorktreeError, base_note, branch_name, git, git_status, io_err,
@@ -64,32 +64,18 @@ pub async fn prepare_from_mirror(
         remote: Some(remote.to_string()),
     };
 
-    match registered_branch(&mirror, &path).await? {
-        Some(_) if !path.is_dir() => {
-            git(&mirror, ["worktree", "prune"]).await?;
+    if super::create::already_there(&mirror, &path, &branch).await? {
+        if let Some(pushed) = &pushed
+            && is_strict_ancestor(&mirror, &branch_ref, pushed).await
+            && !super::is_dirty(&path).await.unwrap_or(true)
+        {
+            git(&path, ["merge", "--ff-only", "-q", pushed.as_str()]).await?;
         }
-        Some(Some(found)) if found == branch_ref => {
-            if let Some(pushed) = &pushed
-                && is_strict_ancestor(&mirror, &branch_ref, pushed).await
-                && !super::is_dirty(&path).await.unwrap_or(true)
-            {
-                git(&path, ["merge", "--ff-only", "-q", pushed.as_str()]).await?;
-            }
-            let noted = match read_base_note(&path) {
-                Some(hash) => hash,
-                None => merge_base(&mirror, &branch_ref, &target).await,
-            };
-            return Ok(worktree(noted, false));
-        }
-        Some(found) => {
-            return Err(WorktreeError::WrongBranch {
-                repo: mirror.clone(),
-                path: path.clone(),
-                branch: branch.clone(),
-                found: found.unwrap_or_else(|| "a detached HEAD".to_string()),
-            });
-        }
-        None => {}
+        let noted = match read_base_note(&path) {
+            Some(hash) => hash,
+            None => merge_base(&mirror, &branch_ref, &target).await,
+        };
+        return Ok(worktree(noted, false));
     }
 
     let mut args = vec![OsStr::new("worktree"), OsStr::new("add"), OsStr::new("-q")];

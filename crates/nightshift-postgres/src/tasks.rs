@@ -22,10 +22,12 @@ fn timestamp(micros: i64) -> Option<jiff::Timestamp> {
 impl PgStore {
     pub(crate) async fn scan_rows(&self, rules: ScanRules<'_>) -> Result<Scan, PgError> {
         let client = self.client().await?;
+        // The queue, and of the finished tasks only those a queued one depends on: a scan
+        // costs what the queue holds, not the history.
         let rows = client
             .query(
                 "SELECT id, state, body, last_attempt, counted, lost FROM tasks
-                 WHERE state IN ('queued', 'done', 'failed') ORDER BY id",
+                 WHERE state = 'queued' ORDER BY id",
                 &[],
             )
             .await
@@ -33,15 +35,6 @@ impl PgStore {
         let mut scan = Scan::default();
         for row in rows {
             let id: String = row.get(0);
-            let state: String = row.get(1);
-            match state_of(&state) {
-                Some(TaskState::Queued) => {}
-                Some(finished) => {
-                    scan.finished.insert(id, finished);
-                    continue;
-                }
-                None => continue,
-            }
             let path = source_of(TaskState::Queued, &id);
             let body: String = row.get(2);
             let task = match task::parse(&id, &path, &body, rules.user_home) {
@@ -77,6 +70,26 @@ impl PgStore {
                 lock,
                 lost: row.get(5),
             });
+        }
+        let deps: Vec<&str> = scan
+            .queued
+            .iter()
+            .flat_map(|q| q.task.depends_on.iter().map(String::as_str))
+            .collect();
+        if !deps.is_empty() {
+            let finished = client
+                .query(
+                    "SELECT id, state FROM tasks
+                     WHERE id = ANY($1) AND state IN ('done', 'failed')",
+                    &[&deps],
+                )
+                .await
+                .map_err(PgError::query("scanning the queue's dependencies"))?;
+            for row in finished {
+                if let Some(state) = state_of(row.get(1)) {
+                    scan.finished.insert(row.get(0), state);
+                }
+            }
         }
         Ok(scan)
     }

@@ -257,9 +257,9 @@ pub async fn finish_files_the_task_with_its_report<S: Store>(store: Arc<S>) {
 }
 
 pub async fn a_scan_sees_queued_and_finished_tasks<S: Store>(store: Arc<S>) {
-    for id in ["waiting", "done-one"] {
-        assert!(store.enqueue(id, &task_text(id)).await.is_ok());
-    }
+    let waiting = "---\nworkdir: /tmp\ndepends_on: [done-one]\n---\n# waiting\n\nDo it.\n";
+    assert!(store.enqueue("waiting", waiting).await.is_ok());
+    assert!(store.enqueue("done-one", &task_text("done-one")).await.is_ok());
     assert_eq!(
         store.claim("done-one", &claim_by("me")).await.ok(),
         Some(true)

@@ -52,6 +52,8 @@ pub struct ScanRules<'a> {
 pub struct Scan {
     pub queued: Vec<QueuedTask>,
     pub invalid: Vec<Invalid>,
+    /// Finished tasks: at least those a queued task depends on (a store with a long history
+    /// need not list the rest).
     pub finished: std::collections::BTreeMap<String, TaskState>,
     /// Entries still being written: look again at this time.
     pub recheck_at: Option<SystemTime>,

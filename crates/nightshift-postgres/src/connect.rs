@@ -77,6 +77,11 @@ pub(crate) fn target(options: &PgOptions) -> Result<Target, PgError> {
 }
 
 pub(crate) fn pool(target: &Target) -> Pool {
+    pool_of(target, 4, CONNECT_TIMEOUT)
+}
+
+/// A pool of `size` connections whose waits last at most `wait`.
+pub(crate) fn pool_of(target: &Target, size: usize, wait: Duration) -> Pool {
     let manager = Manager::from_config(
         target.config.clone(),
         target.tls.clone(),
@@ -86,11 +91,11 @@ pub(crate) fn pool(target: &Target) -> Pool {
     );
     // Builds without a connection; fails only on a missing runtime, which is given.
     Pool::builder(manager)
-        .max_size(4)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(CONNECT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
         .build()
         .unwrap_or_else(|_| unreachable_pool(target))
 }

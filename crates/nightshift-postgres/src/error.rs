@@ -45,7 +45,7 @@ impl PgError {
         move |e| PgError::Query {
             what,
             message: describe(&e),
-            connection: e.as_db_error().is_none(),
+            connection: lost_connection(&e),
         }
     }
 
@@ -57,6 +57,19 @@ impl PgError {
                 other => other.to_string(),
             },
         }
+    }
+}
+
+/// Whether the error says the database cannot be reached (rather than that it refused the
+/// statement): a closed connection, or the server's connection and shutdown errors
+/// (SQLSTATE class 08, 57P01–57P03 while it restarts, 53 when it is out of resources).
+pub(crate) fn lost_connection(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+        }
+        None => e.is_closed() || std::error::Error::source(e).is_some(),
     }
 }
 

@@ -93,7 +93,12 @@ impl PgStore {
         session.trust(sent, self.lease);
         self.host = Some(Arc::clone(&session));
         let beat = Heartbeat {
-            pool: self.pool.clone(),
+            // Its own connection: renewals must not wait behind scans and filings.
+            pool: crate::connect::pool_of(
+                &self.target,
+                1,
+                (self.lease / 3).min(Duration::from_secs(5)),
+            ),
             session,
             held: Arc::clone(&self.held),
             lease: self.lease,
@@ -259,33 +264,82 @@ impl Heartbeat {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             held.iter().map(|(id, fence)| (id.clone(), *fence)).unzip()
         };
+        self.release_orphans(&client, &fences).await?;
         if ids.is_empty() {
             return Ok(());
         }
+        // A claim this host filed keeps its token on the row: it counts as kept. One whose
+        // row has another token (or none) was taken over or requeued.
         let kept = client
             .query(
-                "UPDATE tasks t SET lease_until = now() + make_interval(secs => $3)
+                "UPDATE tasks t SET lease_until = CASE WHEN t.state = 'running'
+                     THEN now() + make_interval(secs => $3) ELSE t.lease_until END
                  FROM unnest($1::text[], $2::int8[]) AS h(id, fence)
-                 WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
-                 RETURNING t.id",
+                 WHERE t.id = h.id AND t.fence = h.fence
+                 RETURNING t.id, t.fence",
                 &[&ids, &fences, &secs],
             )
             .await
             .map_err(PgError::query("renewing this host's claims"))?;
         if kept.len() < ids.len() {
-            let kept: std::collections::HashSet<String> = kept.iter().map(|r| r.get(0)).collect();
+            let kept: std::collections::HashSet<(String, i64)> =
+                kept.iter().map(|r| (r.get(0), r.get(1))).collect();
             let mut held = self
                 .held
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            held.retain(|id, _| {
-                let ok = kept.contains(id);
-                if !ok {
+            // Only the claims this renewal was about: one made since is not judged here.
+            for (id, fence) in ids.into_iter().zip(fences) {
+                if !kept.contains(&(id.clone(), fence)) && held.get(&id) == Some(&fence) {
                     tracing::warn!(task = id, "another host took this task over");
+                    held.remove(&id);
                 }
-                ok
-            });
+            }
             self.changes.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        Ok(())
+    }
+}
+
+impl Heartbeat {
+    /// Puts back the claims this daemon made but never heard of: the claim committed and its
+    /// answer was lost (a time-out, a cut connection). Nothing was started for them, so the
+    /// attempt is undone rather than counted; a claim younger than a lease may still be on
+    /// its way back and is left alone.
+    async fn release_orphans(
+        &self,
+        client: &deadpool_postgres::Object,
+        fences: &[i64],
+    ) -> Result<(), PgError> {
+        let released = client
+            .query(
+                "WITH orphan AS (
+                     SELECT id, fence FROM tasks
+                     WHERE state = 'running' AND owner_host = $1 AND owner_instance = $2
+                       AND NOT (fence = ANY($3))
+                       AND modified_at < now() - make_interval(secs => $4)
+                     FOR UPDATE SKIP LOCKED),
+                 undone AS (
+                     DELETE FROM attempts a USING orphan o
+                     WHERE a.task_id = o.id AND a.fence = o.fence)
+                 UPDATE tasks t SET state = 'queued', owner_host = NULL, owner_instance = NULL,
+                     lease_until = NULL, fence = NULL, last_attempt = t.last_attempt - 1,
+                     counted = greatest(t.counted - 1, 0), version = t.version + 1,
+                     modified_at = now()
+                 FROM orphan o WHERE t.id = o.id
+                 RETURNING t.id",
+                &[
+                    &self.session.name,
+                    &self.session.info.instance,
+                    &fences,
+                    &self.lease.as_secs_f64(),
+                ],
+            )
+            .await
+            .map_err(PgError::query("releasing claims whose answer was lost"))?;
+        for row in released {
+            let id: String = row.get(0);
+            tracing::warn!(task = id, "put back a claim whose answer was lost (it never started)");
         }
         Ok(())
     }
@@ -333,7 +387,7 @@ async fn rescue(pool: &Pool, lease: Duration) -> Result<Vec<String>, PgError> {
         .map_err(|e| PgError::Query {
             what: "requeueing the tasks of lost hosts",
             message: describe(&e),
-            connection: e.as_db_error().is_none(),
+            connection: crate::error::lost_connection(&e),
         })?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

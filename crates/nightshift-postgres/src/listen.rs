@@ -23,7 +23,11 @@ pub(crate) async fn follow(
     let mut said = false;
     loop {
         match listen_once(&config, &tls, &changes).await {
-            Ok(()) => backoff = Duration::from_millis(50),
+            // It was listening, then the connection closed: a new outage.
+            Ok(()) => {
+                backoff = Duration::from_millis(50);
+                said = false;
+            }
             Err(e) => {
                 if !said {
                     tracing::warn!(
@@ -77,7 +81,8 @@ async fn listen_once(
         changes.send_modify(|v| *v = v.wrapping_add(1));
     }
     drop(client);
-    Err("the connection closed".into())
+    tracing::warn!("the task store's notification connection closed; reconnecting");
+    Ok(())
 }
 
 impl Target {

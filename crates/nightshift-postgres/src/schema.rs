@@ -118,23 +118,44 @@ CREATE INDEX host_requests_by_host ON host_requests (host, id);
 CREATE TRIGGER host_requests_added AFTER INSERT ON host_requests
     FOR EACH STATEMENT EXECUTE FUNCTION nightshift_notify();
 ALTER TABLE tasks ADD COLUMN attention text;
+
+-- Wake listeners only for changes they care about: a statement-level trigger fires even
+-- when an UPDATE changes no row, and lease renewals change rows every few seconds.
+DROP TRIGGER tasks_changed ON tasks;
+CREATE TRIGGER tasks_added_or_removed AFTER INSERT OR DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION nightshift_notify();
+CREATE TRIGGER tasks_changed AFTER UPDATE ON tasks FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state
+          OR OLD.body IS DISTINCT FROM NEW.body
+          OR OLD.owner_host IS DISTINCT FROM NEW.owner_host
+          OR OLD.attention IS DISTINCT FROM NEW.attention
+          OR OLD.note IS DISTINCT FROM NEW.note)
+    EXECUTE FUNCTION nightshift_notify();
+DROP TRIGGER queue_state_changed ON queue_state;
+CREATE TRIGGER queue_state_changed AFTER UPDATE ON queue_state FOR EACH ROW
+    WHEN (OLD.paused IS DISTINCT FROM NEW.paused)
+    EXECUTE FUNCTION nightshift_notify();
 "#;
 
 /// Creates the schema or brings it up to [`VERSION`]. Returns the versions it applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, PgError> {
+    // The lock first: two hosts creating the table at once would race in the catalog.
     client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(PgError::query("taking the migration lock"))?;
+    let created = client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS nightshift_schema (
                  version    integer PRIMARY KEY,
                  applied_at timestamptz NOT NULL DEFAULT now())",
         )
         .await
-        .map_err(PgError::query("creating the schema table"))?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(PgError::query("taking the migration lock"))?;
-    let applied = apply_missing(client).await;
+        .map_err(PgError::query("creating the schema table"));
+    let applied = match created {
+        Ok(()) => apply_missing(client).await,
+        Err(e) => Err(e),
+    };
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await

@@ -12,6 +12,9 @@ use tokio_postgres::Row;
 use crate::error::PgError;
 use crate::{PgStore, id_of_source, source_of, state_of};
 
+/// How long a request for another host's daemon stays valid.
+const RELAYED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A timestamp column as microseconds since the epoch, for [`timestamp`].
 const MICROS: &str = "(extract(epoch from modified_at) * 1000000)::int8";
 
@@ -264,19 +267,23 @@ impl PgStore {
     pub(crate) async fn requeue_row(&self, id: &str) -> Result<(), StoreError> {
         let fence = self.fence_of(id);
         let client = self.client().await?;
-        let moved = client
-            .execute(
-                "WITH ended AS (
-                     UPDATE attempts SET ended_at = now(), outcome = 'retry'
-                     WHERE task_id = $1 AND fence = $2)
-                 UPDATE tasks SET state = 'queued', owner_host = NULL, owner_instance = NULL,
-                     lease_until = NULL, fence = NULL, attention = NULL,
-                     version = version + 1, modified_at = now()
-                 WHERE id = $1 AND state = 'running' AND fence = $2",
+        let moved: i64 = client
+            .query_one(
+                "WITH moved AS (
+                     UPDATE tasks SET state = 'queued', owner_host = NULL,
+                         owner_instance = NULL, lease_until = NULL, fence = NULL,
+                         attention = NULL, version = version + 1, modified_at = now()
+                     WHERE id = $1 AND state = 'running' AND fence = $2
+                     RETURNING id),
+                 ended AS (
+                     UPDATE attempts a SET ended_at = now(), outcome = 'retry'
+                     FROM moved WHERE a.task_id = moved.id AND a.fence = $2)
+                 SELECT count(*) FROM moved",
                 &[&id, &fence],
             )
             .await
-            .map_err(PgError::query("requeueing a task"))?;
+            .map_err(PgError::query("requeueing a task"))?
+            .get(0);
         self.held().remove(id);
         if moved == 0 && self.locate_row(id).await? != Some(TaskState::Queued) {
             return Err(StoreError::Superseded { id: id.to_string() });
@@ -311,20 +318,25 @@ impl PgStore {
         let body: String = row.get(1);
         let new = with_report(&body, report);
         // The token stays on the filed row, so a retried filing can tell it was its own.
-        let filed = client
-            .execute(
-                "WITH ended AS (
-                     UPDATE attempts SET ended_at = now(), outcome = $2
-                     WHERE task_id = $1 AND fence = $4 AND $3 = 'running')
-                 UPDATE tasks SET state = $2, body = $5, owner_host = NULL,
-                     owner_instance = NULL, lease_until = NULL, attention = NULL,
-                     version = version + 1, modified_at = now()
-                 WHERE id = $1 AND state = $3
-                   AND ($3 <> 'running' OR fence = $4)",
+        let filed: i64 = client
+            .query_one(
+                "WITH moved AS (
+                     UPDATE tasks SET state = $2, body = $5, owner_host = NULL,
+                         owner_instance = NULL, lease_until = NULL, attention = NULL,
+                         version = version + 1, modified_at = now()
+                     WHERE id = $1 AND state = $3
+                       AND ($3 <> 'running' OR fence = $4)
+                     RETURNING id),
+                 ended AS (
+                     UPDATE attempts a SET ended_at = now(), outcome = $2
+                     FROM moved WHERE a.task_id = moved.id AND a.fence = $4
+                       AND $3 = 'running')
+                 SELECT count(*) FROM moved",
                 &[&id, &to.as_str(), &from.as_str(), &fence, &new],
             )
             .await
-            .map_err(PgError::query("filing a task"))?;
+            .map_err(PgError::query("filing a task"))?
+            .get(0);
         self.release(id);
         if filed == 0 {
             return Err(StoreError::Superseded { id: id.to_string() });
@@ -520,14 +532,19 @@ impl PgStore {
         let client = self.client().await?;
         let mut rows = client
             .query(
-                "DELETE FROM host_requests WHERE host = $1 RETURNING id, task_id, kind, text",
-                &[&me],
+                "DELETE FROM host_requests WHERE host = $1
+                 RETURNING id, task_id, kind, text,
+                           created_at > now() - make_interval(secs => $2)",
+                &[&me, &RELAYED_FOR.as_secs_f64()],
             )
             .await
             .map_err(PgError::query("taking requests from other hosts"))?;
         rows.sort_by_key(|r| r.get::<_, i64>(0));
         Ok(rows
             .iter()
+            // A request left for a host that was away (stopped, cut off) longer than this is
+            // about a moment that has passed: a later run of the task must not get it.
+            .filter(|r| r.get::<_, bool>(4))
             .filter_map(|r| {
                 let id: String = r.get(1);
                 match r.get::<_, &str>(2) {

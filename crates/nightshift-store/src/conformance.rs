@@ -259,7 +259,12 @@ pub async fn finish_files_the_task_with_its_report<S: Store>(store: Arc<S>) {
 pub async fn a_scan_sees_queued_and_finished_tasks<S: Store>(store: Arc<S>) {
     let waiting = "---\nworkdir: /tmp\ndepends_on: [done-one]\n---\n# waiting\n\nDo it.\n";
     assert!(store.enqueue("waiting", waiting).await.is_ok());
-    assert!(store.enqueue("done-one", &task_text("done-one")).await.is_ok());
+    assert!(
+        store
+            .enqueue("done-one", &task_text("done-one"))
+            .await
+            .is_ok()
+    );
     assert_eq!(
         store.claim("done-one", &claim_by("me")).await.ok(),
         Some(true)

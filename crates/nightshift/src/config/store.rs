@@ -190,17 +190,22 @@ fn looks_like_a_database(url: &str) -> bool {
 /// `url` with its password masked: `postgres://user:***@host/db`, a `password=` query
 /// parameter, or `password=***` in the `key=value` form.
 pub fn mask_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", mask_url_rest(rest)),
+    // Only a postgres URL is read as one: a key=value string's password may hold `://`.
+    let scheme = ["postgres://", "postgresql://"]
+        .into_iter()
+        .find(|s| url.len() >= s.len() && url[..s.len()].eq_ignore_ascii_case(s));
+    match scheme {
+        Some(s) => format!("{}{}", &url[..s.len()], mask_url_rest(&url[s.len()..])),
         None => mask_key_values(url),
     }
 }
 
 /// The part after `scheme://`: `[user[:password]@]host[/db][?params]`.
 fn mask_url_rest(rest: &str) -> String {
-    // The last `@` ends the user part: a password written with a bare `@` is still masked
-    // whole.
-    let (userinfo, after) = match rest.rfind('@') {
+    // The user part ends at the last `@` before the query (one in `?user=ns@srv` is not
+    // it): a password written with a bare `@` or `/` is still masked whole.
+    let authority_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (userinfo, after) = match rest[..authority_end].rfind('@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
@@ -284,6 +289,14 @@ mod tests {
             (
                 "postgresql://ns:p@ss/w:rd@db:5432/q?sslmode=require",
                 "postgresql://ns:***@db:5432/q?sslmode=require",
+            ),
+            (
+                "postgres://db/q?user=ns@srv&password=s3cret",
+                "postgres://db/q?user=ns@srv&password=***",
+            ),
+            (
+                "host=db user=ns password=a://b@c",
+                "host=db user=ns password=***",
             ),
             (
                 "postgres://ns@db/q?sslmode=verify-full&password=s3cret",

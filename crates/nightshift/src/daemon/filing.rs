@@ -96,6 +96,18 @@ impl<S: Store> Daemon<S> {
                 tracing::info!(task = id, "{state}: {} ({dst})", report.reason);
                 true
             }
+            Err(nightshift_store::StoreError::Superseded { .. }) => {
+                // Another host took the task over: this attempt's result is not its to file,
+                // now or later.
+                tracing::error!(
+                    task = id,
+                    attempt = report.attempt,
+                    "another host took this task over; this attempt's result ({}) is not filed",
+                    to.as_str()
+                );
+                self.step(Event::TakenOver { id: id.to_string() }).await;
+                false
+            }
             Err(e) => {
                 tracing::error!(
                     task = id,
@@ -163,16 +175,26 @@ impl<S: Store> Daemon<S> {
             tracing::warn!(task = id, "cannot save report.json: {e}");
         }
         dir.log_event(Timestamp::now(), "retry", &report.reason);
-        if let Err(e) = within("requeue", super::STORE_TIMEOUT, self.store.requeue(id)).await {
-            tracing::error!(
-                task = id,
-                "cannot put back in the queue (will try again): {e}"
-            );
-            self.unfiled.push(Internal::Requeued {
-                id: id.to_string(),
-                report: Box::new(report.clone()),
-            });
-            self.hold_if_disk_full(&e).await;
+        match within("requeue", super::STORE_TIMEOUT, self.store.requeue(id)).await {
+            Ok(()) => {}
+            Err(nightshift_store::StoreError::Superseded { .. }) => {
+                tracing::error!(
+                    task = id,
+                    "another host took this task over; it is not put back in the queue from here"
+                );
+                self.step(Event::TakenOver { id: id.to_string() }).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    task = id,
+                    "cannot put back in the queue (will try again): {e}"
+                );
+                self.unfiled.push(Internal::Requeued {
+                    id: id.to_string(),
+                    report: Box::new(report.clone()),
+                });
+                self.hold_if_disk_full(&e).await;
+            }
         }
         self.unwatch_run(id, report.attempt);
         // Scan now, so the task counts as queued before anything else looks.

@@ -154,9 +154,12 @@ fn tighten_home(home: &Home) {
 /// Runs the daemon in the foreground until SIGTERM or SIGINT. Agents keep running in tmux
 /// when it stops, and the next start re-adopts them.
 pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
+    let instance = instance_name();
     let Some(options) = crate::any_store::postgres_options(&config) else {
         let store = FolderStore::new(home.root());
-        return run_with(home, config, store).await;
+        home.ensure_layout()?;
+        let lock = home.lock()?;
+        return run_locked(home, config, store, lock, instance).await;
     };
     let options = options.map_err(|e| anyhow::anyhow!("config.toml [store]: {e}"))?;
     // The home's lock first: registering takes over the host's row only as this home.
@@ -168,8 +171,9 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         .with_local_runs(home.runs_dir());
     let info = nightshift_postgres::HostInfo {
         name: config.host.clone(),
-        instance: instance_name(),
-        home: home.root().display().to_string(),
+        instance: instance.clone(),
+        // The same home path on two machines is two daemons: the machine says which.
+        home: format!("{}:{}", crate::machine::id(), home.root().display()),
         labels: config.labels.clone(),
         tmux_socket: config.tmux_socket.clone(),
     };
@@ -182,8 +186,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         store = store.shown(),
         "registered with the shared task store"
     );
-    drop(lock);
-    run_with(home, config, store).await
+    run_locked(home, config, store, lock, instance).await
 }
 
 /// The next change announced by a store with notifications; never, for one without.
@@ -202,7 +205,18 @@ fn instance_name() -> String {
 /// Runs the daemon on a given task store.
 pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow::Result<()> {
     home.ensure_layout()?;
-    let _lock = home.lock()?;
+    let lock = home.lock()?;
+    run_locked(home, config, store, lock, instance_name()).await
+}
+
+/// Runs the daemon holding the home's lock, as `instance` (the name its claims carry).
+async fn run_locked<S: Store>(
+    home: Home,
+    config: Config,
+    store: S,
+    _lock: std::fs::File,
+    instance: String,
+) -> anyhow::Result<()> {
     tighten_home(&home);
     let socket = home.checked_socket()?;
     // We hold the lock, so a socket file left behind is stale.
@@ -292,7 +306,7 @@ pub async fn run_with<S: Store>(home: Home, config: Config, store: S) -> anyhow:
         store: Arc::new(store),
         owner: Owner {
             host: config.host.clone(),
-            instance: instance_name(),
+            instance,
         },
         state: State::new(settings),
         watch,

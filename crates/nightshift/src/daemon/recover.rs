@@ -271,6 +271,12 @@ impl<S: Store> Daemon<S> {
                 );
                 false
             }
+            Err(e) if self.store.shared() => {
+                // Without the claim, this daemon's writes for it would be refused: leave it to
+                // the next start or to the store's rescue.
+                tracing::warn!(task = id, "cannot take over the claim, not adopted: {e}");
+                false
+            }
             Err(e) => {
                 // The claim record is the store's; the task is still ours to run.
                 tracing::warn!(task = id, "cannot record the adopted claim: {e}");
@@ -363,8 +369,22 @@ impl<S: Store> Daemon<S> {
         self.check_disk_space().await;
         self.renew_leases().await;
         self.serve_relayed().await;
-        // Filings that failed (a full disk, say) are tried again.
+        // Filings that failed (a full disk, say) are tried again, unless the task has moved
+        // on to a newer attempt meanwhile (the result is an old one's).
         for msg in std::mem::take(&mut self.unfiled) {
+            let (id, attempt) = match &msg {
+                super::Internal::Finished { id, report, .. }
+                | super::Internal::Requeued { id, report } => (id.clone(), report.attempt),
+                _ => (String::new(), 0),
+            };
+            if self.state.run(&id).is_some_and(|run| run.attempt > attempt) {
+                tracing::warn!(
+                    task = id,
+                    attempt,
+                    "dropping an unfiled result: the task has moved on to a newer attempt"
+                );
+                continue;
+            }
             self.on_internal(msg).await;
         }
     }

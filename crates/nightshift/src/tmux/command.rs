@@ -21,6 +21,10 @@ impl Tmux {
             Command::new("tmux")
         };
         cmd.args(self.socket_args())
+            // The server (started by the first command) passes its environment to every
+            // agent: the database's credentials stay with the daemon.
+            .env_remove("NIGHTSHIFT_STORE_PASSWORD")
+            .env_remove("NIGHTSHIFT_STORE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

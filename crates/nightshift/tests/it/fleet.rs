@@ -209,15 +209,21 @@ fn three_hosts_drain_sixty_tasks_each_exactly_once() {
 fn a_killed_host_s_task_is_taken_over_after_its_lease_and_the_rest_are_untouched() {
     let mut f = fleet(2, |i| if i == 0 { "[\"a\"]" } else { "[\"b\"]" });
     // Only h0 runs at first, so it takes the task; h1's own task needs its label.
-    let orphan = f.ledger_task("orphan", "6s").front("max_attempts: 2");
+    let orphan = f.ledger_task("orphan", "12s").front("max_attempts: 2");
     f.add(0, "orphan", &orphan);
     // With one attempt only, a lost host's task fails with why.
-    let once = f.ledger_task("once", "6s");
+    let once = f.ledger_task("once", "12s");
     f.add(0, "once", &once);
     f.hosts[0].start_daemon();
     f.wait_ls(0, "h0 runs the task", Duration::from_secs(30), |t| {
         t.get("orphan") == Some(&("running".into(), Some("h0".into())))
             && t.get("once") == Some(&("running".into(), Some("h0".into())))
+    });
+    // Their agents have started (claimed is not yet started).
+    let ledger = f.ledger.clone();
+    f.hosts[0].wait_until("both agents on h0 started", |_| {
+        let text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        text.lines().any(|l| l == "orphan") && text.lines().any(|l| l == "once")
     });
     let own = f.ledger_task("own", "8s").front("requires: [b]");
     f.add(1, "own", &own);
@@ -274,7 +280,7 @@ fn a_killed_host_s_task_is_taken_over_after_its_lease_and_the_rest_are_untouched
 #[test]
 fn a_database_outage_holds_new_work_and_loses_nothing() {
     let mut f = fleet(1, |_| "[]");
-    let long = f.ledger_task("long", "10s");
+    let long = f.ledger_task("long", "8s");
     f.add(0, "long", &long);
     f.hosts[0].start_daemon();
     f.wait_ls(0, "the task runs", Duration::from_secs(30), |t| {
@@ -287,11 +293,19 @@ fn a_database_outage_holds_new_work_and_loses_nothing() {
     assert_ne!(down.code(), Some(0));
     let said = down.stderr.clone();
     assert!(said.contains("task store"), "{said}");
-    // The agent goes on while the database is down, and finishes meanwhile.
-    std::thread::sleep(Duration::from_secs(15));
+    // The agent goes on while the database is down (30 s), and finishes meanwhile.
+    std::thread::sleep(Duration::from_secs(30));
     assert!(
         f.hosts[0].daemon_try_wait().is_none(),
         "the daemon is still up"
+    );
+    assert!(
+        f.hosts[0].run_dir("long", 1).join("done.json").is_file(),
+        "the agent finished while the database was down"
+    );
+    assert!(
+        f.hosts[0].run_dir("long", 1).join("report.json").is_file(),
+        "its report is kept on this host until it can be filed"
     );
     f.cluster
         .start_again()

@@ -10,7 +10,7 @@ use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::tmux;
 use nightshift_core::Event;
-use nightshift_store::{Store, within};
+use nightshift_store::{Store, StoreError, within};
 
 impl<S: Store> Daemon<S> {
     /// Builds the report in the background (git is slow), then files the task.
@@ -96,6 +96,14 @@ impl<S: Store> Daemon<S> {
                 tracing::info!(task = id, "{state}: {} ({dst})", report.reason);
                 true
             }
+            Err(e @ StoreError::Superseded { .. }) => {
+                // Final: the task is another host's now, and trying again cannot change that.
+                tracing::warn!(
+                    task = id,
+                    "not filed: another host took it over ({e}); its run here is dropped"
+                );
+                false
+            }
             Err(e) => {
                 tracing::error!(
                     task = id,
@@ -163,16 +171,25 @@ impl<S: Store> Daemon<S> {
             tracing::warn!(task = id, "cannot save report.json: {e}");
         }
         dir.log_event(Timestamp::now(), "retry", &report.reason);
-        if let Err(e) = within("requeue", super::STORE_TIMEOUT, self.store.requeue(id)).await {
-            tracing::error!(
-                task = id,
-                "cannot put back in the queue (will try again): {e}"
-            );
-            self.unfiled.push(Internal::Requeued {
-                id: id.to_string(),
-                report: Box::new(report.clone()),
-            });
-            self.hold_if_disk_full(&e).await;
+        match within("requeue", super::STORE_TIMEOUT, self.store.requeue(id)).await {
+            Ok(()) => {}
+            Err(e @ StoreError::Superseded { .. }) => {
+                tracing::warn!(
+                    task = id,
+                    "not put back in the queue: another host took it over ({e})"
+                );
+            }
+            Err(e) => {
+                tracing::error!(
+                    task = id,
+                    "cannot put back in the queue (will try again): {e}"
+                );
+                self.unfiled.push(Internal::Requeued {
+                    id: id.to_string(),
+                    report: Box::new(report.clone()),
+                });
+                self.hold_if_disk_full(&e).await;
+            }
         }
         self.unwatch_run(id, report.attempt);
         // Scan now, so the task counts as queued before anything else looks.

@@ -159,6 +159,9 @@ fn a_database_restart_loses_no_host_and_runs_nothing_twice() {
             .collect();
         count(t, "running") == 6 && hosts.len() == 2
     });
+    // A host declared lost gets a new epoch (and another when it registers again).
+    let epochs = "SELECT name || ' ' || epoch FROM hosts ORDER BY name";
+    let before = rows(&f, epochs);
     // A quick restart: every connection and LISTEN is cut.
     f.cluster
         .restart()
@@ -182,6 +185,11 @@ fn a_database_restart_loses_no_host_and_runs_nothing_twice() {
     assert_eq!(ledger, ids, "each task ran once");
     let lost = rows(&f, "SELECT name FROM hosts WHERE lost_at IS NOT NULL");
     assert!(lost.is_empty(), "declared lost: {lost:?}");
+    assert_eq!(
+        rows(&f, epochs),
+        before,
+        "no host was declared lost meanwhile"
+    );
     let attempts = rows(
         &f,
         "SELECT task_id || ' ' || n || ' ' || outcome FROM attempts ORDER BY task_id",

@@ -90,9 +90,12 @@ fn a_partitioned_host_s_task_is_taken_over_and_its_stale_writes_are_refused() {
         f.hosts[0].sessions()
     );
     assert!(f.hosts[0].daemon_try_wait().is_none(), "A's daemon is up");
+    // A's lease (3 s, renewed every 1 s) and its grace (3 s): at least 5 s after the cut,
+    // then B's run of at least 1 s.
     assert!(
         cut.elapsed() > Duration::from_secs(6),
-        "taken over only after A's lease and its grace"
+        "taken over only after A's lease and its grace: {:?}",
+        cut.elapsed()
     );
     // A's agent on `finished` is done; A keeps the filing to send when the store is back.
     wait_for(

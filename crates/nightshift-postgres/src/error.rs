@@ -8,9 +8,11 @@ pub enum PgError {
     BadUrl(String),
     #[error("the store password file {path}: {reason}")]
     PasswordFile { path: String, reason: String },
-    #[error("cannot reach the task store at {target}: {message}")]
+    #[error(
+        "the task store at {target} is unreachable ({message}): is the database up, and reachable from this host?"
+    )]
     Unreachable { target: String, message: String },
-    #[error("the task store failed while {what}: {message}")]
+    #[error("{}", query_message(what, message, *connection))]
     Query {
         what: &'static str,
         message: String,
@@ -70,6 +72,16 @@ pub(crate) fn lost_connection(e: &tokio_postgres::Error) -> bool {
             code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
         }
         None => e.is_closed() || std::error::Error::source(e).is_some(),
+    }
+}
+
+/// A failed statement; when the connection failed rather than the statement, it says the
+/// store became unreachable, as [`PgError::Unreachable`] does.
+fn query_message(what: &str, message: &str, connection: bool) -> String {
+    if connection {
+        format!("the task store became unreachable while {what} ({message})")
+    } else {
+        format!("the task store failed while {what}: {message}")
     }
 }
 

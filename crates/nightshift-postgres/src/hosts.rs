@@ -83,7 +83,8 @@ impl PgStore {
     /// and starts the heartbeat. Call once, before sharing the store.
     pub async fn register(&mut self, info: HostInfo) -> Result<(), PgError> {
         let sent = Instant::now();
-        let epoch = register(&self.pool, &info, self.lease).await?;
+        let shown = self.target.shown.clone();
+        let epoch = register(&self.pool, &shown, &info, self.lease).await?;
         let session = Arc::new(Session {
             name: info.name.clone(),
             info,
@@ -99,6 +100,7 @@ impl PgStore {
                 1,
                 (self.lease / 3).min(Duration::from_secs(5)),
             ),
+            shown,
             session,
             held: Arc::clone(&self.held),
             lease: self.lease,
@@ -137,15 +139,20 @@ impl PgStore {
 
     /// Runs the rescue once now (the heartbeat runs it on its own schedule).
     pub async fn rescue_now(&self) -> Result<Vec<String>, PgError> {
-        rescue(&self.pool, self.lease).await
+        rescue(&self.pool, &self.target.shown, self.lease).await
     }
 }
 
 /// Inserts the host, or takes its row over when it is this home's (a restart: the home's
 /// lock says the earlier daemon is gone), lost, or silent past its lease. Returns the new
 /// epoch.
-async fn register(pool: &Pool, info: &HostInfo, lease: Duration) -> Result<i64, PgError> {
-    let client = pool.get().await.map_err(PgError::pool("the task store"))?;
+async fn register(
+    pool: &Pool,
+    shown: &str,
+    info: &HostInfo,
+    lease: Duration,
+) -> Result<i64, PgError> {
+    let client = pool.get().await.map_err(PgError::pool(shown))?;
     let row = client
         .query_opt(
             "INSERT INTO hosts (name, home, instance, labels, tmux_socket, lease_until)
@@ -188,6 +195,8 @@ async fn register(pool: &Pool, info: &HostInfo, lease: Duration) -> Result<i64, 
 
 struct Heartbeat {
     pool: Pool,
+    /// Where the store is, for messages.
+    shown: String,
     session: Arc<Session>,
     held: Arc<Mutex<HashMap<String, i64>>>,
     lease: Duration,
@@ -220,7 +229,7 @@ impl Heartbeat {
                     continue;
                 }
             }
-            match rescue(&self.pool, self.lease).await {
+            match rescue(&self.pool, &self.shown, self.lease).await {
                 Ok(ids) if !ids.is_empty() => {
                     tracing::warn!(tasks = ?ids, "requeued the tasks of a lost host");
                 }
@@ -234,11 +243,7 @@ impl Heartbeat {
     /// again (a new epoch) and keeps the claims nobody took over; the ones that were are
     /// dropped, and the daemon hears of it at its next renewal.
     async fn beat(&self) -> Result<(), PgError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(PgError::pool("the task store"))?;
+        let client = self.pool.get().await.map_err(PgError::pool(&self.shown))?;
         let secs = self.lease.as_secs_f64();
         let renewed = client
             .execute(
@@ -254,7 +259,7 @@ impl Heartbeat {
                 host = self.session.name,
                 "this host was declared lost (its lease lapsed); registering again"
             );
-            let epoch = register(&self.pool, &self.session.info, self.lease).await?;
+            let epoch = register(&self.pool, &self.shown, &self.session.info, self.lease).await?;
             self.session.epoch.store(epoch, Ordering::SeqCst);
         }
         let (ids, fences): (Vec<String>, Vec<i64>) = {
@@ -339,7 +344,10 @@ impl Heartbeat {
             .map_err(PgError::query("releasing claims whose answer was lost"))?;
         for row in released {
             let id: String = row.get(0);
-            tracing::warn!(task = id, "put back a claim whose answer was lost (it never started)");
+            tracing::warn!(
+                task = id,
+                "put back a claim whose answer was lost (it never started)"
+            );
         }
         Ok(())
     }
@@ -348,8 +356,8 @@ impl Heartbeat {
 /// Requeues the running tasks whose leases lapsed (their host is lost), closing their
 /// attempts as "host lost", and marks hosts silent past their lease as lost (bumping
 /// their epoch, so their next claim is refused). Returns the requeued task ids.
-async fn rescue(pool: &Pool, lease: Duration) -> Result<Vec<String>, PgError> {
-    let client = pool.get().await.map_err(PgError::pool("the task store"))?;
+async fn rescue(pool: &Pool, shown: &str, lease: Duration) -> Result<Vec<String>, PgError> {
+    let client = pool.get().await.map_err(PgError::pool(shown))?;
     let secs = lease.as_secs_f64();
     let lapsed = "greatest({col}, pg_postmaster_start_time() + make_interval(secs => $1))
                   < now() - make_interval(secs => $1)";

@@ -1,6 +1,11 @@
 //! A private PostgreSQL cluster for tests: `initdb` in a temp dir, a server listening only
 //! on a Unix socket in that dir, stopped and removed on drop.
 //!
+//! [`Cluster::start_partitionable`] also puts the server in a network namespace of its
+//! own, listening on TCP 127.0.0.1 there, so a test can cut that namespace's loopback (a
+//! network partition for the clients that connect over TCP from inside it) while clients
+//! on the Unix socket, which is not namespaced, go on.
+//!
 //! `initdb` refuses to run as root, so as root the server runs as an unprivileged user
 //! (`NIGHTSHIFT_TEST_PG_USER`, default `postgres`, which the OS package creates). The
 //! binaries are found from `NIGHTSHIFT_TEST_PG_BIN`, `pg_config --bindir`, the Debian
@@ -17,11 +22,49 @@ pub struct Cluster {
     /// Who runs the server, when we are root.
     run_as: Option<String>,
     databases: AtomicU32,
+    /// The process that holds the server's network namespace, when it has one.
+    netns: Option<std::process::Child>,
 }
 
 impl Cluster {
     /// Creates and starts a cluster. Errors say what is missing.
     pub fn start() -> Result<Cluster, String> {
+        Self::start_with(None)
+    }
+
+    /// Creates and starts a cluster whose server runs in a network namespace of its own
+    /// (`unshare -n`), listening on TCP 127.0.0.1:5432 there as well as on its Unix socket.
+    /// Clients reach the TCP side with `nsenter -t` [`Cluster::netns_pid`] `-n`; see
+    /// [`Cluster::cut_network`]. Needs root, `unshare`, `nsenter`, `ip` and `tc`.
+    pub fn start_partitionable() -> Result<Cluster, String> {
+        let mut holder = Command::new("unshare")
+            .args(["-n", "--", "sleep", "infinity"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot make a network namespace with `unshare -n` (util-linux): {e}")
+            })?;
+        let made = wait_for_netns(holder.id());
+        if let Err(e) = made {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            return Err(e);
+        }
+        let pid = holder.id();
+        let up = run(Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-n", "--"])
+            .args(["ip", "link", "set", "lo", "up"]));
+        if let Err(e) = up {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            return Err(format!(
+                "cannot bring up the namespace's loopback (needs root, nsenter and ip): {e}"
+            ));
+        }
+        Self::start_with(Some(holder))
+    }
+
+    fn start_with(netns: Option<std::process::Child>) -> Result<Cluster, String> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("nightshift-pg-")
@@ -35,6 +78,7 @@ impl Cluster {
             bin,
             run_as,
             databases: AtomicU32::new(0),
+            netns,
         };
         cluster.init()?;
         cluster.pg_ctl(&["start"])?;
@@ -75,8 +119,13 @@ impl Cluster {
 
     /// `pg_ctl` with the cluster's data dir and server options.
     fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let listen = if self.netns.is_some() {
+            "127.0.0.1"
+        } else {
+            ""
+        };
         let options = format!(
-            "-k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off \
+            "-k {} -c listen_addresses='{listen}' -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c shared_buffers=16MB -c max_connections=60 \
              -c dynamic_shared_memory_type=mmap",
             self.socket_dir().display()
@@ -91,15 +140,63 @@ impl Cluster {
         run(&mut cmd).map(drop)
     }
 
+    /// `program` as the server's user, in the server's network namespace if it has one.
     fn as_server(&self, program: &Path) -> Command {
-        match &self.run_as {
-            Some(user) => {
-                let mut cmd = Command::new("runuser");
-                cmd.args(["-u", user, "--"]).arg(program);
-                cmd
-            }
-            None => Command::new(program),
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(pid) = self.netns_pid() {
+            argv.extend(["nsenter", "-t", &pid.to_string(), "-n", "--"].map(Into::into));
         }
+        if let Some(user) = &self.run_as {
+            argv.extend(["runuser", "-u", user, "--"].map(Into::into));
+        }
+        argv.push(program.into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
+    /// The process whose network namespace the server is in (for `nsenter -t PID -n`),
+    /// when it was started with [`Cluster::start_partitionable`].
+    pub fn netns_pid(&self) -> Option<u32> {
+        self.netns.as_ref().map(std::process::Child::id)
+    }
+
+    /// The settings of a [`Cluster::database`] URL, but over TCP 127.0.0.1 in the server's
+    /// network namespace (only reachable from inside it).
+    pub fn tcp_url(&self, url: &str) -> Result<String, String> {
+        self.netns_pid()
+            .ok_or("the cluster has no network namespace: use start_partitionable")?;
+        let db = url
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("dbname="))
+            .ok_or_else(|| format!("no dbname in {url}"))?;
+        Ok(format!(
+            "host=127.0.0.1 port=5432 user=postgres dbname={db}"
+        ))
+    }
+
+    /// Cuts the server's network namespace off: its loopback drops every packet (`tc qdisc
+    /// add dev lo root pfifo limit 0`), so TCP clients inside it hang as in a partition.
+    /// Never the machine's own loopback: a cluster without a namespace refuses.
+    pub fn cut_network(&self) -> Result<(), String> {
+        self.tc(&["qdisc", "add", "dev", "lo", "root", "pfifo", "limit", "0"])
+    }
+
+    /// Ends [`Cluster::cut_network`]'s partition.
+    pub fn heal_network(&self) -> Result<(), String> {
+        self.tc(&["qdisc", "del", "dev", "lo", "root"])
+    }
+
+    fn tc(&self, args: &[&str]) -> Result<(), String> {
+        let pid = self
+            .netns_pid()
+            .ok_or("the cluster has no network namespace of its own; not touching the machine's")?;
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid.to_string(), "-n", "--", "tc"])
+            .args(args);
+        run(&mut cmd)
+            .map(drop)
+            .map_err(|e| format!("tc in the server's namespace (needs nsenter and tc): {e}"))
     }
 
     /// Stops the server (`pg_ctl stop -m fast`): clients see their connections closed.
@@ -110,6 +207,12 @@ impl Cluster {
     /// Starts it again after [`Cluster::stop`].
     pub fn start_again(&self) -> Result<(), String> {
         self.pg_ctl(&["start"])
+    }
+
+    /// Restarts the server (`pg_ctl restart -m fast`): clients lose their connections and
+    /// the server's start time moves.
+    pub fn restart(&self) -> Result<(), String> {
+        self.pg_ctl(&["restart"])
     }
 
     /// Connection settings for `database` (libpq key=value form).
@@ -155,7 +258,27 @@ impl Drop for Cluster {
             .arg(self.data())
             .args(["-w", "-m", "immediate", "stop"]);
         let _ = cmd.output();
+        if let Some(mut holder) = self.netns.take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
+}
+
+/// Waits until `pid` (an `unshare -n` child) is in a network namespace other than ours.
+fn wait_for_netns(pid: u32) -> Result<(), String> {
+    let ours =
+        std::fs::read_link("/proc/self/ns/net").map_err(|e| format!("/proc/self/ns/net: {e}"))?;
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(5) {
+        match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+            Ok(theirs) if theirs != ours => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("`unshare -n` did not start (needs root): {e}")),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err("`unshare -n` did not make a network namespace within 5 s (needs root)".into())
 }
 
 fn is_root() -> bool {

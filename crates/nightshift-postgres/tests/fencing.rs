@@ -76,7 +76,10 @@ async fn a_stale_owner_s_writes_are_refused() {
     let filed = a
         .finish("t", TaskState::Running, TaskState::Done, "\nstale\n")
         .await;
-    assert!(matches!(filed, Err(StoreError::Superseded { .. })), "{filed:?}");
+    assert!(
+        matches!(filed, Err(StoreError::Superseded { .. })),
+        "{filed:?}"
+    );
     assert!(matches!(
         a.requeue("t").await,
         Err(StoreError::Superseded { .. })
@@ -84,7 +87,10 @@ async fn a_stale_owner_s_writes_are_refused() {
     assert_eq!(a.locate("t").await.ok(), Some(Some(TaskState::Running)));
     // The attempt's record is untouched by the refused writes; b's filing lands.
     let outcome = cluster
-        .query(&url, "SELECT coalesce(outcome, '-') FROM attempts WHERE task_id = 't'")
+        .query(
+            &url,
+            "SELECT coalesce(outcome, '-') FROM attempts WHERE task_id = 't'",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.trim(), "-");
     assert!(
@@ -92,7 +98,12 @@ async fn a_stale_owner_s_writes_are_refused() {
             .await
             .is_ok()
     );
-    let body = b.entry("t").await.ok().flatten().and_then(|e| e.content.ok());
+    let body = b
+        .entry("t")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|e| e.content.ok());
     let body = String::from_utf8(body.unwrap_or_default()).unwrap_or_default();
     assert!(body.ends_with("ok\n") && !body.contains("stale"), "{body}");
 }
@@ -136,7 +147,9 @@ async fn a_lost_host_s_task_is_requeued_with_why() {
     let q = &scan.queued[0];
     assert_eq!((q.last_attempt, q.counted_attempts), (1, 1));
     assert!(
-        q.lost.as_deref().is_some_and(|l| l.contains("host lost: a")),
+        q.lost
+            .as_deref()
+            .is_some_and(|l| l.contains("host lost: a")),
         "{:?}",
         q.lost
     );

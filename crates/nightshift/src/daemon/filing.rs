@@ -10,7 +10,7 @@ use crate::report::Report;
 use crate::run::{self, RunDir, SpawnRecord};
 use crate::tmux;
 use nightshift_core::Event;
-use nightshift_store::{Store, within};
+use nightshift_store::{Store, StoreError, within};
 
 impl<S: Store> Daemon<S> {
     /// Builds the report in the background (git is slow), then files the task.
@@ -96,7 +96,7 @@ impl<S: Store> Daemon<S> {
                 tracing::info!(task = id, "{state}: {} ({dst})", report.reason);
                 true
             }
-            Err(nightshift_store::StoreError::Superseded { .. }) => {
+            Err(StoreError::Superseded { .. }) => {
                 // Another host took the task over: this attempt's result is not its to file,
                 // now or later.
                 tracing::error!(
@@ -177,7 +177,7 @@ impl<S: Store> Daemon<S> {
         dir.log_event(Timestamp::now(), "retry", &report.reason);
         match within("requeue", super::STORE_TIMEOUT, self.store.requeue(id)).await {
             Ok(()) => {}
-            Err(nightshift_store::StoreError::Superseded { .. }) => {
+            Err(StoreError::Superseded { .. }) => {
                 tracing::error!(
                     task = id,
                     "another host took this task over; it is not put back in the queue from here"

@@ -7,19 +7,23 @@ use std::time::{Duration, Instant};
 use nightshift_postgres::test_cluster::Cluster;
 
 use crate::harness::toml_str;
-use crate::harness::{Env, Task};
+use crate::harness::{Env, EnvBuilder, Task};
 
-struct Fleet {
-    hosts: Vec<Env>,
-    url: String,
-    cluster: Cluster,
+pub(crate) struct Fleet {
+    pub(crate) hosts: Vec<Env>,
+    /// The database, on its Unix socket.
+    pub(crate) url: String,
+    pub(crate) cluster: Cluster,
     /// A file every task's agent appends its id to: who ran what, how often.
-    ledger: std::path::PathBuf,
+    pub(crate) ledger: std::path::PathBuf,
     /// The repository every host works on (`repo:`): a local workdir would pin each task to
     /// the host that added it.
-    remote: std::path::PathBuf,
+    pub(crate) remote: std::path::PathBuf,
     _scratch: tempfile::TempDir,
 }
+
+/// What `ls --json` shows of each task: `id → (state, host)`.
+pub(crate) type Listing = BTreeMap<String, (String, Option<String>)>;
 
 /// A bare repository with one commit, standing in for the team's remote.
 fn bare_remote(dir: &std::path::Path) -> std::path::PathBuf {
@@ -45,7 +49,7 @@ fn bare_remote(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// `n` hosts named h0…, each with `labels(i)`, sharing one fresh database.
-fn fleet(n: usize, labels: impl Fn(usize) -> &'static str) -> Fleet {
+pub(crate) fn fleet(n: usize, labels: impl Fn(usize) -> &'static str) -> Fleet {
     fleet_with(n, labels, |_| String::new())
 }
 
@@ -56,24 +60,37 @@ fn fleet_with(
     tail: impl Fn(usize) -> String,
 ) -> Fleet {
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("a PostgreSQL cluster: {e}"));
+    fleet_on(cluster, n, |i, _, url| {
+        host(i, url)
+            .config("labels", labels(i))
+            .config_tail(&tail(i))
+    })
+}
+
+/// Host `i`'s set-up: named h{i}, 4 agents, a 2 s rescan, the store at `url` with a 3 s
+/// lease.
+pub(crate) fn host(i: usize, url: &str) -> EnvBuilder {
+    Env::builder()
+        .config("host", &toml_str(&format!("h{i}")))
+        .config("max_agents", "4")
+        .config("rescan_interval", "\"2s\"")
+        .config_tail(&format!(
+            "[store]\nurl = {}\nlease = \"3s\"\n",
+            toml_str(url)
+        ))
+}
+
+/// `n` hosts on a fresh database in `cluster`, host `i` set up by `setup(i, &cluster, url)`
+/// (usually [`host`] and more), where `url` is the database on its Unix socket.
+pub(crate) fn fleet_on(
+    cluster: Cluster,
+    n: usize,
+    setup: impl Fn(usize, &Cluster, &str) -> EnvBuilder,
+) -> Fleet {
     let url = cluster
         .database()
         .unwrap_or_else(|e| panic!("a database: {e}"));
-    let hosts: Vec<Env> = (0..n)
-        .map(|i| {
-            Env::builder()
-                .config("host", &toml_str(&format!("h{i}")))
-                .config("labels", labels(i))
-                .config("max_agents", "4")
-                .config("rescan_interval", "\"2s\"")
-                .config_tail(&format!(
-                    "[store]\nurl = {}\nlease = \"3s\"\n",
-                    toml_str(&url)
-                ))
-                .config_tail(&tail(i))
-                .build()
-        })
-        .collect();
+    let hosts: Vec<Env> = (0..n).map(|i| setup(i, &cluster, &url).build()).collect();
     hosts[0].run(&["store", "migrate"]).success();
     let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let ledger = scratch.path().join("ledger");
@@ -89,7 +106,7 @@ fn fleet_with(
 }
 
 impl Fleet {
-    fn add(&self, from: usize, id: &str, task: &Task) {
+    pub(crate) fn add(&self, from: usize, id: &str, task: &Task) {
         self.hosts[from]
             .cmd(&["add", "-", "--id", id])
             .stdin(task.text())
@@ -98,14 +115,14 @@ impl Fleet {
     }
 
     /// A task that notes its run in the ledger, works for `work`, and signals done.
-    fn ledger_task(&self, id: &str, work: &str) -> Task {
+    pub(crate) fn ledger_task(&self, id: &str, work: &str) -> Task {
         let append = format!("@append {} {id}", self.ledger.display());
         let sleep = format!("@sleep {work}");
         Task::script([append.as_str(), sleep.as_str(), "@done"])
             .front(&format!("repo: {}", self.remote.display()))
     }
 
-    fn ledger(&self) -> Vec<String> {
+    pub(crate) fn ledger(&self) -> Vec<String> {
         std::fs::read_to_string(&self.ledger)
             .unwrap_or_default()
             .lines()
@@ -114,7 +131,7 @@ impl Fleet {
     }
 
     /// `(id → (state, host))` as `ls --json` on host `i` shows it.
-    fn ls(&self, i: usize) -> BTreeMap<String, (String, Option<String>)> {
+    pub(crate) fn ls(&self, i: usize) -> Listing {
         let json = self.hosts[i].run(&["ls", "--json"]).success().json();
         json["tasks"]
             .as_array()
@@ -133,12 +150,12 @@ impl Fleet {
     }
 
     /// Waits (up to `limit`) until `cond` holds for what host `i` lists.
-    fn wait_ls(
+    pub(crate) fn wait_ls(
         &mut self,
         i: usize,
         what: &str,
         limit: Duration,
-        cond: impl Fn(&BTreeMap<String, (String, Option<String>)>) -> bool,
+        cond: impl Fn(&Listing) -> bool,
     ) {
         let start = Instant::now();
         loop {
@@ -169,7 +186,7 @@ impl Fleet {
     }
 }
 
-fn count(tasks: &BTreeMap<String, (String, Option<String>)>, state: &str) -> usize {
+pub(crate) fn count(tasks: &Listing, state: &str) -> usize {
     tasks.values().filter(|(s, _)| s == state).count()
 }
 

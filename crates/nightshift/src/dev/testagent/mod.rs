@@ -239,6 +239,15 @@ fn run_step(step: &Step, ctx: &Context) -> Result<(), Failure> {
     match step {
         Step::Say(text) => say(text),
         Step::Sleep(d) => thread::sleep(*d),
+        Step::SleepOnAttempt(n, d) => {
+            let current = ctx
+                .attempt
+                .as_deref()
+                .and_then(|a| a.trim().parse::<u32>().ok());
+            if current == Some(*n) {
+                thread::sleep(*d);
+            }
+        }
         Step::Write(path, text) => put(path, format!("{text}\n").as_bytes(), false)?,
         Step::Append(path, text) => {
             let pid = std::process::id().to_string();

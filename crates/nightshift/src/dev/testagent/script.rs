@@ -18,6 +18,8 @@ pub(super) enum Step {
     Exit(i32),
     /// Attempt number and exit code.
     ExitOnAttempt(u32, i32),
+    /// Attempt number and how long to sleep on that attempt only.
+    SleepOnAttempt(u32, Duration),
     Marker(Option<String>),
     /// `--fail` flag and summary.
     Done(bool, Option<String>),
@@ -88,6 +90,14 @@ fn parse_step(body: &str, line: usize) -> Result<Step, ScriptError> {
                 Step::ExitOnAttempt(attempt, code(c)?)
             }
             _ => return Err(bad("expected N CODE")),
+        },
+        "sleep-on-attempt" => match words[..] {
+            [n, d] => {
+                let attempt = n.parse().map_err(|_| bad("expected an attempt number"))?;
+                let d = parse_duration(d).ok_or(bad("expected e.g. 250ms, 2s, 1m, 1h"))?;
+                Step::SleepOnAttempt(attempt, d)
+            }
+            _ => return Err(bad("expected N DURATION")),
         },
         "marker" => Step::Marker(Some(text).filter(|t| !t.is_empty())),
         "done" => {

@@ -41,6 +41,10 @@ fn parses_every_verb() {
         ("@exit 7", Step::Exit(7)),
         ("@exit -1", Step::Exit(-1)),
         ("@exit-on-attempt 1 3", Step::ExitOnAttempt(1, 3)),
+        (
+            "@sleep-on-attempt 1 2s",
+            Step::SleepOnAttempt(1, Duration::from_secs(2)),
+        ),
         ("@marker", Step::Marker(None)),
         ("@marker all good", Step::Marker(Some(s("all good")))),
         ("@done", Step::Done(false, None)),
@@ -63,7 +67,7 @@ fn parses_every_verb() {
 #[test]
 fn bad_arguments_name_the_line() {
     let bad = "@sleep soon|@write|@append|@commit|@hang now|@exit x|@exit|@exit-on-attempt 1\
-               |@exit-on-attempt x 1|@record|@record a b|@env N|@error e x0";
+               |@exit-on-attempt x 1|@sleep-on-attempt 1|@sleep-on-attempt 1 x|@record|@record a b|@env N|@error e x0";
     for step in bad.split('|') {
         let err = parse_script(&format!("prose\n{step}\n@say later")).unwrap_err();
         let verb = step.split(' ').next().unwrap_or_default();

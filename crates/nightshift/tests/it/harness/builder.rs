@@ -27,6 +27,7 @@ pub(crate) fn toml_str(s: &str) -> String {
 pub(crate) struct EnvBuilder {
     overrides: Vec<(String, String)>,
     tail: String,
+    wrapper: Vec<String>,
 }
 
 impl EnvBuilder {
@@ -41,6 +42,14 @@ impl EnvBuilder {
     pub(crate) fn config_tail(mut self, toml: &str) -> Self {
         self.tail.push_str(toml);
         self.tail.push('\n');
+        self
+    }
+
+    /// Runs every `nightshift` of the env (CLI and daemon) through `wrapper`, a program that
+    /// execs the rest of its command line, e.g. `nsenter -t PID -n --`: the pid stays the
+    /// daemon's.
+    pub(crate) fn wrapper(mut self, wrapper: Vec<String>) -> Self {
+        self.wrapper = wrapper;
         self
     }
 
@@ -65,6 +74,7 @@ impl EnvBuilder {
             daemon: None,
             daemons_started: 0,
             diagnosed: false,
+            wrapper: self.wrapper,
             root,
         };
         env.init_repo();
@@ -87,6 +97,7 @@ impl Env {
         EnvBuilder {
             overrides: Vec::new(),
             tail: String::new(),
+            wrapper: Vec::new(),
         }
     }
 }

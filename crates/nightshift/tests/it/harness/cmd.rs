@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BIN, DEADLINE, Env};
+use super::{DEADLINE, Env};
 
 impl Env {
     // ----- the CLI -----
 
     /// `nightshift --home HOME ARGS…`, to be run with [`Cmd::run`].
     pub(crate) fn cmd(&self, args: &[&str]) -> Cmd {
-        let mut command = Command::new(BIN);
-        self.isolate(&mut command);
+        let mut command = self.nightshift();
         command.arg("--home").arg(&self.home).args(args);
         command.current_dir(&self.root);
         Cmd {

@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use super::{BIN, Env};
+use super::Env;
 
 /// One running daemon process.
 pub(crate) struct Daemon {
@@ -39,8 +39,7 @@ impl Env {
             .open(self.daemon_stderr())
             .unwrap();
         writeln!(log, "===== daemon start #{} =====", self.daemons_started).unwrap();
-        let mut command = Command::new(BIN);
-        self.isolate(&mut command);
+        let mut command = self.nightshift();
         command
             .arg("--home")
             .arg(&self.home)

@@ -59,6 +59,8 @@ pub(crate) struct Env {
     daemons_started: u32,
     /// The diagnostics were already part of a panic message: don't print them twice.
     diagnosed: bool,
+    /// A program every `nightshift` of this env runs through (see [`EnvBuilder::wrapper`]).
+    wrapper: Vec<String>,
 }
 
 impl Env {
@@ -77,6 +79,20 @@ impl Env {
 
     fn daemon_stderr(&self) -> PathBuf {
         self.root.join("daemon.stderr")
+    }
+
+    /// The `nightshift` binary (through the env's wrapper, if any), isolated.
+    fn nightshift(&self) -> Command {
+        let mut command = match &self.wrapper[..] {
+            [program, args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            [] => Command::new(BIN),
+        };
+        self.isolate(&mut command);
+        command
     }
 
     /// Environment shared by every process the tests start: nothing of the real user's.

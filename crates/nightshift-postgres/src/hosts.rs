@@ -95,9 +95,10 @@ impl PgStore {
         self.host = Some(Arc::clone(&session));
         let beat = Heartbeat {
             // Its own connection: renewals must not wait behind scans and filings.
+            // Two: a beat that finds the host declared lost registers again while it holds one.
             pool: crate::connect::pool_of(
                 &self.target,
-                1,
+                2,
                 (self.lease / 3).min(Duration::from_secs(5)),
             ),
             shown,
@@ -208,6 +209,7 @@ impl Heartbeat {
     async fn run(self) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
         let mut failing = false;
+        let mut last_error: Option<String> = None;
         loop {
             tokio::time::sleep(every).await;
             let sent = Instant::now();
@@ -217,13 +219,17 @@ impl Heartbeat {
                     if failing {
                         tracing::info!("the task store answers again");
                         failing = false;
+                        last_error = None;
                     }
                 }
                 Err(e) => {
-                    if !failing {
+                    // Said once per kind of failure, not at every beat.
+                    let said = e.to_string();
+                    if last_error.as_deref() != Some(said.as_str()) {
                         tracing::warn!(
-                            "cannot renew this host's lease: {e} (running agents go on; nothing new starts until the store answers)"
+                            "cannot renew this host's lease: {said} (running agents go on; nothing new starts until the store answers)"
                         );
+                        last_error = Some(said);
                     }
                     failing = true;
                     continue;

@@ -121,6 +121,19 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<Object, PgError> {
+        // A daemon whose renewals have not been answered for most of a lease is cut off:
+        // its calls fail at once rather than each waiting out its time limit, so its loop
+        // keeps up with its agents meanwhile. The heartbeat (on its own connection) restores
+        // the trust as soon as the store answers.
+        if let Some(host) = self.host.as_deref()
+            && !host.trusted()
+        {
+            return Err(PgError::Unreachable {
+                target: self.target.shown.clone(),
+                message: "this host's lease has gone unrenewed; waiting for the store to answer"
+                    .into(),
+            });
+        }
         self.pool
             .get()
             .await

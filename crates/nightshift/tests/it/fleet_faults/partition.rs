@@ -112,7 +112,7 @@ fn a_partitioned_host_s_task_is_taken_over_and_its_stale_writes_are_refused() {
         .unwrap_or_else(|e| panic!("healing the partition: {e}"));
     // A hears that its claims were taken over: its agent is stopped, and its filing of
     // `finished` (kept while it was cut off) is refused.
-    let refused = "not filed: another host took it over";
+    let refused = "another host took this task over; this attempt's result (done) is not filed";
     wait_for(
         &mut f.hosts[0],
         "A stops its agent on `held` and drops its stale filing",

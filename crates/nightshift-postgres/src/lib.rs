@@ -19,6 +19,7 @@ mod connect;
 mod error;
 mod hosts;
 mod listen;
+mod relayed;
 pub mod schema;
 mod tasks;
 #[cfg(feature = "test-cluster")]

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::error::PgError;
 
 /// The migrations, in order; the schema's version is the number applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build reads and writes.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -101,6 +101,20 @@ CREATE TRIGGER queue_state_changed AFTER UPDATE ON queue_state
     FOR EACH STATEMENT EXECUTE FUNCTION nightshift_notify();
 CREATE TRIGGER hosts_changed AFTER INSERT OR DELETE ON hosts
     FOR EACH STATEMENT EXECUTE FUNCTION nightshift_notify();
+"#;
+
+/// Notify only for changes a daemon acts on. V1's statement-level trigger fired for every
+/// UPDATE, even one that changed no row: the lost-host check each heartbeat runs woke every
+/// daemon of an idle fleet for a full scan. Row-level triggers fire only for rows changed
+/// (PostgreSQL folds a transaction's identical notifications into one), and an update
+/// notifies only when it bumps `version`: a lease renewal does not.
+const V2: &str = r#"
+DROP TRIGGER tasks_changed ON tasks;
+CREATE TRIGGER tasks_added AFTER INSERT OR DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION nightshift_notify();
+CREATE TRIGGER tasks_changed AFTER UPDATE ON tasks
+    FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)
+    EXECUTE FUNCTION nightshift_notify();
 "#;
 
 /// Creates the schema or brings it up to [`VERSION`]. Returns the versions it applied.

@@ -31,7 +31,7 @@ fn kind(statement: &str) -> &'static str {
         CLAIMS
     } else if statement.contains("SET lost_at") || statement.contains("WITH lapsed") {
         RESCUE
-    } else if statement.contains("SELECT id, state, body") {
+    } else if statement.contains("SELECT id, state, CASE") {
         RESCAN
     } else {
         OTHER

@@ -36,7 +36,7 @@ const QUERIES: &[(&str, &str)] = &[
     ),
     (
         "scan (the daemon's queue)",
-        "SELECT id, state, body, last_attempt, counted, lost FROM tasks
+        "SELECT id, state, CASE WHEN state = 'queued' THEN body END, last_attempt, counted, lost FROM tasks
          WHERE state IN ('queued', 'done', 'failed') ORDER BY id",
     ),
     (

@@ -38,7 +38,8 @@ pub struct TaskView {
     /// Why the file is not a valid task, if it is not.
     pub error: Option<String>,
     pub attempts: u32,
-    pub last: Option<AttemptView>,
+    /// Boxed: a view is moved and sorted by the 100,000 in `ls`, and an attempt is large.
+    pub last: Option<Box<AttemptView>>,
     /// When the file last changed: for finished tasks, when they finished.
     pub modified: Option<Timestamp>,
     /// Why a running task needs a person (empty when it does not).
@@ -147,7 +148,7 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         waiting_for: Vec::new(),
         error: None,
         attempts: last,
-        last: (last > 0).then(|| attempt_view(home, id, last)),
+        last: (last > 0).then(|| Box::new(attempt_view(home, id, last))),
         modified: entry.modified,
         attention: Vec::new(),
         host: None,

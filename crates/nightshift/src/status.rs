@@ -38,7 +38,8 @@ pub struct TaskView {
     /// Why the file is not a valid task, if it is not.
     pub error: Option<String>,
     pub attempts: u32,
-    pub last: Option<AttemptView>,
+    /// Boxed: a view is moved and sorted by the 100,000 in `ls`, and an attempt is large.
+    pub last: Option<Box<AttemptView>>,
     /// When the file last changed: for finished tasks, when they finished.
     pub modified: Option<Timestamp>,
     /// Why a running task needs a person (empty when it does not).
@@ -120,14 +121,16 @@ pub fn attempt_view(home: &Home, id: &str, attempt: u32) -> AttemptView {
 
 fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
     let (id, path) = (entry.id.as_str(), entry.source.as_path());
+    // Borrowed, not copied: `ls` on a large queue reads every body once.
     let parsed = entry
         .content
-        .clone()
+        .as_ref()
+        .map_err(Clone::clone)
         .and_then(|b| {
-            String::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
+            std::str::from_utf8(b).map_err(|_| format!("{}: not valid UTF-8", path.display()))
         })
         .and_then(|text| {
-            task::parse(id, path, &text, crate::home::user_home().as_deref())
+            task::parse(id, path, text, crate::home::user_home().as_deref())
                 .map_err(|e| e.to_string())
         });
     let mut error = entry.note.clone();
@@ -145,7 +148,7 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         waiting_for: Vec::new(),
         error: None,
         attempts: last,
-        last: (last > 0).then(|| attempt_view(home, id, last)),
+        last: (last > 0).then(|| Box::new(attempt_view(home, id, last))),
         modified: entry.modified,
         attention: Vec::new(),
         host: None,
@@ -275,7 +278,7 @@ pub fn collect_with<S: Store>(
         &Default::default(),
         &here,
     );
-    let rank: BTreeMap<&str, usize> = plan
+    let rank: HashMap<&str, usize> = plan
         .start
         .iter()
         .chain(plan.hold.iter().map(|(id, _)| id))
@@ -283,15 +286,26 @@ pub fn collect_with<S: Store>(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
+    // By id, not a search per task: a fleet's queue may hold many tasks for other hosts.
+    let waiting: HashMap<&str, &Vec<String>> = plan
+        .hold
+        .iter()
+        .filter_map(|(id, hold)| match hold {
+            Hold::Waiting(w) => Some((id.as_str(), w)),
+            _ => None,
+        })
+        .collect();
     for v in &mut queued {
-        if let Some((_, Hold::Waiting(w))) = plan.hold.iter().find(|(id, _)| *id == v.id) {
-            v.waiting_for = w.clone();
+        if let Some(w) = waiting.get(v.id.as_str()) {
+            v.waiting_for = (*w).clone();
         }
     }
-    queued.sort_by_key(|v| rank.get(v.id.as_str()).copied().unwrap_or(usize::MAX));
-    finished.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.id.cmp(&b.id)));
+    let queued = ordered(queued, |v| {
+        rank.get(v.id.as_str()).copied().unwrap_or(usize::MAX)
+    });
+    let finished = ordered(finished, |v| (std::cmp::Reverse(v.modified), v.id.clone()));
     // Tasks that need a person come first.
-    running.sort_by_key(|v| v.attention.is_empty());
+    let running = ordered(running, |v| v.attention.is_empty());
     let mut all = running;
     all.extend(queued);
     all.extend(finished);
@@ -312,6 +326,18 @@ pub fn find(
 pub fn age(t: Timestamp) -> std::time::Duration {
     let now = Timestamp::try_from(SystemTime::now()).unwrap_or(t);
     std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default()
+}
+
+/// `views` stably sorted by `key`, each view moved once: sorting the (large) views
+/// themselves moves each of them many times, which shows on a queue of 100,000.
+fn ordered<K: Ord>(views: Vec<TaskView>, key: impl Fn(&TaskView) -> K) -> Vec<TaskView> {
+    let mut order: Vec<(K, usize)> = views.iter().map(&key).zip(0..).collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<TaskView>> = views.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].take())
+        .collect()
 }
 
 #[cfg(test)]

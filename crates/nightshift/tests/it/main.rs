@@ -21,6 +21,7 @@ mod dashboard;
 mod disk;
 mod fake_api;
 mod fleet;
+mod fleet_bench;
 mod fleet_faults;
 mod hosts;
 mod injection;

@@ -19,6 +19,7 @@ use crate::run::{self, DoneRecord, RunDir, StartedRecord};
 mod attention;
 mod dashboard;
 mod drain;
+mod fleet;
 mod torture;
 
 #[derive(Debug, clap::Args)]
@@ -57,6 +58,17 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 4, requires = "torture",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_agents: u32,
+    /// The store to measure: `postgres` starts a private PostgreSQL cluster (initdb in a
+    /// temp dir) and measures a fleet of 3 daemons on it next to the folder store
+    #[arg(long, value_enum, default_value_t = BenchStore::Folder,
+          conflicts_with_all = ["attention", "dashboard", "torture"])]
+    pub store: BenchStore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchStore {
+    Folder,
+    Postgres,
 }
 
 const MAX_AGENTS: usize = 4;
@@ -73,6 +85,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if args.dashboard {
         return dashboard::run(args.keep);
+    }
+    if args.store == BenchStore::Postgres {
+        return fleet::run(fleet::FleetArgs {
+            tasks: args.tasks.unwrap_or(if args.quick { 30 } else { 300 }),
+            samples: args.samples.unwrap_or(if args.quick { 10 } else { 30 }),
+            quick: args.quick,
+            keep: args.keep,
+        });
     }
     if args.torture {
         return torture::run(torture::TortureArgs {

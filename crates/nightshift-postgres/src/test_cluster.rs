@@ -245,6 +245,20 @@ impl Cluster {
         run(&mut psql).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
+    /// A new database with nightshift's schema, and the options to reach it with `lease`.
+    pub async fn migrated(&self, lease: std::time::Duration) -> Result<crate::PgOptions, String> {
+        let options = crate::PgOptions {
+            url: self.database()?,
+            password_file: None,
+            password: None,
+            lease,
+        };
+        crate::PgStore::migrate(&options)
+            .await
+            .map_err(|e| format!("migrating: {e}\n{}", self.log()))?;
+        Ok(options)
+    }
+
     /// The server's log so far, for a failing test's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.socket_dir().join("server.log")).unwrap_or_default()

@@ -4,22 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightshift_postgres::test_cluster::Cluster;
-use nightshift_postgres::{HostInfo, PgOptions, PgStore};
+use nightshift_postgres::{HostInfo, PgStore};
 
 async fn postgres_store() -> (Arc<PgStore>, Cluster) {
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("a PostgreSQL cluster: {e}"));
-    let url = cluster
-        .database()
-        .unwrap_or_else(|e| panic!("a database: {e}"));
-    let options = PgOptions {
-        url,
-        password_file: None,
-        password: None,
-        lease: Duration::from_secs(30),
+    let options = match cluster.migrated(Duration::from_secs(30)).await {
+        Ok(options) => options,
+        Err(e) => panic!("a database: {e}"),
     };
-    if let Err(e) = PgStore::migrate(&options).await {
-        panic!("migrating: {e}\n{}", cluster.log());
-    }
     let mut store = match PgStore::connect(&options).await {
         Ok(store) => store,
         Err(e) => panic!("connecting: {e}"),

@@ -46,17 +46,11 @@ fn claim(host: &str) -> Claim {
 
 async fn database() -> (Cluster, String) {
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("{e}"));
-    let url = cluster.database().unwrap_or_else(|e| panic!("{e}"));
-    let options = PgOptions {
-        url: url.clone(),
-        password_file: None,
-        password: None,
-        lease: Duration::from_secs(30),
-    };
-    PgStore::migrate(&options)
+    let options = cluster
+        .migrated(Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    (cluster, url)
+    (cluster, options.url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

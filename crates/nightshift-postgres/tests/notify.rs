@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nightshift_postgres::test_cluster::Cluster;
-use nightshift_postgres::{HostInfo, PgOptions, PgStore};
+use nightshift_postgres::{HostInfo, PgStore};
 use nightshift_store::{Claim, Owner, Store};
 use tokio::sync::watch::Receiver;
 
@@ -20,18 +20,10 @@ async fn woken(changes: &mut Receiver<u64>, limit: Duration) -> bool {
 #[tokio::test]
 async fn only_task_changes_notify_not_the_lease_machinery_of_an_idle_fleet() {
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("a PostgreSQL cluster: {e}"));
-    let url = cluster
-        .database()
-        .unwrap_or_else(|e| panic!("a database: {e}"));
-    let options = PgOptions {
-        url,
-        password_file: None,
-        password: None,
-        lease: Duration::from_secs(30),
-    };
-    PgStore::migrate(&options)
+    let options = cluster
+        .migrated(Duration::from_secs(30))
         .await
-        .unwrap_or_else(|e| panic!("migrating: {e}"));
+        .unwrap_or_else(|e| panic!("a database: {e}"));
     let mut store = PgStore::connect(&options)
         .await
         .unwrap_or_else(|e| panic!("connecting: {e}"));

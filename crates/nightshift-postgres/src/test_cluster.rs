@@ -66,13 +66,19 @@ impl Cluster {
 
     fn start_with(netns: Option<std::process::Child>) -> Result<Cluster, String> {
         let bin = bin_dir()?;
-        let dir = tempfile::Builder::new()
-            .prefix("nightshift-pg-")
-            .tempdir()
-            .map_err(|e| format!("a temp dir for PostgreSQL: {e}"))?;
         let run_as = is_root().then(|| {
             std::env::var("NIGHTSHIFT_TEST_PG_USER").unwrap_or_else(|_| "postgres".into())
         });
+        // The server's user must reach its folder: a private TMPDIR (a test's own temp dir,
+        // say) would shut it out, so as root the cluster goes in /tmp itself.
+        let parent = match run_as {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("nightshift-pg-")
+            .tempdir_in(&parent)
+            .map_err(|e| format!("a temp dir for PostgreSQL in {}: {e}", parent.display()))?;
         let cluster = Cluster {
             dir,
             bin,

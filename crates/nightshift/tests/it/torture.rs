@@ -46,9 +46,21 @@ fn kills_of(stdout: &str, kind: &str) -> u32 {
 
 #[test]
 fn kill_9_torture_runs_every_task_exactly_once_and_leaves_nothing_behind() {
+    torture(&[]);
+}
+
+/// The same against the PostgreSQL store: each restart registers the host again, adopts
+/// its own claims (with new fencing tokens) and files what finished meanwhile.
+#[test]
+fn kill_9_torture_on_postgres_runs_every_task_exactly_once() {
+    torture(&["--store", "postgres"]);
+}
+
+fn torture(store: &[&str]) {
     let env = Env::new();
     let (tasks, kills) = (TASKS.to_string(), KILLS.to_string());
-    let args = ["bench", "--torture", "--tasks", &tasks, "--kills", &kills];
+    let mut args = vec!["bench", "--torture", "--tasks", &tasks, "--kills", &kills];
+    args.extend(store);
     let out = env
         .cmd(&args)
         // The torture's sandbox goes inside this test's temp dir.

@@ -60,8 +60,9 @@ pub struct BenchArgs {
     pub max_agents: u32,
     /// The store to measure: `postgres` starts a private PostgreSQL cluster (initdb in a
     /// temp dir) and measures a fleet of 3 daemons on it next to the folder store
+    /// (with `--torture`: the torture run on a private cluster, one daemon killed at random)
     #[arg(long, value_enum, default_value_t = BenchStore::Folder,
-          conflicts_with_all = ["attention", "dashboard", "torture"])]
+          conflicts_with_all = ["attention", "dashboard"])]
     pub store: BenchStore,
 }
 
@@ -86,7 +87,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.dashboard {
         return dashboard::run(args.keep);
     }
-    if args.store == BenchStore::Postgres {
+    if args.store == BenchStore::Postgres && !args.torture {
         return fleet::run(fleet::FleetArgs {
             tasks: args.tasks.unwrap_or(if args.quick { 30 } else { 300 }),
             samples: args.samples.unwrap_or(if args.quick { 10 } else { 30 }),
@@ -101,6 +102,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             seed: args.seed,
             max_agents: args.max_agents,
             keep: args.keep,
+            postgres: args.store == BenchStore::Postgres,
         });
     }
     let samples = args.samples.unwrap_or(if args.quick { 20 } else { 200 });

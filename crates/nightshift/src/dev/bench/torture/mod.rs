@@ -35,6 +35,8 @@ pub(super) struct TortureArgs {
     pub seed: Option<u64>,
     pub max_agents: u32,
     pub keep: bool,
+    /// On a private PostgreSQL cluster instead of the folder store.
+    pub postgres: bool,
 }
 
 /// The daemon's wait before removing a finished task's worktree: the grace period (0 s
@@ -53,7 +55,12 @@ pub(super) fn run(args: TortureArgs) -> anyhow::Result<i32> {
     let plans: Vec<TaskPlan> = (1..=args.tasks)
         .map(|i| TaskPlan::draw(&mut rng, i))
         .collect();
-    let config = format!("max_agents = {}\ngrace_period = \"0s\"\n", args.max_agents);
+    let mut config = format!("max_agents = {}\ngrace_period = \"0s\"\n", args.max_agents);
+    // Kept for the whole run: the store the killed daemons share.
+    let cluster = match args.postgres {
+        true => Some(postgres_store(&mut config)?),
+        false => None,
+    };
     let sb = Sandbox::create("torture", args.keep, &config)?;
     let root = sb.root().to_string_lossy().into_owned();
     if root.contains(char::is_whitespace) {
@@ -67,13 +74,17 @@ pub(super) fn run(args: TortureArgs) -> anyhow::Result<i32> {
         args.max_agents
     )?;
     outln!(
-        "reproduce with: {} bench --torture --tasks {} --kills {} --max-agents {} --seed {seed}",
+        "reproduce with: {} bench --torture --tasks {} --kills {} --max-agents {} --seed {seed}{}",
         Sandbox::command_name(),
         args.tasks,
         args.kills,
-        args.max_agents
+        args.max_agents,
+        if args.postgres { " --store postgres" } else { "" }
     )?;
     outln!("home: {}/home, ledger: {root}/ledger", sb.root().display())?;
+    if cluster.is_some() {
+        outln!("store: a private PostgreSQL cluster (initdb in a temp dir, a Unix socket only)")?;
+    }
     let mut t = Torture {
         ledger: sb.root().join("ledger"),
         staged: sb.root().join("tasks"),
@@ -117,6 +128,23 @@ pub(super) fn run(args: TortureArgs) -> anyhow::Result<i32> {
         t.sb.daemon_log().display()
     )?;
     Ok(exit::FAILURE)
+}
+
+/// Starts a private PostgreSQL cluster with nightshift's schema and points `config` at it.
+fn postgres_store(
+    config: &mut String,
+) -> anyhow::Result<nightshift_postgres::test_cluster::Cluster> {
+    let cluster = nightshift_postgres::test_cluster::Cluster::start()
+        .map_err(|e| anyhow::anyhow!("cannot start a private PostgreSQL cluster: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let options = runtime
+        .block_on(cluster.migrated(Duration::from_secs(30)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let url = toml::Value::String(options.url);
+    config.push_str(&format!("[store]\nurl = {url}\n"));
+    Ok(cluster)
 }
 
 fn clock_seed() -> u64 {

@@ -111,12 +111,20 @@ impl<S: Store> Daemon<S> {
                 // Not recorded, not run: once per slot matters more than this run.
                 continue;
             }
+            let mut lost_races = false;
             for slot in enqueue {
                 // Taken in the store only now, after the decision is saved: a slot is never
                 // marked fired without its run (a crash in between loses the run, as above).
                 if self.claim_slot(&s.name, slot).await {
                     self.enqueue_slot(s, slot).await;
+                } else {
+                    // Another daemon of the fleet fired it: this history says so.
+                    st.note(slot, "fired by another host", now);
+                    lost_races = true;
                 }
+            }
+            if lost_races {
+                self.save_schedule(&dir, &s.name, &st);
             }
         }
         self.schedules.next_at = next_at;

@@ -94,6 +94,26 @@ fn a_schedule_on_three_hosts_runs_one_task_per_slot() {
         })
         .sum();
     assert!(lost_races > 0, "the hosts raced for the slots");
+    // And their own histories say so, rather than "enqueued" for a slot they did not run.
+    let noted: usize = f
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let dir = h.home.join("schedules").join(".state");
+            let files = std::fs::read_dir(dir).ok()?;
+            Some(
+                files
+                    .filter_map(Result::ok)
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .map(|s| s.matches("fired by another host").count())
+                    .sum::<usize>(),
+            )
+        })
+        .sum();
+    assert!(
+        noted > 0,
+        "no history says a slot was fired by another host"
+    );
 }
 
 #[test]

@@ -79,7 +79,11 @@ pub(super) fn run(args: TortureArgs) -> anyhow::Result<i32> {
         args.tasks,
         args.kills,
         args.max_agents,
-        if args.postgres { " --store postgres" } else { "" }
+        if args.postgres {
+            " --store postgres"
+        } else {
+            ""
+        }
     )?;
     outln!("home: {}/home, ledger: {root}/ledger", sb.root().display())?;
     if cluster.is_some() {

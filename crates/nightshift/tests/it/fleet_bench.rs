@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::harness::Env;
+use crate::harness::{self, Env};
 
 /// The number right after `after` in the first line containing `line_key`.
 fn number_after(stdout: &str, line_key: &str, after: &str) -> u64 {
@@ -13,18 +13,7 @@ fn number_after(stdout: &str, line_key: &str, after: &str) -> u64 {
         .lines()
         .find(|l| l.contains(line_key))
         .unwrap_or_else(|| panic!("no `{line_key}` line:\n{stdout}"));
-    let rest = &line[line
-        .find(after)
-        .unwrap_or_else(|| panic!("no `{after}` in {line:?}"))
-        + after.len()..];
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after `{after}` in {line:?}"))
+    harness::number_after(line, after)
 }
 
 #[test]

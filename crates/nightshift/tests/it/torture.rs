@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::harness::Env;
+use crate::harness::{self, Env};
 
 const TASKS: u32 = 30;
 const KILLS: u32 = 12;
@@ -18,18 +18,7 @@ fn figure(stdout: &str, line_key: &str, after: &str) -> u32 {
         .lines()
         .find(|l| l.trim_start().starts_with(line_key))
         .unwrap_or_else(|| panic!("no `{line_key}` line in the summary:\n{stdout}"));
-    let rest = &line[line
-        .find(after)
-        .unwrap_or_else(|| panic!("no `{after}` in {line:?}"))
-        + after.len()..];
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after `{after}` in {line:?}"))
+    harness::number_after(line, after) as u32
 }
 
 /// The count of a kind of kill, e.g. "3 during verify" in the kills line (0 if absent).

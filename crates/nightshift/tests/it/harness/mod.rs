@@ -21,7 +21,7 @@ mod wait;
 pub(crate) use builder::toml_str;
 pub(crate) use cmd::{Cmd, wait_exit};
 pub(crate) use daemon::{Daemon, pid_alive};
-pub(crate) use tasks::{Task, find_named};
+pub(crate) use tasks::{Task, find_named, number_after};
 // The rest of the harness's public names, reachable as `crate::harness::X` too, though no
 // test names them today.
 #[allow(unused_imports)]

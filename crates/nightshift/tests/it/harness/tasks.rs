@@ -136,6 +136,23 @@ impl Env {
     }
 }
 
+/// The number right after `after` in `line`, e.g. `12` after `kills:` in "kills: 12 (…)": for
+/// tests that read a command's summary.
+pub(crate) fn number_after(line: &str, after: &str) -> u64 {
+    let rest = &line[line
+        .find(after)
+        .unwrap_or_else(|| panic!("no `{after}` in {line:?}"))
+        + after.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after `{after}` in {line:?}"))
+}
+
 pub(crate) fn has_line(text: &str, line: &str) -> bool {
     text.split(['\n', '\r']).any(|l| l.trim() == line)
 }

@@ -23,6 +23,9 @@ pub struct PgOptions {
     pub password: Option<String>,
     /// How long a claim lasts without renewal, on the database's clock.
     pub lease: Duration,
+    /// PEM certificates of the authorities to trust for TLS instead of the web's (a private
+    /// CA, or a self-signed server).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for PgOptions {
             .field("url", &"…")
             .field("password_file", &self.password_file)
             .field("lease", &self.lease)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -69,11 +73,8 @@ pub(crate) fn target(options: &PgOptions) -> Result<Target, PgError> {
         .keepalives_retries(3)
         .tcp_user_timeout(Duration::from_secs(10));
     let shown = shown(&config);
-    Ok(Target {
-        config,
-        tls: tls(),
-        shown,
-    })
+    let tls = tls(options.ca_file.as_deref())?;
+    Ok(Target { config, tls, shown })
 }
 
 pub(crate) fn pool(target: &Target) -> Pool {
@@ -133,19 +134,40 @@ fn read_password_file(path: &std::path::Path) -> Result<String, PgError> {
     Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
-/// TLS for `sslmode=require` (and `prefer`), verified against the web's root authorities.
-fn tls() -> MakeRustlsConnect {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// TLS for `sslmode=require` (and `prefer`): the server's certificate is verified against
+/// the authorities in `ca_file`, or else the web's root authorities.
+fn tls(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, PgError> {
+    let roots = match ca_file {
+        Some(path) => private_roots(path)?,
+        None => rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    };
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-    MakeRustlsConnect::new(config)
+        .map_err(|e| PgError::BadUrl(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// The certificates in a PEM file, as the only authorities to trust.
+fn private_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, PgError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let fail = |reason: String| PgError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| fail(e.to_string()))?;
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no PEM certificate in it".into()));
+    }
+    Ok(roots)
 }
 
 /// `user@host:port/db`, for messages.
@@ -169,4 +191,51 @@ fn shown(config: &tokio_postgres::Config) -> String {
         hosts.join(","),
         config.get_dbname().unwrap_or("")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(ca_file: Option<PathBuf>) -> PgOptions {
+        PgOptions {
+            url: "host=db user=ns dbname=nightshift sslmode=require".into(),
+            password_file: None,
+            password: None,
+            lease: Duration::from_secs(30),
+            ca_file,
+        }
+    }
+
+    #[test]
+    fn a_private_ca_file_is_read_and_a_bad_one_named() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+        // A real self-signed certificate, made by the system's openssl.
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=db"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()?;
+        assert!(made.status.success(), "{made:?}");
+        assert!(target(&options(Some(cert))).is_ok());
+        let missing = dir.path().join("missing.pem");
+        match target(&options(Some(missing))) {
+            Err(PgError::CaFile { path, .. }) => assert!(path.ends_with("missing.pem")),
+            other => panic!("{:?}", other.err()),
+        }
+        // A key is not a certificate.
+        match target(&options(Some(key))) {
+            Err(e @ PgError::CaFile { .. }) => {
+                assert!(e.to_string().contains("no PEM certificate"), "{e}");
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        Ok(())
+    }
 }

@@ -6,6 +6,8 @@ use nightshift_store::StoreError;
 pub enum PgError {
     #[error("the store URL is not valid: {0}")]
     BadUrl(String),
+    #[error("the store's ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error("the store password file {path}: {reason}")]
     PasswordFile { path: String, reason: String },
     #[error(

@@ -258,6 +258,7 @@ impl Cluster {
             password_file: None,
             password: None,
             lease,
+            ca_file: None,
         };
         crate::PgStore::migrate(&options)
             .await

@@ -16,6 +16,7 @@ async fn host(url: &str, name: &str, lease: Duration) -> PgStore {
         password_file: None,
         password: None,
         lease,
+        ca_file: None,
     };
     let mut store = PgStore::connect(&options)
         .await

@@ -35,6 +35,7 @@ pub fn postgres_options(config: &Config) -> Option<Result<PgOptions, String>> {
         password_file: None,
         password: password.or_else(|| std::env::var("NIGHTSHIFT_STORE_PASSWORD").ok()),
         lease: config.store.lease,
+        ca_file: config.store.ca_file.clone(),
     }))
 }
 

@@ -36,6 +36,9 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// A file whose content (trimmed) is the database password; only its owner may read it.
     pub password_file: Option<PathBuf>,
+    /// PEM certificates of the authorities that sign the server's certificate (a private CA,
+    /// or the server's own self-signed certificate), trusted instead of the web's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +47,7 @@ impl Default for StoreConfig {
             url: None,
             lease: Duration::from_secs(30),
             password_file: None,
+            ca_file: None,
         }
     }
 }
@@ -54,6 +58,7 @@ impl fmt::Debug for StoreConfig {
             .field("url", &self.display_url())
             .field("lease", &self.lease)
             .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -120,8 +125,8 @@ impl StoreConfig {
         Ok(Some(password.to_string()))
     }
 
-    /// Applies the environment and checks the values. A relative `password_file` is taken
-    /// from the directory of `config.toml` (`base`).
+    /// Applies the environment and checks the values. A relative `password_file` or
+    /// `ca_file` is taken from the directory of `config.toml` (`base`).
     pub(super) fn settle(
         &mut self,
         base: &Path,
@@ -135,6 +140,9 @@ impl StoreConfig {
         }
         if self.lease < MIN_LEASE {
             return Err(StoreConfigError::Lease);
+        }
+        if let Some(file) = &self.ca_file {
+            self.ca_file = Some(base.join(file));
         }
         if let Some(file) = &self.password_file {
             self.password_file = Some(base.join(file));

@@ -67,10 +67,12 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # overrides the url. A password in the url is never shown (`***`); better keep it out of
 # this file and use password_file.
 # [store]
-# url = "postgres://nightshift@db.example/nightshift?sslmode=verify-full"
+# url = "postgres://nightshift@db.example/nightshift?sslmode=require"
+#                               # sslmode: disable, prefer or require; TLS always verifies the certificate
 #                               # or libpq's form: "host=db.example dbname=nightshift user=nightshift"
 # lease = "30s"                 # a host's claim on a running task lapses after this without renewal (at least 2s)
 # password_file = "/home/me/.config/nightshift/db-password"  # its trimmed content; mode 600 (relative: to this file)
+# ca_file = "/home/me/.config/nightshift/db-ca.pem"  # a private CA (or the server's self-signed certificate), trusted instead of the web's
 
 # When a running agent needs a person. Each signal raises a flag (shown first by
 # `nightshift ls` and listed by `nightshift attention`); it clears when the agent makes

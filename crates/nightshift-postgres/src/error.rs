@@ -107,17 +107,8 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 
 impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
-        let unreachable = matches!(
-            e,
-            PgError::Unreachable { .. }
-                | PgError::Query {
-                    connection: true,
-                    ..
-                }
-        );
         StoreError::Database {
             message: e.to_string(),
-            unreachable,
         }
     }
 }

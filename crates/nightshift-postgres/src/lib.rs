@@ -61,6 +61,10 @@ pub struct PgStore {
     tasks: Vec<tokio::task::AbortHandle>,
     /// The notification listener, started by the first subscriber.
     listener: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// Whether requests from other hosts may be waiting: set by the listener when one is
+    /// announced (and at each reconnect), so a host does not query for them at every
+    /// change to the queue.
+    requests: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for PgStore {
@@ -107,6 +111,7 @@ impl PgStore {
             local_runs: None,
             tasks: Vec::new(),
             listener: std::sync::OnceLock::new(),
+            requests: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }
 
@@ -298,8 +303,10 @@ impl Store for PgStore {
     fn subscribe(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         // Notifications are followed only once someone listens, on the caller's runtime.
         if tokio::runtime::Handle::try_current().is_ok() {
-            self.listener
-                .get_or_init(|| self.target.follow(self.changes.clone()));
+            self.listener.get_or_init(|| {
+                self.target
+                    .follow(self.changes.clone(), Arc::clone(&self.requests))
+            });
         }
         Some(self.changes.subscribe())
     }

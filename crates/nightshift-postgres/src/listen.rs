@@ -3,6 +3,8 @@
 //! (notifications sent meanwhile are lost), bumps the store's change counter: subscribers
 //! rescan.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::AsyncMessage;
@@ -18,11 +20,12 @@ pub(crate) async fn follow(
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     shown: String,
     changes: tokio::sync::watch::Sender<u64>,
+    requests: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(50);
     let mut said = false;
     loop {
-        match listen_once(&config, &tls, &changes).await {
+        match listen_once(&config, &tls, &changes, &requests).await {
             // It was listening, then the connection closed: a new outage.
             Ok(()) => {
                 backoff = Duration::from_millis(50);
@@ -48,16 +51,22 @@ async fn listen_once(
     config: &tokio_postgres::Config,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
     changes: &tokio::sync::watch::Sender<u64>,
+    requests: &Arc<AtomicBool>,
 ) -> Result<(), String> {
     let (client, mut connection) = config
         .connect(tls.clone())
         .await
         .map_err(|e| describe(&e))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let announced = Arc::clone(requests);
     let driver = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    // The trigger names its table: a request for a host, or the queue.
+                    if n.payload() == "host_requests" {
+                        announced.store(true, Ordering::SeqCst);
+                    }
                     if tx.send(()).is_err() {
                         return;
                     }
@@ -75,7 +84,9 @@ async fn listen_once(
         driver.abort();
         return Err(e);
     }
-    // Connected: anything before this moment is caught up by a rescan.
+    // Connected: anything before this moment is caught up by a rescan (and a look for
+    // requests, whose announcements may have been missed).
+    requests.store(true, Ordering::SeqCst);
     changes.send_modify(|v| *v = v.wrapping_add(1));
     while rx.recv().await.is_some() {
         changes.send_modify(|v| *v = v.wrapping_add(1));
@@ -90,12 +101,14 @@ impl Target {
     pub(crate) fn follow(
         &self,
         changes: tokio::sync::watch::Sender<u64>,
+        requests: Arc<AtomicBool>,
     ) -> tokio::task::AbortHandle {
         tokio::spawn(follow(
             self.config.clone(),
             self.tls.clone(),
             self.shown.clone(),
             changes,
+            requests,
         ))
         .abort_handle()
     }

@@ -36,6 +36,14 @@ impl PgStore {
         let Some((me, _)) = self.me() else {
             return Ok(Vec::new());
         };
+        // With the listener running, look only after a request was announced (taken back
+        // before the query: one announced meanwhile makes the next call look again).
+        let announced = self
+            .requests
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if self.listener.get().is_some() && !announced {
+            return Ok(Vec::new());
+        }
         let client = self.client().await?;
         let mut rows = client
             .query(

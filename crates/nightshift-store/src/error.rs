@@ -19,9 +19,9 @@ pub enum StoreError {
         what: &'static str,
         limit: std::time::Duration,
     },
-    /// A database backend failed (or could not be reached: `unreachable`).
+    /// A database backend failed or could not be reached; the message says which.
     #[error("{message}")]
-    Database { message: String, unreachable: bool },
+    Database { message: String },
     /// A write for a claim that is no longer this daemon's: another host took the task over
     /// (its fencing token moved on), so the write was refused.
     #[error("task `{id}` was taken over by another daemon; this daemon's write was refused")]
@@ -35,18 +35,6 @@ impl StoreError {
             StoreError::Io { source, .. } => crate::fsutil::is_disk_full(source),
             _ => false,
         }
-    }
-
-    /// Whether the store could not be reached (rather than refusing what was asked).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::TimedOut { .. }
-                | StoreError::Database {
-                    unreachable: true,
-                    ..
-                }
-        )
     }
 }
 

@@ -238,7 +238,6 @@ pub trait Store: Send + Sync + 'static {
         async {
             Err(StoreError::Database {
                 message: "this task store is not shared between hosts".into(),
-                unreachable: false,
             })
         }
     }

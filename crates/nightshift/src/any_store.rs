@@ -64,7 +64,6 @@ impl AnyStore {
     fn unusable(why: &str) -> StoreError {
         StoreError::Database {
             message: why.to_string(),
-            unreachable: true,
         }
     }
 }

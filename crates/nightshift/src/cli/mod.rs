@@ -112,12 +112,18 @@ pub enum Command {
     /// Writes a pane's output (stdin, from tmux `pipe-pane`) to its transcript, capped
     #[command(hide = true, name = "__transcript")]
     Transcript { limit: u64, path: PathBuf },
-    /// Record an agent hook event read from stdin (run by Claude Code's hooks)
+    /// Record an agent hook event, read from stdin or given as the last argument (run by
+    /// the agent CLI's own hooks or notify command)
     #[command(hide = true)]
     Hook {
         /// The run folder; defaults to $NIGHTSHIFT_RUN_DIR
         #[arg(long)]
         run_dir: Option<PathBuf>,
+        /// Whose hook vocabulary the event is in
+        #[arg(long, value_enum, default_value_t = crate::hook::Dialect::Claude)]
+        agent: crate::hook::Dialect,
+        /// The event as JSON (Codex's notify passes it so); without it, stdin is read
+        payload: Option<String>,
     },
 }
 
@@ -132,7 +138,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .map_err(|e| anyhow::anyhow!("writing the transcript {}: {e}", path.display()))?;
             Ok(exit::SUCCESS)
         }
-        Command::Hook { run_dir } => Ok(crate::hook::run_cli(run_dir.as_deref())),
+        Command::Hook {
+            run_dir,
+            agent,
+            payload,
+        } => Ok(crate::hook::run_cli(
+            run_dir.as_deref(),
+            agent,
+            payload.as_deref(),
+        )),
         Command::Completions { shell } => {
             // Generated whole first: clap_complete panics on a failed write, and a closed
             // stdout must come back as an error (see main.rs).

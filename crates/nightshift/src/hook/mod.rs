@@ -18,6 +18,28 @@ use crate::run::{self, RunDir};
 use crate::tmux::shell_quote;
 use nightshift_core::attention::Hook;
 
+/// Whose hook vocabulary an event is in. Other agents' events are translated into Claude
+/// Code's (the first and richest) before they are recorded, so the daemon reads one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dialect {
+    #[default]
+    Claude,
+    Codex,
+    Gemini,
+}
+
+impl Dialect {
+    /// The event in Claude Code's vocabulary (`hook_event_name` and its fields), or `None`
+    /// when nightshift has no use for it.
+    fn translate(self, input: Value) -> Option<Value> {
+        match self {
+            Dialect::Claude => Some(input),
+            // Filled in with each agent's hooks.
+            Dialect::Codex | Dialect::Gemini => Some(input),
+        }
+    }
+}
+
 /// Hook events nightshift registers, and the Notification types that mean "needs a person".
 const EVENTS: &[&str] = &[
     "SessionStart",
@@ -143,14 +165,14 @@ fn cut(s: &str) -> String {
 /// `nightshift hook`: records the event on stdin for the run in `run_dir` (or
 /// `$NIGHTSHIFT_RUN_DIR`). Always exits 0 and prints nothing to stdout, so it can never
 /// block or steer the agent; problems go to stderr.
-pub fn run_cli(run_dir: Option<&Path>) -> i32 {
-    if let Err(e) = record(run_dir) {
+pub fn run_cli(run_dir: Option<&Path>, dialect: Dialect, payload: Option<&str>) -> i32 {
+    if let Err(e) = record(run_dir, dialect, payload) {
         eprintln!("nightshift hook: {e}");
     }
     0
 }
 
-fn record(run_dir: Option<&Path>) -> Result<(), String> {
+fn record(run_dir: Option<&Path>, dialect: Dialect, payload: Option<&str>) -> Result<(), String> {
     let from_env = std::env::var_os("NIGHTSHIFT_RUN_DIR").map(std::path::PathBuf::from);
     let Some(dir) = run_dir.map(Path::to_path_buf).or(from_env) else {
         // Not started by nightshift: nothing to tell.
@@ -164,16 +186,15 @@ fn record(run_dir: Option<&Path>) -> Result<(), String> {
             dir.path().display()
         ));
     }
-    let mut input = Vec::new();
-    let mut stdin = std::io::stdin().lock();
-    (&mut stdin)
-        .take(MAX_INPUT)
-        .read_to_end(&mut input)
-        .map_err(|e| format!("reading the hook input: {e}"))?;
-    // Drain the rest so the agent never sees a broken pipe.
-    let _ = std::io::copy(&mut stdin, &mut std::io::sink());
+    let input = match payload {
+        Some(p) => p.as_bytes().to_vec(),
+        None => read_stdin()?,
+    };
     let value: Value =
         serde_json::from_slice(&input).map_err(|e| format!("the hook input is not JSON: {e}"))?;
+    let Some(value) = dialect.translate(value) else {
+        return Ok(());
+    };
     let now = Timestamp::now();
     let Some(record) = HookRecord::from_input(&value, now) else {
         return Err("the hook input has no hook_event_name".into());
@@ -199,6 +220,18 @@ fn record(run_dir: Option<&Path>) -> Result<(), String> {
     let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
     nightshift_store::fsutil::append_line(&dir.file(run::HOOKS), &line, 0o600)
         .map_err(|e| format!("cannot append to {}: {e}", dir.file(run::HOOKS).display()))
+}
+
+fn read_stdin() -> Result<Vec<u8>, String> {
+    let mut input = Vec::new();
+    let mut stdin = std::io::stdin().lock();
+    (&mut stdin)
+        .take(MAX_INPUT)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("reading the hook input: {e}"))?;
+    // Drain the rest so the agent never sees a broken pipe.
+    let _ = std::io::copy(&mut stdin, &mut std::io::sink());
+    Ok(input)
 }
 
 #[cfg(test)]

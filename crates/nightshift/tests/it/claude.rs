@@ -1,9 +1,8 @@
 //! The real Claude Code CLI, run by the real daemon, fully offline: the Messages API is the
 //! scripted [`FakeApi`], which makes Claude run `nightshift done` through its Bash tool.
 //!
-//! Skipped when `claude` is not installed, except on CI (`CI=true`), where `.ci/run` must
-//! install it (`npm install -g --allow-scripts=@anthropic-ai/claude-code
-//! @anthropic-ai/claude-code@2.1.331`).
+//! Skipped when `claude` is not installed, except on CI (`CI=true`), where `.ci/run`
+//! installs the pinned version into its cache folder (see harness/agent_clis.rs).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fake_api::{DONE_COMMAND, FakeApi, PERMISSION_SCENARIO, VERIFY_SCENARIO};
 use crate::harness::{Env, Task};
+use crate::standin::FakeApi;
+use crate::standin::anthropic::{DONE_COMMAND, PERMISSION_SCENARIO, VERIFY_SCENARIO};
 
 /// Claude Code starts slowly (a 400 MB binary) and CI machines are slow.
 const CLAUDE_DEADLINE: Duration = Duration::from_secs(30);
@@ -28,14 +28,6 @@ Run `nightshift done` when finished.\n\
 Keep \"quotes\", $HOME, $(echo no), {task_id} and ünïcödé as they are.\n";
 
 const TASK: &str = "claude-fix";
-
-/// `claude` on PATH, if any.
-fn find_claude() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("claude"))
-        .find(|p| p.is_file())
-}
 
 /// Claude Code's per-user state, set so that no first-run dialog blocks the pane:
 /// onboarding (which would also call api.anthropic.com), the folder trust check, and the
@@ -134,7 +126,7 @@ fn conversation_requests(api: &FakeApi) -> Vec<Value> {
     api.requests()
         .iter()
         .filter(|r| r.method == "POST" && r.route() == "/v1/messages")
-        .filter_map(super::fake_api::Request::json)
+        .filter_map(crate::standin::Request::json)
         .filter(|b| b["tools"].as_array().is_some_and(|t| !t.is_empty()))
         .collect()
 }
@@ -208,20 +200,7 @@ const PROFILE_ALL_BASH: &str = "\n[agents.claude-all]\n\
 
 /// Whether the real CLI can run here: on CI (`CI=true`) it must.
 fn claude_available() -> bool {
-    if find_claude().is_some() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "`claude` is not on PATH, and CI=true: .ci/run must install Claude Code \
-             (npm install -g --allow-scripts=@anthropic-ai/claude-code \
-             @anthropic-ai/claude-code@2.1.331)"
-        );
-    }
-    eprintln!(
-        "\n*** SKIPPED: `claude` not found; install @anthropic-ai/claude-code to run the Claude Code tests ***\n"
-    );
-    false
+    crate::harness::require_cli("claude").is_some()
 }
 
 /// A daemon whose panes run the real Claude Code against `api`, offline. With `trusted`
@@ -244,10 +223,12 @@ fn claude_env(api: &FakeApi, trusted: bool) -> Env {
     write_claude_state(&user_home, &trusted_dir);
 
     let base_url = api.base_url();
+    let path = crate::harness::path_with(&crate::harness::require_cli("claude").unwrap());
     let home = user_home.to_string_lossy().into_owned();
     let config = config_dir.to_string_lossy().into_owned();
     // The daemon starts the tmux server, so its environment is the panes' environment.
     env.spawn_daemon(&[
+        ("PATH", &path),
         ("HOME", &home),
         ("CLAUDE_CONFIG_DIR", &config),
         ("ANTHROPIC_BASE_URL", &base_url),

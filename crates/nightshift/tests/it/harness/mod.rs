@@ -11,6 +11,7 @@
 //! Everything lives under one temp dir: HOME, the nightshift home, the repo and the tmux
 //! socket. Dropping the [`Env`] kills the daemon and the tmux server and removes the dir.
 
+mod agent_clis;
 mod builder;
 mod cmd;
 mod daemon;
@@ -18,6 +19,7 @@ mod git;
 mod tasks;
 mod wait;
 
+pub(crate) use agent_clis::{path_with, require_cli};
 pub(crate) use builder::toml_str;
 pub(crate) use cmd::{Cmd, wait_exit};
 pub(crate) use daemon::{Daemon, pid_alive};

@@ -1,15 +1,12 @@
-//! A scripted stand-in for the Anthropic Messages API, so the real Claude Code CLI can run
-//! offline (`ANTHROPIC_BASE_URL=http://127.0.0.1:<port>`).
-//!
-//! The script: the main conversation (a `/v1/messages` request that offers tools) first gets
-//! a `tool_use` of the Bash tool running [`DONE_COMMAND`]; once the request carries that
-//! tool's `tool_result`, it gets the text "All done." and `end_turn`. Side requests (titles,
-//! summaries, quota checks: no tools) get a short text, so they never advance the script.
-//! A prompt holding [`PERMISSION_SCENARIO`] first gets a Bash call of [`PERMISSION_COMMAND`],
-//! which no rule allows, so Claude Code asks for permission.
+//! Scripted stand-ins for the model vendors' APIs, so the real agent CLIs run offline: one
+//! HTTP server ([`FakeApi`]) whose answers come from a vendor script (a [`Script`]), such as
+//! [`anthropic`] for Claude Code.
 //!
 //! Plain HTTP/1.1 with keep-alive over std threads. Every response has a `Content-Length`
-//! (an SSE stream is built whole, then sent), which keeps the framing trivial.
+//! (an event stream is built whole, then sent), which keeps the framing trivial; a reply may
+//! wait before it is sent, to play a slow model.
+
+pub(crate) mod anthropic;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,28 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// The command the scripted model asks Claude Code to run.
-pub(crate) const DONE_COMMAND: &str = r#"nightshift done --summary "fixed by claude""#;
-/// The id of the scripted tool call, to recognise its result.
-const TOOL_USE_ID: &str = "toolu_nightshift_fake_1";
-/// In a prompt: start with a command that needs a person's permission.
-pub(crate) const PERMISSION_SCENARIO: &str = "nightshift-scenario: permission";
-/// The command that needs permission (file commands in the workdir may be allowed
-/// without asking); it makes a commit with this subject.
-pub(crate) const PERMISSION_COMMAND: &str = "git commit --allow-empty -m claude-was-here";
-const PERMISSION_TOOL_USE_ID: &str = "toolu_nightshift_fake_perm";
-/// In a prompt: edit a file, commit and signal done, wrongly at first; fix it once told that
-/// the acceptance check failed.
-pub(crate) const VERIFY_SCENARIO: &str = "nightshift-scenario: verify";
-/// The first try (which fails the task's check) and the fix.
-pub(crate) const VERIFY_FIRST: &str = "echo wrong > answer.txt && git add answer.txt && git commit -qm 'claude: first try' && nightshift done --summary 'first try'";
-pub(crate) const VERIFY_FIX: &str = "echo right > answer.txt && git commit -qam 'claude: fix the answer' && nightshift done --summary 'fixed the answer'";
-const VERIFY_FIRST_ID: &str = "toolu_nightshift_fake_verify_1";
-const VERIFY_FIX_ID: &str = "toolu_nightshift_fake_verify_2";
-/// The scripted final answer.
-pub(crate) const FINAL_TEXT: &str = "All done.";
 /// Requests bigger than this are refused: nothing Claude Code sends comes close.
 const MAX_BODY: usize = 64 << 20;
 
@@ -62,11 +39,66 @@ impl Request {
     }
 }
 
+/// A vendor's script: the reply to one request. `Send + Sync` so every connection's thread
+/// can ask it.
+pub(crate) type Script = dyn Fn(&Request, &Shared) -> Reply + Send + Sync;
+
+/// One answer: status line, headers, body, and how long to wait before sending it.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+// Not every script uses every part of a reply.
+#[allow(dead_code)]
+impl Reply {
+    pub(crate) fn new(status: &'static str, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn json(status: &'static str, value: &serde_json::Value) -> Reply {
+        Reply::new(status, "application/json", value.to_string().into_bytes())
+    }
+
+    /// A whole event stream.
+    pub(crate) fn sse(text: String) -> Reply {
+        Reply::new("200 OK", "text/event-stream", text.into_bytes())
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub(crate) fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     requests: Mutex<Vec<Request>>,
     stop: AtomicBool,
-    next_id: AtomicU64,
+    pub(crate) next_id: AtomicU64,
+}
+
+#[allow(dead_code)]
+impl Shared {
+    /// Every request so far, this one included.
+    pub(crate) fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
 /// The running server; dropping it stops accepting and ends idle connections.
@@ -76,7 +108,16 @@ pub(crate) struct FakeApi {
 }
 
 impl FakeApi {
+    /// The Anthropic Messages stand-in, for Claude Code.
     pub(crate) fn start() -> FakeApi {
+        FakeApi::with_script(anthropic::respond)
+    }
+
+    /// A server that answers with `script`.
+    pub(crate) fn with_script(
+        script: impl Fn(&Request, &Shared) -> Reply + Send + Sync + 'static,
+    ) -> FakeApi {
+        let script: Arc<Script> = Arc::new(script);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake API");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -88,13 +129,14 @@ impl FakeApi {
                 }
                 let Ok(conn) = conn else { continue };
                 let conn_shared = accept_shared.clone();
-                std::thread::spawn(move || serve(conn, &conn_shared));
+                let script = script.clone();
+                std::thread::spawn(move || serve(conn, &conn_shared, &*script));
             }
         });
         FakeApi { addr, shared }
     }
 
-    /// For `ANTHROPIC_BASE_URL`.
+    /// `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL` and the like.
     pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -121,7 +163,7 @@ impl Drop for FakeApi {
 }
 
 /// Serves one keep-alive connection until the client closes it or the server stops.
-fn serve(mut conn: TcpStream, shared: &Shared) {
+fn serve(mut conn: TcpStream, shared: &Shared, script: &Script) {
     // A short read timeout lets an idle connection notice the stop flag.
     let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf: Vec<u8> = Vec::new();
@@ -131,15 +173,25 @@ fn serve(mut conn: TcpStream, shared: &Shared) {
         };
         eprintln!("[fake-api] {} {}", request.method, request.path);
         shared.requests.lock().unwrap().push(request.clone());
-        let (status, content_type, body) = respond(&request, shared);
+        let reply = script(&request, shared);
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        let extra: String = reply
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let head = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-             request-id: req_fake_{}\r\nconnection: keep-alive\r\n\r\n",
-            body.len(),
+            "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
+             request-id: req_fake_{}\r\n{extra}connection: keep-alive\r\n\r\n",
+            reply.status,
+            reply.content_type,
+            reply.body.len(),
             shared.next_id.fetch_add(1, Ordering::SeqCst)
         );
         if conn.write_all(head.as_bytes()).is_err()
-            || (request.method != "HEAD" && conn.write_all(&body).is_err())
+            || (request.method != "HEAD" && conn.write_all(&reply.body).is_err())
             || conn.flush().is_err()
         {
             return;
@@ -260,198 +312,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Status line, content type and body for a request.
-fn respond(req: &Request, shared: &Shared) -> (&'static str, &'static str, Vec<u8>) {
-    let json_ok = |v: Value| ("200 OK", "application/json", v.to_string().into_bytes());
-    match (req.method.as_str(), req.route()) {
-        ("POST", "/v1/messages/count_tokens") => json_ok(json!({ "input_tokens": 42 })),
-        ("POST", "/v1/messages") => {
-            let Some(body) = req.json() else {
-                return (
-                    "400 Bad Request",
-                    "application/json",
-                    api_error("invalid_request_error", "body is not JSON"),
-                );
-            };
-            let (content, stop_reason) = script(&body);
-            let id = format!("msg_fake_{}", shared.next_id.fetch_add(1, Ordering::SeqCst));
-            let model = body["model"].as_str().unwrap_or("claude-fake").to_string();
-            if body["stream"].as_bool() == Some(true) {
-                (
-                    "200 OK",
-                    "text/event-stream",
-                    sse(&id, &model, &content, stop_reason).into_bytes(),
-                )
-            } else {
-                json_ok(json!({
-                    "id": id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": content,
-                    "stop_reason": stop_reason,
-                    "stop_sequence": null,
-                    "usage": { "input_tokens": 42, "output_tokens": 7 },
-                }))
-            }
-        }
-        ("GET", _) => (
-            "404 Not Found",
-            "application/json",
-            api_error("not_found_error", "not in the fake API"),
-        ),
-        _ => json_ok(json!({})),
-    }
-}
-
-fn api_error(kind: &str, message: &str) -> Vec<u8> {
-    json!({ "type": "error", "error": { "type": kind, "message": message } })
-        .to_string()
-        .into_bytes()
-}
-
-/// The scripted answer: content blocks and the stop reason.
-fn script(body: &Value) -> (Vec<Value>, &'static str) {
-    let offers_tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
-    if !offers_tools {
-        // A side request: answer briefly, leave the script where it is.
-        return (vec![json!({ "type": "text", "text": "OK." })], "end_turn");
-    }
-    if has_tool_result(body, TOOL_USE_ID) {
-        return (
-            vec![json!({ "type": "text", "text": FINAL_TEXT })],
-            "end_turn",
-        );
-    }
-    let first_user = body["messages"][0].to_string();
-    if first_user.contains(VERIFY_SCENARIO) {
-        return verify_script(body);
-    }
-    if first_user.contains(PERMISSION_SCENARIO) && !has_tool_result(body, PERMISSION_TOOL_USE_ID) {
-        return (
-            vec![json!({
-                "type": "tool_use",
-                "id": PERMISSION_TOOL_USE_ID,
-                "name": "Bash",
-                "input": { "command": PERMISSION_COMMAND, "description": "Leave a mark" },
-            })],
-            "tool_use",
-        );
-    }
-    (
-        vec![json!({
-            "type": "tool_use",
-            "id": TOOL_USE_ID,
-            "name": "Bash",
-            "input": { "command": DONE_COMMAND, "description": "Tell nightshift the task is done" },
-        })],
-        "tool_use",
-    )
-}
-
-/// The verify scenario: a wrong answer, then, once nightshift says the check failed, the fix.
-fn verify_script(body: &Value) -> (Vec<Value>, &'static str) {
-    let bash = |id: &str, command: &str| {
-        (
-            vec![json!({
-                "type": "tool_use",
-                "id": id,
-                "name": "Bash",
-                "input": { "command": command, "description": "Work on the task" },
-            })],
-            "tool_use",
-        )
-    };
-    let text = |t: &str| (vec![json!({ "type": "text", "text": t })], "end_turn");
-    let told = body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["role"] == "user")
-        .any(|m| {
-            m["content"]
-                .to_string()
-                .contains("the acceptance check failed")
-        });
-    if has_tool_result(body, VERIFY_FIX_ID) {
-        text(FINAL_TEXT)
-    } else if told {
-        bash(VERIFY_FIX_ID, VERIFY_FIX)
-    } else if has_tool_result(body, VERIFY_FIRST_ID) {
-        text("I think that is it.")
-    } else {
-        bash(VERIFY_FIRST_ID, VERIFY_FIRST)
-    }
-}
-
-/// Whether the conversation already carries the result of the scripted tool call `id`.
-fn has_tool_result(body: &Value, id: &str) -> bool {
-    body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_array())
-        .flatten()
-        .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == id)
-}
-
-/// A whole Messages API event stream for one answer.
-fn sse(id: &str, model: &str, content: &[Value], stop_reason: &str) -> String {
-    let mut out = String::new();
-    let mut event = |name: &str, data: Value| {
-        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
-    };
-    event(
-        "message_start",
-        json!({
-            "type": "message_start",
-            "message": {
-                "id": id, "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": { "input_tokens": 42, "output_tokens": 1 },
-            },
-        }),
-    );
-    event("ping", json!({ "type": "ping" }));
-    for (index, block) in content.iter().enumerate() {
-        let (start, delta) = if block["type"] == "tool_use" {
-            (
-                json!({ "type": "tool_use", "id": block["id"], "name": block["name"], "input": {} }),
-                json!({ "type": "input_json_delta", "partial_json": block["input"].to_string() }),
-            )
-        } else {
-            (
-                json!({ "type": "text", "text": "" }),
-                json!({ "type": "text_delta", "text": block["text"] }),
-            )
-        };
-        event(
-            "content_block_start",
-            json!({ "type": "content_block_start", "index": index, "content_block": start }),
-        );
-        event(
-            "content_block_delta",
-            json!({ "type": "content_block_delta", "index": index, "delta": delta }),
-        );
-        event(
-            "content_block_stop",
-            json!({ "type": "content_block_stop", "index": index }),
-        );
-    }
-    event(
-        "message_delta",
-        json!({
-            "type": "message_delta",
-            "delta": { "stop_reason": stop_reason, "stop_sequence": null },
-            "usage": { "output_tokens": 7 },
-        }),
-    );
-    event("message_stop", json!({ "type": "message_stop" }));
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::anthropic::{FINAL_TEXT, TOOL_USE_ID};
     use super::*;
 
     /// One raw HTTP exchange with the server; returns the response text.

@@ -78,4 +78,18 @@ pub enum Action {
     DiskHold { what: String, notify: bool },
     /// Space is back: starts resume.
     DiskResume,
+    /// A run hit a usage or rate limit: mark it limited until `until`, and tell a person
+    /// when `notify` (once per hold of the profile).
+    Limited {
+        id: String,
+        attempt: u32,
+        profile: String,
+        kind: crate::limits::LimitKind,
+        until: jiff::Timestamp,
+        evidence: String,
+        notify: bool,
+    },
+    /// A profile's hold is over (its time came, or a person lifted it): new starts of it go
+    /// on, and its limited runs were told to continue.
+    LimitLifted { profile: String, by_hand: bool },
 }

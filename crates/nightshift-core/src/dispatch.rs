@@ -24,6 +24,11 @@ pub enum Hold {
     Checkout(String),
     /// It is for another host: pinned there, or needing labels this host lacks.
     Elsewhere(Elsewhere),
+    /// Its agent profile hit a usage or rate limit: held until then.
+    Limited {
+        profile: String,
+        until: jiff::Timestamp,
+    },
 }
 
 /// What to do with the queue right now.

@@ -116,6 +116,9 @@ pub enum Event {
     DiskFull { what: String },
     /// The home's free space, looked at while held.
     DiskSpace { available: u64 },
+    /// A person lifted the hold of one profile (or of all) for a usage or rate limit: its
+    /// limited agents continue now.
+    ResumeLimited { profile: Option<String> },
     /// Time passed.
     Tick,
 }

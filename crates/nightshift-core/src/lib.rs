@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod event;
 pub mod labels;
+pub mod limits;
 pub mod notice;
 pub mod records;
 pub mod recovery;

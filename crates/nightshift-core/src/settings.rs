@@ -33,6 +33,19 @@ pub struct Settings {
     pub verify_rounds: u32,
     /// This host's name and labels: tasks for another host are left queued.
     pub host: crate::routing::Host,
+    /// How usage and rate limits are waited out.
+    pub limits: crate::limits::LimitSettings,
+    /// The zone agents print clock times in (a reset "at 3pm"): the machine's.
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+impl Settings {
+    /// The profile a task runs with.
+    pub fn agent_of(&self, task: &crate::task::Task) -> String {
+        task.agent
+            .clone()
+            .unwrap_or_else(|| self.default_agent.clone())
+    }
 }
 
 /// What the core needs of an agent profile.

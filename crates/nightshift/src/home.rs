@@ -136,6 +136,11 @@ impl Home {
         self.layout().paused_file()
     }
 
+    /// The agent profiles held for a usage or rate limit, as the daemon last decided.
+    pub fn limits_file(&self) -> PathBuf {
+        self.root.join("limits.json")
+    }
+
     /// Schedule files (`schedules/<name>.md`) and their state (`schedules/.state/`).
     pub fn schedules_dir(&self) -> PathBuf {
         self.root.join("schedules")

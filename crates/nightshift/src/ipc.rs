@@ -24,6 +24,8 @@ pub enum Request {
     Status,
     /// Stop a running task and file it as failed.
     Cancel { id: String },
+    /// Lift the hold of one agent profile (or of all) for a usage or rate limit now.
+    ResumeLimited { profile: Option<String> },
     /// Keep the connection: the daemon answers `Ok`, then sends `Changed` whenever its state
     /// may have changed (for live views; they read what they show from the files).
     Subscribe,

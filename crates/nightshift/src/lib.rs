@@ -20,6 +20,7 @@ pub mod git;
 pub mod home;
 pub mod hook;
 pub mod ipc;
+pub mod limited;
 pub mod machine;
 pub mod notify;
 mod out;

@@ -52,6 +52,8 @@ pub const EVENTS: &str = "events.jsonl";
 pub const SCREEN: &str = "screen.txt";
 /// The attempt's attention flags, as the daemon last decided them.
 pub const ATTENTION: &str = "attention.json";
+/// The attempt waits out a usage or rate limit ([`LimitedRecord`]); gone once it continues.
+pub const LIMITED: &str = "limited.json";
 /// A person acknowledged the flags (`nightshift ack`).
 pub const ACK: &str = "ack.json";
 /// The hook settings given to the agent (Claude Code's `--settings`).
@@ -252,6 +254,16 @@ pub use nightshift_store::folder::history::{
 pub struct AttentionRecord {
     pub flags: Vec<nightshift_core::attention::Flag>,
     pub updated_at: Option<Timestamp>,
+}
+
+/// A run waiting out a limit of its agent's plan or API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LimitedRecord {
+    pub profile: String,
+    pub kind: nightshift_core::limits::LimitKind,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub evidence: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

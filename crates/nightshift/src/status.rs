@@ -47,8 +47,11 @@ pub struct TaskView {
     /// For a queued task, the host it is pinned to (if any); for a running or finished
     /// one, the host that ran its last attempt.
     pub host: Option<String>,
-    /// Why a queued task is not for this host (`needs label gpu`, `runs on host b`).
+    /// Why a queued task is not for this host (`needs label gpu`, `runs on host b`), or
+    /// waits out its agent's usage or rate limit.
     pub held: Option<String>,
+    /// A running task whose agent waits out a usage or rate limit: until when, and why.
+    pub limited: Option<run::LimitedRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,12 +156,12 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         attention: Vec::new(),
         host: None,
         held: None,
+        limited: None,
     };
     if entry.state == TaskState::Running && last > 0 {
-        let record: Option<AttentionRecord> = RunDir::new(home.run_dir(id, last))
-            .read(run::ATTENTION)
-            .ok()
-            .flatten();
+        let dir = RunDir::new(home.run_dir(id, last));
+        v.limited = dir.read(run::LIMITED).ok().flatten();
+        let record: Option<AttentionRecord> = dir.read(run::ATTENTION).ok().flatten();
         // A task running on another host of a shared store: its flags as that host's
         // daemon last recorded them.
         let shared = || {
@@ -295,9 +298,16 @@ pub fn collect_with<S: Store>(
             _ => None,
         })
         .collect();
+    let limits = crate::limited::read_holds(home);
     for v in &mut queued {
         if let Some(w) = waiting.get(v.id.as_str()) {
             v.waiting_for = (*w).clone();
+        }
+        if v.held.is_none()
+            && let Some(profile) = &v.agent
+            && let Some(hold) = limits.get(profile)
+        {
+            v.held = Some(crate::limited::hold_reason(profile, hold));
         }
     }
     let queued = ordered(queued, |v| {
@@ -319,7 +329,18 @@ pub fn find(
     id: &str,
 ) -> Result<Option<TaskView>, nightshift_store::StoreError> {
     let entry = tasks::call("entry", tasks::open(home).entry(id))?;
-    Ok(entry.map(|e| view(home, &e, &config.here()).0))
+    Ok(entry.map(|e| {
+        let (mut v, task) = view(home, &e, &config.here());
+        if e.state == TaskState::Queued && v.held.is_none() {
+            let profile = v.agent.clone().unwrap_or_else(|| config.default_agent.clone());
+            if task.is_some()
+                && let Some(hold) = crate::limited::read_holds(home).get(&profile)
+            {
+                v.held = Some(crate::limited::hold_reason(&profile, hold));
+            }
+        }
+        v
+    }))
 }
 
 /// Seconds since `t`, for display.

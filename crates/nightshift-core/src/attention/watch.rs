@@ -286,6 +286,15 @@ impl Watch {
         change
     }
 
+    /// A limit the agent waited out is over and it was told to continue: its quiet time
+    /// and commit-less time start again, and what it showed while limited is old news.
+    pub fn resume_after_limit(&mut self, now: Timestamp) {
+        self.active(now);
+        self.commit_from = now;
+        self.errors.clear();
+        self.turn_ended = None;
+    }
+
     /// The raised flags, sorted by signal.
     pub fn flags(&self) -> Vec<Flag> {
         self.flags.values().cloned().collect()

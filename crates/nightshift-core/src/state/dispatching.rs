@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::State;
 use crate::action::Action;
-use crate::dispatch::plan;
+use crate::dispatch::{Hold, plan};
 use crate::records::TaskState;
 
 impl State {
@@ -29,8 +29,20 @@ impl State {
             .values()
             .filter_map(|r| r.lock.clone())
             .collect();
+        // Tasks of a profile held for a limit wait without taking a slot.
+        let mut limited = Vec::new();
+        let ready = self.queued.values().map(|q| &q.task).filter(|t| {
+            let profile = self.settings.agent_of(t);
+            match self.limits.get(&profile) {
+                Some(hold) => {
+                    limited.push((t.id.clone(), Hold::Limited { profile, until: hold.until }));
+                    false
+                }
+                None => true,
+            }
+        });
         let plan = plan(
-            self.queued.values().map(|q| &q.task),
+            ready,
             &self.finished,
             &active,
             free,
@@ -68,7 +80,7 @@ impl State {
             });
             self.running.insert(id, run);
         }
-        self.holds = plan.hold.into_iter().collect();
+        self.holds = plan.hold.into_iter().chain(limited).collect();
         // Replacing a session in its grace period freed a slot the plan did not count. Each
         // pass removes one such session, so this ends.
         if replaced {

@@ -56,6 +56,7 @@ impl State {
             timed_out: false,
             not_a_repo: false,
             prompt_lines: completion::prompt_lines(&task.prompt),
+            limited: None,
             counted_attempts: counted,
             attempt,
             task,
@@ -71,6 +72,9 @@ impl State {
         now: Timestamp,
         actions: &mut Vec<Action>,
     ) {
+        if record.ok {
+            self.progressed(id);
+        }
         let Some(run) = self.running.get_mut(id) else {
             return;
         };

@@ -3,6 +3,7 @@
 
 mod dispatching;
 mod lifecycle;
+mod limits;
 mod policy;
 mod timers;
 
@@ -17,6 +18,7 @@ use crate::records::{DoneRecord, DoneSource, TaskState};
 use crate::settings::{Policy, Settings};
 use crate::task::Task;
 use crate::{attention, completion, dispatch};
+pub use limits::Limited;
 use policy::attention_action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -67,6 +69,8 @@ pub struct Run {
     /// The workdir turned out not to be a git repository.
     pub(crate) not_a_repo: bool,
     pub(crate) prompt_lines: HashSet<String>,
+    /// Waiting out a usage or rate limit: its attention signals rest until it continues.
+    pub limited: Option<Limited>,
 }
 
 /// A session kept open for the grace period after its task finished.
@@ -99,6 +103,8 @@ pub struct State {
     /// A person was told of the full disk, and no start has succeeded since: a hold that
     /// comes back (a quota statvfs cannot see) is not told again.
     pub(crate) disk_told: bool,
+    /// Agent profiles held for a usage or rate limit.
+    pub(crate) limits: crate::limits::Holds,
 }
 
 impl State {
@@ -113,6 +119,7 @@ impl State {
             paused: false,
             disk_full: None,
             disk_told: false,
+            limits: crate::limits::Holds::default(),
         }
     }
 
@@ -297,13 +304,36 @@ impl State {
                         at: now,
                     };
                     self.signalled_done(&id, record, now, &mut actions);
-                } else {
+                } else if !self.look_for_limit(
+                    &id,
+                    lines.iter().map(String::as_str),
+                    now,
+                    &mut actions,
+                ) && let Some(run) = self.running.get_mut(&id)
+                {
                     let change = run.watch.on_output(&lines, now, &run.thresholds);
                     attention_action(run, change, now, &mut actions);
                 }
             }
             Event::Observed { id, attempt, what } => {
+                if self.current(&id, attempt).is_none() {
+                    return actions;
+                }
+                if matches!(what, Observation::Commit) {
+                    self.progressed(&id);
+                }
+                let said = match &what {
+                    Observation::Screen(screen) => Some(screen.as_str()),
+                    Observation::Hook(hook) => hook.text(),
+                    _ => None,
+                };
+                let limited = self.look_for_limit(&id, said, now, &mut actions);
                 if let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) {
+                    // A limited agent is quiet, repeats its error and shows the limit: that
+                    // is one cause, told once for its profile.
+                    if limited && matches!(what, Observation::Screen(_) | Observation::Hook(_)) {
+                        return actions;
+                    }
                     let t = &run.thresholds;
                     let change = match what {
                         Observation::Commit => run.watch.on_commit(now),
@@ -417,8 +447,12 @@ impl State {
                     actions.push(Action::DiskResume);
                 }
             }
+            Event::ResumeLimited { profile } => {
+                self.resume_limited(profile.as_deref(), now, &mut actions);
+            }
             Event::Tick => {}
         }
+        self.lift_due_limits(now, &mut actions);
         self.expire(now, &mut actions);
         self.apply_policies(now, &mut actions);
         self.dispatch(now, &mut actions);

@@ -28,13 +28,16 @@ impl State {
                 .then_some(r.next_head_check);
             let deadline = r.deadline.filter(|_| !r.timed_out);
             // The watch is only ticked for a live, running agent (see `expire`).
-            let watch = (r.phase == Phase::Running && r.exited.is_none())
+            let watch = (r.phase == Phase::Running && r.exited.is_none() && r.limited.is_none())
                 .then(|| r.watch.next_wake(t))
                 .flatten();
             [deadline, exit, watch, head, self.remind_at(r)]
         });
         let closes = self.closing.values().map(|c| Some(c.close_at));
-        runs.chain(closes).flatten().min()
+        runs.chain(closes)
+            .chain([self.next_limit_wake()])
+            .flatten()
+            .min()
     }
 
     /// When a flagged run is due a reminder.
@@ -100,8 +103,9 @@ impl State {
             }
         }
         for run in self.running.values_mut() {
-            // Not while its checks run: the agent waits for them.
-            if run.phase != Phase::Running || run.exited.is_some() {
+            // Not while its checks run (the agent waits for them), nor while it waits out a
+            // limit.
+            if run.phase != Phase::Running || run.exited.is_some() || run.limited.is_some() {
                 continue;
             }
             let t = &run.thresholds;

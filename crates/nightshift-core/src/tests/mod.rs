@@ -7,6 +7,7 @@ mod acceptance;
 mod edges;
 mod failures;
 mod flags;
+mod limits;
 mod queue_order;
 mod recovery;
 mod slots;
@@ -59,6 +60,8 @@ fn settings(max_agents: usize) -> Settings {
         default_agent: "test".into(),
         agents: Default::default(),
         host: Default::default(),
+        limits: Default::default(),
+        time_zone: jiff::tz::TimeZone::UTC,
     }
 }
 

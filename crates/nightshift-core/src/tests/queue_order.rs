@@ -291,6 +291,8 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
                     Action::CloseSession { .. }
                     | Action::DiskHold { .. }
                     | Action::DiskResume
+                    | Action::Limited { .. }
+                    | Action::LimitLifted { .. }
                     | Action::Attention { .. }
                     | Action::CaptureScreen { .. }
                     | Action::CheckHead { .. }

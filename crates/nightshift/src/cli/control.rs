@@ -38,6 +38,29 @@ pub(super) fn cancel(home: &Home, id: &str) -> anyhow::Result<i32> {
     Ok(exit::SUCCESS)
 }
 
+/// `resume-limited`: the daemon lifts the hold now.
+pub(super) fn resume_limited(home: &Home, profile: Option<String>) -> anyhow::Result<i32> {
+    use crate::ipc::{IpcError, Request, Response};
+    let socket = home.checked_socket()?;
+    let rt = super::runtime()?;
+    match rt.block_on(crate::client::request(&socket, &Request::ResumeLimited { profile })) {
+        Ok(Response::Ok { message }) => {
+            outln!("{message}")?;
+            Ok(exit::SUCCESS)
+        }
+        Ok(Response::Error { message }) => Err(CliError::new(exit::FAILURE, message).into()),
+        Ok(other) => {
+            Err(CliError::new(exit::FAILURE, format!("unexpected answer: {other:?}")).into())
+        }
+        Err(IpcError::NotRunning) => Err(CliError::new(
+            exit::NOT_RUNNING,
+            "the daemon is not running: holds lift when it runs (start it with `nightshift daemon`)",
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
     outln!("{}", retry_task(home, id)?)?;
     Ok(exit::SUCCESS)

@@ -107,6 +107,7 @@ fn print_ls(
             "daemon": status,
             "daemon_error": error,
             "hosts": hosts,
+            "limits": crate::limited::read_holds(home),
             "tasks": tasks,
         });
         outln!("{}", crate::term_text::to_json(&out)?)?;
@@ -114,6 +115,9 @@ fn print_ls(
     }
     if let Some(hosts) = &hosts {
         outln!("{}", clean_line(&hosts_line(hosts), true))?;
+    }
+    if let Some(line) = crate::limited::holds_line(&crate::limited::read_holds(home)) {
+        outln!("{}", clean_line(&line, true))?;
     }
     let paused = if crate::tasks::call("paused", nightshift_store::Store::paused(store))? {
         " — PAUSED (`nightshift resume`)"
@@ -234,6 +238,7 @@ fn hosts_line(hosts: &[nightshift_postgres::HostView]) -> String {
 
 fn row(t: &TaskView) -> [String; 7] {
     let state = match t.state {
+        TaskState::Running if t.limited.is_some() => "limited".to_string(),
         TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
         TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
         TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
@@ -290,6 +295,14 @@ fn info(t: &TaskView) -> String {
     if let Some(held) = &t.held {
         s.push_str(&format!("  (held: {held})"));
     }
+    if let Some(l) = &t.limited {
+        s.push_str(&format!(
+            "  ⏸ {} until {}: {}",
+            l.kind.name(),
+            crate::limited::local_time(l.until),
+            truncate(&l.evidence, 80)
+        ));
+    }
     if (t.state == TaskState::Failed || t.error.is_some())
         && let Some(reason) = t.reason()
     {
@@ -343,6 +356,19 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     }
     if let Some(held) = &t.held {
         kv("held", held)?;
+    }
+    if let Some(l) = &t.limited {
+        kv(
+            "limited",
+            &format!(
+                "{} until {} (agent {}), since {}",
+                l.kind.name(),
+                crate::limited::local_time(l.until),
+                l.profile,
+                crate::limited::local_time(l.since)
+            ),
+        )?;
+        outln!("{:<12}   {}", "", clean_line(&l.evidence, true))?;
     }
     if let Some(e) = &t.error {
         kv("error", e)?;

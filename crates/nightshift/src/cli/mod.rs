@@ -68,6 +68,12 @@ pub enum Command {
     Cancel { id: String },
     /// Put a done or failed task back in the queue, with a fresh attempt budget
     Retry { id: String },
+    /// Lift the hold on agents that hit a usage or rate limit now: new tasks of theirs
+    /// start, and the limited agents are told to continue
+    ResumeLimited {
+        /// Only this agent profile (default: every held one)
+        agent: Option<String>,
+    },
     /// Signal that the agent in this pane is finished (run by the agent)
     Done(control::DoneArgs),
     /// Remove finished tasks' worktrees (and their branches once merged)
@@ -183,6 +189,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Attach { id } => control::attach(&home, &id),
         Command::Send { id, text } => control::send(&home, &id, &text),
         Command::Cancel { id } => control::cancel(&home, &id),
+        Command::ResumeLimited { agent } => control::resume_limited(&home, agent),
         Command::Retry { id } => control::retry(&home, &id),
         Command::Done(args) => control::done(args),
         Command::Clean(args) => clean::run(&home, args),

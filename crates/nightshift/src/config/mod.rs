@@ -9,6 +9,7 @@
 
 mod argv;
 mod host;
+mod limits;
 mod profile;
 mod store;
 mod template;
@@ -26,6 +27,7 @@ use nightshift_core::duration;
 
 pub use argv::{ArgvVars, expand_argv};
 pub use host::HOST_ENV;
+pub use limits::LimitsConfig;
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};
 pub use store::{
     MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, check_url, mask_url,
@@ -115,6 +117,8 @@ pub struct Config {
     pub pane_height: u16,
     /// When a running agent needs a person.
     pub attention: AttentionConfig,
+    /// How usage and rate limits are waited out.
+    pub limits: LimitsConfig,
     /// Where notifications go (`[[notify]]` entries).
     pub notify: Vec<crate::notify::ChannelConfig>,
     pub agents: BTreeMap<String, AgentProfile>,
@@ -267,6 +271,7 @@ impl Default for Config {
             pane_width: 200,
             pane_height: 50,
             attention: AttentionConfig::default(),
+            limits: LimitsConfig::default(),
             notify: Vec::new(),
             agents: BTreeMap::new(),
             isolation: nightshift_core::task::Isolation::Worktree,
@@ -366,6 +371,13 @@ impl Config {
             .map_err(|message| ConfigError::Parse {
                 path: path.into(),
                 message: format!("[attention]: {message}"),
+            })?;
+        config
+            .limits
+            .settings()
+            .map_err(|message| ConfigError::Parse {
+                path: path.into(),
+                message: format!("[limits]: {message}"),
             })?;
         crate::notify::validate(&config.notify).map_err(|message| ConfigError::Parse {
             path: path.into(),

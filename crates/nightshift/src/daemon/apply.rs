@@ -295,6 +295,30 @@ impl<S: Store> Daemon<S> {
                 }
                 None
             }
+            Action::Limited {
+                id,
+                attempt,
+                profile,
+                kind,
+                until,
+                evidence,
+                notify,
+            } => {
+                self.on_limited(super::limits::LimitHit {
+                    id,
+                    attempt,
+                    profile,
+                    kind,
+                    until,
+                    evidence,
+                    notify,
+                });
+                None
+            }
+            Action::LimitLifted { profile, by_hand } => {
+                self.on_limit_lifted(&profile, by_hand);
+                None
+            }
             Action::DiskResume => {
                 tracing::info!("there is space on the home's disk again: starts resume");
                 None

@@ -101,6 +101,32 @@ impl<S: Store> Daemon<S> {
             Request::Subscribe => Response::Error {
                 message: "subscribe is answered by the connection".into(),
             },
+            Request::ResumeLimited { profile } => {
+                let held: Vec<String> = self
+                    .state
+                    .limit_holds()
+                    .keys()
+                    .filter(|p| profile.as_ref().is_none_or(|want| want == *p))
+                    .cloned()
+                    .collect();
+                let limited = self.state.running().filter(|r| r.limited.is_some()).count();
+                if held.is_empty() && limited == 0 {
+                    return Response::Error {
+                        message: match profile {
+                            Some(p) => format!("agent `{p}` is not held for a limit"),
+                            None => "no agent is held for a limit".into(),
+                        },
+                    };
+                }
+                self.step(Event::ResumeLimited { profile }).await;
+                Response::Ok {
+                    message: if held.is_empty() {
+                        "the limited agents continue".into()
+                    } else {
+                        format!("lifted the hold on {}; its agents continue", held.join(", "))
+                    },
+                }
+            }
             Request::Cancel { id } => {
                 let Some(run) = self.state.run(&id) else {
                     return Response::Error {

@@ -10,6 +10,7 @@ mod check;
 mod control;
 mod disk;
 mod filing;
+pub(crate) mod limits;
 pub use schedules::read_all as read_schedules;
 pub use start::find_program;
 mod recover;
@@ -269,6 +270,11 @@ async fn run_locked<S: Store>(
         policies: config.attention.policy.clone(),
         renotify: config.attention.renotify,
         verify_rounds: config.verify_rounds,
+        limits: config
+            .limits
+            .settings()
+            .map_err(|e| anyhow::anyhow!("config.toml [limits]: {e}"))?,
+        time_zone: jiff::tz::TimeZone::system(),
         host: config.here(),
         default_agent: config.default_agent.clone(),
         agents: config

@@ -75,6 +75,8 @@ impl<S: Store> Daemon<S> {
     /// Re-adopts the running tasks this daemon owns (its own earlier claims, or lapsed
     /// ones: [`nightshift_core::records::adopts`]), then closes sessions nobody owns.
     pub(super) async fn recover(&mut self) {
+        self.state
+            .restore_holds(crate::limited::read_holds(&self.home));
         let sessions = self.sessions().await;
         let running = match within("list", STORE_TIMEOUT, self.store.list(TaskState::Running)).await
         {
@@ -212,6 +214,13 @@ impl<S: Store> Daemon<S> {
                         && let Err(e) = dir.write(run::ATTENTION, &run::AttentionRecord::default())
                     {
                         tracing::warn!(task = id, "cannot reset attention.json: {e}");
+                    }
+                    if let Ok(Some(l)) = dir.read::<run::LimitedRecord>(run::LIMITED) {
+                        let limited = nightshift_core::state::Limited {
+                            since: l.since,
+                            until: l.until,
+                        };
+                        self.state.restore_limited(&id, limited);
                     }
                     if dir.exists(run::CANCEL) {
                         // Cancelled just before the restart: that decision stands.

@@ -279,7 +279,17 @@ fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live, here: &st
             r.last_line = live.last_line;
             r.in_git = spawn.is_some_and(|s| s.git_head.is_some());
             r.session = Some(crate::tmux::session_name(&v.id));
-            if let Some(flag) = v.attention.first() {
+            if let Some(l) = &v.limited {
+                // Waiting out a limit is not a person's job: it goes on by itself.
+                r.group = Group::Running;
+                r.status = "limited".into();
+                r.detail = Some(format!(
+                    "{} until {}: {}",
+                    l.kind.name(),
+                    crate::limited::local_time(l.until),
+                    l.evidence
+                ));
+            } else if let Some(flag) = v.attention.first() {
                 r.group = Group::Attention;
                 r.status = reason_word(flag.signal).to_string();
                 // The evidence's first line says it; the rest is context for `show`.
@@ -294,6 +304,9 @@ fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live, here: &st
             if let Some(e) = &v.error {
                 r.status = "invalid".into();
                 r.detail = Some(e.clone());
+            } else if let Some(held) = &v.held {
+                r.status = "held".into();
+                r.detail = Some(held.clone());
             } else if v.waiting_for.is_empty() {
                 r.status = "queued".into();
             } else {

@@ -36,8 +36,8 @@ pub struct ChannelConfig {
     /// command: argv, run directly (never a shell), with the event in NIGHTSHIFT_NOTIFY_* env vars.
     #[serde(default)]
     pub command: Option<Vec<String>>,
-    /// Which events: any of "attention", "cleared", "done", "failed", "drained", "held".
-    /// Default: attention, done, failed, held.
+    /// Which events: any of "attention", "cleared", "done", "failed", "drained", "held",
+    /// "limited". Default: attention, done, failed, held, limited.
     #[serde(default)]
     pub events: Option<Vec<EventKind>>,
     /// At most one message per this interval per channel (messages in between are merged
@@ -64,6 +64,8 @@ pub enum EventKind {
     Drained,
     /// The queue is held: the home's disk is full.
     Held,
+    /// An agent hit its plan's usage limit or the API's rate limit: its profile is held.
+    Limited,
 }
 
 impl EventKind {
@@ -75,6 +77,7 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Drained => "drained",
             EventKind::Held => "held",
+            EventKind::Limited => "limited",
         }
     }
 
@@ -83,6 +86,7 @@ impl EventKind {
     fn urgency(self) -> u8 {
         match self {
             EventKind::Failed | EventKind::Held => 4,
+            EventKind::Limited => 3,
             EventKind::Attention => 3,
             EventKind::Done => 2,
             EventKind::Drained => 1,
@@ -114,11 +118,12 @@ pub struct Notification {
     pub at: jiff::Timestamp,
 }
 
-const DEFAULT_EVENTS: [EventKind; 4] = [
+const DEFAULT_EVENTS: [EventKind; 5] = [
     EventKind::Attention,
     EventKind::Done,
     EventKind::Failed,
     EventKind::Held,
+    EventKind::Limited,
 ];
 const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a command or desktop pop-up may take.

@@ -62,12 +62,14 @@ fn ntfy_tags(event: EventKind) -> &'static str {
         EventKind::Failed => "x",
         EventKind::Drained => "checkered_flag",
         EventKind::Held => "floppy_disk",
+        EventKind::Limited => "hourglass",
     }
 }
 
 fn ntfy_priority(event: EventKind) -> &'static str {
     match event {
         EventKind::Attention | EventKind::Failed | EventKind::Held => "high",
+        EventKind::Limited => "default",
         EventKind::Done => "default",
         EventKind::Cleared | EventKind::Drained => "low",
     }

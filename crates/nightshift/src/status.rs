@@ -332,7 +332,10 @@ pub fn find(
     Ok(entry.map(|e| {
         let (mut v, task) = view(home, &e, &config.here());
         if e.state == TaskState::Queued && v.held.is_none() {
-            let profile = v.agent.clone().unwrap_or_else(|| config.default_agent.clone());
+            let profile = v
+                .agent
+                .clone()
+                .unwrap_or_else(|| config.default_agent.clone());
             if task.is_some()
                 && let Some(hold) = crate::limited::read_holds(home).get(&profile)
             {

@@ -145,7 +145,10 @@ pub fn reset_time(text: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp
             'm' => n * 60.0,
             _ => n,
         };
-        return Some(crate::attention::add(now, Duration::from_secs_f64(secs.max(0.0))));
+        return Some(crate::attention::add(
+            now,
+            Duration::from_secs_f64(secs.max(0.0)),
+        ));
     }
     let c = AT_TIME.as_ref()?.captures(text)?;
     let mut hour: i8 = c["h"].parse().ok()?;
@@ -166,7 +169,11 @@ pub fn reset_time(text: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp
     let today = now.to_zoned_datetime(zone.clone()).date();
     let slack = jiff::SignedDuration::from_mins(10);
     for day in [today, today.tomorrow().ok()?] {
-        let at = day.to_datetime(time).to_zoned_datetime(zone.clone()).ok()?.timestamp();
+        let at = day
+            .to_datetime(time)
+            .to_zoned_datetime(zone.clone())
+            .ok()?
+            .timestamp();
         if at >= now.checked_sub(slack).ok()? {
             return Some(at);
         }

@@ -35,7 +35,13 @@ impl State {
             let profile = self.settings.agent_of(t);
             match self.limits.get(&profile) {
                 Some(hold) => {
-                    limited.push((t.id.clone(), Hold::Limited { profile, until: hold.until }));
+                    limited.push((
+                        t.id.clone(),
+                        Hold::Limited {
+                            profile,
+                            until: hold.until,
+                        },
+                    ));
                     false
                 }
                 None => true,

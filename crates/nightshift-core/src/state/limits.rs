@@ -45,7 +45,9 @@ impl State {
             return;
         };
         let profile = self.settings.agent_of(&task);
-        let held = self.limits.limit(&profile, seen, now, &self.settings.limits);
+        let held = self
+            .limits
+            .limit(&profile, seen, now, &self.settings.limits);
         // Every run of the profile waits until the same time.
         let mut newly = Vec::new();
         for run in self.running.values_mut() {
@@ -119,9 +121,7 @@ impl State {
         // Runs limited under a hold that is gone already (a restart) go on too.
         for run in self.running.values() {
             let p = self.settings.agent_of(&run.task);
-            if run.limited.is_some()
-                && profile.is_none_or(|want| want == p)
-                && !lifted.contains(&p)
+            if run.limited.is_some() && profile.is_none_or(|want| want == p) && !lifted.contains(&p)
             {
                 lifted.push(p);
             }

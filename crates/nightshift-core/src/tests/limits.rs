@@ -11,7 +11,11 @@ fn two_profiles() -> Harness {
     let mut s = settings(2);
     s.default_agent = "claude".into();
     let mut h = Harness::with(s);
-    h.scan(&[queued("a", "priority: 3"), queued("b", "priority: 2"), queued("c", "agent: codex\npriority: 1")]);
+    h.scan(&[
+        queued("a", "priority: 3"),
+        queued("b", "priority: 2"),
+        queued("c", "agent: codex\npriority: 1"),
+    ]);
     h.started("a");
     h.started("b");
     h
@@ -51,16 +55,28 @@ fn at(s: &str) -> Timestamp {
 fn a_usage_limit_holds_its_profile_until_the_reset_and_then_continues_the_agents() {
     let mut h = two_profiles();
     // 1_800_000_000 is 2027-01-15T08:00:00Z; the agent says it resets at 11:00.
-    let actions = h.output("a", &["✻ 5-hour limit reached · retrying in 20s (11:00am) · attempt 1/10"]);
+    let actions = h.output(
+        "a",
+        &["✻ 5-hour limit reached · retrying in 20s (11:00am) · attempt 1/10"],
+    );
     let until = at("2027-01-15T11:01:00Z");
-    assert_eq!(limited(&actions), [("a".into(), "claude".into(), until, true)]);
+    assert_eq!(
+        limited(&actions),
+        [("a".into(), "claude".into(), until, true)]
+    );
     assert!(matches!(
         actions.iter().find(|a| matches!(a, Action::Limited { .. })),
         Some(Action::Limited { kind: LimitKind::Usage, evidence, .. }) if evidence.starts_with("5-hour limit reached")
     ));
     // The other claude run hits it too: limited, but nobody is told twice.
-    let actions = h.output("b", &["✻ 5-hour limit reached · retrying in 9s (11:00am) · attempt 2/10"]);
-    assert_eq!(limited(&actions), [("b".into(), "claude".into(), until, false)]);
+    let actions = h.output(
+        "b",
+        &["✻ 5-hour limit reached · retrying in 9s (11:00am) · attempt 2/10"],
+    );
+    assert_eq!(
+        limited(&actions),
+        [("b".into(), "claude".into(), until, false)]
+    );
     assert!(h.state.run("a").unwrap().limited.is_some());
 
     // `a` is done: its slot goes to codex, not to a claude task (there is none left, but
@@ -72,20 +88,30 @@ fn a_usage_limit_holds_its_profile_until_the_reset_and_then_continues_the_agents
     assert!(starts(&actions).is_empty());
     assert_eq!(
         h.state.hold("d"),
-        Some(&Hold::Limited { profile: "claude".into(), until })
+        Some(&Hold::Limited {
+            profile: "claude".into(),
+            until
+        })
     );
 
     // While limited, `b` shows its limit for hours: no attention flags.
     assert!(h.state.next_wake() <= Some(until));
     let actions = h.tick_at(at("2027-01-15T11:00:59Z"));
     assert!(told(&actions).is_empty());
-    assert!(!actions.iter().any(|a| matches!(a, Action::Attention { .. })));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Attention { .. }))
+    );
 
     // At the reset plus the margin: `b` is told to continue, the hold lifts, `d` starts
     // (the slot `a` left is codex's now; `b` and `c` hold both).
     let actions = h.tick_at(until);
     assert_eq!(told(&actions), [("b".into(), "continue".into())]);
-    assert!(actions.contains(&Action::LimitLifted { profile: "claude".into(), by_hand: false }));
+    assert!(actions.contains(&Action::LimitLifted {
+        profile: "claude".into(),
+        by_hand: false
+    }));
     assert!(h.state.run("b").unwrap().limited.is_none());
     assert!(h.state.limit_holds().is_empty());
     h.done("c");
@@ -99,7 +125,10 @@ fn without_a_reset_time_the_hold_backs_off_over_hours_of_limits() {
     let mut waits = Vec::new();
     // Six rate limits in a row, each right after the agent was told to continue.
     for _ in 0..6 {
-        let actions = h.output("a", &["■ exceeded retry limit, last status: 429 Too Many Requests"]);
+        let actions = h.output(
+            "a",
+            &["■ exceeded retry limit, last status: 429 Too Many Requests"],
+        );
         let (_, _, until, _) = limited(&actions)[0].clone();
         waits.push(until.duration_since(h.now).as_secs() / 60);
         let actions = h.tick_at(until);
@@ -108,24 +137,46 @@ fn without_a_reset_time_the_hold_backs_off_over_hours_of_limits() {
     }
     assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
     // A commit is progress: the next limit waits the first wait again.
-    h.step(Event::Observed { id: "a".into(), attempt: 1, what: Observation::Commit });
-    let actions = h.output("a", &["litellm.RateLimitError: RateLimitError: OpenAIException - boom"]);
+    h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Commit,
+    });
+    let actions = h.output(
+        "a",
+        &["litellm.RateLimitError: RateLimitError: OpenAIException - boom"],
+    );
     assert_eq!(limited(&actions)[0].2.duration_since(h.now).as_secs(), 300);
     // Hours passed on the fake clock: far more than the test took.
-    assert!(h.now.duration_since(Timestamp::from_second(1_800_000_000).unwrap()).as_secs() > 3 * 3600);
+    assert!(
+        h.now
+            .duration_since(Timestamp::from_second(1_800_000_000).unwrap())
+            .as_secs()
+            > 3 * 3600
+    );
 }
 
 #[test]
 fn resume_limited_lifts_by_hand_and_only_the_named_profile() {
     let mut h = two_profiles();
-    h.output("a", &["■ Quota exceeded. Check your plan and billing details."]);
+    h.output(
+        "a",
+        &["■ Quota exceeded. Check your plan and billing details."],
+    );
     assert_eq!(h.state.limit_holds().len(), 1);
-    let actions = h.step(Event::ResumeLimited { profile: Some("codex".into()) });
+    let actions = h.step(Event::ResumeLimited {
+        profile: Some("codex".into()),
+    });
     assert!(told(&actions).is_empty());
     assert_eq!(h.state.limit_holds().len(), 1);
-    let actions = h.step(Event::ResumeLimited { profile: Some("claude".into()) });
+    let actions = h.step(Event::ResumeLimited {
+        profile: Some("claude".into()),
+    });
     assert_eq!(told(&actions), [("a".into(), "continue".into())]);
-    assert!(actions.contains(&Action::LimitLifted { profile: "claude".into(), by_hand: true }));
+    assert!(actions.contains(&Action::LimitLifted {
+        profile: "claude".into(),
+        by_hand: true
+    }));
     assert!(h.state.limit_holds().is_empty());
 }
 
@@ -136,14 +187,23 @@ fn limits_off_leave_the_text_to_attention_and_hooks_can_say_it() {
     let mut h = Harness::with(s);
     h.scan(&[queued("a", "")]);
     h.started("a");
-    let actions = h.output("a", &["■ Quota exceeded. Check your plan and billing details."]);
+    let actions = h.output(
+        "a",
+        &["■ Quota exceeded. Check your plan and billing details."],
+    );
     assert!(limited(&actions).is_empty());
 
     let mut h = Harness::new(1);
     h.scan(&[queued("a", "")]);
     h.started("a");
-    let hook = Hook::TurnFailed("Claude Code: an API error ended the turn: API Error: 429 rate_limit_error".into());
-    let actions = h.step(Event::Observed { id: "a".into(), attempt: 1, what: Observation::Hook(hook) });
+    let hook = Hook::TurnFailed(
+        "Claude Code: an API error ended the turn: API Error: 429 rate_limit_error".into(),
+    );
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Hook(hook),
+    });
     assert_eq!(limited(&actions).len(), 1);
 }
 
@@ -154,12 +214,21 @@ fn a_limited_runs_timeout_is_moved_by_the_time_it_waited() {
     h.started("a");
     let before = h.state.run("a").unwrap().deadline.unwrap();
     h.advance(Duration::from_secs(60));
-    let actions = h.output("a", &["Please try again in 2 hours: You have exhausted your daily quota"]);
+    let actions = h.output(
+        "a",
+        &["Please try again in 2 hours: You have exhausted your daily quota"],
+    );
     let until = limited(&actions)[0].2;
     h.tick_at(until);
     let after = h.state.run("a").unwrap().deadline.unwrap();
-    assert_eq!(after.duration_since(before).as_secs(), until.duration_since(at("2027-01-15T08:01:00Z")).as_secs());
-    assert!(h.state.run("a").is_some(), "it did not time out while limited");
+    assert_eq!(
+        after.duration_since(before).as_secs(),
+        until.duration_since(at("2027-01-15T08:01:00Z")).as_secs()
+    );
+    assert!(
+        h.state.run("a").is_some(),
+        "it did not time out while limited"
+    );
 }
 
 #[test]
@@ -168,7 +237,13 @@ fn a_restarted_daemon_continues_runs_whose_hold_it_lost() {
     h.scan(&[queued("a", "")]);
     h.started("a");
     let until = h.now + Duration::from_secs(600);
-    h.state.restore_limited("a", crate::state::Limited { since: h.now, until });
+    h.state.restore_limited(
+        "a",
+        crate::state::Limited {
+            since: h.now,
+            until,
+        },
+    );
     assert_eq!(h.state.next_wake(), Some(until));
     let actions = h.tick_at(until);
     assert_eq!(told(&actions), [("a".into(), "continue".into())]);
@@ -188,8 +263,14 @@ fn a_limited_agent_raises_no_silence_and_its_clock_restarts_when_it_goes_on() {
     });
     let until = limited(&actions)[0].2;
     assert_eq!(until.duration_since(h.now).as_secs(), 300);
-    let flagged = |actions: &[Action]| actions.iter().any(|a| matches!(a, Action::Attention { .. }));
-    assert!(!flagged(&h.state.step(Event::Tick, until - Duration::from_secs(1))));
+    let flagged = |actions: &[Action]| {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Attention { .. }))
+    };
+    assert!(!flagged(
+        &h.state.step(Event::Tick, until - Duration::from_secs(1))
+    ));
     h.now = until;
     assert!(!flagged(&h.step_all(Event::Tick)));
     // Ten quiet minutes after it was told to go on: that silence is news.

@@ -123,7 +123,10 @@ impl<S: Store> Daemon<S> {
                     message: if held.is_empty() {
                         "the limited agents continue".into()
                     } else {
-                        format!("lifted the hold on {}; its agents continue", held.join(", "))
+                        format!(
+                            "lifted the hold on {}; its agents continue",
+                            held.join(", ")
+                        )
                     },
                 }
             }

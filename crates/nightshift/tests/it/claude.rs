@@ -64,7 +64,7 @@ fn pane_screen(env: &Env) -> String {
         .join("\n")
 }
 
-fn pane_screen_of(env: &Env, id: &str) -> String {
+pub(crate) fn pane_screen_of(env: &Env, id: &str) -> String {
     let target = format!("=ns-{id}:");
     let out = env.tmux(&["capture-pane", "-p", "-t", &target]);
     if out.status.success() {
@@ -76,7 +76,7 @@ fn pane_screen_of(env: &Env, id: &str) -> String {
 
 /// Polls `cond` up to [`CLAUDE_DEADLINE`]; on timeout fails with the pane's screen and the
 /// API's request log (the harness adds the daemon's diagnostics when it drops).
-fn wait_claude(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_claude(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         if start.elapsed() > CLAUDE_DEADLINE {
@@ -199,16 +199,21 @@ const PROFILE_ALL_BASH: &str = "\n[agents.claude-all]\n\
     exit_command = \"/exit\"";
 
 /// Whether the real CLI can run here: on CI (`CI=true`) it must.
-fn claude_available() -> bool {
+pub(crate) fn claude_available() -> bool {
     crate::harness::require_cli("claude").is_some()
 }
 
 /// A daemon whose panes run the real Claude Code against `api`, offline. With `trusted`
 /// false, the repository has not been through Claude's folder-trust dialog.
 fn claude_env(api: &FakeApi, trusted: bool) -> Env {
+    claude_env_with(api, trusted, "")
+}
+
+/// [`claude_env`] with more config after the profiles.
+pub(crate) fn claude_env_with(api: &FakeApi, trusted: bool, config_tail: &str) -> Env {
     let mut env = Env::builder()
         .config("keep_worktrees", "\"always\"")
-        .config_tail(&format!("{PROFILE}{PROFILE_ALL_BASH}"))
+        .config_tail(&format!("{PROFILE}{PROFILE_ALL_BASH}\n{config_tail}"))
         .build();
     let user_home = env.path("home-user");
     let config_dir = user_home.join(".claude");
@@ -258,7 +263,7 @@ fn flags(env: &Env, id: &str) -> Vec<Value> {
 }
 
 /// The run's logged events of one kind (`attention`, `attention-cleared`, …).
-fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
+pub(crate) fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
     fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
         .unwrap_or_default()
         .lines()

@@ -6,6 +6,7 @@
 //! stays until its evidence goes away or a person acknowledges it, so nobody is nagged twice.
 
 mod detectors;
+mod retrying;
 mod screen;
 mod signals;
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub enum Signal {
     RepeatedError,
     Waiting,
     Silence,
+    /// The agent CLI keeps retrying its API (server errors, per-minute rate limits).
+    Retrying,
     /// The task's wall-clock limit was reached.
     Timeout,
     /// The agent exited without signalling done, or its session vanished.
@@ -51,6 +53,7 @@ impl Signal {
             Signal::RepeatedError => "repeated-error",
             Signal::Waiting => "waiting",
             Signal::Silence => "silence",
+            Signal::Retrying => "retrying",
             Signal::Timeout => "timeout",
             Signal::Died => "died",
         }
@@ -95,6 +98,8 @@ pub struct Thresholds {
     /// This many error lines that normalise the same, within this window.
     pub repeated_error: Option<(u32, Duration)>,
     pub silence: Option<Duration>,
+    /// Retrying the API for this long.
+    pub retrying: Option<Duration>,
     pub waiting: bool,
     /// A question counts only once output has been quiet this long (it may still be streaming).
     pub input_debounce: Duration,
@@ -112,6 +117,7 @@ impl Default for Thresholds {
             no_commits: Some(Duration::from_secs(15 * 60)),
             repeated_error: Some((5, Duration::from_secs(10 * 60))),
             silence: Some(Duration::from_secs(10 * 60)),
+            retrying: Some(Duration::from_secs(5 * 60)),
             waiting: true,
             input_debounce: Duration::from_secs(2),
             error_patterns: compile(ERROR_PATTERNS),

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use regex::Regex;
 
 use super::detectors::{is_error_line, normalize};
+use super::retrying::{Retrying, Streaking};
 use super::screen::question;
 use super::signals::{Change, Flag, Hook, Signal, Thresholds};
 use super::{add, elapsed, strip_ansi, sub, truncate};
@@ -34,6 +35,8 @@ pub struct Watch {
     flags: BTreeMap<Signal, Flag>,
     /// The error patterns as one set: a line is scanned once, not once per pattern.
     error_set: ErrorSet,
+    /// The agent CLI's current streak of API retries.
+    retrying: Retrying,
 }
 
 /// A [`RegexSet`](regex::RegexSet) of the error patterns, rebuilt when they change.
@@ -74,6 +77,7 @@ impl Watch {
             errors: HashMap::new(),
             error_set: ErrorSet::default(),
             flags: BTreeMap::new(),
+            retrying: Retrying::default(),
         }
     }
 
@@ -89,6 +93,9 @@ impl Watch {
             self.clear(Signal::Waiting, &mut change);
         }
         self.clear(Signal::Silence, &mut change);
+        if t.retrying.is_some() {
+            self.retrying.on_lines(lines, now);
+        }
         let Some((count, window)) = t.repeated_error else {
             return change;
         };
@@ -156,6 +163,7 @@ impl Watch {
         match hook {
             Hook::Working => {
                 self.active(now);
+                self.retrying.reset();
                 self.turn_ended = None;
                 self.waiting_acked = false;
                 self.clear(Signal::Waiting, &mut change);
@@ -209,6 +217,7 @@ impl Watch {
         self.last_commit = now;
         self.commit_from = now;
         self.errors.clear();
+        self.retrying.reset();
         self.clear(Signal::NoCommits, &mut change);
         self.clear(Signal::RepeatedError, &mut change);
         change
@@ -230,6 +239,17 @@ impl Watch {
                 evidence.push_str(&format!("; its last words: \"{last}\""));
             }
             self.raise_from_hook(evidence, now, &mut change);
+        }
+        if let Some(after) = t.retrying {
+            match self.retrying.check(after, now) {
+                Streaking::Long { since, evidence }
+                    if !self.flags.contains_key(&Signal::Retrying) =>
+                {
+                    self.raise(Signal::Retrying, since, evidence, &mut change);
+                }
+                Streaking::Over => self.clear(Signal::Retrying, &mut change),
+                _ => {}
+            }
         }
         // An agent waiting for a person is quiet and commits nothing: that is one cause, and
         // it is flagged already.
@@ -278,6 +298,7 @@ impl Watch {
         };
         self.flags.clear();
         self.errors.clear();
+        self.retrying.reset();
         self.quiet_from = now;
         self.commit_from = now;
         self.waiting_acked = true;
@@ -317,7 +338,13 @@ impl Watch {
             .turn_ended
             .as_ref()
             .map(|(at, _)| add(*at, t.input_debounce));
-        [silence, commits, screen, turn].into_iter().flatten().min()
+        let retrying = self
+            .retrying
+            .next_wake(t.retrying, self.flags.contains_key(&Signal::Retrying));
+        [silence, commits, screen, turn, retrying]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether a screen capture is due now: quiet for `input_debounce`, not yet read.

@@ -93,6 +93,9 @@ pub(crate) fn apply_changes(t: &mut attention::Thresholds, o: &crate::task::Atte
     if let Some(v) = o.silence {
         t.silence = v;
     }
+    if let Some(v) = o.retrying {
+        t.retrying = v;
+    }
     if let Some(n) = o.repeated_errors {
         let window = t
             .repeated_error

@@ -106,6 +106,7 @@ pub enum Isolation {
 pub struct AttentionChanges {
     no_commits: Option<DurationOrOff>,
     silence: Option<DurationOrOff>,
+    retrying: Option<DurationOrOff>,
     repeated_errors: Option<u32>,
     waiting: Option<bool>,
     /// Added to the built-in and configured ones.
@@ -127,6 +128,7 @@ impl AttentionChanges {
         Ok(AttentionOverride {
             no_commits: self.no_commits.map(duration_or_off).transpose()?,
             silence: self.silence.map(duration_or_off).transpose()?,
+            retrying: self.retrying.map(duration_or_off).transpose()?,
             repeated_errors: self.repeated_errors,
             waiting: self.waiting,
             waiting_patterns,
@@ -149,6 +151,7 @@ pub struct AttentionOverride {
     /// `Some(None)` switches the signal off for this task.
     pub no_commits: Option<Option<Duration>>,
     pub silence: Option<Option<Duration>>,
+    pub retrying: Option<Option<Duration>>,
     pub repeated_errors: Option<u32>,
     pub waiting: Option<bool>,
     /// Regular expressions (already checked) for more screen prompts.

@@ -188,6 +188,13 @@ pub struct AttentionConfig {
         serialize_with = "duration::write_optional"
     )]
     pub silence: Option<Duration>,
+    /// The agent CLI retrying its API (server errors, per-minute rate limits) for this long:
+    /// its screen keeps changing, so silence never fires.
+    #[serde(
+        deserialize_with = "duration::off_or",
+        serialize_with = "duration::write_optional"
+    )]
+    pub retrying: Option<Duration>,
     /// A question or a choice on the screen, with nothing printed since.
     pub waiting: bool,
     /// How long output must be quiet before the screen is read for a question.
@@ -217,6 +224,7 @@ impl Default for AttentionConfig {
             repeated_errors: 5,
             repeated_error_window: Duration::from_secs(10 * 60),
             silence: Some(Duration::from_secs(10 * 60)),
+            retrying: Some(Duration::from_secs(5 * 60)),
             waiting: true,
             input_debounce: Duration::from_secs(2),
             error_patterns: Vec::new(),
@@ -238,6 +246,7 @@ impl AttentionConfig {
         t.repeated_error = (self.repeated_errors > 0)
             .then_some((self.repeated_errors, self.repeated_error_window));
         t.silence = self.silence;
+        t.retrying = self.retrying;
         t.waiting = self.waiting;
         t.input_debounce = self.input_debounce;
         for (signal, policy) in &self.policy {

@@ -82,6 +82,7 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # repeated_errors = 5           # the same error line this many times (0 = off) ...
 # repeated_error_window = "10m" # ... within this window
 # silence = "10m"               # no output at all while the agent runs
+# retrying = "5m"               # the agent CLI keeps retrying its API (5xx, 429) this long
 # waiting = true                # a question or a choice on the screen, nothing printed since
 # input_debounce = "2s"         # how long output must be quiet before the screen is read
 # error_patterns = []           # regexes for error lines (empty: built-in)
@@ -96,8 +97,21 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # repeated-error = "stop"
 # timeout = "notify"
 
+# Usage and rate limits. When an agent shows that it hit its plan's usage limit or the API's
+# rate limit, its task is marked limited, new tasks for the same agent wait (other agents go
+# on), and a person is told once. At the reset time it printed, plus the margin, the
+# limited agents are typed `continue` and the hold lifts; without a reset time the wait
+# starts at first_wait and doubles for each limit in a row. `nightshift resume-limited`
+# lifts it now.
+# [limits]
+# enabled = true
+# margin = "1m"
+# first_wait = "5m"
+# max_wait = "1h"
+# continue = "continue"
+
 # Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
-# failed, drained, held (default: attention, done, failed, held). Each message says what happened, to
+# failed, drained, held, limited (default: attention, done, failed, held, limited). Each message says what happened, to
 # which task, why, and the command to attach.
 # [[notify]]
 # kind = "desktop"                        # notify-send on Linux, osascript on macOS

@@ -147,3 +147,43 @@ fn a_usage_limit_holds_claude_tasks_and_the_agent_continues_at_the_reset() {
         "{sent}"
     );
 }
+
+#[test]
+fn claude_retrying_its_api_is_flagged_though_its_screen_keeps_changing() {
+    if !claude_available() {
+        return;
+    }
+    let api = FakeApi::with_script(|req, shared| {
+        if req.route() == "/v1/messages" {
+            let body = json!({ "type": "error", "error": { "type": "api_error", "message": "overloaded" } });
+            Reply::json("500 Internal Server Error", &body)
+        } else {
+            anthropic::respond(req, shared)
+        }
+    });
+    let env = claude_env_with(&api, true, "[attention]\nretrying = \"4s\"\n");
+    let id = "claude-retrying";
+    env.queue(id, &Task::body("Fix the bug.\n").front("agent: claude"));
+    let flags = || -> Vec<Value> {
+        fs::read(env.run_dir(id, 1).join("attention.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["flags"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    wait_claude(&env, &api, "the retries are flagged", || {
+        flags().iter().any(|f| f["signal"] == "retrying")
+    });
+    let flag = flags()
+        .into_iter()
+        .find(|f| f["signal"] == "retrying")
+        .unwrap();
+    let evidence = flag["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.starts_with("retrying the API for") && evidence.contains("attempt"),
+        "{flag:#}"
+    );
+    // Not a limit: nothing is held.
+    assert!(!env.run_dir(id, 1).join("limited.json").exists());
+    env.run(&["cancel", id]).success();
+}

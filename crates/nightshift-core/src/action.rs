@@ -89,7 +89,12 @@ pub enum Action {
         evidence: String,
         notify: bool,
     },
-    /// A profile's hold is over (its time came, or a person lifted it): new starts of it go
-    /// on, and its limited runs were told to continue.
-    LimitLifted { profile: String, by_hand: bool },
+    /// A profile's hold is over (its time came, a person lifted it, or one of its runs
+    /// went on by itself): new starts of it go on, and these runs (id, attempt) are no
+    /// longer limited.
+    LimitLifted {
+        profile: String,
+        by_hand: bool,
+        runs: Vec<(String, u32)>,
+    },
 }

@@ -22,18 +22,38 @@ pub fn local_time(at: Timestamp) -> String {
 
 /// The holds the daemon last wrote, for views (empty when none or unreadable).
 pub fn read_holds(home: &Home) -> BTreeMap<String, Hold> {
-    std::fs::read(home.limits_file())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    load_holds(home).unwrap_or_default()
+}
+
+/// The holds the daemon last wrote; none when there is no file, an error naming the file
+/// when it cannot be read.
+pub fn load_holds(home: &Home) -> Result<BTreeMap<String, Hold>, String> {
+    let path = home.limits_file();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// "until 15:01", or, when that is past (the daemon is not running to lift it), so.
+fn until_text(until: Timestamp) -> String {
+    if until <= Timestamp::now() {
+        format!(
+            "until {} (due: lifts when the daemon runs)",
+            local_time(until)
+        )
+    } else {
+        format!("until {}", local_time(until))
+    }
 }
 
 /// Why a task of a held profile waits: `claude hit a usage limit; held until 15:01`.
 pub fn hold_reason(profile: &str, hold: &Hold) -> String {
     format!(
-        "agent {profile} hit a {}; held until {}",
+        "agent {profile} hit a {}; held {}",
         hold.kind.name(),
-        local_time(hold.until)
+        until_text(hold.until)
     )
 }
 
@@ -46,9 +66,9 @@ pub fn holds_line(holds: &BTreeMap<String, Hold>) -> Option<String> {
         .iter()
         .map(|(profile, h)| {
             format!(
-                "{profile} {} until {} ({})",
+                "{profile} {} {} ({})",
                 h.kind.name(),
-                local_time(h.until),
+                until_text(h.until),
                 h.evidence
             )
         })

@@ -46,6 +46,9 @@ pub(crate) enum Streaking {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Retrying {
     streak: Option<Streak>,
+    /// The last sign of progress: a spinner's counter may run from before it (a tool that
+    /// ran long), but a streak never starts earlier.
+    progress_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +73,10 @@ impl Retrying {
             if !set.is_match(&text) {
                 continue;
             }
-            let since = sub(now, waited(&text).unwrap_or_default());
+            let mut since = sub(now, waited(&text).unwrap_or_default());
+            if let Some(p) = self.progress_at {
+                since = since.max(p);
+            }
             let mut shown = last_retry_part(&text);
             truncate(&mut shown, 200);
             match &mut self.streak {
@@ -91,8 +97,9 @@ impl Retrying {
     }
 
     /// The agent made progress (a tool ran, a commit, a person looked): no streak.
-    pub(crate) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self, now: Timestamp) {
         self.streak = None;
+        self.progress_at = Some(now);
     }
 
     /// The streak at `now`, with the signal raised after `after` of it.
@@ -203,8 +210,11 @@ mod tests {
             r.check(Duration::from_secs(180), at(0)),
             Streaking::Long { since, .. } if since == at(-204 + 180)
         ));
-        r.reset();
+        r.reset(at(1));
         assert_eq!(r.check(Duration::from_secs(180), at(1)), Streaking::Over);
+        // A tool ran until then: the spinner's 3m 30s does not reach back before it.
+        r.on_lines(&lines(&["⠙ Thinking... (esc to cancel, 3m 30s)"]), at(10));
+        assert_eq!(r.check(Duration::from_secs(180), at(10)), Streaking::Short);
     }
 
     #[test]

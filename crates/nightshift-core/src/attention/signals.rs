@@ -73,16 +73,6 @@ pub enum Hook {
     TurnFailed(String),
 }
 
-impl Hook {
-    /// What the event says in words, if anything.
-    pub fn text(&self) -> Option<&str> {
-        match self {
-            Hook::NeedsInput(t) | Hook::TurnEnded(t) | Hook::TurnFailed(t) => Some(t),
-            Hook::Working => None,
-        }
-    }
-}
-
 /// A raised signal: since when (the moment its condition was met) and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Flag {

@@ -163,7 +163,7 @@ impl Watch {
         match hook {
             Hook::Working => {
                 self.active(now);
-                self.retrying.reset();
+                self.retrying.reset(now);
                 self.turn_ended = None;
                 self.waiting_acked = false;
                 self.clear(Signal::Waiting, &mut change);
@@ -217,7 +217,7 @@ impl Watch {
         self.last_commit = now;
         self.commit_from = now;
         self.errors.clear();
-        self.retrying.reset();
+        self.retrying.reset(now);
         self.clear(Signal::NoCommits, &mut change);
         self.clear(Signal::RepeatedError, &mut change);
         change
@@ -298,7 +298,7 @@ impl Watch {
         };
         self.flags.clear();
         self.errors.clear();
-        self.retrying.reset();
+        self.retrying.reset(now);
         self.quiet_from = now;
         self.commit_from = now;
         self.waiting_acked = true;

@@ -49,19 +49,24 @@ pub struct Hold {
     pub evidence: String,
 }
 
-/// The holds by profile, and each profile's limits in a row (for the backoff).
+/// The holds by profile, each profile's holds in a row (for the backoff), and whether a
+/// person was told of the current streak.
 #[derive(Debug, Clone, Default)]
 pub struct Holds {
     holds: BTreeMap<String, Hold>,
     strikes: BTreeMap<String, u32>,
+    told: std::collections::BTreeSet<String>,
 }
 
 /// What a limit did to its profile's hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub until: Timestamp,
-    /// The profile was not held before: tell a person (once per hold).
-    pub new: bool,
+    /// When the hold ends changed (a new hold, or a later reset): records need writing.
+    pub changed: bool,
+    /// Tell a person: the first hold of a streak (holds that follow each other until the
+    /// agent makes progress or a person lifts one are one streak, told once).
+    pub notify: bool,
 }
 
 impl Holds {
@@ -74,6 +79,23 @@ impl Holds {
         now: Timestamp,
         s: &LimitSettings,
     ) -> Held {
+        if let Some(hold) = self.holds.get_mut(profile) {
+            // The agent repeats itself while it retries: only a reset time it gives can
+            // move the hold, and only later. Backing off again waits for the next hold.
+            let later = seen
+                .resets_at
+                .map(|at| add(at.max(now), s.margin))
+                .filter(|until| *until > hold.until);
+            if let Some(until) = later {
+                hold.until = until;
+                hold.from_agent = true;
+            }
+            return Held {
+                until: hold.until,
+                changed: later.is_some(),
+                notify: false,
+            };
+        }
         let (until, from_agent) = match seen.resets_at {
             Some(at) => (add(at.max(now), s.margin), true),
             None => {
@@ -83,16 +105,7 @@ impl Holds {
                 (add(now, wait), false)
             }
         };
-        if let Some(hold) = self.holds.get_mut(profile) {
-            if until > hold.until {
-                hold.until = until;
-                hold.from_agent = from_agent;
-            }
-            return Held {
-                until: hold.until,
-                new: false,
-            };
-        }
+        let notify = self.told.insert(profile.to_string());
         self.holds.insert(
             profile.to_string(),
             Hold {
@@ -103,7 +116,11 @@ impl Holds {
                 evidence: seen.evidence.clone(),
             },
         );
-        Held { until, new: true }
+        Held {
+            until,
+            changed: true,
+            notify,
+        }
     }
 
     /// The profiles whose hold is over at `now`, lifted.
@@ -131,6 +148,7 @@ impl Holds {
         for p in &lifted {
             self.holds.remove(p);
             self.strikes.remove(p);
+            self.told.remove(p);
         }
         lifted
     }
@@ -140,6 +158,7 @@ impl Holds {
     pub fn progressed(&mut self, profile: &str) {
         if !self.holds.contains_key(profile) {
             self.strikes.remove(profile);
+            self.told.remove(profile);
         }
     }
 
@@ -191,14 +210,20 @@ mod tests {
         let now = at("2026-12-06T12:00:00Z");
         let first = holds.limit("claude", &seen(Some("2026-12-06T15:00:00Z")), now, &s);
         assert_eq!(first.until, at("2026-12-06T15:01:00Z"));
-        assert!(first.new);
+        assert!(first.notify && first.changed);
         // A second run of the same profile hits it too: same hold, not news.
         let second = holds.limit("claude", &seen(Some("2026-12-06T14:00:00Z")), now, &s);
         assert_eq!(second.until, at("2026-12-06T15:01:00Z"));
-        assert!(!second.new);
-        assert_eq!(holds.next_wake(), Some(at("2026-12-06T15:01:00Z")));
-        assert!(holds.take_due(at("2026-12-06T15:00:59Z")).is_empty());
-        assert_eq!(holds.take_due(at("2026-12-06T15:01:00Z")), ["claude"]);
+        assert!(!second.notify && !second.changed);
+        // Retrying without a time does not move it; a later reset does.
+        assert!(!holds.limit("claude", &seen(None), now, &s).changed);
+        let later = holds.limit("claude", &seen(Some("2026-12-06T16:00:00Z")), now, &s);
+        assert!(later.changed && !later.notify);
+        assert_eq!(later.until, at("2026-12-06T16:01:00Z"));
+        holds.limit("claude", &seen(Some("2026-12-06T15:00:00Z")), now, &s);
+        assert_eq!(holds.next_wake(), Some(at("2026-12-06T16:01:00Z")));
+        assert!(holds.take_due(at("2026-12-06T16:00:59Z")).is_empty());
+        assert_eq!(holds.take_due(at("2026-12-06T16:01:00Z")), ["claude"]);
         assert!(holds.get("claude").is_none());
     }
 
@@ -212,17 +237,24 @@ mod tests {
         let mut holds = Holds::default();
         let mut now = at("2026-12-06T12:00:00Z");
         let mut waits = Vec::new();
+        let mut told = Vec::new();
         // Hours of limits, simulated: each hold runs out and the limit comes right back.
         for _ in 0..6 {
             let held = holds.limit("codex", &seen(None), now, &s);
+            // Repeats while held change nothing.
+            assert!(!holds.limit("codex", &seen(None), now, &s).changed);
+            told.push(held.notify);
             waits.push(held.until.duration_since(now).as_secs());
             now = held.until;
             assert_eq!(holds.take_due(now), ["codex"]);
         }
         assert_eq!(waits, [60, 120, 240, 300, 300, 300]);
+        // One streak, one message.
+        assert_eq!(told, [true, false, false, false, false, false]);
         holds.progressed("codex");
         let held = holds.limit("codex", &seen(None), now, &s);
         assert_eq!(held.until.duration_since(now).as_secs(), 60);
+        assert!(held.notify);
     }
 
     #[test]

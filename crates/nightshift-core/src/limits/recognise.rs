@@ -42,54 +42,63 @@ pub struct LimitSeen {
 }
 
 /// What each agent CLI says when it hits a wall: Claude Code, Codex, Gemini CLI and Aider
-/// (seen on their real binaries; see the README's Agents table). Phrased narrowly: an agent
-/// that works on rate-limiting code prints "rate limit" without hitting one.
+/// (seen on their real binaries; see the README's Agents table). Anchored to the start of a
+/// line, after the CLI's own decoration (`●`, `■`, `✕`, `│`): an agent that works on
+/// rate-limiting code prints these words inside code, strings and test names, never at the
+/// start of a line of its CLI's own.
 const USAGE: &[&str] = &[
-    // Claude Code: "5-hour limit reached · retrying in 20s (1:24pm)", "weekly limit reached",
-    // older "Claude usage limit reached. Your limit will reset at 3pm (Europe/Paris)", and
-    // the /rate-limit-options menu.
-    r"(?i)\b\d+-hour limit reached\b",
-    r"(?i)\b(weekly|opus|sonnet|session) limit reached\b",
-    r"(?i)\bclaude (ai )?usage limit reached\b",
-    r"(?i)\bstop and wait for limit to reset\b",
-    // Codex: "You’ve hit your usage limit. … try again at 5:10 AM."; "Quota exceeded. Check
-    // your plan and billing details."
-    r"(?i)\byou.ve hit your (usage )?limit\b",
-    r"(?i)\bquota exceeded\. check your plan\b",
+    // Claude Code: "✻ 5-hour limit reached · retrying in 20s (1:24pm)", "weekly limit
+    // reached ∙ resets Oct 9, 1pm", older "Claude usage limit reached. Your limit will reset
+    // at 3pm (Europe/Paris)", and the /rate-limit-options menu.
+    r"(?i)^{LEAD}\d+-hour limit reached\b",
+    r"(?i)^{LEAD}(weekly|opus|sonnet|session) limit reached\b",
+    r"(?i)^{LEAD}claude (ai )?usage limit reached\b",
+    r"(?i)^{LEAD}(\d[.)]\s*)?stop and wait for limit to reset\b",
+    // Codex: "■ You’ve hit your usage limit. … try again at 5:10 AM."; "■ Quota exceeded.
+    // Check your plan and billing details."
+    r"(?i)^{LEAD}you.ve hit your (usage )?limit\b",
+    r"(?i)^{LEAD}quota exceeded\. check your plan\b",
     // Gemini CLI: the daily-quota dialog, and its error once stopped.
-    r"(?i)\busage limit reached for all\b",
-    r"(?i)\byou have exhausted your daily quota\b",
-    // OpenAI-compatible APIs (Aider): billing quota.
-    r"\binsufficient_quota\b",
+    r"(?i)^{LEAD}usage limit reached for all\b",
+    r"(?i)^{LEAD}\[?api error: you have exhausted your daily quota\b",
     // Claude Code's StopFailure hook, as nightshift words it.
-    r"\ban API error ended the turn: billing_error\b",
+    r"^Claude Code: an API error ended the turn: billing_error\b",
 ];
 
 const RATE: &[&str] = &[
-    // Claude Code: "API Error: 429 …" once its retries are spent; `rate_limit_error` in the
-    // error JSON.
-    r"(?i)\bapi error:?\s*(request rejected\s*)?\(?429\b",
-    r"\brate_limit_error\b",
-    r"\ban API error ended the turn: rate_limit\b",
-    // …and while it retries: "✻ 429 This request would exceed your account's rate limit.
-    // Please try again later. · retrying in 2s · attempt 5/10".
-    r"(?i)^\W*429\b.*\brate limit\b",
+    // Claude Code once its retries are spent: "● API Error: Request rejected (429) · …",
+    // "API Error: 429 {…rate_limit_error…}"; while it retries: "✻ 429 This request would
+    // exceed your account's rate limit. … · retrying in 2s · attempt 5/10".
+    r"(?i)^{LEAD}api error:?\s*(request rejected\s*)?\(?429\b",
+    r"(?i)^{LEAD}429\b.*\brate limit\b.*\bretrying in\b",
+    r"^Claude Code: an API error ended the turn: rate_limit\b",
     // Codex: "■ exceeded retry limit, last status: 429 Too Many Requests".
-    r"(?i)\bexceeded retry limit, last status: 429\b",
-    // Aider (litellm).
-    r"\blitellm\.RateLimitError\b",
-    r"(?i)\bthe api provider has rate limited you\b",
+    r"(?i)^{LEAD}exceeded retry limit, last status: 429\b",
+    // Aider (litellm), quota and rate limits alike.
+    r"^{LEAD}litellm\.RateLimitError:",
+    r"(?i)^{LEAD}the api provider has rate limited you\b",
 ];
 
-static USAGE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| RegexSet::new(USAGE).ok());
-static RATE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| RegexSet::new(RATE).ok());
+/// What a CLI puts before its own lines: blanks, bullets, box edges, menu markers.
+const LEAD: &str = r"[\s●■✕✻⎿│•◦⏺❯›>*·∙-]*";
+
+fn compile(patterns: &[&str]) -> Option<RegexSet> {
+    RegexSet::new(patterns.iter().map(|p| p.replace("{LEAD}", LEAD))).ok()
+}
+
+static USAGE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(USAGE));
+static RATE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(RATE));
 
 /// A clock time the limit lifts at: "(1:24pm)", "resets 3pm", "try again at 5:10 AM",
-/// "reset at 15:00", with an optional IANA zone after it: "3pm (Europe/Paris)".
+/// "reset at 15:00", "resets Oct 9, 1pm", with an optional IANA zone after it:
+/// "3pm (Europe/Paris)".
 static AT_TIME: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)
-        (?: \b(?:resets?|reset\ at|try\ again\ at|until|available\ at)\s+(?:at\s+)? | \( )
+        (?: \b(?:resets?|reset\ at|try\ again\ at|until|available\ at)\s+(?:at\s+)?
+            (?: (?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+
+                (?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?:at\s+)? )?
+          | \( )
         (?P<h>\d{1,2}) (?: :(?P<m>\d{2}) )? \s* (?P<ampm>[ap]\.?m\.?)?
         (?: \)? \s* \( (?P<tz>[A-Za-z_]+/[A-Za-z_/+-]+) \) )?",
     )
@@ -105,31 +114,34 @@ static IN_WAIT: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 
-/// Whether `text` (a line of output, a screen, or a hook's error) says a limit was hit.
-/// Clock times are read in `tz` (the machine's zone, where the CLI printed them).
+/// No agent waits longer than this for a reset; a bigger number is not a time.
+const LONGEST_WAIT: Duration = Duration::from_secs(8 * 24 * 3600);
+
+/// Whether `text` (new lines of output, or a hook's error) says a limit was hit. Clock
+/// times are read in `tz` (the machine's zone, where the CLI printed them).
 pub fn recognise(text: &str, now: Timestamp, tz: &TimeZone) -> Option<LimitSeen> {
     let clean = strip_ansi(text);
-    let kind = if USAGE_SET.as_ref()?.is_match(&clean) {
-        LimitKind::Usage
-    } else if RATE_SET.as_ref()?.is_match(&clean) {
-        LimitKind::Rate
-    } else {
-        return None;
-    };
-    // The line that matched, for the evidence; a screen holds many.
-    let sets = [USAGE_SET.as_ref()?, RATE_SET.as_ref()?];
-    let line = clean
-        .lines()
-        .find(|l| sets.iter().any(|s| s.is_match(l)))
-        .unwrap_or(&clean)
-        .trim();
-    let mut evidence: String = line.trim_start_matches(['■', '✻', '✕', '⎿', ' ']).into();
+    let (usage, rate) = (USAGE_SET.as_ref()?, RATE_SET.as_ref()?);
+    let lines: Vec<&str> = clean.lines().collect();
+    let (i, kind) = lines.iter().enumerate().find_map(|(i, l)| {
+        if usage.is_match(l) {
+            Some((i, LimitKind::Usage))
+        } else if rate.is_match(l) {
+            Some((i, LimitKind::Rate))
+        } else {
+            None
+        }
+    })?;
+    let line = lines[i].trim();
+    let mut evidence: String = line
+        .trim_start_matches(|c: char| !c.is_alphanumeric())
+        .into();
     crate::attention::truncate(&mut evidence, 300);
-    // The reset time may be on the next line (a wrapped message): look at all the text.
-    let flat = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The reset time is on the limit's line, or on the next one when the message wraps.
+    let said = lines[i..lines.len().min(i + 2)].join(" ");
     Some(LimitSeen {
         kind,
-        resets_at: reset_time(&flat, now, tz),
+        resets_at: reset_time(&said, now, tz),
         evidence,
     })
 }
@@ -145,19 +157,24 @@ pub fn reset_time(text: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp
             'm' => n * 60.0,
             _ => n,
         };
-        return Some(crate::attention::add(
-            now,
-            Duration::from_secs_f64(secs.max(0.0)),
-        ));
+        let wait = Duration::try_from_secs_f64(secs).ok()?;
+        return (wait <= LONGEST_WAIT).then(|| crate::attention::add(now, wait));
     }
-    let c = AT_TIME.as_ref()?.captures(text)?;
+    AT_TIME
+        .as_ref()?
+        .captures_iter(text)
+        .find_map(|c| clock_time(&c, now, tz))
+}
+
+/// One clock-time match as the next such instant.
+fn clock_time(c: &regex::Captures, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     let mut hour: i8 = c["h"].parse().ok()?;
     let minute: i8 = c.name("m").map_or(Some(0), |m| m.as_str().parse().ok())?;
     match c.name("ampm").map(|a| a.as_str().to_ascii_lowercase()) {
         Some(a) if a.starts_with('p') && hour < 12 => hour += 12,
         Some(a) if a.starts_with('a') && hour == 12 => hour = 0,
         Some(_) => {}
-        // "(12)" alone is not a time: a bare number in brackets needs a colon to count.
+        // "(12)" alone is not a time: a bare number needs a colon to count.
         None if c.name("m").is_none() => return None,
         None => {}
     }
@@ -168,18 +185,34 @@ pub fn reset_time(text: &str, now: Timestamp, tz: &TimeZone) -> Option<Timestamp
         .unwrap_or_else(|| tz.clone());
     let today = now.to_zoned_datetime(zone.clone()).date();
     let slack = jiff::SignedDuration::from_mins(10);
-    for day in [today, today.tomorrow().ok()?] {
+    let days = match (c.name("mon"), c.name("day")) {
+        (Some(mon), Some(day)) => {
+            let month = MONTHS
+                .iter()
+                .position(|m| mon.as_str().to_ascii_lowercase().starts_with(m))?;
+            let month = i8::try_from(month + 1).ok()?;
+            let day: i8 = day.as_str().parse().ok()?;
+            let this_year = jiff::civil::Date::new(today.year(), month, day).ok()?;
+            vec![
+                this_year,
+                this_year.checked_add(jiff::Span::new().years(1)).ok()?,
+            ]
+        }
+        _ => vec![today, today.tomorrow().ok()?],
+    };
+    days.into_iter().find_map(|day| {
         let at = day
             .to_datetime(time)
             .to_zoned_datetime(zone.clone())
             .ok()?
             .timestamp();
-        if at >= now.checked_sub(slack).ok()? {
-            return Some(at);
-        }
-    }
-    None
+        (at >= now.checked_sub(slack).ok()?).then_some(at)
+    })
 }
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 
 #[cfg(test)]
 mod tests {
@@ -225,6 +258,11 @@ mod tests {
                 None,
             ),
             (
+                "(7s) earlier\n■ You’ve hit your usage limit. Upgrade to Pro or try again at\n5:10 AM.",
+                LimitKind::Usage,
+                Some("2026-12-07T05:10:00Z"),
+            ),
+            (
                 "■ exceeded retry limit, last status: 429 Too Many Requests",
                 LimitKind::Rate,
                 None,
@@ -255,6 +293,17 @@ mod tests {
                 LimitKind::Rate,
                 None,
             ),
+            (
+                "⎿ weekly limit reached ∙ resets Dec 9, 1pm",
+                LimitKind::Usage,
+                Some("2026-12-09T13:00:00Z"),
+            ),
+            (
+                // A time earlier on the screen is not the reset.
+                "commit abc (09:30) fix\n■ You’ve hit your usage limit. Try again at 5:10 AM.",
+                LimitKind::Usage,
+                Some("2026-12-07T05:10:00Z"),
+            ),
         ];
         for (text, kind, reset) in cases {
             let seen = recognise(text, now, &utc).unwrap_or_else(|| panic!("missed: {text}"));
@@ -273,6 +322,13 @@ mod tests {
             "the server answers 429 Too Many Requests when the bucket is empty",
             "fn usage_limit_reached() -> bool {",
             "✻ API error · retrying in 18s · attempt 1/10",
+            "if err.type == \"rate_limit_error\":",
+            "\"insufficient_quota\" => Err(Quota),",
+            "assert_eq!(msg, \"API Error: 429 Too Many Requests\")",
+            "from litellm import RateLimitError  # litellm.RateLimitError",
+            "429 responses must mention the rate limit in the body",
+            "    'Weekly limit reached' banner is shown to users",
+            "I added handling for rate_limit_error and a \"5-hour limit reached\" banner.",
         ] {
             assert_eq!(recognise(text, now, &TimeZone::UTC), None, "{text}");
         }
@@ -301,6 +357,19 @@ mod tests {
             Some(at("2026-12-06T15:25:00Z"))
         );
         assert_eq!(reset_time("(12) items", now, &TimeZone::UTC), None);
+        // Absurd waits are not times, and never overflow.
+        assert_eq!(
+            reset_time(
+                "try again in 99999999999999999999999 hours",
+                now,
+                &TimeZone::UTC
+            ),
+            None
+        );
+        assert_eq!(
+            reset_time("(7s • esc) then try again at 9:15pm", now, &TimeZone::UTC),
+            Some(at("2026-12-06T21:15:00Z"))
+        );
         assert_eq!(reset_time("nothing here", now, &TimeZone::UTC), None);
     }
 }

@@ -73,7 +73,7 @@ impl State {
         actions: &mut Vec<Action>,
     ) {
         if record.ok {
-            self.progressed(id);
+            self.progressed(id, now, actions);
         }
         let Some(run) = self.running.get_mut(id) else {
             return;

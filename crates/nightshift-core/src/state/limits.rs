@@ -13,11 +13,15 @@ use crate::limits::LimitSeen;
 pub struct Limited {
     pub since: Timestamp,
     pub until: Timestamp,
+    /// The line that said so.
+    pub evidence: String,
 }
 
 impl State {
-    /// Whether `text`, from run `id`'s output, screen or hooks, says it hit a limit; if so
-    /// the run is limited and its profile held. Returns whether the run is limited now.
+    /// Whether new text from run `id` (output lines, or a hook's error) says it hit a
+    /// limit; if so the run is limited and its profile held. Lines of the task's own
+    /// prompt, echoed by the agent's UI, do not count; nor do screens, which still show a
+    /// limit the agent got past. Returns whether the run is limited now.
     pub(crate) fn look_for_limit<'a>(
         &mut self,
         id: &str,
@@ -25,19 +29,28 @@ impl State {
         now: Timestamp,
         actions: &mut Vec<Action>,
     ) -> bool {
-        let limited = self.running.get(id).is_some_and(|r| r.limited.is_some());
+        let Some(run) = self.running.get(id) else {
+            return false;
+        };
+        let limited = run.limited.is_some();
         if !self.settings.limits.enabled {
             return limited;
         }
         let tz = &self.settings.time_zone;
-        let Some(seen) = texts
-            .into_iter()
-            .find_map(|t| crate::limits::recognise(t, now, tz))
-        else {
-            return limited;
-        };
-        self.limit_run(id, &seen, now, actions);
-        true
+        let seen = texts.into_iter().find_map(|t| {
+            let seen = crate::limits::recognise(t, now, tz)?;
+            let echoed = t
+                .lines()
+                .any(|l| run.prompt_lines.contains(&crate::completion::normalize(l)));
+            (!echoed).then_some(seen)
+        });
+        match seen {
+            Some(seen) => {
+                self.limit_run(id, &seen, now, actions);
+                true
+            }
+            None => limited,
+        }
     }
 
     fn limit_run(&mut self, id: &str, seen: &LimitSeen, now: Timestamp, actions: &mut Vec<Action>) {
@@ -48,33 +61,32 @@ impl State {
         let held = self
             .limits
             .limit(&profile, seen, now, &self.settings.limits);
-        // Every run of the profile waits until the same time.
-        let mut newly = Vec::new();
         for run in self.running.values_mut() {
             if self.settings.agent_of(&run.task) != profile {
                 continue;
             }
+            let newly = run.task.id == id && run.limited.is_none();
             match &mut run.limited {
-                Some(l) => l.until = held.until,
-                None if run.task.id == id => {
+                // Every run of the profile waits until the same time; its record follows.
+                Some(l) if held.changed && l.until != held.until => l.until = held.until,
+                Some(_) => continue,
+                None if newly => {
                     run.limited = Some(Limited {
                         since: now,
                         until: held.until,
+                        evidence: seen.evidence.clone(),
                     });
-                    newly.push(run.attempt);
                 }
-                None => {}
+                None => continue,
             }
-        }
-        if let Some(attempt) = newly.first() {
             actions.push(Action::Limited {
-                id: id.to_string(),
-                attempt: *attempt,
-                profile,
+                id: run.task.id.clone(),
+                attempt: run.attempt,
+                profile: profile.clone(),
                 kind: seen.kind,
                 until: held.until,
                 evidence: seen.evidence.clone(),
-                notify: held.new,
+                notify: newly && held.notify,
             });
         }
     }
@@ -93,21 +105,6 @@ impl State {
             }
         }
         self.continue_limited(&due, false, now, actions);
-    }
-
-    /// A restarted daemon takes up the holds and limited runs its predecessor recorded.
-    pub fn restore_holds(
-        &mut self,
-        holds: std::collections::BTreeMap<String, crate::limits::Hold>,
-    ) {
-        self.limits.restore(holds);
-    }
-
-    /// See [`State::restore_holds`]: a recovered run that was waiting out a limit.
-    pub fn restore_limited(&mut self, id: &str, limited: Limited) {
-        if let Some(run) = self.running.get_mut(id) {
-            run.limited = Some(limited);
-        }
     }
 
     /// `resume-limited`: lifts one profile's hold, or all, by hand.
@@ -129,6 +126,7 @@ impl State {
         self.continue_limited(&lifted, true, now, actions);
     }
 
+    /// Each profile's limited runs are told to continue, and its hold is over.
     fn continue_limited(
         &mut self,
         profiles: &[String],
@@ -137,6 +135,7 @@ impl State {
         actions: &mut Vec<Action>,
     ) {
         for profile in profiles {
+            let mut runs = Vec::new();
             for run in self.running.values_mut() {
                 if self.settings.agent_of(&run.task) != *profile {
                     continue;
@@ -150,21 +149,37 @@ impl State {
                     attempt: run.attempt,
                     text: self.settings.limits.continue_text.clone(),
                 });
+                runs.push((run.task.id.clone(), run.attempt));
             }
             actions.push(Action::LimitLifted {
                 profile: profile.clone(),
                 by_hand,
+                runs,
             });
         }
     }
 
-    /// A run made progress (a commit, done): its profile's next limit backs off from the
-    /// first wait again.
-    pub(crate) fn progressed(&mut self, id: &str) {
-        if let Some(task) = self.running.get(id).map(|r| r.task.clone()) {
-            let profile = self.settings.agent_of(&task);
-            self.limits.progressed(&profile);
+    /// Run `id` made progress (a commit, a tool ran, it asks a person, done): a limit it
+    /// was waiting out is over without being told anything, so is its profile's hold (the
+    /// other runs of it are told to continue), and the next limit backs off from the first
+    /// wait again.
+    pub(crate) fn progressed(&mut self, id: &str, now: Timestamp, actions: &mut Vec<Action>) {
+        let Some(run) = self.running.get_mut(id) else {
+            return;
+        };
+        let profile = self.settings.agent_of(&run.task);
+        if let Some(limited) = run.limited.take() {
+            resume_run(run, &limited, now);
+            let attempt = run.attempt;
+            self.limits.lift(Some(&profile));
+            actions.push(Action::LimitLifted {
+                profile: profile.clone(),
+                by_hand: false,
+                runs: vec![(id.to_string(), attempt)],
+            });
+            self.continue_limited(std::slice::from_ref(&profile), false, now, actions);
         }
+        self.limits.progressed(&profile);
     }
 
     /// The holds on profiles, for `ls`, `show` and `top`.
@@ -179,6 +194,22 @@ impl State {
             .values()
             .filter_map(|r| r.limited.as_ref().map(|l| l.until));
         runs.chain(self.limits.next_wake()).min()
+    }
+
+    /// A restarted daemon takes up the holds its predecessor recorded. Call it after the
+    /// runs were recovered (with [`State::restore_limited`]).
+    pub fn restore_holds(
+        &mut self,
+        holds: std::collections::BTreeMap<String, crate::limits::Hold>,
+    ) {
+        self.limits.restore(holds);
+    }
+
+    /// A recovered run that was waiting out a limit.
+    pub fn restore_limited(&mut self, id: &str, limited: Limited) {
+        if let Some(run) = self.running.get_mut(id) {
+            run.limited = Some(limited);
+        }
     }
 }
 

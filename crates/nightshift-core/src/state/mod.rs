@@ -319,18 +319,25 @@ impl State {
                 if self.current(&id, attempt).is_none() {
                     return actions;
                 }
-                if matches!(what, Observation::Commit) {
-                    self.progressed(&id);
+                // Progress ends a limit without a word: the agent got through by itself.
+                if matches!(
+                    what,
+                    Observation::Commit
+                        | Observation::Hook(
+                            attention::Hook::Working | attention::Hook::NeedsInput(_)
+                        )
+                ) {
+                    self.progressed(&id, now, &mut actions);
                 }
+                // Only the CLI's own error report (its words are not the model's).
                 let said = match &what {
-                    Observation::Screen(screen) => Some(screen.as_str()),
-                    Observation::Hook(hook) => hook.text(),
+                    Observation::Hook(attention::Hook::TurnFailed(text)) => Some(text.as_str()),
                     _ => None,
                 };
                 let limited = self.look_for_limit(&id, said, now, &mut actions);
                 if let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) {
-                    // A limited agent is quiet, repeats its error and shows the limit: that
-                    // is one cause, told once for its profile.
+                    // A limited agent is quiet, shows the limit and ends its turn: that is
+                    // one cause, told once for its profile.
                     if limited && matches!(what, Observation::Screen(_) | Observation::Hook(_)) {
                         return actions;
                     }

@@ -26,7 +26,8 @@ impl State {
                 .map(|(at, _, _)| add(*at, settle));
             let head = (t.no_commits.is_some() && r.phase == Phase::Running && !r.not_a_repo)
                 .then_some(r.next_head_check);
-            let deadline = r.deadline.filter(|_| !r.timed_out);
+            // A limited run's time does not run (see `resume_run`).
+            let deadline = r.deadline.filter(|_| !r.timed_out && r.limited.is_none());
             // The watch is only ticked for a live, running agent (see `expire`).
             let watch = (r.phase == Phase::Running && r.exited.is_none() && r.limited.is_none())
                 .then(|| r.watch.next_wake(t))
@@ -65,6 +66,7 @@ impl State {
             } else if let Some(deadline) = run.deadline
                 && deadline <= now
                 && !run.timed_out
+                && run.limited.is_none()
                 // Its done signal is being checked: the checks decide.
                 && run.phase != Phase::Verifying
             {

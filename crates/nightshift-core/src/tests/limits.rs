@@ -81,9 +81,10 @@ fn a_usage_limit_holds_its_profile_until_the_reset_and_then_continues_the_agents
 
     // `a` is done: its slot goes to codex, not to a claude task (there is none left, but
     // a new one would wait).
-    h.done("a");
-    let actions = h.tick_after(GRACE);
-    assert_eq!(starts(&actions), ["c"]);
+    // `a` is cancelled: its slot goes to codex, not to a claude task.
+    let mut started = starts(&h.cancel("a"));
+    started.extend(starts(&h.tick_after(GRACE)));
+    assert_eq!(started, ["c"]);
     let actions = h.scan(&[queued("d", "priority: 9")]);
     assert!(starts(&actions).is_empty());
     assert_eq!(
@@ -110,7 +111,8 @@ fn a_usage_limit_holds_its_profile_until_the_reset_and_then_continues_the_agents
     assert_eq!(told(&actions), [("b".into(), "continue".into())]);
     assert!(actions.contains(&Action::LimitLifted {
         profile: "claude".into(),
-        by_hand: false
+        by_hand: false,
+        runs: vec![("b".into(), 1)],
     }));
     assert!(h.state.run("b").unwrap().limited.is_none());
     assert!(h.state.limit_holds().is_empty());
@@ -175,7 +177,8 @@ fn resume_limited_lifts_by_hand_and_only_the_named_profile() {
     assert_eq!(told(&actions), [("a".into(), "continue".into())]);
     assert!(actions.contains(&Action::LimitLifted {
         profile: "claude".into(),
-        by_hand: true
+        by_hand: true,
+        runs: vec![("a".into(), 1)],
     }));
     assert!(h.state.limit_holds().is_empty());
 }
@@ -196,9 +199,7 @@ fn limits_off_leave_the_text_to_attention_and_hooks_can_say_it() {
     let mut h = Harness::new(1);
     h.scan(&[queued("a", "")]);
     h.started("a");
-    let hook = Hook::TurnFailed(
-        "Claude Code: an API error ended the turn: API Error: 429 rate_limit_error".into(),
-    );
+    let hook = Hook::TurnFailed("Claude Code: an API error ended the turn: rate_limit".into());
     let actions = h.step(Event::Observed {
         id: "a".into(),
         attempt: 1,
@@ -209,26 +210,32 @@ fn limits_off_leave_the_text_to_attention_and_hooks_can_say_it() {
 
 #[test]
 fn a_limited_runs_timeout_is_moved_by_the_time_it_waited() {
-    let mut h = Harness::new(1);
+    let mut s = settings(1);
+    s.limits.first_wait = Duration::from_secs(2 * 3600);
+    let mut h = Harness::with(s);
     h.scan(&[queued("a", "timeout: 1h")]);
     h.started("a");
     let before = h.state.run("a").unwrap().deadline.unwrap();
     h.advance(Duration::from_secs(60));
     let actions = h.output(
         "a",
-        &["Please try again in 2 hours: You have exhausted your daily quota"],
+        &["✕ [API Error: You have exhausted your daily quota on this model.]"],
     );
     let until = limited(&actions)[0].2;
-    h.tick_at(until);
+    // The daemon wakes when the core asks: never for the deadline while limited.
+    let mut wakes = Vec::new();
+    while h.state.run("a").unwrap().limited.is_some() {
+        let wake = h.state.next_wake().unwrap();
+        wakes.push(wake);
+        let actions = h.tick_at(wake);
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Finish { .. })),
+            "finished while limited: {actions:?}"
+        );
+    }
+    assert_eq!(wakes, [until]);
     let after = h.state.run("a").unwrap().deadline.unwrap();
-    assert_eq!(
-        after.duration_since(before).as_secs(),
-        until.duration_since(at("2027-01-15T08:01:00Z")).as_secs()
-    );
-    assert!(
-        h.state.run("a").is_some(),
-        "it did not time out while limited"
-    );
+    assert_eq!(after.duration_since(before).as_secs(), 2 * 3600);
 }
 
 #[test]
@@ -242,6 +249,7 @@ fn a_restarted_daemon_continues_runs_whose_hold_it_lost() {
         crate::state::Limited {
             since: h.now,
             until,
+            evidence: "5-hour limit reached".into(),
         },
     );
     assert_eq!(h.state.next_wake(), Some(until));
@@ -276,4 +284,77 @@ fn a_limited_agent_raises_no_silence_and_its_clock_restarts_when_it_goes_on() {
     // Ten quiet minutes after it was told to go on: that silence is news.
     h.now = until + Duration::from_secs(600);
     assert!(flagged(&h.step_all(Event::Tick)));
+}
+
+#[test]
+fn an_agent_that_gets_through_by_itself_is_not_told_anything_and_its_hold_lifts() {
+    let mut h = two_profiles();
+    h.output(
+        "a",
+        &["✻ 429 Rate limit reached for requests · retrying in 2s · attempt 1/10"],
+    );
+    h.output(
+        "b",
+        &["✻ 429 Rate limit reached for requests · retrying in 9s · attempt 2/10"],
+    );
+    assert!(h.state.run("a").unwrap().limited.is_some());
+    // Claude's own retry got through: `a` runs a tool. `a` is not typed at (a dialog may be
+    // on its screen); `b`, still waiting, is told to continue; new claude tasks may start.
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Hook(Hook::Working),
+    });
+    assert_eq!(told(&actions), [("b".into(), "continue".into())]);
+    assert!(actions.contains(&Action::LimitLifted {
+        profile: "claude".into(),
+        by_hand: false,
+        runs: vec![("a".into(), 1)],
+    }));
+    assert!(h.state.limit_holds().is_empty());
+    assert!(h.state.run("a").unwrap().limited.is_none());
+    assert!(h.state.run("b").unwrap().limited.is_none());
+}
+
+#[test]
+fn a_later_reset_moves_every_limited_run_and_the_prompt_s_own_words_do_not_count() {
+    let mut s = settings(2);
+    s.default_agent = "claude".into();
+    let mut h = Harness::with(s);
+    let body =
+        "Handle this line from the logs:\n■ Quota exceeded. Check your plan and billing details.\n";
+    h.scan(&[
+        QueuedTask {
+            task: task_with_body("a", "priority: 2", body),
+            ..queued("a", "")
+        },
+        queued("b", "priority: 1"),
+    ]);
+    h.started("a");
+    h.started("b");
+    // The agent's UI echoes the prompt: not a limit.
+    let actions = h.output(
+        "a",
+        &["■ Quota exceeded. Check your plan and billing details."],
+    );
+    assert!(limited(&actions).is_empty());
+    h.output(
+        "a",
+        &["✻ 5-hour limit reached · retrying in 20s (9:00am) · attempt 1/10"],
+    );
+    // `b` learns a later reset: both runs' records follow.
+    let actions = h.output(
+        "b",
+        &["Claude usage limit reached. Your limit will reset at 10am."],
+    );
+    let later = at("2027-01-15T10:01:00Z");
+    let mut moved: Vec<_> = limited(&actions)
+        .into_iter()
+        .map(|(id, _, until, notify)| (id, until, notify))
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        [("a".into(), later, false), ("b".into(), later, false)]
+    );
 }

@@ -315,8 +315,12 @@ impl<S: Store> Daemon<S> {
                 });
                 None
             }
-            Action::LimitLifted { profile, by_hand } => {
-                self.on_limit_lifted(&profile, by_hand);
+            Action::LimitLifted {
+                profile,
+                by_hand,
+                runs,
+            } => {
+                self.on_limit_lifted(&profile, by_hand, &runs);
                 None
             }
             Action::DiskResume => {

@@ -109,7 +109,16 @@ impl<S: Store> Daemon<S> {
                     .filter(|p| profile.as_ref().is_none_or(|want| want == *p))
                     .cloned()
                     .collect();
-                let limited = self.state.running().filter(|r| r.limited.is_some()).count();
+                let default = &self.state.settings().default_agent;
+                let limited = self
+                    .state
+                    .running()
+                    .filter(|r| r.limited.is_some())
+                    .filter(|r| {
+                        let agent = r.task.agent.as_ref().unwrap_or(default);
+                        profile.as_ref().is_none_or(|want| want == agent)
+                    })
+                    .count();
                 if held.is_empty() && limited == 0 {
                     return Response::Error {
                         message: match profile {

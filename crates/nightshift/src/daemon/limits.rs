@@ -67,19 +67,18 @@ impl<S: Store> Daemon<S> {
         }
     }
 
-    pub(super) fn on_limit_lifted(&mut self, profile: &str, by_hand: bool) {
+    pub(super) fn on_limit_lifted(&mut self, profile: &str, by_hand: bool, runs: &[(String, u32)]) {
         self.write_holds();
         let how = if by_hand { "by hand" } else { "at its time" };
         tracing::info!("the hold on agent `{profile}` lifted {how}: its agents continue");
-        // The runs the core just let go no longer wait.
-        for run in self.state.running().filter(|r| r.limited.is_none()) {
-            let dir = RunDir::new(self.home.run_dir(&run.task.id, run.attempt));
-            if dir.exists(run::LIMITED) {
-                if let Err(e) = std::fs::remove_file(dir.file(run::LIMITED)) {
-                    tracing::warn!(task = run.task.id, "cannot clear the limit record: {e}");
-                }
-                dir.log_event(Timestamp::now(), "continued", how);
+        for (id, attempt) in runs {
+            let dir = RunDir::new(self.home.run_dir(id, *attempt));
+            if let Err(e) = std::fs::remove_file(dir.file(run::LIMITED))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(task = id, "cannot clear the limit record: {e}");
             }
+            dir.log_event(Timestamp::now(), "continued", how);
         }
     }
 

@@ -75,8 +75,6 @@ impl<S: Store> Daemon<S> {
     /// Re-adopts the running tasks this daemon owns (its own earlier claims, or lapsed
     /// ones: [`nightshift_core::records::adopts`]), then closes sessions nobody owns.
     pub(super) async fn recover(&mut self) {
-        self.state
-            .restore_holds(crate::limited::read_holds(&self.home));
         let sessions = self.sessions().await;
         let running = match within("list", STORE_TIMEOUT, self.store.list(TaskState::Running)).await
         {
@@ -219,6 +217,7 @@ impl<S: Store> Daemon<S> {
                         let limited = nightshift_core::state::Limited {
                             since: l.since,
                             until: l.until,
+                            evidence: l.evidence,
                         };
                         self.state.restore_limited(&id, limited);
                     }
@@ -238,6 +237,11 @@ impl<S: Store> Daemon<S> {
         }
         if let Some(sessions) = sessions.as_ref().filter(|_| listed) {
             self.close_orphans(sessions).await;
+        }
+        // After the runs, so a hold that came due meanwhile lifts for its limited runs too.
+        match crate::limited::load_holds(&self.home) {
+            Ok(holds) => self.state.restore_holds(holds),
+            Err(e) => tracing::warn!("the holds for usage limits are lost: {e}"),
         }
     }
 

@@ -26,6 +26,7 @@ mod fleet_faults;
 mod hosts;
 mod injection;
 mod leaks;
+mod limits;
 mod notify;
 mod queue;
 mod recovery;

@@ -30,7 +30,7 @@ const FINISH_DEADLINE: Duration = Duration::from_secs(30);
 const DEBOUNCE_MS: f64 = 500.0;
 
 const CONFIG: &str = "max_agents = 16\ngrace_period = \"0s\"\n\n[attention]\n\
-no_commits = \"3s\"\nsilence = \"2s\"\nrepeated_errors = 5\nrepeated_error_window = \"1m\"\n\
+no_commits = \"3s\"\nsilence = \"2s\"\nretrying = \"2s\"\nrepeated_errors = 5\nrepeated_error_window = \"1m\"\n\
 waiting = true\ninput_debounce = \"500ms\"\n";
 
 /// A scenario's live state while the bench watches it.

@@ -89,7 +89,43 @@ pub(super) fn scenarios() -> Vec<Scenario> {
     }
     permissions.push("@done".into());
 
+    // Codex retrying its API: the screen changes every 300 ms, so silence never fires.
+    let mut retrying = Vec::new();
+    for i in 1..=14 {
+        retrying.push(format!(
+            "@say ◦ Server is busy, reconnecting {}/5 ({i}s • esc to interrupt)",
+            i % 5 + 1
+        ));
+        retrying.push("@sleep 300ms".into());
+    }
+    retrying.push("@hang".into());
+
     vec![
+        Scenario {
+            id: "pos-retrying",
+            what: "retry lines every 300 ms for 4 s, then nothing",
+            off: &["no_commits", "silence", "waiting"],
+            expected: &["retrying"],
+            outcome: Outcome::Hangs,
+            answer: None,
+            script: retrying,
+        },
+        Scenario {
+            id: "neg-retry-talk",
+            what: "an agent writing retry code, and one retry that succeeds",
+            off: &[],
+            expected: &[],
+            outcome: Outcome::Done,
+            answer: None,
+            script: lines(&[
+                "@say Retrying the download is left to the caller.",
+                "@say fn retry_in(seconds: u64) -> Duration {",
+                "@say test retries::backoff ... ok (3 attempts)",
+                "@say ✻ API error · retrying in 1s · attempt 1/10",
+                "@commit add retries",
+                "@done",
+            ]),
+        },
         Scenario {
             id: "pos-hook-permission",
             what: "hook: 10 permission prompts, each answered 300 ms later",

@@ -1,12 +1,13 @@
 //! The attention state of one run, fed output, screens, hooks, commits and ticks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use regex::Regex;
 
 use super::detectors::{is_error_line, normalize};
-use super::screen::question;
+use super::screen::{plain_menu, question};
 use super::signals::{Change, Flag, Hook, Signal, Thresholds};
 use super::{add, elapsed, strip_ansi, sub, truncate};
 
@@ -29,12 +30,30 @@ pub struct Watch {
     waiting_from_hook: bool,
     /// A hook said the turn ended, and when; becomes Waiting unless done follows.
     turn_ended: Option<(Timestamp, String)>,
+    /// A tool a hook announced that has not finished yet: it may wait for permission.
+    tool_pending: Option<PendingTool>,
     /// Recent times of each normalised error line (at most the threshold count).
     errors: HashMap<String, VecDeque<Timestamp>>,
     flags: BTreeMap<Signal, Flag>,
     /// The error patterns as one set: a line is scanned once, not once per pattern.
     error_set: ErrorSet,
 }
+
+/// A tool announced by a hook (`PreToolUse`) with no result yet, and when to look at the
+/// screen for its permission dialog.
+#[derive(Debug, Clone)]
+struct PendingTool {
+    tool: String,
+    next_look: Timestamp,
+    /// Until the next look after that.
+    gap: Duration,
+    since: Timestamp,
+}
+
+/// Looks for a pending tool's dialog come every `tool_window` for this long, then further
+/// apart, up to [`MAX_LOOK_GAP`]: a long-running tool costs a capture every few seconds.
+const FAST_LOOKS: Duration = Duration::from_secs(2);
+const MAX_LOOK_GAP: Duration = Duration::from_secs(2);
 
 /// A [`RegexSet`](regex::RegexSet) of the error patterns, rebuilt when they change.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +90,7 @@ impl Watch {
             waiting_acked: false,
             waiting_from_hook: false,
             turn_ended: None,
+            tool_pending: None,
             errors: HashMap::new(),
             error_set: ErrorSet::default(),
             flags: BTreeMap::new(),
@@ -89,18 +109,10 @@ impl Watch {
             self.clear(Signal::Waiting, &mut change);
         }
         self.clear(Signal::Silence, &mut change);
-        let Some((count, window)) = t.repeated_error else {
+        if t.repeated_error.is_none() {
             return change;
-        };
-        let count = count.max(1) as usize;
+        }
         let set = self.error_set.of(&t.error_patterns);
-        let cutoff = sub(now, window);
-        self.errors.retain(|_, times| {
-            while times.front().is_some_and(|at| *at < cutoff) {
-                times.pop_front();
-            }
-            !times.is_empty()
-        });
         for line in lines {
             let text = strip_ansi(line);
             let text = text.trim();
@@ -112,30 +124,71 @@ impl Watch {
             }
             let mut key = normalize(text);
             truncate(&mut key, 500);
-            let times = self.errors.entry(key).or_default();
-            times.push_back(now);
-            if times.len() > count {
-                times.pop_front();
-            }
-            let seen = times.len();
-            if seen >= count && !self.flags.contains_key(&Signal::RepeatedError) {
-                let mut quoted = text.to_string();
-                truncate(&mut quoted, 200);
-                let evidence = format!(
-                    "\"{quoted}\" seen {seen} times in {}",
-                    crate::duration::format(window)
-                );
-                self.raise(Signal::RepeatedError, now, evidence, &mut change);
-            }
+            self.count_error(key, text, now, t, &mut change);
         }
         change
     }
 
+    /// One more sighting of the error `key` (normalised); raises RepeatedError, quoting
+    /// `quoted`, when it has been seen the threshold count of times within the window.
+    fn count_error(
+        &mut self,
+        key: String,
+        quoted: &str,
+        now: Timestamp,
+        t: &Thresholds,
+        change: &mut Change,
+    ) {
+        let Some((count, window)) = t.repeated_error else {
+            return;
+        };
+        let count = count.max(1) as usize;
+        let cutoff = sub(now, window);
+        self.errors.retain(|_, times| {
+            while times.front().is_some_and(|at| *at < cutoff) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = self.errors.entry(key).or_default();
+        times.push_back(now);
+        if times.len() > count {
+            times.pop_front();
+        }
+        let seen = times.len();
+        if seen >= count && !self.flags.contains_key(&Signal::RepeatedError) {
+            let mut quoted = quoted.to_string();
+            truncate(&mut quoted, 200);
+            let evidence = format!(
+                "\"{quoted}\" seen {seen} times in {}",
+                crate::duration::format(window)
+            );
+            self.raise(Signal::RepeatedError, now, evidence, change);
+        }
+    }
+
     /// The visible screen after output has been quiet for `input_debounce`: raises Waiting
     /// when its last lines ask something, clears it when they no longer do.
+    ///
+    /// While a tool announced by a hook is pending (past `tool_window`), the screen is read
+    /// whatever the output does: a permission dialog found then raises Waiting at once, and
+    /// only the tool finishing (or an ack) clears it. A tool that simply runs shows no dialog.
     pub fn on_screen(&mut self, screen: &str, now: Timestamp, t: &Thresholds) -> Change {
         let mut change = Change::default();
-        if !t.waiting || now < add(self.last_output, t.input_debounce) {
+        if !t.waiting {
+            return change;
+        }
+        if let Some(pending) = &self.tool_pending
+            && add(pending.since, t.tool_window) <= now
+            && !self.waiting_acked
+            && !self.flags.contains_key(&Signal::Waiting)
+            && let Some(dialog) = question(screen, &t.waiting_patterns)
+        {
+            let evidence = format!("{} waits for permission: {dialog}", pending.tool);
+            self.raise_from_hook(evidence, now, &mut change);
+            return change;
+        }
+        if now < add(self.last_output, t.input_debounce) {
             return change;
         }
         self.screen_checked = true;
@@ -153,13 +206,22 @@ impl Watch {
     /// An event from the agent's hooks.
     pub fn on_hook(&mut self, hook: Hook, now: Timestamp, t: &Thresholds) -> Change {
         let mut change = Change::default();
+        // Any event but a new tool's ends the pending one (its result, or the turn).
+        self.tool_pending = None;
         match hook {
-            Hook::Working => {
-                self.active(now);
-                self.turn_ended = None;
-                self.waiting_acked = false;
-                self.clear(Signal::Waiting, &mut change);
-                self.clear(Signal::Silence, &mut change);
+            Hook::Working => self.working(now, &mut change),
+            Hook::ToolRequested(tool) => {
+                self.working(now, &mut change);
+                self.tool_pending = Some(PendingTool {
+                    tool,
+                    next_look: add(now, t.tool_window),
+                    gap: t.tool_window,
+                    since: now,
+                });
+            }
+            Hook::ToolFailed(print) => {
+                self.working(now, &mut change);
+                self.count_error(print.clone(), &print, now, t, &mut change);
             }
             Hook::NeedsInput(evidence) | Hook::TurnFailed(evidence) => {
                 self.turn_ended = None;
@@ -184,6 +246,15 @@ impl Watch {
             self.raise(signal, now, evidence, &mut change);
         }
         change
+    }
+
+    /// The agent works again: clears Waiting and Silence.
+    fn working(&mut self, now: Timestamp, change: &mut Change) {
+        self.active(now);
+        self.turn_ended = None;
+        self.waiting_acked = false;
+        self.clear(Signal::Waiting, change);
+        self.clear(Signal::Silence, change);
     }
 
     pub fn has(&self, signal: Signal) -> bool {
@@ -224,7 +295,15 @@ impl Watch {
             && !self.waiting_acked
         {
             let mut evidence = "the agent ended its turn without signalling done".to_string();
-            if let Some(last) = last_words.lines().rev().find(|l| !l.trim().is_empty()) {
+            let words: Vec<&str> = last_words
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if let Some(mut menu) = plain_menu(&words) {
+                truncate(&mut menu, 400);
+                evidence.push_str(&format!(", asking: {menu}"));
+            } else if let Some(last) = last_words.lines().rev().find(|l| !l.trim().is_empty()) {
                 let mut last = last.trim().to_string();
                 truncate(&mut last, 200);
                 evidence.push_str(&format!("; its last words: \"{last}\""));
@@ -283,6 +362,7 @@ impl Watch {
         self.waiting_acked = true;
         self.waiting_from_hook = false;
         self.turn_ended = None;
+        self.tool_pending = None;
         change
     }
 
@@ -308,12 +388,26 @@ impl Watch {
             .turn_ended
             .as_ref()
             .map(|(at, _)| add(*at, t.input_debounce));
-        [silence, commits, screen, turn].into_iter().flatten().min()
+        [silence, commits, screen, turn, self.tool_look(t)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When a pending tool's screen is next due for a look at, if one is.
+    fn tool_look(&self, t: &Thresholds) -> Option<Timestamp> {
+        let pending = self.tool_pending.as_ref()?;
+        let looking =
+            t.waiting && !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting);
+        looking.then_some(pending.next_look)
     }
 
     /// Whether a screen capture is due now: quiet for `input_debounce`, not yet read.
+    /// Or a tool is pending and its next look is due.
     pub fn screen_due(&self, now: Timestamp, t: &Thresholds) -> bool {
-        t.waiting && !self.screen_checked && add(self.last_output, t.input_debounce) <= now
+        let quiet = !self.screen_checked && add(self.last_output, t.input_debounce) <= now;
+        let tool = self.tool_look(t).is_some_and(|at| at <= now);
+        t.waiting && (quiet || tool)
     }
 
     /// Like `screen_due`, and counts the capture as made, so it is asked for once per quiet
@@ -321,7 +415,18 @@ impl Watch {
     pub fn take_screen_due(&mut self, now: Timestamp, t: &Thresholds) -> bool {
         let due = self.screen_due(now, t);
         if due {
-            self.screen_checked = true;
+            if add(self.last_output, t.input_debounce) <= now {
+                self.screen_checked = true;
+            }
+            if let Some(pending) = &mut self.tool_pending
+                && pending.next_look <= now
+            {
+                // Every window at first (the dialog may be slow to draw), then further apart.
+                if add(pending.since, FAST_LOOKS) <= now {
+                    pending.gap = (pending.gap * 2).min(MAX_LOOK_GAP);
+                }
+                pending.next_look = add(now, pending.gap);
+            }
         }
         due
     }

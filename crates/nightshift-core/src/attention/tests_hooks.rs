@@ -221,13 +221,22 @@ fn a_turn_ending_with_a_menu_quotes_its_question() {
     let t = Thresholds::default();
     let mut w = Watch::new(at_ms(0), true);
     let last = "Which database should I use?\n1. PostgreSQL\n2. SQLite\n3. Skip";
-    w.on_hook(Hook::TurnEnded(last.into()), at_ms(0), &t);
-    assert!(w.on_tick(at_ms(1_999), &t).is_empty());
-    assert_eq!(w.on_tick(at_ms(2_000), &t).raised.len(), 1);
+    // At once: no done signal races a question.
+    let change = w.on_hook(Hook::TurnEnded(last.into()), at_ms(0), &t);
+    assert_eq!(change.raised.len(), 1);
     assert_eq!(
         evidence(&w, Signal::Waiting),
-        "the agent ended its turn without signalling done, asking: \
+        "the agent ended its turn asking: \
          Which database should I use?\n  1. PostgreSQL\n  2. SQLite\n  3. Skip"
+    );
+    assert!(w.on_tick(at_ms(2_000), &t).is_empty());
+    // Working again clears it; after an ack, the same menu does not raise again.
+    w.on_hook(Hook::Working, at_ms(3_000), &t);
+    assert!(w.flags().is_empty());
+    w.ack(at_ms(3_100));
+    assert!(
+        w.on_hook(Hook::TurnEnded(last.into()), at_ms(3_200), &t)
+            .is_empty()
     );
     // A summary keeps the plain evidence.
     let mut w = Watch::new(at_ms(0), true);

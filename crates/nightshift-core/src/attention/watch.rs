@@ -50,6 +50,18 @@ struct PendingTool {
     since: Timestamp,
 }
 
+/// A plain numbered menu ending a turn's last words: its question and options, cut.
+fn menu_in(last_words: &str) -> Option<String> {
+    let words: Vec<&str> = last_words
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut menu = plain_menu(&words)?;
+    truncate(&mut menu, 400);
+    Some(menu)
+}
+
 /// Looks for a pending tool's dialog come every `tool_window` for this long, then further
 /// apart, up to [`MAX_LOOK_GAP`]: a long-running tool costs a capture every few seconds.
 const FAST_LOOKS: Duration = Duration::from_secs(2);
@@ -230,11 +242,20 @@ impl Watch {
                     self.raise_from_hook(evidence, now, &mut change);
                 }
             }
-            Hook::TurnEnded(last_words) => {
-                if t.waiting && !self.flags.contains_key(&Signal::Waiting) {
-                    self.turn_ended = Some((now, last_words));
+            Hook::TurnEnded(last_words)
+                if t.waiting && !self.flags.contains_key(&Signal::Waiting) =>
+            {
+                match menu_in(&last_words) {
+                    // A question with options: no done signal races that, so no debounce.
+                    Some(menu) if !self.waiting_acked => {
+                        let evidence = format!("the agent ended its turn asking: {menu}");
+                        self.raise_from_hook(evidence, now, &mut change);
+                    }
+                    Some(_) => {}
+                    None => self.turn_ended = Some((now, last_words)),
                 }
             }
+            Hook::TurnEnded(_) => {}
         }
         change
     }
@@ -295,15 +316,7 @@ impl Watch {
             && !self.waiting_acked
         {
             let mut evidence = "the agent ended its turn without signalling done".to_string();
-            let words: Vec<&str> = last_words
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            if let Some(mut menu) = plain_menu(&words) {
-                truncate(&mut menu, 400);
-                evidence.push_str(&format!(", asking: {menu}"));
-            } else if let Some(last) = last_words.lines().rev().find(|l| !l.trim().is_empty()) {
+            if let Some(last) = last_words.lines().rev().find(|l| !l.trim().is_empty()) {
                 let mut last = last.trim().to_string();
                 truncate(&mut last, 200);
                 evidence.push_str(&format!("; its last words: \"{last}\""));

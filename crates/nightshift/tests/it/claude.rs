@@ -198,6 +198,11 @@ const PROFILE_ALL_BASH: &str = "\n[agents.claude-all]\n\
     trust_worktrees = true\n\
     exit_command = \"/exit\"";
 
+/// A profile without hooks: what nightshift knows comes from the screen alone.
+const PROFILE_NO_HOOKS: &str = "\n[agents.claude-screen]\n\
+    command = [\"claude\", \"--permission-mode=default\", \"--allowedTools=Bash(nightshift done:*)\", \"--\", \"{prompt}\"]\n\
+    trust_worktrees = true";
+
 /// Whether the real CLI can run here: on CI (`CI=true`) it must.
 pub(crate) fn claude_available() -> bool {
     crate::harness::require_cli("claude").is_some()
@@ -208,7 +213,7 @@ pub(crate) fn claude_available() -> bool {
 pub(crate) fn claude_env(api: &FakeApi, trusted: bool) -> Env {
     let mut env = Env::builder()
         .config("keep_worktrees", "\"always\"")
-        .config_tail(&format!("{PROFILE}{PROFILE_ALL_BASH}"))
+        .config_tail(&format!("{PROFILE}{PROFILE_ALL_BASH}{PROFILE_NO_HOOKS}"))
         .build();
     let user_home = env.path("home-user");
     let config_dir = user_home.join(".claude");

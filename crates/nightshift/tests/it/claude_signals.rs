@@ -211,6 +211,41 @@ fn a_plain_numbered_menu_ending_the_turn_is_flagged_with_its_question() {
 }
 
 #[test]
+fn without_hooks_the_screen_flags_a_plain_numbered_menu() {
+    if !claude_available() {
+        return;
+    }
+    let api = FakeApi::start();
+    let env = claude_env(&api, true);
+    let id = "claude-menu-screen";
+    let prompt = format!("Set up the storage.\n{MENU_SCENARIO}\n");
+    env.queue(id, &Task::body(&prompt).front("agent: claude-screen"));
+    let mut menu_at: Option<Timestamp> = None;
+    wait_claude(&env, &api, "the menu on the screen is flagged", || {
+        if menu_at.is_none() && pane_screen_of(&env, id).contains("3. Skip") {
+            menu_at = Some(Timestamp::now());
+        }
+        !flags(&env, id).is_empty()
+    });
+    assert!(
+        hook_events(&env, id).is_empty(),
+        "{:?}",
+        hook_events(&env, id)
+    );
+    let (flagged_at, detail) = first_event(&env, id, "attention").unwrap();
+    assert!(
+        detail.contains("Which database should I use?\n  1. PostgreSQL\n  2. SQLite\n  3. Skip"),
+        "{detail}\n--- pane ---\n{}",
+        pane_screen_of(&env, id)
+    );
+    let shown = menu_at.map(|at| ms(at, flagged_at));
+    eprintln!("[latency] menu (screen only): menu seen -> flag {shown:?} ms");
+    // The input debounce (2 s) after the screen goes still; 3 s is the target, with room for a slow machine.
+    assert!(shown.is_some_and(|ms| ms < 4_000), "{shown:?}");
+    env.run(&["cancel", id]).success();
+}
+
+#[test]
 fn a_finished_run_with_a_numbered_summary_raises_no_flag() {
     if !claude_available() {
         return;

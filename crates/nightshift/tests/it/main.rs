@@ -14,6 +14,7 @@ mod agents;
 mod architecture;
 mod attention;
 mod claude;
+mod claude_limits;
 mod claude_signals;
 mod cli;
 mod clock;

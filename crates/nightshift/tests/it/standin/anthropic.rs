@@ -292,3 +292,71 @@ fn signals_script(body: &Value, first_user: &str) -> Option<(Vec<Value>, &'stati
     }
     None
 }
+
+/// Which wall the stand-in makes Claude Code hit, in [`limited_until`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// The plan's usage limit (the 5-hour window): a 429 whose `anthropic-ratelimit-unified-*`
+    /// headers say "rejected" and when it resets. Claude Code 2.1.332 shows
+    /// `5-hour limit reached · retrying in 13s (1:54pm) · attempt 6/10`.
+    Usage,
+    /// The API's per-minute rate limit: a 429 `rate_limit_error` with `retry-after`. Claude
+    /// Code shows `429 Number of request tokens has exceeded your per-minute rate limit ·
+    /// retrying in 5s · attempt 6/10`.
+    Rate,
+}
+
+/// Claude Code's script, except that every Messages request is refused with `limit` until
+/// `until` (wall clock); then the script goes on where it was.
+pub(crate) fn limited_until(
+    limit: Limit,
+    until: std::time::SystemTime,
+) -> impl Fn(&Request, &Shared) -> Reply + Send + Sync + 'static {
+    move |req, shared| {
+        let refused = req.method == "POST"
+            && req.route() == "/v1/messages"
+            && std::time::SystemTime::now() < until;
+        if refused {
+            limit_reply(limit, until)
+        } else {
+            respond(req, shared)
+        }
+    }
+}
+
+/// The 429 for `limit`, resetting at `until`.
+fn limit_reply(limit: Limit, until: std::time::SystemTime) -> Reply {
+    let reset = jiff::Timestamp::try_from(until).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let wait = until
+        .duration_since(std::time::SystemTime::now())
+        .map_or(1, |d| d.as_secs().max(1));
+    match limit {
+        Limit::Usage => Reply::new(
+            "429 Too Many Requests",
+            "application/json",
+            api_error(
+                "rate_limit_error",
+                "This request would exceed your account's rate limit. Please try again later.",
+            ),
+        )
+        .header("anthropic-ratelimit-unified-status", "rejected")
+        .header(
+            "anthropic-ratelimit-unified-reset",
+            &reset.as_second().to_string(),
+        )
+        .header(
+            "anthropic-ratelimit-unified-representative-claim",
+            "five_hour",
+        ),
+        Limit::Rate => Reply::new(
+            "429 Too Many Requests",
+            "application/json",
+            api_error(
+                "rate_limit_error",
+                "Number of request tokens has exceeded your per-minute rate limit",
+            ),
+        )
+        .header("retry-after", &wait.to_string())
+        .header("anthropic-ratelimit-requests-reset", &reset.to_string()),
+    }
+}

@@ -4,7 +4,7 @@
 //! tool failures from the hooks, and a plain numbered menu ending a turn.
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
@@ -91,8 +91,14 @@ fn a_permission_dialog_is_flagged_within_a_second_not_when_claude_notifies() {
     eprintln!(
         "[latency] permission: PreToolUse -> flag {from_pre} ms; dialog seen -> flag {from_dialog:?} ms"
     );
-    // Claude Code's own notification comes about 6 s after the dialog: well after this.
-    assert!(from_pre < 1_500, "PreToolUse -> flag took {from_pre} ms");
+    // The target: a flag within 1 s of the dialog (first seen by this test's polling, so
+    // measured short rather than long). Claude Code's own notification comes about 6 s
+    // after the dialog.
+    assert!(
+        from_dialog.is_some_and(|ms| ms < 1_000),
+        "dialog seen -> flag took {from_dialog:?} ms"
+    );
+    assert!(from_pre < 3_000, "PreToolUse -> flag took {from_pre} ms");
     let notified = hook_records(&env, id, "Notification");
     if let Some(n) = notified.first() {
         let n_at: Timestamp = n["at"].as_str().unwrap().parse().unwrap();
@@ -147,15 +153,10 @@ fn a_command_that_fails_again_and_again_raises_repeated_error_from_the_hooks() {
     let id = "claude-failing";
     let prompt = format!("Read the notes, then run `nightshift done`.\n{FAILING_SCENARIO}\n");
     env.queue(id, &Task::body(&prompt).front("agent: claude-all"));
-    let start = Instant::now();
     wait_claude(&env, &api, "the repeated error is flagged", || {
         first_event(&env, id, "attention").is_some()
     });
-    let (_, detail) = first_event(&env, id, "attention").unwrap();
-    eprintln!(
-        "[latency] repeated-error: flagged {} ms after queueing",
-        start.elapsed().as_millis()
-    );
+    let (flagged_at, detail) = first_event(&env, id, "attention").unwrap();
     assert_eq!(
         detail,
         "repeated-error: \"Bash: cat: /nonexistent/nightshift-missing.txt: No such file or \
@@ -164,6 +165,12 @@ fn a_command_that_fails_again_and_again_raises_repeated_error_from_the_hooks() {
     // The fifth failure raised it: its hook record is the fifth.
     let failures = hook_records(&env, id, "PostToolUseFailure");
     assert!(failures.len() >= 5, "{failures:?}");
+    let fifth: Timestamp = failures[4]["at"].as_str().unwrap().parse().unwrap();
+    eprintln!(
+        "[latency] repeated-error: fifth PostToolUseFailure -> flag {} ms",
+        ms(fifth, flagged_at)
+    );
+    assert!(fifth <= flagged_at, "flagged before the fifth failure");
     // The hook record keeps the fingerprint, never the command.
     assert!(
         failures.iter().all(|r| r["error"]

@@ -58,7 +58,7 @@ fn a_pending_tool_s_dialog_is_flagged_within_the_window_while_output_flows() {
     assert_eq!(change.raised.len(), 1, "{change:?}");
     let why = evidence(&w, Signal::Waiting);
     assert!(
-        why.starts_with("Bash waits for permission: Do you want to proceed?"),
+        why.starts_with("Bash waits for a person: Do you want to proceed?"),
         "{why}"
     );
     // Redraws and the agent's own (late) notification change nothing; no more looks.

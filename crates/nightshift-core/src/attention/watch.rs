@@ -45,7 +45,7 @@ pub struct Watch {
 struct PendingTool {
     tool: String,
     next_look: Timestamp,
-    /// Until the next look after that.
+    /// The wait from `next_look` to the look after it.
     gap: Duration,
     since: Timestamp,
 }
@@ -62,8 +62,9 @@ fn menu_in(last_words: &str) -> Option<String> {
     Some(menu)
 }
 
-/// Looks for a pending tool's dialog come every `tool_window` for this long, then further
-/// apart, up to [`MAX_LOOK_GAP`]: a long-running tool costs a capture every few seconds.
+/// A pending tool's screen is looked at every `tool_window` for its first [`FAST_LOOKS`],
+/// then twice as far apart each time, up to [`MAX_LOOK_GAP`]: a tool that runs for long
+/// costs a capture every two seconds.
 const FAST_LOOKS: Duration = Duration::from_secs(2);
 const MAX_LOOK_GAP: Duration = Duration::from_secs(2);
 
@@ -124,6 +125,7 @@ impl Watch {
         if t.repeated_error.is_none() {
             return change;
         }
+        self.forget_old_errors(now, t);
         let set = self.error_set.of(&t.error_patterns);
         for line in lines {
             let text = strip_ansi(line);
@@ -141,8 +143,23 @@ impl Watch {
         change
     }
 
-    /// One more sighting of the error `key` (normalised); raises RepeatedError, quoting
-    /// `quoted`, when it has been seen the threshold count of times within the window.
+    /// Drops error sightings older than the repeated-error window.
+    fn forget_old_errors(&mut self, now: Timestamp, t: &Thresholds) {
+        let Some((_, window)) = t.repeated_error else {
+            return;
+        };
+        let cutoff = sub(now, window);
+        self.errors.retain(|_, times| {
+            while times.front().is_some_and(|at| *at < cutoff) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+    }
+
+    /// One more sighting of the error `key` (normalised; old ones forgotten already);
+    /// raises RepeatedError, quoting `quoted`, once it has been seen the threshold count of
+    /// times within the window.
     fn count_error(
         &mut self,
         key: String,
@@ -155,13 +172,6 @@ impl Watch {
             return;
         };
         let count = count.max(1) as usize;
-        let cutoff = sub(now, window);
-        self.errors.retain(|_, times| {
-            while times.front().is_some_and(|at| *at < cutoff) {
-                times.pop_front();
-            }
-            !times.is_empty()
-        });
         let times = self.errors.entry(key).or_default();
         times.push_back(now);
         if times.len() > count {
@@ -196,7 +206,7 @@ impl Watch {
             && !self.flags.contains_key(&Signal::Waiting)
             && let Some(dialog) = question(screen, &t.waiting_patterns)
         {
-            let evidence = format!("{} waits for permission: {dialog}", pending.tool);
+            let evidence = format!("{} waits for a person: {dialog}", pending.tool);
             self.raise_from_hook(evidence, now, &mut change);
             return change;
         }
@@ -233,6 +243,7 @@ impl Watch {
             }
             Hook::ToolFailed(print) => {
                 self.working(now, &mut change);
+                self.forget_old_errors(now, t);
                 self.count_error(print.clone(), &print, now, t, &mut change);
             }
             Hook::NeedsInput(evidence) | Hook::TurnFailed(evidence) => {

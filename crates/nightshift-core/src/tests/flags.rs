@@ -247,7 +247,7 @@ fn a_pending_tool_wakes_the_daemon_to_capture_the_screen_though_output_flows() {
         what: Observation::Screen(" Do you want to proceed?\n ❯ 1. Yes\n   2. No\n".into()),
     });
     assert!(
-        matches!(&raised(&actions)[..], [(Signal::Waiting, e)] if e.starts_with("Bash waits for permission")),
+        matches!(&raised(&actions)[..], [(Signal::Waiting, e)] if e.starts_with("Bash waits for a person")),
         "{actions:?}"
     );
 }

@@ -426,7 +426,7 @@ fn a_permission_prompt_is_flagged_and_answering_it_clears_the_flag() {
     let evidence = flag["evidence"].as_str().unwrap_or_default();
     // PreToolUse with no PostToolUse: the screen was read for the dialog at once.
     assert!(
-        evidence.starts_with("Bash waits for permission: Do you want to proceed?"),
+        evidence.starts_with("Bash waits for a person: Do you want to proceed?"),
         "the flag did not come from the pending tool's screen: {flag:#}\n--- pane ---\n{}",
         pane_screen_of(&env, id)
     );

@@ -81,7 +81,7 @@ fn a_permission_dialog_is_flagged_within_a_second_not_when_claude_notifies() {
     });
     let (flagged_at, detail) = first_event(&env, id, "attention").expect("an attention event");
     assert!(
-        detail.starts_with("waiting: Bash waits for permission: Do you want to proceed?"),
+        detail.starts_with("waiting: Bash waits for a person: Do you want to proceed?"),
         "the flag did not come from the pending tool's screen: {detail}"
     );
     let pre = hook_records(&env, id, "PreToolUse");

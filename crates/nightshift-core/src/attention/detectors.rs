@@ -96,6 +96,10 @@ pub(crate) const BENIGN: &[&str] = &[
 pub(crate) const CHROME: &[&str] = &[
     r"(?i)for shortcuts|shift\+tab|auto-accept|bypass permissions|context left|esc to (interrupt|cancel)|\? for help|/help for help",
     r"^[>❯›]\s",
+    // Claude Code under its last message: `✻ Worked for 3s · done 12:36 PM`, the effort
+    // level, tmux advice.
+    r"^[✻✳✶✢✽*·]\s*\w+ for \d+(\.\d+)?\s*[hms]\b",
+    r"(?i)·\s*/effort\s*$|\bfocus-events\b",
 ];
 
 pub(crate) const ANSWERS: &str = r"(?i)^[❯›▸▶➤>●]?\s*1[.)]\s+(yes|no|allow|approve|proceed|continue|accept|ok|always|deny|reject|cancel|stop|wait|trust|don't)\b";
@@ -114,6 +118,13 @@ pub(crate) static MENU_RE: LazyLock<Vec<Regex>> =
 /// Any numbered choice, highlighted or not: `❯ 1. Yes`, `  2. No`.
 pub(crate) static OPTION_RE: LazyLock<Vec<Regex>> =
     LazyLock::new(|| compile(&[r"^[❯›▸▶➤>]?\s*\d+[.)]\s+\S"]));
+/// A numbered option, highlighted or not, with its number.
+pub(crate) static NUMBERED_RE: LazyLock<Vec<Regex>> =
+    LazyLock::new(|| compile(&[r"^[❯›▸▶➤>]?\s*(\d{1,2})[.)]\s+\S"]));
+/// A tool's generic first error line, shared by every failing command.
+pub(crate) static EXIT_CODE_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    compile(&[r"(?i)^(error:\s*)?(exit(ed)?( with)? (code|status)|exit code:?)\s*-?\d+\.?$"])
+});
 pub(crate) static NORM_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     compile(&[
         r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?",
@@ -149,6 +160,25 @@ pub fn normalize(line: &str) -> String {
         };
     }
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The longest error fingerprint kept, in characters.
+pub const MAX_FINGERPRINT: usize = 200;
+
+/// The fingerprint of a failed tool's error text, for counting repeats: its first line that
+/// says something (a bare `Exit code 1`, which every failing command shares, is skipped
+/// when a line follows), normalised and cut to [`MAX_FINGERPRINT`]. `None` for no text.
+pub fn error_fingerprint(error: &str) -> Option<String> {
+    let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next()?;
+    let line = if EXIT_CODE_RE.iter().any(|re| re.is_match(first)) {
+        lines.next().unwrap_or(first)
+    } else {
+        first
+    };
+    let mut print = normalize(line);
+    super::truncate(&mut print, MAX_FINGERPRINT);
+    Some(print)
 }
 
 pub(crate) fn is_error_line(text: &str, patterns: &[Regex]) -> bool {

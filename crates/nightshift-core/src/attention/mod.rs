@@ -11,13 +11,15 @@ mod screen;
 mod signals;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hooks;
 mod watch;
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-pub use detectors::{agent_waiting_patterns, normalize};
+pub use detectors::{MAX_FINGERPRINT, agent_waiting_patterns, error_fingerprint, normalize};
 pub use signals::{Change, Flag, Hook, Signal, Thresholds};
 pub use watch::Watch;
 

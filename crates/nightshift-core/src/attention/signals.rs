@@ -65,8 +65,16 @@ impl Signal {
 pub enum Hook {
     /// It asks a person: a permission prompt, a question dialog, or idling at its prompt.
     NeedsInput(String),
-    /// It works: a prompt was submitted, or a tool is about to run or has run.
+    /// It works: a prompt was submitted, or a tool has run.
     Working,
+    /// A tool (named) is about to run: working, unless a permission dialog stops it. If
+    /// no [`Hook::Working`] follows within [`Thresholds::tool_window`], the screen is read
+    /// for that dialog, well before the agent's own permission notification.
+    ToolRequested(String),
+    /// A tool failed (it worked, then reported this error). The error's fingerprint: one
+    /// normalised line (see [`error_fingerprint`](super::error_fingerprint)), counted
+    /// like an error line of the output for the repeated-error signal.
+    ToolFailed(String),
     /// A turn ended; unless done was signalled, it now waits at its prompt. Its last words.
     TurnEnded(String),
     /// An API error ended the turn.
@@ -93,6 +101,11 @@ pub struct Thresholds {
     pub waiting: bool,
     /// A question counts only once output has been quiet this long (it may still be streaming).
     pub input_debounce: Duration,
+    /// A tool announced by a hook that has not finished after this long may be waiting at a
+    /// permission dialog: the screen is read then (whatever the output does), and again
+    /// while it stays pending. Claude Code 2.1.332 draws its dialog about 170 ms after
+    /// `PreToolUse`; quick tools finish in 30-220 ms, so most never need a look.
+    pub tool_window: Duration,
     /// Lines that look like errors. Benign mentions (`"is_error": false`, `errors: 0`,
     /// `0 errors`, `no errors`) are cut from a line before these are tried.
     pub error_patterns: Vec<Regex>,
@@ -110,6 +123,7 @@ impl Default for Thresholds {
             retrying: Some(Duration::from_secs(5 * 60)),
             waiting: true,
             input_debounce: Duration::from_secs(2),
+            tool_window: Duration::from_millis(300),
             error_patterns: compile(ERROR_PATTERNS),
             waiting_patterns: compile(WAITING_PATTERNS),
         }

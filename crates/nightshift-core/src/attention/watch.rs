@@ -1,13 +1,14 @@
 //! The attention state of one run, fed output, screens, hooks, commits and ticks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use regex::Regex;
 
 use super::detectors::{is_error_line, normalize};
 use super::retrying::{Retrying, Streaking};
-use super::screen::question;
+use super::screen::{plain_menu, question};
 use super::signals::{Change, Flag, Hook, Signal, Thresholds};
 use super::{add, elapsed, strip_ansi, sub, truncate};
 
@@ -30,6 +31,8 @@ pub struct Watch {
     waiting_from_hook: bool,
     /// A hook said the turn ended, and when; becomes Waiting unless done follows.
     turn_ended: Option<(Timestamp, String)>,
+    /// A tool a hook announced that has not finished yet: it may wait for permission.
+    tool_pending: Option<PendingTool>,
     /// Recent times of each normalised error line (at most the threshold count).
     errors: HashMap<String, VecDeque<Timestamp>>,
     flags: BTreeMap<Signal, Flag>,
@@ -38,6 +41,35 @@ pub struct Watch {
     /// The agent CLI's current streak of API retries.
     retrying: Retrying,
 }
+
+/// A tool announced by a hook (`PreToolUse`) with no result yet, and when to look at the
+/// screen for its permission dialog.
+#[derive(Debug, Clone)]
+struct PendingTool {
+    tool: String,
+    next_look: Timestamp,
+    /// The wait from `next_look` to the look after it.
+    gap: Duration,
+    since: Timestamp,
+}
+
+/// A plain numbered menu ending a turn's last words: its question and options, cut.
+fn menu_in(last_words: &str) -> Option<String> {
+    let words: Vec<&str> = last_words
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut menu = plain_menu(&words)?;
+    truncate(&mut menu, 400);
+    Some(menu)
+}
+
+/// A pending tool's screen is looked at every `tool_window` for its first [`FAST_LOOKS`],
+/// then twice as far apart each time, up to [`MAX_LOOK_GAP`]: a tool that runs for long
+/// costs a capture every two seconds.
+const FAST_LOOKS: Duration = Duration::from_secs(2);
+const MAX_LOOK_GAP: Duration = Duration::from_secs(2);
 
 /// A [`RegexSet`](regex::RegexSet) of the error patterns, rebuilt when they change.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +106,7 @@ impl Watch {
             waiting_acked: false,
             waiting_from_hook: false,
             turn_ended: None,
+            tool_pending: None,
             errors: HashMap::new(),
             error_set: ErrorSet::default(),
             flags: BTreeMap::new(),
@@ -96,18 +129,11 @@ impl Watch {
         if t.retrying.is_some() {
             self.retrying.on_lines(lines, now);
         }
-        let Some((count, window)) = t.repeated_error else {
+        if t.repeated_error.is_none() {
             return change;
-        };
-        let count = count.max(1) as usize;
+        }
+        self.forget_old_errors(now, t);
         let set = self.error_set.of(&t.error_patterns);
-        let cutoff = sub(now, window);
-        self.errors.retain(|_, times| {
-            while times.front().is_some_and(|at| *at < cutoff) {
-                times.pop_front();
-            }
-            !times.is_empty()
-        });
         for line in lines {
             let text = strip_ansi(line);
             let text = text.trim();
@@ -119,30 +145,79 @@ impl Watch {
             }
             let mut key = normalize(text);
             truncate(&mut key, 500);
-            let times = self.errors.entry(key).or_default();
-            times.push_back(now);
-            if times.len() > count {
-                times.pop_front();
-            }
-            let seen = times.len();
-            if seen >= count && !self.flags.contains_key(&Signal::RepeatedError) {
-                let mut quoted = text.to_string();
-                truncate(&mut quoted, 200);
-                let evidence = format!(
-                    "\"{quoted}\" seen {seen} times in {}",
-                    crate::duration::format(window)
-                );
-                self.raise(Signal::RepeatedError, now, evidence, &mut change);
-            }
+            self.count_error(key, text, now, t, &mut change);
         }
         change
     }
 
+    /// Drops error sightings older than the repeated-error window.
+    fn forget_old_errors(&mut self, now: Timestamp, t: &Thresholds) {
+        let Some((_, window)) = t.repeated_error else {
+            return;
+        };
+        let cutoff = sub(now, window);
+        self.errors.retain(|_, times| {
+            while times.front().is_some_and(|at| *at < cutoff) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+    }
+
+    /// One more sighting of the error `key` (normalised; old ones forgotten already);
+    /// raises RepeatedError, quoting `quoted`, once it has been seen the threshold count of
+    /// times within the window.
+    fn count_error(
+        &mut self,
+        key: String,
+        quoted: &str,
+        now: Timestamp,
+        t: &Thresholds,
+        change: &mut Change,
+    ) {
+        let Some((count, window)) = t.repeated_error else {
+            return;
+        };
+        let count = count.max(1) as usize;
+        let times = self.errors.entry(key).or_default();
+        times.push_back(now);
+        if times.len() > count {
+            times.pop_front();
+        }
+        let seen = times.len();
+        if seen >= count && !self.flags.contains_key(&Signal::RepeatedError) {
+            let mut quoted = quoted.to_string();
+            truncate(&mut quoted, 200);
+            let evidence = format!(
+                "\"{quoted}\" seen {seen} times in {}",
+                crate::duration::format(window)
+            );
+            self.raise(Signal::RepeatedError, now, evidence, change);
+        }
+    }
+
     /// The visible screen after output has been quiet for `input_debounce`: raises Waiting
     /// when its last lines ask something, clears it when they no longer do.
+    ///
+    /// While a tool announced by a hook is pending (past `tool_window`), the screen is read
+    /// whatever the output does: a permission dialog found then raises Waiting at once, and
+    /// only the tool finishing (or an ack) clears it. A tool that simply runs shows no dialog.
     pub fn on_screen(&mut self, screen: &str, now: Timestamp, t: &Thresholds) -> Change {
         let mut change = Change::default();
-        if !t.waiting || now < add(self.last_output, t.input_debounce) {
+        if !t.waiting {
+            return change;
+        }
+        if let Some(pending) = &self.tool_pending
+            && add(pending.since, t.tool_window) <= now
+            && !self.waiting_acked
+            && !self.flags.contains_key(&Signal::Waiting)
+            && let Some(dialog) = question(screen, &t.waiting_patterns)
+        {
+            let evidence = format!("{} waits for a person: {dialog}", pending.tool);
+            self.raise_from_hook(evidence, now, &mut change);
+            return change;
+        }
+        if now < add(self.last_output, t.input_debounce) {
             return change;
         }
         self.screen_checked = true;
@@ -160,14 +235,23 @@ impl Watch {
     /// An event from the agent's hooks.
     pub fn on_hook(&mut self, hook: Hook, now: Timestamp, t: &Thresholds) -> Change {
         let mut change = Change::default();
+        // Any event but a new tool's ends the pending one (its result, or the turn).
+        self.tool_pending = None;
         match hook {
-            Hook::Working => {
-                self.active(now);
-                self.retrying.reset(now);
-                self.turn_ended = None;
-                self.waiting_acked = false;
-                self.clear(Signal::Waiting, &mut change);
-                self.clear(Signal::Silence, &mut change);
+            Hook::Working => self.working(now, &mut change),
+            Hook::ToolRequested(tool) => {
+                self.working(now, &mut change);
+                self.tool_pending = Some(PendingTool {
+                    tool,
+                    next_look: add(now, t.tool_window),
+                    gap: t.tool_window,
+                    since: now,
+                });
+            }
+            Hook::ToolFailed(print) => {
+                self.working(now, &mut change);
+                self.forget_old_errors(now, t);
+                self.count_error(print.clone(), &print, now, t, &mut change);
             }
             Hook::NeedsInput(evidence) | Hook::TurnFailed(evidence) => {
                 self.turn_ended = None;
@@ -176,11 +260,20 @@ impl Watch {
                     self.raise_from_hook(evidence, now, &mut change);
                 }
             }
-            Hook::TurnEnded(last_words) => {
-                if t.waiting && !self.flags.contains_key(&Signal::Waiting) {
-                    self.turn_ended = Some((now, last_words));
+            Hook::TurnEnded(last_words)
+                if t.waiting && !self.flags.contains_key(&Signal::Waiting) =>
+            {
+                match menu_in(&last_words) {
+                    // A question with options: no done signal races that, so no debounce.
+                    Some(menu) if !self.waiting_acked => {
+                        let evidence = format!("the agent ended its turn asking: {menu}");
+                        self.raise_from_hook(evidence, now, &mut change);
+                    }
+                    Some(_) => {}
+                    None => self.turn_ended = Some((now, last_words)),
                 }
             }
+            Hook::TurnEnded(_) => {}
         }
         change
     }
@@ -192,6 +285,16 @@ impl Watch {
             self.raise(signal, now, evidence, &mut change);
         }
         change
+    }
+
+    /// The agent works again: clears Waiting and Silence.
+    fn working(&mut self, now: Timestamp, change: &mut Change) {
+        self.active(now);
+        self.retrying.reset(now);
+        self.turn_ended = None;
+        self.waiting_acked = false;
+        self.clear(Signal::Waiting, change);
+        self.clear(Signal::Silence, change);
     }
 
     pub fn has(&self, signal: Signal) -> bool {
@@ -304,6 +407,7 @@ impl Watch {
         self.waiting_acked = true;
         self.waiting_from_hook = false;
         self.turn_ended = None;
+        self.tool_pending = None;
         change
     }
 
@@ -341,15 +445,26 @@ impl Watch {
         let retrying = self
             .retrying
             .next_wake(t.retrying, self.flags.contains_key(&Signal::Retrying));
-        [silence, commits, screen, turn, retrying]
+        [silence, commits, screen, turn, retrying, self.tool_look(t)]
             .into_iter()
             .flatten()
             .min()
     }
 
+    /// When a pending tool's screen is next due for a look at, if one is.
+    fn tool_look(&self, t: &Thresholds) -> Option<Timestamp> {
+        let pending = self.tool_pending.as_ref()?;
+        let looking =
+            t.waiting && !self.waiting_acked && !self.flags.contains_key(&Signal::Waiting);
+        looking.then_some(pending.next_look)
+    }
+
     /// Whether a screen capture is due now: quiet for `input_debounce`, not yet read.
+    /// Or a tool is pending and its next look is due.
     pub fn screen_due(&self, now: Timestamp, t: &Thresholds) -> bool {
-        t.waiting && !self.screen_checked && add(self.last_output, t.input_debounce) <= now
+        let quiet = !self.screen_checked && add(self.last_output, t.input_debounce) <= now;
+        let tool = self.tool_look(t).is_some_and(|at| at <= now);
+        t.waiting && (quiet || tool)
     }
 
     /// Like `screen_due`, and counts the capture as made, so it is asked for once per quiet
@@ -357,7 +472,18 @@ impl Watch {
     pub fn take_screen_due(&mut self, now: Timestamp, t: &Thresholds) -> bool {
         let due = self.screen_due(now, t);
         if due {
-            self.screen_checked = true;
+            if add(self.last_output, t.input_debounce) <= now {
+                self.screen_checked = true;
+            }
+            if let Some(pending) = &mut self.tool_pending
+                && pending.next_look <= now
+            {
+                // Every window at first (the dialog may be slow to draw), then further apart.
+                if add(pending.since, FAST_LOOKS) <= now {
+                    pending.gap = (pending.gap * 2).min(MAX_LOOK_GAP);
+                }
+                pending.next_look = add(now, pending.gap);
+            }
         }
         due
     }

@@ -80,7 +80,7 @@ const RATE: &[&str] = &[
 ];
 
 /// What a CLI puts before its own lines: blanks, bullets, box edges, menu markers.
-const LEAD: &str = r"[\s●■✕✻⎿│•◦⏺❯›>*·∙-]*";
+const LEAD: &str = r"[\s●■✕✻⎿│•◦⏺❯›>*·∙░▒▓█⠀-⣿-]*";
 
 fn compile(patterns: &[&str]) -> Option<RegexSet> {
     RegexSet::new(patterns.iter().map(|p| p.replace("{LEAD}", LEAD))).ok()

@@ -57,6 +57,7 @@ impl State {
             not_a_repo: false,
             prompt_lines: completion::prompt_lines(&task.prompt),
             limited: None,
+            last_limit: None,
             counted_attempts: counted,
             attempt,
             task,

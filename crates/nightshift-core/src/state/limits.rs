@@ -8,6 +8,9 @@ use crate::action::Action;
 use crate::attention::add;
 use crate::limits::LimitSeen;
 
+/// How many non-empty lines at the bottom of a screen may report a limit.
+const SCREEN_TAIL: usize = 12;
+
 /// A run waiting out a limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limited {
@@ -53,6 +56,32 @@ impl State {
         }
     }
 
+    /// Like [`State::look_for_limit`], over the screen's last lines. A screen keeps what it
+    /// showed: the limit this run last hit, still on it after the agent went on, is old.
+    pub(crate) fn look_for_limit_on_screen(
+        &mut self,
+        id: &str,
+        screen: &str,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let Some(run) = self.running.get(id) else {
+            return false;
+        };
+        if run.limited.is_some() || !self.settings.limits.enabled {
+            return run.limited.is_some();
+        }
+        let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(SCREEN_TAIL)..].join("\n");
+        let seen = crate::limits::recognise(&tail, now, &self.settings.time_zone);
+        match seen {
+            Some(seen) if run.last_limit.as_ref() != Some(&seen.evidence) => {
+                self.look_for_limit(id, [tail.as_str()], now, actions)
+            }
+            _ => false,
+        }
+    }
+
     fn limit_run(&mut self, id: &str, seen: &LimitSeen, now: Timestamp, actions: &mut Vec<Action>) {
         let Some(task) = self.running.get(id).map(|r| r.task.clone()) else {
             return;
@@ -71,6 +100,7 @@ impl State {
                 Some(l) if held.changed && l.until != held.until => l.until = held.until,
                 Some(_) => continue,
                 None if newly => {
+                    run.last_limit = Some(seen.evidence.clone());
                     run.limited = Some(Limited {
                         since: now,
                         until: held.until,

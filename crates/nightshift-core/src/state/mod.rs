@@ -71,6 +71,8 @@ pub struct Run {
     pub(crate) prompt_lines: HashSet<String>,
     /// Waiting out a usage or rate limit: its attention signals rest until it continues.
     pub limited: Option<Limited>,
+    /// The line of the last limit it hit: a screen that still shows it says nothing new.
+    pub(crate) last_limit: Option<String>,
 }
 
 /// A session kept open for the grace period after its task finished.
@@ -324,17 +326,26 @@ impl State {
                     what,
                     Observation::Commit
                         | Observation::Hook(
-                            attention::Hook::Working | attention::Hook::NeedsInput(_)
+                            attention::Hook::Working
+                                | attention::Hook::ToolRequested(_)
+                                | attention::Hook::ToolFailed(_)
+                                | attention::Hook::NeedsInput(_)
                         )
                 ) {
                     self.progressed(&id, now, &mut actions);
                 }
-                // Only the CLI's own error report (its words are not the model's).
-                let said = match &what {
-                    Observation::Hook(attention::Hook::TurnFailed(text)) => Some(text.as_str()),
-                    _ => None,
+                // The CLI's own error report (a hook's words are the model's otherwise), and
+                // the screen's last lines: some CLIs draw their error line with cursor moves
+                // only, so it never arrives as a line of output.
+                let limited = match &what {
+                    Observation::Hook(attention::Hook::TurnFailed(text)) => {
+                        self.look_for_limit(&id, [text.as_str()], now, &mut actions)
+                    }
+                    Observation::Screen(screen) => {
+                        self.look_for_limit_on_screen(&id, screen, now, &mut actions)
+                    }
+                    _ => self.look_for_limit(&id, [], now, &mut actions),
                 };
-                let limited = self.look_for_limit(&id, said, now, &mut actions);
                 if let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) {
                     // A limited agent is quiet, shows the limit and ends its turn: that is
                     // one cause, told once for its profile.

@@ -221,3 +221,33 @@ fn the_agent_profile_changes_attention_and_the_task_changes_it_again() {
     });
     assert_eq!(raised(&actions).len(), 1, "{actions:?}");
 }
+
+#[test]
+fn a_pending_tool_wakes_the_daemon_to_capture_the_screen_though_output_flows() {
+    let mut h = Harness::with(attentive(1));
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    let t0 = h.now;
+    h.hook("a", Hook::ToolRequested("Bash".into()));
+    let window = Duration::from_millis(300);
+    assert_eq!(h.state.next_wake(), Some(t0 + window));
+    h.advance(Duration::from_millis(200));
+    h.output("a", &["✻ Effecting…"]);
+    h.now = t0 + window;
+    let actions = h.step_all(Event::Tick);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::CaptureScreen { id, .. } if id == "a")),
+        "{actions:?}"
+    );
+    let actions = h.step_all(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Screen(" Do you want to proceed?\n ❯ 1. Yes\n   2. No\n".into()),
+    });
+    assert!(
+        matches!(&raised(&actions)[..], [(Signal::Waiting, e)] if e.starts_with("Bash waits for a person")),
+        "{actions:?}"
+    );
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::run::{self, RunDir};
 use crate::tmux::shell_quote;
-use nightshift_core::attention::Hook;
+use nightshift_core::attention::{self, Hook};
 
 /// Whose hook vocabulary an event is in. Other agents' events are translated into Claude
 /// Code's (the first and richest) before they are recorded, so the daemon reads one kind.
@@ -74,6 +74,10 @@ pub struct HookRecord {
     pub tool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<String>,
+    /// A failed tool's error, as a bounded fingerprint (one normalised line, see
+    /// [`attention::error_fingerprint`]), for the repeated-error signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The agent's own session, as its SessionStart hook reported it (for resuming).
@@ -98,8 +102,15 @@ impl HookRecord {
             "Stop" => field("last_assistant_message"),
             _ => None,
         };
+        // An interrupt (Esc) is a person's doing, not the tool's error.
+        let interrupted = input.get("is_interrupt").and_then(Value::as_bool) == Some(true);
+        let error = (event == "PostToolUseFailure" && !interrupted)
+            .then(|| input.get("error").and_then(Value::as_str))
+            .flatten()
+            .and_then(attention::error_fingerprint);
         Some(HookRecord {
             at,
+            error,
             session_id: field("session_id"),
             notification_type: field("notification_type"),
             text,
@@ -113,9 +124,17 @@ impl HookRecord {
     pub fn observation(&self) -> Option<Hook> {
         let text = self.text.clone().unwrap_or_default();
         match self.event.as_str() {
-            "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "PostToolUseFailure" => {
-                Some(Hook::Working)
-            }
+            "PreToolUse" => Some(Hook::ToolRequested(
+                self.tool.clone().unwrap_or_else(|| "a tool".into()),
+            )),
+            "PostToolUseFailure" => Some(match &self.error {
+                Some(print) => Hook::ToolFailed(match &self.tool {
+                    Some(tool) => format!("{tool}: {print}"),
+                    None => print.clone(),
+                }),
+                None => Hook::Working,
+            }),
+            "UserPromptSubmit" | "PostToolUse" => Some(Hook::Working),
             "Notification" => {
                 let kind = self.notification_type.as_deref().unwrap_or_default();
                 if NEEDS_INPUT.contains(&kind) {
@@ -255,10 +274,15 @@ mod tests {
                 "Claude Code: Claude needs your permission to use Bash (permission_prompt)".into()
             ))
         );
-        for event in ["UserPromptSubmit", "PreToolUse", "PostToolUse"] {
+        for (event, hook) in [
+            ("UserPromptSubmit", Hook::Working),
+            ("PreToolUse", Hook::ToolRequested("Bash".into())),
+            ("PostToolUse", Hook::Working),
+            ("PostToolUseFailure", Hook::Working),
+        ] {
             let r = rec(json!({ "hook_event_name": event, "tool_name": "Bash",
                                 "tool_input": { "command": "echo secret" } }));
-            assert_eq!(r.observation(), Some(Hook::Working));
+            assert_eq!(r.observation(), Some(hook));
             // Tool inputs are never kept.
             assert!(!serde_json::to_string(&r).unwrap().contains("secret"));
         }
@@ -301,6 +325,38 @@ mod tests {
         for event in EVENTS {
             assert!(s["hooks"][event].is_array(), "{event}");
         }
+    }
+
+    #[test]
+    fn a_failed_tool_keeps_a_fingerprint_of_its_error_never_its_input() {
+        let failed = rec(json!({
+            "hook_event_name": "PostToolUseFailure", "tool_name": "Bash",
+            "tool_input": { "command": "cat /srv/secret-token-123/x.txt" },
+            "error": format!("Exit code 1\ncat: /tmp/abc/x.txt: No such file or directory 42\n{}",
+                             "more ".repeat(1000)),
+            "is_interrupt": false
+        }));
+        let print = "cat: <tmp>/x.txt: No such file or directory N";
+        assert_eq!(failed.error.as_deref(), Some(print));
+        assert_eq!(
+            failed.observation(),
+            Some(Hook::ToolFailed(format!("Bash: {print}")))
+        );
+        let line = serde_json::to_string(&failed).unwrap();
+        assert!(!line.contains("secret") && !line.contains("more"), "{line}");
+        // Esc is not an error of the tool's.
+        let interrupted = rec(json!({
+            "hook_event_name": "PostToolUseFailure", "tool_name": "Bash",
+            "error": "Interrupted by user", "is_interrupt": true
+        }));
+        assert_eq!(interrupted.error, None);
+        assert_eq!(interrupted.observation(), Some(Hook::Working));
+        let long = rec(json!({ "hook_event_name": "PostToolUseFailure",
+                               "error": "y".repeat(10_000) }));
+        assert_eq!(
+            long.error.map(|e| e.chars().count()),
+            Some(attention::MAX_FINGERPRINT + 1)
+        );
     }
 
     #[test]

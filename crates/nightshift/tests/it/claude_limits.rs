@@ -1,7 +1,8 @@
 //! Usage limits with the real Claude Code: the stand-in API refuses with Anthropic's
 //! usage-limit answer (429 and the `anthropic-ratelimit-unified-*` headers) until a given
 //! time. nightshift sees Claude's "5-hour limit reached" line, marks the task limited, holds
-//! new Claude tasks, tells a person once, and at the reset has the agent continue.
+//! new Claude tasks, tells a person once, and at the reset has the agent continue. A short
+//! rate limit that Claude Code gets through by itself raises nothing.
 
 use std::fs;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,30 +11,13 @@ use serde_json::{Value, json};
 
 use crate::claude::{claude_available, claude_env_with, events, pane_screen_of, wait_claude};
 use crate::harness::{Task, toml_str};
-use crate::standin::{FakeApi, Reply, anthropic};
+use crate::standin::anthropic::{self, Limit, limited_until};
+use crate::standin::{FakeApi, Reply};
 
 fn epoch_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Anthropic's answer to a plan over its 5-hour limit, resetting at `reset` (epoch seconds).
-fn usage_limit_reply(reset: u64) -> Reply {
-    let body = json!({
-        "type": "error",
-        "error": { "type": "rate_limit_error", "message": "usage limit reached" },
-    });
-    let reset = reset.to_string();
-    Reply::json("429 Too Many Requests", &body)
-        .header("anthropic-ratelimit-unified-status", "rejected")
-        .header("anthropic-ratelimit-unified-reset", &reset)
-        .header(
-            "anthropic-ratelimit-unified-representative-claim",
-            "five_hour",
-        )
-        .header("anthropic-ratelimit-unified-5h-status", "rejected")
-        .header("anthropic-ratelimit-unified-5h-reset", &reset)
 }
 
 #[test]
@@ -44,13 +28,8 @@ fn a_usage_limit_holds_claude_tasks_and_the_agent_continues_at_the_reset() {
     // Refused until the reset, then the usual script (run `nightshift done`). Claude shows
     // the reset to the minute, so it is on a minute, at least 15 s away.
     let reset_at = (epoch_now() + 15).div_ceil(60) * 60;
-    let api = FakeApi::with_script(move |req, shared| {
-        if epoch_now() < reset_at && req.route() == "/v1/messages" {
-            usage_limit_reply(reset_at)
-        } else {
-            anthropic::respond(req, shared)
-        }
-    });
+    let until = UNIX_EPOCH + Duration::from_secs(reset_at);
+    let api = FakeApi::with_script(limited_until(Limit::Usage, until));
     let notes = tempfile::NamedTempFile::new().unwrap();
     let record = format!(
         "printf '%s|%s\\n' \"$NIGHTSHIFT_NOTIFY_EVENT\" \"$NIGHTSHIFT_NOTIFY_TITLE\" >> {}",
@@ -186,4 +165,46 @@ fn claude_retrying_its_api_is_flagged_though_its_screen_keeps_changing() {
     // Not a limit: nothing is held.
     assert!(!env.run_dir(id, 1).join("limited.json").exists());
     env.run(&["cancel", id]).success();
+}
+
+/// The pane's line that reports Claude Code's retries, if it shows one.
+fn retry_line(screen: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|l| l.contains("retrying in") && l.contains("attempt"))
+        .map(|l| l.trim().to_string())
+}
+
+#[test]
+fn a_short_rate_limit_is_retried_by_claude_code_and_raises_no_flag() {
+    if !claude_available() {
+        return;
+    }
+    let until = SystemTime::now() + Duration::from_secs(8);
+    let api = FakeApi::with_script(limited_until(Limit::Rate, until));
+    let env = claude_env_with(&api, true, "");
+    let id = "claude-rate-limited";
+    env.queue(
+        id,
+        &Task::body("Run `nightshift done`.\n").front("agent: claude"),
+    );
+    // Claude Code waits as `retry-after` says, counting down `API error · retrying in 5s ·
+    // attempt 1/10`; later attempts (a limit that outlasts `retry-after`) say `429 Number
+    // of request tokens has exceeded your per-minute rate limit · retrying in 5s · …`.
+    let mut seen: Vec<String> = Vec::new();
+    wait_claude(&env, &api, "the task is done after the rate limit", || {
+        if let Some(line) = retry_line(&pane_screen_of(&env, id))
+            && !seen.contains(&line)
+        {
+            seen.push(line);
+        }
+        env.task_path("done", id).is_file()
+    });
+    eprintln!("[limits] rate limit on screen: {seen:#?}");
+    assert!(
+        seen.first()
+            .is_some_and(|l| l.contains("API error") && l.ends_with("attempt 1/10")),
+        "{seen:#?}"
+    );
+    assert_eq!(events(&env, id, "attention"), Vec::<String>::new());
 }

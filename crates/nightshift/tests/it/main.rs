@@ -15,6 +15,7 @@ mod architecture;
 mod attention;
 mod claude;
 mod claude_limits;
+mod claude_signals;
 mod cli;
 mod clock;
 mod completion;

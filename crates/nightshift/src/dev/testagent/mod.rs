@@ -380,7 +380,8 @@ fn signal_done(fail: bool, summary: Option<&str>) -> Result<(), String> {
 }
 
 /// `@hook Notification permission_prompt MESSAGE`, `@hook Stop LAST WORDS`,
-/// `@hook StopFailure ERROR`, `@hook PreToolUse`: the JSON Claude Code would send.
+/// `@hook StopFailure ERROR`, `@hook PostToolUseFailure ERROR`, `@hook PreToolUse`: the
+/// JSON Claude Code would send.
 fn hook_input(event: &str, rest: &str) -> serde_json::Value {
     let mut input = serde_json::json!({
         "hook_event_name": event,
@@ -395,6 +396,10 @@ fn hook_input(event: &str, rest: &str) -> serde_json::Value {
         }
         "Stop" => input["last_assistant_message"] = rest.into(),
         "StopFailure" => input["error"] = rest.into(),
+        "PostToolUseFailure" => {
+            input["tool_name"] = "Bash".into();
+            input["error"] = rest.into();
+        }
         _ => input["tool_name"] = "Bash".into(),
     }
     input

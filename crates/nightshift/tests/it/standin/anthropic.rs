@@ -94,6 +94,9 @@ fn script(body: &Value) -> (Vec<Value>, &'static str) {
         );
     }
     let first_user = body["messages"][0].to_string();
+    if let Some(reply) = signals_script(body, &first_user) {
+        return reply;
+    }
     if first_user.contains(VERIFY_SCENARIO) {
         return verify_script(body);
     }
@@ -218,4 +221,142 @@ fn sse(id: &str, model: &str, content: &[Value], stop_reason: &str) -> String {
     );
     event("message_stop", json!({ "type": "message_stop" }));
     out
+}
+
+/// In a prompt: run a command that takes [`SLOW_SECONDS`] (allowed), then signal done.
+pub(crate) const SLOW_SCENARIO: &str = "nightshift-scenario: slow-tool";
+pub(crate) const SLOW_SECONDS: u64 = 5;
+/// In a prompt: run [`FAILING_COMMAND`] [`FAILING_TIMES`] times, then signal done.
+pub(crate) const FAILING_SCENARIO: &str = "nightshift-scenario: failing";
+pub(crate) const FAILING_COMMAND: &str = "cat /nonexistent/nightshift-missing.txt";
+pub(crate) const FAILING_TIMES: usize = 6;
+/// In a prompt: end the turn with [`MENU_TEXT`]; once answered, signal done.
+pub(crate) const MENU_SCENARIO: &str = "nightshift-scenario: menu";
+pub(crate) const MENU_TEXT: &str =
+    "Which database should I use?\n1. PostgreSQL\n2. SQLite\n3. Skip";
+/// In a prompt: say what was done as a numbered list, and signal done in the same answer.
+pub(crate) const SUMMARY_SCENARIO: &str = "nightshift-scenario: summary";
+pub(crate) const SUMMARY_TEXT: &str = "I did:\n1. Fixed the parser\n2. Added tests";
+
+/// The scenarios for the attention signals; `None` for a prompt that holds none of them.
+fn signals_script(body: &Value, first_user: &str) -> Option<(Vec<Value>, &'static str)> {
+    let bash = |id: String, command: &str| {
+        json!({
+            "type": "tool_use",
+            "id": id,
+            "name": "Bash",
+            "input": { "command": command, "description": "Work on the task" },
+        })
+    };
+    let done = || bash(TOOL_USE_ID.into(), DONE_COMMAND);
+    if first_user.contains(SLOW_SCENARIO) {
+        let id = "toolu_nightshift_fake_slow";
+        let next = if has_tool_result(body, id) {
+            done()
+        } else {
+            bash(id.into(), &format!("sleep {SLOW_SECONDS}"))
+        };
+        return Some((vec![next], "tool_use"));
+    }
+    if first_user.contains(FAILING_SCENARIO) {
+        let failed = (0..FAILING_TIMES)
+            .filter(|n| has_tool_result(body, &format!("toolu_nightshift_fake_fail_{n}")))
+            .count();
+        let next = if failed < FAILING_TIMES {
+            bash(
+                format!("toolu_nightshift_fake_fail_{failed}"),
+                FAILING_COMMAND,
+            )
+        } else {
+            done()
+        };
+        return Some((vec![next], "tool_use"));
+    }
+    if first_user.contains(MENU_SCENARIO) {
+        let asked =
+            body["messages"].as_array().into_iter().flatten().any(|m| {
+                m["role"] == "assistant" && m["content"].to_string().contains("PostgreSQL")
+            });
+        return Some(if asked {
+            (vec![done()], "tool_use")
+        } else {
+            (
+                vec![json!({ "type": "text", "text": MENU_TEXT })],
+                "end_turn",
+            )
+        });
+    }
+    if first_user.contains(SUMMARY_SCENARIO) {
+        let text = json!({ "type": "text", "text": SUMMARY_TEXT });
+        return Some((vec![text, done()], "tool_use"));
+    }
+    None
+}
+
+/// Which wall the stand-in makes Claude Code hit, in [`limited_until`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// The plan's usage limit (the 5-hour window): a 429 whose `anthropic-ratelimit-unified-*`
+    /// headers say "rejected" and when it resets. Claude Code 2.1.332 shows
+    /// `5-hour limit reached · retrying in 13s (1:54pm) · attempt 6/10`.
+    Usage,
+    /// The API's per-minute rate limit: a 429 `rate_limit_error` with `retry-after`. Claude
+    /// Code shows `429 Number of request tokens has exceeded your per-minute rate limit ·
+    /// retrying in 5s · attempt 6/10`.
+    Rate,
+}
+
+/// Claude Code's script, except that every Messages request is refused with `limit` until
+/// `until` (wall clock); then the script goes on where it was.
+pub(crate) fn limited_until(
+    limit: Limit,
+    until: std::time::SystemTime,
+) -> impl Fn(&Request, &Shared) -> Reply + Send + Sync + 'static {
+    move |req, shared| {
+        let refused = req.method == "POST"
+            && req.route() == "/v1/messages"
+            && std::time::SystemTime::now() < until;
+        if refused {
+            limit_reply(limit, until)
+        } else {
+            respond(req, shared)
+        }
+    }
+}
+
+/// The 429 for `limit`, resetting at `until`.
+fn limit_reply(limit: Limit, until: std::time::SystemTime) -> Reply {
+    let reset = jiff::Timestamp::try_from(until).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let wait = until
+        .duration_since(std::time::SystemTime::now())
+        .map_or(1, |d| d.as_secs().max(1));
+    match limit {
+        Limit::Usage => Reply::new(
+            "429 Too Many Requests",
+            "application/json",
+            api_error(
+                "rate_limit_error",
+                "This request would exceed your account's rate limit. Please try again later.",
+            ),
+        )
+        .header("anthropic-ratelimit-unified-status", "rejected")
+        .header(
+            "anthropic-ratelimit-unified-reset",
+            &reset.as_second().to_string(),
+        )
+        .header(
+            "anthropic-ratelimit-unified-representative-claim",
+            "five_hour",
+        ),
+        Limit::Rate => Reply::new(
+            "429 Too Many Requests",
+            "application/json",
+            api_error(
+                "rate_limit_error",
+                "Number of request tokens has exceeded your per-minute rate limit",
+            ),
+        )
+        .header("retry-after", &wait.to_string())
+        .header("anthropic-ratelimit-requests-reset", &reset.to_string()),
+    }
 }

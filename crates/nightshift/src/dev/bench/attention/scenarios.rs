@@ -100,6 +100,23 @@ pub(super) fn scenarios() -> Vec<Scenario> {
     }
     retrying.push("@hang".into());
 
+    // A long tool: pending all along, its output flowing, never a dialog.
+    let mut long_tool = vec!["@hook PreToolUse".to_string()];
+    for i in 1..=8 {
+        long_tool.push(format!("@say running test {i} of 8"));
+        long_tool.push("@sleep 500ms".into());
+    }
+    long_tool.extend(lines(&["@hook PostToolUse", "@done"]));
+
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        failures.push("@hook PreToolUse".to_string());
+        failures
+            .push("@hook PostToolUseFailure cat: /srv/notes.txt: No such file or directory".into());
+        failures.push("@sleep 100ms".into());
+    }
+    failures.push("@done".into());
+
     vec![
         Scenario {
             id: "pos-retrying",
@@ -147,6 +164,39 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                 "@hook Stop I refactored the parser. Shall I also port the tests?",
                 "@hang",
             ]),
+        },
+        Scenario {
+            id: "pos-hook-dialog",
+            what: "hook: a tool stays pending under a permission dialog, no notification",
+            off: &["no_commits", "silence"],
+            expected: &["waiting"],
+            outcome: Outcome::Hangs,
+            answer: None,
+            script: lines(&[
+                "@hook PreToolUse",
+                "@say Do you want to proceed?",
+                "@say ❯ 1. Yes",
+                "@say   2. No",
+                "@hang",
+            ]),
+        },
+        Scenario {
+            id: "neg-hook-long-tool",
+            what: "hook: a tool runs 4 s with output, then finishes",
+            off: &["no_commits"],
+            expected: &[],
+            outcome: Outcome::Done,
+            answer: None,
+            script: long_tool,
+        },
+        Scenario {
+            id: "pos-hook-failures",
+            what: "hook: the same tool failure 5x, nothing on the screen",
+            off: &["no_commits", "silence"],
+            expected: &["repeated-error"],
+            outcome: Outcome::Done,
+            answer: None,
+            script: failures,
         },
         Scenario {
             id: "neg-hook-stop-done",

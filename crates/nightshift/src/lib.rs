@@ -11,6 +11,7 @@ pub mod claude_state;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod codex_state;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;

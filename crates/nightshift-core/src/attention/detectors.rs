@@ -56,6 +56,9 @@ pub(crate) const AGENT_WAITING_PATTERNS: &[(&str, &[&str])] = &[
             r"(?i)\ballow command\?",
             r"(?i)\benter to submit answer\b",
             r"(?i)\bopen documentation url for more info\b",
+            // The folder-trust dialog (per git root) and the one for hooks not yet trusted.
+            r"(?i)\btrust this folder\? codex can\b",
+            r"(?i)^hooks need review$",
         ],
     ),
     (

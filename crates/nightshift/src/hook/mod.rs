@@ -7,6 +7,8 @@
 //! run's `hooks.jsonl`. The daemon follows that file like the transcript, so an event is seen
 //! through a file notification, and nothing is lost while the daemon is down.
 
+pub mod codex;
+
 use std::io::Read;
 use std::path::Path;
 
@@ -34,8 +36,9 @@ impl Dialect {
     fn translate(self, input: Value) -> Option<Value> {
         match self {
             Dialect::Claude => Some(input),
+            Dialect::Codex => codex::translate(input),
             // Filled in with each agent's hooks.
-            Dialect::Codex | Dialect::Gemini => Some(input),
+            Dialect::Gemini => Some(input),
         }
     }
 }

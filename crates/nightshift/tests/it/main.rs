@@ -16,6 +16,7 @@ mod attention;
 mod claude;
 mod cli;
 mod clock;
+mod codex;
 mod completion;
 mod dashboard;
 mod disk;

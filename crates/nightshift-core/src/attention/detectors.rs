@@ -59,6 +59,11 @@ pub(crate) const AGENT_WAITING_PATTERNS: &[(&str, &[&str])] = &[
             // The folder-trust dialog (per git root) and the one for hooks not yet trusted.
             r"(?i)\btrust this folder\? codex can\b",
             r"(?i)^hooks need review$",
+            // A turn that ended on an error (API limits, 500s after the retries, an
+            // interrupt) leaves a `■` line, and no hook fires.
+            r"^■ \S",
+            // The usage limit's message wraps in narrow panes; its end names the reset.
+            r"(?i)\btry again at \d{1,2}:\d{2}\s*[ap]m\.$",
         ],
     ),
     (
@@ -99,6 +104,8 @@ pub(crate) const BENIGN: &[&str] = &[
 pub(crate) const CHROME: &[&str] = &[
     r"(?i)for shortcuts|shift\+tab|auto-accept|bypass permissions|context left|esc to (interrupt|cancel)|\? for help|/help for help",
     r"^[>❯›]\s",
+    // Codex's status line: model (and effort) · folder · session title.
+    r"^[\w.:-]+( [\w-]+)? · [/~]",
 ];
 
 pub(crate) const ANSWERS: &str = r"(?i)^[❯›▸▶➤>●]?\s*1[.)]\s+(yes|no|allow|approve|proceed|continue|accept|ok|always|deny|reject|cancel|stop|wait|trust|don't)\b";

@@ -452,4 +452,23 @@ fn codex_dialogs_are_questions_and_its_idle_screen_is_not() {
         \x20 standin-model default · /tmp/cx/repo · say hi\n\
         \x20 ← for agents · ? for shortcuts       ⚠ 2 warnings · f2 to view\n";
     assert!(!codex(idle));
+
+    // A turn that ended on an API error waits for a person; the usage limit's line wraps
+    // at 120 columns.
+    let footer = "› Ask Codex to do anything\n\
+        \x20 standin-model default · /tmp/cx/repo · Work\n\
+        \x20 ← for agents · ? for shortcuts       ⚠ 2 warnings · f2 to view\n";
+    for ended in [
+        "■ Quota exceeded. Check your plan and billing details.\n",
+        "■ exceeded retry limit, last status: 429 Too Many Requests\n",
+        "■ You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/\n\
+         usage to purchase more credits or try again at 5:10 AM.\n",
+    ] {
+        assert!(codex(&format!("› Work\n{ended}{footer}")), "{ended}");
+    }
+    // Once the agent goes on, the old error line is history.
+    let later = format!(
+        "■ Quota exceeded. Check your plan and billing details.\n› go on\n• Done now.\n  Worked for 2s • 12:40\n{footer}"
+    );
+    assert!(!codex(&later));
 }

@@ -450,3 +450,62 @@ fn the_folder_trust_dialog_is_flagged_not_left_hanging() {
     assert!(conversation_requests(&api).is_empty(), "{}", api.log());
     env.run(&["cancel", id]).success();
 }
+
+/// What Codex shows when the API refuses for a plan's limit: one request, no retry, no Stop
+/// hook and no `notify`, only a `■` line on screen (with the reset time for the usage
+/// limit), which nightshift flags from the screen. Pinned here because nightshift's limit
+/// handling reads exactly these lines.
+#[test]
+fn codex_reports_usage_and_quota_limits_on_screen_only_and_they_are_flagged() {
+    if !codex_available() {
+        return;
+    }
+    let api = FakeApi::with_script(responses::respond);
+    let env = codex_env(&api, true);
+    let cases = [
+        (
+            "codex-usage",
+            Scenario::UsageLimit,
+            "■ You’ve hit your usage limit.",
+        ),
+        (
+            "codex-quota",
+            Scenario::Quota,
+            "■ Quota exceeded. Check your plan and billing details.",
+        ),
+    ];
+    for (id, scenario, _) in cases {
+        let prompt = format!("Work.\n{}\n", scenario.marker());
+        env.queue(id, &Task::body(&prompt).front("agent: codex"));
+    }
+    for (id, scenario, line) in cases {
+        let latency = flag_latency(&env, &api, id, line);
+        eprintln!(
+            "codex: {scenario:?} flagged {} ms after it was on screen",
+            latency.as_millis()
+        );
+        let flag = flags(&env, id)[0].clone();
+        assert_eq!(flag["signal"], "waiting", "{flag:#}");
+        assert!(
+            flag["evidence"].as_str().is_some_and(|e| e.contains(line)),
+            "{flag:#}"
+        );
+        assert!(latency <= Duration::from_secs(3), "{latency:?}");
+    }
+    let usage = pane_screen_of(&env, "codex-usage").replace('\n', " ");
+    let reset = regex::Regex::new(r"try again at \d{1,2}:\d{2} [AP]M\.").unwrap();
+    assert!(reset.is_match(&usage), "{usage}");
+    for (id, scenario, _) in cases {
+        let hooks = hook_events(&env, id);
+        assert!(!hooks.iter().any(|e| e == "Stop"), "{hooks:?}");
+        let asked = conversation_requests(&api)
+            .iter()
+            .filter(|r| {
+                responses::user_texts(r)
+                    .concat()
+                    .contains(&scenario.marker())
+            })
+            .count();
+        assert_eq!(asked, 1, "Codex retried a {scenario:?}: {}", api.log());
+    }
+}

@@ -388,7 +388,7 @@ fn an_approval_prompt_is_flagged_by_the_hook_and_send_answers_it() {
 }
 
 #[test]
-fn a_question_ending_the_turn_is_flagged() {
+fn a_question_ending_the_turn_is_flagged_and_answered_with_send() {
     if !codex_available() {
         return;
     }
@@ -415,7 +415,79 @@ fn a_question_ending_the_turn_is_flagged() {
     assert!(hook_events(&env, id).iter().any(|e| e == "Stop"));
     assert!(latency <= Duration::from_secs(3), "{latency:?}");
     assert!(finished(&env, id).is_none());
-    env.run(&["cancel", id]).success();
+
+    // A person answers in the session; the model goes on and signals done.
+    env.run(&["send", id, "Use SQLite."]).success();
+    wait_codex(&env, &api, "the task is done", || {
+        finished(&env, id).is_some()
+    });
+    assert_eq!(finished(&env, id), Some("done"), "{}", pane_screen(&env));
+    assert!(
+        conversation_requests(&api)
+            .iter()
+            .any(|r| responses::user_texts(r).iter().any(|t| t == "Use SQLite.")),
+        "{}",
+        api.log()
+    );
+    assert_eq!(events(&env, id, "attention-cleared"), vec!["waiting"]);
+}
+
+#[test]
+fn a_codex_session_closed_under_it_is_resumed_with_its_own_session() {
+    if !codex_available() {
+        return;
+    }
+    let api = FakeApi::with_script(responses::respond);
+    let env = codex_env(&api, true);
+    let id = "codex-resume";
+    let prompt = format!("Set up the database.\n{}\n", Scenario::Question.marker());
+    env.queue(id, &Task::body(&prompt).front("agent: codex"));
+    wait_codex(&env, &api, "the question is flagged", || {
+        !flags(&env, id).is_empty()
+    });
+    let session: Value =
+        serde_json::from_slice(&fs::read(env.run_dir(id, 1).join("session.json")).unwrap())
+            .unwrap();
+    let session_id = session["session_id"].as_str().unwrap().to_string();
+
+    // The terminal goes away under Codex (as in a reboot or a killed tmux).
+    let out = env.tmux(&["kill-session", "-t", "=ns-codex-resume"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_codex(&env, &api, "the task is done", || {
+        finished(&env, id).is_some()
+    });
+    assert_eq!(finished(&env, id), Some("done"), "{}", pane_screen(&env));
+    let spawn: Value =
+        serde_json::from_slice(&fs::read(env.run_dir(id, 2).join("spawn.json")).unwrap()).unwrap();
+    assert_eq!(spawn["resumed_session"], session_id.as_str(), "{spawn:#}");
+    let argv: Vec<&str> = spawn["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        argv.contains(&"resume") && argv.contains(&session_id.as_str()),
+        "{argv:?}"
+    );
+    // Codex carried on in the same conversation, told why.
+    let resumed = conversation_requests(&api)
+        .into_iter()
+        .find(|r| {
+            responses::user_texts(r)
+                .iter()
+                .any(|t| t.contains("your session was interrupted"))
+        })
+        .unwrap_or_else(|| panic!("no request carried the resume message: {}", api.log()));
+    assert!(
+        responses::user_texts(&resumed)
+            .iter()
+            .any(|t| t.contains(&Scenario::Question.marker())),
+        "the resumed request lacks the first prompt"
+    );
+    let resumed_hooks = fs::read_to_string(env.run_dir(id, 2).join("session.json")).unwrap();
+    assert!(resumed_hooks.contains("\"resume\""), "{resumed_hooks}");
+    assert_nothing_lingers(&env, &api, id);
 }
 
 #[test]

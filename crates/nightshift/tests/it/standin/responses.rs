@@ -44,7 +44,8 @@ pub(crate) enum Scenario {
     /// Runs [`APPROVAL_COMMAND`] asking for escalated permissions, so Codex asks a person;
     /// then [`DONE_COMMAND`].
     Approval,
-    /// Ends the turn with [`QUESTION`].
+    /// Ends the turn with [`QUESTION`]; once a user message follows it (an answer, or
+    /// nightshift's "carry on" after a resume), runs [`DONE_COMMAND`].
     Question,
     /// HTTP 500 to every request.
     ServerError,
@@ -122,6 +123,9 @@ fn script(body: &Value) -> Reply {
             Reply::sse(stream(&[exec(DONE_COMMAND, CALL_ID, false)]))
         }
         Scenario::Approval => Reply::sse(stream(&[exec(APPROVAL_COMMAND, APPROVAL_CALL_ID, true)])),
+        Scenario::Question if answered(body) => {
+            Reply::sse(stream(&[exec(DONE_COMMAND, CALL_ID, false)]))
+        }
         Scenario::Question => Reply::sse(stream(&[message(QUESTION)])),
         Scenario::Slow => {
             Reply::sse(stream(&[message("Slowly done.")])).after(Duration::from_secs(30))
@@ -182,6 +186,21 @@ pub(crate) fn user_texts(body: &Value) -> Vec<String> {
         .filter(|c| c["type"] == "input_text")
         .filter_map(|c| c["text"].as_str().map(String::from))
         .collect()
+}
+
+/// Whether a user message follows the scripted question in the conversation.
+fn answered(body: &Value) -> bool {
+    let items = body["input"].as_array().cloned().unwrap_or_default();
+    let asked = items.iter().position(|i| {
+        i["type"] == "message"
+            && i["role"] == "assistant"
+            && i["content"].to_string().contains(QUESTION)
+    });
+    asked.is_some_and(|at| {
+        items[at + 1..]
+            .iter()
+            .any(|i| i["type"] == "message" && i["role"] == "user")
+    })
 }
 
 /// Whether the request carries the output of the scripted call `id`.

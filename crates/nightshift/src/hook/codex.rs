@@ -83,7 +83,7 @@ pub(super) fn translate(input: Value) -> Option<Value> {
             Some(json!({
                 "hook_event_name": "Notification",
                 "notification_type": "permission_prompt",
-                "message": format!("Codex asks for approval to use {tool}"),
+                "message": format!("needs your approval to use {tool}"),
                 "session_id": input.get("session_id"),
                 "permission_mode": input.get("permission_mode"),
             }))

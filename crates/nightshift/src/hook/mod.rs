@@ -31,6 +31,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The CLI's name in flags, when it is not Claude Code (whose records carry none).
+    fn agent(self) -> Option<&'static str> {
+        match self {
+            Dialect::Claude => None,
+            Dialect::Codex => Some("Codex"),
+            Dialect::Gemini => Some("Gemini CLI"),
+        }
+    }
+
     /// The event in Claude Code's vocabulary (`hook_event_name` and its fields), or `None`
     /// when nightshift has no use for it.
     fn translate(self, input: Value) -> Option<Value> {
@@ -77,6 +86,9 @@ pub struct HookRecord {
     pub tool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<String>,
+    /// The agent CLI that sent it, when not Claude Code (the event was translated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The agent's own session, as its SessionStart hook reported it (for resuming).
@@ -108,6 +120,7 @@ impl HookRecord {
             text,
             tool: field("tool_name"),
             permission_mode: field("permission_mode"),
+            agent: None,
             event,
         })
     }
@@ -115,6 +128,7 @@ impl HookRecord {
     /// What the event tells about the agent, if anything.
     pub fn observation(&self) -> Option<Hook> {
         let text = self.text.clone().unwrap_or_default();
+        let agent = self.agent.as_deref().unwrap_or("Claude Code");
         match self.event.as_str() {
             "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "PostToolUseFailure" => {
                 Some(Hook::Working)
@@ -127,7 +141,7 @@ impl HookRecord {
                     } else {
                         text
                     };
-                    Some(Hook::NeedsInput(format!("Claude Code: {what} ({kind})")))
+                    Some(Hook::NeedsInput(format!("{agent}: {what} ({kind})")))
                 } else if kind == "elicitation_response" {
                     Some(Hook::Working)
                 } else {
@@ -136,7 +150,7 @@ impl HookRecord {
             }
             "Stop" => Some(Hook::TurnEnded(text)),
             "StopFailure" => Some(Hook::TurnFailed(format!(
-                "Claude Code: an API error ended the turn: {text}"
+                "{agent}: an API error ended the turn: {text}"
             ))),
             _ => None,
         }
@@ -199,9 +213,10 @@ fn record(run_dir: Option<&Path>, dialect: Dialect, payload: Option<&str>) -> Re
         return Ok(());
     };
     let now = Timestamp::now();
-    let Some(record) = HookRecord::from_input(&value, now) else {
+    let Some(mut record) = HookRecord::from_input(&value, now) else {
         return Err("the hook input has no hook_event_name".into());
     };
+    record.agent = dialect.agent().map(str::to_string);
     if record.event == "SessionStart"
         && let Some(session_id) = &record.session_id
     {

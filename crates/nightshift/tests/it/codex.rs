@@ -364,7 +364,8 @@ fn an_approval_prompt_is_flagged_by_the_hook_and_send_answers_it() {
     assert_eq!(flag["signal"], "waiting", "{flag:#}");
     let evidence = flag["evidence"].as_str().unwrap_or_default();
     assert!(
-        evidence.contains("Codex asks for approval") && evidence.contains("permission_prompt"),
+        evidence.starts_with("Codex: needs your approval to use Bash")
+            && evidence.contains("permission_prompt"),
         "the flag came from the screen, not the hook: {flag:#}\n--- pane ---\n{}",
         pane_screen_of(&env, id)
     );

@@ -582,3 +582,52 @@ fn codex_reports_usage_and_quota_limits_on_screen_only_and_they_are_flagged() {
         assert_eq!(asked, 1, "Codex retried a {scenario:?}: {}", api.log());
     }
 }
+
+/// nightshift trusts only its own hooks: a hook the repository brings still goes through
+/// Codex's review, and that dialog is flagged instead of answered.
+#[test]
+fn a_repository_hook_still_needs_review_and_the_dialog_is_flagged() {
+    if !codex_available() {
+        return;
+    }
+    let api = FakeApi::with_script(responses::respond);
+    let env = codex_env(&api, true);
+    let ran = env.path("repo-hook-ran");
+    fs::create_dir_all(env.repo.join(".codex")).unwrap();
+    fs::write(
+        env.repo.join(".codex/config.toml"),
+        format!(
+            "[hooks]\nStop = [{{ hooks = [{{ type = \"command\", command = \"touch {}\" }}] }}]\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    env.git(&["add", ".codex/config.toml"]);
+    env.git(&["commit", "-q", "-m", "a Codex hook"]);
+    let id = "codex-repo-hook";
+    env.queue(id, &Task::body(PROMPT).front("agent: codex"));
+
+    let latency = flag_latency(&env, &api, id, "Hooks need review");
+    eprintln!(
+        "codex: hooks review flagged {} ms after it was on screen",
+        latency.as_millis()
+    );
+    let flag = flags(&env, id)[0].clone();
+    assert_eq!(flag["signal"], "waiting", "{flag:#}");
+    assert!(
+        flag["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains("Hooks need review")),
+        "{flag:#}"
+    );
+    // Only the repository's hook is new: nightshift's own are trusted for the run.
+    assert!(
+        pane_screen_of(&env, id).contains("1 hook is new or changed."),
+        "{}",
+        pane_screen_of(&env, id)
+    );
+    assert!(latency <= Duration::from_secs(3), "{latency:?}");
+    assert!(!ran.exists());
+    assert!(conversation_requests(&api).is_empty(), "{}", api.log());
+    env.run(&["cancel", id]).success();
+}

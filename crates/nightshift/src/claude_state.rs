@@ -22,15 +22,6 @@ pub enum TrustError {
     NoHome(&'static str),
 }
 
-/// Marks `dir` as trusted in the state of the agent CLI that `program` starts (Codex's
-/// config for `codex`, Claude Code's state otherwise).
-pub fn trust_for(program: &str, dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
-    match Path::new(program).file_name().and_then(|n| n.to_str()) {
-        Some("codex") => crate::codex_state::trust(dir, env),
-        _ => trust(dir, env),
-    }
-}
-
 /// A variable as the agent will see it: from `env` (the profile's and task's), else ours;
 /// empty counts as unset.
 pub(crate) fn agent_var(env: &[(String, String)], name: &str) -> Option<std::ffi::OsString> {

@@ -5,6 +5,7 @@
 //! files and sockets stay at the edges ([`tmux`], [`git`], [`nightshift_store`], [`ipc`]).
 
 pub mod admit;
+pub mod agent_trust;
 pub mod any_store;
 pub mod checks;
 pub mod claude_state;

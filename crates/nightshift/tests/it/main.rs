@@ -17,6 +17,7 @@ mod claude;
 mod cli;
 mod clock;
 mod codex;
+mod codex_dialogs;
 mod completion;
 mod dashboard;
 mod disk;

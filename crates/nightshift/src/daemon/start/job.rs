@@ -54,7 +54,7 @@ impl StartJob {
         };
         if let Some(wt) = &worktree
             && profile.trust_worktrees
-            && let Err(e) = crate::claude_state::trust_for(
+            && let Err(e) = crate::agent_trust::trust_worktree(
                 profile.command.first().map_or("", String::as_str),
                 &wt.path,
                 &self.agent_env(profile),

@@ -151,3 +151,56 @@ fn a_repository_hook_still_needs_review_and_the_dialog_is_flagged() {
     assert!(conversation_requests(&api).is_empty(), "{}", api.log());
     env.run(&["cancel", id]).success();
 }
+
+/// Rate limited (429 with `retry-after: 2`): Codex retries on its own (six requests),
+/// showing a "reconnecting n/5" line that changes every second, then gives up with a `■`
+/// line. No hook fires on the way. Pinned for nightshift's limit and retry handling.
+///
+/// Not flagged yet: the daemon looks at the screen again only after new complete output
+/// lines, and Codex draws the `■` line with cursor moves alone once its retry line was
+/// already checked, so the flag waits for the silence signal.
+#[test]
+fn codex_retries_a_rate_limit_by_itself_then_gives_up() {
+    if !codex_available() {
+        return;
+    }
+    let api = FakeApi::with_script(responses::respond);
+    let env = codex_env(&api, true);
+    let id = "codex-429";
+    let prompt = format!("Work.\n{}\n", Scenario::RateLimit.marker());
+    env.queue(id, &Task::body(&prompt).front("agent: codex"));
+
+    let retrying = "Server is busy, reconnecting";
+    let gave_up = "■ exceeded retry limit, last status: 429 Too Many Requests";
+    let mut seen_retrying = false;
+    let start = std::time::Instant::now();
+    while !pane_screen_of(&env, id).contains(gave_up) {
+        seen_retrying |= pane_screen_of(&env, id).contains(retrying);
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            pane_screen_of(&env, id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen_retrying, "no `{retrying}` line while retrying");
+    // Five retries `retry-after` apart: at least 8 s in all.
+    assert!(
+        start.elapsed() >= Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    let tries = api
+        .requests()
+        .iter()
+        .filter_map(crate::standin::Request::json)
+        .filter(|b| b["tools"].as_array().is_some_and(|t| !t.is_empty()))
+        .filter(|b| {
+            responses::user_texts(b)
+                .concat()
+                .contains(&Scenario::RateLimit.marker())
+        })
+        .count();
+    assert_eq!(tries, 6, "{}", api.log());
+    assert!(!hook_events(&env, id).iter().any(|e| e == "Stop"));
+}

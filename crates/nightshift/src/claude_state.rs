@@ -18,20 +18,24 @@ pub enum TrustError {
     },
     #[error("{}: not a JSON object: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("neither CLAUDE_CONFIG_DIR nor HOME is set")]
-    NoHome,
+    #[error("neither {0} nor HOME is set")]
+    NoHome(&'static str),
+}
+
+/// A variable as the agent will see it: from `env` (the profile's and task's), else ours;
+/// empty counts as unset.
+pub(crate) fn agent_var(env: &[(String, String)], name: &str) -> Option<std::ffi::OsString> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into())
+        .or_else(|| std::env::var_os(name))
+        .filter(|v: &std::ffi::OsString| !v.is_empty())
 }
 
 /// Where Claude Code keeps its state for an agent started with `env` on top of ours.
 pub fn state_file(env: &[(String, String)]) -> Option<PathBuf> {
-    let var = |name: &str| {
-        env.iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into())
-            .or_else(|| std::env::var_os(name))
-            .filter(|v: &std::ffi::OsString| !v.is_empty())
-    };
+    let var = |name: &str| agent_var(env, name);
     if let Some(dir) = var("CLAUDE_CONFIG_DIR") {
         return Some(PathBuf::from(dir).join(".claude.json"));
     }
@@ -46,7 +50,7 @@ pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let path = state_file(env).ok_or(TrustError::NoHome)?;
+    let path = state_file(env).ok_or(TrustError::NoHome("CLAUDE_CONFIG_DIR"))?;
     // Through a symlink to the file it points at, which stays a symlink.
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     let io = |source| TrustError::Io {

@@ -5,12 +5,14 @@
 //! files and sockets stay at the edges ([`tmux`], [`git`], [`nightshift_store`], [`ipc`]).
 
 pub mod admit;
+pub mod agent_trust;
 pub mod any_store;
 pub mod checks;
 pub mod claude_state;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod codex_state;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;

@@ -56,6 +56,14 @@ pub(crate) const AGENT_WAITING_PATTERNS: &[(&str, &[&str])] = &[
             r"(?i)\ballow command\?",
             r"(?i)\benter to submit answer\b",
             r"(?i)\bopen documentation url for more info\b",
+            // The folder-trust dialog (per git root) and the one for hooks not yet trusted.
+            r"(?i)\btrust this folder\? codex can\b",
+            r"(?i)^hooks need review$",
+            // A turn that ended on an error (API limits, 500s after the retries, an
+            // interrupt) leaves a `■` line, and no hook fires.
+            r"^■ \S",
+            // The usage limit's message wraps in narrow panes; its end names the reset.
+            r"(?i)\btry again at \d{1,2}:\d{2}\s*[ap]m\.$",
         ],
     ),
     (
@@ -100,6 +108,8 @@ pub(crate) const CHROME: &[&str] = &[
     // level, tmux advice.
     r"^[✻✳✶✢✽*·]\s*\w+ for \d+(\.\d+)?\s*[hms]\b",
     r"(?i)·\s*/effort\s*$|\bfocus-events\b",
+    // Codex's status line: model (and effort) · folder · session title.
+    r"^[\w.:-]+( [\w-]+)? · [/~]",
 ];
 
 pub(crate) const ANSWERS: &str = r"(?i)^[❯›▸▶➤>●]?\s*1[.)]\s+(yes|no|allow|approve|proceed|continue|accept|ok|always|deny|reject|cancel|stop|wait|trust|don't)\b";

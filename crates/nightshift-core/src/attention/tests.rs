@@ -412,3 +412,63 @@ fn change_and_serde() {
     let json = serde_json::to_string(&Signal::RepeatedError).unwrap();
     assert_eq!(json, r#""repeated-error""#);
 }
+
+/// Codex 0.171's dialogs as the real binary draws them (tmux capture-pane, 120 columns),
+/// and its idle screen after a turn, which asks nothing.
+#[test]
+fn codex_dialogs_are_questions_and_its_idle_screen_is_not() {
+    let codex = |screen: &str| question(screen, &agent_waiting_patterns("codex")).is_some();
+    let approval = "• Running echo standin-ran > ran.txt\n\
+        \x20 Would you like to run the following command?\n\
+        \x20 Environment: local\n\
+        \x20 Reason: Stand-in wants to write ran.txt; allow?\n\
+        \x20 $ echo standin-ran > ran.txt\n\
+        › 1. Yes, proceed (y)\n\
+        \x20 2. Yes, and don't ask again for commands that start with `echo standin-ran > ran.txt` (p)\n\
+        \x20 3. No, and tell Codex what to do differently (esc)\n\
+        \x20 Press enter to confirm or esc to cancel\n";
+    let trust = "  Folder access\n\
+        \x20 /tmp/x/repo\n\
+        \x20 Trust this folder? Codex can read, edit, and run files here, subject to your permission settings. Folder settings\n\
+        \x20 can run code automatically, even without a model request. Continue only if you trust these files. Your trust\n\
+        \x20 decision will be saved.\n\
+        › 1. Trust and continue\n\
+        \x20 2. Back to Agent Command Center\n\
+        \x20 enter continue · esc back\n";
+    let hooks = "  Hooks need review\n\
+        \x20 6 hooks are new or changed.\n\
+        \x20 Hooks can run outside the sandbox after you trust them.\n\
+        › 1. Review hooks\n\
+        \x20 2. Trust all and continue\n\
+        \x20 3. Continue without trusting (hooks won't run)\n\
+        \x20 enter confirm · esc skip\n";
+    for (name, screen) in [("approval", approval), ("trust", trust), ("hooks", hooks)] {
+        assert!(codex(screen), "{name}");
+    }
+    let idle = "› say hi\n\
+        • Hello from the stand-in.\n\
+        \x20 Worked for <1s • 12:23\n\
+        › Ask Codex to do anything\n\
+        \x20 standin-model default · /tmp/cx/repo · say hi\n\
+        \x20 ← for agents · ? for shortcuts       ⚠ 2 warnings · f2 to view\n";
+    assert!(!codex(idle));
+
+    // A turn that ended on an API error waits for a person; the usage limit's line wraps
+    // at 120 columns.
+    let footer = "› Ask Codex to do anything\n\
+        \x20 standin-model default · /tmp/cx/repo · Work\n\
+        \x20 ← for agents · ? for shortcuts       ⚠ 2 warnings · f2 to view\n";
+    for ended in [
+        "■ Quota exceeded. Check your plan and billing details.\n",
+        "■ exceeded retry limit, last status: 429 Too Many Requests\n",
+        "■ You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/\n\
+         usage to purchase more credits or try again at 5:10 AM.\n",
+    ] {
+        assert!(codex(&format!("› Work\n{ended}{footer}")), "{ended}");
+    }
+    // Once the agent goes on, the old error line is history.
+    let later = format!(
+        "■ Quota exceeded. Check your plan and billing details.\n› go on\n• Done now.\n  Worked for 2s • 12:40\n{footer}"
+    );
+    assert!(!codex(&later));
+}

@@ -62,7 +62,7 @@ const USAGE: &[&str] = &[
     r"(?i)^{LEAD}usage limit reached for all\b",
     r"(?i)^{LEAD}\[?api error: you have exhausted your daily quota\b",
     // Claude Code's StopFailure hook, as nightshift words it.
-    r"^Claude Code: an API error ended the turn: billing_error\b",
+    r"^[\w .-]+: an API error ended the turn: billing_error\b",
 ];
 
 const RATE: &[&str] = &[
@@ -71,7 +71,7 @@ const RATE: &[&str] = &[
     // exceed your account's rate limit. … · retrying in 2s · attempt 5/10".
     r"(?i)^{LEAD}api error:?\s*(request rejected\s*)?\(?429\b",
     r"(?i)^{LEAD}429\b.*\brate limit\b.*\bretrying in\b",
-    r"^Claude Code: an API error ended the turn: rate_limit\b",
+    r"^[\w .-]+: an API error ended the turn: rate_limit\b",
     // Codex: "■ exceeded retry limit, last status: 429 Too Many Requests".
     r"(?i)^{LEAD}exceeded retry limit, last status: 429\b",
     // Aider (litellm), quota and rate limits alike.

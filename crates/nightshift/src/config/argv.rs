@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-const PLACEHOLDERS: [&str; 7] = [
+const PLACEHOLDERS: [&str; 8] = [
     "prompt",
     "prompt_file",
     "task_id",
@@ -11,6 +11,7 @@ const PLACEHOLDERS: [&str; 7] = [
     "nightshift",
     "hook_settings",
     "session_id",
+    "run_dir",
 ];
 
 /// The placeholders `template` uses, in order; an unknown one is an error that lists the
@@ -75,6 +76,8 @@ pub struct ArgvVars<'a> {
     pub hook_settings: &'a Path,
     /// The agent session to resume (for `resume_command`).
     pub session_id: &'a str,
+    /// The run's folder, where `nightshift done` writes (for a sandbox's writable list).
+    pub run_dir: &'a Path,
 }
 
 /// Expands a profile's argv template in one pass, so text inside the prompt is never
@@ -107,6 +110,7 @@ pub fn expand_argv(
                 Piece::Var("nightshift") => out.push_str(&vars.nightshift.to_string_lossy()),
                 Piece::Var("hook_settings") => out.push_str(&vars.hook_settings.to_string_lossy()),
                 Piece::Var("session_id") => out.push_str(vars.session_id),
+                Piece::Var("run_dir") => out.push_str(&vars.run_dir.to_string_lossy()),
                 Piece::Var(other) => return Err(format!("unknown placeholder `{{{other}}}`")),
             }
         }

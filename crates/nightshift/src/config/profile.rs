@@ -57,8 +57,9 @@ pub struct AgentProfile {
     /// Put the configured preamble before the prompt.
     #[serde(default = "yes")]
     pub preamble: bool,
-    /// Mark the worktrees nightshift creates as trusted in Claude Code's own state
-    /// (`~/.claude.json`), so no trust dialog blocks the run. Off unless you ask for it.
+    /// Mark the worktrees nightshift creates as trusted in the agent CLI's own state
+    /// (Claude Code's `~/.claude.json`, Codex's `$CODEX_HOME/config.toml`), so no trust
+    /// dialog blocks the run. Off unless you ask for it.
     #[serde(default)]
     pub trust_worktrees: bool,
 }
@@ -115,7 +116,18 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
                 ..p(&["claude", "--settings", "{hook_settings}", "--", "{prompt}"])
             },
         ),
-        ("codex".into(), p(&["codex", "--", "{prompt}"])),
+        // Codex's default approval mode (on-request, in its workspace-write sandbox): it asks
+        // before anything outside the sandbox, and nightshift flags the question. No daemon
+        // (it would outlive the session); the hooks, trusted for this run only, report.
+        (
+            "codex".into(),
+            AgentProfile {
+                command: codex_argv(&["--", "{prompt}"]),
+                exit_command: Some("/exit".into()),
+                resume_command: codex_argv(&["resume", "{session_id}", "--", "{prompt}"]),
+                ..p(&[])
+            },
+        ),
         (
             "aider".into(),
             AgentProfile {
@@ -145,6 +157,42 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
             },
         ),
     ])
+}
+
+/// Codex's argv: no background daemon, the run folder writable in the sandbox, commands
+/// run by a plain (not login) shell, and
+/// nightshift's hooks (see hook/codex.rs) as a `-c` override, its braces escaped for the
+/// template; then `rest`. A subcommand
+/// (`resume`) takes the options after it.
+fn codex_argv(rest: &[&str]) -> Vec<String> {
+    let hooks = crate::hook::codex::config_override()
+        .replace('{', "{{")
+        .replace('}', "}}");
+    let (sub, rest) = match rest.split_first() {
+        Some((&"resume", tail)) => (Some("resume"), tail),
+        _ => (None, rest),
+    };
+    let mut argv = vec!["codex".to_string(), "--no-daemon".to_string()];
+    argv.extend(sub.map(String::from));
+    // The sandbox lets the agent write its worktree only; `nightshift done` writes in the
+    // run folder. Named, the sandbox is also what a folder not yet trusted gets once the
+    // dialog is answered (Codex refuses `--add-dir` in its read-only fallback). A login
+    // shell would reset PATH from /etc/profile and lose `nightshift`.
+    argv.extend(
+        [
+            "--sandbox",
+            "workspace-write",
+            "--add-dir",
+            "{run_dir}",
+            "-c",
+            "allow_login_shell=false",
+            "-c",
+        ]
+        .map(String::from),
+    );
+    argv.push(hooks);
+    argv.extend(rest.iter().map(ToString::to_string));
+    argv
 }
 
 /// The checks `Config::parse` makes on each profile; the message names the problem.

@@ -133,6 +133,7 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 #   {prompt_file}  a file holding the prompt
 #   {task_id} {workdir} {nightshift}
 #   {hook_settings} a per-run Claude Code settings file with nightshift's hooks
+#   {run_dir}      the run's folder (where `nightshift done` writes; for a sandbox)
 # Without {prompt} or {prompt_file}, the prompt is appended as the last argument.
 #
 # [agents.claude]

@@ -9,6 +9,7 @@ fn vars<'a>(prompt: &'a str) -> ArgvVars<'a> {
         nightshift: Path::new("/bin/nightshift"),
         hook_settings: Path::new("/h/runs/t/1/hook-settings.json"),
         session_id: "",
+        run_dir: Path::new("/h/runs/t/1"),
     }
 }
 
@@ -284,4 +285,36 @@ fn a_syntax_error_on_the_url_line_does_not_echo_the_password() {
         }
         Ok(_) => panic!("parsed"),
     }
+}
+
+#[test]
+fn the_codex_profile_runs_without_a_daemon_with_its_hooks_trusted() -> Result<(), String> {
+    let codex = builtin_profiles()
+        .remove("codex")
+        .ok_or("no codex profile")?;
+    profile::validate(&codex)?;
+    let argv = expand_argv(&codex.command, &vars("fix {it}"), true)?;
+    assert_eq!(
+        argv[..6],
+        [
+            "codex",
+            "--no-daemon",
+            "--sandbox",
+            "workspace-write",
+            "--add-dir",
+            "/h/runs/t/1"
+        ]
+    );
+    // The override reaches Codex whole, braces and all.
+    assert_eq!(argv[6..9], ["-c", "allow_login_shell=false", "-c"]);
+    assert_eq!(argv[9], crate::hook::codex::config_override());
+    assert_eq!(argv[10..], ["--", "fix {it}"]);
+    let mut resume_vars = vars("go on");
+    resume_vars.session_id = "0199-abc";
+    let resume = expand_argv(&codex.resume_command, &resume_vars, true)?;
+    assert_eq!(resume[..3], ["codex", "--no-daemon", "resume"]);
+    assert_eq!(resume[resume.len() - 3..], ["0199-abc", "--", "go on"]);
+    assert_eq!(codex.exit_command.as_deref(), Some("/exit"));
+    assert!(!codex.command.iter().any(|a| a == "--full-auto"));
+    Ok(())
 }

@@ -7,6 +7,8 @@
 //! run's `hooks.jsonl`. The daemon follows that file like the transcript, so an event is seen
 //! through a file notification, and nothing is lost while the daemon is down.
 
+pub mod codex;
+
 use std::io::Read;
 use std::path::Path;
 
@@ -29,13 +31,23 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The CLI's name in flags, when it is not Claude Code (whose records carry none).
+    fn agent(self) -> Option<&'static str> {
+        match self {
+            Dialect::Claude => None,
+            Dialect::Codex => Some("Codex"),
+            Dialect::Gemini => Some("Gemini CLI"),
+        }
+    }
+
     /// The event in Claude Code's vocabulary (`hook_event_name` and its fields), or `None`
     /// when nightshift has no use for it.
     fn translate(self, input: Value) -> Option<Value> {
         match self {
             Dialect::Claude => Some(input),
+            Dialect::Codex => codex::translate(input),
             // Filled in with each agent's hooks.
-            Dialect::Codex | Dialect::Gemini => Some(input),
+            Dialect::Gemini => Some(input),
         }
     }
 }
@@ -78,6 +90,9 @@ pub struct HookRecord {
     /// [`attention::error_fingerprint`]), for the repeated-error signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The agent CLI that sent it, when not Claude Code (the event was translated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The agent's own session, as its SessionStart hook reported it (for resuming).
@@ -116,6 +131,7 @@ impl HookRecord {
             text,
             tool: field("tool_name"),
             permission_mode: field("permission_mode"),
+            agent: None,
             event,
         })
     }
@@ -123,6 +139,7 @@ impl HookRecord {
     /// What the event tells about the agent, if anything.
     pub fn observation(&self) -> Option<Hook> {
         let text = self.text.clone().unwrap_or_default();
+        let agent = self.agent.as_deref().unwrap_or("Claude Code");
         match self.event.as_str() {
             "PreToolUse" => Some(Hook::ToolRequested(
                 self.tool.clone().unwrap_or_else(|| "a tool".into()),
@@ -143,7 +160,7 @@ impl HookRecord {
                     } else {
                         text
                     };
-                    Some(Hook::NeedsInput(format!("Claude Code: {what} ({kind})")))
+                    Some(Hook::NeedsInput(format!("{agent}: {what} ({kind})")))
                 } else if kind == "elicitation_response" {
                     Some(Hook::Working)
                 } else {
@@ -152,7 +169,7 @@ impl HookRecord {
             }
             "Stop" => Some(Hook::TurnEnded(text)),
             "StopFailure" => Some(Hook::TurnFailed(format!(
-                "Claude Code: an API error ended the turn: {text}"
+                "{agent}: an API error ended the turn: {text}"
             ))),
             _ => None,
         }
@@ -215,9 +232,10 @@ fn record(run_dir: Option<&Path>, dialect: Dialect, payload: Option<&str>) -> Re
         return Ok(());
     };
     let now = Timestamp::now();
-    let Some(record) = HookRecord::from_input(&value, now) else {
+    let Some(mut record) = HookRecord::from_input(&value, now) else {
         return Err("the hook input has no hook_event_name".into());
     };
+    record.agent = dialect.agent().map(str::to_string);
     if record.event == "SessionStart"
         && let Some(session_id) = &record.session_id
     {

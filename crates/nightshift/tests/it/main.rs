@@ -18,6 +18,8 @@ mod claude_limits;
 mod claude_signals;
 mod cli;
 mod clock;
+mod codex;
+mod codex_dialogs;
 mod completion;
 mod dashboard;
 mod disk;

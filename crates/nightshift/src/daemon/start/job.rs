@@ -54,7 +54,11 @@ impl StartJob {
         };
         if let Some(wt) = &worktree
             && profile.trust_worktrees
-            && let Err(e) = crate::claude_state::trust(&wt.path, &self.agent_env(profile))
+            && let Err(e) = crate::agent_trust::trust_worktree(
+                profile.command.first().map_or("", String::as_str),
+                &wt.path,
+                &self.agent_env(profile),
+            )
         {
             tracing::warn!(task = task.id, "cannot mark the worktree trusted: {e}");
         }
@@ -75,6 +79,7 @@ impl StartJob {
             nightshift: &self.exe,
             hook_settings: &self.dir.file(run::HOOK_SETTINGS),
             session_id: resume.as_ref().map_or("", |r| r.session_id.as_str()),
+            run_dir: self.dir.path(),
         };
         let via_argv = profile.prompt == config::PromptVia::Argument || resume.is_some();
         let argv = config::expand_argv(template, &vars, via_argv).map_err(StartError::lasting)?;

@@ -412,3 +412,50 @@ fn change_and_serde() {
     let json = serde_json::to_string(&Signal::RepeatedError).unwrap();
     assert_eq!(json, r#""repeated-error""#);
 }
+
+/// Gemini CLI 0.61's screens, as captured from the real binary (120 columns, cut).
+#[test]
+fn gemini_cli_dialogs_are_questions_and_its_idle_screen_is_not() {
+    let gemini = |screen: &str| {
+        let mut patterns = Thresholds::default().waiting_patterns;
+        patterns.extend(agent_waiting_patterns("gemini"));
+        question(screen, &patterns)
+    };
+    let approval = " > please commit\n\
+╭──────────────────────────────────────────╮\n\
+│ ? Shell  git commit --allow-empty -m x   │\n\
+│ Allow execution of [Shell]?              │\n\
+│                                          │\n\
+│ ● 1. Allow once                          │\n\
+│   2. Allow for this session              │\n\
+│   3. No, suggest changes (esc)           │\n\
+╰──────────────────────────────────────────╯\n\
+⚠  Warning: True color (24-bit) support not detected. Using a terminal with true color enabled will result in a better\n\
+   visual experience.\n";
+    assert!(
+        gemini(approval).is_some_and(|e| e.starts_with("Allow execution of [Shell]?")),
+        "{:?}",
+        gemini(approval)
+    );
+    let quota = "│ Usage limit reached for all Pro models.   │\n\
+│ /stats model for usage details   │\n\
+│ /model to switch models.   │\n\
+│ ● 1. Keep trying   │\n\
+│   2. Stop   │\n";
+    assert!(gemini(quota).is_some_and(|e| e.contains("Usage limit reached")));
+    let trust = " │ Do you trust the files in this folder?   │\n\
+ │ Trusting a folder allows Gemini CLI to load its local configurations, including custom commands, hooks, MCP   │\n\
+ │ ● 1. Trust folder (work-gemini)   │\n\
+ │   2. Trust parent folder (clis-research)   │\n\
+ │   3. Don't trust   │\n";
+    assert!(gemini(trust).is_some_and(|e| e.contains("trust the files")));
+    let idle = " > say hi\n\
+✦ Hello from the stand-in.\n\
+                                                                                                        ? for shortcuts\n\
+────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────\n\
+ Shift+Tab to accept edits\n\
+ >   Type your message or @path/to/file\n\
+ workspace (/directory)                         branch                        sandbox                            /model\n\
+ /tmp/gm/repo                                   master                        no sandbox                           Auto\n";
+    assert_eq!(gemini(idle), None);
+}

@@ -123,11 +123,27 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
                 ..p(&["aider", "--message-file", "{prompt_file}"])
             },
         ),
+        // Gemini CLI in its own default approval mode: it asks before each tool call, and
+        // nightshift flags the question. `{hook_settings}` is a policy that lets
+        // `nightshift done` run unasked (see hook/gemini.rs).
         (
             "gemini".into(),
             AgentProfile {
                 exit_command: Some("/quit".into()),
-                ..p(&["gemini", "--prompt-interactive={prompt}"])
+                resume_command: argv(&[
+                    "gemini",
+                    "--policy",
+                    "{hook_settings}",
+                    "--resume",
+                    "{session_id}",
+                    "--prompt-interactive={prompt}",
+                ]),
+                ..p(&[
+                    "gemini",
+                    "--policy",
+                    "{hook_settings}",
+                    "--prompt-interactive={prompt}",
+                ])
             },
         ),
         // The scriptable stand-in agent that the tests and the demo use; its prompt is its

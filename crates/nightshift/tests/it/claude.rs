@@ -53,7 +53,7 @@ fn write_claude_state(config_dir: &Path, workdir: &Path) {
 }
 
 /// The visible screens of every task pane, for failure messages.
-fn pane_screen(env: &Env) -> String {
+pub(crate) fn pane_screen(env: &Env) -> String {
     env.sessions()
         .iter()
         .map(|s| {
@@ -64,7 +64,7 @@ fn pane_screen(env: &Env) -> String {
         .join("\n")
 }
 
-fn pane_screen_of(env: &Env, id: &str) -> String {
+pub(crate) fn pane_screen_of(env: &Env, id: &str) -> String {
     let target = format!("=ns-{id}:");
     let out = env.tmux(&["capture-pane", "-p", "-t", &target]);
     if out.status.success() {
@@ -94,7 +94,7 @@ fn wait_claude(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> b
 }
 
 /// Every run's hook events, for failure messages.
-fn all_hooks(env: &Env) -> String {
+pub(crate) fn all_hooks(env: &Env) -> String {
     let mut out = String::new();
     for entry in walk(&env.home.join("runs")) {
         if entry.ends_with("hooks.jsonl") {
@@ -249,7 +249,7 @@ fn claude_env(api: &FakeApi, trusted: bool) -> Env {
 }
 
 /// The run's attention flags now.
-fn flags(env: &Env, id: &str) -> Vec<Value> {
+pub(crate) fn flags(env: &Env, id: &str) -> Vec<Value> {
     fs::read(env.run_dir(id, 1).join("attention.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
@@ -258,7 +258,7 @@ fn flags(env: &Env, id: &str) -> Vec<Value> {
 }
 
 /// The run's logged events of one kind (`attention`, `attention-cleared`, …).
-fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
+pub(crate) fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
     fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -269,7 +269,7 @@ fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
 }
 
 /// The hook events Claude Code reported for the run.
-fn hook_events(env: &Env, id: &str) -> Vec<String> {
+pub(crate) fn hook_events(env: &Env, id: &str) -> Vec<String> {
     fs::read_to_string(env.run_dir(id, 1).join("hooks.jsonl"))
         .unwrap_or_default()
         .lines()

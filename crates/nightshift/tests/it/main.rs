@@ -22,6 +22,7 @@ mod disk;
 mod fleet;
 mod fleet_bench;
 mod fleet_faults;
+mod gemini;
 mod hosts;
 mod injection;
 mod leaks;

@@ -104,6 +104,9 @@ pub(crate) const BENIGN: &[&str] = &[
 pub(crate) const CHROME: &[&str] = &[
     r"(?i)for shortcuts|shift\+tab|auto-accept|bypass permissions|context left|esc to (interrupt|cancel)|\? for help|/help for help",
     r"^[>❯›]\s",
+    // Aider: its token report after each reply, and its input prompt (`diff>`, `ask>`).
+    r"^Tokens: \S+ sent, \S+ received\.",
+    r"^[\w-]+( [\w-]+)?>$",
 ];
 
 pub(crate) const ANSWERS: &str = r"(?i)^[❯›▸▶➤>●]?\s*1[.)]\s+(yes|no|allow|approve|proceed|continue|accept|ok|always|deny|reject|cancel|stop|wait|trust|don't)\b";

@@ -459,3 +459,34 @@ fn gemini_cli_dialogs_are_questions_and_its_idle_screen_is_not() {
  /tmp/gm/repo                                   master                        no sandbox                           Auto\n";
     assert_eq!(gemini(idle), None);
 }
+
+/// Aider 0.86's screens, as captured from the real binary (cut).
+#[test]
+fn aider_questions_are_seen_past_its_token_report_and_prompt() {
+    let aider = |screen: &str| {
+        let mut patterns = Thresholds::default().waiting_patterns;
+        patterns.extend(agent_waiting_patterns("aider"));
+        question(screen, &patterns)
+    };
+    let asked = "diff> please ASK now\n\
+Which database should I use, PostgreSQL or SQLite?\n\
+Tokens: 2.3k sent, 10 received.\n\
+────────────────────────────────────────────\n\
+diff>\n";
+    assert!(
+        aider(asked).is_some_and(|e| e.starts_with("Which database")),
+        "{:?}",
+        aider(asked)
+    );
+    let shell = "I will commit and signal done.\n\
+git commit --allow-empty -m x && nightshift done --summary \"fixed\"\n\
+Tokens: 2.5k sent, 35 received.\n\
+git commit --allow-empty -m x && nightshift done --summary \"fixed\"\n\
+Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:\n";
+    assert!(aider(shell).is_some_and(|e| e.starts_with("Run shell command?")));
+    let new_file = "answer.txt\nCreate new file? (Y)es/(N)o [Yes]:\n";
+    assert!(aider(new_file).is_some());
+    let idle =
+        "diff> hi\nHello from the stand-in.\nTokens: 2.3k sent, 6 received.\n──────────\ndiff>\n";
+    assert_eq!(aider(idle), None);
+}

@@ -116,11 +116,32 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
             },
         ),
         ("codex".into(), p(&["codex", "--", "{prompt}"])),
+        // Aider answers a `--message` and exits, so the prompt is typed into its chat. In
+        // its own confirm mode it asks before it runs a shell command or creates a file, and
+        // nightshift flags the question (`--yes-always` would silently decline every shell
+        // command, `nightshift done` too). It is done when a person lets it run
+        // `nightshift done`, or when its reply has a line starting with the done marker.
+        // The flags skip its first-run questions and keep its files out of the worktree
+        // (its chat logs, and the repo map's cache), which would be committed as work left.
         (
             "aider".into(),
             AgentProfile {
+                prompt: PromptVia::Typed,
+                // Pasted before its prompt is up, the text is typed line by line, and a
+                // stray newline can answer a `[Yes]` default: give it time to start.
+                type_delay: Duration::from_secs(10),
                 exit_command: Some("/exit".into()),
-                ..p(&["aider", "--message-file", "{prompt_file}"])
+                ..p(&[
+                    "aider",
+                    "--no-check-update",
+                    "--no-show-release-notes",
+                    "--no-show-model-warnings",
+                    "--analytics-disable",
+                    "--no-gitignore",
+                    "--chat-history-file=/dev/null",
+                    "--input-history-file=/dev/null",
+                    "--map-tokens=0",
+                ])
             },
         ),
         // Gemini CLI in its own default approval mode: it asks before each tool call, and

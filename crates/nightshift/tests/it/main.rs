@@ -11,6 +11,7 @@
 mod harness;
 
 mod agents;
+mod aider;
 mod architecture;
 mod attention;
 mod claude;

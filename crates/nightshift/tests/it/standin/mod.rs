@@ -7,6 +7,7 @@
 //! wait before it is sent, to play a slow model.
 
 pub(crate) mod anthropic;
+pub(crate) mod chat;
 pub(crate) mod gemini;
 
 use std::io::{Read, Write};

@@ -126,10 +126,9 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
         (
             "aider".into(),
             AgentProfile {
+                // Pasted once its input is up (daemon/start/ready.rs): earlier, each line
+                // would be a message of its own.
                 prompt: PromptVia::Typed,
-                // Pasted before its prompt is up, the text is typed line by line, and a
-                // stray newline can answer a `[Yes]` default: give it time to start.
-                type_delay: Duration::from_secs(10),
                 exit_command: Some("/exit".into()),
                 ..p(&[
                     "aider",

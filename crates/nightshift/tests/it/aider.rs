@@ -202,3 +202,33 @@ fn aider_question_at_the_end_of_a_reply_is_flagged() {
     );
     env.run(&["cancel", id]).success();
 }
+
+/// Why the aider profile can type its prompt safely: the paste waits until the agent turns
+/// bracketed paste on. The agent here takes 3 s to show its input (aider takes 5-15 s), well
+/// past the profile's `type_delay`; the line it reads must still be a bracketed paste, not
+/// the prompt's first line typed as keystrokes.
+#[test]
+fn a_typed_prompt_waits_for_the_agent_to_turn_bracketed_paste_on() {
+    let script = "sleep 3; printf '\\033[?2004h> '; IFS= read -r line; \
+                  printf '%s' \"$line\" > \"$NIGHTSHIFT_RUN_DIR/read.txt\"; \
+                  nightshift done --summary typed";
+    let mut env = Env::builder()
+        .config_tail(&format!(
+            "[agents.slow-input]\ncommand = [\"sh\", \"-c\", {}]\nprompt = \"typed\"\ntype_delay = \"500ms\"\npreamble = false\n",
+            crate::harness::toml_str(script)
+        ))
+        .build();
+    env.start_daemon();
+    let id = "typed-late";
+    env.queue(
+        id,
+        &Task::body("first line\nsecond line\n").front("agent: slow-input\nisolation: none"),
+    );
+    assert_eq!(env.wait_finished(id), "done");
+    let read = fs::read(env.run_dir(id, 1).join("read.txt")).unwrap();
+    assert!(
+        read.starts_with(b"\x1b[200~first line"),
+        "the prompt was typed before the agent's input was up: {:?}",
+        String::from_utf8_lossy(&read)
+    );
+}

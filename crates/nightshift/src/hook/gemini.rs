@@ -127,6 +127,7 @@ mod tests {
     use crate::hook::HookRecord;
     use jiff::Timestamp;
     use nightshift_core::attention::Hook;
+    use std::path::Path;
 
     fn observe(input: Value) -> Option<Hook> {
         let value = translate(input)?;
@@ -214,6 +215,22 @@ mod tests {
         .unwrap();
         assert_eq!(denied["hook_event_name"], "PostToolUseFailure");
         assert_eq!(denied["error"], "Tool execution denied by policy.");
+    }
+
+    #[test]
+    fn a_gemini_profile_gets_the_policy_file() {
+        use crate::hook::Dialect;
+        assert_eq!(
+            Dialect::for_agent("/opt/bin/gemini", "mine"),
+            Dialect::Gemini
+        );
+        assert_eq!(Dialect::for_agent("./wrap.sh", "gemini"), Dialect::Gemini);
+        assert_eq!(Dialect::for_agent("claude", "gemini"), Dialect::Claude);
+        assert_eq!(Dialect::for_agent("aider", "aider"), Dialect::Claude);
+        assert_eq!(Dialect::Gemini.settings_file(), "gemini-policy.toml");
+        let written = Dialect::Gemini.settings_contents(Path::new("/x"), Path::new("/r"));
+        assert_eq!(String::from_utf8_lossy(&written), policy());
+        assert_eq!(Dialect::Claude.settings_file(), crate::run::HOOK_SETTINGS);
     }
 
     #[test]

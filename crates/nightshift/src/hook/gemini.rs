@@ -131,7 +131,9 @@ mod tests {
 
     fn observe(input: Value) -> Option<Hook> {
         let value = translate(input)?;
-        HookRecord::from_input(&value, Timestamp::UNIX_EPOCH)?.observation()
+        let mut record = HookRecord::from_input(&value, Timestamp::UNIX_EPOCH)?;
+        record.agent = Some("Gemini CLI".into());
+        record.observation()
     }
 
     fn event(input: Value) -> Option<String> {
@@ -169,7 +171,7 @@ mod tests {
             "details": {"type": "exec", "title": "Confirm Shell Command", "command": "git commit"}});
         assert!(matches!(
             observe(permission),
-            Some(Hook::NeedsInput(m)) if m.contains("Tool Confirm Shell Command requires execution")
+            Some(Hook::NeedsInput(m)) if m.starts_with("Gemini CLI: Tool Confirm Shell Command requires execution")
                 && m.contains("permission_prompt")
         ));
 

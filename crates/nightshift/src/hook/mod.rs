@@ -60,6 +60,15 @@ impl Dialect {
             .unwrap_or_default()
     }
 
+    /// How flags name the agent; `None` for Claude Code, whose vocabulary this is.
+    fn display_name(self) -> Option<&'static str> {
+        match self {
+            Dialect::Claude => None,
+            Dialect::Codex => Some("Codex"),
+            Dialect::Gemini => Some("Gemini CLI"),
+        }
+    }
+
     /// The name of the per-run file `{hook_settings}` stands for.
     pub fn settings_file(self) -> &'static str {
         match self {
@@ -115,6 +124,9 @@ pub struct HookRecord {
     pub tool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<String>,
+    /// The agent CLI that sent it, when not Claude Code (for the flag's wording).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The agent's own session, as its SessionStart hook reported it (for resuming).
@@ -146,6 +158,7 @@ impl HookRecord {
             text,
             tool: field("tool_name"),
             permission_mode: field("permission_mode"),
+            agent: None,
             event,
         })
     }
@@ -153,6 +166,7 @@ impl HookRecord {
     /// What the event tells about the agent, if anything.
     pub fn observation(&self) -> Option<Hook> {
         let text = self.text.clone().unwrap_or_default();
+        let who = self.agent.as_deref().unwrap_or("Claude Code");
         match self.event.as_str() {
             "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "PostToolUseFailure" => {
                 Some(Hook::Working)
@@ -165,7 +179,7 @@ impl HookRecord {
                     } else {
                         text
                     };
-                    Some(Hook::NeedsInput(format!("Claude Code: {what} ({kind})")))
+                    Some(Hook::NeedsInput(format!("{who}: {what} ({kind})")))
                 } else if kind == "elicitation_response" {
                     Some(Hook::Working)
                 } else {
@@ -174,7 +188,7 @@ impl HookRecord {
             }
             "Stop" => Some(Hook::TurnEnded(text)),
             "StopFailure" => Some(Hook::TurnFailed(format!(
-                "Claude Code: an API error ended the turn: {text}"
+                "{who}: an API error ended the turn: {text}"
             ))),
             _ => None,
         }
@@ -237,9 +251,10 @@ fn record(run_dir: Option<&Path>, dialect: Dialect, payload: Option<&str>) -> Re
         return Ok(());
     };
     let now = Timestamp::now();
-    let Some(record) = HookRecord::from_input(&value, now) else {
+    let Some(mut record) = HookRecord::from_input(&value, now) else {
         return Err("the hook input has no hook_event_name".into());
     };
+    record.agent = dialect.display_name().map(str::to_string);
     if record.event == "SessionStart"
         && let Some(session_id) = &record.session_id
     {

@@ -268,7 +268,8 @@ fn approval_is_flagged_and_answered(hooks: bool) {
     let evidence = flag["evidence"].as_str().unwrap_or_default();
     if hooks {
         assert!(
-            evidence.contains("permission_prompt") && evidence.contains("requires execution"),
+            evidence.starts_with("Gemini CLI: Tool Confirm Shell Command requires execution")
+                && evidence.contains("permission_prompt"),
             "not from the hook: {flag:#}"
         );
     } else {

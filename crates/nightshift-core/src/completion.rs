@@ -14,12 +14,17 @@ pub struct MarkerHit {
 }
 
 /// Normalises a line for comparison: no ANSI escapes, no surrounding blanks, and no leading
-/// UI decoration such as `⏺ `, `● `, `> ` or `│ `.
+/// UI decoration such as `⏺ `, `● `, `> ` or `│ `. A UI that pads its lines to the pane's
+/// width and redraws without a newline (Aider) runs other text into the same line: the line
+/// ends at the padding.
 pub fn normalize(line: &str) -> String {
     let stripped = strip_ansi(line);
     stripped
         .trim()
         .trim_start_matches(|c: char| !c.is_alphanumeric() && c != '_')
+        .split("   ")
+        .next()
+        .unwrap_or_default()
         .trim_end_matches(|c: char| c == '│' || c.is_whitespace())
         .to_string()
 }
@@ -91,6 +96,7 @@ mod tests {
                 summary: Some("fixed it".into())
             })
         );
+        assert!(marker_in_line("│    NIGHTSHIFT_DONE: boxed   │", M, &p).is_some());
     }
 
     #[test]
@@ -118,5 +124,13 @@ mod tests {
         }
         // The agent's own, different marker line still counts.
         assert!(marker_in_line("NIGHTSHIFT_DONE: fixed in 3 commits", M, &p).is_some());
+        // Aider's last redraw: the marker padded to the width, then its reply again.
+        let redrawn = "\x1b[38;5;33mNIGHTSHIFT_DONE: nothing needed changing\x1b[0m                    \x1b[38;5;33mI checked the code.\x1b[0m   ";
+        assert_eq!(
+            marker_in_line(redrawn, M, &p)
+                .and_then(|h| h.summary)
+                .as_deref(),
+            Some("nothing needed changing")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::claude_state::TrustError;
 
 /// Marks `dir` as trusted for the agent CLI that `program` starts: Codex's config for
-/// `codex`, Claude Code's state otherwise.
+/// `codex`, Gemini CLI's trusted folders for `gemini`, Claude Code's state otherwise.
 pub fn trust_worktree(
     program: &str,
     dir: &Path,
@@ -14,6 +14,7 @@ pub fn trust_worktree(
 ) -> Result<(), TrustError> {
     match Path::new(program).file_name().and_then(|n| n.to_str()) {
         Some("codex") => crate::codex_state::trust(dir, env),
+        Some("gemini") => crate::claude_state::trust_gemini(dir, env),
         _ => crate::claude_state::trust(dir, env),
     }
 }

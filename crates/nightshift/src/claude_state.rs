@@ -1,9 +1,10 @@
-//! Claude Code's own state file (`~/.claude.json`, or `$CLAUDE_CONFIG_DIR/.claude.json`):
-//! marking a worktree nightshift created as trusted, so the folder-trust dialog does not
-//! block a run nobody watches. Only done when the profile asks (`trust_worktrees = true`).
+//! Claude Code's own state file (`~/.claude.json`, or `$CLAUDE_CONFIG_DIR/.claude.json`),
+//! and Gemini CLI's `~/.gemini/trustedFolders.json`: marking a worktree nightshift created
+//! as trusted, so the folder-trust dialog does not block a run nobody watches. Only done
+//! when the profile asks (`trust_worktrees = true`).
 //!
-//! Claude Code rewrites this file itself, so the change is a read-modify-write of one key,
-//! renamed into place: everything else in the file is kept as it was read.
+//! The agents rewrite these files themselves, so the change is a read-modify-write of one
+//! key, renamed into place: everything else in the file is kept as it was read.
 
 use std::path::{Path, PathBuf};
 
@@ -47,10 +48,63 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Marks `dir` as trusted (and its project onboarding as done) in Claude Code's state.
 pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
+    let path = state_file(env).ok_or(TrustError::NoHome("CLAUDE_CONFIG_DIR"))?;
+    update(path, |path, state| {
+        let projects = state
+            .entry("projects")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(projects) = projects else {
+            return Err(TrustError::Parse {
+                path: path.to_path_buf(),
+                message: "`projects` is not an object".into(),
+            });
+        };
+        let key = dir.to_string_lossy().into_owned();
+        let project = projects
+            .entry(key)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(project) = project {
+            project.insert("hasTrustDialogAccepted".into(), Value::Bool(true));
+            project.insert("hasCompletedProjectOnboarding".into(), Value::Bool(true));
+        }
+        Ok(())
+    })
+}
+
+/// Gemini CLI's list of trusted folders for an agent started with `env` on top of ours:
+/// `$GEMINI_CLI_TRUSTED_FOLDERS_PATH`, else `.gemini/trustedFolders.json` in
+/// `$GEMINI_CLI_HOME` or `$HOME`.
+pub fn gemini_trust_file(env: &[(String, String)]) -> Option<PathBuf> {
+    let var = |name: &str| agent_var(env, name);
+    if let Some(file) = var("GEMINI_CLI_TRUSTED_FOLDERS_PATH") {
+        return Some(PathBuf::from(file));
+    }
+    var("GEMINI_CLI_HOME")
+        .or_else(|| var("HOME"))
+        .map(|h| PathBuf::from(h).join(".gemini/trustedFolders.json"))
+}
+
+/// Marks `dir` as trusted in Gemini CLI's list (`"TRUST_FOLDER"`). A choice the user made
+/// for that folder is kept.
+pub fn trust_gemini(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
+    let path = gemini_trust_file(env).ok_or(TrustError::NoHome("GEMINI_CLI_HOME"))?;
+    update(path, |_, folders| {
+        folders
+            .entry(dir.to_string_lossy().into_owned())
+            .or_insert_with(|| Value::String("TRUST_FOLDER".into()));
+        Ok(())
+    })
+}
+
+/// One read-modify-write of the JSON object in `path` (a missing or blank file is an empty
+/// object), renamed into place; everything `edit` does not touch is kept as it was read.
+fn update(
+    path: PathBuf,
+    edit: impl FnOnce(&Path, &mut Map<String, Value>) -> Result<(), TrustError>,
+) -> Result<(), TrustError> {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let path = state_file(env).ok_or(TrustError::NoHome("CLAUDE_CONFIG_DIR"))?;
     // Through a symlink to the file it points at, which stays a symlink.
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     let io = |source| TrustError::Io {
@@ -67,23 +121,7 @@ pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
         Err(e) => return Err(io(e)),
     };
-    let projects = state
-        .entry("projects")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(projects) = projects else {
-        return Err(TrustError::Parse {
-            path,
-            message: "`projects` is not an object".into(),
-        });
-    };
-    let key = dir.to_string_lossy().into_owned();
-    let project = projects
-        .entry(key)
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(project) = project {
-        project.insert("hasTrustDialogAccepted".into(), Value::Bool(true));
-        project.insert("hasCompletedProjectOnboarding".into(), Value::Bool(true));
-    }
+    edit(&path, &mut state)?;
     let bytes = serde_json::to_vec_pretty(&state).map_err(|e| TrustError::Parse {
         path: path.clone(),
         message: e.to_string(),
@@ -91,7 +129,7 @@ pub fn trust(dir: &Path, env: &[(String, String)]) -> Result<(), TrustError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    // Claude Code rewrites this file too: if it changed since it was read, do not overwrite
+    // The agent rewrites this file too: if it changed since it was read, do not overwrite
     // its change (the trust dialog is then flagged, as without this option).
     if std::fs::read(&path).ok() != before {
         return Err(TrustError::Parse {
@@ -150,5 +188,34 @@ mod tests {
             std::fs::read_to_string(dir.path().join(".claude.json")).unwrap(),
             "{ not json"
         );
+    }
+
+    #[test]
+    fn gemini_trust_adds_the_folder_and_keeps_the_users_choices() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join(".gemini/trustedFolders.json");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, r#"{"/mine":"TRUST_PARENT","/wt/no":"DO_NOT_TRUST"}"#).unwrap();
+        let env = vec![
+            (
+                "HOME".to_string(),
+                home.path().to_string_lossy().into_owned(),
+            ),
+            ("GEMINI_CLI_HOME".to_string(), String::new()),
+            ("GEMINI_CLI_TRUSTED_FOLDERS_PATH".to_string(), String::new()),
+        ];
+        trust_gemini(Path::new("/wt/a"), &env).unwrap();
+        trust_gemini(Path::new("/wt/no"), &env).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(v["/wt/a"], "TRUST_FOLDER");
+        assert_eq!(v["/mine"], "TRUST_PARENT");
+        assert_eq!(v["/wt/no"], "DO_NOT_TRUST");
+
+        let elsewhere = home.path().join("trust.json");
+        let env = vec![(
+            "GEMINI_CLI_TRUSTED_FOLDERS_PATH".to_string(),
+            elsewhere.to_string_lossy().into_owned(),
+        )];
+        assert_eq!(gemini_trust_file(&env), Some(elsewhere));
     }
 }

@@ -70,12 +70,20 @@ pub(crate) const AGENT_WAITING_PATTERNS: &[(&str, &[&str])] = &[
         "aider",
         &[r"(?i)\(y\)es/\(n\)o", r"(?i)\(d\)on't ask again"],
     ),
+    // Gemini CLI 0.61: the approval box (`Allow execution of [Shell]?` over `● 1. Allow
+    // once`), the folder-trust dialog, and the daily-quota dialog (`Usage limit reached
+    // for all Pro models.` over `● 1. Keep trying`), which fires no hook. The first two are
+    // older versions' approval.
     (
         "gemini",
         &[
             r"(?i)\byes, allow once\b",
             r"(?i)\bwaiting for user confirmation\b",
-            r"(?i)\ballow execution\b.*\?",
+            r"(?i)\ballow execution of\b.*\?",
+            r"(?i)^●?\s*1[.)]\s+allow once\b",
+            r"(?i)\bdo you trust the files in this folder\b",
+            r"(?i)\busage limit reached for\b",
+            r"(?i)^●?\s*1[.)]\s+keep trying\b",
         ],
     ),
 ];
@@ -110,6 +118,9 @@ pub(crate) const CHROME: &[&str] = &[
     r"(?i)·\s*/effort\s*$|\bfocus-events\b",
     // Codex's status line: model (and effort) · folder · session title.
     r"^[\w.:-]+( [\w-]+)? · [/~]",
+    // Aider: its token report after each reply, and its input prompt (`diff>`, `ask>`).
+    r"^Tokens: \S+ sent, \S+ received\.",
+    r"^[\w-]+( [\w-]+)?>$",
 ];
 
 pub(crate) const ANSWERS: &str = r"(?i)^[❯›▸▶➤>●]?\s*1[.)]\s+(yes|no|allow|approve|proceed|continue|accept|ok|always|deny|reject|cancel|stop|wait|trust|don't)\b";

@@ -472,3 +472,81 @@ fn codex_dialogs_are_questions_and_its_idle_screen_is_not() {
     );
     assert!(!codex(&later));
 }
+
+/// Gemini CLI 0.61's screens, as captured from the real binary (120 columns, cut).
+#[test]
+fn gemini_cli_dialogs_are_questions_and_its_idle_screen_is_not() {
+    let gemini = |screen: &str| {
+        let mut patterns = Thresholds::default().waiting_patterns;
+        patterns.extend(agent_waiting_patterns("gemini"));
+        question(screen, &patterns)
+    };
+    let approval = " > please commit\n\
+╭──────────────────────────────────────────╮\n\
+│ ? Shell  git commit --allow-empty -m x   │\n\
+│ Allow execution of [Shell]?              │\n\
+│                                          │\n\
+│ ● 1. Allow once                          │\n\
+│   2. Allow for this session              │\n\
+│   3. No, suggest changes (esc)           │\n\
+╰──────────────────────────────────────────╯\n\
+⚠  Warning: True color (24-bit) support not detected. Using a terminal with true color enabled will result in a better\n\
+   visual experience.\n";
+    assert!(
+        gemini(approval).is_some_and(|e| e.starts_with("Allow execution of [Shell]?")),
+        "{:?}",
+        gemini(approval)
+    );
+    let quota = "│ Usage limit reached for all Pro models.   │\n\
+│ /stats model for usage details   │\n\
+│ /model to switch models.   │\n\
+│ ● 1. Keep trying   │\n\
+│   2. Stop   │\n";
+    assert!(gemini(quota).is_some_and(|e| e.contains("Usage limit reached")));
+    let trust = " │ Do you trust the files in this folder?   │\n\
+ │ Trusting a folder allows Gemini CLI to load its local configurations, including custom commands, hooks, MCP   │\n\
+ │ ● 1. Trust folder (work-gemini)   │\n\
+ │   2. Trust parent folder (clis-research)   │\n\
+ │   3. Don't trust   │\n";
+    assert!(gemini(trust).is_some_and(|e| e.contains("trust the files")));
+    let idle = " > say hi\n\
+✦ Hello from the stand-in.\n\
+                                                                                                        ? for shortcuts\n\
+────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────\n\
+ Shift+Tab to accept edits\n\
+ >   Type your message or @path/to/file\n\
+ workspace (/directory)                         branch                        sandbox                            /model\n\
+ /tmp/gm/repo                                   master                        no sandbox                           Auto\n";
+    assert_eq!(gemini(idle), None);
+}
+
+/// Aider 0.86's screens, as captured from the real binary (cut).
+#[test]
+fn aider_questions_are_seen_past_its_token_report_and_prompt() {
+    let aider = |screen: &str| {
+        let mut patterns = Thresholds::default().waiting_patterns;
+        patterns.extend(agent_waiting_patterns("aider"));
+        question(screen, &patterns)
+    };
+    let asked = "diff> please ASK now\n\
+Which database should I use, PostgreSQL or SQLite?\n\
+Tokens: 2.3k sent, 10 received.\n\
+────────────────────────────────────────────\n\
+diff>\n";
+    assert!(
+        aider(asked).is_some_and(|e| e.starts_with("Which database")),
+        "{:?}",
+        aider(asked)
+    );
+    let shell = "I will commit and signal done.\n\
+git commit --allow-empty -m x && nightshift done --summary \"fixed\"\n\
+Tokens: 2.5k sent, 35 received.\n\
+git commit --allow-empty -m x && nightshift done --summary \"fixed\"\n\
+Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:\n";
+    assert!(aider(shell).is_some_and(|e| e.starts_with("Run shell command?")));
+    let new_file = "answer.txt\nCreate new file? (Y)es/(N)o [Yes]:\n";
+    assert!(aider(new_file).is_some());
+    let idle =
+        "diff> hi\nHello from the stand-in.\nTokens: 2.3k sent, 6 received.\n──────────\ndiff>\n";
+    assert_eq!(aider(idle), None);
+}

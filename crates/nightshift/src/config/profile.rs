@@ -128,18 +128,54 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
                 ..p(&[])
             },
         ),
+        // Aider answers a `--message` and exits, so the prompt is typed into its chat. In
+        // its own confirm mode it asks before it runs a shell command or creates a file, and
+        // nightshift flags the question (`--yes-always` would silently decline every shell
+        // command, `nightshift done` too). It is done when a person lets it run
+        // `nightshift done`, or when its reply has a line starting with the done marker.
+        // The flags skip its first-run questions and keep its files out of the worktree
+        // (its chat logs, and the repo map's cache), which would be committed as work left.
         (
             "aider".into(),
             AgentProfile {
+                // Pasted once its input is up (daemon/start/ready.rs): earlier, each line
+                // would be a message of its own.
+                prompt: PromptVia::Typed,
                 exit_command: Some("/exit".into()),
-                ..p(&["aider", "--message-file", "{prompt_file}"])
+                ..p(&[
+                    "aider",
+                    "--no-check-update",
+                    "--no-show-release-notes",
+                    "--no-show-model-warnings",
+                    "--analytics-disable",
+                    "--no-gitignore",
+                    "--chat-history-file=/dev/null",
+                    "--input-history-file=/dev/null",
+                    "--map-tokens=0",
+                ])
             },
         ),
+        // Gemini CLI in its own default approval mode: it asks before each tool call, and
+        // nightshift flags the question. `{hook_settings}` is a policy that lets
+        // `nightshift done` run unasked (see hook/gemini.rs).
         (
             "gemini".into(),
             AgentProfile {
                 exit_command: Some("/quit".into()),
-                ..p(&["gemini", "--prompt-interactive={prompt}"])
+                resume_command: argv(&[
+                    "gemini",
+                    "--policy",
+                    "{hook_settings}",
+                    "--resume",
+                    "{session_id}",
+                    "--prompt-interactive={prompt}",
+                ]),
+                ..p(&[
+                    "gemini",
+                    "--policy",
+                    "{hook_settings}",
+                    "--prompt-interactive={prompt}",
+                ])
             },
         ),
         // The scriptable stand-in agent that the tests and the demo use; its prompt is its

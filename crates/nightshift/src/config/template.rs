@@ -132,7 +132,8 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 #   {prompt}       the prompt as one argument
 #   {prompt_file}  a file holding the prompt
 #   {task_id} {workdir} {nightshift}
-#   {hook_settings} a per-run Claude Code settings file with nightshift's hooks
+#   {hook_settings} a per-run file for the agent: Claude Code's settings with nightshift's
+#                   hooks; for Gemini CLI, a --policy file that lets `nightshift done` run
 #   {run_dir}      the run's folder (where `nightshift done` writes; for a sandbox)
 # Without {prompt} or {prompt_file}, the prompt is appended as the last argument.
 #

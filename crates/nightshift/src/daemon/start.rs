@@ -2,6 +2,7 @@
 //! background; then the prompt, typed in once the agent is ready.
 
 mod job;
+mod ready;
 mod repo;
 pub use job::find_program;
 
@@ -18,6 +19,10 @@ use nightshift_core::Event;
 use nightshift_core::start;
 use nightshift_core::task::Task;
 use nightshift_store::{Store, within};
+
+/// How long a typed prompt waits, past the profile's `type_delay`, for the agent to turn
+/// bracketed paste on (see ready.rs).
+const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything a background start needs, cloned out of the daemon.
 struct StartJob {
@@ -53,6 +58,9 @@ impl TypedPrompt {
     async fn deliver(self, attempt: u32) -> Result<(), Event> {
         tokio::time::sleep(self.delay).await;
         let dir = RunDir::new(&self.dir);
+        if !self.pasted {
+            ready::wait_for_input(&dir.transcript(), READY_LIMIT).await;
+        }
         let typed = async {
             if !self.pasted {
                 self.tmux.paste(&self.session, &self.text).await?;

@@ -8,6 +8,7 @@
 //! through a file notification, and nothing is lost while the daemon is down.
 
 pub mod codex;
+pub mod gemini;
 
 use std::io::Read;
 use std::path::Path;
@@ -46,8 +47,45 @@ impl Dialect {
         match self {
             Dialect::Claude => Some(input),
             Dialect::Codex => codex::translate(input),
-            // Filled in with each agent's hooks.
-            Dialect::Gemini => Some(input),
+            Dialect::Gemini => gemini::translate(input),
+        }
+    }
+
+    /// The agent CLI a profile runs, by its program's file name, else the profile's name
+    /// (a wrapper script): it decides what nightshift writes for `{hook_settings}`.
+    pub fn for_agent(program: &str, profile_name: &str) -> Dialect {
+        let program = Path::new(program)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(program);
+        [program, profile_name]
+            .iter()
+            .find_map(|name| match *name {
+                "codex" => Some(Dialect::Codex),
+                "gemini" => Some(Dialect::Gemini),
+                "claude" => Some(Dialect::Claude),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The name of the per-run file `{hook_settings}` stands for.
+    pub fn settings_file(self) -> &'static str {
+        match self {
+            // Gemini CLI reads a policy only from a `.toml` file.
+            Dialect::Gemini => gemini::POLICY_FILE,
+            Dialect::Claude | Dialect::Codex => run::HOOK_SETTINGS,
+        }
+    }
+
+    /// What `{hook_settings}` holds for a run: Claude Code's settings with nightshift's
+    /// hooks, or Gemini CLI's policy that lets `nightshift done` run unasked.
+    pub fn settings_contents(self, exe: &Path, run_dir: &Path) -> Vec<u8> {
+        match self {
+            Dialect::Gemini => gemini::policy().into_bytes(),
+            Dialect::Claude | Dialect::Codex => {
+                serde_json::to_vec_pretty(&settings(exe, run_dir)).unwrap_or_default()
+            }
         }
     }
 }

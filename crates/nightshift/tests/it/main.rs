@@ -11,6 +11,7 @@
 mod harness;
 
 mod agents;
+mod aider;
 mod architecture;
 mod attention;
 mod claude;
@@ -26,6 +27,7 @@ mod disk;
 mod fleet;
 mod fleet_bench;
 mod fleet_faults;
+mod gemini;
 mod hosts;
 mod injection;
 mod leaks;

@@ -52,6 +52,11 @@ impl StartJob {
                 (worktree, workdir)
             }
         };
+        // Which agent CLI it is decides what `{hook_settings}` holds and where trust is kept.
+        let dialect = crate::hook::Dialect::for_agent(
+            profile.command.first().map_or("", String::as_str),
+            &agent,
+        );
         if let Some(wt) = &worktree
             && profile.trust_worktrees
             && let Err(e) = crate::agent_trust::trust_worktree(
@@ -77,19 +82,19 @@ impl StartJob {
             task_id: &task.id,
             workdir: &workdir,
             nightshift: &self.exe,
-            hook_settings: &self.dir.file(run::HOOK_SETTINGS),
+            hook_settings: &self.dir.file(dialect.settings_file()),
             session_id: resume.as_ref().map_or("", |r| r.session_id.as_str()),
             run_dir: self.dir.path(),
         };
         let via_argv = profile.prompt == config::PromptVia::Argument || resume.is_some();
         let argv = config::expand_argv(template, &vars, via_argv).map_err(StartError::lasting)?;
         if profile.uses_hooks() {
-            self.dir
-                .write(
-                    run::HOOK_SETTINGS,
-                    &crate::hook::settings(&self.exe, self.dir.path()),
-                )
-                .map_err(|e| StartError::passing(format!("cannot write the hook settings: {e}")))?;
+            nightshift_store::fsutil::write_atomic(
+                &self.dir.file(dialect.settings_file()),
+                &dialect.settings_contents(&self.exe, self.dir.path()),
+                0o600,
+            )
+            .map_err(|e| StartError::passing(format!("cannot write the hook settings: {e}")))?;
         }
         let path_var = agent_path(&self.exe);
         let program = argv.first().cloned().unwrap_or_default();

@@ -7,6 +7,8 @@
 //! wait before it is sent, to play a slow model.
 
 pub(crate) mod anthropic;
+pub(crate) mod chat;
+pub(crate) mod gemini;
 pub(crate) mod responses;
 
 use std::io::{Read, Write};
@@ -407,5 +409,92 @@ mod tests {
                 "/v1/models"
             ]
         );
+    }
+
+    #[test]
+    fn gemini_script_routes_calls_tools_and_fails_on_demand() {
+        use super::gemini::{
+            COMMIT_COMMAND, DAILY_QUOTA_SCENARIO, DONE_COMMAND, RATE_LIMIT_SCENARIO,
+        };
+        let api = FakeApi::with_script(super::gemini::respond);
+        let stream = "/v1beta/models/gemini-x:streamGenerateContent?alt=sse";
+        let turn = |contents: &str| {
+            exchange(
+                &api,
+                &post(stream, &format!(r#"{{"contents":{contents}}}"#)),
+            )
+        };
+        let router = exchange(
+            &api,
+            &post(
+                "/v1beta/models/flash-lite:generateContent",
+                r#"{"contents":[]}"#,
+            ),
+        );
+        assert!(router.contains("complexity_score"), "{router}");
+        let first = turn(r#"[{"role":"user","parts":[{"text":"fix it"}]}]"#);
+        assert!(
+            first.contains("data: {") && first.contains("run_shell_command"),
+            "{first}"
+        );
+        assert!(
+            first.contains(&serde_json::to_string(COMMIT_COMMAND).unwrap()),
+            "{first}"
+        );
+        let result = r#"{"role":"user","parts":[{"functionResponse":{"name":"run_shell_command","response":{"output":"ok"}}}]}"#;
+        let second = turn(&format!(
+            r#"[{{"role":"user","parts":[{{"text":"fix it"}}]}},{{"role":"model","parts":[]}},{result}]"#
+        ));
+        assert!(
+            second.contains(&serde_json::to_string(DONE_COMMAND).unwrap()[1..20]),
+            "{second}"
+        );
+        let limited = turn(&format!(
+            r#"[{{"role":"user","parts":[{{"text":"{RATE_LIMIT_SCENARIO}"}}]}}]"#
+        ));
+        assert!(limited.starts_with("HTTP/1.1 429"), "{limited}");
+        assert!(
+            limited.contains("retry-after: 2") && limited.contains("RetryInfo"),
+            "{limited}"
+        );
+        let quota = turn(&format!(
+            r#"[{{"role":"user","parts":[{{"text":"{DAILY_QUOTA_SCENARIO}"}}]}}]"#
+        ));
+        assert!(
+            quota.contains("PerDay") && quota.contains("RESOURCE_EXHAUSTED"),
+            "{quota}"
+        );
+    }
+
+    #[test]
+    fn chat_script_suggests_the_command_and_fails_on_demand() {
+        use super::chat::{COMMIT_MESSAGE, DONE_SHELL, QUOTA_SCENARIO, RATE_LIMIT_SCENARIO};
+        let api = FakeApi::with_script(super::chat::respond);
+        let chat = |body: &str| exchange(&api, &post("/v1/chat/completions", body));
+        let first = chat(r#"{"stream":true,"messages":[{"role":"user","content":"fix it"}]}"#);
+        assert!(
+            first.contains("```bash") && first.contains("data: [DONE]"),
+            "{first}"
+        );
+        assert!(
+            first.contains(&serde_json::to_string(DONE_SHELL).unwrap()[1..30]),
+            "{first}"
+        );
+        let commit = chat(r#"{"messages":[{"role":"user","content":"diff"}]}"#);
+        assert!(
+            commit.contains(COMMIT_MESSAGE) && commit.contains("chat.completion"),
+            "{commit}"
+        );
+        let limited = chat(&format!(
+            r#"{{"stream":true,"messages":[{{"role":"user","content":"{RATE_LIMIT_SCENARIO}"}}]}}"#
+        ));
+        assert!(
+            limited.starts_with("HTTP/1.1 429") && limited.contains("retry-after: 2"),
+            "{limited}"
+        );
+        let quota = chat(&format!(
+            r#"{{"stream":true,"messages":[{{"role":"user","content":"{QUOTA_SCENARIO}"}}]}}"#
+        ));
+        assert!(quota.contains("insufficient_quota"), "{quota}");
     }
 }

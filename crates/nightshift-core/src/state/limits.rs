@@ -95,9 +95,13 @@ impl State {
                 continue;
             }
             let newly = run.task.id == id && run.limited.is_none();
-            match &mut run.limited {
-                // Every run of the profile waits until the same time; its record follows.
-                Some(l) if held.changed && l.until != held.until => l.until = held.until,
+            let evidence = match &mut run.limited {
+                // Every run of the profile waits until the same time; its record follows,
+                // with the run's own evidence.
+                Some(l) if held.changed && l.until != held.until => {
+                    l.until = held.until;
+                    l.evidence.clone()
+                }
                 Some(_) => continue,
                 None if newly => {
                     run.last_limit = Some(seen.evidence.clone());
@@ -106,16 +110,17 @@ impl State {
                         until: held.until,
                         evidence: seen.evidence.clone(),
                     });
+                    seen.evidence.clone()
                 }
                 None => continue,
-            }
+            };
             actions.push(Action::Limited {
                 id: run.task.id.clone(),
                 attempt: run.attempt,
                 profile: profile.clone(),
                 kind: seen.kind,
                 until: held.until,
-                evidence: seen.evidence.clone(),
+                evidence,
                 notify: newly && held.notify,
             });
         }

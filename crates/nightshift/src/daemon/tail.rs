@@ -40,23 +40,21 @@ impl Tail {
         self.follower.position()
     }
 
-    /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`), from at
-    /// most one chunk of the file; call again until it returns nothing. With `flush`, an
-    /// unterminated last line is returned too (the writer is gone).
+    /// New complete lines (split on `\n` or `\r`, as terminals redraw with `\r`, and at a
+    /// cursor move to a row, as full-screen UIs such as Codex's draw a line with no newline
+    /// at all), from at most one chunk of the file; call again until it returns nothing.
+    /// With `flush`, an unterminated last line is returned too (the writer is gone).
     pub(super) fn read_lines(&mut self, flush: bool) -> io::Result<Vec<String>> {
         let n = self.follower.read(&mut self.buf, CHUNK)?;
         let mut lines = Vec::new();
         let mut start = 0;
-        while let Some(end) = self.buf[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-        {
+        while let Some((end, next)) = line_end(&self.buf[start..]) {
             let line = &self.buf[start..start + end];
             if !line.is_empty() {
                 let line = &line[..line.len().min(MAX_LINE)];
                 lines.push(String::from_utf8_lossy(line).into_owned());
             }
-            start += end + 1;
+            start += next;
         }
         self.buf.drain(..start);
         if self.buf.len() > MAX_LINE {
@@ -70,6 +68,37 @@ impl Tail {
         }
         Ok(lines)
     }
+}
+
+/// Where the first line in `buf` ends, and where the next begins: at `\n`, `\r`, or a
+/// cursor-position sequence (`ESC [ row ; col H`). `None` until one has arrived whole.
+fn line_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while let Some(at) = buf[i..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r' || b == 0x1b)
+    {
+        let at = i + at;
+        if buf[at] != 0x1b {
+            return Some((at, at + 1));
+        }
+        // ESC [ digits and semicolons, then the final byte.
+        if buf.get(at + 1) != Some(&b'[') {
+            i = at + 1;
+            continue;
+        }
+        let params = buf[at + 2..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b';')
+            .count();
+        match buf.get(at + 2 + params) {
+            Some(b'H' | b'f') => return Some((at, at + 3 + params)),
+            Some(_) => i = at + 2 + params,
+            // Not all here yet: the line is not known to end.
+            None => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -90,6 +119,23 @@ mod tests {
         assert_eq!(tail.read_lines(false)?, vec!["two"]);
         assert_eq!(tail.read_lines(true)?, vec!["three"]);
         assert!(tail.read_lines(true)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_cursor_move_to_a_row_ends_a_line() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("t.log");
+        let mut tail = Tail::new(&path);
+        let mut f = std::fs::File::create(&path)?;
+        // Codex draws its error line between two cursor moves, with no newline.
+        f.write_all("\x1b[5;1H\x1b[1m■ Quota exceeded.\x1b[0m\x1b[6;1Hnext\x1b[7".as_bytes())?;
+        assert_eq!(
+            tail.read_lines(false)?,
+            vec!["\x1b[1m■ Quota exceeded.\x1b[0m"]
+        );
+        f.write_all(b";1Hlast\n")?;
+        assert_eq!(tail.read_lines(false)?, vec!["next", "last"]);
         Ok(())
     }
 }

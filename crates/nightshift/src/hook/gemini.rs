@@ -158,7 +158,10 @@ mod tests {
         );
         let before = json!({"hook_event_name": "BeforeTool", "tool_name": "run_shell_command",
             "tool_input": {"command": "echo secret", "description": "d"}});
-        assert_eq!(observe(before.clone()), Some(Hook::Working));
+        assert_eq!(
+            observe(before.clone()),
+            Some(Hook::ToolRequested("run_shell_command".into()))
+        );
         let record = HookRecord::from_input(&translate(before).unwrap(), Timestamp::UNIX_EPOCH);
         let record = serde_json::to_string(&record).unwrap();
         assert!(

@@ -105,7 +105,7 @@ pub(crate) fn codex_env(api: &FakeApi, trusted: bool) -> Env {
 
 /// Polls `cond` up to [`CODEX_DEADLINE`]; on timeout fails with the panes, the hooks and
 /// the API's request log.
-fn wait_codex(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_codex(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         if start.elapsed() > CODEX_DEADLINE {

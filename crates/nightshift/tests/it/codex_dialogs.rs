@@ -3,10 +3,12 @@
 //! quota errors, each shown on screen only and flagged from there.
 
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::claude::{flags, hook_events, pane_screen_of};
-use crate::codex::{PROMPT, codex_available, codex_env, conversation_requests, flag_latency};
+use crate::codex::{
+    PROMPT, codex_available, codex_env, conversation_requests, flag_latency, wait_codex,
+};
 use crate::harness::Task;
 use crate::standin::FakeApi;
 use crate::standin::responses::{self, Scenario};
@@ -49,7 +51,7 @@ fn the_folder_trust_dialog_is_flagged_not_left_hanging() {
 /// limit), which nightshift flags from the screen. Pinned here because nightshift's limit
 /// handling reads exactly these lines.
 #[test]
-fn codex_reports_usage_and_quota_limits_on_screen_only_and_they_are_flagged() {
+fn codex_reports_usage_and_quota_limits_on_screen_only_and_they_are_limited() {
     if !codex_available() {
         return;
     }
@@ -71,20 +73,49 @@ fn codex_reports_usage_and_quota_limits_on_screen_only_and_they_are_flagged() {
         let prompt = format!("Work.\n{}\n", scenario.marker());
         env.queue(id, &Task::body(&prompt).front("agent: codex"));
     }
+    // No hook and no notify: the screen's `■` line says it, and the run waits out the
+    // limit (a usage limit, not a person's question).
     for (id, scenario, line) in cases {
-        let latency = flag_latency(&env, &api, id, line);
+        let record = env.run_dir(id, 1).join("limited.json");
+        let mut seen: Option<Instant> = None;
+        let mut limited: Option<Instant> = None;
+        wait_codex(
+            &env,
+            &api,
+            &format!("`{line}` is on screen and limited"),
+            || {
+                if seen.is_none() && pane_screen_of(&env, id).contains(line) {
+                    seen = Some(Instant::now());
+                }
+                if limited.is_none() && record.is_file() {
+                    limited = Some(Instant::now());
+                }
+                seen.is_some() && limited.is_some()
+            },
+        );
+        let latency = limited.unwrap().saturating_duration_since(seen.unwrap());
         eprintln!(
-            "codex: {scenario:?} flagged {} ms after it was on screen",
+            "codex: {scenario:?} limited {} ms after it was on screen",
             latency.as_millis()
         );
-        let flag = flags(&env, id)[0].clone();
-        assert_eq!(flag["signal"], "waiting", "{flag:#}");
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+        assert_eq!(record["kind"], "usage", "{record:#}");
         assert!(
-            flag["evidence"].as_str().is_some_and(|e| e.contains(line)),
-            "{flag:#}"
+            record["evidence"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(line.trim_start_matches("■ ").trim_end_matches('.'))),
+            "{record:#}"
         );
         assert!(latency <= Duration::from_secs(3), "{latency:?}");
+        assert!(flags(&env, id).is_empty(), "{:?}", flags(&env, id));
     }
+    let ls = env.run(&["ls"]);
+    assert!(
+        ls.stdout.contains("limits: codex usage limit until"),
+        "{}",
+        ls.stdout
+    );
     let usage = pane_screen_of(&env, "codex-usage").replace('\n', " ");
     let reset = regex::Regex::new(r"try again at \d{1,2}:\d{2} [AP]M\.").unwrap();
     assert!(reset.is_match(&usage), "{usage}");

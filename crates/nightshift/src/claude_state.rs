@@ -96,6 +96,48 @@ pub fn trust_gemini(dir: &Path, env: &[(String, String)]) -> Result<(), TrustErr
     })
 }
 
+/// Adds nightshift's hooks to Gemini CLI's user settings (`$GEMINI_CLI_HOME` or `$HOME`,
+/// `.gemini/settings.json`), keeping every other setting and hook. Gemini reads hooks
+/// only from there (a per-run settings file must be root's), so this is done only when a
+/// person asks: `nightshift hooks gemini --install`. Returns the file.
+pub fn install_gemini_hooks(env: &[(String, String)]) -> Result<PathBuf, TrustError> {
+    let home = agent_var(env, "GEMINI_CLI_HOME")
+        .or_else(|| agent_var(env, "HOME"))
+        .ok_or(TrustError::NoHome("GEMINI_CLI_HOME"))?;
+    let path = PathBuf::from(home).join(".gemini/settings.json");
+    let ours = crate::hook::gemini::user_settings();
+    update(path.clone(), |path, settings| {
+        let hooks = settings
+            .entry("hooks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(hooks) = hooks else {
+            return Err(TrustError::Parse {
+                path: path.to_path_buf(),
+                message: "`hooks` is not an object".into(),
+            });
+        };
+        for (event, handlers) in ours["hooks"].as_object().into_iter().flatten() {
+            let list = hooks
+                .entry(event.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            let Value::Array(list) = list else {
+                return Err(TrustError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("`hooks.{event}` is not a list"),
+                });
+            };
+            // Once: a second install changes nothing.
+            for handler in handlers.as_array().into_iter().flatten() {
+                if !list.contains(handler) {
+                    list.push(handler.clone());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(path)
+}
+
 /// One read-modify-write of the JSON object in `path` (a missing or blank file is an empty
 /// object), renamed into place; everything `edit` does not touch is kept as it was read.
 fn update(
@@ -143,6 +185,36 @@ fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_hooks_are_added_once_and_the_users_settings_stay() {
+        let home = tempfile::tempdir().unwrap();
+        let env = vec![
+            (
+                "HOME".to_string(),
+                home.path().to_string_lossy().into_owned(),
+            ),
+            ("GEMINI_CLI_HOME".to_string(), String::new()),
+        ];
+        let file = home.path().join(".gemini/settings.json");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            r#"{"ui":{"theme":"x"},"hooks":{"AfterAgent":[{"hooks":[{"type":"command","command":"mine"}]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(install_gemini_hooks(&env).unwrap(), file);
+        let once = std::fs::read_to_string(&file).unwrap();
+        install_gemini_hooks(&env).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), once);
+        let v: Value = serde_json::from_str(&once).unwrap();
+        assert_eq!(v["ui"]["theme"], "x");
+        let after = v["hooks"]["AfterAgent"].as_array().unwrap();
+        assert_eq!(after.len(), 2);
+        assert_eq!(after[0]["hooks"][0]["command"], "mine");
+        assert!(once.contains("nightshift hook --agent gemini"));
+        assert!(v["hooks"]["BeforeTool"].is_array());
+    }
 
     #[test]
     fn trust_adds_the_project_and_keeps_everything_else() {

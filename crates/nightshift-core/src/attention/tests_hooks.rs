@@ -248,3 +248,24 @@ fn a_turn_ending_with_a_menu_quotes_its_question() {
     );
     assert_eq!(plain_menu(&["I did:", "1. X", "2. Y"]), None);
 }
+
+#[test]
+fn a_plain_question_ending_a_turn_is_flagged_at_once_and_a_statement_waits_for_done() {
+    let t = Thresholds::default();
+    let mut w = Watch::new(at_ms(0), true);
+    let change = w.on_hook(
+        Hook::TurnEnded("I looked at the parser.\nShall I also port the tests?".into()),
+        at_ms(10),
+        &t,
+    );
+    assert_eq!(change.raised.len(), 1);
+    assert_eq!(
+        evidence(&w, Signal::Waiting),
+        "the agent ended its turn asking: Shall I also port the tests?"
+    );
+    // A statement may be followed by done: it waits for the debounce.
+    let mut w = Watch::new(at_ms(0), true);
+    let change = w.on_hook(Hook::TurnEnded("All finished.".into()), at_ms(10), &t);
+    assert!(change.raised.is_empty());
+    assert!(!has(&w, Signal::Waiting));
+}

@@ -65,6 +65,17 @@ fn menu_in(last_words: &str) -> Option<String> {
     Some(menu)
 }
 
+/// A plain question to the user as the last line of a turn's last words.
+fn question_in(last_words: &str) -> Option<String> {
+    let last = last_words.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+    if !super::screen::is_prose_question(last) {
+        return None;
+    }
+    let mut asked = last.to_string();
+    truncate(&mut asked, 300);
+    Some(asked)
+}
+
 /// A pending tool's screen is looked at every `tool_window` for its first [`FAST_LOOKS`],
 /// then twice as far apart each time, up to [`MAX_LOOK_GAP`]: a tool that runs for long
 /// costs a capture every two seconds.
@@ -263,10 +274,11 @@ impl Watch {
             Hook::TurnEnded(last_words)
                 if t.waiting && !self.flags.contains_key(&Signal::Waiting) =>
             {
-                match menu_in(&last_words) {
-                    // A question with options: no done signal races that, so no debounce.
-                    Some(menu) if !self.waiting_acked => {
-                        let evidence = format!("the agent ended its turn asking: {menu}");
+                // A question (with options, or a plain one as its last line): no done signal
+                // races that, so no debounce.
+                match menu_in(&last_words).or_else(|| question_in(&last_words)) {
+                    Some(asked) if !self.waiting_acked => {
+                        let evidence = format!("the agent ended its turn asking: {asked}");
                         self.raise_from_hook(evidence, now, &mut change);
                     }
                     Some(_) => {}

@@ -5,6 +5,7 @@ mod attention;
 mod clean;
 mod control;
 mod doctor;
+mod hooks;
 mod init;
 mod logs;
 mod ls;
@@ -68,6 +69,8 @@ pub enum Command {
     Cancel { id: String },
     /// Put a done or failed task back in the queue, with a fresh attempt budget
     Retry { id: String },
+    /// Print (or install) the hooks an agent CLI reads from its own settings only (Gemini CLI)
+    Hooks(hooks::HooksArgs),
     /// Lift the hold on agents that hit a usage or rate limit now: new tasks of theirs
     /// start, and the limited agents are told to continue
     ResumeLimited {
@@ -163,6 +166,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Demo(args) => dev::demo::run(args),
         Command::Bench(args) => dev::bench::run(args),
+        // The agent's settings, not the home's.
+        Command::Hooks(args) => hooks::hooks(&args),
         command => {
             let home = Home::resolve(cli.home)?;
             run_in_home(home, command)
@@ -205,6 +210,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         | Command::CheckGuard { .. }
         | Command::Transcript { .. }
         | Command::Hook { .. }
+        | Command::Hooks(_)
         | Command::Completions { .. }
         | Command::Demo(_)
         | Command::Bench(_) => Ok(exit::USAGE),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::claude::{events, flags, pane_screen, pane_screen_of};
+use crate::agent_run::{events, flags, pane_screen, pane_screen_of};
 use crate::gemini::{flagged_at, latency, wait_for, wait_screen};
 use crate::harness::{Env, Task};
 use crate::standin::FakeApi;

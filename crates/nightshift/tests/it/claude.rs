@@ -5,18 +5,19 @@
 //! installs the pinned version into its cache folder (see harness/agent_clis.rs).
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::agent_run::wait_agent;
+use crate::agent_run::{events, flags, hook_events, pane_screen, pane_screen_of};
 use crate::harness::{Env, Task};
 use crate::standin::FakeApi;
 use crate::standin::anthropic::{DONE_COMMAND, PERMISSION_SCENARIO, VERIFY_SCENARIO};
 
 /// Claude Code starts slowly (a 400 MB binary) and CI machines are slow.
 const CLAUDE_DEADLINE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
 
 /// A dummy key: it never leaves the machine.
 const API_KEY: &str = "sk-ant-api03-nightshift-offline-test-key-0123456789abcdef";
@@ -52,73 +53,12 @@ fn write_claude_state(config_dir: &Path, workdir: &Path) {
     .unwrap();
 }
 
-/// The visible screens of every task pane, for failure messages.
-pub(crate) fn pane_screen(env: &Env) -> String {
-    env.sessions()
-        .iter()
-        .map(|s| {
-            let id = s.strip_prefix("ns-").unwrap_or(s);
-            format!("[{s}]\n{}", pane_screen_of(env, id))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-pub(crate) fn pane_screen_of(env: &Env, id: &str) -> String {
-    let target = format!("=ns-{id}:");
-    let out = env.tmux(&["capture-pane", "-p", "-t", &target]);
-    if out.status.success() {
-        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-    } else {
-        format!("(no pane: {})", String::from_utf8_lossy(&out.stderr).trim())
-    }
-}
-
-/// Polls `cond` up to [`CLAUDE_DEADLINE`]; on timeout fails with the pane's screen and the
-/// API's request log (the harness adds the daemon's diagnostics when it drops).
-pub(crate) fn wait_claude(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > CLAUDE_DEADLINE {
-            panic!(
-                "timed out after {CLAUDE_DEADLINE:?} waiting until {what}\n\
-                 --- pane ---\n{}\n--- hooks ---\n{}\n--- fake API requests ---\n{}\n--- tool results sent back ---\n{:#?}",
-                pane_screen(env),
-                all_hooks(env),
-                api.log(),
-                tool_results(api)
-            );
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Every run's hook events, for failure messages.
-pub(crate) fn all_hooks(env: &Env) -> String {
-    let mut out = String::new();
-    for entry in walk(&env.home.join("runs")) {
-        if entry.ends_with("hooks.jsonl") {
-            out.push_str(&format!(
-                "{}:\n{}\n",
-                entry.display(),
-                fs::read_to_string(&entry).unwrap_or_default()
-            ));
-        }
-    }
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
+/// Waits for `cond` (see [`wait_agent`]); a failure also shows the tool results Claude
+/// sent back.
+pub(crate) fn wait_claude(env: &Env, api: &FakeApi, what: &str, cond: impl FnMut() -> bool) {
+    wait_agent(env, api, what, CLAUDE_DEADLINE, cond, || {
+        format!("--- tool results sent back ---\n{:#?}", tool_results(api))
+    });
 }
 
 /// The main-conversation requests (the ones that offer tools), as JSON.
@@ -259,36 +199,6 @@ pub(crate) fn claude_env_with(api: &FakeApi, trusted: bool, config_tail: &str) -
     ]);
     env.wait_daemon_ready();
     env
-}
-
-/// The run's attention flags now.
-pub(crate) fn flags(env: &Env, id: &str) -> Vec<Value> {
-    fs::read(env.run_dir(id, 1).join("attention.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v["flags"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// The run's logged events of one kind (`attention`, `attention-cleared`, …).
-pub(crate) fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
-    fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == kind)
-        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// The hook events Claude Code reported for the run.
-pub(crate) fn hook_events(env: &Env, id: &str) -> Vec<String> {
-    fs::read_to_string(env.run_dir(id, 1).join("hooks.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|e| e["event"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::claude::{claude_available, claude_env_with, events, pane_screen_of, wait_claude};
+use crate::agent_run::{events, pane_screen_of};
+use crate::claude::{claude_available, claude_env_with, wait_claude};
 use crate::harness::{Task, toml_str};
 use crate::standin::anthropic::{self, Limit, limited_until};
 use crate::standin::{FakeApi, Reply};

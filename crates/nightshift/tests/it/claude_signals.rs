@@ -9,9 +9,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::claude::{
-    claude_available, claude_env, events, flags, hook_events, pane_screen_of, wait_claude,
-};
+use crate::agent_run::{events, flags, hook_events, pane_screen_of};
+use crate::claude::{claude_available, claude_env, wait_claude};
 use crate::harness::{Env, Task};
 use crate::standin::FakeApi;
 use crate::standin::anthropic::{

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::claude::{all_hooks, events, flags, hook_events, pane_screen, pane_screen_of};
+use crate::agent_run::{events, flags, hook_events, pane_screen, pane_screen_of};
+use crate::agent_run::{finished, wait_agent};
 use crate::harness::{Env, Task};
 use crate::standin::FakeApi;
 use crate::standin::responses::{self, QUESTION, Scenario};
 
 /// Codex starts a 400 MB binary and CI machines are slow.
 const CODEX_DEADLINE: Duration = Duration::from_secs(40);
-const POLL: Duration = Duration::from_millis(20);
 /// A dummy key: it never leaves the machine.
 const API_KEY: &str = "sk-nightshift-offline-test-key-0123456789abcdef";
 
@@ -103,23 +103,12 @@ pub(crate) fn codex_env(api: &FakeApi, trusted: bool) -> Env {
     env
 }
 
-/// Polls `cond` up to [`CODEX_DEADLINE`]; on timeout fails with the panes, the hooks and
-/// the API's request log.
-pub(crate) fn wait_codex(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > CODEX_DEADLINE {
-            panic!(
-                "timed out after {CODEX_DEADLINE:?} waiting until {what}\n\
-                 --- pane ---\n{}\n--- hooks ---\n{}\n--- fake API requests ---\n{}\n--- tool outputs ---\n{:#?}",
-                pane_screen(env),
-                all_hooks(env),
-                api.log(),
-                tool_outputs(api)
-            );
-        }
-        std::thread::sleep(POLL);
-    }
+/// Waits for `cond` (see [`wait_agent`]); a failure also shows what Codex's commands
+/// printed.
+pub(crate) fn wait_codex(env: &Env, api: &FakeApi, what: &str, cond: impl FnMut() -> bool) {
+    wait_agent(env, api, what, CODEX_DEADLINE, cond, || {
+        format!("--- tool outputs ---\n{:#?}", tool_outputs(api))
+    });
 }
 
 /// The main conversation's requests (the ones that offer tools), as JSON.
@@ -138,12 +127,6 @@ fn tool_outputs(api: &FakeApi) -> Vec<Value> {
         .iter()
         .flat_map(responses::tool_outputs)
         .collect()
-}
-
-fn finished(env: &Env, id: &str) -> Option<&'static str> {
-    ["done", "failed"]
-        .into_iter()
-        .find(|s| env.task_path(s, id).is_file())
 }
 
 /// Processes still running with this test's Codex home in their environment.

@@ -5,7 +5,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::claude::{flags, hook_events, pane_screen_of};
+use crate::agent_run::{flags, hook_events, pane_screen_of};
 use crate::codex::{
     PROMPT, codex_available, codex_env, conversation_requests, flag_latency, wait_codex,
 };

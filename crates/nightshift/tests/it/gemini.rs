@@ -9,19 +9,19 @@
 //! except on CI.
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::claude::{all_hooks, events, flags, hook_events, pane_screen, pane_screen_of};
+use crate::agent_run::{events, flags, hook_events, pane_screen, pane_screen_of};
+use crate::agent_run::{finished, wait_agent};
 use crate::harness::{Env, Task};
 use crate::standin::FakeApi;
 use crate::standin::gemini::{COMMIT_COMMAND, DAILY_QUOTA_SCENARIO, QUESTION, QUESTION_SCENARIO};
 
 /// Gemini CLI starts in a few seconds (node, then a relaunch); CI machines are slower.
 const DEADLINE: Duration = Duration::from_secs(45);
-const POLL: Duration = Duration::from_millis(50);
 const API_KEY: &str = "gemini-offline-test-key-0123456789";
 
 /// The quotes, `$…`, backticks, braces and non-ASCII text must reach the API as written.
@@ -101,21 +101,9 @@ fn gemini_env(api: &FakeApi, hooks: bool) -> Env {
     env
 }
 
-/// Polls `cond` up to [`DEADLINE`]; on timeout fails with the panes, hooks and API log.
-pub(crate) fn wait_for(env: &Env, api: &FakeApi, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > DEADLINE {
-            panic!(
-                "timed out after {DEADLINE:?} waiting until {what}\n--- pane ---\n{}\n\
-                 --- hooks ---\n{}\n--- fake API requests ---\n{}",
-                pane_screen(env),
-                all_hooks(env),
-                api.log(),
-            );
-        }
-        std::thread::sleep(POLL);
-    }
+/// Waits for `cond` (see [`wait_agent`]).
+pub(crate) fn wait_for(env: &Env, api: &FakeApi, what: &str, cond: impl FnMut() -> bool) {
+    wait_agent(env, api, what, DEADLINE, cond, String::new);
 }
 
 /// The main turns Gemini sent (not the router's side queries), as JSON.
@@ -152,12 +140,6 @@ pub(crate) fn latency(what: &str, from: Timestamp, to: Timestamp) -> f64 {
     secs
 }
 
-fn done_or_failed(env: &Env, id: &str) -> Option<&'static str> {
-    ["done", "failed"]
-        .into_iter()
-        .find(|s| env.task_path(s, id).is_file())
-}
-
 #[test]
 fn gemini_commits_and_finishes_through_nightshift_done() {
     if !gemini_available() {
@@ -170,7 +152,7 @@ fn gemini_commits_and_finishes_through_nightshift_done() {
 
     let mut state = None;
     wait_for(&env, &api, "the task is in done/ or failed/", || {
-        state = done_or_failed(&env, id);
+        state = finished(&env, id);
         state.is_some()
     });
     assert_eq!(

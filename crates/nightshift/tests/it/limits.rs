@@ -5,17 +5,8 @@ use std::fs;
 
 use serde_json::Value;
 
+use crate::agent_run::events;
 use crate::harness::{Env, Task};
-
-fn events(env: &Env, id: &str, kind: &str) -> Vec<String> {
-    fs::read_to_string(env.run_dir(id, 1).join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == kind)
-        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 #[test]
 fn a_limit_outlives_a_killed_daemon_and_lifts_at_its_time() {

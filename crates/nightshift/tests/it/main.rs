@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod agent_run;
 mod agents;
 mod aider;
 mod architecture;

@@ -263,6 +263,13 @@ fn a_plain_question_ending_a_turn_is_flagged_at_once_and_a_statement_waits_for_d
         evidence(&w, Signal::Waiting),
         "the agent ended its turn asking: Shall I also port the tests?"
     );
+    let mut w = Watch::new(at_ms(0), true);
+    w.on_hook(
+        Hook::TurnEnded("Which database should I use? 1. PostgreSQL 2. SQLite".into()),
+        at_ms(10),
+        &t,
+    );
+    assert!(has(&w, Signal::Waiting));
     // A statement may be followed by done: it waits for the debounce.
     let mut w = Watch::new(at_ms(0), true);
     let change = w.on_hook(Hook::TurnEnded("All finished.".into()), at_ms(10), &t);

@@ -65,10 +65,19 @@ fn menu_in(last_words: &str) -> Option<String> {
     Some(menu)
 }
 
-/// A plain question to the user as the last line of a turn's last words.
+/// A question with its options on one line: "Which database? 1. PostgreSQL 2. SQLite".
+static INLINE_MENU: std::sync::LazyLock<Option<Regex>> =
+    std::sync::LazyLock::new(|| Regex::new(r"^(?P<q>[^?]*\?)\s+1[.)]\s+\S.*\s2[.)]\s+\S").ok());
+
+/// A plain question to the user as the last line of a turn's last words, or one with its
+/// options on the same line.
 fn question_in(last_words: &str) -> Option<String> {
     let last = last_words.lines().map(str::trim).rfind(|l| !l.is_empty())?;
-    if !super::screen::is_prose_question(last) {
+    let inline = INLINE_MENU
+        .as_ref()
+        .and_then(|re| re.captures(last))
+        .is_some_and(|c| super::screen::is_prose_question(&c["q"]));
+    if !inline && !super::screen::is_prose_question(last) {
         return None;
     }
     let mut asked = last.to_string();

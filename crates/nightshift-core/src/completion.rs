@@ -31,14 +31,24 @@ pub fn normalize(line: &str) -> String {
 
 /// Removes terminal escape sequences. Text without control characters (most output) is
 /// returned as it is, without running the terminal parser: output is read line by line.
+/// A cursor move along the line (`ESC[nC`, `ESC[nG`) becomes a space: full-screen UIs such
+/// as Claude Code's draw "retrying in 3s" as words with column jumps between them.
 pub fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
     if is_plain(text) {
         return std::borrow::Cow::Borrowed(text);
     }
-    String::from_utf8_lossy(&strip_ansi_escapes::strip(text))
+    let spaced = COLUMN_MOVE
+        .as_ref()
+        .map_or(std::borrow::Cow::Borrowed(text), |re| {
+            re.replace_all(text, " ")
+        });
+    String::from_utf8_lossy(&strip_ansi_escapes::strip(spaced.as_ref()))
         .into_owned()
         .into()
 }
+
+static COLUMN_MOVE: std::sync::LazyLock<Option<regex::Regex>> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\x1b\[\d*[CG]").ok());
 
 /// No escape sequences or control characters but tabs: the terminal parser would keep it
 /// all.
@@ -80,6 +90,15 @@ pub fn marker_in_line(line: &str, marker: &str, prompt: &HashSet<String>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_jumps_are_spaces() {
+        let line = "\x1b[43B\u{273b}\x1b[3G500\x1b[7Goverloaded\x1b[18G\u{b7}\x1b[20Gretrying\x1b[29Gin\x1b[32G3s\x1b[1C\x1b[38;5;246mend";
+        assert_eq!(
+            strip_ansi(line),
+            "\u{273b} 500 overloaded \u{b7} retrying in 3s end"
+        );
+    }
 
     const M: &str = "NIGHTSHIFT_DONE";
 

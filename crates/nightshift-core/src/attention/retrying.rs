@@ -65,8 +65,9 @@ impl Retrying {
             return;
         };
         for line in lines {
-            // Most lines have no digit, and every retry line has one.
-            if !line.bytes().any(|b| b.is_ascii_digit()) || !set.is_match(line) {
+            // Most lines have no digit, and every retry line has one. The words may stand
+            // apart only once the escapes are gone (column jumps for spaces).
+            if !line.bytes().any(|b| b.is_ascii_digit()) {
                 continue;
             }
             let text = strip_ansi(line);
@@ -215,6 +216,19 @@ mod tests {
         // A tool ran until then: the spinner's 3m 30s does not reach back before it.
         r.on_lines(&lines(&["⠙ Thinking... (esc to cancel, 3m 30s)"]), at(10));
         assert_eq!(r.check(Duration::from_secs(180), at(10)), Streaking::Short);
+    }
+
+    #[test]
+    fn a_retry_line_drawn_with_column_jumps_counts() {
+        let mut r = Retrying::default();
+        r.on_lines(
+            &lines(&["\x1b[43B\u{273b}\x1b[3G500\x1b[7Goverloaded\x1b[18G\u{b7}\x1b[20Gretrying\x1b[29Gin\x1b[32G3s\x1b[35G\u{b7}\x1b[37Gattempt\x1b[45G3/10"]),
+            at(0),
+        );
+        assert!(matches!(
+            r.check(Duration::ZERO, at(0)),
+            Streaking::Long { .. }
+        ));
     }
 
     #[test]

@@ -79,8 +79,10 @@ const RATE: &[&str] = &[
     r"(?i)^{LEAD}the api provider has rate limited you\b",
 ];
 
-/// What a CLI puts before its own lines: blanks, bullets, box edges, menu markers.
-const LEAD: &str = r"[\s●■✕✻⎿│•◦⏺❯›>*·∙░▒▓█⠀-⣿-]*";
+/// What a CLI puts before its own lines: blanks, bullets, spinner frames (Claude Code's
+/// cycle through `·✢✳✶✻✽`), box edges, menu markers; not quotes, comment marks or
+/// brackets, which put the words in code.
+const LEAD: &str = r##"[[\s\p{So}\p{Sm}\p{Pd}\p{Po}]&&[^'"#/\\%&@]]*"##;
 
 fn compile(patterns: &[&str]) -> Option<RegexSet> {
     RegexSet::new(patterns.iter().map(|p| p.replace("{LEAD}", LEAD))).ok()
@@ -289,6 +291,11 @@ mod tests {
                 None,
             ),
             (
+                "✢ 5-hour limit reached · retrying in 6s (1:55pm) · attempt 6/10",
+                LimitKind::Usage,
+                Some("2026-12-06T13:55:00Z"),
+            ),
+            (
                 "Claude Code: an API error ended the turn: rate_limit",
                 LimitKind::Rate,
                 None,
@@ -328,6 +335,8 @@ mod tests {
             "from litellm import RateLimitError  # litellm.RateLimitError",
             "429 responses must mention the rate limit in the body",
             "    'Weekly limit reached' banner is shown to users",
+            "// 5-hour limit reached: show the banner",
+            "# Quota exceeded. Check your plan and billing details.",
             "I added handling for rate_limit_error and a \"5-hour limit reached\" banner.",
         ] {
             assert_eq!(recognise(text, now, &TimeZone::UTC), None, "{text}");

@@ -196,6 +196,9 @@ pub(crate) fn claude_env_with(api: &FakeApi, trusted: bool, config_tail: &str) -
         ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         ("DISABLE_TELEMETRY", "1"),
         ("DISABLE_ERROR_REPORTING", "1"),
+        // Claude Code draws its screen differently under CI=true (which `.ci/run` sets):
+        // the agent should see what a user's terminal gives it.
+        ("CI", ""),
     ]);
     env.wait_daemon_ready();
     env

@@ -40,6 +40,11 @@ pub struct Watch {
     error_set: ErrorSet,
     /// The agent CLI's current streak of API retries.
     retrying: Retrying,
+    /// Output spoke of a limit or a retry: look at the screen then, where a full-screen UI's
+    /// line reads whole (its output draws only the cells that changed). And when the last
+    /// such look was, so a countdown asks at most every [`LIMIT_LOOK_GAP`].
+    limit_look: Option<Timestamp>,
+    last_limit_look: Option<Timestamp>,
 }
 
 /// A tool announced by a hook (`PreToolUse`) with no result yet, and when to look at the
@@ -63,6 +68,19 @@ fn menu_in(last_words: &str) -> Option<String> {
     let mut menu = plain_menu(&words)?;
     truncate(&mut menu, 400);
     Some(menu)
+}
+
+/// How soon after output spoke of a limit the screen is read (the rest of the line may
+/// still be on its way), and how long before another such look.
+const LIMIT_LOOK_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+const LIMIT_LOOK_GAP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a line of output may be part of a limit or a retry message: a cheap test, the
+/// screen decides.
+fn speaks_of_limits(line: &str) -> bool {
+    ["limit", "Limit", "retry", "Retry", "429", "uota"]
+        .iter()
+        .any(|w| line.contains(w))
 }
 
 /// A question with its options on one line: "Which database? 1. PostgreSQL 2. SQLite".
@@ -131,6 +149,8 @@ impl Watch {
             error_set: ErrorSet::default(),
             flags: BTreeMap::new(),
             retrying: Retrying::default(),
+            limit_look: None,
+            last_limit_look: None,
         }
     }
 
@@ -148,6 +168,14 @@ impl Watch {
         self.clear(Signal::Silence, &mut change);
         if t.retrying.is_some() {
             self.retrying.on_lines(lines, now);
+        }
+        if self.limit_look.is_none()
+            && self
+                .last_limit_look
+                .is_none_or(|at| add(at, LIMIT_LOOK_GAP) <= now)
+            && lines.iter().any(|l| speaks_of_limits(l))
+        {
+            self.limit_look = Some(add(now, LIMIT_LOOK_DELAY));
         }
         if t.repeated_error.is_none() {
             return change;
@@ -466,10 +494,18 @@ impl Watch {
         let retrying = self
             .retrying
             .next_wake(t.retrying, self.flags.contains_key(&Signal::Retrying));
-        [silence, commits, screen, turn, retrying, self.tool_look(t)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            silence,
+            commits,
+            screen,
+            turn,
+            retrying,
+            self.tool_look(t),
+            self.limit_look,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// When a pending tool's screen is next due for a look at, if one is.
@@ -485,7 +521,8 @@ impl Watch {
     pub fn screen_due(&self, now: Timestamp, t: &Thresholds) -> bool {
         let quiet = !self.screen_checked && add(self.last_output, t.input_debounce) <= now;
         let tool = self.tool_look(t).is_some_and(|at| at <= now);
-        t.waiting && (quiet || tool)
+        let limit = self.limit_look.is_some_and(|at| at <= now);
+        t.waiting && (quiet || tool) || limit
     }
 
     /// Like `screen_due`, and counts the capture as made, so it is asked for once per quiet
@@ -493,6 +530,10 @@ impl Watch {
     pub fn take_screen_due(&mut self, now: Timestamp, t: &Thresholds) -> bool {
         let due = self.screen_due(now, t);
         if due {
+            if self.limit_look.is_some_and(|at| at <= now) {
+                self.limit_look = None;
+                self.last_limit_look = Some(now);
+            }
             if add(self.last_output, t.input_debounce) <= now {
                 self.screen_checked = true;
             }

@@ -358,3 +358,40 @@ fn a_later_reset_moves_every_limited_run_and_the_prompt_s_own_words_do_not_count
         [("a".into(), later, false), ("b".into(), later, false)]
     );
 }
+
+#[test]
+fn a_limit_drawn_in_pieces_is_read_off_the_screen() {
+    let mut h = two_profiles();
+    // A full-screen UI redraws only the cells that changed: no whole line to match.
+    let actions = h.output("a", &["\x1b[44B\x1b[12G5-hour\x1b[19Glimit\x1b[25Greac"]);
+    assert!(limited(&actions).is_empty());
+    let wake = h.state.next_wake().unwrap();
+    assert!(wake.duration_since(h.now).as_millis() <= 300, "{wake}");
+    let actions = h.tick_at(wake);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::CaptureScreen { id, .. } if id == "a")),
+        "{actions:?}"
+    );
+    let screen = "❯ Fix the bug.\n✻ 5-hour limit reached · retrying in 9s (9:00am) · attempt 6/10\n────\n❯ \n────\n  ⏸ manual mode on · esc to interrupt\n";
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Screen(screen.into()),
+    });
+    assert_eq!(limited(&actions)[0].2, at("2027-01-15T09:01:00Z"));
+    // The countdown goes on: at most one look every 2 s.
+    h.output("b", &["retry"]);
+    let first = h.state.next_wake().unwrap();
+    h.tick_at(first);
+    h.output("b", &["retry"]);
+    assert!(
+        h.state
+            .next_wake()
+            .unwrap()
+            .duration_since(first)
+            .as_millis()
+            >= 1700
+    );
+}

@@ -23,12 +23,43 @@ pub struct Limited {
 impl State {
     /// Whether new text from run `id` (output lines, or a hook's error) says it hit a
     /// limit; if so the run is limited and its profile held. Lines of the task's own
-    /// prompt, echoed by the agent's UI, do not count; nor do screens, which still show a
-    /// limit the agent got past. Returns whether the run is limited now.
+    /// prompt, echoed by the agent's UI, do not count. Returns whether the run is limited
+    /// now.
     pub(crate) fn look_for_limit<'a>(
         &mut self,
         id: &str,
         texts: impl IntoIterator<Item = &'a str>,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        self.look_for_limit_where(id, texts, |_| true, now, actions)
+    }
+
+    /// Like [`State::look_for_limit`], over the screen's last lines. A screen keeps what it
+    /// showed: the limit this run last hit, still on it after the agent went on, is old.
+    pub(crate) fn look_for_limit_on_screen(
+        &mut self,
+        id: &str,
+        screen: &str,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        if self.running.get(id).is_some_and(|r| r.limited.is_some()) {
+            return true;
+        }
+        let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(SCREEN_TAIL)..].join("\n");
+        let last = self.running.get(id).and_then(|r| r.last_limit.clone());
+        let is_new = |seen: &LimitSeen| last.as_ref() != Some(&seen.evidence);
+        self.look_for_limit_where(id, [tail.as_str()], is_new, now, actions)
+    }
+
+    /// The limit the first of `texts` reports that `accept` takes, if any, limits the run.
+    fn look_for_limit_where<'a>(
+        &mut self,
+        id: &str,
+        texts: impl IntoIterator<Item = &'a str>,
+        accept: impl Fn(&LimitSeen) -> bool,
         now: Timestamp,
         actions: &mut Vec<Action>,
     ) -> bool {
@@ -45,7 +76,7 @@ impl State {
             let echoed = t
                 .lines()
                 .any(|l| run.prompt_lines.contains(&crate::completion::normalize(l)));
-            (!echoed).then_some(seen)
+            (!echoed && accept(&seen)).then_some(seen)
         });
         match seen {
             Some(seen) => {
@@ -53,32 +84,6 @@ impl State {
                 true
             }
             None => limited,
-        }
-    }
-
-    /// Like [`State::look_for_limit`], over the screen's last lines. A screen keeps what it
-    /// showed: the limit this run last hit, still on it after the agent went on, is old.
-    pub(crate) fn look_for_limit_on_screen(
-        &mut self,
-        id: &str,
-        screen: &str,
-        now: Timestamp,
-        actions: &mut Vec<Action>,
-    ) -> bool {
-        let Some(run) = self.running.get(id) else {
-            return false;
-        };
-        if run.limited.is_some() || !self.settings.limits.enabled {
-            return run.limited.is_some();
-        }
-        let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
-        let tail = lines[lines.len().saturating_sub(SCREEN_TAIL)..].join("\n");
-        let seen = crate::limits::recognise(&tail, now, &self.settings.time_zone);
-        match seen {
-            Some(seen) if run.last_limit.as_ref() != Some(&seen.evidence) => {
-                self.look_for_limit(id, [tail.as_str()], now, actions)
-            }
-            _ => false,
         }
     }
 

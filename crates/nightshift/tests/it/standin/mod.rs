@@ -56,8 +56,6 @@ pub(crate) struct Reply {
     pub delay: Duration,
 }
 
-// Not every script uses every part of a reply.
-#[allow(dead_code)]
 impl Reply {
     pub(crate) fn new(status: &'static str, content_type: &'static str, body: Vec<u8>) -> Reply {
         Reply {
@@ -94,14 +92,6 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<Request>>,
     stop: AtomicBool,
     pub(crate) next_id: AtomicU64,
-}
-
-#[allow(dead_code)]
-impl Shared {
-    /// Every request so far, this one included.
-    pub(crate) fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
 }
 
 /// The running server; dropping it stops accepting and ends idle connections.

@@ -23,6 +23,7 @@ pub mod home;
 pub mod hook;
 pub mod ipc;
 pub mod limited;
+pub mod local_time;
 pub mod machine;
 pub mod notify;
 mod out;

@@ -126,6 +126,11 @@ impl Home {
     pub fn lock_file(&self) -> PathBuf {
         self.runtime_dir().join("daemon.lock")
     }
+    /// Present while the daemon runs on its last good configuration because `config.toml`
+    /// did not load: holds the error, for `ls`.
+    pub fn config_error_file(&self) -> PathBuf {
+        self.runtime_dir().join("config-error")
+    }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }

@@ -138,6 +138,12 @@ impl State {
         &self.settings
     }
 
+    /// New settings from a reloaded configuration: running attempts keep the thresholds and
+    /// deadline they started with; the next dispatch uses the new limits.
+    pub fn replace_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
     pub fn running(&self) -> impl Iterator<Item = &Run> {
         self.running.values()
     }

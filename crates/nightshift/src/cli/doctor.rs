@@ -6,17 +6,49 @@ use crate::out::outln;
 
 use super::{exit, runtime};
 
-pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
-    let rt = runtime()?;
-    let mut problems = 0;
-    let mut report = |ok: bool, what: &str, detail: String| {
-        if !ok {
-            problems += 1;
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Print JSON for scripts: every check with its name, level, detail and hint
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line of the doctor's findings.
+#[derive(Debug, serde::Serialize)]
+struct Check {
+    name: String,
+    /// `ok`, `fail`, `warn`, or `info` (an optional thing that is absent).
+    level: &'static str,
+    /// Whether it is not a failure.
+    ok: bool,
+    detail: String,
+    /// What to do about it, where there is something to do.
+    hint: Option<String>,
+}
+
+impl Check {
+    fn new(level: &'static str, name: &str, detail: String) -> Check {
+        Check {
+            name: name.to_string(),
+            level,
+            ok: level != "fail",
+            detail,
+            hint: None,
         }
-        outln!("{} {what:<22} {detail}", if ok { "ok  " } else { "FAIL" })
+    }
+}
+
+pub(super) fn run(home: &Home, args: DoctorArgs) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    let checks = std::cell::RefCell::new(Vec::new());
+    let push = |level, what: &str, detail| -> std::io::Result<()> {
+        checks.borrow_mut().push(Check::new(level, what, detail));
+        Ok(())
     };
+    let report =
+        |ok: bool, what: &str, detail: String| push(if ok { "ok" } else { "fail" }, what, detail);
     // Optional things that are absent: worth knowing, not a failure.
-    let note = |what: &str, detail: String| outln!("--   {what:<22} {detail}");
+    let note = |what: &str, detail: String| push("info", what, detail);
     match rt.block_on(crate::tmux::version()) {
         Ok(v) if !v.is_empty() => {
             let ok = tmux_at_least(&v, 3, 2);
@@ -104,7 +136,7 @@ pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
             report(true, "home", home.root().display().to_string())?;
         }
         for p in readable {
-            outln!("WARN {:<22} {p}", "home")?;
+            push("warn", "home", p)?;
         }
         for p in perms {
             report(false, "home", p)?;
@@ -137,6 +169,25 @@ pub(super) fn run(home: &Home) -> anyhow::Result<i32> {
         },
         Err(e) => report(false, "socket", e.to_string()),
     }?;
+    let checks = checks.into_inner();
+    let problems = checks.iter().filter(|c| !c.ok).count();
+    if args.json {
+        let out = serde_json::json!({ "ok": problems == 0, "checks": checks });
+        outln!("{}", crate::term_text::to_json(&out)?)?;
+    } else {
+        for c in &checks {
+            let tag = match c.level {
+                "ok" => "ok  ",
+                "fail" => "FAIL",
+                "warn" => "WARN",
+                _ => "--  ",
+            };
+            outln!("{tag} {:<22} {}", c.name, c.detail)?;
+            if let Some(hint) = &c.hint {
+                outln!("     {:<22} {hint}", "")?;
+            }
+        }
+    }
     Ok(if problems == 0 {
         exit::SUCCESS
     } else {

@@ -13,6 +13,7 @@ pub enum HookAgent {
 
 #[derive(Debug, clap::Args)]
 pub struct HooksArgs {
+    /// The agent CLI
     pub agent: HookAgent,
     /// Add them to the agent's user settings (kept as they are otherwise); without it, print
     /// them

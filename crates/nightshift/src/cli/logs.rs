@@ -13,6 +13,7 @@ use super::{CliError, exit};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
+    /// The task's id (its file name without .md)
     pub id: String,
     /// Keep printing new output until the task leaves running/
     #[arg(short, long)]

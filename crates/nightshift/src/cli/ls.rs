@@ -2,6 +2,7 @@
 
 use crate::client::{self, daemon_status};
 use crate::home::{Home, TaskState};
+use crate::local_time::local;
 use crate::out::{out, outln};
 use crate::status::{self, TaskView};
 use crate::tasks::AnyStore;
@@ -29,6 +30,7 @@ pub struct LsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
+    /// The task's id (its file name without .md)
     pub id: String,
     /// Print JSON for scripts
     #[arg(long)]
@@ -82,6 +84,15 @@ fn print_ls(
     store: &AnyStore,
     cache: &mut status::ViewCache,
 ) -> anyhow::Result<i32> {
+    let config_error = config_error(home);
+    // Before the config is read: a broken one ends `ls` below, and this says what the
+    // daemon does meanwhile.
+    if let (Some(e), false) = (&config_error, args.json) {
+        outln!(
+            "config.toml: not reloaded, the daemon runs on the last good one: {}",
+            clean_line(e, true)
+        )?;
+    }
     let config = load_config(home)?;
     let mut tasks = status::collect_with(home, store, &config, cache)?;
     if let Some(state) = &args.state {
@@ -106,6 +117,7 @@ fn print_ls(
         let out = serde_json::json!({
             "daemon": status,
             "daemon_error": error,
+            "config_error": config_error,
             "hosts": hosts,
             "limits": crate::limited::read_holds(home),
             "tasks": tasks,
@@ -363,9 +375,9 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
             &format!(
                 "{} until {} (agent {}), since {}",
                 l.kind.name(),
-                crate::limited::local_time(l.until),
+                local(l.until),
                 l.profile,
-                crate::limited::local_time(l.since)
+                local(l.since)
             ),
         )?;
         outln!("{:<12}   {}", "", clean_line(&l.evidence, true))?;
@@ -377,7 +389,7 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     for flag in &t.attention {
         kv(
             "attention",
-            &format!("{} since {}", signal_name(flag.signal), flag.since),
+            &format!("{} since {}", signal_name(flag.signal), local(flag.since)),
         )?;
         for line in flag.evidence.lines() {
             outln!("{:<12}   {}", "", clean_line(line, true))?;
@@ -387,7 +399,7 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         outln!()?;
         outln!("attempt {}:", last.attempt)?;
         if let Some(s) = &last.spawn {
-            kv("  started", &s.claimed_at.to_string())?;
+            kv("  started", &local(s.claimed_at))?;
             kv("  command", &s.argv.first().cloned().unwrap_or_default())?;
             if t.state == TaskState::Running {
                 let tmux = Tmux::new(&config.tmux_socket);
@@ -459,6 +471,12 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         )?;
     }
     Ok(exit::SUCCESS)
+}
+
+/// Why the daemon's last reload of `config.toml` was refused, while it still is.
+fn config_error(home: &Home) -> Option<String> {
+    let text = std::fs::read_to_string(home.config_error_file()).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// The name of a signal as config and output spell it.

@@ -9,6 +9,7 @@ mod hooks;
 mod init;
 mod logs;
 mod ls;
+mod man;
 mod schedule;
 mod service;
 mod store;
@@ -40,11 +41,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `nightshift daemon --help` adds: its environment, its log files, reloading.
+const DAEMON_HELP: &str = "\
+Environment:
+  NIGHTSHIFT_LOG  What is logged: a level (error, warn, info, debug, trace; default info)
+                  or tracing filter directives, e.g. `nightshift=debug`
+  NO_COLOR        No colour codes on stderr (there are none when stderr is not a terminal)
+
+Logs go to stderr and to <home>/logs/daemon.log, rotated when it passes log_max_size
+(default 10MB), keeping log_files older files (default 5; daemon.log.1 is the newest).
+
+config.toml is reloaded when it changes, or on SIGHUP; a file that does not load is not
+taken (the error is logged and shown by `nightshift ls`).";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the home with a commented config.toml and an example task
     Init(init::InitArgs),
     /// Run the daemon in the foreground (logs to stderr and logs/daemon.log)
+    #[command(after_help = DAEMON_HELP)]
     Daemon,
     /// Add a task file to the queue (atomically)
     Add(add::AddArgs),
@@ -56,19 +71,36 @@ pub enum Command {
     /// List the running tasks that need a person, with how to attach
     Attention(attention::AttentionArgs),
     /// Clear a task's attention flags: you looked, it is fine
-    Ack { id: String },
+    Ack {
+        /// The task's id (its file name without .md)
+        id: String,
+    },
     /// Show one task: its fields, attempts and report
     Show(ls::ShowArgs),
     /// Print a task's transcript
     Logs(logs::LogsArgs),
     /// Attach to a running task's tmux session (detach with C-b d)
-    Attach { id: String },
+    Attach {
+        /// The task's id (its file name without .md)
+        id: String,
+    },
     /// Type a line into a running agent, then Enter
-    Send { id: String, text: String },
+    Send {
+        /// The task's id (its file name without .md)
+        id: String,
+        /// The line to type (sent as literal keys, then Enter)
+        text: String,
+    },
     /// Stop a task: a queued one is filed as failed, a running one is killed and filed
-    Cancel { id: String },
+    Cancel {
+        /// The task's id (its file name without .md)
+        id: String,
+    },
     /// Put a done or failed task back in the queue, with a fresh attempt budget
-    Retry { id: String },
+    Retry {
+        /// The task's id (its file name without .md)
+        id: String,
+    },
     /// Print (or install) the hooks an agent CLI reads from its own settings only (Gemini CLI)
     Hooks(hooks::HooksArgs),
     /// Lift the hold on agents that hit a usage or rate limit now: new tasks of theirs
@@ -98,13 +130,18 @@ pub enum Command {
     #[command(subcommand)]
     Store(store::StoreCommand),
     /// Check tmux, git, agent binaries and the home's permissions
-    Doctor,
+    Doctor(doctor::DoctorArgs),
     /// Run a self-contained demonstration in a temporary home
     Demo(dev::demo::DemoArgs),
     /// Measure pickup latency, done-detection latency and drain rate
     Bench(dev::bench::BenchArgs),
     /// Print shell completions
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one per command into a folder
+    Man(man::ManArgs),
     /// The scriptable test agent (used by the tests and the demo)
     #[command(hide = true)]
     TestAgent(dev::testagent::TestAgentArgs),
@@ -164,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(exit::SUCCESS)
         }
+        Command::Man(args) => man::run(args),
         Command::Demo(args) => dev::demo::run(args),
         Command::Bench(args) => dev::bench::run(args),
         // The agent's settings, not the home's.
@@ -180,7 +218,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Init(args) => init::run(&home, args),
         Command::Daemon => {
             let config = load_config(&home)?;
-            let _guard = crate::cli::init_daemon_logging(&home)?;
+            let _guard = crate::cli::init_daemon_logging(&home, &config)?;
             runtime()?.block_on(crate::daemon::run(home, config))?;
             Ok(exit::SUCCESS)
         }
@@ -204,7 +242,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Pause => control::pause(&home, true),
         Command::Resume => control::pause(&home, false),
         Command::Store(cmd) => store::run(&home, cmd),
-        Command::Doctor => doctor::run(&home),
+        Command::Doctor(args) => doctor::run(&home, args),
         Command::TestAgent(_)
         | Command::Wrap { .. }
         | Command::CheckGuard { .. }
@@ -212,19 +250,36 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         | Command::Hook { .. }
         | Command::Hooks(_)
         | Command::Completions { .. }
+        | Command::Man(_)
         | Command::Demo(_)
         | Command::Bench(_) => Ok(exit::USAGE),
     }
 }
 
-/// Logs to stderr and to `logs/daemon.log`. `NIGHTSHIFT_LOG` sets the filter
-/// (default `info`).
+/// Logs to stderr and to `logs/daemon.log`, rotated by size (`log_max_size`, `log_files`).
+/// `NIGHTSHIFT_LOG` sets the filter (default `info`). Colours only on a terminal, and never
+/// with `NO_COLOR` set.
 pub fn init_daemon_logging(
     home: &Home,
+    config: &crate::config::Config,
 ) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    use std::io::IsTerminal;
+    use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::prelude::*;
     home.ensure_layout()?;
-    let file = tracing_appender::rolling::never(home.logs_dir(), "daemon.log");
+    let mut open = std::fs::OpenOptions::new();
+    // The options file-rotate asks for, and private: the log names tasks and paths.
+    open.read(true).create(true).append(true).mode(0o600);
+    let file = file_rotate::FileRotate::new(
+        home.logs_dir().join("daemon.log"),
+        file_rotate::suffix::AppendCount::new(config.log_files),
+        // Whole lines: a record is never split across two files.
+        file_rotate::ContentLimit::BytesSurpassed(
+            usize::try_from(config.log_max_size).unwrap_or(usize::MAX),
+        ),
+        file_rotate::compression::Compression::None,
+        Some(open),
+    );
     let (file, guard) = tracing_appender::non_blocking(file);
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
@@ -233,6 +288,10 @@ pub fn init_daemon_logging(
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
+                .with_ansi(colour_on_stderr(
+                    std::io::stderr().is_terminal(),
+                    std::env::var_os("NO_COLOR"),
+                ))
                 .with_writer(std::io::stderr)
                 .with_filter(filter()),
         )
@@ -245,4 +304,53 @@ pub fn init_daemon_logging(
         .try_init()
         .ok();
     Ok(guard)
+}
+
+/// Colour codes only for a person at a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org).
+fn colour_on_stderr(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Visible arguments and commands under `cmd` that have no help text.
+    fn without_help(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} <{}>", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                missing.push(name.clone());
+            }
+            without_help(sub, &name, missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_command_has_help_text() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        without_help(&cmd, "nightshift", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_on_stderr(true, None));
+        assert!(!colour_on_stderr(false, None));
+        assert!(!colour_on_stderr(true, Some("1".into())));
+        // An empty NO_COLOR is as if unset (no-color.org).
+        assert!(colour_on_stderr(true, Some("".into())));
+    }
 }

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::{CliError, exit};
 use crate::daemon::read_schedules;
 use crate::home::{Home, TaskState};
+use crate::local_time::in_zone;
 use crate::out::{out, outln};
 use crate::schedule::file::{self, Schedule};
 use crate::schedule::plan::{self, Overlap};
@@ -16,17 +17,21 @@ use nightshift_store::{EnqueueError, Store};
 pub enum ScheduleCommand {
     /// Each schedule: its rule, next run, last run and outcome, paused or not
     Ls {
+        /// Print JSON for scripts (times in RFC 3339)
         #[arg(long)]
         json: bool,
     },
-    /// The next runs of a schedule
+    /// The next runs of a schedule, in its time zone
     Next {
+        /// The schedule (schedules/NAME.md)
         name: String,
+        /// How many runs to show
         #[arg(long, default_value_t = 5)]
         count: usize,
     },
     /// Enqueue a run now
     Run {
+        /// The schedule (schedules/NAME.md)
         name: String,
         /// Override the schedule's overlap policy for this run
         #[arg(long, value_parser = ["skip", "queue-one", "allow"])]
@@ -40,8 +45,10 @@ pub enum ScheduleCommand {
     Export {
         /// Only this schedule
         name: Option<String>,
+        /// launchd plists (macOS)
         #[arg(long, conflicts_with = "systemd", required_unless_present = "systemd")]
         launchd: bool,
+        /// systemd user timers and services
         #[arg(long)]
         systemd: bool,
         /// Write the files into this folder (default: print them)
@@ -49,9 +56,23 @@ pub enum ScheduleCommand {
         out: Option<std::path::PathBuf>,
     },
     /// Stop firing (slots while paused are recorded as skipped, never run later)
-    Pause { name: String },
+    Pause {
+        /// The schedule (schedules/NAME.md)
+        name: String,
+    },
     /// Fire again from the next slot
-    Resume { name: String },
+    Resume {
+        /// The schedule (schedules/NAME.md)
+        name: String,
+    },
+}
+
+/// The zone a schedule's times are shown in: its own `timezone:`, else the machine's.
+fn zone_of(s: &Schedule) -> jiff::tz::TimeZone {
+    s.timezone
+        .as_deref()
+        .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+        .unwrap_or_else(jiff::tz::TimeZone::system)
 }
 
 pub(super) fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
@@ -110,11 +131,14 @@ pub(super) fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                         l["outcome"].as_str().unwrap_or("running or queued")
                     ),
                 };
+                let next = plan::upcoming(&s.rule, now, 1)
+                    .first()
+                    .map_or_else(|| "-".to_string(), |at| in_zone(*at, &zone_of(s)));
                 outln!(
-                    "{:<20} {:<10} next {:<22} last {last}   {}",
+                    "{:<20} {:<10} next {:<27} last {last}   {}",
                     s.name,
                     state,
-                    row["next"].as_str().unwrap_or("-"),
+                    next,
                     s.describe
                 )?;
             }
@@ -127,9 +151,9 @@ pub(super) fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
         }
         ScheduleCommand::Next { name, count } => {
             let s = find(&name)?;
+            let zone = zone_of(s);
             for at in plan::upcoming(&s.rule, now, count) {
-                let local = at.to_zoned_datetime(jiff::tz::TimeZone::system());
-                outln!("{at}   ({})", local.strftime("%a %Y-%m-%d %H:%M %Z"))?;
+                outln!("{}", in_zone(at, &zone))?;
             }
             Ok(exit::SUCCESS)
         }
@@ -234,7 +258,8 @@ pub(super) fn run(home: &Home, cmd: ScheduleCommand) -> anyhow::Result<i32> {
                 return Err(CliError::new(
                     exit::FAILURE,
                     format!(
-                        "a run of `{name}` is already queued or running (overlap: {overlap:?}); use --overlap allow to run another"
+                        "a run of `{name}` is already queued or running (overlap: {}); use --overlap allow to run another",
+                        overlap.as_str()
                     ),
                 )
                 .into());

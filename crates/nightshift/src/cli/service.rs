@@ -16,9 +16,14 @@ pub enum ServiceCommand {
         /// Print the files and commands instead of installing
         #[arg(long)]
         dry_run: bool,
+        /// Also install the man pages, into $XDG_DATA_HOME/man/man1 (default
+        /// ~/.local/share/man/man1)
+        #[arg(long)]
+        man: bool,
     },
     /// Stop and remove the service
     Uninstall {
+        /// Print the commands instead of running them
         #[arg(long)]
         dry_run: bool,
     },
@@ -110,7 +115,10 @@ fn run_all(cmds: &[Vec<String>]) -> anyhow::Result<bool> {
 pub(super) fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
     let file = unit_file()?;
     match cmd {
-        ServiceCommand::Install { dry_run } => {
+        ServiceCommand::Install { dry_run, man } => {
+            let man_dir = man
+                .then(|| user_home().map(|h| super::man::user_man_dir(&h)))
+                .transpose()?;
             home.ensure_layout()?;
             let exe = std::fs::canonicalize(std::env::current_exe()?)?;
             let mut path = exe
@@ -137,7 +145,15 @@ pub(super) fn run(home: &Home, cmd: ServiceCommand) -> anyhow::Result<i32> {
                 for c in &cmds {
                     outln!("# then: {}", c.join(" "))?;
                 }
+                if let Some(dir) = &man_dir {
+                    outln!("# and the man pages into {}", dir.display())?;
+                }
                 return Ok(exit::SUCCESS);
+            }
+            if let Some(dir) = &man_dir {
+                let pages = super::man::pages()?;
+                super::man::write_pages(dir, &pages)?;
+                outln!("wrote {} man pages into {}", pages.len(), dir.display())?;
             }
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -14,10 +14,13 @@ use crate::trigger::{self, EventRecord, githook};
 pub enum TriggerCommand {
     /// Install a git hook that fires trigger TEMPLATE (triggers/TEMPLATE.md) in a repository
     Install {
+        /// The repository whose hook it is
         #[arg(long, default_value = ".")]
         repo: PathBuf,
+        /// The git event that fires it
         #[arg(long = "on", value_parser = githook::EVENTS.to_vec())]
         event: String,
+        /// The trigger to fire (triggers/TEMPLATE.md)
         #[arg(long)]
         template: String,
         /// Install even where core.hooksPath points (a hook manager's folder)
@@ -26,19 +29,30 @@ pub enum TriggerCommand {
     },
     /// Remove it again; the hook it replaced comes back byte for byte
     Uninstall {
+        /// The repository whose hook it is
         #[arg(long, default_value = ".")]
         repo: PathBuf,
+        /// The git event it fires on
         #[arg(long = "on", value_parser = githook::EVENTS.to_vec())]
         event: String,
+        /// The trigger it fires (triggers/TEMPLATE.md)
         #[arg(long)]
         template: String,
+        /// Uninstall even where core.hooksPath points (a hook manager's folder)
         #[arg(long)]
         force: bool,
     },
     /// Fire a trigger now (for scripts and CI)
-    Fire { name: String },
+    Fire {
+        /// The trigger (triggers/NAME.md)
+        name: String,
+    },
     /// The triggers and what they watch
-    Ls,
+    Ls {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Record a git event for a trigger (run by the installed hook)
     #[command(hide = true)]
     Event {
@@ -136,15 +150,37 @@ pub(super) fn run(home: &Home, cmd: TriggerCommand) -> anyhow::Result<i32> {
             outln!("fired {name}; the daemon enqueues it after its debounce")?;
             Ok(exit::SUCCESS)
         }
-        TriggerCommand::Ls => {
+        TriggerCommand::Ls { json } => {
             let (all, errors) = trigger::read_all(&dir);
+            if json {
+                let rows: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name,
+                            "debounce": nightshift_core::duration::format(t.debounce),
+                            "overlap": t.overlap.as_str(),
+                            "watch": t.watch,
+                        })
+                    })
+                    .collect();
+                let out = serde_json::json!({ "triggers": rows, "errors": errors });
+                outln!("{}", crate::term_text::to_json(&out)?)?;
+                return Ok(exit::SUCCESS);
+            }
+            if all.is_empty() && errors.is_empty() {
+                outln!(
+                    "no triggers; write one in {} (NAME.md: a task template)",
+                    dir.display()
+                )?;
+            }
             for t in &all {
                 let watch: Vec<String> = t.watch.iter().map(|p| p.display().to_string()).collect();
                 outln!(
                     "{:<20} debounce {:<6} overlap {:<10} {}",
                     t.name,
                     nightshift_core::duration::format(t.debounce),
-                    format!("{:?}", t.overlap).to_lowercase(),
+                    t.overlap.as_str(),
                     if watch.is_empty() {
                         String::new()
                     } else {

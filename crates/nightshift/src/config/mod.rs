@@ -11,6 +11,7 @@ mod argv;
 mod host;
 mod limits;
 mod profile;
+pub mod reload;
 mod store;
 mod template;
 
@@ -112,6 +113,14 @@ pub struct Config {
         serialize_with = "crate::transcript::ser_size"
     )]
     pub transcript_limit: u64,
+    /// `logs/daemon.log` is rotated when it grows past this size (`"10MB"`)...
+    #[serde(
+        deserialize_with = "crate::transcript::de_size",
+        serialize_with = "crate::transcript::ser_size"
+    )]
+    pub log_max_size: u64,
+    /// ... keeping this many older files (`daemon.log.1` is the newest).
+    pub log_files: usize,
     /// Width and height of agent panes: agent UIs need more than tmux's 80x24 default.
     pub pane_width: u16,
     pub pane_height: u16,
@@ -147,6 +156,12 @@ pub struct Config {
     /// and how to signal done.
     pub preamble: String,
 }
+
+/// The size at which `daemon.log` is rotated, unless the config says.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10_000_000;
+
+/// A smaller log would rotate on every few lines.
+pub const MIN_LOG_MAX_SIZE: u64 = 1_000;
 
 /// The rule lives in the core, with the decision it makes.
 pub use nightshift_core::tidy::KeepWorktrees;
@@ -277,6 +292,8 @@ impl Default for Config {
             settle: Duration::from_secs(1),
             rescan_interval: Duration::from_secs(30),
             transcript_limit: crate::transcript::DEFAULT_LIMIT,
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_files: 5,
             pane_width: 200,
             pane_height: 50,
             attention: AttentionConfig::default(),
@@ -365,6 +382,14 @@ impl Config {
                 message: format!(
                     "transcript_limit must be at least {} bytes",
                     crate::transcript::MIN_LIMIT
+                ),
+            });
+        }
+        if config.log_max_size < MIN_LOG_MAX_SIZE || config.log_files == 0 {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: format!(
+                    "log_max_size must be at least {MIN_LOG_MAX_SIZE} bytes and log_files at least 1"
                 ),
             });
         }

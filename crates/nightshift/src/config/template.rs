@@ -2,6 +2,8 @@
 
 /// The `config.toml` that `nightshift init` writes: every setting, commented.
 pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optional; the values shown are the defaults.
+# A running daemon reloads this file when it changes (or on SIGHUP); a file that does not
+# load is not taken, and `nightshift ls` says why.
 
 # This host's name in a fleet (several hosts on one queue). Default: the machine's host
 # name. NIGHTSHIFT_HOST overrides it. Letters, digits, ".", "_" and "-".
@@ -48,6 +50,11 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # rescan_interval = "30s"
 # The most each attempt's transcript keeps (its start and its latest output).
 # transcript_limit = "50MB"
+
+# logs/daemon.log is rotated at this size, keeping this many older files (daemon.log.1 is
+# the newest). Set NIGHTSHIFT_LOG (e.g. "debug", "nightshift=debug") for more detail.
+# log_max_size = "10MB"
+# log_files = 5
 
 # Size of agent panes.
 # pane_width = 200

@@ -15,6 +15,7 @@ pub use schedules::read_all as read_schedules;
 pub use start::find_program;
 mod recover;
 mod relayed;
+mod reload;
 mod run_folder;
 mod schedules;
 mod start;
@@ -135,6 +136,8 @@ pub struct Daemon<S: Store> {
     tidy: tidy::Pending,
     /// Bumped after every step, for subscribers (`Request::Subscribe`).
     updates: tokio::sync::watch::Sender<u64>,
+    /// When to read `config.toml` again, after a change to it settles.
+    config_reload_at: Option<Instant>,
 }
 
 /// A home made under a loose umask (or by an older nightshift) is made private once.
@@ -256,47 +259,7 @@ async fn run_locked<S: Store>(
     tokio::spawn(control::accept(listener, ipc_tx, updates_rx));
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
 
-    let settings = nightshift_core::Settings {
-        max_agents: config.max_agents,
-        default_max_attempts: config.max_attempts,
-        default_timeout: config.timeout,
-        grace_period: config.grace_period,
-        exit_settle: Duration::from_millis(300),
-        done_marker: config.done_marker.clone(),
-        attention: config
-            .attention
-            .thresholds()
-            .map_err(|e| anyhow::anyhow!("config.toml [attention]: {e}"))?,
-        policies: config.attention.policy.clone(),
-        renotify: config.attention.renotify,
-        verify_rounds: config.verify_rounds,
-        limits: config
-            .limits
-            .settings()
-            .map_err(|e| anyhow::anyhow!("config.toml [limits]: {e}"))?,
-        time_zone: jiff::tz::TimeZone::system(),
-        host: config.here(),
-        default_agent: config.default_agent.clone(),
-        agents: config
-            .agents
-            .iter()
-            .map(|(name, profile)| {
-                let program = profile.command.first().map_or("", String::as_str);
-                let mut waiting_patterns =
-                    nightshift_core::attention::agent_waiting_patterns(program);
-                if waiting_patterns.is_empty() {
-                    // A profile named after an agent but running a wrapper script.
-                    waiting_patterns = nightshift_core::attention::agent_waiting_patterns(name);
-                }
-                let attention = nightshift_core::AgentSettings {
-                    changes: profile.attention.clone(),
-                    waiting_patterns,
-                    can_resume: !profile.resume_command.is_empty(),
-                };
-                (name.clone(), attention)
-            })
-            .collect(),
-    };
+    let settings = reload::core_settings(&config)?;
     let exe = std::env::current_exe().context("finding the nightshift binary")?;
     let notifier = if config.notify.is_empty() {
         None
@@ -338,9 +301,12 @@ async fn run_locked<S: Store>(
         triggers: Default::default(),
         tidy: Default::default(),
         updates,
+        config_reload_at: None,
         home,
         config,
     };
+    // Started on the file as it is now: an error recorded by an earlier run is over.
+    reload::clear_config_error(&d.home);
     tracing::info!(
         home = %d.home.root().display(),
         max_agents = d.config.max_agents,
@@ -369,6 +335,7 @@ async fn run_locked<S: Store>(
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut store_changes = d.store.subscribe();
     let rescan_every = d.config.rescan_interval;
     let mut next_rescan = Instant::now() + rescan_every;
@@ -437,6 +404,9 @@ async fn run_locked<S: Store>(
                     d.reconcile().await;
                     d.queue_dirty = true;
                 }
+                if d.config_reload_at.is_some_and(|at| at <= Instant::now()) {
+                    d.reload_config("the file changed").await;
+                }
                 if d.recheck_at.is_some_and(|at| at <= SystemTime::now()) {
                     d.queue_dirty = true;
                 }
@@ -444,10 +414,12 @@ async fn run_locked<S: Store>(
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
+            _ = sighup.recv() => d.reload_config("SIGHUP").await,
         }
     }
     tracing::info!("stopping; agents keep running in tmux and are re-adopted on the next start");
     let _ = std::fs::remove_file(&socket);
+    reload::clear_config_error(&d.home);
     Ok(())
 }
 
@@ -487,6 +459,9 @@ impl<S: Store> Daemon<S> {
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO);
             wake = wake.min(d + Duration::from_millis(5));
+        }
+        if let Some(at) = self.config_reload_at {
+            wake = wake.min(at.saturating_duration_since(Instant::now()));
         }
         wake
     }

@@ -21,6 +21,10 @@ impl<S: Store> Daemon<S> {
             }
             return;
         }
+        if change.path == self.home.config_file() {
+            self.config_changed();
+            return;
+        }
         if change.path == self.home.paused_file() {
             let paused = match within("paused", STORE_TIMEOUT, self.store.paused()).await {
                 Ok(paused) => paused,

@@ -36,6 +36,15 @@ pub enum Overlap {
 }
 
 impl Overlap {
+    /// As task files and `--overlap` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::QueueOne => "queue-one",
+            Overlap::Allow => "allow",
+        }
+    }
+
     /// Whether earlier runs (`queued` and `running` of them) are in the way of a new one.
     pub fn in_the_way(self, queued: usize, running: usize) -> bool {
         match self {

@@ -132,8 +132,9 @@ fn schedule_commands_list_preview_run_and_report_bad_files() {
     assert!(next.status.success(), "{}", next.stderr);
     let lines: Vec<&str> = next.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", next.stdout);
+    // Shown in the schedule's zone, to the second.
     assert!(
-        lines.iter().all(|l| l.contains("T02:00:00Z")),
+        lines.iter().all(|l| l.ends_with(" 02:00:00 UTC")),
         "{}",
         next.stdout
     );

@@ -1,0 +1,180 @@
+//! Living with the daemon: `config.toml` reloaded while it runs (file watch and SIGHUP),
+//! and its log (no colour codes off a terminal, rotated by size).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::harness::{Env, Task};
+
+fn config_path(env: &Env) -> std::path::PathBuf {
+    env.home.join("config.toml")
+}
+
+/// Replaces `config.toml` as editors do: a new file written beside it, renamed over it.
+fn rewrite_config(env: &Env, from: &str, to: &str) {
+    let path = config_path(env);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} in\n{text}");
+    let new = env.home.join(".config.toml.swp");
+    fs::write(&new, text.replace(from, to)).unwrap();
+    fs::rename(&new, &path).unwrap();
+}
+
+fn max_agents(env: &Env) -> Option<u64> {
+    env.run(&["ls", "--json"]).json()["daemon"]["max_agents"].as_u64()
+}
+
+#[test]
+fn raising_max_agents_in_the_file_starts_a_queued_task_without_a_restart() {
+    let mut env = Env::builder().config("max_agents", "1").build();
+    env.start_daemon();
+    env.queue("first", &Task::script(["@hang"]));
+    env.wait_started("first", 1);
+    env.queue("second", &Task::script(["@hang"]));
+    env.wait_until("the second task waits for the one slot", |env| {
+        env.run(&["ls", "--json"]).json()["daemon"]["queued"] == 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(env.state_of("second"), Some("queue"), "one slot only");
+
+    rewrite_config(&env, "max_agents = 1", "max_agents = 2");
+    env.wait_started("second", 1);
+    assert_eq!(
+        env.state_of("first"),
+        Some("running"),
+        "nothing was stopped"
+    );
+    assert_eq!(max_agents(&env), Some(2));
+    let log = env.daemon_log();
+    assert!(log.contains("max_agents 1 -> 2"), "{log}");
+}
+
+#[test]
+fn a_broken_config_is_not_taken_and_ls_says_why_until_it_is_fixed() {
+    let mut env = Env::builder().config("max_agents", "1").build();
+    env.start_daemon();
+    let pid = env.daemon_pid();
+    let good = fs::read_to_string(config_path(&env)).unwrap();
+    // Written in place, not renamed: the other way editors save.
+    fs::write(
+        config_path(&env),
+        good.replace("max_agents = 1", "max_agents = \"many\""),
+    )
+    .unwrap();
+    env.wait_until("ls says the config was not reloaded", |env| {
+        env.run(&["ls"])
+            .stdout
+            .contains("config.toml: not reloaded")
+    });
+    let ls = env.run(&["ls"]);
+    // What and where, as the loader says it.
+    assert!(ls.stdout.contains("config.toml: line "), "{}", ls.stdout);
+    assert!(env.daemon_try_wait().is_none(), "the daemon keeps running");
+    let log = env.daemon_log();
+    assert!(log.contains("config.toml not reloaded"), "{log}");
+    let marker = env.home.join("run/config-error");
+    let mode = fs::metadata(&marker).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    fs::write(
+        config_path(&env),
+        good.replace("max_agents = 1", "max_agents = 3"),
+    )
+    .unwrap();
+    env.wait_until("the fixed config is taken", |env| {
+        max_agents(env) == Some(3)
+    });
+    let ls = env.run(&["ls"]);
+    ls.success();
+    assert!(!ls.stdout.contains("not reloaded"), "{}", ls.stdout);
+    assert!(!marker.exists());
+    assert_eq!(env.daemon_pid(), pid);
+}
+
+#[test]
+fn sighup_reloads_a_config_the_watch_cannot_see() {
+    // config.toml as a link to a file kept elsewhere (a dotfiles checkout): a change to
+    // that file makes no event in the home, so SIGHUP is how the daemon hears of it.
+    let mut env = Env::builder().config("max_agents", "1").build();
+    let kept = env.path("dotfiles/nightshift.toml");
+    fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    fs::rename(config_path(&env), &kept).unwrap();
+    std::os::unix::fs::symlink(&kept, config_path(&env)).unwrap();
+    env.start_daemon();
+    let text = fs::read_to_string(&kept).unwrap();
+    fs::write(&kept, text.replace("max_agents = 1", "max_agents = 3")).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(max_agents(&env), Some(1), "not seen without the signal");
+
+    let ok = Command::new("kill")
+        .args(["-HUP", &env.daemon_pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    env.wait_until("SIGHUP reloads the config", |env| {
+        max_agents(env) == Some(3)
+    });
+    assert!(env.daemon_try_wait().is_none(), "SIGHUP does not stop it");
+    assert!(env.daemon_log().contains("config.toml reloaded (SIGHUP)"));
+}
+
+#[test]
+fn a_change_that_needs_a_restart_says_so_and_keeps_the_running_value() {
+    let mut env = Env::builder().config("max_agents", "1").build();
+    env.start_daemon();
+    rewrite_config(
+        &env,
+        "max_agents = 1",
+        "max_agents = 2\nrescan_interval = \"5s\"",
+    );
+    env.wait_until("the new max_agents is taken", |env| {
+        max_agents(env) == Some(2)
+    });
+    let log = env.daemon_log();
+    assert!(
+        log.contains("`rescan_interval` changed; restart the daemon to apply"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_daemon_writes_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let mut env = Env::new();
+    env.start_daemon();
+    env.queue("t", &Task::script(["@done"]));
+    assert_eq!(env.wait_finished("t"), "done");
+    let log = env.daemon_log();
+    assert!(log.contains("nightshift daemon"), "{log}");
+    assert!(!log.contains('\x1b'), "escape codes in:\n{log}");
+}
+
+#[test]
+fn the_daemon_log_is_rotated_by_size_and_stays_private() {
+    let mut env = Env::builder()
+        .config("log_max_size", "1000")
+        .config("log_files", "2")
+        .build();
+    env.start_daemon();
+    for id in ["a", "b", "c"] {
+        env.queue(id, &Task::script(["@done"]));
+    }
+    for id in ["a", "b", "c"] {
+        assert_eq!(env.wait_finished(id), "done");
+    }
+    let logs = env.home.join("logs");
+    env.wait_until("daemon.log.2 exists", |_| {
+        logs.join("daemon.log.2").exists()
+    });
+    for name in ["daemon.log", "daemon.log.1", "daemon.log.2"] {
+        let meta = fs::metadata(logs.join(name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        // The limit, passed by at most the records written at once when it was crossed.
+        assert!(meta.len() < 10_000, "{name} is {} bytes", meta.len());
+    }
+    assert!(
+        !logs.join("daemon.log.3").exists(),
+        "only log_files = 2 kept"
+    );
+}

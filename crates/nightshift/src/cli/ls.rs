@@ -117,7 +117,6 @@ fn print_ls(
         let out = serde_json::json!({
             "daemon": status,
             "daemon_error": error,
-            "config_error": config_error,
             "hosts": hosts,
             "limits": crate::limited::read_holds(home),
             "tasks": tasks,

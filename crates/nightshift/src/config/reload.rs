@@ -43,12 +43,21 @@ impl Reload {
 /// secrets, so they are never reported).
 pub fn reload(old: &Config, new: Config) -> Reload {
     let as_map = |c: &Config| match serde_json::to_value(c) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
+        Ok(serde_json::Value::Object(map)) => Some(map),
+        _ => None,
     };
-    let (before, after) = (as_map(old), as_map(&new));
     let mut applied = Vec::new();
     let mut restart = Vec::new();
+    let (Some(before), Some(after)) = (as_map(old), as_map(&new)) else {
+        // Cannot tell what changed: take it all, except what needs a restart.
+        let mut config = new;
+        keep_running_values(old, &mut config);
+        return Reload {
+            config,
+            applied: vec!["settings".into()],
+            restart,
+        };
+    };
     for (key, value) in &after {
         if before.get(key) == Some(value) {
             continue;
@@ -60,20 +69,23 @@ pub fn reload(old: &Config, new: Config) -> Reload {
         }
     }
     let mut config = new;
-    if !restart.is_empty() {
-        config.store = old.store.clone();
-        config.tmux_socket = old.tmux_socket.clone();
-        config.host = old.host.clone();
-        config.labels = old.labels.clone();
-        config.rescan_interval = old.rescan_interval;
-        config.log_max_size = old.log_max_size;
-        config.log_files = old.log_files;
-    }
+    keep_running_values(old, &mut config);
     Reload {
         config,
         applied,
         restart,
     }
+}
+
+/// The settings of [`RESTART_TO_APPLY`] as the daemon runs with them.
+fn keep_running_values(old: &Config, new: &mut Config) {
+    new.store = old.store.clone();
+    new.tmux_socket = old.tmux_socket.clone();
+    new.host = old.host.clone();
+    new.labels = old.labels.clone();
+    new.rescan_interval = old.rescan_interval;
+    new.log_max_size = old.log_max_size;
+    new.log_files = old.log_files;
 }
 
 #[cfg(test)]
@@ -107,6 +119,17 @@ mod tests {
         assert_eq!(r.applied, ["max_agents"]);
         assert_eq!(r.config.tmux_socket, "a");
         assert_eq!(r.config.max_agents, 4);
+    }
+
+    #[test]
+    fn tables_are_compared_too() {
+        let old = parse("");
+        let new = parse(
+            "[attention.policy]\nsilence = \"restart\"\n\n[agents.mine]\ncommand = [\"my-agent\"]\n",
+        );
+        let mut applied = reload(&old, new).applied;
+        applied.sort();
+        assert_eq!(applied, ["agents", "attention"]);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl<S: Store> Daemon<S> {
         };
         clear_config_error(&self.home);
         if !r.changed() {
-            tracing::debug!("config.toml ({why}): nothing changed");
+            tracing::info!("config.toml ({why}): nothing changed");
             return;
         }
         for key in &r.restart {

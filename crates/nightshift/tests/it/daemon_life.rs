@@ -26,7 +26,7 @@ fn max_agents(env: &Env) -> Option<u64> {
 }
 
 #[test]
-fn raising_max_agents_in_the_file_starts_a_queued_task_without_a_restart() {
+fn max_agents_changed_in_the_file_applies_at_once_and_stops_nothing() {
     let mut env = Env::builder().config("max_agents", "1").build();
     env.start_daemon();
     env.queue("first", &Task::script(["@hang"]));
@@ -48,6 +48,20 @@ fn raising_max_agents_in_the_file_starts_a_queued_task_without_a_restart() {
     assert_eq!(max_agents(&env), Some(2));
     let log = env.daemon_log();
     assert!(log.contains("max_agents 1 -> 2"), "{log}");
+
+    // Lowered under what runs: nothing is stopped, and nothing new starts.
+    rewrite_config(&env, "max_agents = 2", "max_agents = 1");
+    env.wait_until("the lower limit is taken", |env| max_agents(env) == Some(1));
+    env.queue("third", &Task::script(["@hang"]));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        env.state_of("third"),
+        Some("queue"),
+        "over the limit: no start"
+    );
+    for id in ["first", "second"] {
+        assert_eq!(env.state_of(id), Some("running"), "{id} keeps running");
+    }
 }
 
 #[test]

@@ -70,8 +70,18 @@ impl<S: Store> Daemon<S> {
     pub(super) async fn reload_config(&mut self, why: &str) {
         self.config_reload_at = None;
         let file = self.home.config_file();
-        let loaded = Config::load(&file)
-            .map_err(anyhow::Error::from)
+        // At start a missing file means the defaults; a file removed under a running daemon
+        // is more likely a slip (or an editor between unlink and rename) than a wish.
+        let present = match std::fs::symlink_metadata(&file) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow::anyhow!(
+                "{} was removed (write an empty one for the defaults)",
+                file.display()
+            )),
+            Err(e) => Err(anyhow::anyhow!("{}: {e}", file.display())),
+        };
+        let loaded = present
+            .and_then(|()| Config::load(&file).map_err(anyhow::Error::from))
             .and_then(|new| {
                 let r = reload(&self.config, new);
                 let settings = core_settings(&r.config)?;

@@ -39,6 +39,17 @@ fn man_prints_the_top_page_and_writes_one_per_command() {
         !dir.join("nightshift-__wrap.1").exists(),
         "no pages for hidden commands"
     );
+    let daemon = fs::read_to_string(dir.join("nightshift-daemon.1")).unwrap();
+    assert!(daemon.contains("NIGHTSHIFT_LOG"), "{daemon}");
+    let help = env.run(&["daemon", "--help"]);
+    help.success();
+    for documented in ["NIGHTSHIFT_LOG", "NO_COLOR", "log_max_size", "SIGHUP"] {
+        assert!(
+            help.stdout.contains(documented),
+            "{documented}: {}",
+            help.stdout
+        );
+    }
 }
 
 #[test]

@@ -104,6 +104,13 @@ fn a_broken_config_is_not_taken_and_ls_says_why_until_it_is_fixed() {
     assert!(!ls.stdout.contains("not reloaded"), "{}", ls.stdout);
     assert!(!marker.exists());
     assert_eq!(env.daemon_pid(), pid);
+
+    // Removed: not the defaults, but the last good one, and `ls` says so.
+    fs::remove_file(config_path(&env)).unwrap();
+    env.wait_until("ls says the config was removed", |env| {
+        env.run(&["ls"]).stdout.contains("was removed")
+    });
+    assert_eq!(max_agents(&env), Some(3));
 }
 
 #[test]

@@ -111,6 +111,8 @@ impl Env {
             .env_remove("NIGHTSHIFT_SOCKET")
             .env_remove("NIGHTSHIFT_ATTEMPT")
             .env_remove("NIGHTSHIFT_LOG")
+            // The tests of colour output must not depend on the runner's setting.
+            .env_remove("NO_COLOR")
             .env_remove("NIGHTSHIFT_HOST")
             .env_remove("NIGHTSHIFT_STORE_URL");
     }

@@ -61,6 +61,9 @@ pub struct Report {
     /// The last push of a `repo:` task's branch to its remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<crate::repo_remote::PushRecord>,
+    /// The draft pull request opened at done (`pr: true`), or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr: Option<crate::land::PrRecord>,
 }
 
 /// A flag raised during the attempt, and when it cleared (if it did).
@@ -111,6 +114,7 @@ impl Report {
             usage: None,
             prompt_note: None,
             push: None,
+            pr: None,
         }
     }
 
@@ -171,6 +175,9 @@ impl Report {
         }
         if let Some(p) = &self.push {
             row(&mut md, "push", &p.describe());
+        }
+        if let Some(p) = &self.pr {
+            row(&mut md, "pull request", &p.describe());
         }
         if !self.phases.is_empty() {
             let phases: Vec<String> = ["setup", "agent", "verify"]

@@ -51,7 +51,10 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     let mut conn = rt.block_on(client::subscribe(&socket)).map_err(|e| {
         CliError::new(
             exit::NOT_RUNNING,
-            format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
+            format!(
+                "cannot follow the daemon ({e}); start it with `{}`",
+                client::hint::command(home, "daemon")
+            ),
         )
     })?;
     let clear = std::io::stdout().is_terminal();
@@ -120,9 +123,9 @@ fn print_ls(
         outln!("{}", clean_line(&line, true))?;
     }
     let paused = if crate::tasks::call("paused", nightshift_store::Store::paused(store))? {
-        " — PAUSED (`nightshift resume`)"
+        format!(" — PAUSED (`{}`)", client::hint::command(home, "resume"))
     } else {
-        ""
+        String::new()
     };
     match &daemon {
         Ok(Some(d)) => {
@@ -141,12 +144,16 @@ fn print_ls(
                 d.queued
             )
         }
-        Ok(None) => outln!("daemon: not running (start it with `nightshift daemon`){paused}"),
+        Ok(None) => outln!(
+            "daemon: not running (start it with `{}`){paused}",
+            client::hint::command(home, "daemon")
+        ),
         Err(e) => outln!("daemon: {}", clean_line(e, true)),
     }?;
     if tasks.is_empty() {
         outln!(
-            "no tasks; add one with `nightshift add FILE` or drop a .md file into {}",
+            "no tasks; add one with `{}` or drop a .md file into {}",
+            client::hint::command(home, "add FILE"),
             home.state_dir(TaskState::Queued).display()
         )?;
         return Ok(exit::SUCCESS);
@@ -441,6 +448,12 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         }
         if let Some(r) = &last.report {
             kv("  outcome", &format!("{}: {}", r.outcome, r.reason))?;
+            if let Some(p) = &r.push {
+                kv("  push", &p.describe())?;
+            }
+            if let Some(p) = &r.pr {
+                kv("  pr", &p.describe())?;
+            }
             if let Some(c) = &r.commits {
                 kv("  commits", &c.len().to_string())?;
                 for commit in c {

@@ -118,6 +118,18 @@ impl Report {
         }
     }
 
+    /// The reason in the report appended to a task file's `text` (the last one), as
+    /// [`Report::to_markdown`] wrote it: how a task that failed before any attempt (a failed
+    /// dependency, a cycle, cancelled in the queue) says why, having no run folder.
+    pub fn reason_in_markdown(text: &str) -> Option<String> {
+        let (_, section) = text.rsplit_once(REPORT_MARKER)?;
+        let cell = section
+            .lines()
+            .find_map(|l| l.strip_prefix("| reason | "))?;
+        let cell = cell.strip_suffix(" |").unwrap_or(cell);
+        Some(cell.replace("\\|", "|"))
+    }
+
     /// The section appended to the task file. It starts with [`REPORT_MARKER`], which the
     /// task parser cuts off, so a retried task's prompt stays as written.
     pub fn to_markdown(&self, earlier: &[Report]) -> String {
@@ -268,6 +280,16 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task filed before any attempt says why through its report only.
+    #[test]
+    fn the_reason_is_read_back_from_the_appended_report() {
+        let why = "dependency cycle: a → b | c → a";
+        let md = Report::before_start("a", why).to_markdown(&[]);
+        let text = format!("---\ndepends_on: b\n---\n# a\n{md}");
+        assert_eq!(Report::reason_in_markdown(&text).as_deref(), Some(why));
+        assert_eq!(Report::reason_in_markdown("# no report\n"), None);
+    }
 
     #[test]
     fn markdown_report_is_cut_off_by_the_task_parser()

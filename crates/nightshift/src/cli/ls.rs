@@ -247,6 +247,7 @@ fn row(t: &TaskView) -> [String; 7] {
     let state = match t.state {
         TaskState::Running if t.limited.is_some() => "limited".to_string(),
         TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
+        TaskState::Queued if t.blocked.is_some() => "blocked".to_string(),
         TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
         TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
         // Not a task yet: the daemon sets it aside.
@@ -296,7 +297,9 @@ fn info(t: &TaskView) -> String {
             truncate(flag.evidence.lines().next().unwrap_or(""), 80)
         ));
     }
-    if !t.waiting_for.is_empty() {
+    if let Some(why) = &t.blocked {
+        s.push_str(&format!("  — will fail: {why}"));
+    } else if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
     if let Some(held) = &t.held {
@@ -355,8 +358,17 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     if !t.depends_on.is_empty() {
         kv("depends on", &t.depends_on.join(", "))?;
     }
-    if !t.waiting_for.is_empty() {
+    if let Some(why) = &t.blocked {
+        kv("blocked", &format!("will fail: {why}"))?;
+    } else if !t.waiting_for.is_empty() {
         kv("waits for", &t.waiting_for.join(", "))?;
+    }
+    // Filed before any attempt: the reason has no attempt to be shown with.
+    if t.last.is_none()
+        && t.error.is_none()
+        && let Some(why) = &t.filed_reason
+    {
+        kv("reason", why)?;
     }
     if let Some(host) = &t.host {
         kv("host", host)?;

@@ -223,6 +223,12 @@ fn failed_acceptance_checks_push_nothing() {
     );
     start_daemon_with_path(&mut env, &path_with(None));
     assert_eq!(env.wait_finished("p5"), "failed", "{}", env.diagnostics());
+    // It failed on its check, after the agent's commit: there was work to push.
+    assert!(env.run_dir("p5", 1).join("verify-1.json").is_file());
+    assert!(
+        env.git(&["branch", "--list", "nightshift/p5"])
+            .contains("nightshift/p5")
+    );
     assert!(!branches(&env, &remote).contains(&"nightshift/p5".to_string()));
     assert!(!env.run_dir("p5", 1).join("push.json").exists());
 }

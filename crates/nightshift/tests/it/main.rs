@@ -24,6 +24,7 @@ mod codex;
 mod codex_dialogs;
 mod completion;
 mod dashboard;
+mod depends_view;
 mod disk;
 mod first_run;
 mod fleet;

@@ -413,8 +413,8 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                 kv(
                     "  attach",
                     &format!(
-                        "nightshift attach {}   (or {} attach -t {})",
-                        t.id,
+                        "{}   (or {} attach -t {})",
+                        client::hint::command(home, &format!("attach {}", t.id)),
                         tmux.display_prefix(),
                         s.session
                     ),

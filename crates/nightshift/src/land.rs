@@ -105,6 +105,10 @@ pub async fn push_at_done(dir: &RunDir, done: bool) -> Option<bool> {
 pub async fn open_pr(dir: &RunDir, pushed: bool, body: &str) -> Option<PrRecord> {
     let (landing, spawn) = landing_of(dir)?;
     let wt = spawn.worktree.as_ref()?;
+    // Filed again after a restart: the pull request is there already, not to be opened twice.
+    if let Some(done) = dir.read::<PrRecord>(PR).ok().flatten().filter(|r| r.opened) {
+        return Some(done);
+    }
     let url = GitCommand::in_dir(&wt.path)
         .args(["remote", "get-url", "--", &landing.remote])
         .stdout()

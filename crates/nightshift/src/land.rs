@@ -5,7 +5,7 @@
 //! and a time limit. Nothing here fails the task: each failure is a reason in the report,
 //! and the work stays on its branch and in its worktree.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -101,8 +101,14 @@ pub async fn push_at_done(dir: &RunDir, done: bool) -> Option<bool> {
 }
 
 /// After the push, opens a draft pull request whose body is `body` (the run report), if the
-/// landing asks for one; records it ([`PR`], and the event log) and returns it.
-pub async fn open_pr(dir: &RunDir, pushed: bool, body: &str) -> Option<PrRecord> {
+/// landing asks for one; records it ([`PR`], and the event log) and returns it. `find` looks
+/// a program up on the daemon's PATH.
+pub async fn open_pr(
+    dir: &RunDir,
+    pushed: bool,
+    body: &str,
+    find: impl Fn(&str) -> Option<PathBuf>,
+) -> Option<PrRecord> {
     let (landing, spawn) = landing_of(dir)?;
     let wt = spawn.worktree.as_ref()?;
     // Filed again after a restart: the pull request is there already, not to be opened twice.
@@ -115,8 +121,7 @@ pub async fn open_pr(dir: &RunDir, pushed: bool, body: &str) -> Option<PrRecord>
         .await
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = |tool: PrTool| crate::daemon::find_program(tool.program(), &path);
+    let found = |tool: PrTool| find(tool.program());
     let record = match landing::pr_step(&landing, pushed, url.as_deref(), |t| found(t).is_some())? {
         PrStep::Skip(why) => PrRecord::skipped(why),
         PrStep::Open(tool) => match found(tool) {

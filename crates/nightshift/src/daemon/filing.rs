@@ -43,7 +43,9 @@ impl<S: Store> Daemon<S> {
             .await;
             if let Some(pushed) = pushed {
                 let body = report.to_markdown(&earlier_reports(&home, &id, attempt));
-                report.pr = crate::land::open_pr(&dir, pushed, body.trim_start()).await;
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let find = |program: &str| super::find_program(program, &path);
+                report.pr = crate::land::open_pr(&dir, pushed, body.trim_start(), find).await;
             }
             let _ = tx.send(Internal::Finished {
                 id,

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod event;
 pub mod labels;
+pub mod landing;
 pub mod limits;
 pub mod notice;
 pub mod records;

@@ -57,6 +57,20 @@ pub fn validate(url: &str) -> Result<(), String> {
     ))
 }
 
+/// The host a git URL names, lowercased, without user or port (`None` for a path).
+pub fn host_of(url: &str) -> Option<String> {
+    let authority = if let Some((_, rest)) = url.split_once("://") {
+        rest.split('/').next().unwrap_or_default()
+    } else if url.starts_with('/') {
+        return None;
+    } else {
+        scp_like(url)?.0
+    };
+    let host = host_part(authority);
+    let host = host.split(':').next().unwrap_or(host);
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
 /// `[user@]host:path` as git reads it: a colon before any slash.
 fn scp_like(url: &str) -> Option<(&str, &str)> {
     let (host, path) = url.split_once(':')?;

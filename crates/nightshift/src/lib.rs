@@ -22,6 +22,7 @@ pub mod git;
 pub mod home;
 pub mod hook;
 pub mod ipc;
+pub mod land;
 pub mod limited;
 pub mod local_time;
 pub mod machine;

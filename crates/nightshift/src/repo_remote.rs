@@ -161,6 +161,10 @@ impl PushRecord {
             .map(|c| format!(" at {}", c.get(..10).unwrap_or(c)))
             .unwrap_or_default();
         match &self.error {
+            // Round 0: the push at done (`push: true`), not after a check round.
+            Some(e) if self.round == 0 => {
+                format!("FAILED at done: {}{commit} not pushed: {e}", self.branch)
+            }
             Some(e) => format!(
                 "FAILED after round {}: {}{commit} not pushed: {e}",
                 self.round, self.branch
@@ -178,11 +182,28 @@ impl PushRecord {
 /// in the run folder ([`PUSH`]) and its event log, and returns the record. Never fails: a
 /// failed push is a record with its reason, and the work stays in the worktree.
 pub async fn push_round(dir: &RunDir, wt: &Worktree, url: &str, round: u32) -> PushRecord {
+    push_recorded(dir, wt, url, round, TRACKING_PREFIX).await
+}
+
+/// Pushes the branch of the worktree `wt` to the remote `name` of its repository at done
+/// (`push: true`; round 0), recorded as [`push_round`] does: same rules, no prompts, a
+/// time limit, and the remote's tracking ref (`refs/remotes/<name>/…`) moved on success.
+pub async fn push_to_remote(dir: &RunDir, wt: &Worktree, name: &str) -> PushRecord {
+    push_recorded(dir, wt, name, 0, &format!("refs/remotes/{name}/")).await
+}
+
+async fn push_recorded(
+    dir: &RunDir,
+    wt: &Worktree,
+    url: &str,
+    round: u32,
+    tracking: &str,
+) -> PushRecord {
     let earlier: Option<PushRecord> = dir.read(PUSH).ok().flatten();
     let lock = MirrorLock::of(&wt.repo);
     let record = {
         let _one_at_a_time = lock.lock().await;
-        push(wt, url, round, earlier.as_ref()).await
+        push(wt, url, round, earlier.as_ref(), tracking).await
     };
     if let Err(e) = dir.write(PUSH, &record) {
         tracing::warn!("cannot save {}: {e}", dir.file(PUSH).display());
@@ -200,7 +221,13 @@ pub fn push_failed(dir: &RunDir) -> bool {
         .is_some_and(|r| !r.pushed)
 }
 
-async fn push(wt: &Worktree, url: &str, round: u32, earlier: Option<&PushRecord>) -> PushRecord {
+async fn push(
+    wt: &Worktree,
+    url: &str,
+    round: u32,
+    earlier: Option<&PushRecord>,
+    tracking: &str,
+) -> PushRecord {
     let branch_ref = format!("refs/heads/{}", wt.branch);
     let commit = GitCommand::in_dir(&wt.path)
         .args(["rev-parse", "--verify", "-q", &branch_ref])
@@ -253,7 +280,7 @@ async fn push(wt: &Worktree, url: &str, round: u32, earlier: Option<&PushRecord>
         Ok(()) => {
             record.pushed = true;
             // What the remote now has: the next start on this host begins from it.
-            let tracking = format!("{TRACKING_PREFIX}{}", wt.branch);
+            let tracking = format!("{tracking}{}", wt.branch);
             let _ = GitCommand::in_dir(&wt.path)
                 .args(["update-ref", &tracking, &commit])
                 .output()

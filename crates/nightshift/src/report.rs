@@ -61,6 +61,9 @@ pub struct Report {
     /// The last push of a `repo:` task's branch to its remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<crate::repo_remote::PushRecord>,
+    /// The draft pull request opened at done (`pr: true`), or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr: Option<crate::land::PrRecord>,
 }
 
 /// A flag raised during the attempt, and when it cleared (if it did).
@@ -111,7 +114,20 @@ impl Report {
             usage: None,
             prompt_note: None,
             push: None,
+            pr: None,
         }
+    }
+
+    /// The reason in the report appended to a task file's `text` (the last one), as
+    /// [`Report::to_markdown`] wrote it: how a task that failed before any attempt (a failed
+    /// dependency, a cycle, cancelled in the queue) says why, having no run folder.
+    pub fn reason_in_markdown(text: &str) -> Option<String> {
+        let (_, section) = text.rsplit_once(REPORT_MARKER)?;
+        let cell = section
+            .lines()
+            .find_map(|l| l.strip_prefix("| reason | "))?;
+        let cell = cell.strip_suffix(" |").unwrap_or(cell);
+        Some(cell.replace("\\|", "|"))
     }
 
     /// The section appended to the task file. It starts with [`REPORT_MARKER`], which the
@@ -171,6 +187,9 @@ impl Report {
         }
         if let Some(p) = &self.push {
             row(&mut md, "push", &p.describe());
+        }
+        if let Some(p) = &self.pr {
+            row(&mut md, "pull request", &p.describe());
         }
         if !self.phases.is_empty() {
             let phases: Vec<String> = ["setup", "agent", "verify"]
@@ -261,6 +280,16 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task filed before any attempt says why through its report only.
+    #[test]
+    fn the_reason_is_read_back_from_the_appended_report() {
+        let why = "dependency cycle: a → b | c → a";
+        let md = Report::before_start("a", why).to_markdown(&[]);
+        let text = format!("---\ndepends_on: b\n---\n# a\n{md}");
+        assert_eq!(Report::reason_in_markdown(&text).as_deref(), Some(why));
+        assert_eq!(Report::reason_in_markdown("# no report\n"), None);
+    }
 
     #[test]
     fn markdown_report_is_cut_off_by_the_task_parser()

@@ -128,6 +128,9 @@ pub struct SpawnRecord {
     /// clock, across a daemon restart (in the same boot).
     #[serde(default)]
     pub boot: Option<BootStamp>,
+    /// What its branch does at done (`push:`, `pr:`), settled at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing: Option<nightshift_core::landing::Landing>,
 }
 
 /// A reading of the boot clock (`CLOCK_BOOTTIME`), and which boot it belongs to.

@@ -35,6 +35,13 @@ pub struct TaskView {
     pub depends_on: Vec<String>,
     /// For queued tasks that cannot start yet: why.
     pub waiting_for: Vec<String>,
+    /// For a queued task that can never run (a dependency failed, a dependency cycle): why.
+    /// The daemon fails it as soon as it looks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// For a task filed before any attempt (no run folder): the reason in its report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filed_reason: Option<String>,
     /// Why the file is not a valid task, if it is not.
     pub error: Option<String>,
     pub attempts: u32,
@@ -86,12 +93,10 @@ impl TaskView {
             return Some(e.clone());
         }
         if matches!(self.state, TaskState::Done | TaskState::Failed) {
-            return self
-                .last
-                .as_ref()?
-                .report
-                .as_ref()
-                .map(|r| r.reason.clone());
+            return match &self.last {
+                Some(last) => last.report.as_ref().map(|r| r.reason.clone()),
+                None => self.filed_reason.clone(),
+            };
         }
         None
     }
@@ -149,6 +154,8 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         repo: None,
         depends_on: Vec::new(),
         waiting_for: Vec::new(),
+        blocked: None,
+        filed_reason: None,
         error: None,
         attempts: last,
         last: (last > 0).then(|| Box::new(attempt_view(home, id, last))),
@@ -190,6 +197,14 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
     };
     v.error = error;
     v.host = host_of(entry, task.as_ref(), here);
+    if matches!(entry.state, TaskState::Done | TaskState::Failed) && last == 0 {
+        v.filed_reason = entry
+            .content
+            .as_ref()
+            .ok()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(Report::reason_in_markdown);
+    }
     (v, task)
 }
 
@@ -298,11 +313,17 @@ pub fn collect_with<S: Store>(
             _ => None,
         })
         .collect();
+    let blocked: HashMap<&str, &String> = plan
+        .fail
+        .iter()
+        .map(|(id, why)| (id.as_str(), why))
+        .collect();
     let limits = crate::limited::read_holds(home);
     for v in &mut queued {
         if let Some(w) = waiting.get(v.id.as_str()) {
             v.waiting_for = (*w).clone();
         }
+        v.blocked = blocked.get(v.id.as_str()).map(|why| (*why).clone());
         if v.held.is_none()
             && let Some(profile) = &v.agent
             && let Some(hold) = limits.get(profile)
@@ -329,6 +350,17 @@ pub fn find(
     id: &str,
 ) -> Result<Option<TaskView>, nightshift_store::StoreError> {
     let entry = tasks::call("entry", tasks::open(home).entry(id))?;
+    // What a queued task waits for depends on the rest of the queue: read as `ls` reads it.
+    if let Some(e) = &entry
+        && e.state == TaskState::Queued
+        && let Some(v) = collect(home, config)
+            .ok()
+            .into_iter()
+            .flatten()
+            .find(|v| v.id == id && v.state == TaskState::Queued)
+    {
+        return Ok(Some(v));
+    }
     Ok(entry.map(|e| {
         let (mut v, task) = view(home, &e, &config.here());
         if e.state == TaskState::Queued && v.held.is_none() {

@@ -26,7 +26,7 @@ impl State {
         resumes: u32,
         started_at: Timestamp,
     ) -> Run {
-        let timeout = task.timeout.or(self.settings.default_timeout);
+        let timeout = task.time_limit(self.settings.default_timeout);
         Run {
             max_attempts: task
                 .max_attempts

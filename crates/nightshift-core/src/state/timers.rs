@@ -73,8 +73,7 @@ impl State {
                 run.timed_out = true;
                 let limit = run
                     .task
-                    .timeout
-                    .or(self.settings.default_timeout)
+                    .time_limit(self.settings.default_timeout)
                     .unwrap_or_default();
                 let why = format!("timed out after {}", format_duration(limit));
                 let change = run.watch.flag(attention::Signal::Timeout, now, why);

@@ -30,7 +30,8 @@ pub struct Task {
     /// the task runs in a worktree made from the host's mirror of it, and its branch is
     /// pushed back. Checked by [`crate::repo_url::validate`].
     pub repo: Option<String>,
-    pub timeout: Option<Duration>,
+    /// Wall-clock limit per attempt: `None` takes config.toml's, `Some(None)` is `off`.
+    pub timeout: Option<Option<Duration>>,
     pub max_attempts: Option<u32>,
     pub depends_on: Vec<String>,
     pub env: BTreeMap<String, String>,
@@ -54,6 +55,9 @@ pub struct Task {
     pub requires: Vec<String>,
     /// The only host that may run it (`host:`; `add` records it for a local workdir).
     pub host: Option<String>,
+    /// `push:`, `pr:` and `remote:`: what happens to its branch at done (see
+    /// [`crate::landing`]).
+    pub landing: crate::landing::LandingChoice,
     /// The body, byte for byte, without the front matter and without an appended report.
     pub prompt: String,
     /// 1-based line of each front-matter key in the file, for error messages.
@@ -61,6 +65,11 @@ pub struct Task {
 }
 
 impl Task {
+    /// The attempt's wall-clock limit: the task's, else `default` (config.toml's).
+    pub fn time_limit(&self, default: Option<Duration>) -> Option<Duration> {
+        self.timeout.unwrap_or(default)
+    }
+
     /// The line of a front-matter field, or 1 when the field is absent.
     pub fn field_line(&self, field: &str) -> u32 {
         self.field_lines.get(field).copied().unwrap_or(1)
@@ -139,7 +148,7 @@ impl AttentionChanges {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum DurationOrOff {
+pub(crate) enum DurationOrOff {
     Off(bool),
     Seconds(u64),
     Text(String),
@@ -159,7 +168,7 @@ pub struct AttentionOverride {
     pub policy: BTreeMap<crate::attention::Signal, crate::Policy>,
 }
 
-fn duration_or_off(value: DurationOrOff) -> Result<Option<Duration>, String> {
+pub(crate) fn duration_or_off(value: DurationOrOff) -> Result<Option<Duration>, String> {
     match value {
         DurationOrOff::Off(false) => Ok(None),
         DurationOrOff::Off(true) => Err("expected a duration or `off`".into()),

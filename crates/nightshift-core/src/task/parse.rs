@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    AttentionChanges, AttentionOverride, DurationField, Isolation, OneOrMany, REPORT_MARKER,
-    ScalarText, Task, TaskError,
+    AttentionChanges, AttentionOverride, DurationField, DurationOrOff, Isolation, OneOrMany,
+    REPORT_MARKER, ScalarText, Task, TaskError,
 };
 
 /// The front matter as written. Unknown fields are errors: a typo must not pass silently.
@@ -20,7 +20,7 @@ struct FrontMatter {
     agent: Option<String>,
     workdir: Option<String>,
     repo: Option<String>,
-    timeout: Option<DurationField>,
+    timeout: Option<DurationOrOff>,
     max_attempts: Option<u32>,
     depends_on: Option<OneOrMany>,
     env: Option<BTreeMap<String, ScalarText>>,
@@ -34,6 +34,9 @@ struct FrontMatter {
     resume: Option<bool>,
     requires: Option<OneOrMany>,
     host: Option<String>,
+    push: Option<bool>,
+    pr: Option<bool>,
+    remote: Option<String>,
 }
 
 /// The parts of a task file.
@@ -141,7 +144,26 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         }
         Ok(Some(d))
     };
-    let timeout = positive("timeout", front.timeout)?;
+    // `off` switches config.toml's default limit off for this task.
+    let timeout = match front.timeout.map(super::duration_or_off).transpose() {
+        Err(m) => {
+            return Err(TaskError::new(
+                path,
+                at("timeout"),
+                1,
+                format!("timeout: {m}"),
+            ));
+        }
+        Ok(Some(Some(d))) if d.is_zero() => {
+            return Err(TaskError::new(
+                path,
+                at("timeout"),
+                1,
+                "timeout: must be greater than zero (or `off`)",
+            ));
+        }
+        Ok(t) => t,
+    };
     let verify_timeout = positive("verify_timeout", front.verify_timeout)?;
     let commands = |field: &str, value: Option<OneOrMany>| -> Result<Vec<String>, TaskError> {
         let list = match value {
@@ -244,6 +266,11 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         crate::labels::validate_host(h)
             .map_err(|m| TaskError::new(path, at("host"), 1, format!("host: {m}")))?;
     }
+    let remote = front.remote.map(|r| r.trim().to_string());
+    if let Some(r) = &remote {
+        crate::landing::check_remote_name(r)
+            .map_err(|m| TaskError::new(path, at("remote"), 1, format!("remote: {m}")))?;
+    }
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {
         return Err(TaskError::new(
@@ -272,6 +299,11 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         resume: front.resume,
         requires,
         host,
+        landing: crate::landing::LandingChoice {
+            push: front.push,
+            pr: front.pr,
+            remote,
+        },
         depends_on,
         env,
         attention,

@@ -41,7 +41,7 @@ fn all_fields_parse() {
     assert_eq!(t.priority, 5);
     assert_eq!(t.agent.as_deref(), Some("claude"));
     assert_eq!(t.workdir, Some(PathBuf::from("/tmp/x")));
-    assert_eq!(t.timeout, Some(Duration::from_secs(5400)));
+    assert_eq!(t.timeout, Some(Some(Duration::from_secs(5400))));
     assert_eq!(t.max_attempts, Some(3));
     assert_eq!(t.depends_on, vec!["a".to_string(), "b".to_string()]);
     assert_eq!(t.env.get("N").map(String::as_str), Some("3"));
@@ -72,7 +72,26 @@ fn attention_overrides() {
 fn single_dependency_and_numeric_timeout() {
     let t = parse_ok("---\ndepends_on: setup\ntimeout: 90\n---\nx");
     assert_eq!(t.depends_on, vec!["setup".to_string()]);
-    assert_eq!(t.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(t.timeout, Some(Some(Duration::from_secs(90))));
+    // `off` switches config.toml's default off for this task.
+    let off = parse_ok("---\ntimeout: off\n---\nx");
+    assert_eq!(off.timeout, Some(None));
+    assert_eq!(off.time_limit(Some(Duration::from_secs(60))), None);
+    let unset = parse_ok("---\ntitle: x\n---\nx");
+    assert_eq!(
+        unset.time_limit(Some(Duration::from_secs(60))),
+        Some(Duration::from_secs(60))
+    );
+    let landing = parse_ok("---\npush: true\npr: true\nremote: fork\n---\nx").landing;
+    assert_eq!(
+        (landing.push, landing.pr, landing.remote.as_deref()),
+        (Some(true), Some(true), Some("fork"))
+    );
+    assert!(
+        parse_err("---\nremote: -x\n---\n")
+            .message
+            .starts_with("remote:")
+    );
 }
 
 #[test]

@@ -74,5 +74,13 @@ pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
         },
     )?;
     outln!("queued {id} ({})", dest.display())?;
+    // Queued, but nothing starts until then: say so, rather than leave a person waiting.
+    let store = crate::tasks::open(home);
+    if crate::tasks::call("paused", nightshift_store::Store::paused(&store))? {
+        outln!(
+            "the queue is PAUSED: nothing starts until `{}`",
+            crate::client::hint::command(home, "resume")
+        )?;
+    }
     Ok(exit::SUCCESS)
 }

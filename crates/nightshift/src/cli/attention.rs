@@ -57,12 +57,16 @@ pub(super) fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
                 }
             }
             None => outln!(
-                "  attach: nightshift attach {id}   (or {} attach -t {})",
+                "  attach: {}   (or {} attach -t {})",
+                crate::client::hint::command(home, &format!("attach {id}")),
                 clean_line(&tmux.display_prefix(), true),
                 clean_line(&session, true)
             )?,
         }
-        outln!("  then:   nightshift ack {id}   once it is back on track")?;
+        outln!(
+            "  then:   {}   once it is back on track",
+            crate::client::hint::command(home, &format!("ack {id}"))
+        )?;
         outln!()?;
     }
     Ok(exit::SUCCESS)

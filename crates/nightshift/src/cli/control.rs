@@ -43,7 +43,10 @@ pub(super) fn resume_limited(home: &Home, profile: Option<String>) -> anyhow::Re
     use crate::ipc::{IpcError, Request, Response};
     let socket = home.checked_socket()?;
     let rt = super::runtime()?;
-    match rt.block_on(crate::client::request(&socket, &Request::ResumeLimited { profile })) {
+    match rt.block_on(crate::client::request(
+        &socket,
+        &Request::ResumeLimited { profile },
+    )) {
         Ok(Response::Ok { message }) => {
             outln!("{message}")?;
             Ok(exit::SUCCESS)
@@ -54,7 +57,10 @@ pub(super) fn resume_limited(home: &Home, profile: Option<String>) -> anyhow::Re
         }
         Err(IpcError::NotRunning) => Err(CliError::new(
             exit::NOT_RUNNING,
-            "the daemon is not running: holds lift when it runs (start it with `nightshift daemon`)",
+            format!(
+                "the daemon is not running: holds lift when it runs (start it with `{}`)",
+                crate::client::hint::command(home, "daemon")
+            ),
         )
         .into()),
         Err(e) => Err(e.into()),

@@ -1,84 +1,128 @@
 //! `nightshift doctor`: check what nightshift needs.
 
+use serde::Serialize;
+
+use crate::client::hint;
 use crate::daemon::find_program;
 use crate::home::Home;
 use crate::out::outln;
 
 use super::{exit, runtime};
 
+/// How one check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Status {
+    Ok,
+    /// Works, but worth a look.
+    Warn,
+    /// Needs fixing: `doctor` exits non-zero.
+    Fail,
+    /// Optional and absent, or for information.
+    Note,
+}
+
+/// One row of `doctor`: what was checked, how it went, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+impl Check {
+    fn new(status: Status, name: &str, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.to_string(),
+            status,
+            detail: detail.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Check {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
-    /// Print JSON for scripts: every check with its name, level, detail and hint
+    /// Print JSON for scripts: `{"ok", "checks": [{"name", "status", "detail", "hint"}]}`
     #[arg(long)]
     pub json: bool,
 }
 
-/// One line of the doctor's findings.
-#[derive(Debug, serde::Serialize)]
-struct Check {
-    name: String,
-    /// `ok`, `fail`, `warn`, or `info` (an optional thing that is absent).
-    level: &'static str,
-    /// Whether it is not a failure.
-    ok: bool,
-    detail: String,
-    /// What to do about it, where there is something to do.
-    hint: Option<String>,
-}
-
-impl Check {
-    fn new(level: &'static str, name: &str, detail: String) -> Check {
-        Check {
-            name: name.to_string(),
-            level,
-            ok: level != "fail",
-            detail,
-            hint: None,
+pub(super) fn run(home: &Home, args: DoctorArgs) -> anyhow::Result<i32> {
+    let checks = checks(home)?;
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    if args.json {
+        let out = serde_json::json!({ "ok": !failed, "checks": checks });
+        outln!("{}", crate::term_text::to_json(&out)?)?;
+        return Ok(if failed { exit::FAILURE } else { exit::SUCCESS });
+    }
+    for c in &checks {
+        let mark = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+            Status::Note => "--  ",
+        };
+        outln!("{mark} {:<22} {}", c.name, c.detail)?;
+        if let Some(h) = &c.hint {
+            outln!("     {:<22} {h}", "")?;
         }
     }
+    Ok(if failed { exit::FAILURE } else { exit::SUCCESS })
 }
 
-pub(super) fn run(home: &Home, args: DoctorArgs) -> anyhow::Result<i32> {
+/// Every check, in the order they are shown.
+pub(super) fn checks(home: &Home) -> anyhow::Result<Vec<Check>> {
     let rt = runtime()?;
-    let checks = std::cell::RefCell::new(Vec::new());
-    let push = |level, what: &str, detail| -> std::io::Result<()> {
-        checks.borrow_mut().push(Check::new(level, what, detail));
-        Ok(())
-    };
-    let report =
-        |ok: bool, what: &str, detail: String| push(if ok { "ok" } else { "fail" }, what, detail);
-    // Optional things that are absent: worth knowing, not a failure.
-    let note = |what: &str, detail: String| push("info", what, detail);
-    match rt.block_on(crate::tmux::version()) {
-        Ok(v) if !v.is_empty() => {
-            let ok = tmux_at_least(&v, 3, 2);
-            report(
-                ok,
-                "tmux",
-                if ok {
-                    v
-                } else {
-                    format!("{v} (3.2 or newer is needed)")
-                },
-            )
-        }
-        Ok(_) | Err(_) => report(
-            false,
+    let mut out = Vec::new();
+    out.push(match rt.block_on(crate::tmux::version()) {
+        Ok(v) if !v.is_empty() && tmux_at_least(&v, 3, 2) => Check::new(Status::Ok, "tmux", v),
+        Ok(v) if !v.is_empty() => Check::new(
+            Status::Fail,
             "tmux",
-            "not found on PATH (install tmux 3.2+)".into(),
+            format!("{v} (3.2 or newer is needed)"),
         ),
-    }?;
-    match rt.block_on(crate::git::version()) {
-        Some(v) => report(true, "git", v),
-        None => report(false, "git", "not found on PATH".into()),
-    }?;
-    let config = match crate::config::Config::load(&home.config_file()) {
+        Ok(_) | Err(_) => Check::new(Status::Fail, "tmux", "not found on PATH")
+            .hint("install tmux 3.2 or newer (apt install tmux, brew install tmux)"),
+    });
+    out.push(match rt.block_on(crate::git::version()) {
+        Some(v) => Check::new(Status::Ok, "git", v),
+        None => Check::new(Status::Fail, "git", "not found on PATH").hint("install git"),
+    });
+    let init = hint::command(home, "init");
+    let config_file = home.config_file();
+    let config = match crate::config::Config::load(&config_file) {
+        Ok(c) if config_file.is_file() => {
+            out.push(Check::new(
+                Status::Ok,
+                "config",
+                config_file.display().to_string(),
+            ));
+            c
+        }
         Ok(c) => {
-            report(true, "config", home.config_file().display().to_string())?;
+            // Valid (every setting has a default), but not what a person means to have.
+            out.push(
+                Check::new(
+                    Status::Warn,
+                    "config",
+                    format!(
+                        "{} does not exist: the defaults apply",
+                        config_file.display()
+                    ),
+                )
+                .hint(format!("`{init}` writes a commented one")),
+            );
             c
         }
         Err(e) => {
-            report(false, "config", e.to_string())?;
+            out.push(Check::new(Status::Fail, "config", e.to_string()));
             crate::config::Config {
                 tmux_socket: crate::tmux::default_socket(home.root()),
                 ..Default::default()
@@ -90,18 +134,32 @@ pub(super) fn run(home: &Home, args: DoctorArgs) -> anyhow::Result<i32> {
     } else {
         format!("labels: {}", config.labels.join(", "))
     };
-    note("host", format!("{} ({labels})", config.host))?;
-    note(
+    out.push(Check::new(
+        Status::Note,
+        "host",
+        format!("{} ({labels})", config.host),
+    ));
+    out.push(Check::new(
+        Status::Note,
         "store",
         config
             .store
             .display_url()
             .unwrap_or_else(|| "the folder store in this home".into()),
-    )?;
-    note(
+    ));
+    out.push(Check::new(
+        Status::Note,
         "tmux server",
         crate::tmux::Tmux::new(&config.tmux_socket).display_prefix(),
-    )?;
+    ));
+    let timeout = config
+        .timeout
+        .map_or_else(|| "off".to_string(), nightshift_core::duration::format);
+    out.push(Check::new(
+        Status::Note,
+        "timeout",
+        format!("{timeout} per attempt, unless a task says otherwise"),
+    ));
     let path = std::env::var_os("PATH").unwrap_or_default();
     for (name, profile) in &config.agents {
         let program = profile.command.first().cloned().unwrap_or_default();
@@ -111,87 +169,89 @@ pub(super) fn run(home: &Home, args: DoctorArgs) -> anyhow::Result<i32> {
         let what = format!("agent {name}");
         // Only a known agent binary is asked its version: a custom program (a script agent)
         // would run its whole body.
-        match find_program(&program, &path) {
-            Some(p) if asks_version(&program) => {
-                report(true, &what, format!("{} ({})", p.display(), version_of(&p)))
-            }
-            Some(p) => report(true, &what, p.display().to_string()),
+        let check = match find_program(&program, &path) {
+            Some(p) if asks_version(&program) => Check::new(
+                Status::Ok,
+                &what,
+                format!("{} ({})", p.display(), version_of(&p)),
+            ),
+            Some(p) => Check::new(Status::Ok, &what, p.display().to_string()),
             // Only the default agent's absence is a problem; the others are optional.
-            None if *name == config.default_agent => report(
-                false,
+            None if *name == config.default_agent => Check::new(
+                Status::Fail,
                 &what,
                 format!("`{program}` not on PATH, and it is the default agent"),
             ),
-            None => note(&what, format!("`{program}` not on PATH (optional)")),
-        }?;
+            None => Check::new(
+                Status::Note,
+                &what,
+                format!("`{program}` not on PATH (optional)"),
+            ),
+        };
+        out.push(match (check.status, install_hint(&program)) {
+            (Status::Fail | Status::Note, Some(h)) => check.hint(h),
+            _ => check,
+        });
     }
     if home.root().exists() {
         let mut perms = home.permission_problems();
         // A secret others can read is a failure; a readable home without one, a warning.
-        if let Some(p) = exposed_secrets(&home.config_file(), &config) {
+        if let Some(p) = exposed_secrets(&config_file, &config) {
             perms.push(p);
         }
         let readable = home.readable_by_others();
         if perms.is_empty() && readable.is_empty() {
-            report(true, "home", home.root().display().to_string())?;
+            out.push(Check::new(
+                Status::Ok,
+                "home",
+                home.root().display().to_string(),
+            ));
         }
         for p in readable {
-            push("warn", "home", p)?;
+            out.push(Check::new(Status::Warn, "home", p));
         }
         for p in perms {
-            report(false, "home", p)?;
+            out.push(Check::new(Status::Fail, "home", p));
         }
     } else {
-        report(
-            false,
-            "home",
-            format!(
-                "{} does not exist (run `nightshift init`)",
-                home.root().display()
-            ),
-        )?;
+        out.push(
+            Check::new(
+                Status::Fail,
+                "home",
+                format!("{} does not exist", home.root().display()),
+            )
+            .hint(format!(
+                "`{init}` creates it, with a config and an example task"
+            )),
+        );
     }
-    match home.checked_socket() {
+    out.push(match home.checked_socket() {
         Ok(_) => match crate::client::daemon_status(home) {
-            Ok(Some(s)) => report(
-                true,
+            Ok(Some(s)) => Check::new(
+                Status::Ok,
                 "daemon",
                 format!(
                     "running (pid {}, {}/{} agents)",
                     s.pid, s.slots_used, s.max_agents
                 ),
             ),
-            Ok(None) => note(
-                "daemon",
-                "not running (start it with `nightshift daemon`)".into(),
-            ),
-            Err(e) => report(false, "daemon", e),
+            Ok(None) => Check::new(Status::Note, "daemon", "not running")
+                .hint(format!("start it with `{}`", hint::command(home, "daemon"))),
+            Err(e) => Check::new(Status::Fail, "daemon", e),
         },
-        Err(e) => report(false, "socket", e.to_string()),
-    }?;
-    let checks = checks.into_inner();
-    let problems = checks.iter().filter(|c| !c.ok).count();
-    if args.json {
-        let out = serde_json::json!({ "ok": problems == 0, "checks": checks });
-        outln!("{}", crate::term_text::to_json(&out)?)?;
-    } else {
-        for c in &checks {
-            let tag = match c.level {
-                "ok" => "ok  ",
-                "fail" => "FAIL",
-                "warn" => "WARN",
-                _ => "--  ",
-            };
-            outln!("{tag} {:<22} {}", c.name, c.detail)?;
-            if let Some(hint) = &c.hint {
-                outln!("     {:<22} {hint}", "")?;
-            }
-        }
-    }
-    Ok(if problems == 0 {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
+        Err(e) => Check::new(Status::Fail, "socket", e.to_string()),
+    });
+    Ok(out)
+}
+
+/// How to install the CLI of a built-in agent profile.
+fn install_hint(program: &str) -> Option<&'static str> {
+    Some(match program {
+        "claude" => "install: npm install -g @anthropic-ai/claude-code",
+        "codex" => "install: npm install -g @openai/codex",
+        "gemini" => "install: npm install -g @google/gemini-cli",
+        "aider" => "install: pip install aider-chat",
+        _ => return None,
     })
 }
 
@@ -271,6 +331,22 @@ mod tests {
         ] {
             assert!(!super::asks_version(other), "{other}");
         }
+    }
+
+    #[test]
+    fn each_built_in_agent_cli_has_an_install_hint() {
+        for profile in crate::config::builtin_profiles().values() {
+            let program = profile.command.first().map_or("", String::as_str);
+            if program.starts_with('{') {
+                continue;
+            }
+            assert!(super::install_hint(program).is_some(), "{program}");
+        }
+        assert_eq!(
+            super::install_hint("claude"),
+            Some("install: npm install -g @anthropic-ai/claude-code")
+        );
+        assert_eq!(super::install_hint("my-agent"), None);
     }
 
     #[test]

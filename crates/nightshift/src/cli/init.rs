@@ -16,31 +16,41 @@ pub struct InitArgs {
     pub store: Option<String>,
 }
 
-/// A task file that shows every field. It goes to `examples/`, not `queue/`: an example
-/// should not start an agent by surprise.
-pub(super) const EXAMPLE_TASK: &str = r#"---
-# Every field is optional. Copy this file into queue/ (or use `nightshift add FILE`).
-title: Add a --version flag
-priority: 0            # higher runs first; ties run in file-name order
-agent: claude          # a profile from config.toml (built in: claude, codex, aider, gemini, test)
-workdir: /path/to/your/repo
-timeout: 2h            # wall-clock limit per attempt
-max_attempts: 2        # retry once if the agent exits without signalling done
-depends_on: []         # task ids that must be done first
-requires: []           # labels the host that runs it must have (config.toml `labels`)
-env:
-  RUST_LOG: info
+/// The example task, for `workdir` (the directory `init` ran in). It runs the built-in
+/// `test` agent in place, so following `init`'s next steps gives a done task in seconds and
+/// touches nothing; its commented fields show the rest. It goes to `examples/`, not
+/// `queue/`: an example should not start by surprise.
+pub(super) fn example_task(workdir: &std::path::Path) -> String {
+    let workdir = nightshift_core::task::yaml_string(&workdir.to_string_lossy());
+    format!(
+        r#"---
+# Every field is optional. `nightshift add FILE` queues a copy of this file.
+title: First run - say hello
+agent: test            # the built-in stand-in agent; real ones: claude, codex, gemini, aider
+workdir: {workdir}
+isolation: none        # in the workdir itself; by default a git repository gets a worktree on branch nightshift/<id>
+timeout: 5m            # wall-clock limit per attempt ("off" for none; config.toml's default: 4h)
+# priority: 0          # higher runs first; ties run in file-name order
+# max_attempts: 2      # retry once if the agent exits without signalling done
+# depends_on: []       # task ids that must be done first
+# requires: []         # labels the host that runs it must have (config.toml `labels`)
+# verify: cargo test   # acceptance checks, run when the agent signals done
+# push: true           # at done, push branch nightshift/<id>; `pr: true` also opens a draft pull request
+# env:
+#   RUST_LOG: info
 ---
-# Add a --version flag
+# First run: say hello
 
-The CLI should print its version with `--version` and exit 0.
+The `test` agent does not think: it follows the `@` lines below and is done in a second.
+For a real agent, set `agent: claude` (or codex, gemini, aider), delete the `@` lines, and
+say what you want done, with acceptance criteria. A real agent signals the end itself with
+`nightshift done --summary "..."`.
 
-## Acceptance criteria
-- `cargo run -- --version` prints the version from Cargo.toml.
-- A test covers it.
-
-When you are finished and have committed your work, run `nightshift done --summary "..."`.
-"#;
+@say hello from nightshift
+@done the first run works
+"#
+    )
+}
 
 pub(super) fn run(home: &Home, args: InitArgs) -> anyhow::Result<i32> {
     if let Some(url) = &args.store {
@@ -69,15 +79,31 @@ pub(super) fn run(home: &Home, args: InitArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&examples)?;
     let example = examples.join("example-task.md");
     if !example.exists() {
-        fsutil::write_new_atomic(&example, EXAMPLE_TASK.as_bytes(), 0o600)?;
+        let here = std::env::current_dir()?;
+        fsutil::write_new_atomic(&example, example_task(&here).as_bytes(), 0o600)?;
         outln!("created    {}", example.display())?;
     }
     outln!("home       {}", home.root().display())?;
     outln!()?;
-    outln!("Next:")?;
-    outln!("  nightshift daemon                      # start the daemon (foreground)")?;
-    outln!("  nightshift add {}", example.display())?;
-    outln!("  nightshift ls")?;
+    let ns = |args: &str| crate::client::hint::command(home, args);
+    let example_arg = crate::tmux::shell_word(&example.to_string_lossy());
+    outln!("Next, a first run with the built-in test agent (done in seconds):")?;
+    for (command, why) in [
+        (ns("daemon &"), "start the daemon (or in another terminal)"),
+        (ns(&format!("add {example_arg}")), "queue the example task"),
+        (ns("ls"), "it is done a second later"),
+    ] {
+        outln!("  {command}    # {why}")?;
+    }
+    outln!()?;
+    outln!(
+        "Then switch to a real agent: set `agent: claude` (or codex, gemini, aider) in a task,"
+    )?;
+    outln!(
+        "or `default_agent` in {}; `{}` says whether its CLI is installed.",
+        config_file.display(),
+        ns("doctor")
+    )?;
     Ok(exit::SUCCESS)
 }
 

@@ -53,7 +53,10 @@ fn watch(home: &Home, args: &LsArgs) -> anyhow::Result<i32> {
     let mut conn = rt.block_on(client::subscribe(&socket)).map_err(|e| {
         CliError::new(
             exit::NOT_RUNNING,
-            format!("cannot follow the daemon ({e}); start it with `nightshift daemon`"),
+            format!(
+                "cannot follow the daemon ({e}); start it with `{}`",
+                client::hint::command(home, "daemon")
+            ),
         )
     })?;
     let clear = std::io::stdout().is_terminal();
@@ -131,9 +134,9 @@ fn print_ls(
         outln!("{}", clean_line(&line, true))?;
     }
     let paused = if crate::tasks::call("paused", nightshift_store::Store::paused(store))? {
-        " — PAUSED (`nightshift resume`)"
+        format!(" — PAUSED (`{}`)", client::hint::command(home, "resume"))
     } else {
-        ""
+        String::new()
     };
     match &daemon {
         Ok(Some(d)) => {
@@ -152,12 +155,16 @@ fn print_ls(
                 d.queued
             )
         }
-        Ok(None) => outln!("daemon: not running (start it with `nightshift daemon`){paused}"),
+        Ok(None) => outln!(
+            "daemon: not running (start it with `{}`){paused}",
+            client::hint::command(home, "daemon")
+        ),
         Err(e) => outln!("daemon: {}", clean_line(e, true)),
     }?;
     if tasks.is_empty() {
         outln!(
-            "no tasks; add one with `nightshift add FILE` or drop a .md file into {}",
+            "no tasks; add one with `{}` or drop a .md file into {}",
+            client::hint::command(home, "add FILE"),
             home.state_dir(TaskState::Queued).display()
         )?;
         return Ok(exit::SUCCESS);
@@ -251,6 +258,7 @@ fn row(t: &TaskView) -> [String; 7] {
     let state = match t.state {
         TaskState::Running if t.limited.is_some() => "limited".to_string(),
         TaskState::Running if !t.attention.is_empty() => "ATTENTION".to_string(),
+        TaskState::Queued if t.blocked.is_some() => "blocked".to_string(),
         TaskState::Queued if !t.waiting_for.is_empty() => "waiting".to_string(),
         TaskState::Failed if t.error.is_some() && t.attempts == 0 => "invalid".to_string(),
         // Not a task yet: the daemon sets it aside.
@@ -300,7 +308,9 @@ fn info(t: &TaskView) -> String {
             truncate(flag.evidence.lines().next().unwrap_or(""), 80)
         ));
     }
-    if !t.waiting_for.is_empty() {
+    if let Some(why) = &t.blocked {
+        s.push_str(&format!("  — will fail: {why}"));
+    } else if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
     if let Some(held) = &t.held {
@@ -359,8 +369,17 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     if !t.depends_on.is_empty() {
         kv("depends on", &t.depends_on.join(", "))?;
     }
-    if !t.waiting_for.is_empty() {
+    if let Some(why) = &t.blocked {
+        kv("blocked", &format!("will fail: {why}"))?;
+    } else if !t.waiting_for.is_empty() {
         kv("waits for", &t.waiting_for.join(", "))?;
+    }
+    // Filed before any attempt: the reason has no attempt to be shown with.
+    if t.last.is_none()
+        && t.error.is_none()
+        && let Some(why) = &t.filed_reason
+    {
+        kv("reason", why)?;
     }
     if let Some(host) = &t.host {
         kv("host", host)?;
@@ -405,8 +424,8 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
                 kv(
                     "  attach",
                     &format!(
-                        "nightshift attach {}   (or {} attach -t {})",
-                        t.id,
+                        "{}   (or {} attach -t {})",
+                        client::hint::command(home, &format!("attach {}", t.id)),
                         tmux.display_prefix(),
                         s.session
                     ),
@@ -452,6 +471,12 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         }
         if let Some(r) = &last.report {
             kv("  outcome", &format!("{}: {}", r.outcome, r.reason))?;
+            if let Some(p) = &r.push {
+                kv("  push", &p.describe())?;
+            }
+            if let Some(p) = &r.pr {
+                kv("  pr", &p.describe())?;
+            }
             if let Some(c) = &r.commits {
                 kv("  commits", &c.len().to_string())?;
                 for commit in c {

@@ -33,7 +33,7 @@ pub fn enqueue(
     task::validate_id(id).map_err(|m| CliError::new(exit::USAGE, m))?;
     let store = tasks::open(home);
     if let Some(found) = tasks::call("entry", store.entry(id))? {
-        return Err(exists(id, found.state, &found.source.display().to_string()).into());
+        return Err(exists(home, id, found.state, &found.source.display().to_string()).into());
     }
 
     // Parse first, so an invalid task is refused here rather than filed as failed later.
@@ -65,10 +65,11 @@ pub fn enqueue(
         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     crate::admit::validate_against_config(&final_task, source, config)
         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    check_workdir(&final_task, source, config)?;
     // The store puts it in whole, or not at all: the daemon never sees half a task.
     match tasks::call("enqueue", store.enqueue(id, &text)) {
         Ok(place) => Ok(PathBuf::from(place)),
-        Err(EnqueueError::Exists { state, .. }) => Err(exists(id, state, "just now").into()),
+        Err(EnqueueError::Exists { state, .. }) => Err(exists(home, id, state, "just now").into()),
         Err(EnqueueError::InvalidId { reason, .. }) => {
             Err(CliError::new(exit::USAGE, reason).into())
         }
@@ -76,12 +77,40 @@ pub fn enqueue(
     }
 }
 
-fn exists(id: &str, state: TaskState, place: &str) -> CliError {
+fn exists(home: &Home, id: &str, state: TaskState, place: &str) -> CliError {
     CliError::new(
         exit::FAILURE,
         format!(
-            "a task `{id}` already exists ({}: {place}); choose another --id, or `nightshift retry {id}`",
-            state.as_str()
+            "a task `{id}` already exists ({}: {place}); choose another --id, or `{}`",
+            state.as_str(),
+            super::hint::command(home, &format!("retry {id}"))
         ),
     )
+}
+
+/// A task for this host whose workdir is not a directory here would only fail when it
+/// starts: refused now, with nothing queued. (A task pinned to another host is that host's
+/// to check.)
+fn check_workdir(task: &task::Task, source: &Path, config: &Config) -> Result<(), CliError> {
+    let Some(dir) = task.workdir.as_ref().or(config.workdir.as_ref()) else {
+        return Ok(());
+    };
+    if task.repo.is_some() || task.host.as_deref().is_some_and(|h| h != config.host) || dir.is_dir()
+    {
+        return Ok(());
+    }
+    let what = if dir.exists() {
+        "is not a directory"
+    } else {
+        "does not exist"
+    };
+    Err(CliError::new(
+        exit::USAGE,
+        format!(
+            "{}:{}: workdir: {} {what}; nothing was queued",
+            source.display(),
+            task.field_line("workdir"),
+            dir.display()
+        ),
+    ))
 }

@@ -5,6 +5,7 @@
 //! shows it. Neither imports the other.
 
 pub mod enqueue;
+pub mod hint;
 pub mod tasks;
 
 use std::io;

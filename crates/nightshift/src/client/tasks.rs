@@ -111,7 +111,10 @@ pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
             if !tasks::call("cancel", tasks::open(home).cancel(id, &report))? {
                 return Err(CliError::new(
                     exit::FAILURE,
-                    format!("`{id}` just left the queue; run `nightshift cancel {id}` again"),
+                    format!(
+                        "`{id}` just left the queue; run `{}` again",
+                        super::hint::command(home, &format!("cancel {id}"))
+                    ),
                 )
                 .into());
             }
@@ -133,7 +136,10 @@ pub fn cancel_task(home: &Home, id: &str) -> anyhow::Result<String> {
                 Ok(other) => Err(CliError::new(exit::FAILURE, format!("unexpected answer: {other:?}")).into()),
                 Err(IpcError::NotRunning) => Err(CliError::new(
                     exit::NOT_RUNNING,
-                    format!("`{id}` is running, and only the daemon can stop it, but the daemon is not running (start it with `nightshift daemon`)"),
+                    format!(
+                        "`{id}` is running, and only the daemon can stop it, but the daemon is not running (start it with `{}`)",
+                        super::hint::command(home, "daemon")
+                    ),
                 )
                 .into()),
                 Err(e) => Err(e.into()),
@@ -179,9 +185,10 @@ pub fn set_paused(home: &Home, paused: bool) -> anyhow::Result<String> {
         tasks::open(home).set_paused(paused, Timestamp::now()),
     )?;
     Ok(match (paused, changed) {
-        (true, _) => {
-            "paused: running agents go on, nothing new starts (`nightshift resume` to go on)".into()
-        }
+        (true, _) => format!(
+            "paused: running agents go on, nothing new starts (`{}` to go on)",
+            super::hint::command(home, "resume")
+        ),
         (false, true) => "resumed".into(),
         (false, false) => "the queue was not paused".into(),
     })

@@ -75,12 +75,20 @@ pub struct Config {
     pub workdir: Option<PathBuf>,
     /// Attempts per task when the task does not say.
     pub max_attempts: u32,
-    /// Wall-clock limit per attempt when the task does not say.
+    /// Wall-clock limit per attempt when the task does not say (`"off"`: none), so that a
+    /// hung agent never holds a slot all night.
     #[serde(
-        deserialize_with = "duration::optional",
+        deserialize_with = "duration::off_or",
         serialize_with = "duration::write_optional"
     )]
     pub timeout: Option<Duration>,
+    /// Push a done task's branch to its repository's remote (tasks and profiles may say
+    /// otherwise).
+    pub push: Option<bool>,
+    /// Also open a draft pull request (`gh`) or merge request (`glab`); pushes too.
+    pub pr: Option<bool>,
+    /// The git remote pushed to (default `origin`).
+    pub remote: Option<String>,
     /// tmux server: a name (`tmux -L`) or, if it contains `/`, a socket path (`tmux -S`).
     /// Unset (empty), [`Config::parse`] gives each home its own: see
     /// [`crate::tmux::default_socket`].
@@ -172,6 +180,9 @@ pub enum Uncommitted {
     Commit,
     Flag,
 }
+
+/// The wall-clock limit per attempt unless config.toml or the task says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 pub const DEFAULT_PREAMBLE: &str = "You are working unattended: nightshift started you, and nobody is watching this terminal.\n\
 - Work in the current directory. Commit your work to the current git branch as you go, with clear messages.\n\
@@ -285,7 +296,10 @@ impl Default for Config {
             default_agent: "claude".into(),
             workdir: None,
             max_attempts: 1,
-            timeout: None,
+            timeout: Some(DEFAULT_TIMEOUT),
+            push: None,
+            pr: None,
+            remote: None,
             tmux_socket: String::new(),
             done_marker: "NIGHTSHIFT_DONE".into(),
             grace_period: Duration::from_secs(10),
@@ -417,6 +431,14 @@ impl Config {
             path: path.into(),
             message: format!("[[notify]]: {message}"),
         })?;
+        if let Some(remote) = &config.remote {
+            nightshift_core::landing::check_remote_name(remote).map_err(|m| {
+                ConfigError::Parse {
+                    path: path.into(),
+                    message: format!("remote: {m}"),
+                }
+            })?;
+        }
         if config.done_marker.trim().is_empty() {
             return Err(ConfigError::Parse {
                 path: path.into(),
@@ -441,6 +463,26 @@ impl Config {
     /// This host's name and labels, for routing tasks.
     pub fn here(&self) -> nightshift_core::routing::Host {
         nightshift_core::routing::Host::new(self.host.clone(), self.labels.iter().cloned())
+    }
+
+    /// What a task lands at done: its own `push:`/`pr:`/`remote:` over its profile's over
+    /// this file's. `None`: nothing is pushed. `repo:` tasks push after every check round
+    /// already, so this is for tasks on a local workdir.
+    pub fn landing(
+        &self,
+        task: &nightshift_core::task::Task,
+    ) -> Option<nightshift_core::landing::Landing> {
+        let agent = task.agent.as_deref().unwrap_or(&self.default_agent);
+        let profile = self
+            .profile(agent)
+            .map(AgentProfile::landing_choice)
+            .unwrap_or_default();
+        let config = nightshift_core::landing::LandingChoice {
+            push: self.push,
+            pr: self.pr,
+            remote: self.remote.clone(),
+        };
+        nightshift_core::landing::resolve(&task.title, &task.landing, &profile, &config)
     }
 
     pub fn profile(&self, name: &str) -> Option<&AgentProfile> {

@@ -62,6 +62,25 @@ pub struct AgentProfile {
     /// dialog blocks the run. Off unless you ask for it.
     #[serde(default)]
     pub trust_worktrees: bool,
+    /// Push a done task's branch (`push`), open a draft pull request (`pr`), to which remote:
+    /// over config.toml's, under the task's.
+    #[serde(default)]
+    pub push: Option<bool>,
+    #[serde(default)]
+    pub pr: Option<bool>,
+    #[serde(default)]
+    pub remote: Option<String>,
+}
+
+impl AgentProfile {
+    /// This profile's part in [`nightshift_core::landing::resolve`].
+    pub fn landing_choice(&self) -> nightshift_core::landing::LandingChoice {
+        nightshift_core::landing::LandingChoice {
+            push: self.push,
+            pr: self.pr,
+            remote: self.remote.clone(),
+        }
+    }
 }
 
 fn default_type_delay() -> Duration {
@@ -92,6 +111,9 @@ pub fn builtin_profiles() -> BTreeMap<String, AgentProfile> {
         resume_command: Vec::new(),
         preamble: true,
         trust_worktrees: false,
+        push: None,
+        pr: None,
+        remote: None,
     };
     let argv = |v: &[&str]| {
         v.iter()
@@ -235,6 +257,9 @@ fn codex_argv(rest: &[&str]) -> Vec<String> {
 pub(super) fn validate(profile: &AgentProfile) -> Result<(), String> {
     if profile.command.first().is_none_or(|c| c.trim().is_empty()) {
         return Err("command must name a program".into());
+    }
+    if let Some(remote) = &profile.remote {
+        nightshift_core::landing::check_remote_name(remote).map_err(|m| format!("remote: {m}"))?;
     }
     let command = placeholder_names(&profile.command)?;
     if command.iter().any(|n| n == "session_id") {

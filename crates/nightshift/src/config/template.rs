@@ -5,6 +5,11 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # A running daemon reloads this file when it changes (or on SIGHUP); a file that does not
 # load is not taken, and `nightshift ls` says why.
 
+# TIME LIMIT. An attempt that runs longer than this is stopped (its task fails, or is tried
+# again if it has attempts left), so a hung agent never holds a slot all night. "off" for
+# no limit. A task's own `timeout:` overrides it (`timeout: off` too).
+# timeout = "4h"
+
 # This host's name in a fleet (several hosts on one queue). Default: the machine's host
 # name. NIGHTSHIFT_HOST overrides it. Letters, digits, ".", "_" and "-".
 # host = "build-1"
@@ -25,9 +30,6 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # Attempts per task when the task does not set `max_attempts:`. An attempt fails when the
 # agent exits without signalling done, times out, or its session vanishes.
 # max_attempts = 1
-
-# Wall-clock limit per attempt when the task does not set `timeout:` (e.g. "2h", "45m").
-# timeout = "4h"
 
 # The tmux server agents run on: a name (tmux -L) or a socket path (tmux -S). By default
 # each home has its own, named after the home's path (`nightshift doctor` shows it), so two
@@ -68,6 +70,16 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # verify_timeout = "10m"        # for each `verify:` command (acceptance checks)
 # verify_rounds = 2             # failed checks go back to the agent this often, then it fails
 # preamble = "..."              # put before every prompt; "" for none
+
+# Landing the work: at done, once the acceptance checks passed, push the task's branch
+# (nightshift/<id>) to the remote of its repository. With `pr`, also open a draft pull
+# request (GitHub, with `gh`) or merge request (GitLab, with `glab`) whose body is the run
+# report. A failed push or a missing CLI is a reason in the report; the task is still done
+# and the work stays on its branch and in its worktree. A profile ([agents.NAME]) or a task
+# (`push:`, `pr:`, `remote:`) overrides these.
+# push = false
+# pr = false                    # pushes too
+# remote = "origin"
 
 # Where the queue lives. Without a url, in this home (a single host; no database needed).
 # With one, in a PostgreSQL database that a fleet of hosts shares. NIGHTSHIFT_STORE_URL

@@ -318,3 +318,46 @@ fn the_codex_profile_runs_without_a_daemon_with_its_hooks_trusted() -> Result<()
     assert!(!codex.command.iter().any(|a| a == "--full-auto"));
     Ok(())
 }
+
+/// Unattended runs get a time limit unless config.toml switches it off.
+#[test]
+fn the_default_timeout_is_four_hours_and_off_switches_it_off() -> Result<(), ConfigError> {
+    let path = Path::new("c.toml");
+    assert_eq!(Config::parse(path, "")?.timeout, Some(DEFAULT_TIMEOUT));
+    assert_eq!(DEFAULT_TIMEOUT, Duration::from_secs(4 * 3600));
+    assert_eq!(Config::parse(path, "timeout = \"off\"")?.timeout, None);
+    assert_eq!(Config::parse(path, "timeout = false")?.timeout, None);
+    assert_eq!(
+        Config::parse(path, "timeout = \"90m\"")?.timeout,
+        Some(Duration::from_secs(5400))
+    );
+    assert!(Config::parse(path, "timeout = \"soon\"").is_err());
+    Ok(())
+}
+
+/// `push`/`pr`/`remote`: the task's over its profile's over the file's.
+#[test]
+fn landing_comes_from_task_then_profile_then_config() -> Result<(), ConfigError> {
+    let text = "push = true\nremote = \"upstream\"\n[agents.quiet]\ncommand = [\"q\"]\npush = false\n[agents.loud]\ncommand = [\"l\"]\npr = true\n";
+    let c = Config::parse(Path::new("c.toml"), text)?;
+    let task = |front: &str| {
+        nightshift_core::task::parse(
+            "t",
+            Path::new("t.md"),
+            &format!("---\n{front}\n---\nx"),
+            None,
+        )
+        .expect("task")
+    };
+    let landing = c.landing(&task("title: T")).expect("config pushes");
+    assert_eq!((landing.pr, landing.remote.as_str()), (false, "upstream"));
+    assert_eq!(c.landing(&task("agent: quiet")), None);
+    let loud = c.landing(&task("agent: loud")).expect("profile opens a pr");
+    assert!(loud.pr);
+    let own = c
+        .landing(&task("agent: quiet\npush: true\nremote: fork"))
+        .expect("task pushes");
+    assert_eq!(own.remote, "fork");
+    assert!(Config::parse(Path::new("c.toml"), "remote = \"-x\"").is_err());
+    Ok(())
+}

@@ -84,9 +84,13 @@ pub(super) async fn attempt_report(
     let reason = match &push {
         Some(p) if !p.pushed => format!(
             "{reason}; but the branch was not pushed, the work stays in {}: {}",
-            worktree
-                .as_ref()
-                .map_or_else(|| p.branch.clone(), |w| w.path.display().to_string()),
+            worktree.as_ref().map_or_else(
+                || match (&workdir, p.branch.is_empty()) {
+                    (Some(w), true) => w.display().to_string(),
+                    _ => p.branch.clone(),
+                },
+                |w| w.path.display().to_string()
+            ),
             p.error.as_deref().unwrap_or("unknown error")
         ),
         _ => reason,
@@ -116,6 +120,7 @@ pub(super) async fn attempt_report(
         usage,
         prompt_note: spawn.and_then(|s| s.prompt_note),
         push,
+        pr: None,
     }
 }
 

@@ -26,8 +26,12 @@ impl<S: Store> Daemon<S> {
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
         self.filing += 1;
         let tx = self.internal.clone();
+        let home = self.home.clone();
         tokio::spawn(async move {
-            let report = attempt_report(
+            // The checks passed (or there were none): the branch lands before the report is
+            // made, so the report says how that went, and is the pull request's body.
+            let pushed = crate::land::push_at_done(&dir, outcome == TaskState::Done).await;
+            let mut report = attempt_report(
                 &dir,
                 &id,
                 attempt,
@@ -37,6 +41,12 @@ impl<S: Store> Daemon<S> {
                 summary,
             )
             .await;
+            if let Some(pushed) = pushed {
+                let body = report.to_markdown(&earlier_reports(&home, &id, attempt));
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let find = |program: &str| super::find_program(program, &path);
+                report.pr = crate::land::open_pr(&dir, pushed, body.trim_start(), find).await;
+            }
             let _ = tx.send(Internal::Finished {
                 id,
                 from: TaskState::Running,

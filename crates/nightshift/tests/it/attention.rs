@@ -96,7 +96,9 @@ fn a_repeated_error_is_flagged_shown_first_and_cleared_by_ack() {
         list.contains("stuck") && list.contains("repeated-error"),
         "{list}"
     );
-    assert!(list.contains("nightshift attach stuck"), "{list}");
+    // The hint names this home: it works as printed in any shell.
+    let attach = format!("nightshift --home {} attach stuck", env.home.display());
+    assert!(list.contains(&attach), "{list}");
     assert!(!list.contains("calm"), "{list}");
     assert!(stdout(&env, &["show", "stuck"]).contains("attention"));
 

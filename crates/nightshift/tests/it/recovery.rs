@@ -247,6 +247,7 @@ fn started_attempt(env: &Env, id: &str, task: &Task) -> RunDir {
             prompt_note: None,
             typed_prompt: false,
             boot: None,
+            landing: None,
         },
     )
     .unwrap();

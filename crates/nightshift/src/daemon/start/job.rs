@@ -163,6 +163,12 @@ impl StartJob {
             worktree,
             prompt_note,
             typed_prompt: typed,
+            // A `repo:` task's branch is pushed after every check round already.
+            landing: task
+                .repo
+                .is_none()
+                .then(|| self.config.landing(task))
+                .flatten(),
         };
         self.dir
             .write(run::SPAWN, &record)

@@ -25,6 +25,9 @@ pub struct AddArgs {
     /// Set the workdir [default: the file's workdir, else the current directory]
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// Then wait until it finishes, as `nightshift wait` does (exit 0 done, 1 failed)
+    #[arg(long)]
+    pub wait: bool,
 }
 
 pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
@@ -74,5 +77,8 @@ pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
         },
     )?;
     outln!("queued {id} ({})", dest.display())?;
+    if args.wait {
+        return super::wait::wait_for(home, &[id], None);
+    }
     Ok(exit::SUCCESS)
 }

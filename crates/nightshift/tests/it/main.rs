@@ -43,3 +43,4 @@ mod standin;
 mod torture;
 mod transcript;
 mod triggers;
+mod waiting;

@@ -9,6 +9,7 @@ mod hooks;
 mod init;
 mod logs;
 mod ls;
+mod retry;
 mod schedule;
 mod service;
 mod store;
@@ -71,7 +72,7 @@ pub enum Command {
     /// Stop a task: a queued one is filed as failed, a running one is killed and filed
     Cancel { id: String },
     /// Put a done or failed task back in the queue, with a fresh attempt budget
-    Retry { id: String },
+    Retry(retry::RetryArgs),
     /// Print (or install) the hooks an agent CLI reads from its own settings only (Gemini CLI)
     Hooks(hooks::HooksArgs),
     /// Lift the hold on agents that hit a usage or rate limit now: new tasks of theirs
@@ -199,7 +200,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Send { id, text } => control::send(&home, &id, &text),
         Command::Cancel { id } => control::cancel(&home, &id),
         Command::ResumeLimited { agent } => control::resume_limited(&home, agent),
-        Command::Retry { id } => control::retry(&home, &id),
+        Command::Retry(args) => retry::run(&home, args),
         Command::Done(args) => control::done(args),
         Command::Clean(args) => clean::run(&home, args),
         Command::Schedule(cmd) => schedule::run(&home, cmd),

@@ -137,3 +137,110 @@ fn logs_follow_exits_0_after_done_and_1_after_a_failure() {
     );
     assert_eq!(env.state_of("broken"), Some("failed"));
 }
+
+/// A fake editor: a script (in a folder with a space, to check the argv is split as a
+/// shell would) that replaces the file it is given with `text`, recording its argv.
+fn fake_editor(env: &Env, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.path("my editors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let replacement = dir.join("replacement.md");
+    std::fs::write(&replacement, text).unwrap();
+    let script = dir.join("edit.sh");
+    let argv_log = env.path("editor-argv.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\ncat '{}' > \"$2\"\n",
+            argv_log.display(),
+            replacement.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("'{}' --wait", script.display())
+}
+
+#[test]
+fn retry_edit_runs_the_edited_task_and_a_broken_edit_queues_nothing() {
+    let mut env = Env::new();
+    let log = env.path("runs.log");
+    env.queue(
+        "fixme",
+        &Task::script([&format!("@append {} first", log.display()), "@exit 1"]),
+    );
+    env.start_daemon();
+    assert_eq!(env.wait_finished("fixme"), "failed");
+
+    // A broken edit: the error names the problem and where the edit is kept.
+    let broken = fake_editor(&env, "---\nbogus_field: 1\n---\n@done\n");
+    let out = env
+        .cmd(&["retry", "fixme", "--edit"])
+        .env("VISUAL", &broken)
+        .run();
+    out.expect_code(1);
+    assert!(out.stderr.contains("bogus_field"), "{}", out.stderr);
+    let kept = env.home.join("tmp/retry-fixme.md");
+    assert!(
+        out.stderr.contains(&kept.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .contains("bogus_field")
+    );
+    assert_eq!(
+        env.state_of("fixme"),
+        Some("failed"),
+        "nothing was requeued"
+    );
+    assert_eq!(env.attempts("fixme"), vec![1]);
+
+    // A good edit is what runs next.
+    let good = fake_editor(
+        &env,
+        &Task::script([&format!("@append {} edited", log.display()), "@done"]).text(),
+    );
+    let out = env
+        .cmd(&["retry", "fixme", "--edit"])
+        .env("VISUAL", "")
+        .env("EDITOR", &good)
+        .run();
+    out.success();
+    assert_eq!(
+        env.lines_of("editor-argv.log")[0],
+        "--wait",
+        "the editor's own argument came first, then the file"
+    );
+    assert_eq!(env.wait_finished("fixme"), "done");
+    assert_eq!(env.lines_of("runs.log"), vec!["first", "edited"]);
+    assert!(!kept.exists(), "the kept edit is gone once queued");
+}
+
+#[test]
+fn retry_agent_switches_the_profile_and_refuses_an_unknown_one() {
+    let mut env = Env::builder()
+        .config_tail("[agents.second]\ncommand = [\"{nightshift}\", \"test-agent\", \"--prompt-file\", \"{prompt_file}\"]\npreamble = false\n")
+        .build();
+    env.queue("swap", &Task::script(["@exit-on-attempt 1 1", "@done"]));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("swap"), "failed");
+
+    let out = env.run(&["retry", "swap", "--agent", "nosuch"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("`nosuch` is not a profile"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.state_of("swap"), Some("failed"));
+
+    env.run(&["retry", "swap", "--agent", "second"]).success();
+    assert_eq!(env.wait_finished("swap"), "done");
+    let spawn: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.run_dir("swap", 2).join("spawn.json")).unwrap())
+            .unwrap();
+    assert_eq!(spawn["agent"], "second");
+}

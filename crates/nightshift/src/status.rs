@@ -52,6 +52,16 @@ pub struct TaskView {
     pub held: Option<String>,
     /// A running task whose agent waits out a usage or rate limit: until when, and why.
     pub limited: Option<run::LimitedRecord>,
+    /// Its `not_before:` (local times read in this machine's zone).
+    pub not_before: Option<Timestamp>,
+}
+
+impl TaskView {
+    /// When a queued task may start, while that is still ahead.
+    pub fn waits_until(&self) -> Option<Timestamp> {
+        self.not_before
+            .filter(|at| self.state == TaskState::Queued && *at > Timestamp::now())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +167,7 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         host: None,
         held: None,
         limited: None,
+        not_before: None,
     };
     if entry.state == TaskState::Running && last > 0 {
         let dir = RunDir::new(home.run_dir(id, last));
@@ -178,6 +189,9 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
             v.workdir = t.workdir.clone();
             v.repo = t.repo.as_deref().map(nightshift_core::repo_url::mask);
             v.depends_on = t.depends_on.clone();
+            v.not_before = t
+                .not_before
+                .map(|n| n.resolve(&jiff::tz::TimeZone::system()));
             if entry.state == TaskState::Queued {
                 v.held = routing::route(&t, here).err().map(|e| e.to_string());
             }

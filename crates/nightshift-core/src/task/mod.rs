@@ -50,6 +50,8 @@ pub struct Task {
     pub verify_rounds: Option<u32>,
     /// Resume the agent's own session when its tmux session vanished (`None`: the default).
     pub resume: Option<bool>,
+    /// The earliest start (`not_before:`): the task waits in the queue until then.
+    pub not_before: Option<NotBefore>,
     /// Labels the host that runs it must have (`requires: [gpu]`).
     pub requires: Vec<String>,
     /// The only host that may run it (`host:`; `add` records it for a local workdir).
@@ -214,9 +216,11 @@ impl fmt::Display for Task {
 mod edit;
 #[cfg(test)]
 mod fuzz;
+mod not_before;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 pub use edit::{add_dependencies, set_front_matter_fields, take_front_keys, yaml_string};
+pub use not_before::{NotBefore, next_at, waits_until};
 pub use parse::{from_front_matter, parse, strip_report, validate_id};

@@ -34,6 +34,7 @@ struct FrontMatter {
     resume: Option<bool>,
     requires: Option<OneOrMany>,
     host: Option<String>,
+    not_before: Option<String>,
 }
 
 /// The parts of a task file.
@@ -244,6 +245,11 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         crate::labels::validate_host(h)
             .map_err(|m| TaskError::new(path, at("host"), 1, format!("host: {m}")))?;
     }
+    let not_before = front
+        .not_before
+        .map(|t| super::NotBefore::parse(&t))
+        .transpose()
+        .map_err(|m| TaskError::new(path, at("not_before"), 1, format!("not_before: {m}")))?;
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {
         return Err(TaskError::new(
@@ -270,6 +276,7 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         verify_timeout,
         verify_rounds: front.verify_rounds,
         resume: front.resume,
+        not_before,
         requires,
         host,
         depends_on,

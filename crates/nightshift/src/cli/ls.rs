@@ -292,6 +292,9 @@ fn info(t: &TaskView) -> String {
     if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
+    if let Some(at) = t.waits_until() {
+        s.push_str(&format!("  (waits until {})", crate::local_time::local(at)));
+    }
     if let Some(held) = &t.held {
         s.push_str(&format!("  (held: {held})"));
     }
@@ -350,6 +353,14 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
     }
     if !t.waiting_for.is_empty() {
         kv("waits for", &t.waiting_for.join(", "))?;
+    }
+    if let Some(at) = t.not_before {
+        let waits = if t.waits_until().is_some() {
+            "waits until"
+        } else {
+            "not before"
+        };
+        kv(waits, &crate::local_time::local(at))?;
     }
     if let Some(host) = &t.host {
         kv("host", host)?;

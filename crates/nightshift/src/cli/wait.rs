@@ -283,6 +283,10 @@ fn state_text(view: Option<&TaskView>, with_elapsed: bool) -> String {
                 .held
                 .clone()
                 .or_else(|| (!v.waiting_for.is_empty()).then(|| v.waiting_for.join(", ")))
+                .or_else(|| {
+                    let at = v.waits_until()?;
+                    Some(format!("waits until {}", crate::local_time::local(at)))
+                })
                 .map(|w| format!(" ({})", clean(&w)))
                 .unwrap_or_default();
             format!("queued{why}")

@@ -244,3 +244,78 @@ fn retry_agent_switches_the_profile_and_refuses_an_unknown_one() {
             .unwrap();
     assert_eq!(spawn["agent"], "second");
 }
+
+#[test]
+fn a_task_with_not_before_starts_after_it_and_not_before() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let not_before = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(5))
+        .unwrap()
+        .round(jiff::Unit::Second)
+        .unwrap();
+    env.queue(
+        "later",
+        &Task::script(["@done"]).front(&format!("not_before: {not_before}")),
+    );
+    env.queue("now", &Task::script(["@done"]));
+    assert_eq!(env.wait_finished("now"), "done");
+    let json = env.run(&["show", "later", "--json"]).json();
+    assert_eq!(
+        json["not_before"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap(),
+        not_before
+    );
+    assert_eq!(env.wait_finished("later"), "done");
+    let spawn: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.run_dir("later", 1).join("spawn.json")).unwrap())
+            .unwrap();
+    let claimed: jiff::Timestamp = spawn["claimed_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        claimed >= not_before,
+        "claimed at {claimed}, before its not_before {not_before}"
+    );
+    let now_spawn: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.run_dir("now", 1).join("spawn.json")).unwrap())
+            .unwrap();
+    let now_claimed: jiff::Timestamp = now_spawn["claimed_at"].as_str().unwrap().parse().unwrap();
+    assert!(now_claimed < not_before, "the other task did not wait");
+}
+
+#[test]
+fn add_at_a_time_of_day_sets_its_next_occurrence() {
+    let env = Env::new();
+    let tz = jiff::tz::TimeZone::system();
+    let in_two_hours = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap()
+        .to_zoned_datetime(tz.clone());
+    let at = in_two_hours.strftime("%H:%M").to_string();
+    let file = env.path("night.md");
+    std::fs::write(&file, Task::script(["@done"]).text()).unwrap();
+    let out = env.run(&["add", file.to_str().unwrap(), "--at", &at]);
+    out.success();
+    let expected = in_two_hours
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap()
+        .timestamp();
+    let json = env.run(&["show", "night", "--json"]).json();
+    assert_eq!(
+        json["not_before"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap(),
+        expected
+    );
+    let ls = env.run(&["ls"]);
+    assert!(ls.stdout.contains("waits until"), "{}", ls.stdout);
+    env.run(&["add", file.to_str().unwrap(), "--id", "x", "--at", "25:99"])
+        .expect_code(2);
+}

@@ -50,6 +50,10 @@ pub struct Task {
     pub verify_rounds: Option<u32>,
     /// Resume the agent's own session when its tmux session vanished (`None`: the default).
     pub resume: Option<bool>,
+    /// The earlier task this one follows up (`continues:`, written by `nightshift
+    /// followup`): its report goes into the prompt, and its agent session is resumed where
+    /// the profile can.
+    pub continues: Option<String>,
     /// The earliest start (`not_before:`): the task waits in the queue until then.
     pub not_before: Option<NotBefore>,
     /// Labels the host that runs it must have (`requires: [gpu]`).

@@ -35,6 +35,7 @@ struct FrontMatter {
     requires: Option<OneOrMany>,
     host: Option<String>,
     not_before: Option<String>,
+    continues: Option<String>,
 }
 
 /// The parts of a task file.
@@ -250,6 +251,14 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         .map(|t| super::NotBefore::parse(&t))
         .transpose()
         .map_err(|m| TaskError::new(path, at("not_before"), 1, format!("not_before: {m}")))?;
+    let continues = front.continues.map(|c| c.trim().to_string());
+    if let Some(earlier) = &continues {
+        let bad = |m: String| TaskError::new(path, at("continues"), 1, format!("continues: {m}"));
+        if earlier == id {
+            return Err(bad("a task cannot follow up itself".into()));
+        }
+        validate_id(earlier).map_err(bad)?;
+    }
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {
         return Err(TaskError::new(
@@ -277,6 +286,7 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         verify_rounds: front.verify_rounds,
         resume: front.resume,
         not_before,
+        continues,
         requires,
         host,
         depends_on,

@@ -5,6 +5,7 @@ mod attention;
 mod clean;
 mod control;
 mod doctor;
+mod followup;
 mod hooks;
 mod init;
 mod logs;
@@ -65,6 +66,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Wait until tasks finish: exit 0 if all are done, 1 if any failed, 124 on timeout
     Wait(wait::WaitArgs),
+    /// Queue a task that continues an earlier one: its branch, its agent session, its report
+    Followup(followup::FollowupArgs),
     /// Attach to a running task's tmux session (detach with C-b d)
     Attach { id: String },
     /// Type a line into a running agent, then Enter
@@ -196,6 +199,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Ack { id } => attention::ack(&home, &id),
         Command::Logs(args) => logs::run(&home, args),
         Command::Wait(args) => wait::run(&home, args),
+        Command::Followup(args) => followup::run(&home, args),
         Command::Attach { id } => control::attach(&home, &id),
         Command::Send { id, text } => control::send(&home, &id, &text),
         Command::Cancel { id } => control::cancel(&home, &id),

@@ -28,6 +28,7 @@ mod disk;
 mod fleet;
 mod fleet_bench;
 mod fleet_faults;
+mod followup;
 mod gemini;
 mod hosts;
 mod injection;

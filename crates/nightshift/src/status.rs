@@ -342,7 +342,17 @@ pub fn find(
     config: &Config,
     id: &str,
 ) -> Result<Option<TaskView>, nightshift_store::StoreError> {
-    let entry = tasks::call("entry", tasks::open(home).entry(id))?;
+    find_in(home, &tasks::open(home), config, id)
+}
+
+/// [`find`] in a store opened once, for a command that looks again and again.
+pub fn find_in<S: Store>(
+    home: &Home,
+    store: &S,
+    config: &Config,
+    id: &str,
+) -> Result<Option<TaskView>, nightshift_store::StoreError> {
+    let entry = tasks::call("entry", store.entry(id))?;
     Ok(entry.map(|e| {
         let (mut v, task) = view(home, &e, &config.here());
         if e.state == TaskState::Queued && v.held.is_none() {

@@ -63,10 +63,12 @@ pub(super) fn wait_for(
 ) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     home.ensure_layout()?;
-    let unknown: Vec<&String> = ids
-        .iter()
-        .filter(|id| !matches!(crate::tasks::locate(home, id), Ok(Some(_))))
-        .collect();
+    let mut unknown = Vec::new();
+    for id in ids {
+        if crate::tasks::locate(home, id)?.is_none() {
+            unknown.push(id);
+        }
+    }
     if !unknown.is_empty() {
         let names: Vec<String> = unknown
             .iter()
@@ -85,6 +87,7 @@ pub(super) fn wait_for(
     let (tx, changes) = std::sync::mpsc::channel();
     let _watcher = watch_tasks(home, &[], tx.clone())?;
     follow_store_notifications(home, tx);
+    let store = crate::tasks::open(home);
     let deadline = timeout.map(|t| Instant::now() + t);
     let interactive = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
     let mut shown = if interactive {
@@ -95,7 +98,7 @@ pub(super) fn wait_for(
     loop {
         let views: Vec<Option<TaskView>> = ids
             .iter()
-            .map(|id| status::find(home, &config, id))
+            .map(|id| status::find_in(home, &store, &config, id))
             .collect::<Result<_, _>>()?;
         let states: Vec<Option<TaskState>> =
             views.iter().map(|v| v.as_ref().map(|v| v.state)).collect();
@@ -219,10 +222,15 @@ impl Shown {
         Ok(())
     }
 
+    /// Bars leave their last state as plain lines, so what follows starts on a line of
+    /// its own.
     fn finish(&self) {
         if let Shown::Bars(bars) = self {
             for bar in &bars.bars {
-                bar.finish();
+                bar.finish_and_clear();
+            }
+            for bar in &bars.bars {
+                eprintln!("{} {}", bar.prefix(), bar.message());
             }
         }
     }

@@ -319,3 +319,100 @@ fn add_at_a_time_of_day_sets_its_next_occurrence() {
     env.run(&["add", file.to_str().unwrap(), "--id", "x", "--at", "25:99"])
         .expect_code(2);
 }
+
+/// A tmux server of the test's own (not the daemon's) whose one pane runs a command: a
+/// terminal for `wait`'s progress display.
+struct Terminal {
+    socket: std::path::PathBuf,
+}
+
+impl Terminal {
+    fn run(env: &Env, script: &str) -> Terminal {
+        let term = Terminal {
+            socket: env.path("wait-term.sock"),
+        };
+        let root = env.root.to_string_lossy().to_string();
+        let out = term.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "20",
+            "--",
+            "env",
+            &format!("HOME={root}"),
+            "TERM=xterm-256color",
+            "LANG=C.UTF-8",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        term
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let out = self.tmux(&["capture-pane", "-p"]);
+            let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+            if cond(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < crate::harness::DEADLINE,
+                "timed out waiting for {what}; the terminal shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+#[test]
+fn wait_on_a_terminal_redraws_state_elapsed_and_the_agents_last_line_in_place() {
+    let mut env = Env::new();
+    env.queue(
+        "busy",
+        &Task::script([
+            "@say first step",
+            "@sleep 1s",
+            "@say now on \u{1b}[31mstep two\u{1b}[0m",
+            "@sleep 3s",
+            "@done",
+        ]),
+    );
+    env.start_daemon();
+    let script = format!(
+        "'{}' --home '{}' wait busy; echo EXIT=$?; exec sleep 600",
+        crate::harness::BIN,
+        env.home.display()
+    );
+    let term = Terminal::run(&env, &script);
+    let live = term.wait_for("the running line with the agent's last line", |s| {
+        s.lines()
+            .any(|l| l.starts_with("busy running") && l.ends_with("now on step two"))
+    });
+    assert!(!live.contains('\u{1b}'), "{live}");
+    let end = term.wait_for("the exit code", |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+    let rows: Vec<&str> = end.lines().filter(|l| l.starts_with("busy")).collect();
+    assert_eq!(rows, ["busy done"], "one line, redrawn in place:\n{end}");
+}

@@ -65,22 +65,25 @@ fn rewrite(home: &Home, args: &RetryArgs) -> anyhow::Result<()> {
         )
     })?;
     let (task_text, report) = split_report(&text);
-    let mut edited = match &args.agent {
-        Some(agent) => {
-            task::set_front_matter_fields(task_text, &[("agent", task::yaml_string(agent))])
-        }
-        None => task_text.to_string(),
-    };
+    let mut edited = task_text.to_string();
     let mut kept = None;
     if args.edit {
         home.ensure_layout()?;
         let path = home.tmp_dir().join(format!("retry-{id}.md"));
-        fsutil::write_atomic(&path, edited.as_bytes(), 0o600)
-            .map_err(|e| CliError::new(exit::FAILURE, format!("{}: {e}", path.display())))?;
+        // An edit kept from a broken attempt is opened again, not thrown away.
+        if path.is_file() {
+            eprintln!("editing your earlier edit, kept in {}", path.display());
+        } else {
+            fsutil::write_atomic(&path, edited.as_bytes(), 0o600)
+                .map_err(|e| CliError::new(exit::FAILURE, format!("{}: {e}", path.display())))?;
+        }
         run_editor(&path)?;
         edited = std::fs::read_to_string(&path)
             .map_err(|e| CliError::new(exit::FAILURE, format!("{}: {e}", path.display())))?;
         kept = Some(path);
+    }
+    if let Some(agent) = &args.agent {
+        edited = task::set_front_matter_fields(&edited, &[("agent", task::yaml_string(agent))]);
     }
     let checked = task::parse(
         id,

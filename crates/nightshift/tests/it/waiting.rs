@@ -151,8 +151,9 @@ fn fake_editor(env: &Env, text: &str) -> String {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\ncat '{}' > \"$2\"\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\ncp \"$2\" '{}'\ncat '{}' > \"$2\"\n",
             argv_log.display(),
+            env.path("editor-saw.md").display(),
             replacement.display()
         ),
     )
@@ -209,6 +210,12 @@ fn retry_edit_runs_the_edited_task_and_a_broken_edit_queues_nothing() {
         .env("EDITOR", &good)
         .run();
     out.success();
+    assert!(
+        std::fs::read_to_string(env.path("editor-saw.md"))
+            .unwrap()
+            .contains("bogus_field"),
+        "the kept edit was opened again"
+    );
     assert_eq!(
         env.lines_of("editor-argv.log")[0],
         "--wait",

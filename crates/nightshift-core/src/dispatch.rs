@@ -24,6 +24,8 @@ pub enum Hold {
     Checkout(String),
     /// It is for another host: pinned there, or needing labels this host lacks.
     Elsewhere(Elsewhere),
+    /// Its `not_before` is still ahead: it may start from then on.
+    NotBefore(jiff::Timestamp),
     /// Its agent profile hit a usage or rate limit: held until then.
     Limited {
         profile: String,

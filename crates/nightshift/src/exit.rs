@@ -10,6 +10,8 @@ pub const USAGE: i32 = 2;
 pub const NOT_RUNNING: i32 = 3;
 /// No task has that id.
 pub const NOT_FOUND: i32 = 4;
+/// `wait --timeout` ran out before the tasks finished (the `timeout` command's code).
+pub const TIMEOUT: i32 = 124;
 
 /// An error with a specific exit code.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod dev;
 pub mod exit;
+pub mod followup;
 pub mod git;
 pub mod home;
 pub mod hook;

@@ -59,6 +59,16 @@ pub struct TaskView {
     pub held: Option<String>,
     /// A running task whose agent waits out a usage or rate limit: until when, and why.
     pub limited: Option<run::LimitedRecord>,
+    /// Its `not_before:` (local times read in this machine's zone).
+    pub not_before: Option<Timestamp>,
+}
+
+impl TaskView {
+    /// When a queued task may start, while that is still ahead.
+    pub fn waits_until(&self) -> Option<Timestamp> {
+        self.not_before
+            .filter(|at| self.state == TaskState::Queued && *at > Timestamp::now())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,6 +174,7 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         host: None,
         held: None,
         limited: None,
+        not_before: None,
     };
     if entry.state == TaskState::Running && last > 0 {
         let dir = RunDir::new(home.run_dir(id, last));
@@ -185,6 +196,9 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
             v.workdir = t.workdir.clone();
             v.repo = t.repo.as_deref().map(nightshift_core::repo_url::mask);
             v.depends_on = t.depends_on.clone();
+            v.not_before = t
+                .not_before
+                .map(|n| n.resolve(&jiff::tz::TimeZone::system()));
             if entry.state == TaskState::Queued {
                 v.held = routing::route(&t, here).err().map(|e| e.to_string());
             }
@@ -349,7 +363,17 @@ pub fn find(
     config: &Config,
     id: &str,
 ) -> Result<Option<TaskView>, nightshift_store::StoreError> {
-    let entry = tasks::call("entry", tasks::open(home).entry(id))?;
+    find_in(home, &tasks::open(home), config, id)
+}
+
+/// [`find`] in a store opened once, for a command that looks again and again.
+pub fn find_in<S: Store>(
+    home: &Home,
+    store: &S,
+    config: &Config,
+    id: &str,
+) -> Result<Option<TaskView>, nightshift_store::StoreError> {
+    let entry = tasks::call("entry", store.entry(id))?;
     // What a queued task waits for depends on the rest of the queue: read as `ls` reads it.
     if let Some(e) = &entry
         && e.state == TaskState::Queued

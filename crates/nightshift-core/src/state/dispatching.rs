@@ -29,9 +29,15 @@ impl State {
             .values()
             .filter_map(|r| r.lock.clone())
             .collect();
-        // Tasks of a profile held for a limit wait without taking a slot.
+        // Tasks of a profile held for a limit, and tasks whose start is still ahead
+        // (`not_before`), wait without taking a slot.
         let mut limited = Vec::new();
+        let tz = &self.settings.time_zone;
         let ready = self.queued.values().map(|q| &q.task).filter(|t| {
+            if let Some(at) = crate::task::waits_until(t, now, tz) {
+                limited.push((t.id.clone(), Hold::NotBefore(at)));
+                return false;
+            }
             let profile = self.settings.agent_of(t);
             match self.limits.get(&profile) {
                 Some(hold) => {

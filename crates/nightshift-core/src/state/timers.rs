@@ -35,7 +35,13 @@ impl State {
             [deadline, exit, watch, head, self.remind_at(r)]
         });
         let closes = self.closing.values().map(|c| Some(c.close_at));
+        // A queued task's `not_before`: dispatch looks again exactly then.
+        let starts = self.holds.values().map(|h| match h {
+            crate::dispatch::Hold::NotBefore(at) => Some(*at),
+            _ => None,
+        });
         runs.chain(closes)
+            .chain(starts)
             .chain([self.next_limit_wake()])
             .flatten()
             .min()

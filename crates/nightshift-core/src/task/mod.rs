@@ -51,6 +51,12 @@ pub struct Task {
     pub verify_rounds: Option<u32>,
     /// Resume the agent's own session when its tmux session vanished (`None`: the default).
     pub resume: Option<bool>,
+    /// The earlier task this one follows up (`continues:`, written by `nightshift
+    /// followup`): its report goes into the prompt, and its agent session is resumed where
+    /// the profile can.
+    pub continues: Option<String>,
+    /// The earliest start (`not_before:`): the task waits in the queue until then.
+    pub not_before: Option<NotBefore>,
     /// Labels the host that runs it must have (`requires: [gpu]`).
     pub requires: Vec<String>,
     /// The only host that may run it (`host:`; `add` records it for a local workdir).
@@ -223,9 +229,11 @@ impl fmt::Display for Task {
 mod edit;
 #[cfg(test)]
 mod fuzz;
+mod not_before;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 pub use edit::{add_dependencies, set_front_matter_fields, take_front_keys, yaml_string};
+pub use not_before::{NotBefore, next_at, waits_until};
 pub use parse::{from_front_matter, parse, strip_report, validate_id};

@@ -37,6 +37,8 @@ struct FrontMatter {
     push: Option<bool>,
     pr: Option<bool>,
     remote: Option<String>,
+    not_before: Option<String>,
+    continues: Option<String>,
 }
 
 /// The parts of a task file.
@@ -271,6 +273,19 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         crate::landing::check_remote_name(r)
             .map_err(|m| TaskError::new(path, at("remote"), 1, format!("remote: {m}")))?;
     }
+    let not_before = front
+        .not_before
+        .map(|t| super::NotBefore::parse(&t))
+        .transpose()
+        .map_err(|m| TaskError::new(path, at("not_before"), 1, format!("not_before: {m}")))?;
+    let continues = front.continues.map(|c| c.trim().to_string());
+    if let Some(earlier) = &continues {
+        let bad = |m: String| TaskError::new(path, at("continues"), 1, format!("continues: {m}"));
+        if earlier == id {
+            return Err(bad("a task cannot follow up itself".into()));
+        }
+        validate_id(earlier).map_err(bad)?;
+    }
     let agent = front.agent.map(|a| a.trim().to_string());
     if agent.as_deref() == Some("") {
         return Err(TaskError::new(
@@ -297,6 +312,8 @@ pub fn parse(id: &str, path: &Path, text: &str, home: Option<&Path>) -> Result<T
         verify_timeout,
         verify_rounds: front.verify_rounds,
         resume: front.resume,
+        not_before,
+        continues,
         requires,
         host,
         landing: crate::landing::LandingChoice {

@@ -337,3 +337,66 @@ fn max_agents_is_never_exceeded_and_no_task_starts_twice() {
         idle[0]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// not_before
+
+#[test]
+fn a_task_waits_for_its_not_before_and_the_daemon_wakes_exactly_then() {
+    let mut h = Harness::new(2);
+    let at = h
+        .now
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    let later = queued("later", &format!("not_before: {at}"));
+    let plain = queued("plain", "");
+    assert_eq!(
+        h.scan(&[later.clone(), plain.clone()]),
+        vec![start(&plain, 1)],
+        "a free slot does not start it early"
+    );
+    assert_eq!(h.state.hold("later"), Some(&Hold::NotBefore(at)));
+    assert_eq!(
+        h.state.next_wake(),
+        Some(at),
+        "the daemon's timer is set for it"
+    );
+    let just_before = at
+        .checked_sub(jiff::SignedDuration::from_micros(1))
+        .unwrap();
+    assert_eq!(h.tick_at(just_before), vec![]);
+    assert_eq!(h.state.hold("later"), Some(&Hold::NotBefore(at)));
+    assert_eq!(h.tick_at(at), vec![start(&later, 1)]);
+    assert_eq!(h.state.next_wake(), None, "nothing more to wake for");
+}
+
+#[test]
+fn a_local_not_before_is_read_in_the_daemons_zone_and_a_past_one_starts_at_once() {
+    let mut h = Harness::new(2);
+    // The harness clock is 2027-01-15T08:00:00Z; its zone is UTC.
+    let local = queued("local", "not_before: 2027-01-15T08:30");
+    let past = queued("past", "not_before: 2027-01-15T07:59:59+00:00");
+    assert_eq!(
+        h.scan(&[local.clone(), past.clone()]),
+        vec![start(&past, 1)]
+    );
+    let half_past: Timestamp = "2027-01-15T08:30:00Z".parse().unwrap();
+    assert_eq!(h.state.hold("local"), Some(&Hold::NotBefore(half_past)));
+    assert_eq!(h.tick_at(half_past), vec![start(&local, 1)]);
+}
+
+#[test]
+fn a_bad_not_before_is_refused_at_its_line() {
+    let err = crate::task::parse(
+        "t",
+        &path_of("t"),
+        "---\ntitle: x\nnot_before: next tuesday\n---\nbody\n",
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.line, 3);
+    assert!(
+        err.message.starts_with("not_before: `next tuesday`"),
+        "{err}"
+    );
+}

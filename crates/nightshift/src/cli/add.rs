@@ -25,11 +25,32 @@ pub struct AddArgs {
     /// Set the workdir [default: the file's workdir, else the current directory]
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// Start it no earlier than this: a time of day (`02:00`, its next occurrence) or a
+    /// date and time (`2026-12-07T02:00` local, or RFC 3339 with an offset)
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Then wait until it finishes, as `nightshift wait` does (exit 0 done, 1 failed)
+    #[arg(long)]
+    pub wait: bool,
 }
 
 pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
     home.ensure_layout()?;
+    let not_before = args
+        .at
+        .as_deref()
+        .map(|at| {
+            let tz = jiff::tz::TimeZone::system();
+            nightshift_core::task::next_at(at, jiff::Timestamp::now(), &tz)
+        })
+        .transpose()
+        .map_err(|e| {
+            CliError::new(
+                exit::USAGE,
+                format!("--at: {e}; or a time of day, e.g. 02:00"),
+            )
+        })?;
     let from_stdin = args.file.as_os_str() == "-";
     let text = if from_stdin {
         let mut s = String::new();
@@ -71,6 +92,7 @@ pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
             priority: args.priority,
             agent: args.agent,
             workdir: args.workdir,
+            not_before,
         },
     )?;
     outln!("queued {id} ({})", dest.display())?;
@@ -81,6 +103,12 @@ pub(super) fn run(home: &Home, args: AddArgs) -> anyhow::Result<i32> {
             "the queue is PAUSED: nothing starts until `{}`",
             crate::client::hint::command(home, "resume")
         )?;
+    }
+    if let Some(at) = not_before {
+        outln!("it starts no earlier than {}", crate::local_time::local(at))?;
+    }
+    if args.wait {
+        return super::wait::wait_for(home, &[id], None);
     }
     Ok(exit::SUCCESS)
 }

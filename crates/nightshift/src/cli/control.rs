@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use crate::client::{cancel_task, retry_task, running_session, send_text, set_paused};
+use crate::client::{cancel_task, running_session, send_text, set_paused};
 use crate::home::Home;
 use crate::out::outln;
 use crate::run::{self, DoneRecord, DoneSource, RunDir};
@@ -65,11 +65,6 @@ pub(super) fn resume_limited(home: &Home, profile: Option<String>) -> anyhow::Re
         .into()),
         Err(e) => Err(e.into()),
     }
-}
-
-pub(super) fn retry(home: &Home, id: &str) -> anyhow::Result<i32> {
-    outln!("{}", retry_task(home, id)?)?;
-    Ok(exit::SUCCESS)
 }
 
 #[derive(Debug, clap::Args)]

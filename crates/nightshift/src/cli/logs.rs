@@ -15,7 +15,8 @@ use super::{CliError, exit};
 pub struct LogsArgs {
     /// The task's id (its file name without .md)
     pub id: String,
-    /// Keep printing new output until the task leaves running/
+    /// Keep printing new output until the task finishes (through its retries), then exit
+    /// with its outcome: 0 done, 1 failed
     #[arg(short, long)]
     pub follow: bool,
     /// Which attempt [default: the latest]
@@ -48,26 +49,56 @@ pub(super) fn run(home: &Home, args: LogsArgs) -> anyhow::Result<i32> {
     if !args.follow {
         return Ok(exit::SUCCESS);
     }
-    // Follow with file notifications, not by polling.
+    follow(home, &args, attempt, transcript)
+}
+
+/// Follows the task to its end, across the attempts it still makes, with file
+/// notifications rather than polling; returns its outcome: 0 done, 1 failed.
+fn follow(
+    home: &Home,
+    args: &LogsArgs,
+    mut attempt: u32,
+    mut transcript: Follower,
+) -> anyhow::Result<i32> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |_| {
-        let _ = tx.send(());
-    })?;
+    // The task folders (it is filed), its runs folder (a new attempt), the run folder
+    // (output, and the exit and report records).
+    let mut watcher = super::wait::watch_tasks(home, &[home.task_runs(&args.id)], tx)?;
     watcher.watch(
         &home.run_dir(&args.id, attempt),
         notify::RecursiveMode::NonRecursive,
     )?;
     loop {
-        // The run folder changes when output arrives and when the attempt ends (exit and
-        // report records), so events drive this; the timeout is only a safety net.
-        let _ = rx.recv_timeout(Duration::from_secs(30));
         print_new(&mut transcript, args.plain)?;
-        let still_running = crate::tasks::locate(home, &args.id)? == Some(TaskState::Running);
-        let latest = run::attempts(&home.task_runs(&args.id)).last().copied() == Some(attempt);
-        if !still_running || !latest {
-            print_new(&mut transcript, args.plain)?;
-            return Ok(exit::SUCCESS);
+        let state = crate::tasks::locate(home, &args.id)?;
+        let latest = run::attempts(&home.task_runs(&args.id)).last().copied();
+        if let Some(next) = latest.filter(|n| *n > attempt && args.attempt.is_none()) {
+            // The task runs again (a retry): follow the new attempt.
+            let _ = watcher.unwatch(&home.run_dir(&args.id, attempt));
+            attempt = next;
+            watcher.watch(
+                &home.run_dir(&args.id, attempt),
+                notify::RecursiveMode::NonRecursive,
+            )?;
+            eprintln!("--- attempt {attempt} ---");
+            transcript = Follower::new(
+                &home.run_dir(&args.id, attempt).join(run::TRANSCRIPT),
+                Default::default(),
+            );
+            continue;
         }
+        match state {
+            Some(TaskState::Done) => return Ok(exit::SUCCESS),
+            Some(TaskState::Failed) | None => return Ok(exit::FAILURE),
+            // A given attempt that has ended: its own outcome is its exit record's.
+            Some(_) if args.attempt.is_some() && latest != Some(attempt) => {
+                return Ok(exit::FAILURE);
+            }
+            Some(TaskState::Queued | TaskState::Running) => {}
+        }
+        // Events drive this; the timeout is only a safety net.
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+        while rx.try_recv().is_ok() {}
     }
 }
 

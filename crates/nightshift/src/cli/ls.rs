@@ -313,6 +313,9 @@ fn info(t: &TaskView) -> String {
     } else if !t.waiting_for.is_empty() {
         s.push_str(&format!("  (waits for {})", t.waiting_for.join(", ")));
     }
+    if let Some(at) = t.waits_until() {
+        s.push_str(&format!("  (waits until {})", crate::local_time::local(at)));
+    }
     if let Some(held) = &t.held {
         s.push_str(&format!("  (held: {held})"));
     }
@@ -380,6 +383,14 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         && let Some(why) = &t.filed_reason
     {
         kv("reason", why)?;
+    }
+    if let Some(at) = t.not_before {
+        let waits = if t.waits_until().is_some() {
+            "waits until"
+        } else {
+            "not before"
+        };
+        kv(waits, &crate::local_time::local(at))?;
     }
     if let Some(host) = &t.host {
         kv("host", host)?;

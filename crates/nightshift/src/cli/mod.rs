@@ -5,15 +5,18 @@ mod attention;
 mod clean;
 mod control;
 mod doctor;
+mod followup;
 mod hooks;
 mod init;
 mod logs;
 mod ls;
 mod man;
+mod retry;
 mod schedule;
 mod service;
 mod store;
 mod trigger;
+mod wait;
 
 use std::path::PathBuf;
 
@@ -79,6 +82,10 @@ pub enum Command {
     Show(ls::ShowArgs),
     /// Print a task's transcript
     Logs(logs::LogsArgs),
+    /// Wait until tasks finish: exit 0 if all are done, 1 if any failed, 124 on timeout
+    Wait(wait::WaitArgs),
+    /// Queue a task that continues an earlier one: its branch, its agent session, its report
+    Followup(followup::FollowupArgs),
     /// Attach to a running task's tmux session (detach with C-b d)
     Attach {
         /// The task's id (its file name without .md)
@@ -97,10 +104,7 @@ pub enum Command {
         id: String,
     },
     /// Put a done or failed task back in the queue, with a fresh attempt budget
-    Retry {
-        /// The task's id (its file name without .md)
-        id: String,
-    },
+    Retry(retry::RetryArgs),
     /// Print (or install) the hooks an agent CLI reads from its own settings only (Gemini CLI)
     Hooks(hooks::HooksArgs),
     /// Lift the hold on agents that hit a usage or rate limit now: new tasks of theirs
@@ -229,11 +233,13 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Attention(args) => attention::list(&home, args),
         Command::Ack { id } => attention::ack(&home, &id),
         Command::Logs(args) => logs::run(&home, args),
+        Command::Wait(args) => wait::run(&home, args),
+        Command::Followup(args) => followup::run(&home, args),
         Command::Attach { id } => control::attach(&home, &id),
         Command::Send { id, text } => control::send(&home, &id, &text),
         Command::Cancel { id } => control::cancel(&home, &id),
         Command::ResumeLimited { agent } => control::resume_limited(&home, agent),
-        Command::Retry { id } => control::retry(&home, &id),
+        Command::Retry(args) => retry::run(&home, args),
         Command::Done(args) => control::done(args),
         Command::Clean(args) => clean::run(&home, args),
         Command::Schedule(cmd) => schedule::run(&home, cmd),

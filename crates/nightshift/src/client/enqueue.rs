@@ -16,6 +16,8 @@ pub struct Overrides {
     pub priority: Option<i64>,
     pub agent: Option<String>,
     pub workdir: Option<PathBuf>,
+    /// `not_before:`, written as RFC 3339 with this machine's offset.
+    pub not_before: Option<jiff::Timestamp>,
 }
 
 /// Checks a task's text and puts it into the queue under `id`, atomically. A task without a
@@ -45,6 +47,11 @@ pub fn enqueue(
     }
     if let Some(a) = &overrides.agent {
         fields.push(("agent", task::yaml_string(a)));
+    }
+    if let Some(at) = overrides.not_before {
+        let local = at.to_zoned_datetime(jiff::tz::TimeZone::system());
+        let text = local.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+        fields.push(("not_before", task::yaml_string(&text)));
     }
     let workdir = match (&overrides.workdir, &parsed.workdir) {
         (Some(w), _) => Some(std::path::absolute(w)?),

@@ -138,8 +138,11 @@ impl<S: Store> Daemon<S> {
         let dir = RunDir::new(self.home.run_dir(&id, attempt));
         let agent = task.agent.as_deref().unwrap_or(&self.config.default_agent);
         let takes_preamble = self.config.profile(agent).is_some_and(|p| p.preamble);
-        let prompt =
+        let mut prompt =
             start::prompt_with_preamble(&self.config.preamble, takes_preamble, &task.prompt);
+        if let Some(earlier) = &task.continues {
+            prompt.push_str(&crate::followup::context(&self.home, earlier));
+        }
         // No fsync: the prompt can always be rebuilt from the task file.
         let prepared = dir.create().and_then(|()| {
             use std::io::Write;

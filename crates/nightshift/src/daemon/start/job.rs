@@ -69,9 +69,18 @@ impl StartJob {
         }
         // A resume continues the agent's own session, when the last attempt left one.
         let resume = self.take_resume(profile)?;
-        let template = match &resume {
-            Some(_) => &profile.resume_command,
-            None => &profile.command,
+        // A follow-up continues the earlier task's agent session, with its own prompt.
+        let continued = match (&resume, &task.continues) {
+            (None, Some(earlier)) if !profile.resume_command.is_empty() => {
+                crate::followup::earlier_session(&self.home, earlier, &agent)
+            }
+            _ => None,
+        };
+        let resumes = resume.is_some() || continued.is_some();
+        let template = if resumes {
+            &profile.resume_command
+        } else {
+            &profile.command
         };
         let vars = config::ArgvVars {
             prompt: match &resume {
@@ -83,10 +92,14 @@ impl StartJob {
             workdir: &workdir,
             nightshift: &self.exe,
             hook_settings: &self.dir.file(dialect.settings_file()),
-            session_id: resume.as_ref().map_or("", |r| r.session_id.as_str()),
+            session_id: resume
+                .as_ref()
+                .map(|r| r.session_id.as_str())
+                .or(continued.as_deref())
+                .unwrap_or(""),
             run_dir: self.dir.path(),
         };
-        let via_argv = profile.prompt == config::PromptVia::Argument || resume.is_some();
+        let via_argv = profile.prompt == config::PromptVia::Argument || resumes;
         let argv = config::expand_argv(template, &vars, via_argv).map_err(StartError::lasting)?;
         if profile.uses_hooks() {
             nightshift_store::fsutil::write_atomic(
@@ -138,7 +151,7 @@ impl StartJob {
                 || !template.iter().any(|a| a.contains("{prompt_file}")));
         check_exec_size(&argv, &env, prompt_in_argv, vars.prompt.len())
             .map_err(StartError::lasting)?;
-        let typed = profile.prompt == config::PromptVia::Typed && resume.is_none();
+        let typed = profile.prompt == config::PromptVia::Typed && !resumes;
         let prompt_note = typed
             .then(|| nightshift_core::delivery::clean_typed(&self.prompt).note("the typed prompt"))
             .flatten();
@@ -157,9 +170,9 @@ impl StartJob {
             claimed_at: Timestamp::now(),
             boot: crate::clock::boot_stamp(),
             git_head: git::head(&workdir).await,
-            stdin_file: (profile.prompt == config::PromptVia::Stdin && resume.is_none())
+            stdin_file: (profile.prompt == config::PromptVia::Stdin && !resumes)
                 .then(|| self.dir.file(run::PROMPT)),
-            resumed_session: resume.as_ref().map(|r| r.session_id.clone()),
+            resumed_session: resume.as_ref().map(|r| r.session_id.clone()).or(continued),
             worktree,
             prompt_note,
             typed_prompt: typed,

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod event;
 pub mod labels;
 pub mod limits;
+pub mod night;
 pub mod notice;
 pub mod records;
 pub mod recovery;

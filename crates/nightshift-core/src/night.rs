@@ -261,7 +261,9 @@ pub fn ticks(window: &Window, count: usize) -> Vec<Timestamp> {
     if total <= 0.0 || count == 0 {
         return Vec::new();
     }
-    let steps: [i64; 10] = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 86400];
+    let steps: [i64; 15] = [
+        1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 86400,
+    ];
     let want = total / count as f64;
     let step = steps
         .iter()
@@ -271,7 +273,11 @@ pub fn ticks(window: &Window, count: usize) -> Vec<Timestamp> {
     let first = window.since.as_second().div_euclid(step) * step + step;
     (0..)
         .map(|i| first + i * step)
-        .map_while(|s| Timestamp::from_second(s).ok().filter(|t| *t <= window.until))
+        .map_while(|s| {
+            Timestamp::from_second(s)
+                .ok()
+                .filter(|t| *t <= window.until)
+        })
         .collect()
 }
 
@@ -316,7 +322,11 @@ mod tests {
             parse_since("2026-12-05T18:00:00Z", now, &tz).unwrap(),
             "2026-12-05T18:00:00Z".parse::<Timestamp>().unwrap()
         );
-        assert!(parse_since("yesterday", now, &tz).unwrap_err().contains("yesterday"));
+        assert!(
+            parse_since("yesterday", now, &tz)
+                .unwrap_err()
+                .contains("yesterday")
+        );
     }
 
     #[test]
@@ -375,7 +385,11 @@ mod tests {
             since: t(0),
             until: t(1000),
         };
-        let spans = [span("a", 100, 400), span("a", 300, 500), span("a", 800, 900)];
+        let spans = [
+            span("a", 100, 400),
+            span("a", 300, 500),
+            span("a", 800, 900),
+        ];
         assert_eq!(
             idle_gaps(&spans, &window, std::time::Duration::from_secs(60)),
             [
@@ -438,7 +452,11 @@ mod tests {
         assert_eq!(x_of(t(9999), &window, 1000.0), 1000.0);
         let ticks = ticks(&window, 6);
         assert!(ticks.len() >= 5 && ticks.len() <= 7, "{ticks:?}");
-        assert!(ticks.iter().all(|x| *x >= window.since && *x <= window.until));
+        assert!(
+            ticks
+                .iter()
+                .all(|x| *x >= window.since && *x <= window.until)
+        );
         assert_eq!(ticks[0].as_second() % 600, 0);
     }
 }

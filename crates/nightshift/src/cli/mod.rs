@@ -9,6 +9,7 @@ mod hooks;
 mod init;
 mod logs;
 mod ls;
+mod report;
 mod schedule;
 mod service;
 mod store;
@@ -61,6 +62,8 @@ pub enum Command {
     Show(ls::ShowArgs),
     /// Print a task's transcript
     Logs(logs::LogsArgs),
+    /// What happened overnight: every attempt in a window, as text, JSON or one HTML page
+    Report(report::ReportArgs),
     /// Attach to a running task's tmux session (detach with C-b d)
     Attach { id: String },
     /// Type a line into a running agent, then Enter
@@ -191,6 +194,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Attention(args) => attention::list(&home, args),
         Command::Ack { id } => attention::ack(&home, &id),
         Command::Logs(args) => logs::run(&home, args),
+        Command::Report(args) => report::run(&home, args),
         Command::Attach { id } => control::attach(&home, &id),
         Command::Send { id, text } => control::send(&home, &id, &text),
         Command::Cancel { id } => control::cancel(&home, &id),

@@ -33,6 +33,7 @@ mod hosts;
 mod injection;
 mod leaks;
 mod limits;
+mod night_report;
 mod notify;
 mod queue;
 mod recovery;

@@ -121,6 +121,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Where notifications go (`[[notify]]` entries).
     pub notify: Vec<crate::notify::ChannelConfig>,
+    /// The night report the daemon sends each day (`[report] at = "07:30"`).
+    pub report: crate::night_report::ReportConfig,
     pub agents: BTreeMap<String, AgentProfile>,
     /// `worktree` (a branch and worktree per task) or `none`, for tasks that do not say.
     pub isolation: nightshift_core::task::Isolation,
@@ -282,6 +284,7 @@ impl Default for Config {
             attention: AttentionConfig::default(),
             limits: LimitsConfig::default(),
             notify: Vec::new(),
+            report: crate::night_report::ReportConfig::default(),
             agents: BTreeMap::new(),
             isolation: nightshift_core::task::Isolation::Worktree,
             keep_worktrees: KeepWorktrees::Failure,
@@ -391,6 +394,10 @@ impl Config {
         crate::notify::validate(&config.notify).map_err(|message| ConfigError::Parse {
             path: path.into(),
             message: format!("[[notify]]: {message}"),
+        })?;
+        config.report.when().map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message: format!("[report]: {message}"),
         })?;
         if config.done_marker.trim().is_empty() {
             return Err(ConfigError::Parse {

@@ -3,6 +3,7 @@
 //! Reading is here; the decisions (window, outcomes, lanes, idle and blocked stretches) are
 //! in `nightshift_core::night`; the words in `text.rs`, the page in `html.rs`.
 
+mod delivery;
 mod details;
 pub mod html;
 pub mod text;
@@ -22,6 +23,7 @@ use crate::status::{self, TaskView};
 use crate::worktree::DiffStat;
 use nightshift_core::night::{self, Gap, Outcome, Span, Window};
 
+pub use delivery::{Delivered, ReportConfig, produce};
 pub use details::Details;
 
 /// Idle stretches shorter than this are not worth a line.

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use crate::attention::attention;
-use crate::harness::{Env, Task, check_page, require_browser};
+use crate::harness::{Env, Task, check_page, require_browser, toml_str};
 
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
@@ -176,4 +176,58 @@ fn the_night_report_tells_what_happened_as_text_json_and_a_page_a_browser_opens(
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::copy(&shot, docs.join("report.png")).unwrap();
     }
+}
+
+#[test]
+fn the_daemon_sends_the_report_at_the_set_time_through_a_command_channel() {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("sent.txt");
+    let script = format!(
+        "printf '%s\\n%s\\n%s' \"$NIGHTSHIFT_NOTIFY_EVENT\" \"$NIGHTSHIFT_NOTIFY_FILE\" \"$NIGHTSHIFT_NOTIFY_BODY\" > {}",
+        log.display()
+    );
+    // Two hours ahead on the daemon's clock, which the test then moves forward.
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let mut env = Env::builder()
+        .config("rescan_interval", "\"1s\"")
+        .config_tail(&format!(
+            "[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {}]\nevents = [\"report\"]\nmin_interval = \"0s\"\n\n[report]\nat = \"{:02}:{:02}\"\ntimezone = \"UTC\"\nwindow = \"3h\"\n",
+            toml_str(&script),
+            at.hour(),
+            at.minute()
+        ))
+        .build();
+    let skew = env.path("wall-skew");
+    std::fs::write(&skew, "0").unwrap();
+    env.queue("tidy", &Task::body("# Tidy the imports\n\n@done tidied\n"));
+    env.spawn_daemon(&[("NIGHTSHIFT_TEST_WALL_SKEW_FILE", skew.to_str().unwrap())]);
+    env.wait_daemon_ready();
+    assert_eq!(env.wait_finished("tidy"), "done");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!log.exists(), "nothing is sent before the set time");
+
+    std::fs::write(&skew, (2 * 3600 + 5).to_string()).unwrap();
+    env.wait_until("the report is sent", |_| {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 3)
+    });
+    let sent = std::fs::read_to_string(&log).unwrap();
+    let mut lines = sent.lines();
+    assert_eq!(lines.next(), Some("report"), "{sent}");
+    let page = std::path::PathBuf::from(lines.next().unwrap());
+    assert!(page.starts_with(env.home.join("reports")), "{sent}");
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("Tidy the imports")
+    );
+    let body: String = lines.collect::<Vec<_>>().join("\n");
+    assert!(body.contains("1 done, 0 failed"), "{body}");
+    assert!(body.contains("tidy #1"), "{body}");
+    // Once a day: a later look at the clock sends nothing more.
+    std::fs::remove_file(&log).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(!log.exists(), "sent twice");
 }

@@ -261,8 +261,8 @@ pub fn ticks(window: &Window, count: usize) -> Vec<Timestamp> {
     if total <= 0.0 || count == 0 {
         return Vec::new();
     }
-    let steps: [i64; 15] = [
-        1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 86400,
+    let steps: [i64; 16] = [
+        1, 2, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 86400,
     ];
     let want = total / count as f64;
     let step = steps

@@ -259,16 +259,24 @@ fn timeline(r: &NightReport, hosts: usize) -> Timeline {
                 text: format!("schedule {} at {}: {}", f.schedule, local(f.slot), f.what),
             })
             .collect(),
-        ticks: night::ticks(w, 8)
-            .into_iter()
-            .map(|t| Mark {
-                x: x(t),
-                text: t
-                    .to_zoned_datetime(jiff::tz::TimeZone::system())
-                    .strftime("%H:%M")
-                    .to_string(),
-            })
-            .collect(),
+        ticks: {
+            // Seconds only matter on a short window.
+            let format = if w.secs() < 600.0 {
+                "%H:%M:%S"
+            } else {
+                "%H:%M"
+            };
+            night::ticks(w, 8)
+                .into_iter()
+                .map(|t| Mark {
+                    x: x(t),
+                    text: t
+                        .to_zoned_datetime(jiff::tz::TimeZone::system())
+                        .strftime(format)
+                        .to_string(),
+                })
+                .collect()
+        },
         idle: r.idle.iter().map(|g| stretch(g, "idle")).collect(),
         blocked: r
             .blocked

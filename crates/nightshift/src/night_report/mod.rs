@@ -354,7 +354,11 @@ fn schedule_fires(home: &Home, window: &Window) -> Vec<Fire> {
                 .history
                 .into_iter()
                 .filter(|h| h.at >= window.since && h.at <= window.until)
-                .filter(|h| h.what == "enqueued" || h.what.starts_with("skipped"))
+                // A paused schedule notes each slot it skips: not a fire worth a mark.
+                .filter(|h| {
+                    h.what == "enqueued"
+                        || (h.what.starts_with("skipped") && h.what != "skipped: paused")
+                })
                 .map(move |h| Fire {
                     schedule: name.clone(),
                     slot: h.slot,

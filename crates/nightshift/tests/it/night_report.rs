@@ -9,7 +9,8 @@ use crate::harness::{Env, Task, check_page, require_browser, toml_str};
 
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
-/// Runs the night: five tasks on two slots, then one more queued behind a paused queue.
+/// Runs the night: five tasks and a schedule's run on two slots, then one more queued
+/// behind a paused queue.
 fn a_night() -> (Env, String) {
     let mut env = Env::builder()
         .config("max_agents", "2")
@@ -50,7 +51,22 @@ fn a_night() -> (Env, String) {
         "hostile",
         &Task::body(&format!("# {HOSTILE}\n\n@sleep 1s\n@done ok\n")).front("priority: -1"),
     );
+    // A schedule that fires once (then is paused): its fire is marked on the timeline.
+    let schedules = env.home.join("schedules");
+    std::fs::create_dir_all(&schedules).unwrap();
+    std::fs::write(
+        schedules.join(".deps.tmp"),
+        "---\nevery: 5s\n---\n# Bump the dependencies\n\n@sleep 2s\n@done bumped\n",
+    )
+    .unwrap();
+    std::fs::rename(schedules.join(".deps.tmp"), schedules.join("deps.md")).unwrap();
     env.start_daemon();
+    env.wait_until("the schedule fired", |e| {
+        ["queue", "running", "done"]
+            .iter()
+            .any(|s| e.ids_in(s).iter().any(|id| id.starts_with("deps@")))
+    });
+    env.run(&["schedule", "pause", "deps"]).success();
     env.wait_until("migrations asks", |e| {
         std::fs::read_to_string(e.run_dir("migrations", 1).join("attention.json"))
             .is_ok_and(|t| t.contains("waiting"))
@@ -66,6 +82,9 @@ fn a_night() -> (Env, String) {
     ] {
         assert_eq!(env.wait_finished(id), want, "{id}: {}", env.task_text(id));
     }
+    env.wait_until("the scheduled run is done", |e| {
+        e.ids_in("done").iter().any(|id| id.starts_with("deps@"))
+    });
     env.run(&["pause"]).success();
     env.queue("later", &Task::body("# Update the changelog\n\n@done\n"));
     env.wait_until("later is queued", |e| e.state_of("later") == Some("queue"));
@@ -80,7 +99,8 @@ fn the_night_report_tells_what_happened_as_text_json_and_a_page_a_browser_opens(
     text.success();
     let t = &text.stdout;
     for want in [
-        "4 done, 1 failed",
+        "5 done, 1 failed",
+        "deps at ",
         "needed a person (",
         "Add the config parser",
         "why: ",
@@ -99,7 +119,7 @@ fn the_night_report_tells_what_happened_as_text_json_and_a_page_a_browser_opens(
     let json = env.run(&["report", "--since", &since, "--json"]);
     let j = json.success().json();
     let attempts = j["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 5, "{j:#}");
+    assert_eq!(attempts.len(), 6, "{j:#}");
     let by_id = |id: &str| {
         attempts
             .iter()
@@ -122,6 +142,8 @@ fn the_night_report_tells_what_happened_as_text_json_and_a_page_a_browser_opens(
     assert_eq!(by_id("hostile")["title"], HOSTILE);
     assert_eq!(j["waiting"][0]["task_id"], "later");
     assert_eq!(j["lanes"].as_array().unwrap().len(), 2, "{j:#}");
+    assert_eq!(j["fires"].as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(j["fires"][0]["what"], "enqueued", "{j:#}");
     // RFC 3339 in JSON.
     let start = by_id("parser")["start"].as_str().unwrap();
     assert!(start.parse::<jiff::Timestamp>().is_ok(), "{start}");
@@ -161,9 +183,10 @@ fn the_night_report_tells_what_happened_as_text_json_and_a_page_a_browser_opens(
     assert_eq!(seen["dialogs"], serde_json::json!([]), "{seen:#}");
     assert_eq!(seen["requests"], serde_json::json!([]), "{seen:#}");
     assert_eq!(seen["lanes"], 2, "{seen:#}");
-    assert_eq!(seen["bars"], 5, "{seen:#}");
-    assert_eq!(seen["task_rows"], 5, "{seen:#}");
-    assert_eq!(seen["details"], 5, "{seen:#}");
+    assert_eq!(seen["bars"], 6, "{seen:#}");
+    assert_eq!(seen["task_rows"], 6, "{seen:#}");
+    assert_eq!(seen["details"], 6, "{seen:#}");
+    assert_eq!(seen["fires"], 1, "{seen:#}");
     assert!(seen["flags"].as_u64().unwrap() >= 1, "{seen:#}");
     assert_eq!(seen["scripts"], 0, "{seen:#}");
     assert_eq!(seen["imgs"], 0, "{seen:#}");

@@ -1,7 +1,8 @@
 // Opens a night report page in the OS's headless Chromium (through playwright-core) and
 // prints what the Rust test asserts on, as one JSON object: page errors, console errors,
 // dialogs, timeline lanes and bars, task rows, whether a hostile title became markup, and a
-// screenshot. Usage: node check_report.cjs PAGE.html SCREENSHOT.png HOSTILE_TEXT
+// screenshot (and a full-page one to $FULL_SHOT when set, for looking at the whole page).
+// Usage: node check_report.cjs PAGE.html SCREENSHOT.png HOSTILE_TEXT
 'use strict';
 const { chromium } = require('playwright-core');
 const fs = require('fs');
@@ -48,6 +49,7 @@ async function main() {
     }
     out.diff_added = await page.locator('pre.diff span.add').count();
     await page.screenshot({ path: shot, fullPage: false });
+    if (process.env.FULL_SHOT) await page.screenshot({ path: process.env.FULL_SHOT, fullPage: true });
     out.screenshot = shot;
   } finally {
     await browser.close();

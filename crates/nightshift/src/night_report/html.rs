@@ -268,6 +268,8 @@ fn timeline(r: &NightReport, hosts: usize) -> Timeline {
             };
             night::ticks(w, 8)
                 .into_iter()
+                // A label at the right edge would be cut off.
+                .filter(|t| x(*t) <= WIDTH - 30.0)
                 .map(|t| Mark {
                     x: x(t),
                     text: t

@@ -244,6 +244,11 @@ fn complement(busy: &[Gap], window: &Window) -> Vec<Gap> {
     out
 }
 
+/// The file name of the page of a report that ends at `until`.
+pub fn page_name(until: Timestamp) -> String {
+    format!("report-{}.html", until.strftime("%Y%m%dT%H%M%SZ"))
+}
+
 /// Where `t` falls on a picture `width` wide that shows the window (clamped to its edges).
 pub fn x_of(t: Timestamp, window: &Window, width: f64) -> f64 {
     let total = window.secs();

@@ -11,6 +11,7 @@ mod argv;
 mod host;
 mod limits;
 mod profile;
+mod report;
 mod store;
 mod template;
 
@@ -29,6 +30,7 @@ pub use argv::{ArgvVars, expand_argv};
 pub use host::HOST_ENV;
 pub use limits::LimitsConfig;
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};
+pub use report::ReportConfig;
 pub use store::{
     MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, check_url, mask_url,
     set_url as set_store_url,
@@ -122,7 +124,7 @@ pub struct Config {
     /// Where notifications go (`[[notify]]` entries).
     pub notify: Vec<crate::notify::ChannelConfig>,
     /// The night report the daemon sends each day (`[report] at = "07:30"`).
-    pub report: crate::night_report::ReportConfig,
+    pub report: ReportConfig,
     pub agents: BTreeMap<String, AgentProfile>,
     /// `worktree` (a branch and worktree per task) or `none`, for tasks that do not say.
     pub isolation: nightshift_core::task::Isolation,
@@ -284,7 +286,7 @@ impl Default for Config {
             attention: AttentionConfig::default(),
             limits: LimitsConfig::default(),
             notify: Vec::new(),
-            report: crate::night_report::ReportConfig::default(),
+            report: ReportConfig::default(),
             agents: BTreeMap::new(),
             isolation: nightshift_core::task::Isolation::Worktree,
             keep_worktrees: KeepWorktrees::Failure,

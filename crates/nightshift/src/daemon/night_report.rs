@@ -1,12 +1,20 @@
 //! The daily night report (`[report] at`): due on the daemon's wall clock (the one tests
-//! skew), written off the loop, and sent as a `report` notification.
+//! skew), made by `nightshift report` in a child process (so reading every run folder and
+//! running git never holds up or endangers the daemon), and sent as a `report` event.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use nightshift_store::Store;
 
 use super::Daemon;
-use crate::night_report::ReportConfig;
+use crate::config::ReportConfig;
 use crate::schedule::when::When;
+
+/// How long making the report may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Default)]
 pub(super) struct ReportTimer {
@@ -37,33 +45,68 @@ impl ReportTimer {
 }
 
 impl<S: Store> Daemon<S> {
-    /// Writes the report into `reports/` and sends it, on a blocking thread: it reads
-    /// every run folder of the window and runs git.
+    /// Writes the report's page into `reports/` and sends the report, in the background.
     pub(super) fn send_night_report(&self, now: Timestamp) {
-        let (home, config) = (self.home.clone(), self.config.clone());
+        let since = jiff::SignedDuration::try_from(self.config.report.window)
+            .ok()
+            .and_then(|back| now.checked_sub(back).ok())
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let dir = self.home.reports_dir();
+        let page = dir.join(nightshift_core::night::page_name(now));
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("--home")
+            .arg(self.home.root())
+            .args(["report", "--since", &since.to_string(), "--html"])
+            .arg(&page)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let notifier = self.notifier.clone();
-        tokio::task::spawn_blocking(move || {
-            let delivered = match crate::night_report::produce(&home, &config, now) {
-                Ok(d) => d,
+        tokio::spawn(async move {
+            let text = match make(cmd, &dir).await {
+                Ok(text) => text,
                 Err(e) => {
-                    tracing::warn!("cannot write the night report: {e:#}");
+                    tracing::warn!("cannot make the night report: {e}");
                     return;
                 }
             };
-            tracing::info!(page = %delivered.page.display(), "night report written");
-            if let Some(notifier) = notifier {
-                notifier.send(crate::notify::Notification {
-                    event: crate::notify::EventKind::Report,
-                    task_id: None,
-                    title: format!("nightshift: night report: {}", delivered.headline),
-                    body: delivered.text,
-                    attach: None,
-                    at: now,
-                    file: Some(delivered.page),
-                });
-            }
+            tracing::info!(page = %page.display(), "night report written");
+            let Some(notifier) = notifier else {
+                return;
+            };
+            // The summary's second line is its headline (see night_report::text).
+            let headline = text.lines().nth(1).unwrap_or("").to_string();
+            notifier.send(crate::notify::Notification {
+                event: crate::notify::EventKind::Report,
+                task_id: None,
+                title: format!("nightshift: night report: {headline}"),
+                body: text,
+                attach: None,
+                at: now,
+                file: Some(page),
+            });
         });
     }
+}
+
+/// Runs `nightshift report` and returns its text summary.
+async fn make(mut cmd: tokio::process::Command, dir: &Path) -> Result<String, String> {
+    nightshift_store::fsutil::create_private_dir(dir, 0o700)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let child = cmd.spawn().map_err(|e| e.to_string())?;
+    let out = tokio::time::timeout(REPORT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("`nightshift report` took over {REPORT_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "`nightshift report` exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 #[cfg(test)]

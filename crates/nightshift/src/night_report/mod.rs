@@ -3,7 +3,6 @@
 //! Reading is here; the decisions (window, outcomes, lanes, idle and blocked stretches) are
 //! in `nightshift_core::night`; the words in `text.rs`, the page in `html.rs`.
 
-mod delivery;
 mod details;
 pub mod html;
 pub mod text;
@@ -23,7 +22,6 @@ use crate::status::{self, TaskView};
 use crate::worktree::DiffStat;
 use nightshift_core::night::{self, Gap, Outcome, Span, Window};
 
-pub use delivery::{Delivered, ReportConfig, produce};
 pub use details::Details;
 
 /// Idle stretches shorter than this are not worth a line.
@@ -396,21 +394,12 @@ fn totals(attempts: &[Attempt]) -> Totals {
     t
 }
 
-/// Where `--open` and the daemon's delivery put pages: `<home>/reports/`.
-pub fn reports_dir(home: &Home) -> PathBuf {
-    home.root().join("reports")
-}
-
 /// Writes the page to `<home>/reports/report-<UTC time>.html` (private, atomic) and
 /// returns its path.
 pub fn write_to_home(home: &Home, report: &NightReport) -> anyhow::Result<PathBuf> {
-    let dir = reports_dir(home);
+    let dir = home.reports_dir();
     nightshift_store::fsutil::create_private_dir(&dir, 0o700)?;
-    let name = format!(
-        "report-{}.html",
-        report.window.until.strftime("%Y%m%dT%H%M%SZ")
-    );
-    let path = dir.join(name);
+    let path = dir.join(night::page_name(report.window.until));
     write_page(&path, report)?;
     Ok(path)
 }

@@ -1,17 +1,14 @@
-//! `[report]` in config.toml: the daemon writes the night report at a set time each day and
-//! sends it through the notification channels (a `report` event: the text summary as the
-//! body, the page's path as `file`).
+//! `[report]`: the night report the daemon writes at a set time each day and sends through
+//! the notification channels (a `report` event: the text summary as the body, the page's
+//! path as `file`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::home::Home;
 use crate::schedule::when::When;
 use nightshift_core::duration;
-use nightshift_core::night::{self, Window};
+use nightshift_core::night;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -53,31 +50,6 @@ impl ReportConfig {
             .ok_or_else(|| format!("at = \"{at}\": expected a time of day like \"07:30\""))?;
         When::cron(&format!("{m} {h} * * *"), self.timezone.as_deref()).map(Some)
     }
-}
-
-/// What the daemon sends.
-#[derive(Debug)]
-pub struct Delivered {
-    pub headline: String,
-    pub text: String,
-    pub page: PathBuf,
-}
-
-/// Gathers the report of the configured window up to `now`, writes its page into the
-/// home's `reports/`, and returns what the notification carries.
-pub fn produce(home: &Home, config: &Config, now: jiff::Timestamp) -> anyhow::Result<Delivered> {
-    let back = jiff::SignedDuration::try_from(config.report.window)?;
-    let window = Window {
-        since: now.checked_sub(back)?,
-        until: now,
-    };
-    let report = super::gather(home, config, window)?;
-    let page = super::write_to_home(home, &report)?;
-    Ok(Delivered {
-        headline: super::text::headline(&report),
-        text: super::text::render(&report),
-        page,
-    })
 }
 
 #[cfg(test)]

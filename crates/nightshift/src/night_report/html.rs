@@ -19,6 +19,15 @@ const AXIS: f64 = 26.0;
 /// The page, ready to write.
 pub fn render(r: &NightReport) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
+    // Every string is cleaned of terminal escapes and control characters before it is
+    // escaped for HTML: agents' titles, reasons and outputs carry both.
+    env.set_formatter(|out, state, value| match value.as_str() {
+        Some(text) if text.contains(|c: char| c.is_control() && c != '\n' && c != '\t') => {
+            let clean = crate::term_text::clean_text(text);
+            minijinja::escape_formatter(out, state, &minijinja::Value::from(clean))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    });
     env.add_template("report.html", TEMPLATE)?;
     env.get_template("report.html")?
         .render(minijinja::Value::from(minijinja::value::Serde(page(r))))

@@ -411,3 +411,6 @@ pub fn write_page(path: &std::path::Path, report: &NightReport) -> anyhow::Resul
     nightshift_store::fsutil::write_atomic(path, page.as_bytes(), 0o600)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,7 @@ pub mod event;
 pub mod labels;
 pub mod landing;
 pub mod limits;
+pub mod night;
 pub mod notice;
 pub mod records;
 pub mod recovery;

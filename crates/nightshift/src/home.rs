@@ -146,6 +146,11 @@ impl Home {
         self.root.join("limits.json")
     }
 
+    /// The night reports' pages (`nightshift report --open`, `[report] at`).
+    pub fn reports_dir(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
     /// Schedule files (`schedules/<name>.md`) and their state (`schedules/.state/`).
     pub fn schedules_dir(&self) -> PathBuf {
         self.root.join("schedules")

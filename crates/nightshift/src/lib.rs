@@ -27,6 +27,7 @@ pub mod land;
 pub mod limited;
 pub mod local_time;
 pub mod machine;
+pub mod night_report;
 pub mod notify;
 mod out;
 pub mod privacy;

@@ -22,7 +22,7 @@
 //! | `resumed.json` | daemon | this attempt resumed an earlier one's agent session |
 //! | `cancel.json` | daemon | a person cancelled the run |
 //! | `report.json` | daemon | the attempt's outcome |
-//! | `events.jsonl` | daemon | a log of what happened, one JSON object a line |
+//! | `events.jsonl` | daemon (and `nightshift send`: `sent`) | a log of what happened, one JSON object a line |
 //!
 //! Because these files are the state, a restarted daemon rebuilds a run from them and the
 //! live tmux sessions: crash recovery is the ordinary start-up path.
@@ -70,6 +70,8 @@ pub fn verify_file(round: u32) -> String {
 pub fn done_of_round(round: u32) -> String {
     format!("done-{round}.json")
 }
+/// The `events.jsonl` event of a person typing into the agent (`nightshift send`).
+pub const SENT_EVENT: &str = "sent";
 /// The setup commands' results, when a new worktree was set up.
 pub const SETUP: &str = "setup.json";
 /// The process group of the setup or check command running now (see

@@ -11,6 +11,7 @@ mod init;
 mod logs;
 mod ls;
 mod man;
+mod report;
 mod retry;
 mod schedule;
 mod service;
@@ -86,6 +87,8 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Queue a task that continues an earlier one: its branch, its agent session, its report
     Followup(followup::FollowupArgs),
+    /// What happened overnight: every attempt in a window, as text, JSON or one HTML page
+    Report(report::ReportArgs),
     /// Attach to a running task's tmux session (detach with C-b d)
     Attach {
         /// The task's id (its file name without .md)
@@ -235,6 +238,7 @@ fn run_in_home(home: Home, command: Command) -> anyhow::Result<i32> {
         Command::Logs(args) => logs::run(&home, args),
         Command::Wait(args) => wait::run(&home, args),
         Command::Followup(args) => followup::run(&home, args),
+        Command::Report(args) => report::run(&home, args),
         Command::Attach { id } => control::attach(&home, &id),
         Command::Send { id, text } => control::send(&home, &id, &text),
         Command::Cancel { id } => control::cancel(&home, &id),

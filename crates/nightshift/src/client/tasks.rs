@@ -93,6 +93,14 @@ pub fn send_text(home: &Home, id: &str, text: &str) -> anyhow::Result<String> {
     let removed = runtime()?
         .block_on(tmux.send_line(&session, text))
         .map_err(|e| CliError::new(exit::FAILURE, format!("cannot type into {session}: {e}")))?;
+    // For the night report: a person answered. Only that they did, not what they typed.
+    if let Some(&attempt) = run::attempts(&home.task_runs(id)).last() {
+        RunDir::new(home.run_dir(id, attempt)).log_event(
+            Timestamp::now(),
+            run::SENT_EVENT,
+            "a person typed a line",
+        );
+    }
     // Say so when the text was changed: the agent did not get exactly what was typed.
     let note = nightshift_core::delivery::removed_note(" (the text", removed)
         .map(|n| format!("{n})"))

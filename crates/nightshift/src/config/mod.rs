@@ -12,6 +12,7 @@ mod host;
 mod limits;
 mod profile;
 pub mod reload;
+mod report;
 mod store;
 mod template;
 
@@ -30,6 +31,7 @@ pub use argv::{ArgvVars, expand_argv};
 pub use host::HOST_ENV;
 pub use limits::LimitsConfig;
 pub use profile::{AgentProfile, PromptVia, builtin_profiles};
+pub use report::ReportConfig;
 pub use store::{
     MIN_LEASE, STORE_URL_ENV, StoreConfig, StoreConfigError, check_url, mask_url,
     set_url as set_store_url,
@@ -138,6 +140,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Where notifications go (`[[notify]]` entries).
     pub notify: Vec<crate::notify::ChannelConfig>,
+    /// The night report the daemon sends each day (`[report] at = "07:30"`).
+    pub report: ReportConfig,
     pub agents: BTreeMap<String, AgentProfile>,
     /// `worktree` (a branch and worktree per task) or `none`, for tasks that do not say.
     pub isolation: nightshift_core::task::Isolation,
@@ -313,6 +317,7 @@ impl Default for Config {
             attention: AttentionConfig::default(),
             limits: LimitsConfig::default(),
             notify: Vec::new(),
+            report: ReportConfig::default(),
             agents: BTreeMap::new(),
             isolation: nightshift_core::task::Isolation::Worktree,
             keep_worktrees: KeepWorktrees::Failure,
@@ -439,6 +444,10 @@ impl Config {
                 }
             })?;
         }
+        config.report.when().map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message: format!("[report]: {message}"),
+        })?;
         if config.done_marker.trim().is_empty() {
             return Err(ConfigError::Parse {
                 path: path.into(),

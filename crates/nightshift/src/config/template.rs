@@ -130,8 +130,8 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # continue = "continue"
 
 # Notifications: as many [[notify]] entries as you like. Events: attention, cleared, done,
-# failed, drained, held, limited (default: attention, done, failed, held, limited). Each message says what happened, to
-# which task, why, and the command to attach.
+# failed, drained, held, limited, report (default: attention, done, failed, held, limited,
+# report). Each message says what happened, to which task, why, and the command to attach.
 # [[notify]]
 # kind = "desktop"                        # notify-send on Linux, osascript on macOS
 #
@@ -143,8 +143,16 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 #
 # [[notify]]
 # kind = "command"                        # run directly, never through a shell
-# command = ["/home/me/bin/page-me"]      # gets NIGHTSHIFT_NOTIFY_EVENT, _TASK, _TITLE, _BODY, _ATTACH, _JSON
+# command = ["/home/me/bin/page-me"]      # gets NIGHTSHIFT_NOTIFY_EVENT, _TASK, _TITLE, _BODY, _ATTACH, _JSON, _FILE
 # min_interval = "5s"                     # at most one message per interval per channel
+
+# The night report (`nightshift report` by hand): each day at `at`, the daemon writes the
+# page into reports/ and sends a `report` event: desktop shows the headline and the page's
+# path; command and webhook get the text summary as the body and the page as FILE / "file".
+# [report]
+# at = "07:30"                            # unset: no report is sent
+# timezone = "Europe/Paris"               # default: the system's
+# window = "12h"                          # how far back it looks
 
 # Agent profiles. Built in: claude, codex, aider, gemini, test. Override or add your own.
 # `command` is an argv template, never run through a shell. Placeholders:

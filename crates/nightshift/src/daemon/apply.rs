@@ -291,6 +291,7 @@ impl<S: Store> Daemon<S> {
                         ),
                         attach: None,
                         at: Timestamp::now(),
+                        file: None,
                     });
                 }
                 None
@@ -445,6 +446,7 @@ impl<S: Store> Daemon<S> {
             body,
             attach,
             at: Timestamp::now(),
+            file: None,
         });
     }
 
@@ -461,6 +463,7 @@ impl<S: Store> Daemon<S> {
                 body: "Every task has finished. See `nightshift ls`.".into(),
                 attach: None,
                 at: Timestamp::now(),
+                file: None,
             });
         }
     }

@@ -11,6 +11,7 @@ mod control;
 mod disk;
 mod filing;
 pub(crate) mod limits;
+mod night_report;
 pub use schedules::read_all as read_schedules;
 pub use start::find_program;
 mod recover;
@@ -132,6 +133,8 @@ pub struct Daemon<S: Store> {
     exe: PathBuf,
     schedules: schedules::Schedules,
     triggers: triggers::Triggers,
+    /// The daily night report (`[report] at`).
+    report: night_report::ReportTimer,
     /// Finished tasks' worktrees waiting for their removal (recorded in their run folders).
     tidy: tidy::Pending,
     /// Bumped after every step, for subscribers (`Request::Subscribe`).
@@ -299,6 +302,7 @@ async fn run_locked<S: Store>(
         exe,
         schedules: Default::default(),
         triggers: Default::default(),
+        report: night_report::ReportTimer::new(&config.report, crate::clock::wall_now()),
         tidy: Default::default(),
         updates,
         config_reload_at: None,
@@ -396,6 +400,10 @@ async fn run_locked<S: Store>(
                 if d.triggers.next_at.is_some_and(|at| at <= Timestamp::now()) {
                     d.fire_triggers().await;
                 }
+                let wall = crate::clock::wall_now();
+                if d.report.take_due(wall) {
+                    d.send_night_report(wall);
+                }
                 for dir in d.tidy.take_due(Timestamp::now()) {
                     tokio::spawn(tidy::finish(Arc::clone(&d.store), dir));
                 }
@@ -449,6 +457,7 @@ impl<S: Store> Daemon<S> {
             [
                 self.schedules.next_at,
                 self.triggers.next_at,
+                self.report.next_at,
                 self.tidy.next_at(),
             ]
             .into_iter()

@@ -138,6 +138,10 @@ impl<S: Store> Daemon<S> {
         if let Some(notifier) = notifier {
             self.notifier = notifier;
         }
+        if r.changed_key("report") {
+            self.report =
+                super::night_report::ReportTimer::new(&r.config.report, crate::clock::wall_now());
+        }
         self.config = r.config;
         self.state.replace_settings(settings);
         // Admission rules (workdir, agents) may have changed, and a raised limit starts

@@ -22,6 +22,14 @@ pub(super) async fn run(argv: &[String], n: &Notification) -> Result<(), String>
             n.attach.as_deref().unwrap_or(""),
         )
         .env("NIGHTSHIFT_NOTIFY_JSON", json)
+        // The night report's page (`report` events); empty otherwise.
+        .env(
+            "NIGHTSHIFT_NOTIFY_FILE",
+            n.file
+                .as_deref()
+                .map(std::path::Path::as_os_str)
+                .unwrap_or_default(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

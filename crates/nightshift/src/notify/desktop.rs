@@ -24,8 +24,13 @@ pub(super) async fn send(n: &Notification) -> Outcome {
         cmd.arg("--");
         ("notify-send", cmd)
     };
+    // A pop-up cannot hold a report: it shows where the page is.
+    let body = match &n.file {
+        Some(file) => format!("{}\n{}", first_line(&n.body), file.display()),
+        None => n.body.clone(),
+    };
     cmd.arg(&n.title)
-        .arg(&n.body)
+        .arg(body)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -47,4 +52,8 @@ pub(super) async fn send(n: &Notification) -> Outcome {
             tail(&String::from_utf8_lossy(&out.stderr), 300)
         )),
     }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
 }

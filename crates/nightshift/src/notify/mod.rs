@@ -37,7 +37,7 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub command: Option<Vec<String>>,
     /// Which events: any of "attention", "cleared", "done", "failed", "drained", "held",
-    /// "limited". Default: attention, done, failed, held, limited.
+    /// "limited", "report". Default: attention, done, failed, held, limited, report.
     #[serde(default)]
     pub events: Option<Vec<EventKind>>,
     /// At most one message per this interval per channel (messages in between are merged
@@ -66,6 +66,8 @@ pub enum EventKind {
     Held,
     /// An agent hit its plan's usage limit or the API's rate limit: its profile is held.
     Limited,
+    /// The night report, at `[report] at`: the summary, and the page in `file`.
+    Report,
 }
 
 impl EventKind {
@@ -78,6 +80,7 @@ impl EventKind {
             EventKind::Drained => "drained",
             EventKind::Held => "held",
             EventKind::Limited => "limited",
+            EventKind::Report => "report",
         }
     }
 
@@ -89,7 +92,7 @@ impl EventKind {
             EventKind::Limited => 3,
             EventKind::Attention => 3,
             EventKind::Done => 2,
-            EventKind::Drained => 1,
+            EventKind::Drained | EventKind::Report => 1,
             EventKind::Cleared => 0,
         }
     }
@@ -116,14 +119,19 @@ pub struct Notification {
     /// e.g. "nightshift attach fix-bug" (None for drained).
     pub attach: Option<String>,
     pub at: jiff::Timestamp,
+    /// A file that goes with it: the night report's page (`report` events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<std::path::PathBuf>,
 }
 
-const DEFAULT_EVENTS: [EventKind; 5] = [
+const DEFAULT_EVENTS: [EventKind; 6] = [
     EventKind::Attention,
     EventKind::Done,
     EventKind::Failed,
     EventKind::Held,
     EventKind::Limited,
+    // Sent only when `[report] at` is set.
+    EventKind::Report,
 ];
 const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a command or desktop pop-up may take.

@@ -96,6 +96,7 @@ fn note(event: EventKind, task: &str) -> Notification {
         body: format!("why {task}\nattach: nightshift attach {task}"),
         attach: Some(format!("nightshift attach {task}")),
         at: jiff::Timestamp::now(),
+        file: None,
     }
 }
 
@@ -280,14 +281,14 @@ async fn events_filter_skips_unwanted_events() {
 }
 
 #[test]
-fn default_events_are_attention_done_failed_held_limited() {
+fn default_events_are_attention_done_failed_held_limited_report() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let _guard = rt.enter();
     let notifier = Notifier::start_with(&[webhook("http://127.0.0.1:9/", None)], FAST).unwrap();
     let events = &notifier.routes[0].events;
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 6);
     for e in DEFAULT_EVENTS {
         assert!(events.contains(&e));
     }

@@ -63,6 +63,7 @@ fn ntfy_tags(event: EventKind) -> &'static str {
         EventKind::Drained => "checkered_flag",
         EventKind::Held => "floppy_disk",
         EventKind::Limited => "hourglass",
+        EventKind::Report => "newspaper",
     }
 }
 
@@ -70,7 +71,7 @@ fn ntfy_priority(event: EventKind) -> &'static str {
     match event {
         EventKind::Attention | EventKind::Failed | EventKind::Held => "high",
         EventKind::Limited => "default",
-        EventKind::Done => "default",
+        EventKind::Done | EventKind::Report => "default",
         EventKind::Cleared | EventKind::Drained => "low",
     }
 }

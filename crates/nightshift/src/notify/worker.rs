@@ -266,6 +266,8 @@ pub(super) fn coalesce(mut batch: Vec<Notification>) -> Notification {
         .last()
         .map(|n| n.at)
         .unwrap_or_else(jiff::Timestamp::now);
+    // The newest report's page, if a report is among them.
+    let file = batch.iter().rev().find_map(|n| n.file.clone());
     Notification {
         event,
         task_id,
@@ -273,6 +275,7 @@ pub(super) fn coalesce(mut batch: Vec<Notification>) -> Notification {
         body,
         attach,
         at,
+        file,
     }
 }
 

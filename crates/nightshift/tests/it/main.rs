@@ -39,6 +39,7 @@ mod injection;
 mod landing;
 mod leaks;
 mod limits;
+mod night_report;
 mod notify;
 mod queue;
 mod recovery;

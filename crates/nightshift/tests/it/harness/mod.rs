@@ -12,6 +12,7 @@
 //! socket. Dropping the [`Env`] kills the daemon and the tmux server and removes the dir.
 
 mod agent_clis;
+mod browser;
 mod builder;
 mod cmd;
 mod daemon;
@@ -20,6 +21,7 @@ mod tasks;
 mod wait;
 
 pub(crate) use agent_clis::{path_with, require_cli};
+pub(crate) use browser::{check_page, require_browser};
 pub(crate) use builder::toml_str;
 pub(crate) use cmd::{Cmd, wait_exit};
 pub(crate) use daemon::{Daemon, pid_alive};

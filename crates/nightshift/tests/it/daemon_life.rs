@@ -114,6 +114,34 @@ fn a_broken_config_is_not_taken_and_ls_says_why_until_it_is_fixed() {
 }
 
 #[test]
+fn a_config_caught_half_way_through_its_write_is_not_read() {
+    use std::io::Write;
+    // A file still open for writing waits `settle`; closed, it is read at once.
+    let mut env = Env::builder()
+        .config("max_agents", "1")
+        .config("settle", "\"1h\"")
+        .build();
+    env.start_daemon();
+    let new = fs::read_to_string(config_path(&env))
+        .unwrap()
+        .replace("max_agents = 1", "max_agents = 2");
+    let (head, tail) = new.split_at(new.find("max_agents = 2").unwrap() + "max_agents =".len());
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(config_path(&env))
+        .unwrap();
+    // The writer pauses with half a file written: `max_agents =` does not load.
+    file.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    file.write_all(tail.as_bytes()).unwrap();
+    drop(file);
+    env.wait_until("the whole file is taken", |env| max_agents(env) == Some(2));
+    let log = env.daemon_log();
+    assert!(!log.contains("not reloaded"), "read half-way:\n{log}");
+}
+
+#[test]
 fn sighup_reloads_a_config_the_watch_cannot_see() {
     // config.toml as a link to a file kept elsewhere (a dotfiles checkout): a change to
     // that file makes no event in the home, so SIGHUP is how the daemon hears of it.

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::harness::{Env, Task};
+use crate::harness::{Env, Task, toml_str};
 
 fn config_path(env: &Env) -> std::path::PathBuf {
     env.home.join("config.toml")
@@ -139,6 +139,36 @@ fn a_config_caught_half_way_through_its_write_is_not_read() {
     env.wait_until("the whole file is taken", |env| max_agents(env) == Some(2));
     let log = env.daemon_log();
     assert!(!log.contains("not reloaded"), "read half-way:\n{log}");
+}
+
+#[test]
+fn a_notify_channel_added_by_a_reload_hears_the_next_outcome() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let heard = env.path("heard.log");
+    let script = format!(
+        "printf '%s|%s\\n' \"$NIGHTSHIFT_NOTIFY_EVENT\" \"$NIGHTSHIFT_NOTIFY_TASK\" >> {}",
+        heard.display()
+    );
+    let channel = format!(
+        "\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {}]\nevents = [\"done\"]\nmin_interval = \"0s\"\n",
+        toml_str(&script)
+    );
+    let text = fs::read_to_string(config_path(&env)).unwrap();
+    let new = env.home.join(".config.toml.new");
+    fs::write(&new, text + &channel).unwrap();
+    fs::rename(&new, config_path(&env)).unwrap();
+    env.wait_until("the reload is logged", |env| {
+        env.daemon_log()
+            .contains("reloaded (the file changed): notify")
+    });
+    env.queue("t", &Task::script(["@done"]));
+    assert_eq!(env.wait_finished("t"), "done");
+    env.wait_until("the new channel hears the outcome", |_| {
+        fs::read_to_string(&heard)
+            .unwrap_or_default()
+            .contains("done|t")
+    });
 }
 
 #[test]

@@ -78,17 +78,17 @@ impl<S: Store> Daemon<S> {
         self.config_reload_at = None;
         let file = self.home.config_file();
         // At start a missing file means the defaults; a file removed under a running daemon
-        // is more likely a slip (or an editor between unlink and rename) than a wish.
-        let present = match std::fs::symlink_metadata(&file) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow::anyhow!(
+        // is more likely a slip (or an editor between unlink and rename) than a wish. Read
+        // once, here: a link to a file that is gone is a removed file too.
+        let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
                 "{} was removed (write an empty one for the defaults)",
                 file.display()
-            )),
-            Err(e) => Err(anyhow::anyhow!("{}: {e}", file.display())),
-        };
-        let loaded = present
-            .and_then(|()| Config::load(&file).map_err(anyhow::Error::from))
+            ),
+            _ => anyhow::anyhow!("{}: {e}", file.display()),
+        });
+        let loaded = text
+            .and_then(|text| Config::parse(&file, &text).map_err(anyhow::Error::from))
             .and_then(|new| {
                 let r = reload(&self.config, new);
                 let settings = core_settings(&r.config)?;

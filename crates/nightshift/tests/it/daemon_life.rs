@@ -200,6 +200,30 @@ fn sighup_reloads_a_config_the_watch_cannot_see() {
 }
 
 #[test]
+fn a_config_link_whose_file_is_gone_is_not_taken_as_the_defaults() {
+    // config.toml links to a dotfiles checkout; the file it names goes away (a branch
+    // switched), and SIGHUP asks for a reload meanwhile.
+    let mut env = Env::builder().config("max_agents", "3").build();
+    let kept = env.path("dotfiles/nightshift.toml");
+    fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    fs::rename(config_path(&env), &kept).unwrap();
+    std::os::unix::fs::symlink(&kept, config_path(&env)).unwrap();
+    env.start_daemon();
+    fs::remove_file(&kept).unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &env.daemon_pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    env.wait_until("the reload is logged", |env| {
+        env.daemon_log().contains("(SIGHUP)")
+    });
+    assert_eq!(max_agents(&env), Some(3), "{}", env.daemon_log());
+    assert!(env.run(&["ls"]).stdout.contains("was removed"));
+}
+
+#[test]
 fn a_change_that_needs_a_restart_says_so_and_keeps_the_running_value() {
     let mut env = Env::builder().config("max_agents", "1").build();
     env.start_daemon();

@@ -138,9 +138,15 @@ impl State {
         &self.settings
     }
 
-    /// New settings from a reloaded configuration: running attempts keep the thresholds and
-    /// deadline they started with; the next dispatch uses the new limits.
+    /// New settings from a reloaded configuration: running attempts keep the agent,
+    /// thresholds and deadline they started with; the next dispatch uses the new limits.
     pub fn replace_settings(&mut self, settings: Settings) {
+        // A run without an agent of its own is the default's at its start, not the new one's.
+        for run in self.running.values_mut() {
+            run.task
+                .agent
+                .get_or_insert_with(|| self.settings.default_agent.clone());
+        }
         self.settings = settings;
     }
 

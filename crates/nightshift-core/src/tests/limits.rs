@@ -52,6 +52,28 @@ fn at(s: &str) -> Timestamp {
 }
 
 #[test]
+fn a_run_keeps_the_default_agent_it_started_as_when_the_settings_are_replaced() {
+    let mut h = two_profiles();
+    // config.toml reloaded with another default agent while `a` runs as claude.
+    let mut s = h.state.settings().clone();
+    s.default_agent = "codex".into();
+    h.state.replace_settings(s);
+    let actions = h.output(
+        "a",
+        &["✻ 5-hour limit reached · retrying in 20s (11:00am) · attempt 1/10"],
+    );
+    assert_eq!(
+        limited(&actions),
+        [(
+            "a".into(),
+            "claude".into(),
+            at("2027-01-15T11:01:00Z"),
+            true
+        )]
+    );
+}
+
+#[test]
 fn a_usage_limit_holds_its_profile_until_the_reset_and_then_continues_the_agents() {
     let mut h = two_profiles();
     // 1_800_000_000 is 2027-01-15T08:00:00Z; the agent says it resets at 11:00.

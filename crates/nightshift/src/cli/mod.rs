@@ -4,6 +4,7 @@ mod add;
 mod attention;
 mod clean;
 mod control;
+mod daemon_log;
 mod doctor;
 mod followup;
 mod hooks;
@@ -274,21 +275,12 @@ pub fn init_daemon_logging(
     config: &crate::config::Config,
 ) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     use std::io::IsTerminal;
-    use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::prelude::*;
     home.ensure_layout()?;
-    let mut open = std::fs::OpenOptions::new();
-    // The options file-rotate asks for, and private: the log names tasks and paths.
-    open.read(true).create(true).append(true).mode(0o600);
-    let file = file_rotate::FileRotate::new(
+    let file = daemon_log::RotatingLog::new(
         home.logs_dir().join("daemon.log"),
-        file_rotate::suffix::AppendCount::new(config.log_files),
-        // Whole lines: a record is never split across two files.
-        file_rotate::ContentLimit::BytesSurpassed(
-            usize::try_from(config.log_max_size).unwrap_or(usize::MAX),
-        ),
-        file_rotate::compression::Compression::None,
-        Some(open),
+        config.log_max_size,
+        config.log_files,
     );
     let (file, guard) = tracing_appender::non_blocking(file);
     let filter = || {

@@ -132,6 +132,31 @@ mod tests {
         assert_eq!(applied, ["agents", "attention"]);
     }
 
+    /// [`RESTART_TO_APPLY`] and `keep_running_values` are two lists that must agree.
+    #[test]
+    fn every_restart_only_setting_keeps_its_running_value() {
+        let old = parse("");
+        let r = reload(
+            &old,
+            parse(
+                "tmux_socket = \"b\"\nhost = \"other\"\nlabels = [\"gpu\"]\n\
+                 rescan_interval = \"5s\"\nlog_max_size = \"2MB\"\nlog_files = 3\n\n\
+                 [store]\nlease = \"1m\"\n",
+            ),
+        );
+        let mut restart = r.restart.clone();
+        restart.sort();
+        let mut all = RESTART_TO_APPLY.to_vec();
+        all.sort_unstable();
+        assert_eq!(restart, all);
+        assert!(r.applied.is_empty(), "{:?}", r.applied);
+        let kept = serde_json::to_value(&r.config).unwrap();
+        let was = serde_json::to_value(&old).unwrap();
+        for key in RESTART_TO_APPLY {
+            assert_eq!(kept[key], was[key], "{key}");
+        }
+    }
+
     #[test]
     fn rescan_interval_and_labels_wait_for_a_restart() {
         let old = parse("");

@@ -12,7 +12,8 @@ use nightshift_store::Store;
 
 use super::Daemon;
 
-/// A file being written is reported several times: read it once it has been quiet this long.
+/// A file its writer closed (or renamed into place) is read once the reports of it have
+/// been quiet this long.
 pub(super) const SETTLE: Duration = Duration::from_millis(200);
 
 /// The core's knobs, from a configuration.
@@ -61,9 +62,15 @@ pub(super) fn core_settings(config: &Config) -> anyhow::Result<nightshift_core::
 }
 
 impl<S: Store> Daemon<S> {
-    /// A change to `config.toml` was seen: read it once writing has settled.
-    pub(super) fn config_changed(&mut self) {
-        self.config_reload_at = Some(Instant::now() + SETTLE);
+    /// A change to `config.toml` was seen: read it once writing has settled. A writer may
+    /// pause between writes (and a TOML file cut short often still loads), so a file not
+    /// yet closed waits `settle`, as a hand-dropped task does.
+    pub(super) fn config_changed(&mut self, complete: bool) {
+        let wait = match complete {
+            true => SETTLE,
+            false => self.config.settle.max(SETTLE),
+        };
+        self.config_reload_at = Some(Instant::now() + wait);
     }
 
     /// Loads `config.toml` again and, if it is good, runs with it from now on.
@@ -71,17 +78,17 @@ impl<S: Store> Daemon<S> {
         self.config_reload_at = None;
         let file = self.home.config_file();
         // At start a missing file means the defaults; a file removed under a running daemon
-        // is more likely a slip (or an editor between unlink and rename) than a wish.
-        let present = match std::fs::symlink_metadata(&file) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow::anyhow!(
+        // is more likely a slip (or an editor between unlink and rename) than a wish. Read
+        // once, here: a link to a file that is gone is a removed file too.
+        let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
                 "{} was removed (write an empty one for the defaults)",
                 file.display()
-            )),
-            Err(e) => Err(anyhow::anyhow!("{}: {e}", file.display())),
-        };
-        let loaded = present
-            .and_then(|()| Config::load(&file).map_err(anyhow::Error::from))
+            ),
+            _ => anyhow::anyhow!("{}: {e}", file.display()),
+        });
+        let loaded = text
+            .and_then(|text| Config::parse(&file, &text).map_err(anyhow::Error::from))
             .and_then(|new| {
                 let r = reload(&self.config, new);
                 let settings = core_settings(&r.config)?;

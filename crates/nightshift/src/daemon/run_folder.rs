@@ -22,7 +22,7 @@ impl<S: Store> Daemon<S> {
             return;
         }
         if change.path == self.home.config_file() {
-            self.config_changed();
+            self.config_changed(change.complete);
             return;
         }
         if change.path == self.home.paused_file() {

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::harness::{Env, Task};
+use crate::harness::{Env, Task, toml_str};
 
 fn config_path(env: &Env) -> std::path::PathBuf {
     env.home.join("config.toml")
@@ -114,6 +114,64 @@ fn a_broken_config_is_not_taken_and_ls_says_why_until_it_is_fixed() {
 }
 
 #[test]
+fn a_config_caught_half_way_through_its_write_is_not_read() {
+    use std::io::Write;
+    // A file still open for writing waits `settle`; closed, it is read at once.
+    let mut env = Env::builder()
+        .config("max_agents", "1")
+        .config("settle", "\"1h\"")
+        .build();
+    env.start_daemon();
+    let new = fs::read_to_string(config_path(&env))
+        .unwrap()
+        .replace("max_agents = 1", "max_agents = 2");
+    let (head, tail) = new.split_at(new.find("max_agents = 2").unwrap() + "max_agents =".len());
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(config_path(&env))
+        .unwrap();
+    // The writer pauses with half a file written: `max_agents =` does not load.
+    file.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    file.write_all(tail.as_bytes()).unwrap();
+    drop(file);
+    env.wait_until("the whole file is taken", |env| max_agents(env) == Some(2));
+    let log = env.daemon_log();
+    assert!(!log.contains("not reloaded"), "read half-way:\n{log}");
+}
+
+#[test]
+fn a_notify_channel_added_by_a_reload_hears_the_next_outcome() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let heard = env.path("heard.log");
+    let script = format!(
+        "printf '%s|%s\\n' \"$NIGHTSHIFT_NOTIFY_EVENT\" \"$NIGHTSHIFT_NOTIFY_TASK\" >> {}",
+        heard.display()
+    );
+    let channel = format!(
+        "\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {}]\nevents = [\"done\"]\nmin_interval = \"0s\"\n",
+        toml_str(&script)
+    );
+    let text = fs::read_to_string(config_path(&env)).unwrap();
+    let new = env.home.join(".config.toml.new");
+    fs::write(&new, text + &channel).unwrap();
+    fs::rename(&new, config_path(&env)).unwrap();
+    env.wait_until("the reload is logged", |env| {
+        env.daemon_log()
+            .contains("reloaded (the file changed): notify")
+    });
+    env.queue("t", &Task::script(["@done"]));
+    assert_eq!(env.wait_finished("t"), "done");
+    env.wait_until("the new channel hears the outcome", |_| {
+        fs::read_to_string(&heard)
+            .unwrap_or_default()
+            .contains("done|t")
+    });
+}
+
+#[test]
 fn sighup_reloads_a_config_the_watch_cannot_see() {
     // config.toml as a link to a file kept elsewhere (a dotfiles checkout): a change to
     // that file makes no event in the home, so SIGHUP is how the daemon hears of it.
@@ -139,6 +197,30 @@ fn sighup_reloads_a_config_the_watch_cannot_see() {
     });
     assert!(env.daemon_try_wait().is_none(), "SIGHUP does not stop it");
     assert!(env.daemon_log().contains("config.toml reloaded (SIGHUP)"));
+}
+
+#[test]
+fn a_config_link_whose_file_is_gone_is_not_taken_as_the_defaults() {
+    // config.toml links to a dotfiles checkout; the file it names goes away (a branch
+    // switched), and SIGHUP asks for a reload meanwhile.
+    let mut env = Env::builder().config("max_agents", "3").build();
+    let kept = env.path("dotfiles/nightshift.toml");
+    fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    fs::rename(config_path(&env), &kept).unwrap();
+    std::os::unix::fs::symlink(&kept, config_path(&env)).unwrap();
+    env.start_daemon();
+    fs::remove_file(&kept).unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &env.daemon_pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    env.wait_until("the reload is logged", |env| {
+        env.daemon_log().contains("(SIGHUP)")
+    });
+    assert_eq!(max_agents(&env), Some(3), "{}", env.daemon_log());
+    assert!(env.run(&["ls"]).stdout.contains("was removed"));
 }
 
 #[test]

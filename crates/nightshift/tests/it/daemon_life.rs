@@ -171,27 +171,38 @@ fn a_notify_channel_added_by_a_reload_hears_the_next_outcome() {
     });
 }
 
+/// Moves `config.toml` into a dotfiles folder and leaves a link in its place; returns the
+/// file the link names.
+fn link_config_to_dotfiles(env: &Env) -> std::path::PathBuf {
+    let kept = env.path("dotfiles/nightshift.toml");
+    fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    fs::rename(config_path(env), &kept).unwrap();
+    std::os::unix::fs::symlink(&kept, config_path(env)).unwrap();
+    kept
+}
+
+fn sighup(env: &Env) {
+    let ok = Command::new("kill")
+        .args(["-HUP", &env.daemon_pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP");
+}
+
 #[test]
 fn sighup_reloads_a_config_the_watch_cannot_see() {
     // config.toml as a link to a file kept elsewhere (a dotfiles checkout): a change to
     // that file makes no event in the home, so SIGHUP is how the daemon hears of it.
     let mut env = Env::builder().config("max_agents", "1").build();
-    let kept = env.path("dotfiles/nightshift.toml");
-    fs::create_dir_all(kept.parent().unwrap()).unwrap();
-    fs::rename(config_path(&env), &kept).unwrap();
-    std::os::unix::fs::symlink(&kept, config_path(&env)).unwrap();
+    let kept = link_config_to_dotfiles(&env);
     env.start_daemon();
     let text = fs::read_to_string(&kept).unwrap();
     fs::write(&kept, text.replace("max_agents = 1", "max_agents = 3")).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(max_agents(&env), Some(1), "not seen without the signal");
 
-    let ok = Command::new("kill")
-        .args(["-HUP", &env.daemon_pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    sighup(&env);
     env.wait_until("SIGHUP reloads the config", |env| {
         max_agents(env) == Some(3)
     });
@@ -204,18 +215,10 @@ fn a_config_link_whose_file_is_gone_is_not_taken_as_the_defaults() {
     // config.toml links to a dotfiles checkout; the file it names goes away (a branch
     // switched), and SIGHUP asks for a reload meanwhile.
     let mut env = Env::builder().config("max_agents", "3").build();
-    let kept = env.path("dotfiles/nightshift.toml");
-    fs::create_dir_all(kept.parent().unwrap()).unwrap();
-    fs::rename(config_path(&env), &kept).unwrap();
-    std::os::unix::fs::symlink(&kept, config_path(&env)).unwrap();
+    let kept = link_config_to_dotfiles(&env);
     env.start_daemon();
     fs::remove_file(&kept).unwrap();
-    let ok = Command::new("kill")
-        .args(["-HUP", &env.daemon_pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    sighup(&env);
     env.wait_until("the reload is logged", |env| {
         env.daemon_log().contains("(SIGHUP)")
     });

@@ -17,7 +17,7 @@ use crate::standin::FakeApi;
 use crate::standin::anthropic::{DONE_COMMAND, PERMISSION_SCENARIO, VERIFY_SCENARIO};
 
 /// Claude Code starts slowly (a 400 MB binary) and CI machines are slow.
-const CLAUDE_DEADLINE: Duration = Duration::from_secs(30);
+const CLAUDE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A dummy key: it never leaves the machine.
 const API_KEY: &str = "sk-ant-api03-nightshift-offline-test-key-0123456789abcdef";

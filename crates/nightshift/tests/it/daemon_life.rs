@@ -270,11 +270,18 @@ fn the_daemon_log_is_rotated_by_size_and_stays_private() {
         assert_eq!(env.wait_finished(id), "done");
     }
     let logs = env.home.join("logs");
-    env.wait_until("daemon.log.2 exists", |_| {
-        logs.join("daemon.log.2").exists()
+    let names = ["daemon.log", "daemon.log.1", "daemon.log.2"];
+    // Between the rename of a full file and the creation of the next, daemon.log is briefly
+    // missing: look while all three are there.
+    let mut metas = Vec::new();
+    env.wait_until("daemon.log, .1 and .2 exist", |_| {
+        metas = names
+            .iter()
+            .filter_map(|n| fs::metadata(logs.join(n)).ok())
+            .collect();
+        metas.len() == names.len()
     });
-    for name in ["daemon.log", "daemon.log.1", "daemon.log.2"] {
-        let meta = fs::metadata(logs.join(name)).unwrap();
+    for (name, meta) in names.iter().zip(&metas) {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
         // The limit, passed by at most the records written at once when it was crossed.
         assert!(meta.len() < 10_000, "{name} is {} bytes", meta.len());

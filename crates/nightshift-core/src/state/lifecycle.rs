@@ -34,6 +34,7 @@ impl State {
             session: crate::session::session_name(&task.id),
             phase: Phase::Starting,
             started_at,
+            time_limit: timeout,
             deadline: timeout.map(|t| add(started_at, t)),
             exited: None,
             pending_done: None,

@@ -43,6 +43,8 @@ pub struct Run {
     pub session: String,
     pub phase: Phase,
     pub started_at: Timestamp,
+    /// The limit this attempt started with: a reloaded config changes new starts only.
+    pub time_limit: Option<std::time::Duration>,
     pub deadline: Option<Timestamp>,
     /// When the agent exited without having signalled done, how, and whether it was hung
     /// up on (its session closed under it).

@@ -77,10 +77,7 @@ impl State {
                 && run.phase != Phase::Verifying
             {
                 run.timed_out = true;
-                let limit = run
-                    .task
-                    .time_limit(self.settings.default_timeout)
-                    .unwrap_or_default();
+                let limit = run.time_limit.unwrap_or_default();
                 let why = format!("timed out after {}", format_duration(limit));
                 let change = run.watch.flag(attention::Signal::Timeout, now, why);
                 attention_action(run, change, now, actions);

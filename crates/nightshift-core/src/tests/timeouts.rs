@@ -110,6 +110,24 @@ fn a_wall_clock_jump_does_not_time_out_a_run_on_the_steady_clock() {
 }
 
 #[test]
+fn a_run_times_out_after_the_limit_it_started_with_when_the_default_changes() {
+    let mut h = Harness::new(1);
+    let mut s = h.state.settings().clone();
+    s.default_timeout = Some(Duration::from_secs(600));
+    h.state.replace_settings(s.clone());
+    h.scan(&[queued("a", "")]);
+    h.started("a");
+    // config.toml reloaded with a longer default while `a` runs.
+    s.default_timeout = Some(Duration::from_secs(7200));
+    h.state.replace_settings(s);
+    h.advance(Duration::from_secs(600));
+    assert_eq!(
+        h.tick_at(h.now),
+        vec![close("a"), failed("a", 1, 1, "timed out after 10m")]
+    );
+}
+
+#[test]
 fn the_task_timeout_sets_the_deadline_and_stops_the_task() {
     let mut h = Harness::new(1);
     // Attempts left do not matter: a timeout's default policy is stop.

@@ -206,6 +206,15 @@ impl Home {
         Ok(path)
     }
 
+    /// Whether the daemon that last took the lock may still run: its pid on file is alive.
+    /// For views that must not report a dead daemon's state as current.
+    pub fn daemon_may_run(&self) -> bool {
+        fs::read_to_string(self.lock_file()).is_ok_and(|pid| {
+            let pid = pid.trim();
+            !pid.is_empty() && holder_alive(pid)
+        })
+    }
+
     /// Takes the single-instance lock. The lock is released when the returned file is
     /// dropped or the process dies, even by SIGKILL, so a stale lock can't block a restart.
     pub fn lock(&self) -> Result<File, HomeError> {

@@ -87,7 +87,8 @@ fn print_ls(
     store: &AnyStore,
     cache: &mut status::ViewCache,
 ) -> anyhow::Result<i32> {
-    let config_error = config_error(home);
+    // Left by a daemon killed since, it says nothing about a daemon running now.
+    let config_error = config_error(home).filter(|_| home.daemon_may_run());
     // Before the config is read: a broken one ends `ls` below, and this says what the
     // daemon does meanwhile.
     if let (Some(e), false) = (&config_error, args.json) {

@@ -111,6 +111,13 @@ fn a_broken_config_is_not_taken_and_ls_says_why_until_it_is_fixed() {
         env.run(&["ls"]).stdout.contains("was removed")
     });
     assert_eq!(max_agents(&env), Some(3));
+
+    // A daemon killed with the error on file: no daemon runs on anything, so ls says nothing
+    // of it (the next start clears it).
+    env.kill9_daemon();
+    assert!(marker.exists());
+    let ls = env.run(&["ls"]);
+    assert!(!ls.stdout.contains("not reloaded"), "{}", ls.stdout);
 }
 
 #[test]

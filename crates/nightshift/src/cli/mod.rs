@@ -5,6 +5,7 @@ mod attention;
 mod clean;
 mod control;
 mod doctor;
+mod history;
 mod hooks;
 mod init;
 mod logs;

@@ -33,6 +33,7 @@ mod fleet;
 mod fleet_bench;
 mod fleet_faults;
 mod gemini;
+mod history;
 mod hosts;
 mod injection;
 mod landing;

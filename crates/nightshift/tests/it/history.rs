@@ -74,7 +74,11 @@ fn ls_shows_the_active_tasks_and_the_last_20_finished_with_a_footer() {
 
     let out = env.run(&["ls", "--last", "5"]);
     assert_eq!(rows(&out.stdout)[1..], newest(5), "{}", out.stdout);
-    assert!(out.stdout.contains("… 295 older finished tasks"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("… 295 older finished tasks"),
+        "{}",
+        out.stdout
+    );
 
     let out = env.run(&["ls", "--all"]);
     let mut want = vec!["waiting-one".to_string()];
@@ -153,9 +157,7 @@ fn ls_reads_the_index_and_only_the_finished_files_it_shows() {
     let opened = fs::read_to_string(&trace).unwrap();
     let finished_opens: Vec<&str> = opened
         .lines()
-        .filter(|l| {
-            (l.contains("/done/h") || l.contains("/failed/h")) && l.contains(".md\"")
-        })
+        .filter(|l| (l.contains("/done/h") || l.contains("/failed/h")) && l.contains(".md\""))
         .collect();
     // Each shown task file is read once; none of the 280 others is opened.
     assert!(
@@ -164,7 +166,10 @@ fn ls_reads_the_index_and_only_the_finished_files_it_shows() {
         finished_opens.len(),
         finished_opens.join("\n")
     );
-    assert!(opened.contains("done/.index.jsonl"), "the index was not read");
+    assert!(
+        opened.contains("done/.index.jsonl"),
+        "the index was not read"
+    );
 }
 
 #[test]
@@ -180,7 +185,11 @@ fn the_index_is_rebuilt_when_deleted_and_after_a_filing_it_missed() {
     assert!(!index_of(&env, "done").is_empty());
 
     // A daemon killed between filing a task (the rename into done/) and its index line.
-    env.put("running", "crashed", &Task::body("# Filed by a daemon that died\n"));
+    env.put(
+        "running",
+        "crashed",
+        &Task::body("# Filed by a daemon that died\n"),
+    );
     fs::rename(
         env.task_path("running", "crashed"),
         env.task_path("done", "crashed"),
@@ -194,7 +203,11 @@ fn the_index_is_rebuilt_when_deleted_and_after_a_filing_it_missed() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("… 281 older finished tasks"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("… 281 older finished tasks"),
+        "{}",
+        out.stdout
+    );
     assert!(index_of(&env, "done").contains("crashed.md"));
     let all = rows(&env.run(&["ls", "--all"]).stdout);
     assert_eq!(all.len(), FINISHED + 2);
@@ -213,7 +226,12 @@ fn the_daemon_appends_an_index_line_when_it_files_a_task() {
     env.start_daemon();
     env.queue("fresh", &Task::script(["@done ok"]));
     assert_eq!(env.wait_finished("fresh"), "done", "{}", env.diagnostics());
-    assert_eq!(env.wait_finished("waiting-one"), "done", "{}", env.diagnostics());
+    assert_eq!(
+        env.wait_finished("waiting-one"),
+        "done",
+        "{}",
+        env.diagnostics()
+    );
     let after = index_of(&env, "done");
     // Appended, not rebuilt: the old lines are untouched.
     assert!(after.starts_with(&before), "the index was rewritten");
@@ -244,7 +262,12 @@ fn retry_takes_a_task_out_of_the_list_and_filing_puts_it_back_on_top() {
     env.run(&["retry", &old]).success();
     let out = env.run(&["ls", "--all"]);
     let shown = rows(&out.stdout);
-    assert_eq!(shown.iter().filter(|s| **s == old).count(), 1, "{}", out.stdout);
+    assert_eq!(
+        shown.iter().filter(|s| **s == old).count(),
+        1,
+        "{}",
+        out.stdout
+    );
     assert_eq!(shown.len(), FINISHED + 1);
     assert!(index_of(&env, "done").contains("\"gone\":true"));
 }

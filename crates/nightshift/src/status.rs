@@ -292,6 +292,16 @@ pub fn collect_recent<S: Store>(
     })
 }
 
+/// The running and queued tasks only (no finished one is read).
+pub fn collect_active(home: &Home, config: &Config) -> anyhow::Result<Vec<TaskView>> {
+    let history = History {
+        last: Some(0),
+        since: None,
+    };
+    let store = tasks::open(home);
+    Ok(collect_recent(home, &store, config, &mut ViewCache::default(), history)?.tasks)
+}
+
 /// The views of `entries`, ordered as `ls` shows them.
 fn views_of<S: Store>(
     home: &Home,
@@ -430,20 +440,11 @@ pub fn find(
     // What a queued task waits for depends on the rest of the queue: read as `ls` reads it.
     if let Some(e) = &entry
         && e.state == TaskState::Queued
-        && let Some(v) = collect_recent(
-            home,
-            &tasks::open(home),
-            config,
-            &mut ViewCache::default(),
-            History {
-                last: Some(0),
-                since: None,
-            },
-        )
-        .ok()
-        .into_iter()
-        .flat_map(|l| l.tasks)
-        .find(|v| v.id == id && v.state == TaskState::Queued)
+        && let Some(v) = collect_active(home, config)
+            .ok()
+            .into_iter()
+            .flatten()
+            .find(|v| v.id == id && v.state == TaskState::Queued)
     {
         return Ok(Some(v));
     }

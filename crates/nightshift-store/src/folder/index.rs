@@ -179,24 +179,7 @@ fn fresh(dir: &Path) -> io::Result<Option<u64>> {
 /// Writes the index again from the folder's files (by filing time), under the lock.
 /// Returns the file count.
 fn rebuild(dir: &Path) -> io::Result<u64> {
-    let mut files: Vec<(Option<Timestamp>, String)> = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if task_id_of(&path).is_none() {
-            continue;
-        }
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let at = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| Timestamp::try_from(t).ok());
-        files.push((at, name.to_string()));
-    }
-    files.sort();
+    let files = listed(dir)?;
     let mut text = String::with_capacity(files.len() * 64);
     for (at, file) in &files {
         let line = Line {
@@ -219,24 +202,50 @@ fn rebuild(dir: &Path) -> io::Result<u64> {
     Ok(count)
 }
 
+/// The folder's task files with their filing times, oldest first.
+fn listed(dir: &Path) -> io::Result<Vec<(Option<Timestamp>, String)>> {
+    let mut files: Vec<(Option<Timestamp>, String)> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if task_id_of(&path).is_none() {
+            continue;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let at = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| Timestamp::try_from(t).ok());
+        files.push((at, name.to_string()));
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// The last `limit` task files filed into `dir` (at or after `since`), newest first, from
 /// the index's tail; rebuilds the index first when it is missing or stale.
 pub fn recent(dir: &Path, limit: usize, since: Option<Timestamp>) -> io::Result<Recent> {
     if !dir.is_dir() {
         return Ok(Recent::default());
     }
-    let total = match fresh(dir)? {
-        Some(count) => count,
-        None => lock(dir)?.count.ok_or_else(|| {
-            io::Error::other(format!("cannot rebuild {}", dir.join(INDEX).display()))
-        })?,
+    let total = fresh(dir)
+        .ok()
+        .flatten()
+        .or_else(|| lock(dir).ok().and_then(|l| l.count));
+    let index = File::open(dir.join(INDEX));
+    let (Some(total), Ok(index)) = (total, index) else {
+        // Not rebuilt (a read-only home, a full disk): the folder itself, this once.
+        return from_folder(dir, limit, since);
     };
     let mut out = Recent {
         filed: Vec::new(),
         total,
     };
     let mut seen = HashSet::new();
-    for raw in TailLines::new(File::open(dir.join(INDEX))?)? {
+    for raw in TailLines::new(index)? {
         if out.filed.len() >= limit {
             break;
         }
@@ -258,6 +267,20 @@ pub fn recent(dir: &Path, limit: usize, since: Option<Timestamp>) -> io::Result<
     Ok(out)
 }
 
+/// [`recent`] without the index: every file of the folder looked at.
+fn from_folder(dir: &Path, limit: usize, since: Option<Timestamp>) -> io::Result<Recent> {
+    let files = listed(dir)?;
+    let total = files.len() as u64;
+    let filed = files
+        .into_iter()
+        .rev()
+        .take_while(|(at, _)| since.is_none_or(|s| at.is_none_or(|at| at >= s)))
+        .take(limit)
+        .map(|(at, file)| Filed { file, at })
+        .collect();
+    Ok(Recent { filed, total })
+}
+
 /// Reads a file's lines from the end, in large blocks: the last lines of a long history
 /// cost a read of the last block, not of the whole file. Lines come without their `\n`.
 pub struct TailLines {
@@ -269,7 +292,8 @@ pub struct TailLines {
     block: usize,
 }
 
-const BLOCK: usize = 64 * 1024;
+/// A block holds about a hundred index lines: `ls` reads one or two per folder.
+const BLOCK: usize = 8 * 1024;
 
 impl TailLines {
     pub fn new(mut file: File) -> io::Result<TailLines> {

@@ -271,3 +271,35 @@ fn retry_takes_a_task_out_of_the_list_and_filing_puts_it_back_on_top() {
     assert_eq!(shown.len(), FINISHED + 1);
     assert!(index_of(&env, "done").contains("\"gone\":true"));
 }
+
+#[test]
+fn a_task_whose_dependency_finished_long_ago_is_not_shown_waiting() {
+    let env = env_with_history();
+    // h0001 is far older than the last 20: ls does not list it, yet knows it is done.
+    env.queue(
+        "late",
+        &Task::script(["@done ok"]).front("depends_on: h0001"),
+    );
+    env.queue(
+        "never",
+        &Task::script(["@done ok"]).front("depends_on: h0003"),
+    );
+    let out = env.run(&["ls"]);
+    let line = |id: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no {id} in:\n{}", out.stdout))
+            .to_string()
+    };
+    assert!(!line("late").contains("waits for"), "{}", out.stdout);
+    assert!(line("late").contains("queued"), "{}", out.stdout);
+    // h0003 failed (every seventh from the fourth): a certain failure, said so.
+    assert!(
+        line("never").contains("will fail: dependency `h0003` failed"),
+        "{}",
+        out.stdout
+    );
+    let show = env.run(&["show", "late"]).stdout;
+    assert!(!show.contains("waits for"), "{show}");
+}

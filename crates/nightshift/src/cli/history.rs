@@ -10,10 +10,10 @@ use crate::status::{self, History, TaskView};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryArgs {
-    /// How many finished tasks to show, newest first (the active ones are always shown)
-    #[arg(long, short = 'n', value_name = "N", default_value_t = status::DEFAULT_LAST,
-          conflicts_with = "all")]
-    pub last: usize,
+    /// How many finished tasks to show, newest first [default: 20, or all with --since]
+    /// (the active ones are always shown)
+    #[arg(long, short = 'n', value_name = "N", conflicts_with = "all")]
+    pub last: Option<usize>,
     /// Show every finished task
     #[arg(long)]
     pub all: bool,
@@ -25,9 +25,15 @@ pub struct HistoryArgs {
 
 impl HistoryArgs {
     pub fn history(&self) -> History {
+        // `--since` alone shows everything since then.
+        let last = match (self.all, self.last, self.since) {
+            (true, _, _) => None,
+            (false, Some(n), _) => Some(n),
+            (false, None, Some(_)) => None,
+            (false, None, None) => Some(status::DEFAULT_LAST),
+        };
         History {
-            // `--since` alone shows everything since then.
-            last: (!self.all && self.since.is_none()).then_some(self.last),
+            last,
             since: self.since,
         }
     }

@@ -102,6 +102,8 @@ fn ls_since_shows_the_finished_tasks_filed_since_then() {
         "{}",
         out.stdout
     );
+    let out = env.run(&["ls", "--since", &since, "--last", "5"]);
+    assert_eq!(rows(&out.stdout)[1..], newest(5), "{}", out.stdout);
     // A duration back from now: nothing finished in the last hour.
     let out = env.run(&["ls", "--since", "1h"]);
     assert_eq!(rows(&out.stdout), ["waiting-one"], "{}", out.stdout);

@@ -288,6 +288,19 @@ impl Store for PgStore {
         Ok(self.entries(None).await?)
     }
 
+    async fn active(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.recent_entries(true, 0, None).await?.0)
+    }
+
+    async fn recent(
+        &self,
+        limit: usize,
+        since: Option<jiff::Timestamp>,
+    ) -> Result<nightshift_store::Recent, StoreError> {
+        let (entries, older) = self.recent_entries(false, limit, since).await?;
+        Ok(nightshift_store::Recent { entries, older })
+    }
+
     async fn cancel(&self, id: &str, report: &str) -> Result<bool, StoreError> {
         Ok(self.cancel_row(id, report).await?)
     }

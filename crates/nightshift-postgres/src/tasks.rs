@@ -393,6 +393,57 @@ impl PgStore {
         Ok(rows.iter().filter_map(entry_from).collect())
     }
 
+    /// The queued and running tasks, then the last `limit` finished ones filed at or after
+    /// `since` (newest first), and how many other finished tasks there are: a LIMIT query,
+    /// so a long history is not sent to `ls`.
+    pub(crate) async fn recent_entries(
+        &self,
+        active: bool,
+        limit: usize,
+        since: Option<jiff::Timestamp>,
+    ) -> Result<(Vec<Entry>, u64), PgError> {
+        let client = self.client().await?;
+        if active {
+            let sql = format!(
+                "SELECT id, state, body, note, {MICROS}, last_attempt, version, host, attention
+                 FROM tasks WHERE state IN ('queued', 'running')
+                 ORDER BY array_position(ARRAY['queued', 'running'], state), id"
+            );
+            let rows = client
+                .query(&sql, &[])
+                .await
+                .map_err(PgError::query("reading tasks"))?;
+            return Ok((rows.iter().filter_map(entry_from).collect(), 0));
+        }
+        let sql = format!(
+            "SELECT id, state, body, note, {MICROS}, last_attempt, version, host, attention
+             FROM tasks
+             WHERE state IN ('done', 'failed')
+               AND ($2::int8 IS NULL OR modified_at >= to_timestamp($2::int8 / 1000000.0))
+             ORDER BY modified_at DESC, id DESC
+             LIMIT $1"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let since = since.map(jiff::Timestamp::as_microsecond);
+        let rows = client
+            .query(&sql, &[&limit, &since])
+            .await
+            .map_err(PgError::query("reading finished tasks"))?;
+        let total: i64 = client
+            .query_one(
+                "SELECT count(*) FROM tasks WHERE state IN ('done', 'failed')",
+                &[],
+            )
+            .await
+            .map_err(PgError::query("counting finished tasks"))?
+            .get(0);
+        let entries: Vec<Entry> = rows.iter().filter_map(entry_from).collect();
+        let older = u64::try_from(total)
+            .unwrap_or(0)
+            .saturating_sub(entries.len() as u64);
+        Ok((entries, older))
+    }
+
     /// Fails a queued task with `report`, atomically against a claim (the row is locked
     /// and must still be queued).
     pub(crate) async fn cancel_row(&self, id: &str, report: &str) -> Result<bool, PgError> {

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             cancel_takes_only_a_queued_task,
             retry_queues_a_finished_task_with_a_fresh_budget,
             pausing_is_kept_and_says_whether_it_changed,
+            recent_lists_the_last_finished_newest_first,
         );
     };
     (@cases $fixture:path; $($case:ident),+ $(,)?) => {$(
@@ -450,4 +451,51 @@ pub async fn pausing_is_kept_and_says_whether_it_changed<S: Store>(store: Arc<S>
     assert_eq!(store.set_paused(false, at).await.ok(), Some(true));
     assert_eq!(store.paused().await.ok(), Some(false));
     assert_eq!(store.set_paused(false, at).await.ok(), Some(false));
+}
+
+pub async fn recent_lists_the_last_finished_newest_first<S: Store>(store: Arc<S>) {
+    let mut filed_at = Vec::new();
+    for (id, to) in [
+        ("a", TaskState::Done),
+        ("b", TaskState::Failed),
+        ("c", TaskState::Done),
+    ] {
+        assert!(store.enqueue(id, &task_text(id)).await.is_ok());
+        assert_eq!(store.claim(id, &claim_by("me")).await.ok(), Some(true));
+        // Filing times well apart: a file's mtime comes from a coarse clock (a few ms).
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        filed_at.push(Timestamp::now());
+        assert!(
+            store
+                .finish(id, TaskState::Running, to, "\nr\n")
+                .await
+                .is_ok()
+        );
+    }
+    assert!(store.enqueue("waiting", &task_text("w")).await.is_ok());
+    let ids = |r: &crate::Recent| r.entries.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+
+    let recent = store.recent(2, None).await.ok().unwrap_or_default();
+    assert_eq!(
+        (ids(&recent), recent.older),
+        (vec!["c".into(), "b".into()], 1)
+    );
+    let since = filed_at[1] - Duration::from_millis(20);
+    let recent = store.recent(10, Some(since)).await.ok().unwrap_or_default();
+    assert_eq!(
+        (ids(&recent), recent.older),
+        (vec!["c".into(), "b".into()], 1)
+    );
+
+    // A retried task is active again, not finished.
+    assert!(store.retry("b").await.ok().flatten().is_some());
+    let recent = store.recent(10, None).await.ok().unwrap_or_default();
+    assert_eq!(
+        (ids(&recent), recent.older),
+        (vec!["c".into(), "a".into()], 0)
+    );
+    let active = store.active().await.ok().unwrap_or_default();
+    let mut active: Vec<String> = active.into_iter().map(|e| e.id).collect();
+    active.sort();
+    assert_eq!(active, ["b", "waiting"]);
 }

@@ -85,6 +85,14 @@ pub struct Entry {
     pub attention: Option<String>,
 }
 
+/// The finished tasks filed last, newest first, and how many other finished tasks there
+/// are (older, or filed before the `since` asked for).
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    pub entries: Vec<Entry>,
+    pub older: u64,
+}
+
 /// A request for the daemon of the host that runs a task, carried by a shared store: a
 /// person on one host acts on an agent running on another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +189,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every task, in every state, in id order within each state.
     fn snapshot(&self) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+
+    /// The queued and running tasks, in id order within each state.
+    fn active(&self) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send {
+        async {
+            let mut all = self.snapshot().await?;
+            all.retain(|e| matches!(e.state, TaskState::Queued | TaskState::Running));
+            Ok(all)
+        }
+    }
+
+    /// The last `limit` finished tasks filed at or after `since`, newest first, and how
+    /// many others finished. A long history costs the tasks listed, not all of it.
+    fn recent(
+        &self,
+        limit: usize,
+        since: Option<jiff::Timestamp>,
+    ) -> impl Future<Output = Result<Recent, StoreError>> + Send {
+        async move {
+            let mut finished = self.snapshot().await?;
+            finished.retain(|e| matches!(e.state, TaskState::Done | TaskState::Failed));
+            let total = finished.len() as u64;
+            finished.retain(|e| since.is_none_or(|s| e.modified.is_some_and(|m| m >= s)));
+            finished.sort_by(|a, b| (b.modified, &b.id).cmp(&(a.modified, &a.id)));
+            finished.truncate(limit);
+            let older = total - finished.len() as u64;
+            Ok(Recent {
+                entries: finished,
+                older,
+            })
+        }
+    }
 
     /// Takes a queued task out of the queue as failed, with `report`. Atomic against a
     /// claim: `Ok(false)` when it is no longer queued (a daemon claimed it first).

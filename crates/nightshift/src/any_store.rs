@@ -130,6 +130,16 @@ impl Store for AnyStore {
     async fn snapshot(&self) -> Result<Vec<Entry>, StoreError> {
         forward!(self, s => s.snapshot())
     }
+    async fn active(&self) -> Result<Vec<Entry>, StoreError> {
+        forward!(self, s => s.active())
+    }
+    async fn recent(
+        &self,
+        limit: usize,
+        since: Option<jiff::Timestamp>,
+    ) -> Result<nightshift_store::Recent, StoreError> {
+        forward!(self, s => s.recent(limit, since))
+    }
     async fn cancel(&self, id: &str, report: &str) -> Result<bool, StoreError> {
         forward!(self, s => s.cancel(id, report))
     }

@@ -256,6 +256,74 @@ pub fn collect_with<S: Store>(
     config: &Config,
     cache: &mut ViewCache,
 ) -> anyhow::Result<Vec<TaskView>> {
+    let entries = tasks::call("snapshot", store.snapshot())?;
+    views_of(home, store, entries, config, cache)
+}
+
+/// How many finished tasks `ls` shows when not told.
+pub const DEFAULT_LAST: usize = 20;
+
+/// Which finished tasks a listing shows: the last `last` (all when `None`), filed at or
+/// after `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    pub last: Option<usize>,
+    pub since: Option<Timestamp>,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History {
+            last: Some(DEFAULT_LAST),
+            since: None,
+        }
+    }
+}
+
+/// The active tasks and the finished ones `history` asks for, and how many other finished
+/// tasks there are.
+pub struct Listing {
+    pub tasks: Vec<TaskView>,
+    pub older: u64,
+}
+
+/// Like [`collect_with`], but with only the finished tasks `history` asks for: the store
+/// reads those (the folder store from its index), not the whole history.
+pub fn collect_recent<S: Store>(
+    home: &Home,
+    store: &S,
+    config: &Config,
+    cache: &mut ViewCache,
+    history: History,
+) -> anyhow::Result<Listing> {
+    let mut entries = tasks::call("active", store.active())?;
+    let limit = history.last.unwrap_or(usize::MAX);
+    let recent = tasks::call("recent", store.recent(limit, history.since))?;
+    entries.extend(recent.entries);
+    Ok(Listing {
+        tasks: views_of(home, store, entries, config, cache)?,
+        older: recent.older,
+    })
+}
+
+/// The running and queued tasks only (no finished one is read).
+pub fn collect_active(home: &Home, config: &Config) -> anyhow::Result<Vec<TaskView>> {
+    let history = History {
+        last: Some(0),
+        since: None,
+    };
+    let store = tasks::open(home);
+    Ok(collect_recent(home, &store, config, &mut ViewCache::default(), history)?.tasks)
+}
+
+/// The views of `entries`, ordered as `ls` shows them.
+fn views_of<S: Store>(
+    home: &Home,
+    store: &S,
+    entries: Vec<Entry>,
+    config: &Config,
+    cache: &mut ViewCache,
+) -> anyhow::Result<Vec<TaskView>> {
     let here = config.here();
     let mut seen = BTreeSet::new();
     let mut running = Vec::new();
@@ -263,7 +331,7 @@ pub fn collect_with<S: Store>(
     let mut queued_tasks = Vec::new();
     let mut finished = Vec::new();
     let mut finished_ids = BTreeMap::new();
-    for entry in tasks::call("snapshot", store.snapshot())? {
+    for entry in entries {
         let (id, state) = (entry.id.clone(), entry.state);
         let key = (id.clone(), state);
         if matches!(state, TaskState::Done | TaskState::Failed)
@@ -300,6 +368,25 @@ pub fn collect_with<S: Store>(
     cache.finished.retain(|key, _| seen.contains(key));
     // The daemon's own dispatch order and dependency rule, so `ls` shows what will happen.
     let active: BTreeSet<String> = running.iter().map(|v| v.id.clone()).collect();
+    // A dependency that finished before the finished tasks listed: asked for by id.
+    let queued_ids: BTreeSet<&str> = queued_tasks.iter().map(|t| t.id.as_str()).collect();
+    let unlisted: BTreeSet<String> = queued_tasks
+        .iter()
+        .flat_map(|t| &t.depends_on)
+        .filter(|d| {
+            !finished_ids.contains_key(*d)
+                && !active.contains(*d)
+                && !queued_ids.contains(d.as_str())
+        })
+        .cloned()
+        .collect();
+    for dep in unlisted {
+        if let Some(state @ (TaskState::Done | TaskState::Failed)) =
+            tasks::call("locate", store.locate(&dep))?
+        {
+            finished_ids.insert(dep, state);
+        }
+    }
     // Checkout locks are left out: `ls` says what a task waits for, not for which slot.
     let plan = dispatch::plan(
         &queued_tasks,
@@ -377,7 +464,7 @@ pub fn find_in<S: Store>(
     // What a queued task waits for depends on the rest of the queue: read as `ls` reads it.
     if let Some(e) = &entry
         && e.state == TaskState::Queued
-        && let Some(v) = collect(home, config)
+        && let Some(v) = collect_active(home, config)
             .ok()
             .into_iter()
             .flatten()

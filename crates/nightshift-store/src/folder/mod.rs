@@ -10,6 +10,7 @@ mod entries;
 #[cfg(test)]
 mod fuzz;
 pub mod history;
+pub mod index;
 pub mod layout;
 mod slots;
 mod snapshot;
@@ -330,9 +331,12 @@ impl FolderStore {
         let dir = self.layout.state_dir(to);
         let dst = free_name(&dir, id);
         forget(&mut inner, &src, from);
+        let indexed = index::lock(&dir).ok();
         let before = fs::metadata(&dir).and_then(|m| m.modified()).ok();
         fsutil::move_noclobber(&src, &dst).map_err(at(&dst))?;
         fsutil::sync_dir(&dir).map_err(at(&dir))?;
+        // Filed whatever the index says: one it missed is rebuilt by its next reader.
+        let _ = indexed.map(|i| i.record(index::Change::Filed(&dst)));
         // Keep the listing current without reading the folder again, unless someone else
         // changed it since it was read.
         let after = fs::metadata(&dir).and_then(|m| m.modified()).ok();
@@ -371,6 +375,7 @@ impl FolderStore {
         } else {
             free_name(&failed, id)
         };
+        let indexed = index::lock(&failed).ok();
         let err_file = error_file(&dst);
         fsutil::write_atomic(&err_file, format!("{error}\n").as_bytes(), 0o600)
             .map_err(at(&err_file))?;
@@ -381,6 +386,7 @@ impl FolderStore {
         };
         forget(&mut self.lock(), path, from);
         fsutil::move_noclobber(path, &dst).map_err(at(&dst))?;
+        let _ = indexed.map(|i| i.record(index::Change::Filed(&dst)));
         if from == TaskState::Running
             && let Some(id) = task_id_of(path)
         {
@@ -509,6 +515,18 @@ impl Store for FolderStore {
 
     async fn snapshot(&self) -> Result<Vec<Entry>, StoreError> {
         self.snapshot_now()
+    }
+
+    async fn active(&self) -> Result<Vec<Entry>, StoreError> {
+        self.snapshot_of(&[TaskState::Queued, TaskState::Running])
+    }
+
+    async fn recent(
+        &self,
+        limit: usize,
+        since: Option<jiff::Timestamp>,
+    ) -> Result<crate::Recent, StoreError> {
+        self.recent_now(limit, since)
     }
 
     async fn cancel(&self, id: &str, report: &str) -> Result<bool, StoreError> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use nightshift_core::records::TaskState;
 
-use super::{FolderStore, error_file, history, not_a_plain_file};
+use super::{FolderStore, error_file, history, index, not_a_plain_file};
 use crate::{Entry, StoreError, fsutil};
 
 /// Finished entries by file, with the stamp they were read at.
@@ -72,9 +72,44 @@ impl FolderStore {
     }
 
     pub(super) fn snapshot_now(&self) -> Result<Vec<Entry>, StoreError> {
+        self.snapshot_of(&TaskState::ALL)
+    }
+
+    /// The finished tasks filed last (at most `limit`, filed at or after `since`), newest
+    /// first, from the folders' indexes: only those tasks' files are read.
+    pub(super) fn recent_now(
+        &self,
+        limit: usize,
+        since: Option<Timestamp>,
+    ) -> Result<crate::Recent, StoreError> {
+        let mut filed = Vec::new();
+        let mut total = 0;
+        for state in [TaskState::Done, TaskState::Failed] {
+            let dir = self.layout.state_dir(state);
+            let recent = index::recent(&dir, limit, since).map_err(crate::error::at(&dir))?;
+            total += recent.total;
+            filed.extend(recent.filed.into_iter().map(|f| (f.at, f.file, state)));
+        }
+        filed.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+        let mut entries = Vec::new();
+        for (_, file, state) in filed.into_iter().take(limit) {
+            let path = self.layout.state_dir(state).join(&file);
+            // Moved away since the index was read: left out.
+            if let Some(id) = super::task_id_of(&path)
+                && path.is_file()
+            {
+                entries.push(self.read_entry(state, id, &path));
+            }
+        }
+        let older = total.saturating_sub(entries.len() as u64);
+        Ok(crate::Recent { entries, older })
+    }
+
+    /// Every task in `states`, in id order within each.
+    pub(super) fn snapshot_of(&self, states: &[TaskState]) -> Result<Vec<Entry>, StoreError> {
         let mut all = Vec::new();
         let mut seen = Vec::new();
-        for state in TaskState::ALL {
+        for &state in states {
             for (id, path) in self.list_files(state)? {
                 let finished = matches!(state, TaskState::Done | TaskState::Failed);
                 if finished {
@@ -99,10 +134,12 @@ impl FolderStore {
                 all.push(entry);
             }
         }
-        self.lock()
-            .finished_entries
-            .0
-            .retain(|path, _| seen.contains(path));
+        if states.contains(&TaskState::Done) && states.contains(&TaskState::Failed) {
+            self.lock()
+                .finished_entries
+                .0
+                .retain(|path, _| seen.contains(path));
+        }
         Ok(all)
     }
 
@@ -110,6 +147,7 @@ impl FolderStore {
         let path = self.layout.task_file(TaskState::Queued, id);
         // Move first (atomic against a claim), then write the report.
         let dest = self.layout.task_file(TaskState::Failed, id);
+        let indexed = index::lock(&self.layout.state_dir(TaskState::Failed)).ok();
         if !fsutil::move_noclobber(&path, &dest).map_err(crate::error::at(&dest))? {
             return Ok(false);
         }
@@ -120,6 +158,7 @@ impl FolderStore {
             nightshift_core::task::strip_report(&text).trim_end()
         );
         fsutil::write_atomic(&dest, body.as_bytes(), 0o600).map_err(crate::error::at(&dest))?;
+        let _ = indexed.map(|i| i.record(index::Change::Filed(&dest)));
         Ok(true)
     }
 
@@ -138,11 +177,13 @@ impl FolderStore {
         fsutil::write_atomic(&budget, format!("{}\n", last + 1).as_bytes(), 0o600)
             .map_err(crate::error::at(&budget))?;
         let dest = self.layout.task_file(TaskState::Queued, id);
+        let indexed = index::lock(&self.layout.state_dir(state)).ok();
         if !fsutil::move_noclobber(&path, &dest).map_err(crate::error::at(&dest))? {
             return Ok(None);
         }
         // An invalid file's error note stays with the failed file's name; drop it.
         let _ = fs::remove_file(error_file(&path));
+        let _ = indexed.map(|i| i.record(index::Change::Gone(&path)));
         Ok(Some(last + 1))
     }
 }

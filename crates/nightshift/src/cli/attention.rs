@@ -19,7 +19,7 @@ pub struct AttentionArgs {
 
 pub(super) fn list(home: &Home, args: AttentionArgs) -> anyhow::Result<i32> {
     let config = load_config(home)?;
-    let flagged: Vec<status::TaskView> = status::collect(home, &config)?
+    let flagged: Vec<status::TaskView> = status::collect_active(home, &config)?
         .into_iter()
         .filter(|t| t.state == TaskState::Running && !t.attention.is_empty())
         .collect();

@@ -26,6 +26,8 @@ pub struct LsArgs {
     /// Print the list again whenever the daemon reports a change (until Ctrl-C)
     #[arg(long, short = 'w', conflicts_with = "json")]
     pub watch: bool,
+    #[command(flatten)]
+    pub history: super::history::HistoryArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,7 +100,9 @@ fn print_ls(
         )?;
     }
     let config = load_config(home)?;
-    let mut tasks = status::collect_with(home, store, &config, cache)?;
+    let history = args.history.history();
+    let listing = status::collect_recent(home, store, &config, cache, history)?;
+    let (mut tasks, older) = (listing.tasks, listing.older);
     if let Some(state) = &args.state {
         let wanted = TaskState::ALL
             .into_iter()
@@ -118,14 +122,16 @@ fn print_ls(
             Ok(s) => (s.clone(), None),
             Err(e) => (None, Some(e.clone())),
         };
-        let out = serde_json::json!({
-            "daemon": status,
-            "daemon_error": error,
-            "hosts": hosts,
-            "limits": crate::limited::read_holds(home),
-            "tasks": tasks,
-        });
-        outln!("{}", crate::term_text::to_json(&out)?)?;
+        let head = [
+            ("daemon", serde_json::to_value(status)?),
+            ("daemon_error", serde_json::to_value(error)?),
+            ("hosts", serde_json::to_value(hosts)?),
+            (
+                "limits",
+                serde_json::to_value(crate::limited::read_holds(home))?,
+            ),
+        ];
+        super::history::write_json(&head, older, &tasks)?;
         return Ok(exit::SUCCESS);
     }
     if let Some(hosts) = &hosts {
@@ -168,6 +174,7 @@ fn print_ls(
             client::hint::command(home, "add FILE"),
             home.state_dir(TaskState::Queued).display()
         )?;
+        super::history::print_footer(home, older, history)?;
         return Ok(exit::SUCCESS);
     }
     // Ids, agents and titles come from task files: no escape sequence reaches the terminal.
@@ -204,6 +211,7 @@ fn print_ls(
             &clean_line(&text, true),
         )?;
     }
+    super::history::print_footer(home, older, history)?;
     Ok(exit::SUCCESS)
 }
 

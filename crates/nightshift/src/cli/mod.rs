@@ -7,6 +7,7 @@ mod control;
 mod daemon_log;
 mod doctor;
 mod followup;
+mod history;
 mod hooks;
 mod init;
 mod logs;

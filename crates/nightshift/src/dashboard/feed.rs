@@ -79,9 +79,18 @@ impl Feed {
     /// Reads everything again: the task files, the daemon's status, and for running tasks
     /// their newest commit (and their screen, the first time).
     pub async fn load(&mut self) -> Model {
-        match status::collect_with(&self.home, &self.store, &self.config, &mut self.cache) {
-            Ok(views) => {
-                self.views = views;
+        // The same finished tasks as `ls` (the last few, from the store's index): a long
+        // history costs nothing per redraw.
+        let history = status::History::default();
+        match status::collect_recent(
+            &self.home,
+            &self.store,
+            &self.config,
+            &mut self.cache,
+            history,
+        ) {
+            Ok(listing) => {
+                self.views = listing.tasks;
                 self.error = None;
             }
             // Keep showing what was read last; the footer says what went wrong.

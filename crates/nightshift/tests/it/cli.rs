@@ -177,13 +177,13 @@ fn ls_into_a_pipe_closed_early_exits_quietly() {
             &Task::script(["@done"]).front(&title),
         );
     }
-    let full = env.run(&["ls"]);
+    let full = env.run(&["ls", "--all"]);
     full.success();
     assert!(full.stdout.len() > 3 * 65536, "{} bytes", full.stdout.len());
 
     let stderr = env.path("ls.stderr");
     let mut child = env
-        .cmd(&["ls"])
+        .cmd(&["ls", "--all"])
         .into_std()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -132,7 +132,10 @@ impl Fleet {
 
     /// `(id → (state, host))` as `ls --json` on host `i` shows it.
     pub(crate) fn ls(&self, i: usize) -> Listing {
-        let json = self.hosts[i].run(&["ls", "--json"]).success().json();
+        let json = self.hosts[i]
+            .run(&["ls", "--json", "--all"])
+            .success()
+            .json();
         json["tasks"]
             .as_array()
             .map(|tasks| {

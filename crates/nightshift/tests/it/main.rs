@@ -34,6 +34,7 @@ mod fleet_bench;
 mod fleet_faults;
 mod followup;
 mod gemini;
+mod history;
 mod hosts;
 mod injection;
 mod landing;

@@ -20,6 +20,7 @@ mod attention;
 mod dashboard;
 mod drain;
 mod fleet;
+mod history;
 mod torture;
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +44,10 @@ pub struct BenchArgs {
     /// Measure `nightshift top` instead: how soon it shows changes, and its CPU use
     #[arg(long, conflicts_with = "attention")]
     pub dashboard: bool,
+    /// Measure `ls` over 10,000 and 100,000 finished tasks instead (generated once, kept
+    /// in the temp folder)
+    #[arg(long, conflicts_with_all = ["attention", "dashboard", "torture"])]
+    pub history: bool,
     /// Run the kill -9 torture instead: `--tasks` tasks [default: 30], the daemon killed
     /// `--kills` times and restarted at once; fails on any task run twice, lost or failed,
     /// any leftover session, worktree or check, or a panic
@@ -86,6 +91,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if args.dashboard {
         return dashboard::run(args.keep);
+    }
+    if args.history {
+        return history::run();
     }
     if args.store == BenchStore::Postgres && !args.torture {
         return fleet::run(fleet::FleetArgs {

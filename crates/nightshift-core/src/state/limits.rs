@@ -71,12 +71,17 @@ impl State {
             return limited;
         }
         let tz = &self.settings.time_zone;
+        let echoed = |l: &str| run.prompt_lines.contains(&crate::completion::normalize(l));
         let seen = texts.into_iter().find_map(|t| {
             let seen = crate::limits::recognise(t, now, tz)?;
-            let echoed = t
-                .lines()
-                .any(|l| run.prompt_lines.contains(&crate::completion::normalize(l)));
-            (!echoed && accept(&seen)).then_some(seen)
+            if !t.lines().any(echoed) {
+                return accept(&seen).then_some(seen);
+            }
+            // The prompt's own lines (on a screen, above the countdown) are set aside, so
+            // that only the agent's words count.
+            let own: Vec<&str> = t.lines().filter(|l| !echoed(l)).collect();
+            let seen = crate::limits::recognise(&own.join("\n"), now, tz)?;
+            accept(&seen).then_some(seen)
         });
         match seen {
             Some(seen) => {

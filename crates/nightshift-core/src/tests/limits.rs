@@ -382,6 +382,27 @@ fn a_later_reset_moves_every_limited_run_and_the_prompt_s_own_words_do_not_count
 }
 
 #[test]
+fn a_limit_on_a_screen_that_still_shows_the_prompt_counts() {
+    let mut s = settings(1);
+    s.default_agent = "claude".into();
+    let mut h = Harness::with(s);
+    h.scan(&[QueuedTask {
+        task: task_with_body("a", "", "Fix the bug, then run nightshift done.\n"),
+        ..queued("a", "")
+    }]);
+    h.started("a");
+    // Claude Code keeps the prompt on screen above its countdown: the prompt's own lines
+    // are set aside, the limit below them is not.
+    let screen = "❯ Fix the bug, then run nightshift done.\n✻ 5-hour limit reached · retrying in 9s (9:00am) · attempt 6/10\n────\n❯ \n";
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: Observation::Screen(screen.into()),
+    });
+    assert_eq!(limited(&actions).len(), 1, "{actions:?}");
+}
+
+#[test]
 fn a_limit_drawn_in_pieces_is_read_off_the_screen() {
     let mut h = two_profiles();
     // A full-screen UI redraws only the cells that changed: no whole line to match.

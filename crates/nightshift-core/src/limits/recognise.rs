@@ -88,6 +88,11 @@ fn compile(patterns: &[&str]) -> Option<RegexSet> {
     RegexSet::new(patterns.iter().map(|p| p.replace("{LEAD}", LEAD))).ok()
 }
 
+/// Every limit pattern as [`recognise`] matches it, for a set that sifts output first.
+pub(crate) fn patterns() -> impl Iterator<Item = String> {
+    USAGE.iter().chain(RATE).map(|p| p.replace("{LEAD}", LEAD))
+}
+
 static USAGE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(USAGE));
 static RATE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(RATE));
 

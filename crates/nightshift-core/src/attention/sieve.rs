@@ -102,21 +102,22 @@ impl Sieve {
     }
 
     fn prepare(&mut self, marker: Option<&str>, t: &Thresholds) {
-        let errors: Vec<String> = if t.repeated_error.is_some() {
-            t.error_patterns
-                .iter()
-                .map(|r| r.as_str().to_string())
-                .collect()
+        let errors = if t.repeated_error.is_some() {
+            t.error_patterns.as_slice()
         } else {
-            Vec::new()
+            &[]
         };
-        let same = self
-            .built_for
-            .as_ref()
-            .is_some_and(|(m, e)| m.as_deref() == marker && *e == errors);
+        // Compared without allocating: this runs for every batch of output.
+        let same = self.built_for.as_ref().is_some_and(|(m, e)| {
+            m.as_deref() == marker
+                && e.iter()
+                    .map(String::as_str)
+                    .eq(errors.iter().map(regex::Regex::as_str))
+        });
         if same {
             return;
         }
+        let errors: Vec<String> = errors.iter().map(|r| r.as_str().to_string()).collect();
         let mut patterns: Vec<(Family, String)> = marker
             .map(|m| (Family::Marker, regex::escape(m)))
             .into_iter()

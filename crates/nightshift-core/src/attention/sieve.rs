@@ -24,7 +24,7 @@ pub struct Sifted<'a> {
     pub lines: usize,
     /// The stripped text contains the done marker.
     pub marker: Vec<&'a str>,
-    /// The stripped text matches a limit pattern ([`crate::limits::recognise`]).
+    /// The stripped text matches a limit pattern (those `limits::recognise` reads).
     pub limits: Vec<&'a str>,
     /// The stripped text matches a retry pattern.
     pub retries: Vec<&'a str>,
@@ -46,8 +46,9 @@ enum Family {
 /// The compiled set for one marker and one list of error patterns, rebuilt when they change.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sieve {
-    /// What the set was built from: the marker and the error patterns' sources.
-    built_for: Option<(Option<String>, Vec<String>)>,
+    /// What the set was built from: the marker, how many limit patterns (always the same
+    /// ones), and the error patterns' sources.
+    built_for: Option<(Option<String>, usize, Vec<String>)>,
     set: Option<RegexSet>,
     families: Vec<Family>,
     /// Stripped text of the current line, reused.
@@ -56,14 +57,16 @@ pub(crate) struct Sieve {
 
 impl Sieve {
     /// Sorts `lines` into the candidates of each decision. `marker`: `None` when no marker is
-    /// looked for (the lines still go to the limit and retry detectors).
+    /// looked for; `limits`: the limit patterns (`limits::patterns`), or none when
+    /// no limit is looked for (the caller passes them: `limits` imports this module).
     pub(crate) fn sift<'a>(
         &mut self,
         lines: &'a [String],
         marker: Option<&str>,
+        limits: &[String],
         t: &Thresholds,
     ) -> Sifted<'a> {
-        self.prepare(marker, t);
+        self.prepare(marker, limits, t);
         let mut out = Sifted {
             lines: lines.len(),
             ..Sifted::default()
@@ -101,15 +104,16 @@ impl Sieve {
         out
     }
 
-    fn prepare(&mut self, marker: Option<&str>, t: &Thresholds) {
+    fn prepare(&mut self, marker: Option<&str>, limits: &[String], t: &Thresholds) {
         let errors = if t.repeated_error.is_some() {
             t.error_patterns.as_slice()
         } else {
             &[]
         };
         // Compared without allocating: this runs for every batch of output.
-        let same = self.built_for.as_ref().is_some_and(|(m, e)| {
+        let same = self.built_for.as_ref().is_some_and(|(m, l, e)| {
             m.as_deref() == marker
+                && *l == limits.len()
                 && e.iter()
                     .map(String::as_str)
                     .eq(errors.iter().map(regex::Regex::as_str))
@@ -122,7 +126,7 @@ impl Sieve {
             .map(|m| (Family::Marker, regex::escape(m)))
             .into_iter()
             .collect();
-        patterns.extend(crate::limits::patterns().map(|p| (Family::Limit, p)));
+        patterns.extend(limits.iter().map(|p| (Family::Limit, p.clone())));
         patterns.extend(
             super::retrying::RETRY_PATTERNS
                 .iter()
@@ -135,7 +139,7 @@ impl Sieve {
             .map(|(_, p)| loosened(p))
             .collect::<Option<Vec<String>>>()
             .and_then(|all| RegexSet::new(all).ok());
-        self.built_for = Some((marker.map(str::to_string), errors));
+        self.built_for = Some((marker.map(str::to_string), limits.len(), errors));
     }
 }
 

@@ -11,6 +11,8 @@ use super::sieve::Sieve;
 use super::*;
 use crate::completion::{marker_in_line, prompt_lines, strip_ansi_into};
 use crate::strategies::cases;
+// Test-only, and not through `crate::`: `limits` imports `attention`, never the reverse.
+use super::super::limits;
 
 const MARKER: &str = "NIGHTSHIFT_DONE";
 
@@ -109,7 +111,7 @@ proptest! {
         let t = &*THRESHOLDS;
         let prompt = prompt_lines("do the thing");
         let mut sieve = SIEVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let sifted = sieve.sift(&lines, Some(MARKER), t);
+        let sifted = sieve.sift(&lines, Some(MARKER), limits::patterns(), t);
         let tz = jiff::tz::TimeZone::UTC;
         let now = jiff::Timestamp::UNIX_EPOCH;
         for l in &lines {
@@ -117,7 +119,7 @@ proptest! {
             if marker_in_line(l, MARKER, &prompt).is_some() {
                 prop_assert!(sifted.marker.contains(&l), "marker line dropped: {l:?}");
             }
-            if crate::limits::recognise(l, now, &tz).is_some() {
+            if limits::recognise(l, now, &tz).is_some() {
                 prop_assert!(sifted.limits.contains(&l), "limit line dropped: {l:?}");
             }
             if retry_line(l) {
@@ -141,14 +143,14 @@ fn a_marker_and_a_limit_broken_up_by_colours_and_column_moves_are_found() {
         "\x1b[32m✓\x1b[0m tests::case ... \x1b[1;32mok\x1b[0m".to_string(),
         "plain text".to_string(),
     ];
-    let sifted = Sieve::default().sift(&lines, Some(MARKER), &t);
+    let sifted = Sieve::default().sift(&lines, Some(MARKER), limits::patterns(), &t);
     assert_eq!(sifted.lines, 4);
     assert_eq!(sifted.marker, vec![lines[0].as_str()]);
     let hit = marker_in_line(&lines[0], MARKER, &prompt_lines("x"));
     assert_eq!(hit.and_then(|h| h.summary).as_deref(), Some("fixed it"));
     assert_eq!(sifted.limits, vec![lines[1].as_str()]);
     let now = jiff::Timestamp::UNIX_EPOCH;
-    assert!(crate::limits::recognise(&lines[1], now, &jiff::tz::TimeZone::UTC).is_some());
+    assert!(limits::recognise(&lines[1], now, &jiff::tz::TimeZone::UTC).is_some());
     assert!(sifted.retries.is_empty() && sifted.errors.is_empty());
 }
 
@@ -163,7 +165,7 @@ fn ordinary_lines_go_nowhere() {
     ]
     .map(str::to_string)
     .to_vec();
-    let sifted = Sieve::default().sift(&lines, Some(MARKER), &t);
+    let sifted = Sieve::default().sift(&lines, Some(MARKER), limits::patterns(), &t);
     assert!(sifted.marker.is_empty() && sifted.limits.is_empty());
     assert!(sifted.retries.is_empty() && sifted.errors.is_empty());
 }

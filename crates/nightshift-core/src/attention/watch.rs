@@ -135,20 +135,22 @@ impl Watch {
 
     /// New output lines arrived: activity (clears Waiting and Silence), and error counting.
     pub fn on_output(&mut self, lines: &[String], now: Timestamp, t: &Thresholds) -> Change {
-        let sifted = self.sift(lines, None, now, t);
+        let sifted = self.sift(lines, None, &[], now, t);
         self.on_sifted(&sifted, now, t)
     }
 
     /// Sorts new output lines for the decisions, stripping each once and testing it against
-    /// one set of every pattern: `marker`, the done marker if the caller looks for it.
+    /// one set of every pattern: `marker`, the done marker if the caller looks for it;
+    /// `limits`, the limit patterns if it looks for limits.
     pub fn sift<'a>(
         &mut self,
         lines: &'a [String],
         marker: Option<&str>,
+        limits: &[String],
         now: Timestamp,
         t: &Thresholds,
     ) -> Sifted<'a> {
-        let mut sifted = self.sieve.sift(lines, marker, t);
+        let mut sifted = self.sieve.sift(lines, marker, limits, t);
         sifted.speaks_of_limits = self.limit_look.is_none()
             && self
                 .last_limit_look

@@ -89,8 +89,15 @@ fn compile(patterns: &[&str]) -> Option<RegexSet> {
 }
 
 /// Every limit pattern as [`recognise`] matches it, for a set that sifts output first.
-pub(crate) fn patterns() -> impl Iterator<Item = String> {
-    USAGE.iter().chain(RATE).map(|p| p.replace("{LEAD}", LEAD))
+pub(crate) fn patterns() -> &'static [String] {
+    static ALL: LazyLock<Vec<String>> = LazyLock::new(|| {
+        USAGE
+            .iter()
+            .chain(RATE)
+            .map(|p| p.replace("{LEAD}", LEAD))
+            .collect()
+    });
+    &ALL
 }
 
 static USAGE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(USAGE));

@@ -299,7 +299,10 @@ impl State {
                     return actions;
                 };
                 // One pass sorts the lines: only those that may matter are looked at again.
-                let sifted = run.watch.sift(&lines, Some(marker), now, &run.thresholds);
+                let limits = crate::limits::patterns();
+                let sifted = run
+                    .watch
+                    .sift(&lines, Some(marker), limits, now, &run.thresholds);
                 let hit = sifted
                     .marker
                     .iter()

@@ -50,6 +50,68 @@ pub fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
 static COLUMN_MOVE: std::sync::LazyLock<Option<regex::Regex>> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"\x1b\[\d*[CG]").ok());
 
+/// [`strip_ansi`] without the terminal parser or an allocation for what agent CLIs print
+/// nearly always: text with CSI sequences (colours, cursor moves) in it. Writes into `buf`
+/// (reused from line to line) and returns the stripped text; anything else (other escapes,
+/// control characters) goes through [`strip_ansi`], so the result is always the same.
+pub fn strip_ansi_into<'a>(text: &'a str, buf: &'a mut String) -> &'a str {
+    if is_plain(text) {
+        return text;
+    }
+    buf.clear();
+    if !strip_csi_only(text, buf) {
+        buf.clear();
+        buf.push_str(&strip_ansi(text));
+    }
+    buf
+}
+
+/// Strips `text` into `buf` if its only controls are whole CSI sequences (`ESC [`, parameter
+/// bytes, intermediate bytes, a final byte), reading `ESC[nC` and `ESC[nG` as a space as
+/// [`strip_ansi`] does. `false` for anything else.
+fn strip_csi_only(text: &str, buf: &mut String) -> bool {
+    let b = text.as_bytes();
+    let (mut i, mut from) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            0x1b => {
+                if b.get(i + 1) != Some(&b'[') {
+                    return false;
+                }
+                let params = i
+                    + 2
+                    + b[i + 2..]
+                        .iter()
+                        .take_while(|c| (0x30..=0x3f).contains(*c))
+                        .count();
+                let end = params
+                    + b[params..]
+                        .iter()
+                        .take_while(|c| (0x20..=0x2f).contains(*c))
+                        .count();
+                let Some(&last) = b.get(end).filter(|c| (0x40..=0x7e).contains(*c)) else {
+                    return false;
+                };
+                buf.push_str(&text[from..i]);
+                let column_move = params == end
+                    && matches!(last, b'C' | b'G')
+                    && b[i + 2..params].iter().all(u8::is_ascii_digit);
+                if column_move {
+                    buf.push(' ');
+                }
+                i = end + 1;
+                from = i;
+            }
+            c if c < 0x20 || c == 0x7f => return false,
+            // C1 controls (U+0080 to U+009F).
+            0xc2 if b.get(i + 1).is_some_and(|c| (0x80..=0x9f).contains(c)) => return false,
+            _ => i += 1,
+        }
+    }
+    buf.push_str(&text[from..]);
+    true
+}
+
 /// No escape sequences or control characters but tabs: the terminal parser would keep it
 /// all.
 pub fn is_plain(text: &str) -> bool {

@@ -270,6 +270,18 @@ impl std::str::FromStr for Position {
     }
 }
 
+/// Opens a segment for reading without updating its access time where the kernel allows
+/// it (the file is ours): a file being appended to would otherwise get a new atime, an
+/// inode write, at every read.
+fn open_without_atime(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    match File::options().read(true).custom_flags(noatime).open(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => File::open(path),
+        opened => opened,
+    }
+}
+
 /// Reads a (capped) transcript as it grows, across its segments, each byte once. It keeps
 /// the file open: a segment deleted under it is still read to its end.
 #[derive(Debug)]
@@ -297,6 +309,12 @@ impl Follower {
         self.at
     }
 
+    /// Whether the writer is still on the head (segment 0) and so no later segment exists:
+    /// then a short read has read everything written so far.
+    pub fn writer_on_head(&self) -> bool {
+        self.at.segment == 0 && !self.head_end.ends_with(MARKER_END)
+    }
+
     /// The file being read now.
     pub fn path(&self) -> PathBuf {
         segment(&self.base, self.at.segment)
@@ -307,7 +325,7 @@ impl Follower {
         loop {
             if self.file.is_none() {
                 let path = segment(&self.base, self.at.segment);
-                match File::open(&path) {
+                match open_without_atime(&path) {
                     Ok(mut f) => {
                         if f.metadata()?.len() < self.at.offset {
                             // Truncated: start over.

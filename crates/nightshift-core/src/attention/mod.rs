@@ -8,11 +8,14 @@
 mod detectors;
 mod retrying;
 mod screen;
+mod sieve;
 mod signals;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_hooks;
+#[cfg(test)]
+mod tests_sieve;
 mod watch;
 
 use std::time::Duration;
@@ -20,6 +23,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 pub use detectors::{MAX_FINGERPRINT, agent_waiting_patterns, error_fingerprint, normalize};
+pub use sieve::Sifted;
 pub use signals::{Change, Flag, Hook, Signal, Thresholds};
 pub use watch::Watch;
 

@@ -13,7 +13,7 @@ use super::{add, elapsed, strip_ansi, sub, truncate};
 pub(crate) const RETRY_GAP: Duration = Duration::from_secs(120);
 
 /// What each agent CLI prints while it retries its API (seen on their real binaries).
-const RETRY_PATTERNS: &[&str] = &[
+pub(crate) const RETRY_PATTERNS: &[&str] = &[
     // Claude Code: "✻ API error · retrying in 18s · attempt 1/10".
     r"(?i)\bretrying in \d+\s*s\b.*\battempt \d+/\d+",
     // Codex: "◦ Reconnecting... 2/5 (7s • esc to interrupt)", "◦ Server is busy,
@@ -60,11 +60,12 @@ struct Streak {
 
 impl Retrying {
     /// Output lines: a retry line starts or extends the streak.
-    pub(crate) fn on_lines(&mut self, lines: &[String], now: Timestamp) {
+    pub(crate) fn on_lines<S: AsRef<str>>(&mut self, lines: &[S], now: Timestamp) {
         let Some(set) = RETRY_SET.as_ref() else {
             return;
         };
         for line in lines {
+            let line = line.as_ref();
             // Most lines have no digit, and every retry line has one. The words may stand
             // apart only once the escapes are gone (column jumps for spaces).
             if !line.bytes().any(|b| b.is_ascii_digit()) {

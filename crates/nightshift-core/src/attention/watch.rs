@@ -9,6 +9,7 @@ use regex::Regex;
 use super::detectors::{is_error_line, normalize};
 use super::retrying::{Retrying, Streaking};
 use super::screen::{plain_menu, question};
+use super::sieve::{Sieve, Sifted};
 use super::signals::{Change, Flag, Hook, Signal, Thresholds};
 use super::{add, elapsed, strip_ansi, sub, truncate};
 
@@ -36,8 +37,8 @@ pub struct Watch {
     /// Recent times of each normalised error line (at most the threshold count).
     errors: HashMap<String, VecDeque<Timestamp>>,
     flags: BTreeMap<Signal, Flag>,
-    /// The error patterns as one set: a line is scanned once, not once per pattern.
-    error_set: ErrorSet,
+    /// Sorts new output for the detectors, with one compiled set of all their patterns.
+    sieve: Sieve,
     /// The agent CLI's current streak of API retries.
     retrying: Retrying,
     /// Output spoke of a limit or a retry: look at the screen then, where a full-screen UI's
@@ -109,28 +110,6 @@ fn question_in(last_words: &str) -> Option<String> {
 const FAST_LOOKS: Duration = Duration::from_secs(2);
 const MAX_LOOK_GAP: Duration = Duration::from_secs(2);
 
-/// A [`RegexSet`](regex::RegexSet) of the error patterns, rebuilt when they change.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ErrorSet {
-    sources: Vec<String>,
-    set: Option<regex::RegexSet>,
-}
-
-impl ErrorSet {
-    fn of(&mut self, patterns: &[Regex]) -> Option<regex::RegexSet> {
-        let same = self
-            .sources
-            .iter()
-            .map(String::as_str)
-            .eq(patterns.iter().map(Regex::as_str));
-        if !same || self.set.is_none() {
-            self.sources = patterns.iter().map(|r| r.as_str().to_string()).collect();
-            self.set = regex::RegexSet::new(&self.sources).ok();
-        }
-        self.set.clone()
-    }
-}
-
 impl Watch {
     /// `git_repo`: false switches no-commits off for this run (not a repository).
     pub fn new(now: Timestamp, git_repo: bool) -> Watch {
@@ -146,7 +125,7 @@ impl Watch {
             turn_ended: None,
             tool_pending: None,
             errors: HashMap::new(),
-            error_set: ErrorSet::default(),
+            sieve: Sieve::default(),
             flags: BTreeMap::new(),
             retrying: Retrying::default(),
             limit_look: None,
@@ -156,8 +135,35 @@ impl Watch {
 
     /// New output lines arrived: activity (clears Waiting and Silence), and error counting.
     pub fn on_output(&mut self, lines: &[String], now: Timestamp, t: &Thresholds) -> Change {
+        let sifted = self.sift(lines, None, &[], now, t);
+        self.on_sifted(&sifted, now, t)
+    }
+
+    /// Sorts new output lines for the decisions, stripping each once and testing it against
+    /// one set of every pattern: `marker`, the done marker if the caller looks for it;
+    /// `limits`, the limit patterns if it looks for limits.
+    pub fn sift<'a>(
+        &mut self,
+        lines: &'a [String],
+        marker: Option<&str>,
+        limits: &[String],
+        now: Timestamp,
+        t: &Thresholds,
+    ) -> Sifted<'a> {
+        let mut sifted = self.sieve.sift(lines, marker, limits, t);
+        sifted.speaks_of_limits = self.limit_look.is_none()
+            && self
+                .last_limit_look
+                .is_none_or(|at| add(at, LIMIT_LOOK_GAP) <= now)
+            && lines.iter().any(|l| speaks_of_limits(l));
+        sifted
+    }
+
+    /// [`Watch::on_output`] for output already sifted: only the candidate lines are looked
+    /// at again.
+    pub fn on_sifted(&mut self, s: &Sifted, now: Timestamp, t: &Thresholds) -> Change {
         let mut change = Change::default();
-        if lines.is_empty() {
+        if s.lines == 0 {
             return change;
         }
         self.active(now);
@@ -167,28 +173,19 @@ impl Watch {
         }
         self.clear(Signal::Silence, &mut change);
         if t.retrying.is_some() {
-            self.retrying.on_lines(lines, now);
+            self.retrying.on_lines(&s.retries, now);
         }
-        if self.limit_look.is_none()
-            && self
-                .last_limit_look
-                .is_none_or(|at| add(at, LIMIT_LOOK_GAP) <= now)
-            && lines.iter().any(|l| speaks_of_limits(l))
-        {
+        if s.speaks_of_limits && self.limit_look.is_none() {
             self.limit_look = Some(add(now, LIMIT_LOOK_DELAY));
         }
         if t.repeated_error.is_none() {
             return change;
         }
         self.forget_old_errors(now, t);
-        let set = self.error_set.of(&t.error_patterns);
-        for line in lines {
+        for line in &s.errors {
             let text = strip_ansi(line);
             let text = text.trim();
-            // The set says whether any pattern could match, in one scan.
-            if set.as_ref().is_some_and(|s| !s.is_match(text))
-                || !is_error_line(text, &t.error_patterns)
-            {
+            if !is_error_line(text, &t.error_patterns) {
                 continue;
             }
             let mut key = normalize(text);

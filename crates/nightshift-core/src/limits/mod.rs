@@ -8,4 +8,5 @@ mod holds;
 mod recognise;
 
 pub use holds::{Held, Hold, Holds, LimitSettings};
+pub(crate) use recognise::patterns;
 pub use recognise::{LimitKind, LimitSeen, recognise, reset_time};

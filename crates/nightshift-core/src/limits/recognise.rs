@@ -88,6 +88,18 @@ fn compile(patterns: &[&str]) -> Option<RegexSet> {
     RegexSet::new(patterns.iter().map(|p| p.replace("{LEAD}", LEAD))).ok()
 }
 
+/// Every limit pattern as [`recognise`] matches it, for a set that sifts output first.
+pub(crate) fn patterns() -> &'static [String] {
+    static ALL: LazyLock<Vec<String>> = LazyLock::new(|| {
+        USAGE
+            .iter()
+            .chain(RATE)
+            .map(|p| p.replace("{LEAD}", LEAD))
+            .collect()
+    });
+    &ALL
+}
+
 static USAGE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(USAGE));
 static RATE_SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| compile(RATE));
 

@@ -13,6 +13,12 @@ impl State {
     /// Fills free slots from the queue and fails tasks that can never run.
     pub(crate) fn dispatch(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         self.fail_lost_without_budget(actions);
+        // Nothing queued, nothing to plan: the common case while agents work, where this
+        // runs after every batch of their output.
+        if self.queued.is_empty() {
+            self.holds.clear();
+            return;
+        }
         let free = if self.paused || self.disk_full.is_some() {
             0
         } else {

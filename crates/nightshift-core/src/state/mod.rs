@@ -306,7 +306,13 @@ impl State {
                 let Some(run) = self.running.get_mut(&id).filter(|r| r.attempt == attempt) else {
                     return actions;
                 };
-                let hit = lines
+                // One pass sorts the lines: only those that may matter are looked at again.
+                let limits = crate::limits::patterns();
+                let sifted = run
+                    .watch
+                    .sift(&lines, Some(marker), limits, now, &run.thresholds);
+                let hit = sifted
+                    .marker
                     .iter()
                     .find_map(|l| completion::marker_in_line(l, marker, &run.prompt_lines));
                 if let Some(hit) = hit {
@@ -322,12 +328,12 @@ impl State {
                     self.signalled_done(&id, record, now, &mut actions);
                 } else if !self.look_for_limit(
                     &id,
-                    lines.iter().map(String::as_str),
+                    sifted.limits.iter().copied(),
                     now,
                     &mut actions,
                 ) && let Some(run) = self.running.get_mut(&id)
                 {
-                    let change = run.watch.on_output(&lines, now, &run.thresholds);
+                    let change = run.watch.on_sifted(&sifted, now, &run.thresholds);
                     attention_action(run, change, now, &mut actions);
                 }
             }

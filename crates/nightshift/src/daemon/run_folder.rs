@@ -93,7 +93,10 @@ impl<S: Store> Daemon<S> {
             let Some(tail) = self.tails.get_mut(&(id.to_string(), attempt)) else {
                 return;
             };
-            match tail.read_lines(flush) {
+            let lines = tail.read_lines(flush);
+            // A read that found the end needs no second one to learn so.
+            let at_end = tail.at_end();
+            match lines {
                 Ok(lines) if lines.is_empty() => return,
                 Ok(lines) => {
                     self.step(Event::Output {
@@ -102,6 +105,9 @@ impl<S: Store> Daemon<S> {
                         lines,
                     })
                     .await;
+                    if at_end {
+                        return;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(task = id, "cannot read the transcript: {e}");

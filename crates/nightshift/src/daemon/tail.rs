@@ -13,6 +13,9 @@ pub(super) struct Tail {
     follower: Follower,
     /// The bytes read and not yet returned as lines (an unfinished line at the end).
     buf: Vec<u8>,
+    /// The last read reached the end of what was written: another read now finds nothing
+    /// (a later write sends a new change). Known only while the writer is on the head.
+    at_end: bool,
 }
 
 /// Lines longer than this are cut: a marker line is short, and a runaway line must not
@@ -32,7 +35,14 @@ impl Tail {
         Tail {
             follower: Follower::new(path, at),
             buf: Vec::with_capacity(CHUNK),
+            at_end: false,
         }
+    }
+
+    /// Whether the last read reached the end of the file, so no read is needed until the
+    /// file changes again.
+    pub(super) fn at_end(&self) -> bool {
+        self.at_end
     }
 
     /// How far it has read.
@@ -46,6 +56,9 @@ impl Tail {
     /// With `flush`, an unterminated last line is returned too (the writer is gone).
     pub(super) fn read_lines(&mut self, flush: bool) -> io::Result<Vec<String>> {
         let n = self.follower.read(&mut self.buf, CHUNK)?;
+        // Past the head, the rest may be in the next segment: only a read that finds nothing
+        // says so there.
+        self.at_end = !flush && n < CHUNK && self.follower.writer_on_head();
         let mut lines = Vec::new();
         let mut start = 0;
         while let Some((end, next)) = line_end(&self.buf[start..]) {
@@ -119,6 +132,21 @@ mod tests {
         assert_eq!(tail.read_lines(false)?, vec!["two"]);
         assert_eq!(tail.read_lines(true)?, vec!["three"]);
         assert!(tail.read_lines(true)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_short_read_of_the_head_is_its_end() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("t.log");
+        let mut tail = Tail::new(&path);
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(b"one\ntwo")?;
+        assert_eq!(tail.read_lines(false)?, vec!["one"]);
+        assert!(tail.at_end(), "everything written was read");
+        f.write_all(b"\n")?;
+        assert_eq!(tail.read_lines(false)?, vec!["two"]);
+        assert!(tail.at_end());
         Ok(())
     }
 

@@ -20,6 +20,7 @@ mod attention;
 mod dashboard;
 mod drain;
 mod fleet;
+mod follow;
 mod history;
 mod torture;
 
@@ -48,6 +49,10 @@ pub struct BenchArgs {
     /// in the temp folder)
     #[arg(long, conflicts_with_all = ["attention", "dashboard", "torture"])]
     pub history: bool,
+    /// Measure only what following the agents' output costs the daemon: 16 agents
+    /// printing 100 lines/s each, its CPU per 1,000 lines and the tmux server's beside it
+    #[arg(long, conflicts_with_all = ["attention", "dashboard", "torture", "history"])]
+    pub follow: bool,
     /// Run the kill -9 torture instead: `--tasks` tasks [default: 30], the daemon killed
     /// `--kills` times and restarted at once; fails on any task run twice, lost or failed,
     /// any leftover session, worktree or check, or a panic
@@ -94,6 +99,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if args.history {
         return history::run();
+    }
+    if args.follow {
+        sandbox::require_tools("bench")?;
+        sandbox::catch_interrupts()?;
+        follow::run(args.keep, follow_window(args.quick))?;
+        return Ok(exit::SUCCESS);
     }
     if args.store == BenchStore::Postgres && !args.torture {
         return fleet::run(fleet::FleetArgs {
@@ -154,6 +165,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         );
     }
     result?;
+    outln!()?;
+    follow::run(args.keep, follow_window(args.quick))?;
     if sb.keep {
         outln!(
             "\nKept {} (remove it with `rm -rf {}`).",
@@ -422,6 +435,11 @@ fn report_sequential(sb: &Sandbox, seq: &[Sample]) -> std::io::Result<()> {
     }
     outln!()?;
     Ok(())
+}
+
+/// How long the output-following CPU is counted.
+fn follow_window(quick: bool) -> Duration {
+    Duration::from_secs(if quick { 5 } else { 15 })
 }
 
 fn verdict(ok: bool) -> &'static str {

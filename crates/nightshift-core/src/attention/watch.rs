@@ -79,9 +79,15 @@ const LIMIT_LOOK_GAP: std::time::Duration = std::time::Duration::from_secs(2);
 /// Whether a line of output may be part of a limit or a retry message: a cheap test, the
 /// screen decides.
 fn speaks_of_limits(line: &str) -> bool {
-    ["limit", "Limit", "retry", "Retry", "429", "uota"]
-        .iter()
-        .any(|w| line.contains(w))
+    // Several words of each CLI's limit lines: a full-screen UI that redraws only changed
+    // cells may break any one word of a line with a cursor move (it skips a cell that held
+    // the same letter), and the countdown after it redraws only digits.
+    [
+        "limit", "Limit", "retry", "Retry", "429", "uota", "hour", "reached", "attempt", "resets",
+        "rying",
+    ]
+    .iter()
+    .any(|w| line.contains(w))
 }
 
 /// A question with its options on one line: "Which database? 1. PostgreSQL 2. SQLite".

@@ -94,9 +94,10 @@ impl FolderStore {
         let mut entries = Vec::new();
         for (_, file, state) in filed.into_iter().take(limit) {
             let path = self.layout.state_dir(state).join(&file);
-            // Moved away since the index was read: left out.
+            // Moved away since the index was read: left out. Entries set aside as they were
+            // (a folder, a FIFO, a link) are listed, as the full snapshot lists them.
             if let Some(id) = super::task_id_of(&path)
-                && path.is_file()
+                && std::fs::symlink_metadata(&path).is_ok()
             {
                 entries.push(self.read_entry(state, id, &path));
             }

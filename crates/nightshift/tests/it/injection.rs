@@ -329,11 +329,13 @@ fn a_prompt_that_cannot_be_typed_fails_the_attempt() {
         assert!(status.success(), "kill {sig} {server}");
     };
     signal("-STOP");
-    // The paste waits for tmux's 15 s time limit, then the attempt fails. Polled by hand:
-    // the harness's diagnostics would ask the stopped server.
+    // The paste waits for tmux's 15 s time limit, then the attempt fails; before it, up to
+    // 30 s for the agent's input (its bracketed-paste switch may not have reached the
+    // transcript before the stop). Polled by hand: the harness's diagnostics would ask the
+    // stopped server.
     let failed = env.task_path("failed", "stuck");
     let start = std::time::Instant::now();
-    while !failed.is_file() && start.elapsed() < std::time::Duration::from_secs(40) {
+    while !failed.is_file() && start.elapsed() < std::time::Duration::from_secs(75) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     signal("-CONT");

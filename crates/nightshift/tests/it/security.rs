@@ -160,8 +160,9 @@ fn env_secrets_never_reach_logs_reports_json_or_tmux() {
     .text();
     env.queue("leaky", original.as_str());
     env.start_daemon();
+    // The agent writes each file after creating it: wait for the words, not the file.
     env.wait_until("the agent has its secrets", |env| {
-        fs::read_to_string(env.path("got-task")).is_ok()
+        fs::read_to_string(env.path("got-task")).is_ok_and(|t| !t.is_empty())
     });
     // The agent does get them.
     assert_eq!(fs::read_to_string(&got_profile).unwrap(), profile_secret);

@@ -206,6 +206,13 @@ impl Home {
         Ok(path)
     }
 
+    /// Why the daemon's last reload of `config.toml` was refused, while it still is. One
+    /// left by a daemon killed since says nothing about a daemon running now.
+    pub fn reload_error(&self) -> Option<String> {
+        let text = fs::read_to_string(self.config_error_file()).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty() && self.daemon_may_run())
+    }
+
     /// Whether the daemon that last took the lock may still run: its pid on file is alive.
     /// For views that must not report a dead daemon's state as current.
     pub fn daemon_may_run(&self) -> bool {

@@ -46,6 +46,10 @@ pub struct Watch {
     /// such look was, so a countdown asks at most every [`LIMIT_LOOK_GAP`].
     limit_look: Option<Timestamp>,
     last_limit_look: Option<Timestamp>,
+    /// The last hook of a turn still under way (a prompt submitted, a tool done), when the
+    /// agent has hooks. An agent CLI retrying its API makes no hooks, and its countdown may
+    /// redraw only digits, so hooks falling silent mid-turn is a reason to look at the screen.
+    turn_hook: Option<Timestamp>,
 }
 
 /// A tool announced by a hook (`PreToolUse`) with no result yet, and when to look at the
@@ -75,6 +79,9 @@ fn menu_in(last_words: &str) -> Option<String> {
 /// still be on its way), and how long before another such look.
 const LIMIT_LOOK_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 const LIMIT_LOOK_GAP: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a turn may go without a hook (and no tool pending) before the screen is read
+/// for a limit or retry line, and then how often while the silence lasts.
+const HOOK_SILENCE_LOOK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether a line of output may be part of a limit or a retry message: a cheap test, the
 /// screen decides.
@@ -136,6 +143,7 @@ impl Watch {
             retrying: Retrying::default(),
             limit_look: None,
             last_limit_look: None,
+            turn_hook: None,
         }
     }
 
@@ -288,6 +296,10 @@ impl Watch {
         let mut change = Change::default();
         // Any event but a new tool's ends the pending one (its result, or the turn).
         self.tool_pending = None;
+        self.turn_hook = match hook {
+            Hook::Working | Hook::ToolRequested(_) | Hook::ToolFailed(_) => Some(now),
+            Hook::NeedsInput(_) | Hook::TurnFailed(_) | Hook::TurnEnded(_) => None,
+        };
         match hook {
             Hook::Working => self.working(now, &mut change),
             Hook::ToolRequested(tool) => {
@@ -505,6 +517,7 @@ impl Watch {
             retrying,
             self.tool_look(t),
             self.limit_look,
+            self.silence_look(),
         ]
         .into_iter()
         .flatten()
@@ -519,12 +532,24 @@ impl Watch {
         looking.then_some(pending.next_look)
     }
 
+    /// When a turn whose hooks fell silent is next due for a look for a limit line: every
+    /// [`HOOK_SILENCE_LOOK`] from its last hook or the last such look. Not while a tool is
+    /// pending (its own looks cover it).
+    fn silence_look(&self) -> Option<Timestamp> {
+        let last_hook = self.turn_hook.filter(|_| self.tool_pending.is_none())?;
+        let from = self.last_limit_look.map_or(last_hook, |l| l.max(last_hook));
+        Some(add(from, HOOK_SILENCE_LOOK))
+    }
+
     /// Whether a screen capture is due now: quiet for `input_debounce`, not yet read.
-    /// Or a tool is pending and its next look is due.
+    /// Or a tool is pending and its next look is due, or a limit look is.
     pub fn screen_due(&self, now: Timestamp, t: &Thresholds) -> bool {
         let quiet = !self.screen_checked && add(self.last_output, t.input_debounce) <= now;
         let tool = self.tool_look(t).is_some_and(|at| at <= now);
-        let limit = self.limit_look.is_some_and(|at| at <= now);
+        let limit = [self.limit_look, self.silence_look()]
+            .into_iter()
+            .flatten()
+            .any(|at| at <= now);
         t.waiting && (quiet || tool) || limit
     }
 
@@ -533,7 +558,9 @@ impl Watch {
     pub fn take_screen_due(&mut self, now: Timestamp, t: &Thresholds) -> bool {
         let due = self.screen_due(now, t);
         if due {
-            if self.limit_look.is_some_and(|at| at <= now) {
+            if self.limit_look.is_some_and(|at| at <= now)
+                || self.silence_look().is_some_and(|at| at <= now)
+            {
                 self.limit_look = None;
                 self.last_limit_look = Some(now);
             }

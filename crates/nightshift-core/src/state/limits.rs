@@ -50,7 +50,12 @@ impl State {
         let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(SCREEN_TAIL)..].join("\n");
         let last = self.running.get(id).and_then(|r| r.last_limit.clone());
-        let is_new = |seen: &LimitSeen| last.as_ref() != Some(&seen.evidence);
+        // After a hold lifted, the CLI's own countdown may still be drawn for a moment with
+        // new digits: a reset already past, on a run that was limited, is that old limit.
+        let is_new = |seen: &LimitSeen| {
+            last.as_ref() != Some(&seen.evidence)
+                && !(last.is_some() && seen.resets_at.is_some_and(|r| r <= now))
+        };
         self.look_for_limit_where(id, [tail.as_str()], is_new, now, actions)
     }
 

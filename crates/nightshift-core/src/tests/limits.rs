@@ -438,3 +438,34 @@ fn a_limit_drawn_in_pieces_is_read_off_the_screen() {
             >= 1700
     );
 }
+
+/// Once the hold lifts and the agent is told to continue, Claude Code's own countdown may
+/// still be on the screen for a moment, its digits changed: that is the old limit, not a
+/// new one (seen end to end: the agent was held and continued twice).
+#[test]
+fn the_old_countdown_still_on_the_screen_after_the_hold_lifts_is_not_a_new_limit() {
+    let mut h = two_profiles();
+    let screen = |line: &str| Observation::Screen(format!("❯ Fix the bug.\n{line}\n────\n❯ \n"));
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: screen("✻ 5-hour limit reached · retrying in 9s (11:00am) · attempt 6/10"),
+    });
+    assert_eq!(limited(&actions).len(), 1, "{actions:?}");
+    let actions = h.tick_at(at("2027-01-15T11:01:00Z"));
+    assert_eq!(told(&actions), [("a".into(), "continue".into())]);
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: screen("✻ 5-hour limit reached · retrying in 3s (11:00am) · attempt 9/10"),
+    });
+    assert!(limited(&actions).is_empty(), "{actions:?}");
+    assert!(h.state.run("a").unwrap().limited.is_none());
+    // A later limit with a reset still ahead is new.
+    let actions = h.step(Event::Observed {
+        id: "a".into(),
+        attempt: 1,
+        what: screen("✻ 5-hour limit reached · retrying in 20s (4:00pm) · attempt 1/10"),
+    });
+    assert_eq!(limited(&actions).len(), 1, "{actions:?}");
+}

@@ -89,8 +89,7 @@ fn print_ls(
     store: &AnyStore,
     cache: &mut status::ViewCache,
 ) -> anyhow::Result<i32> {
-    // Left by a daemon killed since, it says nothing about a daemon running now.
-    let config_error = config_error(home).filter(|_| home.daemon_may_run());
+    let config_error = home.reload_error();
     // Before the config is read: a broken one ends `ls` below, and this says what the
     // daemon does meanwhile.
     if let (Some(e), false) = (&config_error, args.json) {
@@ -515,12 +514,6 @@ pub(super) fn show(home: &Home, args: ShowArgs) -> anyhow::Result<i32> {
         )?;
     }
     Ok(exit::SUCCESS)
-}
-
-/// Why the daemon's last reload of `config.toml` was refused, while it still is.
-fn config_error(home: &Home) -> Option<String> {
-    let text = std::fs::read_to_string(home.config_error_file()).ok()?;
-    Some(text.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// The name of a signal as config and output spell it.

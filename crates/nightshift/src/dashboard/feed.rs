@@ -184,6 +184,8 @@ impl Feed {
             model::Here {
                 queue_dir: self.home.state_dir(TaskState::Queued).display().to_string(),
                 host: &self.config.host,
+                daemon_command: crate::client::hint::command(&self.home, "daemon"),
+                config_error: self.home.reload_error(),
             },
             now,
         )

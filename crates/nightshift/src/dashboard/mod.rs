@@ -95,6 +95,8 @@ pub fn run(home: &Home, args: TopArgs) -> anyhow::Result<i32> {
                 queued: 0,
                 paused: false,
                 next_schedule: None,
+                daemon_command: crate::client::hint::command(home, "daemon"),
+                config_error: None,
             },
             rows: Vec::new(),
             queue_dir: String::new(),

@@ -98,6 +98,10 @@ pub struct Header {
     pub paused: bool,
     /// The soonest scheduled run: the schedule's name and when.
     pub next_schedule: Option<(String, Timestamp)>,
+    /// The command that starts the daemon of this home (with `--home` when not the default).
+    pub daemon_command: String,
+    /// Why the daemon's last reload of `config.toml` was refused, while it still is.
+    pub config_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +177,8 @@ pub struct Live {
 pub struct Here<'a> {
     pub queue_dir: String,
     pub host: &'a str,
+    pub daemon_command: String,
+    pub config_error: Option<String>,
 }
 
 pub fn build(
@@ -187,6 +193,8 @@ pub fn build(
     let Here {
         queue_dir,
         host: here,
+        daemon_command,
+        config_error,
     } = here;
     let link = match &daemon {
         Ok(Some(s)) => Link::Up {
@@ -209,7 +217,7 @@ pub fn build(
     };
     let rows = views
         .iter()
-        .map(|v| row(v, phase_of(&v.id), live, here))
+        .map(|v| row(v, phase_of(&v.id), live, here, now))
         .collect::<Vec<_>>();
     Model {
         header: Header {
@@ -217,6 +225,8 @@ pub fn build(
             queued: rows.iter().filter(|r| r.group == Group::Queued).count(),
             paused,
             next_schedule,
+            daemon_command,
+            config_error,
         },
         rows,
         queue_dir,
@@ -240,7 +250,13 @@ fn phase_word(phase: nightshift_core::Phase) -> &'static str {
     }
 }
 
-fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live, here: &str) -> Row {
+fn row(
+    v: &TaskView,
+    phase: Option<&str>,
+    live: &dyn Fn(&str) -> Live,
+    here: &str,
+    now: Timestamp,
+) -> Row {
     let spawn = v.last.as_ref().and_then(|l| l.spawn.as_ref());
     let agent = v
         .agent
@@ -307,6 +323,9 @@ fn row(v: &TaskView, phase: Option<&str>, live: &dyn Fn(&str) -> Live, here: &st
             } else if let Some(held) = &v.held {
                 r.status = "held".into();
                 r.detail = Some(held.clone());
+            } else if let Some(at) = v.not_before.filter(|at| *at > now) {
+                r.status = "waits".into();
+                r.detail = Some(format!("not before {}", crate::local_time::local(at)));
             } else if v.waiting_for.is_empty() {
                 r.status = "queued".into();
             } else {
@@ -337,6 +356,48 @@ pub fn short(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(id: &str, not_before: Option<Timestamp>) -> TaskView {
+        TaskView {
+            id: id.into(),
+            state: TaskState::Queued,
+            path: format!("/h/queue/{id}.md").into(),
+            title: id.into(),
+            priority: 0,
+            agent: None,
+            workdir: None,
+            repo: None,
+            depends_on: Vec::new(),
+            waiting_for: Vec::new(),
+            blocked: None,
+            filed_reason: None,
+            error: None,
+            attempts: 0,
+            last: None,
+            modified: None,
+            attention: Vec::new(),
+            host: None,
+            held: None,
+            limited: None,
+            not_before,
+        }
+    }
+
+    /// A task with a `not_before:` still ahead says so; one whose time has come is queued.
+    #[test]
+    fn a_task_not_before_a_time_waits_for_it() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap_or_default();
+        let later = now + jiff::SignedDuration::from_hours(2);
+        let earlier = now - jiff::SignedDuration::from_hours(2);
+        let none = |_: &str| Live::default();
+        let waits = row(&queued("a", Some(later)), None, &none, "h", now);
+        assert_eq!(waits.status, "waits");
+        let when = crate::local_time::local(later);
+        assert_eq!(waits.detail, Some(format!("not before {when}")));
+        let due = row(&queued("b", Some(earlier)), None, &none, "h", now);
+        assert_eq!(due.status, "queued");
+        assert_eq!(due.detail, None);
+    }
 
     #[test]
     fn short_durations_use_two_units_at_most() {

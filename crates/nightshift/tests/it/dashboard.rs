@@ -33,8 +33,9 @@ impl Top {
             // The repository is where `n` puts new tasks (the dashboard's directory).
             "-c".into(),
             env.repo.to_string_lossy().to_string(),
+            // Wide enough for the daemon hint with this home's path.
             "-x".into(),
-            "100".into(),
+            "140".into(),
             "-y".into(),
             "30".into(),
             "--".into(),
@@ -246,9 +247,12 @@ fn keys_run_the_queue_without_typing_ids() {
 
     // The daemon going away is said on screen, and the dashboard reconnects to a new one.
     env.term_daemon();
-    top.wait("the daemon to be missing", |s| {
-        s.contains("daemon down: run `nightshift daemon` (retrying)")
-    });
+    // The hint names this home, which is not the default one.
+    let hint = format!(
+        "daemon down: run `nightshift --home {} daemon` (retrying)",
+        env.home.display()
+    );
+    top.wait("the daemon to be missing", |s| s.contains(&hint));
     // Without the daemon the files still show, and file notifications keep them current.
     env.queue("offline", &Task::script(["@done"]));
     top.wait("a task queued while the daemon is down", |s| {

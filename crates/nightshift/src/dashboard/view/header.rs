@@ -66,7 +66,10 @@ fn header_line(model: &Model, look: &Look, next: bool, long: bool) -> Line<'stat
         Link::Down { why } => {
             spans.push(Span::raw(format!("queue {}{}", h.queued, look.dot())));
             let what = match (long, why.as_str()) {
-                (true, "not running") => "daemon down: run `nightshift daemon` (retrying)".into(),
+                (true, "not running") => format!(
+                    "daemon down: run `{}` (retrying)",
+                    look.clean(&h.daemon_command)
+                ),
                 (true, why) => format!("{} (retrying)", look.clean(why)),
                 (false, "not running") => "daemon down (retrying)".into(),
                 (false, _) => "daemon not answering (retrying)".into(),
@@ -76,6 +79,17 @@ fn header_line(model: &Model, look: &Look, next: bool, long: bool) -> Line<'stat
                 look.fg(Color::Red).add_modifier(Modifier::BOLD),
             ));
         }
+    }
+    if let Some(e) = &h.config_error {
+        let what = if long {
+            format!("{}config.toml not reloaded: {}", look.dot(), look.clean(e))
+        } else {
+            format!("{}config.toml not reloaded", look.dot())
+        };
+        spans.push(Span::styled(
+            what,
+            look.fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
     }
     Line::from(spans)
 }

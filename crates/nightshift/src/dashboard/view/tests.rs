@@ -208,3 +208,22 @@ fn a_long_line_being_typed_shows_its_end() {
     assert!(last.starts_with("send to fix-login: ~"), "{last}");
     assert!(last.ends_with("THE-END_"), "{last}");
 }
+
+/// The daemon hint names this home when it is not the default one, and a refused reload
+/// of `config.toml` is shown until it is fixed.
+#[test]
+fn the_header_names_the_home_and_a_refused_reload() {
+    let mut model = testdata::attention();
+    model.header.daemon_command = "nightshift --home /srv/night daemon".into();
+    model.header.config_error = Some("line 3: expected `=`".into());
+    let buf = render(&model, &mut App::new(), &Preview::default(), COLOR, 160, 24);
+    let first = text(&buf).lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.contains("run `nightshift --home /srv/night daemon`"),
+        "{first}"
+    );
+    assert!(
+        first.contains("config.toml not reloaded: line 3: expected `=`"),
+        "{first}"
+    );
+}

@@ -15,6 +15,7 @@
 
 mod commit;
 mod create;
+mod detach;
 mod include;
 mod mirror;
 mod remove;
@@ -35,6 +36,7 @@ use crate::git::GitCommand;
 
 pub use commit::{commit_all, commit_all_as, diffstat, is_dirty};
 pub use create::prepare;
+pub use detach::{Detached, delete_trash, detach, has_uncommitted_work, trash_path};
 pub use include::copy_included;
 pub use mirror::{REMOTE_HEAD, TRACKING_PREFIX, prepare_from_mirror};
 pub use remove::{

@@ -146,6 +146,12 @@ pub async fn delete_trash(trash: &Path) -> Result<(), WorktreeError> {
     .map_err(|e| io_err(trash)(io::Error::other(e)))?;
     match deleted {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(trash)(e)),
-        _ => Ok(()),
+        _ => {
+            // The trash folder itself goes once empty (another removal's files may be in it).
+            if let Some(folder) = trash.parent() {
+                let _ = fs::remove_dir(folder);
+            }
+            Ok(())
+        }
     }
 }

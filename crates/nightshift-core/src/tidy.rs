@@ -87,7 +87,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Adds a removal; one already waiting for the same run folder is replaced.
+    /// Adds a removal; one already waiting for the same record is replaced.
     pub fn add(&mut self, at: Timestamp, dir: PathBuf) {
         self.due.retain(|(_, d)| *d != dir);
         self.due.push((at, dir));
@@ -98,7 +98,7 @@ impl Pending {
         self.due.iter().map(|(at, _)| *at).min()
     }
 
-    /// The run folders whose removal is due at `now`, taken out.
+    /// The records whose removal is due at `now`, taken out.
     pub fn take_due(&mut self, now: Timestamp) -> Vec<PathBuf> {
         let (due, later) = std::mem::take(&mut self.due)
             .into_iter()

@@ -128,10 +128,14 @@ fn migrate(home: &Home) {
             }
         }
     }
+    // Not marked while a record could not be moved: the next start tries again.
+    if !complete {
+        return;
+    }
     let marker = queue_dir(home).join(MIGRATED);
     let marked = fsutil::create_private_dir(&queue_dir(home), 0o700)
         .and_then(|()| fsutil::write_atomic(&marker, b"", 0o600));
-    if complete && let Err(e) = marked {
+    if let Err(e) = marked {
         tracing::warn!("cannot write {}: {e}", marker.display());
     }
 }
@@ -200,6 +204,17 @@ async fn carry_out<S: Store>(home: &Home, store: &S, path: &Path, record: &TidyR
             "not removing {}: it is not under {}",
             wt.display(),
             home.worktrees_dir().display()
+        );
+        return true;
+    }
+    if let Some(trash) = &record.trash
+        && !worktree::is_trash_of(wt, trash)
+    {
+        tracing::warn!(
+            task = record.task_id,
+            "not deleting {}: it is not {}'s trash",
+            trash.display(),
+            wt.display()
         );
         return true;
     }

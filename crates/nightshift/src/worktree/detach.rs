@@ -38,9 +38,20 @@ pub fn trash_path(wt_path: &Path, tag: &str) -> Option<PathBuf> {
     Some(wt_path.with_file_name(TRASH).join(format!("{name}.{tag}")))
 }
 
+/// Whether `trash` is a place [`trash_path`] gives for the worktree at `wt_path`.
+pub fn is_trash_of(wt_path: &Path, trash: &Path) -> bool {
+    let named = trash
+        .file_name()
+        .and_then(|n| n.to_str())
+        .zip(wt_path.file_name().and_then(|n| n.to_str()));
+    trash.parent() == Some(wt_path.with_file_name(TRASH).as_path())
+        && named.is_some_and(|(t, w)| t.strip_prefix(w).is_some_and(|tag| tag.starts_with('.')))
+}
+
 /// Whether the worktree at `wt_path` has uncommitted work: what `git worktree remove` refuses
-/// to delete without `--force` (changes, untracked files that are not ignored, submodules
-/// included). Slow in a big checkout, so called before the lock is taken.
+/// to delete without `--force` (changes, untracked files that are not ignored). Stricter than
+/// [`super::is_dirty`] as that check is: changes in submodules count whatever the config
+/// says. Slow in a big checkout, so called before the lock is taken.
 pub async fn has_uncommitted_work(wt_path: &Path) -> Result<bool, WorktreeError> {
     let out = git(
         wt_path,
@@ -153,5 +164,80 @@ pub async fn delete_trash(trash: &Path) -> Result<(), WorktreeError> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worktree::prepare;
+
+    #[test]
+    fn the_trash_is_beside_the_worktree_and_nowhere_else() {
+        let wt = Path::new("/w/app-1234abcd/t1");
+        let trash = trash_path(wt, "42").expect("a trash path");
+        assert_eq!(trash, Path::new("/w/app-1234abcd/.trash/t1.42"));
+        assert!(is_trash_of(wt, &trash));
+        assert!(!is_trash_of(wt, Path::new("/w/app-1234abcd/.trash/t2.42")));
+        assert!(!is_trash_of(wt, Path::new("/w/other/.trash/t1.42")));
+        assert!(!is_trash_of(wt, Path::new("/home/me/.trash/t1.42")));
+        assert_eq!(trash_path(wt, "a/b"), None);
+    }
+
+    #[tokio::test]
+    async fn detach_takes_the_worktree_out_of_gits_list_and_keeps_the_branch() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path().join("app");
+        std::fs::create_dir(&repo).expect("mkdir");
+        let git = |args: &[&str]| crate::git::test_git(&repo, args);
+        git(&["init", "-q", "-b", "main"]);
+        git(&[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ]);
+        let wt = prepare(&repo, &tmp.path().join("w"), "t1", None)
+            .await
+            .expect("prepared");
+        let trash = trash_path(&wt.path, "1").expect("trash");
+
+        let kept = detach(&wt.path, &trash, std::future::ready(false)).await;
+        assert_eq!(kept.expect("detach"), Detached::InUse);
+        assert!(wt.path.is_dir(), "a worktree in use stays");
+
+        std::fs::write(wt.path.join("notes.txt"), "x").expect("write");
+        assert!(has_uncommitted_work(&wt.path).await.expect("status"));
+        std::fs::remove_file(wt.path.join("notes.txt")).expect("rm");
+        assert!(!has_uncommitted_work(&wt.path).await.expect("status"));
+
+        let moved = detach(&wt.path, &trash, std::future::ready(true)).await;
+        assert_eq!(moved.expect("detach"), Detached::Moved);
+        assert!(!wt.path.exists() && trash.is_dir());
+        let listed = git(&["worktree", "list", "--porcelain"]);
+        assert!(!listed.contains("/t1"), "git forgot it: {listed}");
+        assert!(git(&["branch", "--list", "nightshift/t1"]).contains("nightshift/t1"));
+        delete_trash(&trash).await.expect("deleted");
+        assert!(!trash.exists() && !trash.parent().expect("folder").exists());
+    }
+
+    #[tokio::test]
+    async fn the_main_checkout_is_never_detached() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path().join("app");
+        std::fs::create_dir(&repo).expect("mkdir");
+        crate::git::test_git(&repo, &["init", "-q", "-b", "main"]);
+        let trash = trash_path(&repo, "1").expect("trash");
+        let refused = detach(&repo, &trash, std::future::ready(true)).await;
+        assert!(
+            matches!(refused, Err(WorktreeError::NotARepository { .. })),
+            "{refused:?}"
+        );
+        assert!(repo.join(".git").is_dir());
     }
 }

@@ -130,7 +130,10 @@ where
     if let Err(e) = git(&repo, ["worktree", "prune"]).await {
         tracing::warn!("{e}");
     }
-    forget_base_note(wt_path)?;
+    // Moved is moved: the caller must still delete the trash whatever happens to the note.
+    if let Err(e) = forget_base_note(wt_path) {
+        tracing::warn!("{e}");
+    }
     Ok(Detached::Moved)
 }
 

@@ -59,14 +59,35 @@ pub fn removal(state: Option<TaskState>) -> Removal {
     }
 }
 
-/// Removals waiting for their time, by run folder.
+/// How far a queued removal got, from what is on disk: its record names the trash folder
+/// before the worktree is moved there, so a restart can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Not moved yet: check the task and the worktree, then move it.
+    NotMoved,
+    /// Out of git's list and in the trash (or gone): only its files are left to delete. A
+    /// worktree at the old place again is a new one, of a task started since: not touched.
+    Moved,
+}
+
+/// `trash_noted`: the record names a trash folder; `worktree_there`, `trash_there`: whether
+/// the worktree's folder and that trash folder exist.
+pub fn progress(trash_noted: bool, worktree_there: bool, trash_there: bool) -> Progress {
+    if trash_noted && (trash_there || !worktree_there) {
+        Progress::Moved
+    } else {
+        Progress::NotMoved
+    }
+}
+
+/// Removals waiting for their time, by record.
 #[derive(Debug, Default)]
 pub struct Pending {
     due: Vec<(Timestamp, PathBuf)>,
 }
 
 impl Pending {
-    /// Adds a removal; one already waiting for the same run folder is replaced.
+    /// Adds a removal; one already waiting for the same record is replaced.
     pub fn add(&mut self, at: Timestamp, dir: PathBuf) {
         self.due.retain(|(_, d)| *d != dir);
         self.due.push((at, dir));
@@ -77,7 +98,7 @@ impl Pending {
         self.due.iter().map(|(at, _)| *at).min()
     }
 
-    /// The run folders whose removal is due at `now`, taken out.
+    /// The records whose removal is due at `now`, taken out.
     pub fn take_due(&mut self, now: Timestamp) -> Vec<PathBuf> {
         let (due, later) = std::mem::take(&mut self.due)
             .into_iter()
@@ -114,6 +135,21 @@ mod tests {
         assert_eq!(removal(Some(TaskState::Done)), Removal::Remove);
         assert_eq!(removal(Some(TaskState::Failed)), Removal::Remove);
         assert_eq!(removal(None), Removal::Remove);
+    }
+
+    #[test]
+    fn a_removal_interrupted_after_the_move_only_deletes_the_trash() {
+        // Never started, or killed before the rename: check and move.
+        assert_eq!(progress(false, true, false), Progress::NotMoved);
+        assert_eq!(progress(true, true, false), Progress::NotMoved);
+        // Killed after the rename, or mid-deletion.
+        assert_eq!(progress(true, false, true), Progress::Moved);
+        // Deleted, killed before the record went.
+        assert_eq!(progress(true, false, false), Progress::Moved);
+        // Moved, then the task was started again: its new worktree is not touched.
+        assert_eq!(progress(true, true, true), Progress::Moved);
+        // No trash noted and no worktree: nothing moved, git's record may remain.
+        assert_eq!(progress(false, false, false), Progress::NotMoved);
     }
 
     #[test]

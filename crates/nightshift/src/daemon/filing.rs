@@ -83,7 +83,7 @@ impl<S: Store> Daemon<S> {
         let earlier = earlier_reports(&self.home, id, report.attempt);
         let md = report.to_markdown(&earlier);
         // Recorded before the filing, so a crash in between cannot forget it.
-        let tidy_at = self.record_tidy(id, &dir, to);
+        let tidy_at = self.record_tidy(id, report.attempt, &dir, to);
         let filing = self.store.finish(id, from, to, &md);
         let filed = match within("finish", super::STORE_TIMEOUT, filing).await {
             Ok(dst) => {
@@ -99,8 +99,8 @@ impl<S: Store> Daemon<S> {
                     report.summary.as_deref(),
                 );
                 self.notify(event, id, title, why);
-                if let Some(at) = tidy_at {
-                    self.tidy.add(at, dir.path().to_path_buf());
+                if let Some((at, record)) = tidy_at {
+                    self.tidy.add(at, record);
                 }
                 let state = to.as_str();
                 tracing::info!(task = id, "{state}: {} ({dst})", report.reason);
@@ -151,8 +151,14 @@ impl<S: Store> Daemon<S> {
 
     /// Records that a finished task's worktree is to be removed, unless it is to be kept (its
     /// branch always stays), and returns when: after the grace period, when its agent has
-    /// left. A worktree that is not clean stays even then.
-    fn record_tidy(&self, id: &str, dir: &RunDir, outcome: TaskState) -> Option<Timestamp> {
+    /// left, and where the record is. A worktree that is not clean stays even then.
+    fn record_tidy(
+        &self,
+        id: &str,
+        attempt: u32,
+        dir: &RunDir,
+        outcome: TaskState,
+    ) -> Option<(Timestamp, std::path::PathBuf)> {
         let keep = self.config.keep_worktrees.keeps(outcome);
         let wt = dir
             .read::<SpawnRecord>(run::SPAWN)
@@ -169,9 +175,11 @@ impl<S: Store> Daemon<S> {
             worktree: wt.path,
             branch: wt.branch,
             due_at,
+            run_dir: Some(dir.path().to_path_buf()),
+            trash: None,
         };
-        match dir.write(super::tidy::TIDY, &record) {
-            Ok(()) => Some(due_at),
+        match super::tidy::enqueue(&self.home, attempt, &record) {
+            Ok(path) => Some((due_at, path)),
             Err(e) => {
                 tracing::warn!(task = id, "cannot record the worktree's removal: {e}");
                 None

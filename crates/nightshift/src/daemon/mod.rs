@@ -135,8 +135,8 @@ pub struct Daemon<S: Store> {
     triggers: triggers::Triggers,
     /// The daily night report (`[report] at`).
     report: night_report::ReportTimer,
-    /// Finished tasks' worktrees waiting for their removal (recorded in their run folders).
-    tidy: tidy::Pending,
+    /// Finished tasks' worktrees waiting for their removal (recorded in the home's `tidy/`).
+    tidy: tidy::Queue,
     /// Bumped after every step, for subscribers (`Request::Subscribe`).
     updates: tokio::sync::watch::Sender<u64>,
     /// When to read `config.toml` again, after a change to it settles.
@@ -404,9 +404,7 @@ async fn run_locked<S: Store>(
                 if d.report.take_due(wall) {
                     d.send_night_report(wall);
                 }
-                for dir in d.tidy.take_due(Timestamp::now()) {
-                    tokio::spawn(tidy::finish(Arc::clone(&d.store), dir));
-                }
+                d.tidy.start_due(&d.home, &d.store, Timestamp::now());
                 if Instant::now() >= next_rescan {
                     next_rescan = Instant::now() + rescan_every;
                     d.reconcile().await;

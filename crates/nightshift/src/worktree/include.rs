@@ -1,5 +1,8 @@
-//! Copying the untracked files `.worktreeinclude` names (`.env` and the like) into a new
-//! worktree: ignored ones only, never through a link or outside the worktree.
+//! Copying the untracked files `.worktreeinclude` names (`.env`, and heavy ignored folders
+//! such as `node_modules` or `target`) into a new worktree: ignored ones only, never through
+//! a link or outside the worktree. Each file is cloned where the filesystem can (a reflink:
+//! FICLONE on Linux btrfs, XFS and others; `clonefile` on macOS APFS), which costs neither
+//! time nor disk until one side changes it, and copied otherwise (`cp --reflink=auto`).
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -68,14 +71,19 @@ pub async fn copy_included(wt: &Worktree) -> Result<usize, WorktreeError> {
         })?;
         entries.push(relative);
     }
-    let mut copied = 0;
-    for relative in entries {
-        // A handful of small files: plain blocking calls are fine here.
-        if copy_one(&wt.repo, &wt.path, &relative)? {
-            copied += 1;
+    // A folder like `node_modules` is tens of thousands of files: off the async threads.
+    let (repo, path) = (wt.repo.clone(), wt.path.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut copied = 0;
+        for relative in entries {
+            if copy_one(&repo, &path, &relative)? {
+                copied += 1;
+            }
         }
-    }
-    Ok(copied)
+        Ok(copied)
+    })
+    .await
+    .map_err(|e| io_err(&wt.path)(io::Error::other(e)))?
 }
 
 /// Which of `paths` the repository's own ignore rules (`.gitignore`, `info/exclude`,
@@ -118,11 +126,10 @@ pub(super) fn safe_relative(entry: &[u8]) -> Option<PathBuf> {
 /// Copies `repo/relative` to `worktree/relative` unless that exists; true if copied.
 fn copy_one(repo: &Path, worktree: &Path, relative: &Path) -> Result<bool, WorktreeError> {
     let source = repo.join(relative);
-    let source_meta = match fs::metadata(&source) {
-        Ok(m) if m.is_file() => m,
+    let (mut input, mode) = match open_source(&source) {
+        Ok(Some(opened)) => opened,
         // Gone since listing, or a link to a directory: nothing to copy.
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Ok(None) => return Ok(false),
         Err(e) => return Err(io_err(&source)(e)),
     };
     let unsafe_entry = || WorktreeError::UnsafeInclude {
@@ -145,11 +152,23 @@ fn copy_one(repo: &Path, worktree: &Path, relative: &Path) -> Result<bool, Workt
         }
     }
     let target = worktree.join(relative);
+    // The clone creates the target as a new file too (O_EXCL: never through a link), and
+    // removes it again if the filesystem cannot clone.
+    match reflink_copy::reflink_file_to_path(&input, &target) {
+        Ok(()) => {
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                .map_err(io_err(&target))?;
+            return Ok(true);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        // Not supported here, or the worktree is on another filesystem: a plain copy.
+        Err(_) => {}
+    }
     // create_new does not follow a symbolic link at the target either.
     let mut out = match fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(source_meta.mode() & 0o777)
+        .mode(mode)
         .open(&target)
     {
         Ok(f) => f,
@@ -157,9 +176,27 @@ fn copy_one(repo: &Path, worktree: &Path, relative: &Path) -> Result<bool, Workt
         Err(e) => return Err(io_err(&target)(e)),
     };
     // The source's mode exactly, not narrowed by nightshift's own umask.
-    out.set_permissions(fs::Permissions::from_mode(source_meta.mode() & 0o777))
+    out.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io_err(&target))?;
-    let mut input = fs::File::open(&source).map_err(io_err(&source))?;
     io::copy(&mut input, &mut out).map_err(io_err(&target))?;
     Ok(true)
+}
+
+/// The regular file at `source`, opened, with its mode; `None` when it is gone or not a
+/// regular file.
+fn open_source(source: &Path) -> io::Result<Option<(fs::File, u32)>> {
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    match fs::metadata(source) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let input = match fs::File::open(source) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = input.metadata()?;
+    Ok(meta.is_file().then(|| (input, meta.mode() & 0o777)))
 }

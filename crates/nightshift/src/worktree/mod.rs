@@ -11,10 +11,12 @@
 //! Here: the types, names and errors, and the adapters over [`GitCommand`]. Creating or
 //! reusing a worktree is in `create.rs`, copying the included untracked files in
 //! `include.rs`, committing and diff stats in `commit.rs`, removal and branch cleanup in
-//! `remove.rs`, the worktree of a `repo:` task (made from the host's mirror) in `mirror.rs`.
+//! `remove.rs` (the daemon's removal, which never holds up a start, in `detach.rs`), the
+//! worktree of a `repo:` task (made from the host's mirror) in `mirror.rs`.
 
 mod commit;
 mod create;
+mod detach;
 mod include;
 mod mirror;
 mod remove;
@@ -35,6 +37,7 @@ use crate::git::GitCommand;
 
 pub use commit::{commit_all, commit_all_as, diffstat, is_dirty};
 pub use create::prepare;
+pub use detach::{Detached, delete_trash, detach, has_uncommitted_work, is_trash_of, trash_path};
 pub use include::copy_included;
 pub use mirror::{REMOTE_HEAD, TRACKING_PREFIX, prepare_from_mirror};
 pub use remove::{

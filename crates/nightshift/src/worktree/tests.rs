@@ -270,6 +270,117 @@ async fn copy_included_does_not_write_through_a_symlink() {
     assert!(!outside.join(".env").exists());
 }
 
+/// A heavy ignored folder (`node_modules`): every file arrives with its content and mode.
+/// On this filesystem (ext4 or tmpfs: no clones) that is the plain copy; a FIFO among the
+/// files is passed over rather than waited on.
+#[tokio::test]
+async fn copy_included_copies_a_heavy_ignored_folder() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let repo = repo_in(tmp.path());
+    fs::write(repo.join(".git/info/exclude"), "node_modules/\n").expect("write");
+    fs::write(repo.join(INCLUDE_FILE), "node_modules/\n").expect("write");
+    for i in 0..50 {
+        let dir = repo.join(format!("node_modules/pkg{i}/lib"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join("index.js"), format!("module.exports = {i};\n")).expect("write");
+    }
+    let tool = repo.join("node_modules/pkg0/lib/index.js");
+    fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o751)).expect("chmod");
+    let fifo = repo.join("node_modules/pkg1/pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let wt = prepare(&repo, &tmp.path().join("w"), "t1", None)
+        .await
+        .expect("prepared");
+    assert_eq!(copy_included(&wt).await.expect("copied"), 50);
+    let copy = wt.path.join("node_modules/pkg7/lib/index.js");
+    assert_eq!(
+        fs::read_to_string(&copy).expect("copy"),
+        "module.exports = 7;\n"
+    );
+    let mode = fs::metadata(wt.path.join("node_modules/pkg0/lib/index.js"))
+        .expect("meta")
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o751, "the mode is the source's");
+    assert!(!wt.path.join("node_modules/pkg1/pipe").exists());
+}
+
+/// An XFS filesystem in a file, mounted over a temp folder; unmounted when dropped.
+struct Xfs(PathBuf);
+
+impl Xfs {
+    /// `None` (the test is skipped) unless this is root with `mkfs.xfs` and `filefrag`.
+    fn mount(tmp: &Path) -> Option<Xfs> {
+        let has = |tool: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !rustix::process::geteuid().is_root() || !has("mkfs.xfs") || !has("filefrag") {
+            eprintln!("SKIPPED: cloning needs root, mkfs.xfs and filefrag");
+            return None;
+        }
+        let image = tmp.join("xfs.img");
+        let file = fs::File::create(&image).expect("image");
+        file.set_len(320 << 20).expect("size");
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("run");
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+        };
+        run(std::process::Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image));
+        let mnt = tmp.join("xfs");
+        fs::create_dir(&mnt).expect("mkdir");
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        Some(Xfs(mnt))
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// On a filesystem that can clone (XFS with reflinks), an included file is a clone of the
+/// checkout's: its extents are shared, and a write to the copy leaves the source alone.
+#[tokio::test]
+async fn copy_included_clones_where_the_filesystem_can() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let Some(xfs) = Xfs::mount(tmp.path()) else {
+        return;
+    };
+    let repo = repo_in(&xfs.0);
+    fs::write(repo.join(".git/info/exclude"), "target/\n").expect("write");
+    fs::write(repo.join(INCLUDE_FILE), "target/\n").expect("write");
+    fs::create_dir(repo.join("target")).expect("mkdir");
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    fs::write(repo.join("target/app.rlib"), &big).expect("write");
+    let wt = prepare(&repo, &xfs.0.join("w"), "t1", None)
+        .await
+        .expect("prepared");
+    assert_eq!(copy_included(&wt).await.expect("copied"), 1);
+    let copy = wt.path.join("target/app.rlib");
+    let extents = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(&copy)
+        .output()
+        .expect("filefrag");
+    let extents = String::from_utf8_lossy(&extents.stdout);
+    assert!(extents.contains("shared"), "a clone: {extents}");
+    fs::write(&copy, b"changed").expect("write");
+    assert_eq!(fs::read(repo.join("target/app.rlib")).expect("source"), big);
+}
+
 #[test]
 fn safe_relative_rejects_escapes() {
     assert_eq!(safe_relative(b".env"), Some(PathBuf::from(".env")));

@@ -48,6 +48,7 @@ mod repo_remote;
 mod schedules;
 mod security;
 mod standin;
+mod tidy;
 mod torture;
 mod transcript;
 mod triggers;

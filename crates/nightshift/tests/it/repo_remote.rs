@@ -273,10 +273,10 @@ fn a_rejected_push_is_in_the_report_and_the_worktree_stays() {
         git_at(&env, &remote, &["branch", "--list", "nightshift/locked"]).is_empty(),
         "the hook let it in"
     );
-    // A finished task's worktree removal is recorded (tidy.json) before the task is filed,
-    // and carried out after the grace period; this one is not recorded at all.
+    // A finished task's worktree removal is queued (home/tidy/) before the task is filed,
+    // and carried out after the grace period; this one is not queued at all.
     assert!(
-        !env.run_dir("locked", 1).join("tidy.json").exists(),
+        !env.home.join("tidy").join("locked.1.json").exists(),
         "the worktree's removal was scheduled"
     );
     assert!(path.is_dir(), "the worktree was removed");

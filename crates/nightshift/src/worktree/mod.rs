@@ -163,8 +163,9 @@ fn base_note(wt_path: &Path) -> Option<PathBuf> {
 /// list` fails while another `worktree add` is half done, and both edit the repository's
 /// worktree records. Repositories share nothing, so the turns are taken per repository (by
 /// its canonical common git directory): starts in two repositories never wait for each
-/// other. Only the short record-changing steps take a turn; a pool entry's checkout and a
-/// claim's `checkout -B` touch that worktree alone and run outside it.
+/// other. A pool entry's checkout (`reset --hard` on a detached HEAD) reads no other
+/// worktree's records and runs outside the turn, so a refill never holds up a start for
+/// longer than its `worktree add --no-checkout`.
 async fn repo_lock(common_dir: &Path) -> tokio::sync::OwnedMutexGuard<()> {
     static LOCKS: std::sync::LazyLock<
         std::sync::Mutex<

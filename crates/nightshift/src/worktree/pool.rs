@@ -120,6 +120,10 @@ async fn claim(
         // (thrown away at the next start) and an unused branch at the base, which a retry
         // takes up; never a task path on a detached HEAD.
         let workers = checkout_workers(&place.repo).await;
+        // `checkout -B` reads every worktree's records (is the branch checked out
+        // elsewhere?), which fails while another `worktree add` is half done: it takes the
+        // repository's turn too. With the base unchanged it writes no files.
+        let _turn = repo_lock(&pool.common).await;
         let checkout = [
             OsStr::new("checkout"),
             OsStr::new("-q"),
@@ -131,7 +135,6 @@ async fn claim(
         if let Some(note) = base_note(&path) {
             fs::write(&note, format!("{target}\n")).map_err(io_err(&note))?;
         }
-        let _turn = repo_lock(&pool.common).await;
         let moved = [
             OsStr::new("worktree"),
             OsStr::new("move"),

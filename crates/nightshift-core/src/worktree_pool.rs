@@ -104,6 +104,25 @@ pub fn refill(census: &Census, size: usize, sweep: bool) -> Refill {
     }
 }
 
+/// How a claimed entry is put on the task's new branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimBy {
+    /// The entry is checked out at the base already: create the branch there and point the
+    /// entry's HEAD at it (no file is read or written).
+    Pointer,
+    /// The base moved since the entry was filled: `git checkout -B` writes what differs.
+    Checkout,
+}
+
+/// How to claim an entry filled at `entry_base` (its ready marker; `None`: unknown) for a
+/// task starting from `target`.
+pub fn claim_by(entry_base: Option<&str>, target: &str) -> ClaimBy {
+    match entry_base {
+        Some(base) if base.trim() == target => ClaimBy::Pointer,
+        _ => ClaimBy::Checkout,
+    }
+}
+
 /// The name of a new pool entry, from the time and a counter (unique within the daemon).
 pub fn entry_name(unix_nanos: u128, seq: u64) -> String {
     format!("w{unix_nanos:x}-{seq}")
@@ -184,6 +203,14 @@ mod tests {
         let later = refill(&c, 2, false);
         assert!(later.discard.is_empty() && later.stale_markers.is_empty());
         assert_eq!(later.fill, 1);
+    }
+
+    #[test]
+    fn an_entry_at_the_base_is_claimed_without_a_checkout() {
+        let at = "0123abcd".repeat(5);
+        assert_eq!(claim_by(Some(&format!("{at}\n")), &at), ClaimBy::Pointer);
+        assert_eq!(claim_by(Some("fedc"), &at), ClaimBy::Checkout);
+        assert_eq!(claim_by(None, &at), ClaimBy::Checkout);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! branch creation and a rename instead of a full checkout.
 //!
 //! Each repository a task ran in gets `<worktrees>/<repo-key>/.pool/` (the layout and the
-//! decisions are in [`nightshift_core::worktree_pool`]). A start claims a ready entry:
-//! `git checkout -B nightshift/<id> <base>` in it (only the files that differ from the
-//! entry's commit are written), then `git worktree move` to the task's path. Anything that
+//! decisions are in [`nightshift_core::worktree_pool`]). A start claims a ready entry: the
+//! branch `nightshift/<id>` is made at the base and the entry's HEAD pointed at it (or, when
+//! the base moved since the entry was filled, `git checkout -B`, which writes only the
+//! files that differ), then `git worktree move` puts it at the task's path. A claim does
+//! not run a `post-checkout` hook unless it checks out. Anything that
 //! goes wrong on the way throws the entry away and falls back to today's `git worktree
 //! add`. After every start a background job tops the pool up, one job per repository at a
 //! time; the first one a daemon runs for a pool also throws away what a killed daemon left.
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use nightshift_core::worktree_pool::{self as plan, CLAIMED, Listed, POOL_DIR, READY, REPO_FILE};
+use nightshift_core::worktree_pool::{
+    self as plan, CLAIMED, ClaimBy, Listed, POOL_DIR, READY, REPO_FILE,
+};
 
 use super::create::{Place, locate, prepare_at, resolve_commit, valid_id};
 use super::remove::{branch_exists, forget_base_note};
@@ -115,23 +119,40 @@ async fn claim(
         return Ok(None);
     };
     let entry_path = pool.dir.join(&entry);
+    let entry_base = fs::read_to_string(pool.marker(&entry, CLAIMED)).ok();
+    let branch_ref = format!("refs/heads/{branch}");
     let made = async {
+        // Without its `.git` file git would look further up, maybe into another repository.
+        if !entry_path.join(".git").is_file() {
+            return Err(WorktreeError::NotARepository {
+                path: entry_path.clone(),
+            });
+        }
         // On the branch before the move: a daemon killed in between leaves a pool entry
         // (thrown away at the next start) and an unused branch at the base, which a retry
-        // takes up; never a task path on a detached HEAD.
-        let workers = checkout_workers(&place.repo).await;
-        // `checkout -B` reads every worktree's records (is the branch checked out
-        // elsewhere?), which fails while another `worktree add` is half done: it takes the
-        // repository's turn too. With the base unchanged it writes no files.
+        // takes up; never a task path on a detached HEAD. `checkout -B` reads every
+        // worktree's records (is the branch checked out elsewhere?), which fails while
+        // another `worktree add` is half done: the claim takes the repository's turn.
         let _turn = repo_lock(&pool.common).await;
-        let checkout = [
-            OsStr::new("checkout"),
-            OsStr::new("-q"),
-            OsStr::new("-B"),
-            OsStr::new(&branch),
-            OsStr::new(&target),
-        ];
-        git(&entry_path, workers.iter().map(OsStr::new).chain(checkout)).await?;
+        match plan::claim_by(entry_base.as_deref(), &target) {
+            ClaimBy::Pointer => {
+                // Created only if it does not exist yet (the all-zero old value).
+                let zero = "0".repeat(target.len());
+                git(&entry_path, ["update-ref", &branch_ref, &target, &zero]).await?;
+                git(&entry_path, ["symbolic-ref", "HEAD", &branch_ref]).await?;
+            }
+            ClaimBy::Checkout => {
+                let workers = checkout_workers(&place.repo).await;
+                let checkout = [
+                    OsStr::new("checkout"),
+                    OsStr::new("-q"),
+                    OsStr::new("-B"),
+                    OsStr::new(&branch),
+                    OsStr::new(&target),
+                ];
+                git(&entry_path, workers.iter().map(OsStr::new).chain(checkout)).await?;
+            }
+        }
         if let Some(note) = base_note(&path) {
             fs::write(&note, format!("{target}\n")).map_err(io_err(&note))?;
         }
@@ -148,7 +169,6 @@ async fn claim(
         discard(pool, &entry).await;
         if !path.exists() {
             // Only the branch this claim made, still where it made it.
-            let branch_ref = format!("refs/heads/{branch}");
             let _ = git_status(&place.repo, ["update-ref", "-d", &branch_ref, &target]).await;
             let _ = forget_base_note(&path);
         }

@@ -5,7 +5,8 @@
 //! key is the main checkout's directory name and a hash of its path (two checkouts named
 //! `app` do not collide). The commit a worktree started from is noted in
 //! `<root>/<repo-key>/.<task id>.base` (task ids never start with `.`), so a reused
-//! worktree still knows what its task changed.
+//! worktree still knows what its task changed. `<root>/<repo-key>/.pool/` holds the
+//! repository's warm worktrees (`pool.rs`), which no task id can name either.
 
 //!
 //! Here: the types, names and errors, and the adapters over [`GitCommand`]. Creating or

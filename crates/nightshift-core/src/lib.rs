@@ -33,6 +33,7 @@ pub mod strategies;
 pub mod task;
 pub mod task_id;
 pub mod tidy;
+pub mod worktree_pool;
 
 pub use action::Action;
 pub use event::{Event, Observation, Recovered};

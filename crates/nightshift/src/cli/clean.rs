@@ -23,6 +23,10 @@ use crate::worktree;
 
 use super::exit;
 
+#[path = "clean_pools.rs"]
+mod pools;
+use pools::{clean_pools, print_pool};
+
 #[derive(Debug, clap::Args)]
 pub struct CleanArgs {
     /// Only report what would be removed
@@ -34,6 +38,10 @@ pub struct CleanArgs {
     /// Also remove worktrees with uncommitted changes (they are kept otherwise)
     #[arg(long)]
     pub force: bool,
+    /// Also remove the warm worktree pools (a running daemon makes a repository's pool
+    /// again at its next task start; `worktree_pool = 0` keeps none)
+    #[arg(long)]
+    pub pools: bool,
 }
 
 /// A task worktree folder under `<home>/worktrees/<repo-key>/<task id>`.
@@ -82,18 +90,31 @@ pub(super) fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
     let rt = super::runtime()?;
     let outcomes = rt.block_on(clean_all(&selected, args.dry_run, args.force));
     let branches = rt.block_on(clean_branches(&leftovers, args.dry_run));
+    let pools = if args.pools {
+        rt.block_on(clean_pools(&home.worktrees_dir(), args.dry_run))
+    } else {
+        Vec::new()
+    };
     let freed: u64 = outcomes
         .iter()
         .filter(|o| o.removed || (args.dry_run && o.error.is_none()))
         .map(|o| o.bytes)
+        .chain(
+            pools
+                .iter()
+                .filter(|p| p.removed || (args.dry_run && p.error.is_none()))
+                .map(|p| p.bytes),
+        )
         .sum();
-    let failed =
-        outcomes.iter().any(|o| o.error.is_some()) || branches.iter().any(|b| b.error.is_some());
+    let failed = outcomes.iter().any(|o| o.error.is_some())
+        || branches.iter().any(|b| b.error.is_some())
+        || pools.iter().any(|p| p.error.is_some());
     if args.json {
         let out = serde_json::json!({
             "dry_run": args.dry_run,
             "worktrees": outcomes,
             "branches": branches,
+            "pools": pools,
             "freed_bytes": freed,
             "freed": format_size(freed),
         });
@@ -104,6 +125,9 @@ pub(super) fn run(home: &Home, args: CleanArgs) -> anyhow::Result<i32> {
         }
         for b in &branches {
             print_branch(b, args.dry_run)?;
+        }
+        for p in &pools {
+            print_pool(p, args.dry_run)?;
         }
         let verb = if args.dry_run { "would free" } else { "freed" };
         outln!("{verb} {}", format_size(freed))?;

@@ -147,6 +147,9 @@ pub struct Config {
     pub isolation: nightshift_core::task::Isolation,
     /// Worktrees of finished tasks: kept `always`, on `failure` only (default), or `never`.
     pub keep_worktrees: KeepWorktrees,
+    /// Warm worktrees kept checked out per repository, so a task's start is a rename
+    /// (0: none; each costs a full checkout of disk).
+    pub worktree_pool: usize,
     /// Work the agent left uncommitted when it signalled done: `commit` it to the task's
     /// branch as work in progress (default), or `flag` it in the report.
     pub uncommitted: Uncommitted,
@@ -168,6 +171,10 @@ pub struct Config {
     /// and how to signal done.
     pub preamble: String,
 }
+
+/// Warm worktrees per repository: two starts in a row (the common burst of a queue with a
+/// few slots) find one ready while the first refill runs, for the disk of two checkouts.
+pub const DEFAULT_WORKTREE_POOL: usize = 2;
 
 /// The size at which `daemon.log` is rotated, unless the config says.
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 10_000_000;
@@ -321,6 +328,7 @@ impl Default for Config {
             agents: BTreeMap::new(),
             isolation: nightshift_core::task::Isolation::Worktree,
             keep_worktrees: KeepWorktrees::Failure,
+            worktree_pool: DEFAULT_WORKTREE_POOL,
             uncommitted: Uncommitted::Commit,
             setup_timeout: Duration::from_secs(10 * 60),
             verify_timeout: Duration::from_secs(10 * 60),

@@ -65,6 +65,8 @@ pub const TEMPLATE: &str = r#"# nightshift configuration. Every setting is optio
 # A task in a git repository runs in its own worktree on branch nightshift/<id>.
 # isolation = "worktree"        # or "none": in the workdir itself, one task at a time there
 # keep_worktrees = "failure"    # keep finished tasks' worktrees: "always", "failure", "never"
+# worktree_pool = 2             # warm worktrees checked out ahead per repository (0: none);
+#                               # each costs a full checkout of disk
 # uncommitted = "commit"        # work left uncommitted at done: "commit" (WIP) or "flag"
 # setup_timeout = "10m"         # for each `setup:` command of a task
 # verify_timeout = "10m"        # for each `verify:` command (acceptance checks)

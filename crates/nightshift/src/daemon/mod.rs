@@ -333,6 +333,9 @@ async fn run_locked<S: Store>(
     for (at, dir) in tidy::recorded(&d.home) {
         d.tidy.add(at, dir);
     }
+    // The repositories that had warm worktree pools keep them (and lose what a killed
+    // daemon left half made).
+    crate::worktree::refill_pools(&d.home.worktrees_dir(), d.config.worktree_pool);
     d.run_schedules().await;
     d.load_triggers().await;
 

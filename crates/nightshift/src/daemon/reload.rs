@@ -149,6 +149,10 @@ impl<S: Store> Daemon<S> {
             self.report =
                 super::night_report::ReportTimer::new(&r.config.report, crate::clock::wall_now());
         }
+        if r.changed_key("worktree_pool") {
+            // Pools grow or shrink to the new size now, not at their next start.
+            crate::worktree::refill_pools(&self.home.worktrees_dir(), r.config.worktree_pool);
+        }
         self.config = r.config;
         self.state.replace_settings(settings);
         // Admission rules (workdir, agents) may have changed, and a raised limit starts

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::remove::branch_exists;
 use super::{
-    WORKTREE_OPS, Worktree, WorktreeError, base_note, branch_name, git, git_bytes, git_status,
-    io_err, repo_key, same_path,
+    Worktree, WorktreeError, base_note, branch_name, checkout_workers, common_dir, git, git_bytes,
+    git_status, io_err, repo_key, repo_lock, same_path,
 };
 
 /// Gets the task's worktree ready: reuses `root/<repo-key>/<task_id>` if it is already a
@@ -25,11 +25,34 @@ pub async fn prepare(
     task_id: &str,
     base: Option<&str>,
 ) -> Result<Worktree, WorktreeError> {
-    let _one_at_a_time = WORKTREE_OPS.lock().await;
+    valid_id(task_id)?;
+    let place = locate(workdir, root).await?;
+    prepare_at(&place, task_id, base).await
+}
+
+/// Where a task's worktree goes: its repository, the repository's worktree folder, and the
+/// workdir's place inside the checkout.
+#[derive(Debug, Clone)]
+pub(super) struct Place {
+    /// The top of the checkout `workdir` is in (canonical).
+    pub repo: PathBuf,
+    /// The repository's common git directory (canonical): the key of its lock.
+    pub common: PathBuf,
+    /// `root/<repo-key>` (canonical, created).
+    pub key_dir: PathBuf,
+    /// The workdir relative to the top of the checkout.
+    pub subdir: PathBuf,
+}
+
+pub(super) fn valid_id(task_id: &str) -> Result<(), WorktreeError> {
     nightshift_core::task::validate_id(task_id).map_err(|reason| WorktreeError::InvalidTaskId {
         id: task_id.to_string(),
         reason,
-    })?;
+    })
+}
+
+/// Finds the checkout `workdir` is in and makes its folder under `root`.
+pub(super) async fn locate(workdir: &Path, root: &Path) -> Result<Place, WorktreeError> {
     let workdir_abs = fs::canonicalize(workdir).map_err(io_err(workdir))?;
     let toplevel = match git(&workdir_abs, ["rev-parse", "--show-toplevel"]).await {
         Ok(out) => PathBuf::from(out),
@@ -41,26 +64,50 @@ pub async fn prepare(
         Err(e) => return Err(e),
     };
     let repo = fs::canonicalize(&toplevel).map_err(io_err(&toplevel))?;
+    let common = common_dir(&repo).await?;
     let subdir = workdir_abs
         .strip_prefix(&repo)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-
     let key_dir = root.join(repo_key(&repo));
     fs::create_dir_all(&key_dir).map_err(io_err(&key_dir))?;
     let key_dir = fs::canonicalize(&key_dir).map_err(io_err(&key_dir))?;
-    let path = key_dir.join(task_id);
+    Ok(Place {
+        repo,
+        common,
+        key_dir,
+        subdir,
+    })
+}
+
+impl Place {
+    /// The task's worktree as the rest of nightshift sees it.
+    pub(super) fn worktree(&self, task_id: &str, base: String, created: bool) -> Worktree {
+        let path = self.key_dir.join(task_id);
+        Worktree {
+            repo: self.repo.clone(),
+            workdir: path.join(&self.subdir),
+            path,
+            branch: branch_name(task_id),
+            base,
+            created,
+            remote: None,
+        }
+    }
+}
+
+/// [`prepare`] once the place is known: today's path, and the fallback of a pool miss.
+pub(super) async fn prepare_at(
+    place: &Place,
+    task_id: &str,
+    base: Option<&str>,
+) -> Result<Worktree, WorktreeError> {
+    let _one_at_a_time = repo_lock(&place.common).await;
+    let repo = place.repo.clone();
+    let path = place.key_dir.join(task_id);
     let branch = branch_name(task_id);
     let branch_ref = format!("refs/heads/{branch}");
-    let worktree = |base: String, created: bool| Worktree {
-        repo: repo.clone(),
-        path: path.clone(),
-        branch: branch.clone(),
-        base,
-        workdir: path.join(&subdir),
-        created,
-        remote: None,
-    };
+    let worktree = |base: String, created: bool| place.worktree(task_id, base, created);
 
     if already_there(&repo, &path, &branch).await? {
         let noted = match read_base_note(&path) {
@@ -74,29 +121,31 @@ pub async fn prepare(
     }
 
     let target = resolve_commit(&repo, base.unwrap_or("HEAD")).await?;
+    let workers = checkout_workers(&repo).await;
+    let workers = workers.iter().map(OsStr::new);
     let base_hash = if branch_exists(&repo, &branch).await {
         git(
             &repo,
-            [
+            workers.chain([
                 OsStr::new("worktree"),
                 OsStr::new("add"),
                 path.as_os_str(),
                 OsStr::new(&branch),
-            ],
+            ]),
         )
         .await?;
         merge_base(&repo, &branch_ref, &target).await
     } else {
         git(
             &repo,
-            [
+            workers.chain([
                 OsStr::new("worktree"),
                 OsStr::new("add"),
                 OsStr::new("-b"),
                 OsStr::new(&branch),
                 path.as_os_str(),
                 OsStr::new(&target),
-            ],
+            ]),
         )
         .await?;
         target

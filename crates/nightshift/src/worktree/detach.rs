@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::remove::{forget_base_note, main_repo};
-use super::{WORKTREE_OPS, WorktreeError, git, io_err, same_path};
+use super::{WorktreeError, common_dir, git, io_err, repo_lock, same_path};
 
 /// The folder, beside a repository's worktrees (so on the same filesystem, and a rename
 /// away), where detached worktrees wait for their files to be deleted. Task ids never start
@@ -75,7 +75,16 @@ pub async fn detach<F>(
 where
     F: Future<Output = bool>,
 {
-    let _one_at_a_time = WORKTREE_OPS.lock().await;
+    // The repository's turn, found from the worktree or, after a rename a killed daemon did
+    // not finish, from the trash. Neither answering leaves nothing for git to do.
+    let repo_dir = match common_dir(wt_path).await {
+        Ok(dir) => Some(dir),
+        Err(_) => common_dir(trash).await.ok(),
+    };
+    let _turn = match &repo_dir {
+        Some(dir) => Some(repo_lock(dir).await),
+        None => None,
+    };
     if !still_removable.await {
         return Ok(Detached::InUse);
     }

@@ -13,8 +13,8 @@ use std::path::Path;
 use super::create::{merge_base, read_base_note, resolve_commit};
 use super::remove::branch_exists;
 use super::{
-    WORKTREE_OPS, Worktree, WorktreeError, base_note, branch_name, git, git_status, io_err,
-    repo_key,
+    Worktree, WorktreeError, base_note, branch_name, checkout_workers, git, git_status, io_err,
+    repo_key, repo_lock,
 };
 
 /// Where the mirror keeps the remote's branches.
@@ -35,12 +35,13 @@ pub async fn prepare_from_mirror(
     base: Option<&str>,
     remote: &str,
 ) -> Result<Worktree, WorktreeError> {
-    let _one_at_a_time = WORKTREE_OPS.lock().await;
     nightshift_core::task::validate_id(task_id).map_err(|reason| WorktreeError::InvalidTaskId {
         id: task_id.to_string(),
         reason,
     })?;
     let mirror = fs::canonicalize(mirror).map_err(io_err(mirror))?;
+    // A bare mirror is its own common git directory.
+    let _one_at_a_time = repo_lock(&mirror).await;
     // The mirror's name is already its repository's name and a hash of its URL.
     let key = mirror
         .file_stem()
@@ -78,7 +79,9 @@ pub async fn prepare_from_mirror(
         return Ok(worktree(noted, false));
     }
 
-    let mut args = vec![OsStr::new("worktree"), OsStr::new("add"), OsStr::new("-q")];
+    let workers = checkout_workers(&mirror).await;
+    let mut args: Vec<&OsStr> = workers.iter().map(OsStr::new).collect();
+    args.extend([OsStr::new("worktree"), OsStr::new("add"), OsStr::new("-q")]);
     if branch_exists(&mirror, &branch).await {
         if let Some(pushed) = &pushed
             && is_strict_ancestor(&mirror, &branch_ref, pushed).await

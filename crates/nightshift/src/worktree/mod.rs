@@ -5,20 +5,23 @@
 //! key is the main checkout's directory name and a hash of its path (two checkouts named
 //! `app` do not collide). The commit a worktree started from is noted in
 //! `<root>/<repo-key>/.<task id>.base` (task ids never start with `.`), so a reused
-//! worktree still knows what its task changed.
+//! worktree still knows what its task changed. `<root>/<repo-key>/.pool/` holds the
+//! repository's warm worktrees (`pool.rs`), which no task id can name either.
 
 //!
 //! Here: the types, names and errors, and the adapters over [`GitCommand`]. Creating or
 //! reusing a worktree is in `create.rs`, copying the included untracked files in
 //! `include.rs`, committing and diff stats in `commit.rs`, removal and branch cleanup in
 //! `remove.rs` (the daemon's removal, which never holds up a start, in `detach.rs`), the
-//! worktree of a `repo:` task (made from the host's mirror) in `mirror.rs`.
+//! worktree of a `repo:` task (made from the host's mirror) in `mirror.rs`, the warm pool a
+//! start claims a worktree from in `pool.rs`.
 
 mod commit;
 mod create;
 mod detach;
 mod include;
 mod mirror;
+mod pool;
 mod remove;
 
 #[cfg(test)]
@@ -40,6 +43,7 @@ pub use create::prepare;
 pub use detach::{Detached, delete_trash, detach, has_uncommitted_work, is_trash_of, trash_path};
 pub use include::copy_included;
 pub use mirror::{REMOTE_HEAD, TRACKING_PREFIX, prepare_from_mirror};
+pub use pool::{Prepared, find_pools, prepare_pooled, refill_pools, remove_pool};
 pub use remove::{
     branch_checked_out, branch_exists, branch_merged, delete_branch, forget_base_note, main_repo,
     remove,
@@ -159,10 +163,48 @@ fn base_note(wt_path: &Path) -> Option<PathBuf> {
     Some(wt_path.with_file_name(note))
 }
 
-/// git's worktree commands are not safe against each other: `worktree list` fails while
-/// another `worktree add` is half done. The daemon adds and removes many at once, so they
-/// take turns.
-static WORKTREE_OPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// git's worktree commands are not safe against each other within one repository: `worktree
+/// list` fails while another `worktree add` is half done, and both edit the repository's
+/// worktree records. Repositories share nothing, so the turns are taken per repository (by
+/// its canonical common git directory): starts in two repositories never wait for each
+/// other. A pool entry's checkout (`reset --hard` on a detached HEAD) reads no other
+/// worktree's records and runs outside the turn, so a refill never holds up a start for
+/// longer than its `worktree add --no-checkout`.
+async fn repo_lock(common_dir: &Path) -> tokio::sync::OwnedMutexGuard<()> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<
+            std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>,
+        >,
+    > = std::sync::LazyLock::new(Default::default);
+    let lock = {
+        let mut locks = LOCKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(locks.entry(common_dir.to_path_buf()).or_default())
+    };
+    lock.lock_owned().await
+}
+
+/// The canonical common git directory of the repository `dir` is in (the key of
+/// [`repo_lock`]).
+async fn common_dir(dir: &Path) -> Result<PathBuf, WorktreeError> {
+    let common = git(dir, ["rev-parse", "--git-common-dir"]).await?;
+    let common = dir.join(common);
+    fs::canonicalize(&common).map_err(io_err(&common))
+}
+
+/// `-c checkout.workers=0` (a checkout worker per core) for the checkouts nightshift runs
+/// in `repo`, unless its configuration sets `checkout.workers`.
+async fn checkout_workers(repo: &Path) -> Vec<&'static str> {
+    let configured = git_status(repo, ["config", "--get", "checkout.workers"])
+        .await
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    nightshift_core::worktree_pool::checkout_workers(configured.as_deref())
+        .map(|setting| vec!["-c", setting])
+        .unwrap_or_default()
+}
 
 fn same_path(a: &Path, b: &Path) -> bool {
     a == b || fs::canonicalize(a).is_ok_and(|a| fs::canonicalize(b).is_ok_and(|b| a == b))

@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{WORKTREE_OPS, WorktreeError, base_note, git, git_status, io_err, same_path};
+use super::{WorktreeError, base_note, common_dir, git, git_status, io_err, repo_lock, same_path};
 
 /// A directory `git -C` can run repository-wide commands in (branches, HEAD of the main
 /// checkout) for the worktree at `wt_path`: the main checkout's top, or the repository
@@ -32,7 +32,6 @@ pub async fn main_repo(wt_path: &Path) -> Result<PathBuf, WorktreeError> {
 /// `force` discards uncommitted changes), prunes stale worktree records, and drops its
 /// base note. The branch is kept.
 pub async fn remove(wt_path: &Path, force: bool) -> Result<(), WorktreeError> {
-    let _one_at_a_time = WORKTREE_OPS.lock().await;
     // Only the top of a linked worktree: never a directory that merely sits inside some
     // other checkout.
     let not_a_worktree = || WorktreeError::NotARepository {
@@ -45,6 +44,7 @@ pub async fn remove(wt_path: &Path, force: bool) -> Result<(), WorktreeError> {
         return Err(not_a_worktree());
     }
     let repo = main_repo(wt_path).await?;
+    let _one_at_a_time = repo_lock(&common_dir(wt_path).await?).await;
     let mut args = vec![OsStr::new("worktree"), OsStr::new("remove")];
     if force {
         args.push(OsStr::new("--force"));

@@ -546,3 +546,43 @@ fn repo_key_is_stable_and_distinct() {
     assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
 }
+
+/// Worktree operations take turns per repository: one repository's held turn does not hold
+/// up a start in another, but does hold up one in its own.
+#[tokio::test]
+async fn worktree_turns_are_per_repository() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let a = repo_in(&tmp.path().join("a"));
+    let b = repo_in(&tmp.path().join("b"));
+    let root = tmp.path().join("worktrees");
+    let held = repo_lock(&common_dir(&a).await.expect("common dir")).await;
+    let other = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        prepare(&b, &root, "in-b", None),
+    )
+    .await;
+    assert!(
+        other.is_ok_and(|r| r.is_ok()),
+        "the other repository waited"
+    );
+    let same = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        prepare(&a, &root, "in-a", None),
+    )
+    .await;
+    assert!(same.is_err(), "the same repository did not wait its turn");
+    drop(held);
+    prepare(&a, &root, "in-a", None)
+        .await
+        .expect("after the turn");
+}
+
+/// Parallel checkout is asked for unless the repository sets `checkout.workers`.
+#[tokio::test]
+async fn parallel_checkout_unless_the_repository_sets_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let repo = repo_in(tmp.path());
+    assert_eq!(checkout_workers(&repo).await, ["-c", "checkout.workers=0"]);
+    sh_git(&repo, &["config", "checkout.workers", "1"]);
+    assert!(checkout_workers(&repo).await.is_empty());
+}

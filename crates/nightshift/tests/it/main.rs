@@ -53,3 +53,4 @@ mod torture;
 mod transcript;
 mod triggers;
 mod waiting;
+mod worktree_pool;

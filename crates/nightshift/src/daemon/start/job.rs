@@ -280,9 +280,20 @@ impl StartJob {
             Some(b) => Some(b.clone()),
             None => self.dependency_branch(workdir).await,
         };
-        let wt = crate::worktree::prepare(workdir, &root, &task.id, base.as_deref())
-            .await
-            .map_err(|e| StartError::lasting(format!("cannot create the task's worktree: {e}")))?;
+        let prepared = crate::worktree::prepare_pooled(
+            workdir,
+            &root,
+            &task.id,
+            base.as_deref(),
+            self.config.worktree_pool,
+        )
+        .await
+        .map_err(|e| StartError::lasting(format!("cannot create the task's worktree: {e}")))?;
+        let wt = prepared.worktree;
+        if prepared.warm {
+            self.dir
+                .log_event(Timestamp::now(), "worktree", "claimed from the warm pool");
+        }
         if wt.created {
             self.set_up(&wt).await?;
         }

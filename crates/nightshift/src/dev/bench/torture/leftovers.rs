@@ -106,7 +106,12 @@ impl Torture {
         let repo = self.sb.repo.to_string_lossy().into_owned();
         if let Ok(list) = self.sb.git(&["worktree", "list", "--porcelain"]) {
             for path in list.lines().filter_map(|l| l.strip_prefix("worktree ")) {
-                if path != repo {
+                // The warm pool's worktrees are kept on purpose.
+                let pooled = Path::new(path)
+                    .parent()
+                    .and_then(Path::file_name)
+                    .is_some_and(|n| n == nightshift_core::worktree_pool::POOL_DIR);
+                if path != repo && !pooled {
                     let name = Path::new(path).file_name().map(|n| n.to_string_lossy());
                     let name = name.unwrap_or_default().into_owned();
                     found.entry(name).or_default().insert("registered in git");
@@ -123,6 +128,9 @@ impl Torture {
                 .flatten()
             {
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if name == nightshift_core::worktree_pool::POOL_DIR {
+                    continue;
+                }
                 let (task, what) =
                     match name.strip_prefix('.').and_then(|n| n.strip_suffix(".base")) {
                         Some(task) => (task.to_string(), "base note"),

@@ -26,7 +26,9 @@ const DONE_MARK: &str = "nightshift-bench-complete";
 pub(super) struct BigRepo {
     pub(super) start: Stats,
     pub(super) plain_add: Stats,
-    pub(super) pause: Duration,
+    /// The longest wait before a measured task, and its bound.
+    pub(super) paused: Duration,
+    pub(super) pause_cap: Duration,
 }
 
 fn cache_dir() -> anyhow::Result<PathBuf> {
@@ -140,7 +142,7 @@ pub(super) fn run(keep: bool, samples: u32) -> anyhow::Result<BigRepo> {
     let plain = Stats::of(&plain_adds(&big, sb.root(), samples.clamp(1, 3))?)
         .context("no plain worktree add")?;
     // Long enough for a pool to check out a few worktrees in the background.
-    let pause = Duration::from_secs_f64((3.0 * plain.median / 1e3).max(2.0) + 2.0);
+    let cap = Duration::from_secs_f64((3.0 * plain.median / 1e3).max(2.0) + 2.0);
 
     sb.start_daemon()?;
     let done = sb.home.state_dir(TaskState::Done);
@@ -152,34 +154,63 @@ pub(super) fn run(keep: bool, samples: u32) -> anyhow::Result<BigRepo> {
     // The first task makes the daemon meet the repository (and a pool, if any, fill).
     sequential_task(&mut sb, &watch, &stamps, "big-first", &front)?;
     let mut starts = Vec::new();
+    let mut paused = Duration::ZERO;
     for i in 0..samples {
-        wait(pause)?;
+        paused = paused.max(wait_quiet(sb.daemon_pid(), cap)?);
         let s = sequential_task(&mut sb, &watch, &stamps, &format!("big-{i}"), &front)?;
         starts.push(ms(s.queued, s.stamped));
     }
     Ok(BigRepo {
         start: Stats::of(&starts).context("no task start in the big repository")?,
         plain_add: plain,
-        pause,
+        paused,
+        pause_cap: cap,
     })
 }
 
-fn wait(pause: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + pause;
-    while Instant::now() < until {
+/// The daemon's child processes now (its background git work), or `None` without /proc's
+/// `children` files.
+fn children(pid: u32) -> Option<usize> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let list = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
+        n += list.split_whitespace().count();
+    }
+    Some(n)
+}
+
+/// Waits until the daemon has run no child process (a pool's checkout, a removal) for a
+/// second, at least 2 s and at most `cap`; returns how long it waited.
+fn wait_quiet(daemon: Option<u32>, cap: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut quiet_since = start;
+    while start.elapsed() < cap {
         sandbox::check_interrupted()?;
         std::thread::sleep(Duration::from_millis(100));
+        match daemon.and_then(children) {
+            Some(0) => {}
+            Some(_) => quiet_since = Instant::now(),
+            // Nothing to watch: the whole bound.
+            None => continue,
+        }
+        if start.elapsed() >= Duration::from_secs(2)
+            && quiet_since.elapsed() >= Duration::from_secs(1)
+        {
+            break;
+        }
     }
-    Ok(())
+    Ok(start.elapsed())
 }
 
 pub(super) fn report(b: &BigRepo) -> std::io::Result<()> {
     outln!(
         "task start in a {FILES}-file repository (cached; a clone without checkout per run), \
-         default settings: queued -> the agent's first step, {} tasks, each after a first \
-         task and a pause of {:.0} s (time for a warm worktree pool to fill)",
+         default settings: queued -> the agent's first step, {} tasks, after a first task; \
+         before each, a pause until the daemon's background git work (a warm pool filling) \
+         had stopped for 1 s: at most {:.0} s (bound {:.0} s)",
         b.start.n,
-        b.pause.as_secs_f64()
+        b.paused.as_secs_f64(),
+        b.pause_cap.as_secs_f64()
     )?;
     outln!("  {}", b.start.line())?;
     outln!(

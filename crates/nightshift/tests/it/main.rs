@@ -15,6 +15,7 @@ mod agents;
 mod aider;
 mod architecture;
 mod attention;
+mod bench;
 mod claude;
 mod claude_limits;
 mod claude_signals;

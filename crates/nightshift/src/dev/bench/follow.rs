@@ -77,8 +77,29 @@ fn tmux_server_pid(sb: &Sandbox) -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
+/// What following 16 agents cost the daemon.
+pub(super) struct Follow {
+    /// Percent of a core.
+    pub(super) daemon: f64,
+    pub(super) tmux_server: Option<f64>,
+    /// The daemon's resident memory with the 16 agents running (kB).
+    pub(super) rss_kb: Option<u64>,
+}
+
+fn rss_kb(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Runs the agents and prints the figures. `window`: how long the CPU time is counted.
-pub(super) fn run(keep: bool, window: Duration) -> anyhow::Result<()> {
+pub(super) fn run(keep: bool, window: Duration) -> anyhow::Result<Option<Follow>> {
     let mut sb = Sandbox::create("bench-follow", keep, &format!("max_agents = {AGENTS}\n"))?;
     let plain = sb.root().join("plain");
     std::fs::create_dir_all(&plain)?;
@@ -120,6 +141,7 @@ pub(super) fn run(keep: bool, window: Duration) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (daemon_after, server_after) = (cpu(daemon), cpu(server));
+    let rss = rss_kb(daemon);
     let elapsed = begun.elapsed().as_secs_f64();
     let lines: u64 = transcripts
         .iter()
@@ -141,7 +163,7 @@ pub(super) fn run(keep: bool, window: Duration) -> anyhow::Result<()> {
         daemon_after,
     ) else {
         outln!("output following: n/a (needs /proc)")?;
-        return Ok(());
+        return Ok(None);
     };
     let daemon_ms = d1.saturating_sub(d0).as_secs_f64() * 1000.0;
     let per_thousand = daemon_ms * 1000.0 / lines.max(1) as f64;
@@ -160,5 +182,15 @@ pub(super) fn run(keep: bool, window: Duration) -> anyhow::Result<()> {
                 && share(server_before, server_after).is_none_or(|s| daemon_share < s)
         )
     )?;
-    Ok(())
+    if let Some(kb) = rss {
+        outln!(
+            "  daemon resident memory with {AGENTS} agents: {:.1} MB   (unchanged from 22 MB is the target)",
+            kb as f64 / 1024.0
+        )?;
+    }
+    Ok(Some(Follow {
+        daemon: daemon_share,
+        tmux_server: share(server_before, server_after),
+        rss_kb: rss,
+    }))
 }

@@ -22,6 +22,13 @@ const SIZES: [(usize, Duration); 2] = [
 const RUNS: usize = 9;
 
 pub(super) fn run() -> anyhow::Result<i32> {
+    measure()?;
+    Ok(crate::exit::SUCCESS)
+}
+
+/// Prints the figures; returns each size with its `ls` median and target.
+pub(super) fn measure() -> anyhow::Result<Vec<(usize, Duration, Duration)>> {
+    let mut figures = Vec::new();
     let cache = std::env::temp_dir().join("nightshift-bench-history");
     outln!(
         "history: `ls` over a home of finished tasks; the homes are generated once and kept in {}",
@@ -49,6 +56,9 @@ pub(super) fn run() -> anyhow::Result<i32> {
             }
             runs.sort_by_key(|r| r.wall);
             let median = &runs[RUNS / 2];
+            if name == "ls" {
+                figures.push((size, median.wall, target));
+            }
             let target = if name == "ls" {
                 format!("   (target ≤ {} ms)", target.as_millis())
             } else {
@@ -64,7 +74,7 @@ pub(super) fn run() -> anyhow::Result<i32> {
             )?;
         }
     }
-    Ok(crate::exit::SUCCESS)
+    Ok(figures)
 }
 
 /// One `ls`: how long it took, what it read, its CPU time.

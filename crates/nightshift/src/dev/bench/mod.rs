@@ -3,26 +3,27 @@
 //! timing; the targets are printed next to the figures for a person to judge.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use anyhow::Context;
-use jiff::Timestamp;
-
-use crate::dev::sandbox::{self, FolderWatch, Sandbox, unix_nanos};
+use crate::dev::sandbox::{self, FolderWatch, Sandbox};
 use crate::exit::{self, CliError};
 use crate::home::TaskState;
 use crate::out::outln;
-use crate::report::Report;
-use crate::run::{self, DoneRecord, RunDir, StartedRecord};
 
 mod attention;
+mod big_repo;
 mod dashboard;
 mod drain;
 mod fleet;
 mod follow;
 mod history;
+mod latency;
+mod pueue;
+mod summary;
+mod tmux_loop;
 mod torture;
+
+use summary::Summary;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -49,6 +50,11 @@ pub struct BenchArgs {
     /// in the temp folder)
     #[arg(long, conflicts_with_all = ["attention", "dashboard", "torture"])]
     pub history: bool,
+    /// Measure only the task start in a 100,000-file repository (generated once, cached in
+    /// ~/.cache/nightshift-bench), against a plain `git worktree add`. Slow; part of the
+    /// full run, left out of `--quick`
+    #[arg(long, conflicts_with_all = ["attention", "dashboard", "torture", "history", "follow"])]
+    pub big_repo: bool,
     /// Measure only what following the agents' output costs the daemon: 16 agents
     /// printing 100 lines/s each, its CPU per 1,000 lines and the tmux server's beside it
     #[arg(long, conflicts_with_all = ["attention", "dashboard", "torture", "history"])]
@@ -83,10 +89,8 @@ pub enum BenchStore {
 }
 
 const MAX_AGENTS: usize = 4;
-/// Tasks run before measuring: the first one also starts the tmux server.
+/// Tasks run before measuring the latencies.
 const WARM_UP: u32 = 3;
-/// Per sequential task; far above any plausible latency, only there to stop a hang.
-const TASK_DEADLINE: Duration = Duration::from_secs(30);
 /// Sequential tasks measured with a worktree each.
 const WORKTREE_SAMPLES: u32 = 50;
 
@@ -104,6 +108,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         sandbox::require_tools("bench")?;
         sandbox::catch_interrupts()?;
         follow::run(args.keep, follow_window(args.quick))?;
+        return Ok(exit::SUCCESS);
+    }
+    if args.big_repo {
+        sandbox::require_tools("bench")?;
+        sandbox::catch_interrupts()?;
+        print_machine()?;
+        let b = big_repo::run(args.keep, big_repo_samples(args.quick))?;
+        big_repo::report(&b)?;
         return Ok(exit::SUCCESS);
     }
     if args.store == BenchStore::Postgres && !args.torture {
@@ -129,16 +141,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     sandbox::require_tools("bench")?;
     sandbox::catch_interrupts()?;
 
-    let mut sb = Sandbox::create(
-        "bench",
-        args.keep,
-        &format!("max_agents = {MAX_AGENTS}\ngrace_period = \"0s\"\nsettle = \"1s\"\n"),
-    )?;
+    // The defaults, grace period and all: only the slots are set, as in the issue's table.
+    let mut sb = Sandbox::create("bench", args.keep, &format!("max_agents = {MAX_AGENTS}\n"))?;
     print_machine()?;
     outln!(
-        "setup: a temporary home, a private tmux server, the scripted test agent, a plain folder \
-         as workdir (the daemon's own latency; the cost of a worktree per task is measured \
-         last); max_agents {MAX_AGENTS}, grace_period 0s, settle 1s"
+        "setup: a temporary home, a private tmux server, the scripted test agent, which signals \
+         done by running `nightshift done`; the default settings (grace_period 10s, settle 1s, \
+         a worktree per task in a git repository) with max_agents {MAX_AGENTS}"
     )?;
     if args.keep {
         outln!("home:  {} (kept)", sb.home.root().display())?;
@@ -146,13 +155,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     outln!()?;
 
     sb.start_daemon()?;
-    let done_dir = sb.home.state_dir(TaskState::Done);
-    let failed_dir = sb.home.state_dir(TaskState::Failed);
-    let watch = FolderWatch::new(&[(done_dir.clone(), false), (failed_dir.clone(), false)])?;
-    let stamps = sb.root().join("stamps");
-    std::fs::create_dir_all(&stamps)?;
-
-    let result = measure(&mut sb, &watch, &stamps, samples, tasks);
+    let mut summary = Summary::default();
+    let result = measure(&mut sb, samples, tasks, &mut summary);
     if result.is_err() && sandbox::check_interrupted().is_ok() {
         // Something went wrong (not the user's Ctrl-C): keep the evidence. The error itself
         // is printed last, by main.
@@ -165,8 +169,50 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         );
     }
     result?;
+    sb.stop_daemon();
     outln!()?;
-    follow::run(args.keep, follow_window(args.quick))?;
+    let follow = follow::run(args.keep, follow_window(args.quick))?;
+    add_follow(&mut summary, follow.as_ref());
+    outln!()?;
+    if args.quick {
+        outln!("`ls` over 10k/100k finished tasks: left out of --quick (`bench --history`)")?;
+        for (size, target) in [("10k", "<= 100 ms"), ("100k", "<= 150 ms")] {
+            summary.skipped(
+                &format!("`ls`, {size} finished tasks"),
+                "not run (`bench --history`)",
+                target,
+            );
+        }
+        summary.skipped(
+            "task start, 100k-file repository, median",
+            "not run (`bench --big-repo`)",
+            "<= 500 ms",
+        );
+    } else {
+        for (size, median, target) in history::measure()? {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            summary.add(
+                &format!("`ls`, {}k finished tasks", size / 1000),
+                format!("{:.0} ms", ms(median)),
+                &format!("<= {:.0} ms", ms(target)),
+                Some(median <= target),
+            );
+        }
+        outln!()?;
+        let b = big_repo::run(args.keep, big_repo_samples(false))?;
+        big_repo::report(&b)?;
+        summary.add(
+            "task start, 100k-file repository, median",
+            format!(
+                "{:.0} ms (plain `git worktree add`: {:.0} ms)",
+                b.start.median, b.plain_add.median
+            ),
+            "<= 500 ms",
+            Some(b.start.median <= big_repo::TARGET_MS),
+        );
+    }
+    outln!()?;
+    summary.print()?;
     if sb.keep {
         outln!(
             "\nKept {} (remove it with `rm -rf {}`).",
@@ -177,58 +223,183 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     Ok(exit::SUCCESS)
 }
 
+fn big_repo_samples(quick: bool) -> u32 {
+    if quick { 2 } else { 3 }
+}
+
+fn add_follow(summary: &mut Summary, follow: Option<&follow::Follow>) {
+    let name = "daemon CPU, 16 agents x 100 lines/s";
+    let Some(f) = follow else {
+        summary.skipped(
+            name,
+            "n/a (needs /proc)",
+            "<= 3% of a core, below the tmux server",
+        );
+        return;
+    };
+    let server = f.tmux_server.map_or("n/a".into(), |s| format!("{s:.1}%"));
+    summary.add(
+        name,
+        format!("{:.1}% (tmux server {server})", f.daemon),
+        "<= 3% of a core, below the tmux server",
+        Some(f.daemon <= 3.0 && f.tmux_server.is_none_or(|s| f.daemon < s)),
+    );
+    if let Some(kb) = f.rss_kb {
+        summary.add(
+            "daemon RSS with 16 agents",
+            format!("{:.1} MB", kb as f64 / 1024.0),
+            "unchanged (22 MB)",
+            None,
+        );
+    }
+}
+
+fn watch_done(sb: &Sandbox) -> anyhow::Result<FolderWatch> {
+    let done_dir = sb.home.state_dir(TaskState::Done);
+    let failed_dir = sb.home.state_dir(TaskState::Failed);
+    FolderWatch::new(&[(done_dir, false), (failed_dir, false)])
+}
+
+/// Every drain's failures are a bug, not slowness: stop with them.
+fn no_failures(d: &drain::Drain) -> anyhow::Result<()> {
+    if d.failed.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::new(
+        exit::FAILURE,
+        format!(
+            "{} of the drain's trivial tasks failed (e.g. {}); that is a bug, not slowness",
+            d.failed.len(),
+            d.failed[0]
+        ),
+    )
+    .into())
+}
+
 fn measure(
     sb: &mut Sandbox,
-    watch: &FolderWatch,
-    stamps: &Path,
     samples: u32,
     tasks: u32,
+    summary: &mut Summary,
 ) -> anyhow::Result<()> {
+    let watch = watch_done(sb)?;
     let progress = Progress::new();
+    let stamps = sb.root().join("stamps");
+    std::fs::create_dir_all(&stamps)?;
     let plain = sb.root().join("plain");
     std::fs::create_dir_all(&plain)?;
     let in_plain = format!("workdir: {}\n", plain.display());
+
+    // First, from the daemon as it started: no tmux server yet, nothing warm.
+    progress.show(&format!("drain from a fresh daemon: {tasks} tasks..."));
+    let cold = drain::drain_named(sb, &watch, "cold", tasks, &in_plain)?;
+    progress.clear();
+    drain::report(
+        &cold,
+        tasks,
+        "plain folder, from a freshly started daemon (the headline figure)",
+        None,
+    )?;
+    no_failures(&cold)?;
+    progress.show(&format!("drain, warm: {tasks} tasks..."));
+    let warm = drain::drain_named(sb, &watch, "warm", tasks, &in_plain)?;
+    progress.clear();
+    drain::report(
+        &warm,
+        tasks,
+        "plain folder, again on the now warm daemon",
+        None,
+    )?;
+    no_failures(&warm)?;
+    outln!()?;
+
+    progress.show("bare tmux loop...");
+    let bare = tmux_loop::run(sb.root(), tasks)?;
+    progress.clear();
+    tmux_loop::report(&bare)?;
+    outln!()?;
+    let pueue = match pueue::find() {
+        Some(found) => {
+            progress.show(&format!("pueue: {tasks} tasks..."));
+            let p = pueue::run(sb.root(), tasks, &found)?;
+            progress.clear();
+            pueue::report(&p)?;
+            Some(p)
+        }
+        None => {
+            pueue::report_absent()?;
+            None
+        }
+    };
+    report_plain(&cold, &bare, pueue.as_ref(), summary)?;
+    outln!()?;
+
     for i in 0..WARM_UP {
-        sequential_task(sb, watch, stamps, &format!("warm-{i}"), &in_plain)?;
+        latency::sequential_task(sb, &watch, &stamps, &format!("warm-{i}"), &in_plain)?;
     }
     let mut seq = Vec::new();
     for i in 0..samples {
         progress.show(&format!("sequential tasks: {i}/{samples}"));
-        seq.push(sequential_task(
+        seq.push(latency::sequential_task(
             sb,
-            watch,
-            stamps,
+            &watch,
+            &stamps,
             &format!("seq-{i:04}"),
             &in_plain,
         )?);
     }
     progress.clear();
-    report_sequential(sb, &seq)?;
+    let pickup = latency::report_sequential(sb, &seq)?;
+    if let Some(p) = pickup {
+        summary.add(
+            "pickup median, plain folder",
+            format!("{p:.1} ms"),
+            "<= 8 ms",
+            Some(p <= 8.0),
+        );
+    }
+    let idle = idle_cpu(sb, idle_window(samples))?;
+    summary.add("idle CPU", idle.clone(), "0 (unchanged)", None);
+    outln!()?;
 
-    progress.show(&format!("drain: {tasks} tasks..."));
-    let drain = drain::drain(sb, watch, tasks, &in_plain)?;
+    // In the git repository, the default: each task gets its worktree and branch.
+    progress.show(&format!("drain with a worktree per task: {tasks} tasks..."));
+    let wt = drain::drain_named(sb, &watch, "wt", tasks, "")?;
     progress.clear();
-    drain::report(&drain, tasks)?;
-
-    // The same sequential tasks in the git repository: each gets its worktree and branch.
+    drain::report(
+        &wt,
+        tasks,
+        "a worktree per task (the workdir is a git repository)",
+        Some((60.0, ">= 60 tasks/s")),
+    )?;
+    no_failures(&wt)?;
+    summary.add(
+        "drain with a worktree per task",
+        format!("{:.1}/s{}", wt.rate(), per_task(&wt)),
+        ">= 60/s",
+        Some(wt.rate() >= 60.0),
+    );
     let n = samples.min(WORKTREE_SAMPLES);
     let mut wt = Vec::new();
     for i in 0..n {
         progress.show(&format!("tasks with a worktree: {i}/{n}"));
-        wt.push(sequential_task(
+        wt.push(latency::sequential_task(
             sb,
-            watch,
-            stamps,
-            &format!("wt-{i:04}"),
+            &watch,
+            &stamps,
+            &format!("wt1-{i:04}"),
             "",
         )?);
     }
     progress.clear();
-    let pickup: Vec<f64> = wt.iter().map(|s| ms(s.queued, s.stamped)).collect();
-    let done: Vec<f64> = wt.iter().map(|s| ms(s.stamped, s.filed)).collect();
-    if let (Some(p), Some(d)) = (Stats::of(&pickup), Stats::of(&done)) {
+    let pickup: Vec<f64> = wt
+        .iter()
+        .map(|s| latency::ms(s.queued, s.stamped))
+        .collect();
+    let done: Vec<f64> = wt.iter().map(|s| latency::ms(s.stamped, s.filed)).collect();
+    if let (Some(p), Some(d)) = (latency::Stats::of(&pickup), latency::Stats::of(&done)) {
         outln!(
-            "with a worktree per task (the workdir is a git repository), {n} sequential tasks:\n  \
+            "with a worktree per task, {n} sequential tasks:\n  \
              pickup median {:.1} ms, p99 {:.1} ms (`git worktree add` included); done-detection \
              median {:.1} ms (the uncommitted-work check included)",
             p.median,
@@ -236,205 +407,85 @@ fn measure(
             d.median
         )?;
     }
-    if !drain.failed.is_empty() {
-        // Not a timing check: a trivial task must never fail, so this is a bug to look at.
-        return Err(CliError::new(
-            exit::FAILURE,
-            format!(
-                "{} of the drain's trivial tasks failed (e.g. {}); that is a bug, not slowness",
-                drain.failed.len(),
-                drain.failed[0]
-            ),
-        )
-        .into());
-    }
     Ok(())
 }
 
-/// One task through the daemon on its own, with a free slot.
-struct Sample {
-    id: String,
-    /// Just before the rename into queue/.
-    queued: i128,
-    /// The agent's `@stamp`, its first step.
-    stamped: i128,
-    /// When the file showed up in done/.
-    filed: i128,
-    /// The done/ event was missed and the time is from a later look.
-    late: bool,
+fn per_task(d: &drain::Drain) -> String {
+    d.per_task()
+        .map_or(String::new(), |p| format!(", {p:.1} processes per task"))
 }
 
-fn sequential_task(
-    sb: &mut Sandbox,
-    watch: &FolderWatch,
-    stamps: &Path,
-    id: &str,
-    front: &str,
-) -> anyhow::Result<Sample> {
-    let stamp = stamps.join(format!("{id}.ns"));
-    sb.stage(
-        id,
-        &format!(
-            "---\ntitle: bench {id}\n{front}---\n@stamp {}\n@done\n",
-            stamp.display()
-        ),
-    )?;
-    let target = sb.home.task_file(TaskState::Done, id);
-    let failed = sb.home.task_file(TaskState::Failed, id);
-    // Events from earlier tasks are of no interest.
-    while !watch.next(Duration::ZERO).is_empty() {}
-    let queued = unix_nanos(SystemTime::now());
-    sb.enqueue(id)?;
-    let what = format!("task {id} to reach done/");
-    let (filed, late) =
-        sandbox::wait_for(watch, Instant::now() + TASK_DEADLINE, &what, |events| {
-            sb.check_daemon()?;
-            if let Some((t, _)) = events.iter().find(|(_, e)| {
-                !e.kind.is_remove() && !e.kind.is_access() && e.paths.contains(&target)
-            }) {
-                return Ok(Some((unix_nanos(*t), false)));
-            }
-            if failed.exists() {
-                let reason = crate::status::find(&sb.home, &crate::config::Config::default(), id)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| v.reason())
-                    .unwrap_or_default();
-                anyhow::bail!("bench task {id} failed: {reason}");
-            }
-            // Woken by the timer with the file already there: its event was lost.
-            if events.is_empty() && target.exists() {
-                return Ok(Some((unix_nanos(SystemTime::now()), true)));
-            }
-            Ok(None)
-        })?;
-    let text = std::fs::read_to_string(&stamp)
-        .with_context(|| format!("reading the agent's stamp {}", stamp.display()))?;
-    let stamped: i128 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("{}: not a time stamp: {text:?}", stamp.display()))?;
-    Ok(Sample {
-        id: id.to_string(),
-        queued,
-        stamped,
-        filed,
-        late,
-    })
-}
-
-/// Milliseconds between two nanosecond times.
-fn ms(from: i128, to: i128) -> f64 {
-    (to - from) as f64 / 1e6
-}
-
-fn ts_nanos(t: Timestamp) -> i128 {
-    t.as_nanosecond()
-}
-
-/// The records an attempt left, as nanosecond times, for the breakdown.
-#[derive(Default)]
-struct Records {
-    claimed: Option<i128>,
-    spawned: Option<i128>,
-    started: Option<i128>,
-    done: Option<i128>,
-    reported: Option<i128>,
-}
-
-fn records(sb: &Sandbox, id: &str) -> Records {
-    let dir = RunDir::new(sb.home.run_dir(id, 1));
-    let mut r = Records {
-        started: dir
-            .read::<StartedRecord>(run::STARTED)
-            .ok()
-            .flatten()
-            .map(|s| ts_nanos(s.at)),
-        done: dir
-            .read::<DoneRecord>(run::DONE)
-            .ok()
-            .flatten()
-            .map(|d| ts_nanos(d.at)),
-        reported: dir
-            .read::<Report>(run::REPORT)
-            .ok()
-            .flatten()
-            .map(|r| ts_nanos(r.finished_at)),
-        ..Records::default()
-    };
-    let events = std::fs::read_to_string(dir.file(run::EVENTS)).unwrap_or_default();
-    for line in events.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let at = v
-            .get("at")
-            .and_then(|a| a.as_str())
-            .and_then(|a| a.parse::<Timestamp>().ok())
-            .map(ts_nanos);
-        match v.get("event").and_then(|e| e.as_str()) {
-            Some("claimed") => r.claimed = r.claimed.or(at),
-            Some("spawned") => r.spawned = r.spawned.or(at),
-            _ => {}
-        }
-    }
-    r
-}
-
-fn report_sequential(sb: &Sandbox, seq: &[Sample]) -> std::io::Result<()> {
-    let recs: Vec<Records> = seq.iter().map(|s| records(sb, &s.id)).collect();
-    let pickup: Vec<f64> = seq.iter().map(|s| ms(s.queued, s.stamped)).collect();
-    let done: Vec<f64> = seq.iter().map(|s| ms(s.stamped, s.filed)).collect();
-    let split = |f: &dyn Fn(&Sample, &Records) -> Option<f64>| {
-        let v: Vec<f64> = seq.iter().zip(&recs).filter_map(|(s, r)| f(s, r)).collect();
-        Stats::of(&v).map_or("?".to_string(), |s| format!("{:.1}", s.median))
-    };
-
+/// The plain drain against its floor and against pueue, as the issue's first row.
+fn report_plain(
+    cold: &drain::Drain,
+    bare: &tmux_loop::Loop,
+    pueue: Option<&pueue::Pueue>,
+    summary: &mut Summary,
+) -> std::io::Result<()> {
+    let share = cold.rate() * 100.0 / bare.rate().max(1e-9);
     outln!(
-        "pickup latency: task renamed into queue/ -> agent process running (its first step), \
-         {} sequential tasks after {WARM_UP} warm-up",
-        seq.len()
+        "plain drain (fresh daemon) against its floor: {share:.0}% of the bare tmux loop \
+         (target >= 50% {})",
+        verdict(share >= 50.0)
     )?;
-    if let Some(s) = Stats::of(&pickup) {
-        outln!("  {}", s.line())?;
-        outln!(
-            "  target: median <= 15 ms {}, p99 <= 50 ms {}",
-            verdict(s.median <= 15.0),
-            verdict(s.p99 <= 50.0)
-        )?;
+    let ratio = pueue.map(|p| cold.rate() / p.rate().max(1e-9));
+    match (ratio, pueue) {
+        (Some(r), Some(p)) => outln!(
+            "plain drain against pueue in the same run: {:.1}/s vs {:.1}/s = {r:.1}x pueue \
+             (target >= 10x {})",
+            cold.rate(),
+            p.rate(),
+            verdict(r >= 10.0)
+        )?,
+        _ => outln!("plain drain against pueue: n/a (pueue not installed)")?,
     }
-    outln!(
-        "  split (medians, ms): daemon notices and claims {} | claim -> tmux new-session returns {} \
-         | claim -> wrapper has started the agent {} | agent start-up to first step {}",
-        split(&|s, r| Some(ms(s.queued, r.claimed?))),
-        split(&|_, r| Some(ms(r.claimed?, r.spawned?))),
-        split(&|_, r| Some(ms(r.claimed?, r.started?))),
-        split(&|s, r| Some(ms(r.started?, s.stamped))),
-    )?;
-
-    outln!()?;
-    outln!(
-        "done-detection latency: agent signals done (`@stamp` then `@done`) -> task file in done/, \
-         same {} tasks",
-        seq.len()
-    )?;
-    if let Some(s) = Stats::of(&done) {
-        outln!("  {}", s.line())?;
-        outln!("  target: median <= 50 ms {}", verdict(s.median <= 50.0))?;
-    }
-    outln!(
-        "  split (medians, ms): `nightshift done` runs {} | daemon notices {} \
-         | report (git) written, task file rewritten, synced and moved {}",
-        split(&|s, r| Some(ms(s.stamped, r.done?))),
-        split(&|_, r| Some(ms(r.done?, r.reported?))),
-        split(&|s, r| Some(ms(r.reported?, s.filed))),
-    )?;
-    let late = seq.iter().filter(|s| s.late).count();
-    if late > 0 {
-        outln!("  ({late} done/ events were missed; those times are from a later look)")?;
-    }
-    outln!()?;
+    let value = format!(
+        "{:.1}/s{}; {share:.0}% of a bare tmux loop ({:.0}/s); {}",
+        cold.rate(),
+        per_task(cold),
+        bare.rate(),
+        ratio.map_or("pueue not installed".to_string(), |r| format!(
+            "{r:.1}x pueue"
+        )),
+    );
+    summary.add(
+        "drain, plain folder, 4 slots",
+        value,
+        ">= 10x pueue, >= 50% of a bare tmux loop",
+        Some(share >= 50.0 && ratio.is_some_and(|r| r >= 10.0)),
+    );
     Ok(())
+}
+
+fn idle_window(samples: u32) -> Duration {
+    Duration::from_secs(if samples < 50 { 2 } else { 5 })
+}
+
+/// The daemon's CPU with nothing to do (its last agents already gone).
+fn idle_cpu(sb: &Sandbox, window: Duration) -> anyhow::Result<String> {
+    let Some(pid) = sb.daemon_pid() else {
+        return Ok("n/a".into());
+    };
+    // The last sequential task's session is closed right after its exit.
+    std::thread::sleep(Duration::from_millis(500));
+    let Some(before) = dashboard::cpu_time(pid) else {
+        return Ok("n/a (needs /proc)".into());
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < window {
+        sandbox::check_interrupted()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used = dashboard::cpu_time(pid)
+        .unwrap_or(before)
+        .saturating_sub(before);
+    let text = format!(
+        "{} ms of CPU in {:.0} s",
+        used.as_millis(),
+        start.elapsed().as_secs_f64()
+    );
+    outln!("idle daemon (nothing queued): {text} (target: 0, unchanged)")?;
+    Ok(text)
 }
 
 /// How long the output-following CPU is counted.
@@ -444,46 +495,6 @@ fn follow_window(quick: bool) -> Duration {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "[ok]" } else { "[MISSED]" }
-}
-
-struct Stats {
-    n: usize,
-    median: f64,
-    p99: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(values: &[f64]) -> Option<Stats> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        // Nearest rank: the smallest value with at least 99% of the samples at or below it.
-        let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
-        Some(Stats {
-            n,
-            median,
-            p99: v[rank - 1],
-            min: v[0],
-            max: v[n - 1],
-        })
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "median {:.1} ms   p99 {:.1} ms   min {:.1} ms   max {:.1} ms   n {}",
-            self.median, self.p99, self.min, self.max, self.n
-        )
-    }
 }
 
 fn print_machine() -> std::io::Result<()> {

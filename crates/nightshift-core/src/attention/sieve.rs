@@ -43,14 +43,29 @@ enum Family {
     Error,
 }
 
+/// What a set is built from: the marker, how many limit patterns (always the same ones),
+/// and the error patterns' sources.
+type SetKey = (Option<String>, usize, Vec<String>);
+
+/// A compiled set and the family of each of its patterns.
+#[derive(Debug)]
+struct Compiled {
+    set: Option<RegexSet>,
+    families: Vec<Family>,
+}
+
+/// The sets in use, shared by every run with the same patterns: each compiled set keeps
+/// its own search caches (up to megabytes), so one per run would grow the daemon with
+/// every agent. Held weakly: a set no run uses any more is freed.
+static SETS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<SetKey, std::sync::Weak<Compiled>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 /// The compiled set for one marker and one list of error patterns, rebuilt when they change.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sieve {
-    /// What the set was built from: the marker, how many limit patterns (always the same
-    /// ones), and the error patterns' sources.
-    built_for: Option<(Option<String>, usize, Vec<String>)>,
-    set: Option<RegexSet>,
-    families: Vec<Family>,
+    built_for: Option<SetKey>,
+    compiled: Option<std::sync::Arc<Compiled>>,
     /// Stripped text of the current line, reused.
     scratch: String,
 }
@@ -71,9 +86,13 @@ impl Sieve {
             lines: lines.len(),
             ..Sifted::default()
         };
+        let (set, families) = match self.compiled.as_deref() {
+            Some(c) => (c.set.as_ref(), c.families.as_slice()),
+            None => (None, &[][..]),
+        };
         for line in lines {
             let text = strip_ansi_into(line, &mut self.scratch).trim();
-            let Some(set) = &self.set else {
+            let Some(set) = set else {
                 // No set: every line is a candidate everywhere.
                 if marker.is_some() {
                     out.marker.push(line);
@@ -87,7 +106,7 @@ impl Sieve {
                 continue;
             }
             let hits = set.matches(text);
-            let has = |f: Family| hits.iter().any(|i| self.families[i] == f);
+            let has = |f: Family| hits.iter().any(|i| families.get(i) == Some(&f));
             if has(Family::Marker) {
                 out.marker.push(line);
             }
@@ -122,24 +141,44 @@ impl Sieve {
             return;
         }
         let errors: Vec<String> = errors.iter().map(|r| r.as_str().to_string()).collect();
-        let mut patterns: Vec<(Family, String)> = marker
-            .map(|m| (Family::Marker, regex::escape(m)))
-            .into_iter()
-            .collect();
-        patterns.extend(limits.iter().map(|p| (Family::Limit, p.clone())));
-        patterns.extend(
-            super::retrying::RETRY_PATTERNS
-                .iter()
-                .map(|p| (Family::Retry, p.to_string())),
-        );
-        patterns.extend(errors.iter().map(|p| (Family::Error, p.clone())));
-        self.families = patterns.iter().map(|(f, _)| *f).collect();
-        self.set = patterns
+        let key: SetKey = (marker.map(str::to_string), limits.len(), errors);
+        let mut sets = SETS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let compiled = match sets.get(&key).and_then(std::sync::Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let fresh = std::sync::Arc::new(compile(marker, limits, &key.2));
+                sets.retain(|_, set| set.strong_count() > 0);
+                sets.insert(key.clone(), std::sync::Arc::downgrade(&fresh));
+                fresh
+            }
+        };
+        self.compiled = Some(compiled);
+        self.built_for = Some(key);
+    }
+}
+
+/// One set of every pattern the decisions look for.
+fn compile(marker: Option<&str>, limits: &[String], errors: &[String]) -> Compiled {
+    let mut patterns: Vec<(Family, String)> = marker
+        .map(|m| (Family::Marker, regex::escape(m)))
+        .into_iter()
+        .collect();
+    patterns.extend(limits.iter().map(|p| (Family::Limit, p.clone())));
+    patterns.extend(
+        super::retrying::RETRY_PATTERNS
+            .iter()
+            .map(|p| (Family::Retry, p.to_string())),
+    );
+    patterns.extend(errors.iter().map(|p| (Family::Error, p.clone())));
+    Compiled {
+        families: patterns.iter().map(|(f, _)| *f).collect(),
+        set: patterns
             .iter()
             .map(|(_, p)| loosened(p))
             .collect::<Option<Vec<String>>>()
-            .and_then(|all| RegexSet::new(all).ok());
-        self.built_for = Some((marker.map(str::to_string), limits.len(), errors));
+            .and_then(|all| RegexSet::new(all).ok()),
     }
 }
 

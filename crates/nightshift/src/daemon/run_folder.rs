@@ -193,8 +193,9 @@ impl<S: Store> Daemon<S> {
         tokio::spawn(async move {
             let session = crate::tmux::session_name(&id);
             let channel = crate::tmux::died_channel(&session, attempt);
-            if tmux.wait_pane_died(&channel, SCREEN_WAIT).await
-                && let Ok(screen) = tmux.capture_all(&session).await
+            if let Some(screen) = tmux
+                .wait_died_and_capture(&channel, &session, SCREEN_WAIT)
+                .await
                 && let Err(e) = nightshift_store::fsutil::write_atomic(
                     &dir.file(run::SCREEN),
                     screen.as_bytes(),
@@ -260,6 +261,18 @@ impl<S: Store> Daemon<S> {
         self.hook_tails
             .insert((id.to_string(), attempt), Tail::new(&dir.file(run::HOOKS)));
         dir
+    }
+
+    /// Where the last screen of the attempt that lived in a closing session goes: its run
+    /// folder's screen file (the latest such attempt's, not a new one replacing it).
+    pub(super) fn closed_screen_file(&self, session: &str) -> Option<std::path::PathBuf> {
+        self.runs
+            .values()
+            .filter(|(id, attempt)| {
+                crate::tmux::session_name(id) == session && !self.state.is_current(id, *attempt)
+            })
+            .max_by_key(|(_, attempt)| *attempt)
+            .map(|(id, attempt)| self.home.run_dir(id, *attempt).join(run::SCREEN))
     }
 
     /// Stops following the attempts that lived in a closed session (not a new attempt that
@@ -345,5 +358,17 @@ impl<S: Store> Daemon<S> {
         }
         self.tails.remove(&(id.to_string(), attempt));
         self.hook_tails.remove(&(id.to_string(), attempt));
+    }
+}
+
+/// Saves the screen a session showed when it was closed, unless the attempt's final screen
+/// was saved already (when its pane died) or its run folder is gone.
+pub(super) fn save_last_screen(file: Option<&Path>, screen: &str) {
+    let Some(file) = file else { return };
+    if file.exists() || !file.parent().is_some_and(Path::is_dir) {
+        return;
+    }
+    if let Err(e) = nightshift_store::fsutil::write_atomic(file, screen.as_bytes(), 0o600) {
+        tracing::warn!("cannot save the last screen in {}: {e}", file.display());
     }
 }

@@ -222,23 +222,95 @@ impl Tmux {
     /// `@nightshift_home` names another home): homes that share a server on purpose may run
     /// tasks of the same id, and each closes only its own sessions.
     pub async fn kill_own_session(&self, name: &str, home: &str) -> Result<(), TmuxError> {
-        let sessions = self.list_sessions().await?;
-        if sessions
-            .iter()
-            .any(|s| s.name == name && !s.home.is_empty() && s.home != home)
-        {
-            return Ok(());
+        self.close_own_session(name, home).await.map(drop)
+    }
+
+    /// Captures the last screen of the session (all it shows and has scrolled past) and
+    /// kills it, unless it belongs to another home: one tmux client, the check done by tmux
+    /// itself ([`own_session_check`]), so the session cannot change hands between the check
+    /// and the kill. Returns the screen when the session was this home's and is now closed;
+    /// `None` when it was another home's or was already gone.
+    pub async fn close_own_session(
+        &self,
+        name: &str,
+        home: &str,
+    ) -> Result<Option<String>, TmuxError> {
+        let target = exact_session(name);
+        let pane = exact_pane(name);
+        // tmux parses this string as commands: only the session name (`ns-` and [A-Za-z0-9_-],
+        // see `session_name`) varies in it.
+        let close = format!(
+            "display-message -p {CLOSED_LINE} ; capture-pane -p -J -S - -E - -t {pane} ; kill-session -t {target}"
+        );
+        let args: Vec<OsString> = vec![
+            "if-shell".into(),
+            "-F".into(),
+            "-t".into(),
+            pane.clone().into(),
+            own_session_check(home).into(),
+            close.into(),
+        ];
+        match self.run("kill-session", &args).await {
+            Ok(out) => Ok(out
+                .strip_prefix(CLOSED_LINE)
+                .and_then(|rest| rest.strip_prefix('\n'))
+                .map(str::to_string)),
+            Err(TmuxError::Failed { stderr, .. })
+                if is_no_server(&stderr) || stderr.contains("can't find") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
-        self.kill_session(name).await
     }
 
     /// Waits until the pane's process has died and tmux has read all its output, or until
-    /// `limit` passes. Returns whether it died in time.
-    pub async fn wait_pane_died(&self, channel: &str, limit: std::time::Duration) -> bool {
-        let args: [OsString; 2] = ["wait-for".into(), channel.into()];
+    /// `limit` passes, then captures everything the pane shows and has scrolled past: one
+    /// tmux client, the capture queued behind the wait. `None` when it did not die in time
+    /// (the client is killed, and its queued capture with it) or cannot be captured.
+    pub async fn wait_died_and_capture(
+        &self,
+        channel: &str,
+        name: &str,
+        limit: std::time::Duration,
+    ) -> Option<String> {
+        let args: Vec<OsString> = vec![
+            "wait-for".into(),
+            channel.into(),
+            ";".into(),
+            "capture-pane".into(),
+            "-p".into(),
+            "-J".into(),
+            "-S".into(),
+            "-".into(),
+            "-E".into(),
+            "-".into(),
+            "-t".into(),
+            exact_pane(name).into(),
+        ];
         let wait = self.run("wait-for", &args);
-        matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(screen)) => Some(screen),
+            _ => None,
+        }
     }
+}
+
+/// The first line [`Tmux::close_own_session`] prints when it closed the session.
+const CLOSED_LINE: &str = "nightshift-closed";
+
+/// A tmux format that is `1` when the target session is this home's: tagged with `home`, or
+/// untagged (made before homes were recorded). The home is escaped for tmux's format
+/// language (`##`, `#,`, `#}`), so no path can end the comparison early or run `#(…)`.
+fn own_session_check(home: &str) -> String {
+    let mut escaped = String::with_capacity(home.len());
+    for c in home.chars() {
+        if matches!(c, '#' | ',' | '}') {
+            escaped.push('#');
+        }
+        escaped.push(c);
+    }
+    format!("#{{?#{{{HOME_OPTION}}},#{{==:#{{{HOME_OPTION}}},{escaped}}},1}}")
 }
 
 /// Doubles `#`, which tmux format expansion turns back into one.

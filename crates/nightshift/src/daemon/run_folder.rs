@@ -77,9 +77,16 @@ impl<S: Store> Daemon<S> {
             Some(run::DONE) => self.read_done(dir, &id, attempt).await,
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }).await,
             Some(run::EXIT) => {
-                if self.state.is_current(&id, attempt) {
+                let current = self.state.is_current(&id, attempt);
+                if current && !dir.join(run::DONE).exists() {
                     self.settle_exit(id, attempt);
                 } else {
+                    if current {
+                        // It said done before it left: no later output can hold the marker,
+                        // so there is no pane death to wait for (its last screen is saved
+                        // when the session is closed). Take the done first.
+                        self.read_done(dir, &id, attempt).await;
+                    }
                     // Already finished: the exit only frees the slot.
                     self.read_exit(dir, &id, attempt).await;
                 }

@@ -235,10 +235,16 @@ impl Tmux {
         name: &str,
         home: &str,
     ) -> Result<Option<String>, TmuxError> {
+        // tmux parses the close below as commands: the session name is the one part that
+        // varies in it, so it must be a name nightshift makes (`session_name`).
+        if !is_plain_session_name(name) {
+            return Err(TmuxError::Failed {
+                command: "kill-session".into(),
+                stderr: format!("{name:?} is not a nightshift session name"),
+            });
+        }
         let target = exact_session(name);
         let pane = exact_pane(name);
-        // tmux parses this string as commands: only the session name (`ns-` and [A-Za-z0-9_-],
-        // see `session_name`) varies in it.
         let close = format!(
             "display-message -p {CLOSED_LINE} ; capture-pane -p -J -S - -E - -t {pane} ; kill-session -t {target}"
         );
@@ -299,6 +305,17 @@ impl Tmux {
 /// The first line [`Tmux::close_own_session`] prints when it closed the session.
 const CLOSED_LINE: &str = "nightshift-closed";
 
+/// Whether `name` is made only of the characters [`session_name`] uses, which tmux's
+/// command parser takes literally.
+///
+/// [`session_name`]: super::session_name
+fn is_plain_session_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// A tmux format that is `1` when the target session is this home's: tagged with `home`, or
 /// untagged (made before homes were recorded). The home is escaped for tmux's format
 /// language (`##`, `#,`, `#}`), so no path can end the comparison early or run `#(…)`.
@@ -330,4 +347,26 @@ fn escape_formats(s: &std::ffi::OsStr) -> OsString {
 /// a signal that nobody waited for.
 pub fn died_channel(session: &str, attempt: u32) -> String {
     format!("nightshift-died-{session}-{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_session_check_escapes_what_tmux_formats_treat_specially() {
+        assert_eq!(
+            own_session_check("/h/a,b}c#(x)"),
+            "#{?#{@nightshift_home},#{==:#{@nightshift_home},/h/a#,b#}c##(x)},1}"
+        );
+    }
+
+    #[test]
+    fn only_names_nightshift_makes_reach_a_tmux_command_string() {
+        assert!(is_plain_session_name(&super::super::session_name("a b;c")));
+        assert!(is_plain_session_name("ns-fix_2"));
+        for bad in ["", "ns-a b", "ns-a;kill-server", "ns-'x'", "ns-a:b"] {
+            assert!(!is_plain_session_name(bad), "{bad:?}");
+        }
+    }
 }

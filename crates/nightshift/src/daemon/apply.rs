@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::run_folder::save_last_screen;
+use super::run_folder::close_session;
 use super::{Daemon, Internal, STORE_TIMEOUT};
 use crate::home::TaskState;
 use crate::report::Report;
@@ -330,7 +330,7 @@ impl<S: Store> Daemon<S> {
                 None
             }
             Action::CloseSession { session } => {
-                let screen_file = self.closed_screen_file(&session);
+                let run = self.closed_run(&session);
                 self.unwatch_closed(&session);
                 if self.state.is_replaced(&session) {
                     // The new attempt's start closes it first, so this kill cannot land on the
@@ -341,11 +341,7 @@ impl<S: Store> Daemon<S> {
                 let tmux = self.tmux.clone();
                 let home_id = self.home_id.clone();
                 tokio::spawn(async move {
-                    match tmux.close_own_session(&session, &home_id).await {
-                        Ok(Some(screen)) => save_last_screen(screen_file.as_deref(), &screen),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(session, "cannot close the session: {e}"),
-                    }
+                    close_session(&tmux, &session, &home_id, run).await;
                 });
                 None
             }

@@ -270,16 +270,16 @@ impl<S: Store> Daemon<S> {
         dir
     }
 
-    /// Where the last screen of the attempt that lived in a closing session goes: its run
-    /// folder's screen file (the latest such attempt's, not a new one replacing it).
-    pub(super) fn closed_screen_file(&self, session: &str) -> Option<std::path::PathBuf> {
+    /// The run folder and number of the attempt that lived in a closing session (the
+    /// latest such attempt's, not a new one replacing it).
+    pub(super) fn closed_run(&self, session: &str) -> Option<(std::path::PathBuf, u32)> {
         self.runs
             .values()
             .filter(|(id, attempt)| {
                 crate::tmux::session_name(id) == session && !self.state.is_current(id, *attempt)
             })
             .max_by_key(|(_, attempt)| *attempt)
-            .map(|(id, attempt)| self.home.run_dir(id, *attempt).join(run::SCREEN))
+            .map(|(id, attempt)| (self.home.run_dir(id, *attempt), *attempt))
     }
 
     /// Stops following the attempts that lived in a closed session (not a new attempt that
@@ -368,9 +368,45 @@ impl<S: Store> Daemon<S> {
     }
 }
 
+/// Closes a session of this home, saving its last screen in the run folder of the attempt
+/// that lived in it, unless that screen was saved already (when its pane died). When that
+/// attempt's agent has exited and nobody waited for its pane's death yet, the close waits
+/// for it first (in the same tmux client), so every byte reaches the transcript.
+pub(super) async fn close_session(
+    tmux: &crate::tmux::Tmux,
+    session: &str,
+    home_id: &str,
+    run: Option<(std::path::PathBuf, u32)>,
+) {
+    let screen_file = run.as_ref().map(|(dir, _)| dir.join(run::SCREEN));
+    let exited = run
+        .as_ref()
+        .is_some_and(|(dir, _)| dir.join(run::EXIT).exists());
+    let settled = screen_file.as_deref().is_some_and(Path::exists);
+    let mut closed = None;
+    if exited
+        && !settled
+        && let Some((_, attempt)) = &run
+    {
+        let channel = crate::tmux::died_channel(session, *attempt);
+        closed = tmux
+            .close_own_session_once_died(session, home_id, &channel, SCREEN_WAIT)
+            .await;
+    }
+    let closed = match closed {
+        Some(closed) => closed,
+        None => tmux.close_own_session(session, home_id).await,
+    };
+    match closed {
+        Ok(Some(screen)) => save_last_screen(screen_file.as_deref(), &screen),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(session, "cannot close the session: {e}"),
+    }
+}
+
 /// Saves the screen a session showed when it was closed, unless the attempt's final screen
 /// was saved already (when its pane died) or its run folder is gone.
-pub(super) fn save_last_screen(file: Option<&Path>, screen: &str) {
+fn save_last_screen(file: Option<&Path>, screen: &str) {
     let Some(file) = file else { return };
     if file.exists() || !file.parent().is_some_and(Path::is_dir) {
         return;

@@ -235,39 +235,31 @@ impl Tmux {
         name: &str,
         home: &str,
     ) -> Result<Option<String>, TmuxError> {
-        // tmux parses the close below as commands: the session name is the one part that
-        // varies in it, so it must be a name nightshift makes (`session_name`).
-        if !is_plain_session_name(name) {
-            return Err(TmuxError::Failed {
-                command: "kill-session".into(),
-                stderr: format!("{name:?} is not a nightshift session name"),
-            });
+        let args = close_args(name, home)?;
+        closed_screen(self.run("kill-session", &args).await)
+    }
+
+    /// [`Tmux::close_own_session`] once the pane's process has died and tmux has read all
+    /// its output (the `died_channel` is signalled), in the same client: for a session whose
+    /// agent is known to have exited, so its last bytes reach the transcript before the
+    /// kill. `None` when it did not die within `limit` (the client is killed, and its queued
+    /// close with it; the channel is per attempt, so a close left queued by an older tmux
+    /// could only ever close this attempt's session).
+    pub async fn close_own_session_once_died(
+        &self,
+        name: &str,
+        home: &str,
+        channel: &str,
+        limit: std::time::Duration,
+    ) -> Option<Result<Option<String>, TmuxError>> {
+        let mut args: Vec<OsString> = vec!["wait-for".into(), channel.into(), ";".into()];
+        match close_args(name, home) {
+            Ok(close) => args.extend(close),
+            Err(e) => return Some(Err(e)),
         }
-        let target = exact_session(name);
-        let pane = exact_pane(name);
-        let close = format!(
-            "display-message -p {CLOSED_LINE} ; capture-pane -p -J -S - -E - -t {pane} ; kill-session -t {target}"
-        );
-        let args: Vec<OsString> = vec![
-            "if-shell".into(),
-            "-F".into(),
-            "-t".into(),
-            pane.clone().into(),
-            own_session_check(home).into(),
-            close.into(),
-        ];
-        match self.run("kill-session", &args).await {
-            Ok(out) => Ok(out
-                .strip_prefix(CLOSED_LINE)
-                .and_then(|rest| rest.strip_prefix('\n'))
-                .map(str::to_string)),
-            Err(TmuxError::Failed { stderr, .. })
-                if is_no_server(&stderr) || stderr.contains("can't find") =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let close = self.run("kill-session", &args);
+        let done = tokio::time::timeout(limit, close).await.ok()?;
+        Some(closed_screen(done))
     }
 
     /// Waits until the pane's process has died and tmux has read all its output, or until
@@ -299,6 +291,49 @@ impl Tmux {
             Ok(Ok(screen)) => Some(screen),
             _ => None,
         }
+    }
+}
+
+/// The `if-shell` of a close: when the session is this home's ([`own_session_check`]), say
+/// so, print its whole screen and kill it.
+fn close_args(name: &str, home: &str) -> Result<Vec<OsString>, TmuxError> {
+    // tmux parses the close below as commands: the session name is the one part that
+    // varies in it, so it must be a name nightshift makes (`session_name`).
+    if !is_plain_session_name(name) {
+        return Err(TmuxError::Failed {
+            command: "kill-session".into(),
+            stderr: format!("{name:?} is not a nightshift session name"),
+        });
+    }
+    let target = exact_session(name);
+    let pane = exact_pane(name);
+    let close = format!(
+        "display-message -p {CLOSED_LINE} ; capture-pane -p -J -S - -E - -t {pane} ; kill-session -t {target}"
+    );
+    Ok(vec![
+        "if-shell".into(),
+        "-F".into(),
+        "-t".into(),
+        pane.into(),
+        own_session_check(home).into(),
+        close.into(),
+    ])
+}
+
+/// What a close printed: the screen when it closed the session; `None` when the session was
+/// another home's or already gone.
+fn closed_screen(out: Result<String, TmuxError>) -> Result<Option<String>, TmuxError> {
+    match out {
+        Ok(out) => Ok(out
+            .strip_prefix(CLOSED_LINE)
+            .and_then(|rest| rest.strip_prefix('\n'))
+            .map(str::to_string)),
+        Err(TmuxError::Failed { stderr, .. })
+            if is_no_server(&stderr) || stderr.contains("can't find") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

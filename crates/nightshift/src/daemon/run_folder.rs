@@ -369,9 +369,11 @@ impl<S: Store> Daemon<S> {
 }
 
 /// Closes a session of this home, saving its last screen in the run folder of the attempt
-/// that lived in it, unless that screen was saved already (when its pane died). When that
-/// attempt's agent has exited and nobody waited for its pane's death yet, the close waits
-/// for it first (in the same tmux client), so every byte reaches the transcript.
+/// that lived in it, unless that screen was saved already (when its pane died); only that
+/// attempt's session, never a newer one of the same name. When that attempt's agent said
+/// done and exited, nobody has waited for its pane's death yet (see the exit in
+/// `on_change`): the close waits for it first, in the same tmux client, so every byte
+/// reaches the transcript.
 pub(super) async fn close_session(
     tmux: &crate::tmux::Tmux,
     session: &str,
@@ -379,23 +381,21 @@ pub(super) async fn close_session(
     run: Option<(std::path::PathBuf, u32)>,
 ) {
     let screen_file = run.as_ref().map(|(dir, _)| dir.join(run::SCREEN));
-    let exited = run
-        .as_ref()
-        .is_some_and(|(dir, _)| dir.join(run::EXIT).exists());
-    let settled = screen_file.as_deref().is_some_and(Path::exists);
+    let attempt = run.as_ref().map(|(_, attempt)| *attempt);
+    let unsettled = run.as_ref().is_some_and(|(dir, _)| {
+        dir.join(run::EXIT).exists()
+            && dir.join(run::DONE).exists()
+            && !dir.join(run::SCREEN).exists()
+    });
     let mut closed = None;
-    if exited
-        && !settled
-        && let Some((_, attempt)) = &run
-    {
-        let channel = crate::tmux::died_channel(session, *attempt);
+    if unsettled && let Some(attempt) = attempt {
         closed = tmux
-            .close_own_session_once_died(session, home_id, &channel, SCREEN_WAIT)
+            .close_own_session_once_died(session, home_id, attempt, SCREEN_WAIT)
             .await;
     }
     let closed = match closed {
         Some(closed) => closed,
-        None => tmux.close_own_session(session, home_id).await,
+        None => tmux.close_own_session(session, home_id, attempt).await,
     };
     match closed {
         Ok(Some(screen)) => save_last_screen(screen_file.as_deref(), &screen),

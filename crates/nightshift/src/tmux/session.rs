@@ -5,7 +5,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::{
-    HOME_OPTION, TASK_OPTION, Tmux, TmuxError, exact_pane, exact_session, is_no_server, shell_quote,
+    ATTEMPT_OPTION, HOME_OPTION, TASK_OPTION, Tmux, TmuxError, exact_pane, exact_session,
+    is_no_server, shell_quote,
 };
 
 /// What to start in a new session.
@@ -13,6 +14,9 @@ use super::{
 pub struct SessionSpec<'a> {
     pub name: &'a str,
     pub task_id: &'a str,
+    /// The attempt, stored in [`ATTEMPT_OPTION`]: a close meant for one attempt never
+    /// closes the next one's session of the same name.
+    pub attempt: u32,
     /// The home's identity ([`home_id`]), stored in [`HOME_OPTION`].
     pub home: &'a str,
     pub workdir: &'a Path,
@@ -85,6 +89,7 @@ impl Tmux {
         args.extend(spec.argv.iter().cloned());
         // `exec`: one process per pane for the transcript, not a shell plus cat.
         let died = format!("wait-for -S {}", spec.died_channel);
+        let attempt = spec.attempt.to_string();
         // The paths are ours, single-quoted for the shell, with `#` doubled so tmux's format
         // expansion (which would run `#(…)`) leaves them alone.
         let quoted = |p: &Path| shell_quote(&p.to_string_lossy()).replace('#', "##");
@@ -104,6 +109,7 @@ impl Tmux {
             vec!["set-hook", "-t", &target, "pane-died", &died],
             vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
             vec!["set-option", "-t", &target, HOME_OPTION, spec.home],
+            vec!["set-option", "-t", &target, ATTEMPT_OPTION, &attempt],
             // Keep the server up between tasks: restarting it costs every pickup, and a new
             // session could race a server that is shutting down.
             vec!["set-option", "-g", "exit-empty", "off"],
@@ -222,20 +228,22 @@ impl Tmux {
     /// `@nightshift_home` names another home): homes that share a server on purpose may run
     /// tasks of the same id, and each closes only its own sessions.
     pub async fn kill_own_session(&self, name: &str, home: &str) -> Result<(), TmuxError> {
-        self.close_own_session(name, home).await.map(drop)
+        self.close_own_session(name, home, None).await.map(drop)
     }
 
     /// Captures the last screen of the session (all it shows and has scrolled past) and
     /// kills it, unless it belongs to another home: one tmux client, the check done by tmux
     /// itself ([`own_session_check`]), so the session cannot change hands between the check
     /// and the kill. Returns the screen when the session was this home's and is now closed;
-    /// `None` when it was another home's or was already gone.
+    /// `None` when it was another home's or was already gone. With `attempt`, only that
+    /// attempt's session is closed (one made before attempts were recorded counts as it).
     pub async fn close_own_session(
         &self,
         name: &str,
         home: &str,
+        attempt: Option<u32>,
     ) -> Result<Option<String>, TmuxError> {
-        let args = close_args(name, home)?;
+        let args = close_args(name, home, attempt)?;
         closed_screen(self.run("kill-session", &args).await)
     }
 
@@ -249,11 +257,12 @@ impl Tmux {
         &self,
         name: &str,
         home: &str,
-        channel: &str,
+        attempt: u32,
         limit: std::time::Duration,
     ) -> Option<Result<Option<String>, TmuxError>> {
+        let channel = died_channel(name, attempt);
         let mut args: Vec<OsString> = vec!["wait-for".into(), channel.into(), ";".into()];
-        match close_args(name, home) {
+        match close_args(name, home, Some(attempt)) {
             Ok(close) => args.extend(close),
             Err(e) => return Some(Err(e)),
         }
@@ -296,7 +305,7 @@ impl Tmux {
 
 /// The `if-shell` of a close: when the session is this home's ([`own_session_check`]), say
 /// so, print its whole screen and kill it.
-fn close_args(name: &str, home: &str) -> Result<Vec<OsString>, TmuxError> {
+fn close_args(name: &str, home: &str, attempt: Option<u32>) -> Result<Vec<OsString>, TmuxError> {
     // tmux parses the close below as commands: the session name is the one part that
     // varies in it, so it must be a name nightshift makes (`session_name`).
     if !is_plain_session_name(name) {
@@ -315,7 +324,7 @@ fn close_args(name: &str, home: &str) -> Result<Vec<OsString>, TmuxError> {
         "-F".into(),
         "-t".into(),
         pane.into(),
-        own_session_check(home).into(),
+        own_session_check(home, attempt).into(),
         close.into(),
     ])
 }
@@ -354,7 +363,7 @@ fn is_plain_session_name(name: &str) -> bool {
 /// A tmux format that is `1` when the target session is this home's: tagged with `home`, or
 /// untagged (made before homes were recorded). The home is escaped for tmux's format
 /// language (`##`, `#,`, `#}`), so no path can end the comparison early or run `#(…)`.
-fn own_session_check(home: &str) -> String {
+fn own_session_check(home: &str, attempt: Option<u32>) -> String {
     let mut escaped = String::with_capacity(home.len());
     for c in home.chars() {
         if matches!(c, '#' | ',' | '}') {
@@ -362,7 +371,13 @@ fn own_session_check(home: &str) -> String {
         }
         escaped.push(c);
     }
-    format!("#{{?#{{{HOME_OPTION}}},#{{==:#{{{HOME_OPTION}}},{escaped}}},1}}")
+    let home = format!("#{{?#{{{HOME_OPTION}}},#{{==:#{{{HOME_OPTION}}},{escaped}}},1}}");
+    match attempt {
+        Some(n) => format!(
+            "#{{&&:{home},#{{?#{{{ATTEMPT_OPTION}}},#{{==:#{{{ATTEMPT_OPTION}}},{n}}},1}}}}"
+        ),
+        None => home,
+    }
 }
 
 /// Doubles `#`, which tmux format expansion turns back into one.
@@ -391,8 +406,12 @@ mod tests {
     #[test]
     fn the_own_session_check_escapes_what_tmux_formats_treat_specially() {
         assert_eq!(
-            own_session_check("/h/a,b}c#(x)"),
+            own_session_check("/h/a,b}c#(x)", None),
             "#{?#{@nightshift_home},#{==:#{@nightshift_home},/h/a#,b#}c##(x)},1}"
+        );
+        assert_eq!(
+            own_session_check("/h", Some(2)),
+            "#{&&:#{?#{@nightshift_home},#{==:#{@nightshift_home},/h},1},#{?#{@nightshift_attempt},#{==:#{@nightshift_attempt},2},1}}"
         );
     }
 

@@ -338,7 +338,10 @@ fn closed_screen(out: Result<String, TmuxError>) -> Result<Option<String>, TmuxE
             .and_then(|rest| rest.strip_prefix('\n'))
             .map(str::to_string)),
         Err(TmuxError::Failed { stderr, .. })
-            if is_no_server(&stderr) || stderr.contains("can't find") =>
+            // "no current target": the server is up with no session left at all.
+            if is_no_server(&stderr)
+                || stderr.contains("can't find")
+                || stderr.contains("no current target") =>
         {
             Ok(None)
         }

@@ -37,6 +37,7 @@ impl State {
             time_limit: timeout,
             deadline: timeout.map(|t| add(started_at, t)),
             exited: None,
+            acknowledged: false,
             pending_done: None,
             failed_rounds: 0,
             agent_session: None,
@@ -224,9 +225,12 @@ impl State {
         // Not yet in `finished`: dependents start once the file is in done/ (the daemon
         // rescans after filing), so they never overlap with it or with its report.
         if run.exited.is_some() {
-            actions.push(Action::CloseSession {
-                session: run.session,
-            });
+            // Before its start is acknowledged, the acknowledgement closes it, once.
+            if run.acknowledged {
+                actions.push(Action::CloseSession {
+                    session: run.session,
+                });
+            }
         } else {
             self.closing.insert(
                 run.session,

@@ -49,6 +49,10 @@ pub struct Run {
     /// When the agent exited without having signalled done, how, and whether it was hung
     /// up on (its session closed under it).
     pub exited: Option<(Timestamp, String, bool)>,
+    /// Whether the daemon has said its session is up ([`Event::Started`]). Until then, the
+    /// session of a run that ends is closed by that acknowledgement (the run is gone, so
+    /// nobody owns the session), not a second time before it.
+    pub(crate) acknowledged: bool,
     /// The done signal whose acceptance checks run, and the rounds that failed so far.
     pub(crate) pending_done: Option<DoneRecord>,
     pub failed_rounds: u32,
@@ -252,6 +256,7 @@ impl State {
                         id,
                         Run {
                             phase: Phase::Running,
+                            acknowledged: true,
                             ..run
                         },
                     );
@@ -261,6 +266,7 @@ impl State {
                 // There was space to start an agent: a later hold is news again.
                 self.disk_told = false;
                 if let Some(run) = self.current(&id, attempt) {
+                    run.acknowledged = true;
                     // Its done signal may have come first: its checks may be running.
                     if run.phase == Phase::Starting {
                         run.phase = Phase::Running;

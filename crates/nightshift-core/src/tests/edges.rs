@@ -101,3 +101,36 @@ fn a_head_is_a_new_commit_only_when_it_moved() {
         "a first commit in a repository that had none"
     );
 }
+
+#[test]
+fn a_session_whose_agent_finishes_and_exits_before_its_start_is_acknowledged_is_closed_once() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "")]);
+    // A quick agent: it exits and its done is taken before the daemon says its session is up.
+    let mut actions = h.exit_attempt("a", 1, "the agent exited with code 0");
+    actions.extend(h.done("a"));
+    assert!(!h.state.is_current("a", 1), "finished");
+    actions.extend(h.step(Event::Started {
+        id: "a".into(),
+        attempt: 1,
+    }));
+    let closes: Vec<&Action> = actions
+        .iter()
+        .filter(|a| matches!(a, Action::CloseSession { .. }))
+        .collect();
+    assert_eq!(closes, vec![&close("a")], "{actions:?}");
+}
+
+#[test]
+fn a_session_whose_agent_finishes_and_exits_after_its_start_is_acknowledged_is_closed_once() {
+    let mut h = Harness::new(1);
+    h.scan(&[queued("a", "")]);
+    let mut actions = h.started("a");
+    actions.extend(h.exit_attempt("a", 1, "the agent exited with code 0"));
+    actions.extend(h.done("a"));
+    let closes = actions
+        .iter()
+        .filter(|a| matches!(a, Action::CloseSession { .. }))
+        .count();
+    assert_eq!(closes, 1, "{actions:?}");
+}

@@ -213,6 +213,7 @@ fn a_marker_within_the_settle_time_wins_over_the_exit() {
 fn done_within_the_settle_time_wins_over_the_exit() {
     let mut h = Harness::new(1);
     h.scan(&[queued("a", "max_attempts: 3")]);
+    h.started("a");
     h.exit("a", "exited with code 0");
     h.advance(SETTLE - MICRO);
     assert_eq!(

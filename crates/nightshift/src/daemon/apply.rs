@@ -3,6 +3,7 @@
 
 use jiff::Timestamp;
 
+use super::run_folder::close_session;
 use super::{Daemon, Internal, STORE_TIMEOUT};
 use crate::home::TaskState;
 use crate::report::Report;
@@ -329,6 +330,7 @@ impl<S: Store> Daemon<S> {
                 None
             }
             Action::CloseSession { session } => {
+                let run = self.closed_run(&session);
                 self.unwatch_closed(&session);
                 if self.state.is_replaced(&session) {
                     // The new attempt's start closes it first, so this kill cannot land on the
@@ -339,9 +341,7 @@ impl<S: Store> Daemon<S> {
                 let tmux = self.tmux.clone();
                 let home_id = self.home_id.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = tmux.kill_own_session(&session, &home_id).await {
-                        tracing::warn!(session, "cannot close the session: {e}");
-                    }
+                    close_session(&tmux, &session, &home_id, run).await;
                 });
                 None
             }

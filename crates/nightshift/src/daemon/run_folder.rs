@@ -77,9 +77,16 @@ impl<S: Store> Daemon<S> {
             Some(run::DONE) => self.read_done(dir, &id, attempt).await,
             Some(run::ACK) if change.complete => self.step(Event::Ack { id }).await,
             Some(run::EXIT) => {
-                if self.state.is_current(&id, attempt) {
+                let current = self.state.is_current(&id, attempt);
+                if current && !dir.join(run::DONE).exists() {
                     self.settle_exit(id, attempt);
                 } else {
+                    if current {
+                        // It said done before it left: no later output can hold the marker,
+                        // so there is no pane death to wait for (its last screen is saved
+                        // when the session is closed). Take the done first.
+                        self.read_done(dir, &id, attempt).await;
+                    }
                     // Already finished: the exit only frees the slot.
                     self.read_exit(dir, &id, attempt).await;
                 }
@@ -193,8 +200,9 @@ impl<S: Store> Daemon<S> {
         tokio::spawn(async move {
             let session = crate::tmux::session_name(&id);
             let channel = crate::tmux::died_channel(&session, attempt);
-            if tmux.wait_pane_died(&channel, SCREEN_WAIT).await
-                && let Ok(screen) = tmux.capture_all(&session).await
+            if let Some(screen) = tmux
+                .wait_died_and_capture(&channel, &session, SCREEN_WAIT)
+                .await
                 && let Err(e) = nightshift_store::fsutil::write_atomic(
                     &dir.file(run::SCREEN),
                     screen.as_bytes(),
@@ -260,6 +268,18 @@ impl<S: Store> Daemon<S> {
         self.hook_tails
             .insert((id.to_string(), attempt), Tail::new(&dir.file(run::HOOKS)));
         dir
+    }
+
+    /// The run folder and number of the attempt that lived in a closing session (the
+    /// latest such attempt's, not a new one replacing it).
+    pub(super) fn closed_run(&self, session: &str) -> Option<(std::path::PathBuf, u32)> {
+        self.runs
+            .values()
+            .filter(|(id, attempt)| {
+                crate::tmux::session_name(id) == session && !self.state.is_current(id, *attempt)
+            })
+            .max_by_key(|(_, attempt)| *attempt)
+            .map(|(id, attempt)| (self.home.run_dir(id, *attempt), *attempt))
     }
 
     /// Stops following the attempts that lived in a closed session (not a new attempt that
@@ -345,5 +365,53 @@ impl<S: Store> Daemon<S> {
         }
         self.tails.remove(&(id.to_string(), attempt));
         self.hook_tails.remove(&(id.to_string(), attempt));
+    }
+}
+
+/// Closes a session of this home, saving its last screen in the run folder of the attempt
+/// that lived in it, unless that screen was saved already (when its pane died); only that
+/// attempt's session, never a newer one of the same name. When that attempt's agent said
+/// done and exited, nobody has waited for its pane's death yet (see the exit in
+/// `on_change`): the close waits for it first, in the same tmux client, so every byte
+/// reaches the transcript.
+pub(super) async fn close_session(
+    tmux: &crate::tmux::Tmux,
+    session: &str,
+    home_id: &str,
+    run: Option<(std::path::PathBuf, u32)>,
+) {
+    let screen_file = run.as_ref().map(|(dir, _)| dir.join(run::SCREEN));
+    let attempt = run.as_ref().map(|(_, attempt)| *attempt);
+    let unsettled = run.as_ref().is_some_and(|(dir, _)| {
+        dir.join(run::EXIT).exists()
+            && dir.join(run::DONE).exists()
+            && !dir.join(run::SCREEN).exists()
+    });
+    let mut closed = None;
+    if unsettled && let Some(attempt) = attempt {
+        closed = tmux
+            .close_own_session_once_died(session, home_id, attempt, SCREEN_WAIT)
+            .await;
+    }
+    let closed = match closed {
+        Some(closed) => closed,
+        None => tmux.close_own_session(session, home_id, attempt).await,
+    };
+    match closed {
+        Ok(Some(screen)) => save_last_screen(screen_file.as_deref(), &screen),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(session, "cannot close the session: {e}"),
+    }
+}
+
+/// Saves the screen a session showed when it was closed, unless the attempt's final screen
+/// was saved already (when its pane died) or its run folder is gone.
+fn save_last_screen(file: Option<&Path>, screen: &str) {
+    let Some(file) = file else { return };
+    if file.exists() || !file.parent().is_some_and(Path::is_dir) {
+        return;
+    }
+    if let Err(e) = nightshift_store::fsutil::write_atomic(file, screen.as_bytes(), 0o600) {
+        tracing::warn!("cannot save the last screen in {}: {e}", file.display());
     }
 }

@@ -28,6 +28,10 @@ pub const TASK_OPTION: &str = "@nightshift_task";
 /// a daemon touches only its own home's sessions, even on a tmux server shared with another.
 pub const HOME_OPTION: &str = "@nightshift_home";
 
+/// The user option on each session that holds the attempt running in it: a close meant for
+/// one attempt leaves the next attempt's session of the same name alone.
+pub const ATTEMPT_OPTION: &str = "@nightshift_attempt";
+
 /// The longest any tmux command may take.
 const TMUX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 

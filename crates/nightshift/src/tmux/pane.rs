@@ -113,23 +113,4 @@ impl Tmux {
         ];
         self.run("capture-pane", &args).await
     }
-
-    /// Everything the pane shows and has scrolled past.
-    pub async fn capture_all(&self, name: &str) -> Result<String, TmuxError> {
-        self.run(
-            "capture-pane",
-            &[
-                "capture-pane".into(),
-                "-p".into(),
-                "-J".into(),
-                "-S".into(),
-                "-".into(),
-                "-E".into(),
-                "-".into(),
-                "-t".into(),
-                exact_pane(name).into(),
-            ],
-        )
-        .await
-    }
 }

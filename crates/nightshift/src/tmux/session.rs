@@ -5,7 +5,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::{
-    HOME_OPTION, TASK_OPTION, Tmux, TmuxError, exact_pane, exact_session, is_no_server, shell_quote,
+    ATTEMPT_OPTION, HOME_OPTION, TASK_OPTION, Tmux, TmuxError, exact_pane, exact_session,
+    is_no_server, shell_quote,
 };
 
 /// What to start in a new session.
@@ -13,6 +14,9 @@ use super::{
 pub struct SessionSpec<'a> {
     pub name: &'a str,
     pub task_id: &'a str,
+    /// The attempt, stored in [`ATTEMPT_OPTION`]: a close meant for one attempt never
+    /// closes the next one's session of the same name.
+    pub attempt: u32,
     /// The home's identity ([`home_id`]), stored in [`HOME_OPTION`].
     pub home: &'a str,
     pub workdir: &'a Path,
@@ -85,6 +89,7 @@ impl Tmux {
         args.extend(spec.argv.iter().cloned());
         // `exec`: one process per pane for the transcript, not a shell plus cat.
         let died = format!("wait-for -S {}", spec.died_channel);
+        let attempt = spec.attempt.to_string();
         // The paths are ours, single-quoted for the shell, with `#` doubled so tmux's format
         // expansion (which would run `#(…)`) leaves them alone.
         let quoted = |p: &Path| shell_quote(&p.to_string_lossy()).replace('#', "##");
@@ -104,6 +109,7 @@ impl Tmux {
             vec!["set-hook", "-t", &target, "pane-died", &died],
             vec!["set-option", "-t", &target, TASK_OPTION, spec.task_id],
             vec!["set-option", "-t", &target, HOME_OPTION, spec.home],
+            vec!["set-option", "-t", &target, ATTEMPT_OPTION, &attempt],
             // Keep the server up between tasks: restarting it costs every pickup, and a new
             // session could race a server that is shutting down.
             vec!["set-option", "-g", "exit-empty", "off"],
@@ -222,22 +228,158 @@ impl Tmux {
     /// `@nightshift_home` names another home): homes that share a server on purpose may run
     /// tasks of the same id, and each closes only its own sessions.
     pub async fn kill_own_session(&self, name: &str, home: &str) -> Result<(), TmuxError> {
-        let sessions = self.list_sessions().await?;
-        if sessions
-            .iter()
-            .any(|s| s.name == name && !s.home.is_empty() && s.home != home)
-        {
-            return Ok(());
+        self.close_own_session(name, home, None).await.map(drop)
+    }
+
+    /// Captures the last screen of the session (all it shows and has scrolled past) and
+    /// kills it, unless it belongs to another home: one tmux client, the check done by tmux
+    /// itself ([`own_session_check`]), so the session cannot change hands between the check
+    /// and the kill. Returns the screen when the session was this home's and is now closed;
+    /// `None` when it was another home's or was already gone. With `attempt`, only that
+    /// attempt's session is closed (one made before attempts were recorded counts as it).
+    pub async fn close_own_session(
+        &self,
+        name: &str,
+        home: &str,
+        attempt: Option<u32>,
+    ) -> Result<Option<String>, TmuxError> {
+        let args = close_args(name, home, attempt)?;
+        closed_screen(self.run("kill-session", &args).await)
+    }
+
+    /// [`Tmux::close_own_session`] once the pane's process has died and tmux has read all
+    /// its output (the `died_channel` is signalled), in the same client: for a session whose
+    /// agent is known to have exited, so its last bytes reach the transcript before the
+    /// kill. `None` when it did not die within `limit` (the client is killed, and its queued
+    /// close with it; the channel is per attempt, so a close left queued by an older tmux
+    /// could only ever close this attempt's session).
+    pub async fn close_own_session_once_died(
+        &self,
+        name: &str,
+        home: &str,
+        attempt: u32,
+        limit: std::time::Duration,
+    ) -> Option<Result<Option<String>, TmuxError>> {
+        let channel = died_channel(name, attempt);
+        let mut args: Vec<OsString> = vec!["wait-for".into(), channel.into(), ";".into()];
+        match close_args(name, home, Some(attempt)) {
+            Ok(close) => args.extend(close),
+            Err(e) => return Some(Err(e)),
         }
-        self.kill_session(name).await
+        let close = self.run("kill-session", &args);
+        let done = tokio::time::timeout(limit, close).await.ok()?;
+        Some(closed_screen(done))
     }
 
     /// Waits until the pane's process has died and tmux has read all its output, or until
-    /// `limit` passes. Returns whether it died in time.
-    pub async fn wait_pane_died(&self, channel: &str, limit: std::time::Duration) -> bool {
-        let args: [OsString; 2] = ["wait-for".into(), channel.into()];
+    /// `limit` passes, then captures everything the pane shows and has scrolled past: one
+    /// tmux client, the capture queued behind the wait. `None` when it did not die in time
+    /// (the client is killed, and its queued capture with it) or cannot be captured.
+    pub async fn wait_died_and_capture(
+        &self,
+        channel: &str,
+        name: &str,
+        limit: std::time::Duration,
+    ) -> Option<String> {
+        let args: Vec<OsString> = vec![
+            "wait-for".into(),
+            channel.into(),
+            ";".into(),
+            "capture-pane".into(),
+            "-p".into(),
+            "-J".into(),
+            "-S".into(),
+            "-".into(),
+            "-E".into(),
+            "-".into(),
+            "-t".into(),
+            exact_pane(name).into(),
+        ];
         let wait = self.run("wait-for", &args);
-        matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(screen)) => Some(screen),
+            _ => None,
+        }
+    }
+}
+
+/// The `if-shell` of a close: when the session is this home's ([`own_session_check`]), say
+/// so, print its whole screen and kill it.
+fn close_args(name: &str, home: &str, attempt: Option<u32>) -> Result<Vec<OsString>, TmuxError> {
+    // tmux parses the close below as commands: the session name is the one part that
+    // varies in it, so it must be a name nightshift makes (`session_name`).
+    if !is_plain_session_name(name) {
+        return Err(TmuxError::Failed {
+            command: "kill-session".into(),
+            stderr: format!("{name:?} is not a nightshift session name"),
+        });
+    }
+    let target = exact_session(name);
+    let pane = exact_pane(name);
+    let close = format!(
+        "display-message -p {CLOSED_LINE} ; capture-pane -p -J -S - -E - -t {pane} ; kill-session -t {target}"
+    );
+    Ok(vec![
+        "if-shell".into(),
+        "-F".into(),
+        "-t".into(),
+        pane.into(),
+        own_session_check(home, attempt).into(),
+        close.into(),
+    ])
+}
+
+/// What a close printed: the screen when it closed the session; `None` when the session was
+/// another home's or already gone.
+fn closed_screen(out: Result<String, TmuxError>) -> Result<Option<String>, TmuxError> {
+    match out {
+        Ok(out) => Ok(out
+            .strip_prefix(CLOSED_LINE)
+            .and_then(|rest| rest.strip_prefix('\n'))
+            .map(str::to_string)),
+        Err(TmuxError::Failed { stderr, .. })
+            // "no current target": the server is up with no session left at all.
+            if is_no_server(&stderr)
+                || stderr.contains("can't find")
+                || stderr.contains("no current target") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The first line [`Tmux::close_own_session`] prints when it closed the session.
+const CLOSED_LINE: &str = "nightshift-closed";
+
+/// Whether `name` is made only of the characters [`session_name`] uses, which tmux's
+/// command parser takes literally.
+///
+/// [`session_name`]: super::session_name
+fn is_plain_session_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A tmux format that is `1` when the target session is this home's: tagged with `home`, or
+/// untagged (made before homes were recorded). The home is escaped for tmux's format
+/// language (`##`, `#,`, `#}`), so no path can end the comparison early or run `#(…)`.
+fn own_session_check(home: &str, attempt: Option<u32>) -> String {
+    let mut escaped = String::with_capacity(home.len());
+    for c in home.chars() {
+        if matches!(c, '#' | ',' | '}') {
+            escaped.push('#');
+        }
+        escaped.push(c);
+    }
+    let home = format!("#{{?#{{{HOME_OPTION}}},#{{==:#{{{HOME_OPTION}}},{escaped}}},1}}");
+    match attempt {
+        Some(n) => format!(
+            "#{{&&:{home},#{{?#{{{ATTEMPT_OPTION}}},#{{==:#{{{ATTEMPT_OPTION}}},{n}}},1}}}}"
+        ),
+        None => home,
     }
 }
 
@@ -258,4 +400,30 @@ fn escape_formats(s: &std::ffi::OsStr) -> OsString {
 /// a signal that nobody waited for.
 pub fn died_channel(session: &str, attempt: u32) -> String {
     format!("nightshift-died-{session}-{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_session_check_escapes_what_tmux_formats_treat_specially() {
+        assert_eq!(
+            own_session_check("/h/a,b}c#(x)", None),
+            "#{?#{@nightshift_home},#{==:#{@nightshift_home},/h/a#,b#}c##(x)},1}"
+        );
+        assert_eq!(
+            own_session_check("/h", Some(2)),
+            "#{&&:#{?#{@nightshift_home},#{==:#{@nightshift_home},/h},1},#{?#{@nightshift_attempt},#{==:#{@nightshift_attempt},2},1}}"
+        );
+    }
+
+    #[test]
+    fn only_names_nightshift_makes_reach_a_tmux_command_string() {
+        assert!(is_plain_session_name(&super::super::session_name("a b;c")));
+        assert!(is_plain_session_name("ns-fix_2"));
+        for bad in ["", "ns-a b", "ns-a;kill-server", "ns-'x'", "ns-a:b"] {
+            assert!(!is_plain_session_name(bad), "{bad:?}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ mod claude_signals;
 mod cli;
 mod cli_output;
 mod clock;
+mod closing;
 mod codex;
 mod codex_dialogs;
 mod completion;

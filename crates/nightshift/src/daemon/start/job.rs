@@ -203,6 +203,7 @@ impl StartJob {
             died_channel: &died_channel,
             name: &session,
             task_id: &task.id,
+            attempt: self.attempt,
             home: &home_id,
             workdir: &workdir,
             env: &env[..session_env],

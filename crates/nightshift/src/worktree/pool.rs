@@ -28,7 +28,7 @@ use super::create::{Place, locate, prepare_at, resolve_commit, valid_id};
 use super::remove::{branch_exists, forget_base_note};
 use super::{
     Worktree, WorktreeError, base_note, branch_name, checkout_workers, common_dir, git, git_status,
-    io_err, repo_lock,
+    io_err, own_dir, real_dir, repo_lock,
 };
 
 /// A task's worktree, and whether it was claimed from the pool.
@@ -181,6 +181,7 @@ async fn claim(
 /// Claims the oldest ready entry: renaming its marker is the claim, so two starts never
 /// take the same one.
 fn take(pool: &Pool) -> Option<String> {
+    real_dir(&pool.dir).ok()?;
     let census = plan::census(&list(&pool.dir).ok()?);
     census
         .ready
@@ -253,7 +254,7 @@ async fn refill(pool: &Pool, size: usize) -> Result<(), WorktreeError> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(pool.dir.clone());
-    fs::create_dir_all(&pool.dir).map_err(io_err(&pool.dir))?;
+    own_dir(&pool.dir)?;
     let repo_file = pool.dir.join(REPO_FILE);
     if size > 0 && !repo_file.is_file() {
         let bytes = pool.repo.as_os_str().as_encoded_bytes();
@@ -415,4 +416,56 @@ pub async fn remove_pool(dir: &Path) -> Result<usize, WorktreeError> {
     }
     fs::remove_dir(dir).map_err(io_err(dir))?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut out: Vec<String> = fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A `.pool` that is a link to a folder elsewhere is never swept, filled or claimed
+    /// through: what is behind it stays exactly as it was.
+    #[tokio::test]
+    async fn a_pool_folder_that_is_a_link_is_never_followed() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path().join("app");
+        fs::create_dir(&repo).expect("mkdir");
+        let git = |args: &[&str]| crate::git::test_git(&repo, args);
+        git(&["init", "-q", "-b", "main"]);
+        git(&[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ]);
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(outside.join("keep")).expect("mkdir");
+        fs::write(outside.join("keep/notes.txt"), "mine").expect("write");
+        fs::create_dir(outside.join("w1")).expect("mkdir");
+        fs::write(outside.join("w1.ready"), "0\n").expect("write");
+        let place = locate(&repo, &tmp.path().join("w")).await.expect("place");
+        let pool = Pool::of(&place);
+        std::os::unix::fs::symlink(&outside, &pool.dir).expect("link");
+
+        assert!(refill(&pool, 2).await.is_err(), "refilled through a link");
+        assert_eq!(take(&pool), None, "claimed through a link");
+        assert_eq!(names(&outside), ["keep", "w1", "w1.ready"]);
+        assert_eq!(
+            fs::read_to_string(outside.join("keep/notes.txt")).expect("kept"),
+            "mine"
+        );
+    }
 }

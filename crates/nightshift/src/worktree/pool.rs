@@ -87,6 +87,7 @@ pub async fn prepare_pooled(
             Err(e) => tracing::warn!(task = task_id, "cannot use a warm worktree: {e}"),
         }
     }
+    release_branch(&place, &pool, task_id).await;
     let made = prepare_at(&place, task_id, base).await;
     // Learns the repository (or empties its pool when the size is now 0).
     if size > 0 || pool.dir.is_dir() {
@@ -176,6 +177,41 @@ async fn claim(
     }
     let _ = fs::remove_file(pool.marker(&entry, CLAIMED));
     Ok(Some(place.worktree(task_id, target, true)))
+}
+
+/// A daemon killed in a claim between the branch and the move leaves the task's branch
+/// checked out in a claimed entry, where the retry's `git worktree add` of that branch is
+/// refused ("already checked out") until the next start's sweep: the entry is thrown away
+/// first. No agent ever ran in it (it never reached the task's path).
+async fn release_branch(place: &Place, pool: &Pool, task_id: &str) {
+    let claimed = match list(&pool.dir) {
+        Ok(listed) if real_dir(&pool.dir).is_ok() => plan::census(&listed).claimed,
+        _ => return,
+    };
+    if claimed.is_empty() || fs::symlink_metadata(place.key_dir.join(task_id)).is_ok() {
+        return;
+    }
+    let Ok(listed) = git(&place.repo, ["worktree", "list", "--porcelain"]).await else {
+        return;
+    };
+    let holds = format!("branch refs/heads/{}", branch_name(task_id));
+    for record in listed.split("\n\n") {
+        let path = record
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("worktree "));
+        let entry = path.and_then(|p| Path::new(p).strip_prefix(&pool.dir).ok());
+        let Some(entry) = entry.and_then(Path::to_str) else {
+            continue;
+        };
+        if claimed.iter().any(|c| c == entry) && record.lines().any(|l| l == holds) {
+            tracing::info!(
+                task = task_id,
+                "throwing away the warm worktree {entry}: a claim of it was cut short"
+            );
+            discard(pool, entry).await;
+        }
+    }
 }
 
 /// Claims the oldest ready entry: renaming its marker is the claim, so two starts never
@@ -467,5 +503,46 @@ mod tests {
             fs::read_to_string(outside.join("keep/notes.txt")).expect("kept"),
             "mine"
         );
+    }
+
+    /// A daemon killed in a claim after the branch was made and before the move: the
+    /// retry of the task gets its worktree, on its branch, at its path.
+    #[tokio::test]
+    async fn a_retry_after_a_claim_cut_short_gets_its_worktree() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path().join("app");
+        fs::create_dir(&repo).expect("mkdir");
+        let git = |dir: &Path, args: &[&str]| crate::git::test_git(dir, args);
+        git(&repo, &["init", "-q", "-b", "main"]);
+        let id = ["-c", "user.name=T", "-c", "user.email=t@e"];
+        git(
+            &repo,
+            &[&id[..], &["commit", "-q", "--allow-empty", "-m", "one"]].concat(),
+        );
+        let root = tmp.path().join("w");
+        let place = locate(&repo, &root).await.expect("place");
+        let pool = Pool::of(&place);
+        refill(&pool, 1).await.expect("refilled");
+        // The claim as far as the kill: taken, on the task's branch, not moved.
+        let entry = take(&pool).expect("a ready entry");
+        let head = git(&repo, &["rev-parse", "HEAD"]);
+        let entry_dir = pool.dir.join(&entry);
+        git(
+            &entry_dir,
+            &["update-ref", "refs/heads/nightshift/t1", head.trim()],
+        );
+        git(
+            &entry_dir,
+            &["symbolic-ref", "HEAD", "refs/heads/nightshift/t1"],
+        );
+
+        let retried = prepare_pooled(&repo, &root, "t1", None, 1).await;
+        let wt = retried.expect("the retry's worktree").worktree;
+        assert_eq!(wt.path, place.key_dir.join("t1"));
+        assert_eq!(
+            git(&wt.path, &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/nightshift/t1"
+        );
+        assert!(!entry_dir.exists(), "the entry of the cut claim stays");
     }
 }

@@ -419,6 +419,16 @@ pub fn refill_pools(root: &Path, size: usize) {
     }
 }
 
+/// Whether the repository the pool at `dir` was made for is no repository now (moved or
+/// deleted). Unknown (no readable note of it) counts as there.
+async fn repository_gone(dir: &Path) -> bool {
+    let Ok(bytes) = fs::read(dir.join(REPO_FILE)) else {
+        return false;
+    };
+    let repo = PathBuf::from(OsString::from_vec(bytes));
+    !repo.is_dir() || common_dir(&repo).await.is_err()
+}
+
 /// The pool folders under `root` (`<repo-key>/.pool`), with canonical paths.
 pub fn find_pools(root: &Path) -> Vec<PathBuf> {
     let Ok(keys) = fs::read_dir(root) else {
@@ -439,7 +449,14 @@ pub fn find_pools(root: &Path) -> Vec<PathBuf> {
 /// Returns how many entries went. A running daemon makes the pool again at the next start
 /// in that repository.
 pub async fn remove_pool(dir: &Path) -> Result<usize, WorktreeError> {
+    real_dir(dir)?;
     let listed = list(dir).map_err(io_err(dir))?;
+    if repository_gone(dir).await {
+        // git can remove none of its worktrees now, and no start can claim one: the
+        // folders go as they are (never through a link: `remove_dir_all` follows none).
+        fs::remove_dir_all(dir).map_err(io_err(dir))?;
+        return Ok(listed.iter().filter(|l| l.is_dir).count());
+    }
     let mut removed = 0;
     for entry in listed.iter().filter(|l| l.is_dir) {
         let path = dir.join(&entry.name);
@@ -455,94 +472,5 @@ pub async fn remove_pool(dir: &Path) -> Result<usize, WorktreeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut out: Vec<String> = fs::read_dir(dir)
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// A `.pool` that is a link to a folder elsewhere is never swept, filled or claimed
-    /// through: what is behind it stays exactly as it was.
-    #[tokio::test]
-    async fn a_pool_folder_that_is_a_link_is_never_followed() {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let repo = tmp.path().join("app");
-        fs::create_dir(&repo).expect("mkdir");
-        let git = |args: &[&str]| crate::git::test_git(&repo, args);
-        git(&["init", "-q", "-b", "main"]);
-        git(&[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "one",
-        ]);
-        let outside = tmp.path().join("outside");
-        fs::create_dir_all(outside.join("keep")).expect("mkdir");
-        fs::write(outside.join("keep/notes.txt"), "mine").expect("write");
-        fs::create_dir(outside.join("w1")).expect("mkdir");
-        fs::write(outside.join("w1.ready"), "0\n").expect("write");
-        let place = locate(&repo, &tmp.path().join("w")).await.expect("place");
-        let pool = Pool::of(&place);
-        std::os::unix::fs::symlink(&outside, &pool.dir).expect("link");
-
-        assert!(refill(&pool, 2).await.is_err(), "refilled through a link");
-        assert_eq!(take(&pool), None, "claimed through a link");
-        assert_eq!(names(&outside), ["keep", "w1", "w1.ready"]);
-        assert_eq!(
-            fs::read_to_string(outside.join("keep/notes.txt")).expect("kept"),
-            "mine"
-        );
-    }
-
-    /// A daemon killed in a claim after the branch was made and before the move: the
-    /// retry of the task gets its worktree, on its branch, at its path.
-    #[tokio::test]
-    async fn a_retry_after_a_claim_cut_short_gets_its_worktree() {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let repo = tmp.path().join("app");
-        fs::create_dir(&repo).expect("mkdir");
-        let git = |dir: &Path, args: &[&str]| crate::git::test_git(dir, args);
-        git(&repo, &["init", "-q", "-b", "main"]);
-        let id = ["-c", "user.name=T", "-c", "user.email=t@e"];
-        git(
-            &repo,
-            &[&id[..], &["commit", "-q", "--allow-empty", "-m", "one"]].concat(),
-        );
-        let root = tmp.path().join("w");
-        let place = locate(&repo, &root).await.expect("place");
-        let pool = Pool::of(&place);
-        refill(&pool, 1).await.expect("refilled");
-        // The claim as far as the kill: taken, on the task's branch, not moved.
-        let entry = take(&pool).expect("a ready entry");
-        let head = git(&repo, &["rev-parse", "HEAD"]);
-        let entry_dir = pool.dir.join(&entry);
-        git(
-            &entry_dir,
-            &["update-ref", "refs/heads/nightshift/t1", head.trim()],
-        );
-        git(
-            &entry_dir,
-            &["symbolic-ref", "HEAD", "refs/heads/nightshift/t1"],
-        );
-
-        let retried = prepare_pooled(&repo, &root, "t1", None, 1).await;
-        let wt = retried.expect("the retry's worktree").worktree;
-        assert_eq!(wt.path, place.key_dir.join("t1"));
-        assert_eq!(
-            git(&wt.path, &["symbolic-ref", "HEAD"]).trim(),
-            "refs/heads/nightshift/t1"
-        );
-        assert!(!entry_dir.exists(), "the entry of the cut claim stays");
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

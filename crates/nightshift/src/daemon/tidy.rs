@@ -227,6 +227,9 @@ async fn carry_out<S: Store>(home: &Home, store: &S, path: &Path, record: &TidyR
         }
         return delete(&trash).await;
     }
+    if superseded(record) {
+        return true;
+    }
     match fate(store, &record.task_id).await {
         Some(Removal::Wait) | None => return false,
         Some(Removal::Drop) => return true,
@@ -300,6 +303,22 @@ async fn fate<S: Store>(store: &S, id: &str) -> Option<Removal> {
             tracing::warn!(task = id, "cannot tell whether the worktree is in use: {e}");
             None
         }
+    }
+}
+
+/// Whether a later attempt of the task ran since this removal was recorded: the worktree
+/// is that attempt's now, kept or removed by that attempt's own rule and record (a task
+/// retried before its removal came due and failed keeps its worktree under `failure`).
+fn superseded(record: &TidyRecord) -> bool {
+    let Some(dir) = &record.run_dir else {
+        return false;
+    };
+    let this = dir
+        .file_name()
+        .and_then(|n| n.to_str()?.parse::<u32>().ok());
+    match (dir.parent(), this) {
+        (Some(task_runs), Some(this)) => run::attempts(task_runs).into_iter().any(|a| a > this),
+        _ => false,
     }
 }
 

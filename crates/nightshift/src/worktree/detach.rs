@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::remove::{forget_base_note, main_repo};
-use super::{WorktreeError, common_dir, git, io_err, repo_lock, same_path};
+use super::{WorktreeError, common_dir, git, io_err, own_dir, real_dir, repo_lock, same_path};
 
 /// The folder, beside a repository's worktrees (so on the same filesystem, and a rename
 /// away), where detached worktrees wait for their files to be deleted. Task ids never start
@@ -131,7 +131,7 @@ where
     }
     let repo = main_repo(wt_path).await?;
     if let Some(parent) = trash.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        own_dir(parent)?;
     }
     fs::rename(wt_path, trash).map_err(io_err(wt_path))?;
     // A failed prune leaves a record whose folder is gone: the next add of this path prunes
@@ -157,6 +157,13 @@ pub async fn delete_trash(trash: &Path) -> Result<(), WorktreeError> {
         return Err(WorktreeError::NotARepository {
             path: trash.to_path_buf(),
         });
+    }
+    // The trash folder is a folder, never a link out of the worktrees root.
+    if let Some(folder) = trash.parent() {
+        match fs::symlink_metadata(folder) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => real_dir(folder)?,
+        }
     }
     let path = trash.to_path_buf();
     let deleted = tokio::task::spawn_blocking(move || match fs::symlink_metadata(&path) {
@@ -251,5 +258,44 @@ mod tests {
             "{refused:?}"
         );
         assert!(repo.join(".git").is_dir());
+    }
+
+    /// A `.trash` that is a link to a folder elsewhere: the worktree is not moved through it,
+    /// and nothing behind it is deleted.
+    #[tokio::test]
+    async fn a_trash_folder_that_is_a_link_is_never_followed() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let repo = tmp.path().join("app");
+        std::fs::create_dir(&repo).expect("mkdir");
+        let git = |args: &[&str]| crate::git::test_git(&repo, args);
+        git(&["init", "-q", "-b", "main"]);
+        git(&[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ]);
+        let wt = prepare(&repo, &tmp.path().join("w"), "t1", None)
+            .await
+            .expect("prepared");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(outside.join("t1.1")).expect("mkdir");
+        std::fs::write(outside.join("t1.1/notes.txt"), "mine").expect("write");
+        let trash = trash_path(&wt.path, "2").expect("trash");
+        std::os::unix::fs::symlink(&outside, trash.parent().expect("folder")).expect("link");
+
+        let moved = detach(&wt.path, &trash, std::future::ready(true)).await;
+        assert!(moved.is_err(), "moved through a link: {moved:?}");
+        assert!(wt.path.join(".git").is_file(), "the worktree stays");
+        assert!(!outside.join("t1.2").exists());
+
+        let old = trash_path(&wt.path, "1").expect("trash");
+        assert!(delete_trash(&old).await.is_err(), "deleted through a link");
+        assert!(outside.join("t1.1/notes.txt").is_file());
     }
 }

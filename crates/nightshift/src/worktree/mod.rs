@@ -206,6 +206,27 @@ async fn checkout_workers(repo: &Path) -> Vec<&'static str> {
         .unwrap_or_default()
 }
 
+/// Makes `dir` (its parent exists) unless it is there, and refuses anything there but a
+/// real folder: nightshift's own folders beside the worktrees (`.pool`, `.trash`) are
+/// never followed through a link to somewhere outside the worktrees root.
+fn own_dir(dir: &Path) -> Result<(), WorktreeError> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(dir)(e)),
+        _ => real_dir(dir),
+    }
+}
+
+/// `dir` is a folder, not a link to one.
+fn real_dir(dir: &Path) -> Result<(), WorktreeError> {
+    let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if meta.is_dir() {
+        Ok(())
+    } else {
+        let not_a_folder = io::Error::other("not a folder (a link is never followed)");
+        Err(io_err(dir)(not_a_folder))
+    }
+}
+
 fn same_path(a: &Path, b: &Path) -> bool {
     a == b || fs::canonicalize(a).is_ok_and(|a| fs::canonicalize(b).is_ok_and(|b| a == b))
 }

@@ -28,7 +28,7 @@ use super::create::{Place, locate, prepare_at, resolve_commit, valid_id};
 use super::remove::{branch_exists, forget_base_note};
 use super::{
     Worktree, WorktreeError, base_note, branch_name, checkout_workers, common_dir, git, git_status,
-    io_err, repo_lock,
+    io_err, own_dir, real_dir, repo_lock,
 };
 
 /// A task's worktree, and whether it was claimed from the pool.
@@ -87,6 +87,7 @@ pub async fn prepare_pooled(
             Err(e) => tracing::warn!(task = task_id, "cannot use a warm worktree: {e}"),
         }
     }
+    release_branch(&place, &pool, task_id).await;
     let made = prepare_at(&place, task_id, base).await;
     // Learns the repository (or empties its pool when the size is now 0).
     if size > 0 || pool.dir.is_dir() {
@@ -178,9 +179,45 @@ async fn claim(
     Ok(Some(place.worktree(task_id, target, true)))
 }
 
+/// A daemon killed in a claim between the branch and the move leaves the task's branch
+/// checked out in a claimed entry, where the retry's `git worktree add` of that branch is
+/// refused ("already checked out") until the next start's sweep: the entry is thrown away
+/// first. No agent ever ran in it (it never reached the task's path).
+async fn release_branch(place: &Place, pool: &Pool, task_id: &str) {
+    let claimed = match list(&pool.dir) {
+        Ok(listed) if real_dir(&pool.dir).is_ok() => plan::census(&listed).claimed,
+        _ => return,
+    };
+    if claimed.is_empty() || fs::symlink_metadata(place.key_dir.join(task_id)).is_ok() {
+        return;
+    }
+    let Ok(listed) = git(&place.repo, ["worktree", "list", "--porcelain"]).await else {
+        return;
+    };
+    let holds = format!("branch refs/heads/{}", branch_name(task_id));
+    for record in listed.split("\n\n") {
+        let path = record
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("worktree "));
+        let entry = path.and_then(|p| Path::new(p).strip_prefix(&pool.dir).ok());
+        let Some(entry) = entry.and_then(Path::to_str) else {
+            continue;
+        };
+        if claimed.iter().any(|c| c == entry) && record.lines().any(|l| l == holds) {
+            tracing::info!(
+                task = task_id,
+                "throwing away the warm worktree {entry}: a claim of it was cut short"
+            );
+            discard(pool, entry).await;
+        }
+    }
+}
+
 /// Claims the oldest ready entry: renaming its marker is the claim, so two starts never
 /// take the same one.
 fn take(pool: &Pool) -> Option<String> {
+    real_dir(&pool.dir).ok()?;
     let census = plan::census(&list(&pool.dir).ok()?);
     census
         .ready
@@ -253,7 +290,7 @@ async fn refill(pool: &Pool, size: usize) -> Result<(), WorktreeError> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(pool.dir.clone());
-    fs::create_dir_all(&pool.dir).map_err(io_err(&pool.dir))?;
+    own_dir(&pool.dir)?;
     let repo_file = pool.dir.join(REPO_FILE);
     if size > 0 && !repo_file.is_file() {
         let bytes = pool.repo.as_os_str().as_encoded_bytes();
@@ -382,6 +419,16 @@ pub fn refill_pools(root: &Path, size: usize) {
     }
 }
 
+/// Whether the repository the pool at `dir` was made for is no repository now (moved or
+/// deleted). Unknown (no readable note of it) counts as there.
+async fn repository_gone(dir: &Path) -> bool {
+    let Ok(bytes) = fs::read(dir.join(REPO_FILE)) else {
+        return false;
+    };
+    let repo = PathBuf::from(OsString::from_vec(bytes));
+    !repo.is_dir() || common_dir(&repo).await.is_err()
+}
+
 /// The pool folders under `root` (`<repo-key>/.pool`), with canonical paths.
 pub fn find_pools(root: &Path) -> Vec<PathBuf> {
     let Ok(keys) = fs::read_dir(root) else {
@@ -402,7 +449,14 @@ pub fn find_pools(root: &Path) -> Vec<PathBuf> {
 /// Returns how many entries went. A running daemon makes the pool again at the next start
 /// in that repository.
 pub async fn remove_pool(dir: &Path) -> Result<usize, WorktreeError> {
+    real_dir(dir)?;
     let listed = list(dir).map_err(io_err(dir))?;
+    if repository_gone(dir).await {
+        // git can remove none of its worktrees now, and no start can claim one: the
+        // folders go as they are (never through a link: `remove_dir_all` follows none).
+        fs::remove_dir_all(dir).map_err(io_err(dir))?;
+        return Ok(listed.iter().filter(|l| l.is_dir).count());
+    }
     let mut removed = 0;
     for entry in listed.iter().filter(|l| l.is_dir) {
         let path = dir.join(&entry.name);
@@ -416,3 +470,7 @@ pub async fn remove_pool(dir: &Path) -> Result<usize, WorktreeError> {
     fs::remove_dir(dir).map_err(io_err(dir))?;
     Ok(removed)
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

@@ -146,3 +146,22 @@ fn a_task_queued_again_keeps_its_worktree() {
     assert_eq!(env.wait_finished("again"), "done");
     assert_eq!(env.worktree_of("again", 2), wt, "the same worktree, reused");
 }
+
+/// Done, then retried before its removal came due, and failed: the worktree is the failed
+/// attempt's now, which `keep_worktrees = "failure"` (the default) keeps.
+#[test]
+fn a_retry_that_fails_before_the_removal_keeps_its_worktree() {
+    let mut env = Env::builder().config("grace_period", "\"0s\"").build();
+    env.queue("twice", &Task::script(["@exit-on-attempt 2 7", "@done"]));
+    env.start_daemon();
+    assert_eq!(env.wait_finished("twice"), "done");
+    let wt = env.worktree_of("twice", 1);
+    assert_eq!(queued_removals(&env).len(), 1);
+    env.run(&["retry", "twice"]).success();
+    env.wait_started("twice", 2);
+    assert_eq!(env.wait_finished("twice"), "failed");
+    env.wait_until("the first attempt's removal is done with", |e| {
+        queued_removals(e).is_empty()
+    });
+    assert!(wt.is_dir(), "the failed attempt's worktree was removed");
+}

@@ -263,8 +263,10 @@ async fn carry_out<S: Store>(home: &Home, store: &S, path: &Path, record: &TidyR
         tracing::warn!("cannot note the removal's trash in {}: {e}", path.display());
         return false;
     }
-    let still_removable =
-        async { matches!(fate(store, &record.task_id).await, Some(Removal::Remove)) };
+    // Asked again under the repository's turn, where a start of the task would have to
+    // wait: a start makes the next attempt's run folder before it prepares the worktree. No
+    // store query here, so a slow store never holds up the repository's starts.
+    let still_removable = async { !superseded(record) };
     match worktree::detach(wt, &trash, still_removable).await {
         Ok(Detached::Moved) => log_removed(record, wt),
         Ok(Detached::Gone) => {}

@@ -2,7 +2,7 @@
 //! it works while the daemon is down.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use jiff::Timestamp;
@@ -64,6 +64,33 @@ pub struct TaskView {
 }
 
 impl TaskView {
+    /// A task known only by its id, state and file: no attempt, nothing read yet.
+    pub fn blank(id: &str, state: TaskState, path: &Path) -> TaskView {
+        TaskView {
+            id: id.to_string(),
+            state,
+            path: path.to_path_buf(),
+            title: id.to_string(),
+            priority: 0,
+            agent: None,
+            workdir: None,
+            repo: None,
+            depends_on: Vec::new(),
+            waiting_for: Vec::new(),
+            blocked: None,
+            filed_reason: None,
+            error: None,
+            attempts: 0,
+            last: None,
+            modified: None,
+            attention: Vec::new(),
+            host: None,
+            held: None,
+            limited: None,
+            not_before: None,
+        }
+    }
+
     /// When a queued task may start, while that is still ahead.
     pub fn waits_until(&self) -> Option<Timestamp> {
         self.not_before
@@ -153,29 +180,10 @@ fn view(home: &Home, entry: &Entry, here: &Host) -> (TaskView, Option<Task>) {
         });
     let mut error = entry.note.clone();
     let last = entry.last_attempt;
-    let mut v = TaskView {
-        id: id.to_string(),
-        state: entry.state,
-        path: path.to_path_buf(),
-        title: id.to_string(),
-        priority: 0,
-        agent: None,
-        workdir: None,
-        repo: None,
-        depends_on: Vec::new(),
-        waiting_for: Vec::new(),
-        blocked: None,
-        filed_reason: None,
-        error: None,
-        attempts: last,
-        last: (last > 0).then(|| Box::new(attempt_view(home, id, last))),
-        modified: entry.modified,
-        attention: Vec::new(),
-        host: None,
-        held: None,
-        limited: None,
-        not_before: None,
-    };
+    let mut v = TaskView::blank(id, entry.state, path);
+    v.attempts = last;
+    v.last = (last > 0).then(|| Box::new(attempt_view(home, id, last)));
+    v.modified = entry.modified;
     if entry.state == TaskState::Running && last > 0 {
         let dir = RunDir::new(home.run_dir(id, last));
         v.limited = dir.read(run::LIMITED).ok().flatten();

@@ -358,29 +358,10 @@ mod tests {
     use super::*;
 
     fn queued(id: &str, not_before: Option<Timestamp>) -> TaskView {
-        TaskView {
-            id: id.into(),
-            state: TaskState::Queued,
-            path: format!("/h/queue/{id}.md").into(),
-            title: id.into(),
-            priority: 0,
-            agent: None,
-            workdir: None,
-            repo: None,
-            depends_on: Vec::new(),
-            waiting_for: Vec::new(),
-            blocked: None,
-            filed_reason: None,
-            error: None,
-            attempts: 0,
-            last: None,
-            modified: None,
-            attention: Vec::new(),
-            host: None,
-            held: None,
-            limited: None,
-            not_before,
-        }
+        let path = std::path::PathBuf::from(format!("/h/queue/{id}.md"));
+        let mut v = TaskView::blank(id, TaskState::Queued, &path);
+        v.not_before = not_before;
+        v
     }
 
     /// A task with a `not_before:` still ahead says so; one whose time has come is queued.

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::remove::{forget_base_note, main_repo};
+use super::remove::{ensure_checkout_top, forget_base_note, main_repo};
 use super::{WorktreeError, common_dir, git, io_err, own_dir, real_dir, repo_lock, same_path};
 
 /// The folder, beside a repository's worktrees (so on the same filesystem, and a rename
@@ -107,15 +107,7 @@ where
         }
         Ok(_) => {}
     }
-    let not_a_worktree = || WorktreeError::NotARepository {
-        path: wt_path.to_path_buf(),
-    };
-    let top = git(wt_path, ["rev-parse", "--show-toplevel"])
-        .await
-        .map_err(|_| not_a_worktree())?;
-    if !same_path(Path::new(&top), wt_path) {
-        return Err(not_a_worktree());
-    }
+    ensure_checkout_top(wt_path).await?;
     // A worktree's own admin folder; the main checkout's is the repository's, never moved.
     let admin = git(wt_path, ["rev-parse", "--absolute-git-dir"]).await?;
     let common = git(
@@ -124,7 +116,9 @@ where
     )
     .await?;
     if same_path(Path::new(&admin), Path::new(&common)) {
-        return Err(not_a_worktree());
+        return Err(WorktreeError::NotARepository {
+            path: wt_path.to_path_buf(),
+        });
     }
     if Path::new(&admin).join("locked").exists() {
         return Ok(Detached::Kept("it is locked (`git worktree lock`)"));
@@ -206,21 +200,8 @@ mod tests {
     #[tokio::test]
     async fn detach_takes_the_worktree_out_of_gits_list_and_keeps_the_branch() {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let repo = tmp.path().join("app");
-        std::fs::create_dir(&repo).expect("mkdir");
+        let repo = crate::worktree::tests::repo_in(tmp.path());
         let git = |args: &[&str]| crate::git::test_git(&repo, args);
-        git(&["init", "-q", "-b", "main"]);
-        git(&[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "one",
-        ]);
         let wt = prepare(&repo, &tmp.path().join("w"), "t1", None)
             .await
             .expect("prepared");
@@ -265,21 +246,7 @@ mod tests {
     #[tokio::test]
     async fn a_trash_folder_that_is_a_link_is_never_followed() {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let repo = tmp.path().join("app");
-        std::fs::create_dir(&repo).expect("mkdir");
-        let git = |args: &[&str]| crate::git::test_git(&repo, args);
-        git(&["init", "-q", "-b", "main"]);
-        git(&[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "one",
-        ]);
+        let repo = crate::worktree::tests::repo_in(tmp.path());
         let wt = prepare(&repo, &tmp.path().join("w"), "t1", None)
             .await
             .expect("prepared");

@@ -16,21 +16,7 @@ fn names(dir: &Path) -> Vec<String> {
 #[tokio::test]
 async fn a_pool_folder_that_is_a_link_is_never_followed() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let repo = tmp.path().join("app");
-    fs::create_dir(&repo).expect("mkdir");
-    let git = |args: &[&str]| crate::git::test_git(&repo, args);
-    git(&["init", "-q", "-b", "main"]);
-    git(&[
-        "-c",
-        "user.name=T",
-        "-c",
-        "user.email=t@e",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "one",
-    ]);
+    let repo = crate::worktree::tests::repo_in(tmp.path());
     let outside = tmp.path().join("outside");
     fs::create_dir_all(outside.join("keep")).expect("mkdir");
     fs::write(outside.join("keep/notes.txt"), "mine").expect("write");
@@ -54,21 +40,7 @@ async fn a_pool_folder_that_is_a_link_is_never_followed() {
 #[tokio::test]
 async fn the_pool_of_a_deleted_repository_is_removed() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let repo = tmp.path().join("app");
-    fs::create_dir(&repo).expect("mkdir");
-    let git = |args: &[&str]| crate::git::test_git(&repo, args);
-    git(&["init", "-q", "-b", "main"]);
-    git(&[
-        "-c",
-        "user.name=T",
-        "-c",
-        "user.email=t@e",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "one",
-    ]);
+    let repo = crate::worktree::tests::repo_in(tmp.path());
     let place = locate(&repo, &tmp.path().join("w")).await.expect("place");
     let pool = Pool::of(&place);
     refill(&pool, 2).await.expect("refilled");

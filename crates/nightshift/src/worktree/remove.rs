@@ -32,17 +32,7 @@ pub async fn main_repo(wt_path: &Path) -> Result<PathBuf, WorktreeError> {
 /// `force` discards uncommitted changes), prunes stale worktree records, and drops its
 /// base note. The branch is kept.
 pub async fn remove(wt_path: &Path, force: bool) -> Result<(), WorktreeError> {
-    // Only the top of a linked worktree: never a directory that merely sits inside some
-    // other checkout.
-    let not_a_worktree = || WorktreeError::NotARepository {
-        path: wt_path.to_path_buf(),
-    };
-    let top = git(wt_path, ["rev-parse", "--show-toplevel"])
-        .await
-        .map_err(|_| not_a_worktree())?;
-    if !same_path(Path::new(&top), wt_path) {
-        return Err(not_a_worktree());
-    }
+    ensure_checkout_top(wt_path).await?;
     let repo = main_repo(wt_path).await?;
     let _one_at_a_time = repo_lock(&common_dir(wt_path).await?).await;
     let mut args = vec![OsStr::new("worktree"), OsStr::new("remove")];
@@ -53,6 +43,22 @@ pub async fn remove(wt_path: &Path, force: bool) -> Result<(), WorktreeError> {
     git(&repo, &args).await?;
     git(&repo, ["worktree", "prune"]).await?;
     forget_base_note(wt_path)
+}
+
+/// Only the top of a checkout is taken for a worktree: never a directory that merely sits
+/// inside some other checkout.
+pub(super) async fn ensure_checkout_top(wt_path: &Path) -> Result<(), WorktreeError> {
+    let not_a_worktree = || WorktreeError::NotARepository {
+        path: wt_path.to_path_buf(),
+    };
+    let top = git(wt_path, ["rev-parse", "--show-toplevel"])
+        .await
+        .map_err(|_| not_a_worktree())?;
+    if same_path(Path::new(&top), wt_path) {
+        Ok(())
+    } else {
+        Err(not_a_worktree())
+    }
 }
 
 /// Deletes the note `prepare` keeps beside a worktree. Also called for a worktree that is

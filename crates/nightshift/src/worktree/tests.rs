@@ -11,7 +11,7 @@ fn sh_git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A repository with one commit (README and sub/dir/file), identity in its config.
-fn repo_in(tmp: &Path) -> PathBuf {
+pub(super) fn repo_in(tmp: &Path) -> PathBuf {
     let repo = tmp.join("app");
     fs::create_dir_all(repo.join("sub/dir")).expect("mkdir");
     sh_git(&repo, &["init", "-q", "-b", "main"]);

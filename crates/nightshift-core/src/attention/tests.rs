@@ -558,11 +558,16 @@ Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:\n";
 fn a_turn_whose_hooks_fall_silent_gets_its_screen_read_for_limits() {
     let t = Thresholds::default();
     let mut w = Watch::new(at(0), true);
+    // The daemon's order: the look is asked for, then the screen read arrives.
+    assert!(w.take_screen_due(at(2), &t), "the first quiet look");
     w.on_screen("$ ", at(2), &t);
-    assert!(w.take_screen_due(at(2), &t) || !w.screen_due(at(3), &t));
+    assert!(!w.screen_due(at(3), &t), "no hooks yet: no other look");
     w.on_hook(Hook::Working, at(5), &t);
+    assert!(
+        w.take_screen_due(at(7), &t),
+        "the quiet look after the hook"
+    );
     w.on_screen("> the prompt", at(7), &t);
-    w.take_screen_due(at(7), &t);
     assert!(!w.screen_due(at(14), &t), "too soon after the hook");
     assert!(w.next_wake(&t).is_some_and(|at_| at_ <= at(15)));
     assert!(w.take_screen_due(at(15), &t), "ten seconds of hook silence");
@@ -574,18 +579,20 @@ fn a_turn_whose_hooks_fall_silent_gets_its_screen_read_for_limits() {
     // A tool pending has looks of its own; its result restarts the silence.
     w.on_hook(Hook::ToolRequested("Bash".into()), at(26), &t);
     w.on_hook(Hook::Working, at(30), &t);
+    assert!(
+        w.take_screen_due(at(32), &t),
+        "the quiet look after the hook"
+    );
     w.on_screen("> working", at(32), &t);
-    w.take_screen_due(at(32), &t);
     assert!(!w.screen_due(at(39), &t));
     assert!(w.screen_due(at(40), &t));
     // A turn that ended is not looked at for this.
     w.on_hook(Hook::TurnEnded("all done".into()), at(41), &t);
-    w.on_screen("$ ", at(43), &t);
-    w.take_screen_due(at(43), &t);
+    assert!(!w.screen_due(at(50), &t), "nothing new to look at");
     assert!(!w.screen_due(at(100), &t));
     // An agent without hooks is not looked at for this either.
     let mut plain = Watch::new(at(0), true);
+    assert!(plain.take_screen_due(at(2), &t));
     plain.on_screen("$ ", at(2), &t);
-    plain.take_screen_due(at(2), &t);
     assert!(!plain.screen_due(at(100), &t));
 }

@@ -223,7 +223,7 @@ async fn carry_out<S: Store>(home: &Home, store: &S, path: &Path, record: &TidyR
         let trash = record.trash.clone().unwrap_or_default();
         if !wt.exists() {
             // Prunes git's record if the crash came before the prune.
-            let _ = worktree::detach(wt, &trash, std::future::ready(true)).await;
+            let _ = worktree::detach(wt, &trash, || true).await;
         }
         return delete(&trash).await;
     }
@@ -266,7 +266,7 @@ async fn carry_out<S: Store>(home: &Home, store: &S, path: &Path, record: &TidyR
     // Asked again under the repository's turn, where a start of the task would have to
     // wait: a start makes the next attempt's run folder before it prepares the worktree. No
     // store query here, so a slow store never holds up the repository's starts.
-    let still_removable = async { !superseded(record) };
+    let still_removable = || !superseded(record);
     match worktree::detach(wt, &trash, still_removable).await {
         Ok(Detached::Moved) => log_removed(record, wt),
         Ok(Detached::Gone) => {}

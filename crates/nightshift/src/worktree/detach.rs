@@ -3,7 +3,6 @@
 //! prune under it, and its files are deleted afterwards, from a trash folder beside it.
 
 use std::fs;
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -73,7 +72,7 @@ pub async fn detach<F>(
     still_removable: F,
 ) -> Result<Detached, WorktreeError>
 where
-    F: Future<Output = bool>,
+    F: FnOnce() -> bool,
 {
     // The repository's turn, found from the worktree or, after a rename a killed daemon did
     // not finish, from the trash. Neither answering leaves nothing for git to do.
@@ -85,7 +84,7 @@ where
         Some(dir) => Some(repo_lock(dir).await),
         None => None,
     };
-    if !still_removable.await {
+    if !still_removable() {
         return Ok(Detached::InUse);
     }
     match fs::symlink_metadata(wt_path) {
@@ -207,7 +206,7 @@ mod tests {
             .expect("prepared");
         let trash = trash_path(&wt.path, "1").expect("trash");
 
-        let kept = detach(&wt.path, &trash, std::future::ready(false)).await;
+        let kept = detach(&wt.path, &trash, || false).await;
         assert_eq!(kept.expect("detach"), Detached::InUse);
         assert!(wt.path.is_dir(), "a worktree in use stays");
 
@@ -216,7 +215,7 @@ mod tests {
         std::fs::remove_file(wt.path.join("notes.txt")).expect("rm");
         assert!(!has_uncommitted_work(&wt.path).await.expect("status"));
 
-        let moved = detach(&wt.path, &trash, std::future::ready(true)).await;
+        let moved = detach(&wt.path, &trash, || true).await;
         assert_eq!(moved.expect("detach"), Detached::Moved);
         assert!(!wt.path.exists() && trash.is_dir());
         let listed = git(&["worktree", "list", "--porcelain"]);
@@ -233,7 +232,7 @@ mod tests {
         std::fs::create_dir(&repo).expect("mkdir");
         crate::git::test_git(&repo, &["init", "-q", "-b", "main"]);
         let trash = trash_path(&repo, "1").expect("trash");
-        let refused = detach(&repo, &trash, std::future::ready(true)).await;
+        let refused = detach(&repo, &trash, || true).await;
         assert!(
             matches!(refused, Err(WorktreeError::NotARepository { .. })),
             "{refused:?}"
@@ -256,7 +255,7 @@ mod tests {
         let trash = trash_path(&wt.path, "2").expect("trash");
         std::os::unix::fs::symlink(&outside, trash.parent().expect("folder")).expect("link");
 
-        let moved = detach(&wt.path, &trash, std::future::ready(true)).await;
+        let moved = detach(&wt.path, &trash, || true).await;
         assert!(moved.is_err(), "moved through a link: {moved:?}");
         assert!(wt.path.join(".git").is_file(), "the worktree stays");
         assert!(!outside.join("t1.2").exists());
